@@ -1,0 +1,186 @@
+"""One configuration object: built from a TOML file, then ``NEWSLETTER_*`` environment
+variables, then CLI flags — each layer overriding the one before.
+
+Secrets (SMTP passwords, the HMAC secret key, the admin password) come from the
+environment only, are never read from the TOML file and never appear in ``repr()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "newsletter.toml"
+
+
+@dataclass
+class SMTPServer:
+    """A named SMTP server; its password comes from ``NEWSLETTER_SMTP_<NAME>_PASSWORD``."""
+
+    name: str
+    url: str = "smtp://127.0.0.1:1025"
+    tls: str = "auto"  # auto (from URL scheme/flags) | none | starttls | tls
+    user: str | None = None
+    rate: str | None = None  # "20/s", "600/m", "10000/h"
+    max_connections: int = 4
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class Config:
+    """Everything the library needs to know about this installation."""
+
+    database_url: str = "sqlite:///newsletter.db"
+    newsletter_name: str = "The Weekly Dispatch"
+    site_url: str = "https://example.org"
+    base_url: str = "http://127.0.0.1:8000"
+    from_address: str = "The Weekly Dispatch <newsletter@example.org>"
+    reply_to: str | None = None
+    asset_base_url: str | None = None
+    template_dir: str | None = None
+    sources: list[str] = field(default_factory=list)
+    outbox: str = "outbox"
+    smtp: dict[str, SMTPServer] = field(default_factory=dict)
+    default_smtp: str | None = None
+    rate: str | None = None
+    concurrency: int = 4
+    max_attempts: int = 5
+    timezone: str = "UTC"
+    dkim_key_file: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    poll_interval: float = 5.0
+    fetch_timeout: float = 10.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    secret_key: str | None = field(default=None, repr=False)
+    admin_password: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    config_path: str | None = None
+
+    def smtp_server(self, name: str | None = None) -> SMTPServer:
+        """Return the named SMTP server, or the default one (a local catcher if none is configured)."""
+        name = name or self.default_smtp
+        if name is None:
+            if len(self.smtp) == 1:
+                return next(iter(self.smtp.values()))
+            if not self.smtp:
+                return SMTPServer(name="default", password=os.environ.get("NEWSLETTER_SMTP_PASSWORD"))
+            raise ConfigError("several [smtp.*] servers are configured: set default_smtp or pass --smtp NAME")
+        try:
+            return self.smtp[name]
+        except KeyError:
+            raise ConfigError(f"smtp server {name!r} is not configured (known: {', '.join(sorted(self.smtp)) or 'none'})") from None
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with some fields changed (flags that override config)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_SECRET_KEYS = {"secret_key", "admin_password", "admin_token"}
+_SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
+# Environment names that differ from NEWSLETTER_<FIELD>.
+_ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    f = _SCALAR_FIELDS[key]
+    typ = str(f.type)
+    try:
+        if typ.startswith("int"):
+            return int(value)
+        if typ.startswith("float"):
+            return float(value)
+        if typ.startswith("list"):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of strings")
+            return value
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mapping[str, str]) -> SMTPServer:
+    allowed = {f.name for f in dataclasses.fields(SMTPServer)} - {"name", "password"}
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: [smtp.{name}]: unknown key {sorted(unknown)[0]!r}")
+    if "password" in table:
+        raise ConfigError(f"{where}: [smtp.{name}]: passwords are not read from files; set NEWSLETTER_SMTP_{name.upper()}_PASSWORD")
+    kwargs = dict(table)
+    if "max_connections" in kwargs:
+        try:
+            kwargs["max_connections"] = int(kwargs["max_connections"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: [smtp.{name}]: max_connections must be an integer") from None
+    env_name = "NEWSLETTER_SMTP_" + name.upper().replace("-", "_") + "_PASSWORD"
+    return SMTPServer(name=name, password=env.get(env_name), **kwargs)
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the Config: TOML file (``path``, ``$NEWSLETTER_CONFIG`` or ./newsletter.toml if present),
+    then ``NEWSLETTER_*`` environment variables, then ``overrides`` (CLI flags; ``None`` values ignored)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    smtp: dict[str, SMTPServer] = {}
+
+    file = path or env.get("NEWSLETTER_CONFIG")
+    if file is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        file = DEFAULT_CONFIG_FILE
+    if file is not None:
+        p = Path(file)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read config file: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        for key, value in data.items():
+            if key == "smtp":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{p}: smtp must be a table of [smtp.NAME] servers")
+                for name, table in value.items():
+                    if not isinstance(table, dict):
+                        raise ConfigError(f"{p}: smtp.{name} must be a table")
+                    smtp[name] = _smtp_from_table(name, table, str(p), env)
+            elif key in _SECRET_KEYS:
+                raise ConfigError(f"{p}: {key} is a secret; set NEWSLETTER_{key.upper()} in the environment instead")
+            elif key in _SCALAR_FIELDS:
+                values[key] = _coerce(key, value, str(p))
+            else:
+                raise ConfigError(f"{p}: unknown config key {key!r}")
+        values["config_path"] = str(p)
+
+    for name, raw in env.items():
+        if not name.startswith("NEWSLETTER_") or name == "NEWSLETTER_CONFIG":
+            continue
+        key = _ENV_ALIASES.get(name) or name[len("NEWSLETTER_"):].lower()
+        if key in _SCALAR_FIELDS:
+            values[key] = _coerce(key, raw, f"environment {name}")
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _SCALAR_FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = value
+
+    cfg = Config(smtp=smtp, **values)
+    if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
+        raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
+    return cfg

@@ -1,0 +1,70 @@
+"""The project's exception hierarchy.
+
+Library code raises these with a one-line message naming the thing and the problem;
+only the CLI and web shells turn them into exit codes, log lines or HTTP answers.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of every error the project raises on purpose; ``str()`` is one line for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str):
+        # Errors are shown on one line: fold any newline a wrapped exception brought in.
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(NewsletterError):
+    """A config file, environment variable or flag has a bad value."""
+
+
+class SourceError(NewsletterError):
+    """An article source (file, directory, URL) cannot be read or parsed."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+class SelectionError(NewsletterError):
+    """Selection left nothing to compose, or a selection flag is malformed."""
+
+
+class RenderError(NewsletterError):
+    """A template is missing or fails to render."""
+
+
+class StoreError(NewsletterError):
+    """The database cannot be reached, is read-only, or refused a change."""
+
+
+class SchemaOutdated(StoreError):
+    """The database schema is older than the code: run ``newsletter db upgrade``."""
+
+
+class NotFound(NewsletterError):
+    """A named thing (list, subscriber, campaign, digest) does not exist."""
+
+
+class InvalidInput(NewsletterError):
+    """A value given by the user is malformed (address, header, CSV, token...)."""
+
+
+class InvalidToken(InvalidInput):
+    """A signed token is forged, truncated, expired or meant for something else."""
+
+
+class StateError(NewsletterError):
+    """An operation is not allowed in the current state (e.g. sending a finished campaign)."""
+
+
+class DispatchError(NewsletterError):
+    """Sending cannot proceed: SMTP unreachable, login refused, campaign locked..."""
+
+
+class ScheduleError(NewsletterError):
+    """A schedule (cron expression, time zone, time) is invalid."""
