@@ -1,0 +1,175 @@
+"""HTTP(S) fetching for every remote source: one function with a timeout, a size cap,
+a clear User-Agent, a bounded number of redirects, and the charset from the HTTP header.
+
+Built on the standard library's ``urllib`` rather than httpx: httpx is only a test
+dependency here, and urllib gives everything a source fetch needs (redirect control
+through its handler, streaming reads for the size cap) without adding a runtime
+dependency. Every failure becomes a one-line ``SourceError`` naming the URL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from dataclasses import dataclass
+
+from .. import __version__
+from ..errors import SourceError
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+MAX_REDIRECTS = 5
+_CHUNK = 64 * 1024
+
+
+@dataclass
+class Fetched:
+    """What a fetch returns: the body as bytes and what the server said about it."""
+
+    url: str
+    final_url: str
+    content: bytes
+    content_type: str | None
+    charset: str | None
+
+
+def user_agent(site_url: str | None = None) -> str:
+    """The User-Agent every fetch sends: names the tool and, when known, the publisher's site."""
+    return f"newsletter/{__version__} (+{site_url or 'https://example.org'})"
+
+
+def is_url(source: str) -> bool:
+    """True when ``source`` looks like an absolute http(s) URL (the only schemes fetched)."""
+    return urllib.parse.urlsplit(source.strip()).scheme.lower() in {"http", "https"}
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows at most ``max_redirections`` redirects, only to http(s), and detects loops."""
+
+    def __init__(self, url: str, max_redirections: int):
+        self.source_url = url
+        self.max_redirections = max_redirections
+        self.max_repetitions = 1  # visiting the same URL twice is a loop
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in {"http", "https"}:
+            raise SourceError(self.source_url, f"redirected to a non-HTTP URL {newurl!r}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        visited = getattr(req, "redirect_dict", {})
+        newurl = headers.get("location") or headers.get("uri")
+        if newurl:
+            target = urllib.parse.urljoin(req.full_url, newurl)
+            if target in visited or target == self.source_url:
+                raise SourceError(self.source_url, f"redirect loop (back to {target})")
+            if len(visited) >= self.max_redirections:
+                raise SourceError(self.source_url, f"too many redirects (more than {self.max_redirections})")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def fetch(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    user_agent_string: str | None = None,
+    max_redirects: int = MAX_REDIRECTS,
+    accept: str = "*/*",
+) -> Fetched:
+    """GET ``url`` and return its body; raise ``SourceError`` naming the URL on any failure.
+
+    ``timeout`` bounds the whole fetch (connect plus reading the body), not each socket
+    read; ``max_bytes`` caps the (decompressed) body; redirects are followed up to
+    ``max_redirects`` and a loop is an error.
+    """
+    url = url.strip()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise SourceError(url, "only http:// and https:// URLs can be fetched")
+    if not parts.hostname:
+        raise SourceError(url, "URL has no host name")
+
+    opener = urllib.request.build_opener(_RedirectHandler(url, max_redirects))
+    request = urllib.request.Request(
+        url,
+        headers={
+            "User-Agent": user_agent_string or user_agent(),
+            "Accept": accept,
+            "Accept-Encoding": "gzip, deflate",
+        },
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with opener.open(request, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > max_bytes and not resp.headers.get("Content-Encoding"):
+                raise SourceError(url, f"too large: {int(length)} bytes (limit {max_bytes})")
+            content = _read_capped(resp, url, max_bytes, deadline, timeout)
+            content_type = resp.headers.get_content_type() if resp.headers.get("Content-Type") else None
+            charset = resp.headers.get_content_charset()
+            final_url = resp.geturl()
+    except SourceError:
+        raise
+    except urllib.error.HTTPError as e:
+        reason = e.reason if isinstance(e.reason, str) else http.client.responses.get(e.code, "")
+        if e.code in (301, 302, 303, 307, 308):
+            raise SourceError(url, f"too many redirects or a redirect loop (HTTP {e.code})") from None
+        raise SourceError(url, f"HTTP {e.code} {reason}".rstrip()) from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            raise SourceError(url, f"timed out after {timeout:g} s") from None
+        if isinstance(reason, ssl.SSLError):
+            raise SourceError(url, f"TLS error: {reason}") from None
+        if isinstance(reason, socket.gaierror):
+            raise SourceError(url, f"cannot resolve host {parts.hostname!r}") from None
+        if isinstance(reason, ConnectionRefusedError):
+            raise SourceError(url, "connection refused") from None
+        raise SourceError(url, f"cannot connect: {reason}") from None
+    except (socket.timeout, TimeoutError):
+        raise SourceError(url, f"timed out after {timeout:g} s") from None
+    except (http.client.HTTPException, ConnectionError, OSError) as e:
+        raise SourceError(url, f"connection failed: {type(e).__name__} {e}".strip()) from None
+    except ValueError as e:  # malformed URL details urllib notices late (bad port, ...)
+        raise SourceError(url, f"invalid URL: {e}") from None
+    return Fetched(url=url, final_url=final_url, content=content, content_type=content_type, charset=charset)
+
+
+def _read_capped(resp, url: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    """Read the body in chunks, decompressing gzip/deflate, stopping at the cap or the deadline."""
+    encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
+    decomp = None
+    if encoding in {"gzip", "x-gzip"}:
+        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decomp = zlib.decompressobj()
+    out = bytearray()
+    while True:
+        if time.monotonic() > deadline:
+            raise SourceError(url, f"timed out after {timeout:g} s")
+        chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
+        if not chunk:
+            break
+        if decomp is not None:
+            try:
+                chunk = decomp.decompress(chunk, max_bytes + 1 - len(out))
+            except zlib.error as e:
+                raise SourceError(url, f"corrupt {encoding} body: {e}") from None
+        out += chunk
+        if len(out) > max_bytes:
+            raise SourceError(url, f"too large: more than {max_bytes} bytes")
+    if decomp is not None:
+        out += decomp.flush()
+        if len(out) > max_bytes:
+            raise SourceError(url, f"too large: more than {max_bytes} bytes")
+    return bytes(out)
