@@ -1,0 +1,5 @@
+"""Subscribers, lists and campaigns in SQL: SQLite by default, PostgreSQL when they grow.
+
+``db`` (engines, migrations, sessions), ``models`` (tables), ``tokens`` and ``secret``
+(signed unsubscribe/confirm links), ``subscribers``/``lists``/``importer`` (operations).
+"""

@@ -1,0 +1,11 @@
+"""The one MetaData holding every table: importing this module imports every model module.
+
+Alembic's env.py and the migration test use it, so a model module missing here is a
+model whose schema nobody checks. Engineers add one import line per model module.
+"""
+
+from sqlmodel import SQLModel
+
+from . import models  # noqa: F401  (subscribers, lists, subscriptions, suppressions)
+
+metadata = SQLModel.metadata
