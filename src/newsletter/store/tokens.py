@@ -1,0 +1,140 @@
+"""HMAC-SHA256 signed tokens for unsubscribe and confirmation links.
+
+A token is ``base64url(payload || mac)`` without padding, where the payload holds a
+kind byte and varint-encoded integers, and the MAC is the first 16 bytes of
+HMAC-SHA256 under a key derived per purpose from the secret. Unsubscribe tokens name
+(subscriber, list) and never expire (a reader may click an old email years later);
+confirm tokens also carry an expiry time. Subscriber ids are never reused, so a token
+cannot act on another address. Verification compares MACs in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from datetime import datetime, timedelta
+
+from ..errors import InvalidToken
+
+VERSION = 1
+MAC_BYTES = 16
+DEFAULT_CONFIRM_TTL = timedelta(days=7)
+_UNSUBSCRIBE = b"u"
+_CONFIRM = b"c"
+_PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1"}
+_NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation"}
+
+
+def _invalid(kind: bytes, reason: str, detail: str) -> InvalidToken:
+    err = InvalidToken(f"{_NAME[kind]} token is {reason}: {detail}")
+    err.reason = reason  # "forged" | "expired" | "malformed"
+    return err
+
+
+def _key(secret: bytes, kind: bytes) -> bytes:
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    if not secret:
+        raise ValueError("secret key is empty")
+    return hmac.new(secret, _PURPOSE[kind], hashlib.sha256).digest()
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError("token fields must be non-negative integers")
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varints(data: bytes, count: int) -> list[int] | None:
+    values, pos = [], 0
+    for _ in range(count):
+        n = shift = 0
+        while True:
+            if pos >= len(data) or shift > 63:
+                return None
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        values.append(n)
+    return values if pos == len(data) else None
+
+
+def _sign(secret: bytes, kind: bytes, fields: list[int]) -> str:
+    payload = bytes([VERSION]) + kind + b"".join(_varint(int(f)) for f in fields)
+    mac = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+
+
+def _open(secret: bytes, kind: bytes, token: str, count: int) -> list[int]:
+    if not isinstance(token, str) or not token or len(token) > 200:
+        raise _invalid(kind, "malformed", "empty or too long")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise _invalid(kind, "malformed", "not base64url") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+        raise _invalid(kind, "malformed", "not canonical base64url")
+    if len(raw) < 2 + MAC_BYTES + count or raw[0] != VERSION or raw[1:2] != kind:
+        raise _invalid(kind, "malformed", "wrong length, version or kind")
+    payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    expected = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:MAC_BYTES]
+    if not hmac.compare_digest(mac, expected):
+        raise _invalid(kind, "forged", "signature does not match")
+    fields = _read_varints(payload[2:], count)
+    if fields is None:
+        raise _invalid(kind, "malformed", "bad fields")
+    return fields
+
+
+def unsubscribe_token(secret: bytes, subscriber_id: int, list_id: int) -> str:
+    """A non-expiring token that unsubscribes ``subscriber_id`` from ``list_id``."""
+    return _sign(secret, _UNSUBSCRIBE, [subscriber_id, list_id])
+
+
+def verify_unsubscribe_token(secret: bytes, token: str) -> tuple[int, int]:
+    """(subscriber_id, list_id) of a genuine unsubscribe token; InvalidToken otherwise."""
+    sid, lid = _open(secret, _UNSUBSCRIBE, token, 2)
+    return sid, lid
+
+
+def _timestamp(now: datetime | float | None) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        return now.timestamp()
+    return float(now)
+
+
+def confirm_token(
+    secret: bytes,
+    subscriber_id: int,
+    list_id: int,
+    *,
+    ttl: timedelta = DEFAULT_CONFIRM_TTL,
+    now: datetime | float | None = None,
+) -> str:
+    """A token confirming ``subscriber_id`` on ``list_id``, valid for ``ttl`` (default 7 days)."""
+    expires = int(_timestamp(now) + ttl.total_seconds())
+    return _sign(secret, _CONFIRM, [subscriber_id, list_id, expires])
+
+
+def verify_confirm_token(secret: bytes, token: str, *, now: datetime | float | None = None) -> tuple[int, int]:
+    """(subscriber_id, list_id) of a genuine, unexpired confirm token; InvalidToken otherwise."""
+    sid, lid, expires = _open(secret, _CONFIRM, token, 3)
+    if _timestamp(now) > expires:
+        raise _invalid(_CONFIRM, "expired", "ask for a new confirmation email")
+    return sid, lid
