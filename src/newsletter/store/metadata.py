@@ -7,5 +7,6 @@ model whose schema nobody checks. Engineers add one import line per model module
 from sqlmodel import SQLModel
 
 from . import models  # noqa: F401  (subscribers, lists, subscriptions, suppressions)
+from . import campaign_models  # noqa: F401  (campaigns, campaign_lists, campaign_images, deliveries)
 
 metadata = SQLModel.metadata

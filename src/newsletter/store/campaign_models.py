@@ -1,0 +1,129 @@
+"""Campaigns (a frozen snapshot of what will be sent) and the delivery ledger (SQLModel tables).
+
+A campaign holds the final HTML and text with merge tags still in them, the envelope
+headers, its inline images and target lists. The ledger has exactly one ``deliveries`` row
+per (campaign, subscriber) — the unique key is what makes "one copy per reader" a database
+fact rather than a hope. Row states::
+
+    pending ──claim──> claimed ──hand to SMTP──> sending ──> sent | failed | deferred
+       ^                  │                                       │
+       └──release/recover─┘          deferred ──next_attempt_at──>┘ (claimable again)
+    pending/deferred ──unsubscribed or suppressed since──> skipped
+
+``claimed`` rows are held by a live worker and were never handed to a server, so a crash
+returns them to ``pending``; ``sending`` rows were (or were about to be) handed to a server
+and their outcome is unknown after a crash: these are the "ambiguous" ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from .models import UtcDateTime, utcnow
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "finished", "cancelled")
+DELIVERY_STATES = ("pending", "claimed", "sending", "sent", "failed", "deferred", "skipped")
+
+
+def _in(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Campaign(SQLModel, table=True):
+    """What will be sent, to which lists, and where sending stands."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        sa.CheckConstraint(f"status in ({_in(CAMPAIGN_STATUSES)})", name="ck_campaigns_status"),
+        sa.Index("ix_campaigns_status", "status"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    subject: str = Field(sa_type=sa.Text(), nullable=False)
+    from_address: str = Field(sa_type=sa.Text(), nullable=False)
+    reply_to: Optional[str] = Field(default=None, sa_type=sa.Text(), nullable=True)
+    preheader: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    html: str = Field(sa_type=sa.Text(), nullable=False)
+    text: str = Field(sa_type=sa.Text(), nullable=False)
+    # Extra headers given at creation (name -> value), checked for CR/LF like every other value.
+    headers: dict = Field(default_factory=dict, sa_type=sa.JSON(), nullable=False)
+    # Where the content came from and what it holds (digest folder, article keys) for display.
+    meta: dict = Field(default_factory=dict, sa_type=sa.JSON(), nullable=False)
+    status: str = Field(default="draft", sa_type=sa.String(16), nullable=False)
+    status_reason: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
+    scheduled_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    started_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    finished_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # Set once the ledger rows exist (sending started): later subscribers are not added.
+    ledger_created_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # SQLite allows one sender per campaign: who holds it and when it last said it is alive.
+    lock_owner: Optional[str] = Field(default=None, sa_type=sa.String(200), nullable=True)
+    lock_heartbeat_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+
+
+class CampaignList(SQLModel, table=True):
+    """A target list of a campaign (a subscriber on several of them gets one copy)."""
+
+    __tablename__ = "campaign_lists"
+
+    campaign_id: int = Field(
+        sa_column_args=[sa.ForeignKey("campaigns.id", ondelete="CASCADE")], primary_key=True
+    )
+    list_id: int = Field(sa_column_args=[sa.ForeignKey("lists.id", ondelete="CASCADE")], primary_key=True)
+
+
+class CampaignImage(SQLModel, table=True):
+    """An inline image of a campaign, sent as a CID part next to the HTML."""
+
+    __tablename__ = "campaign_images"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "cid", name="uq_campaign_images_campaign_cid"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    campaign_id: int = Field(sa_column_args=[sa.ForeignKey("campaigns.id", ondelete="CASCADE")], nullable=False)
+    cid: str = Field(sa_type=sa.String(200), nullable=False)
+    filename: str = Field(sa_type=sa.String(255), nullable=False)
+    content_type: str = Field(sa_type=sa.String(100), nullable=False)
+    data: bytes = Field(sa_type=sa.LargeBinary(), nullable=False)
+
+
+class Delivery(SQLModel, table=True):
+    """One row per (campaign, subscriber): the ledger that makes sending exactly-once and resumable."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
+        sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
+        sa.Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+        sa.Index("ix_deliveries_worker", "worker_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    campaign_id: int = Field(sa_column_args=[sa.ForeignKey("campaigns.id", ondelete="CASCADE")], nullable=False)
+    subscriber_id: int = Field(
+        sa_column_args=[sa.ForeignKey("subscribers.id", ondelete="CASCADE")], nullable=False
+    )
+    # The list whose unsubscribe link this copy carries (the first target list the reader is on).
+    list_id: int = Field(nullable=False)
+    email: str = Field(sa_type=sa.String(320), nullable=False)  # the address at ledger creation
+    state: str = Field(default="pending", sa_type=sa.String(16), nullable=False)
+    attempts: int = Field(default=0, nullable=False)
+    next_attempt_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    last_reply: Optional[str] = Field(default=None, sa_type=sa.Text(), nullable=True)
+    message_id: Optional[str] = Field(default=None, sa_type=sa.String(255), nullable=True)
+    worker_id: Optional[str] = Field(default=None, sa_type=sa.String(200), nullable=True)
+    server: Optional[str] = Field(default=None, sa_type=sa.String(100), nullable=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
+    sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
