@@ -1,0 +1,172 @@
+"""Admin pages: login, preview (with test send), campaigns, subscribers and lists.
+
+Local-only unless an admin password or token is configured (see ``deps.require_admin``);
+every form carries a CSRF token. Each handler calls one library function and renders the result.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from . import preview as pv
+from .app import state
+from .deps import check_csrf, client_host, rate_limit, require_admin
+from .render import flash, page, redirect
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+guarded = APIRouter(include_in_schema=False, dependencies=[Depends(require_admin)])
+
+
+# --- login -----------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/admin/"):
+    st = state(request)
+    if not st.auth_configured:
+        return redirect("/admin/")
+    return page(request, "admin/login.html", title="Log in", next=_safe_next(next), admin=False)
+
+
+@router.post("/login")
+def login(request: Request, password: str = Form(""), csrf_token: str = Form(""), next: str = Form("/admin/")):
+    st = state(request)
+    check_csrf(request, csrf_token)
+    if not st.auth_configured:
+        return redirect("/admin/")
+    rate_limit(request, "login_ip", client_host(request), "login attempts")
+    ok = (st.password is not None and st.password.matches(password)) or (
+        st.token_sha256 is not None and pv_token_ok(st, password)
+    )
+    if not ok:
+        return page(request, "admin/login.html", status=403, title="Log in", next=_safe_next(next),
+                    flash=("error", "Wrong password."))
+    session = request.state.session
+    session["admin"] = True
+    session["csrf"] = __import__("secrets").token_urlsafe(24)  # new session, new CSRF nonce
+    session["dirty"] = True
+    return redirect(_safe_next(next))
+
+
+def pv_token_ok(st, candidate: str) -> bool:
+    from .security import token_matches
+
+    return token_matches(st.token_sha256, candidate)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: str = Form("")):
+    check_csrf(request, csrf_token)
+    request.state.session["admin"] = False
+    request.state.session["dirty"] = True
+    return redirect("/admin/login" if state(request).auth_configured else "/admin/")
+
+
+def _safe_next(url: str) -> str:
+    """Only redirect to a path on this site after login (no open redirect)."""
+    return url if url.startswith("/") and not url.startswith("//") and "\\" not in url else "/admin/"
+
+
+# --- dashboard ---------------------------------------------------------------------------------
+
+
+@guarded.get("/")
+def dashboard(request: Request):
+    return redirect("/admin/preview")
+
+
+# --- preview -------------------------------------------------------------------------------
+
+
+def _doc(request: Request, campaign: str | None) -> pv.PreviewDoc:
+    st = state(request)
+    if campaign:
+        from . import library
+
+        return library.campaign_preview(st, campaign)
+    cache = st.preview_cache.setdefault("sources", pv.PreviewCache())
+    return cache.get(st.config, st.watch)
+
+
+@guarded.get("/preview")
+def preview_page(request: Request, campaign: str | None = None, view: str = "email"):
+    st = state(request)
+    if view not in ("email", "text", "dark"):
+        view = "email"
+    doc = _doc(request, campaign or None)
+    from . import library
+
+    campaigns = library.recent_campaigns(st)
+    query = {"campaign": campaign} if campaign else {}
+    raw = "/admin/preview/raw?" + urlencode({**query, "v": _version(request, doc)})
+    name, addr = parseaddr(doc.from_address or st.config.from_address)
+    return page(
+        request, "admin/preview.html", admin=True, active="preview", title="Preview",
+        doc=doc, view=view, raw=raw, query_base=urlencode(query) + ("&" if query else ""),
+        text=pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES),
+        budget=pv.HTML_BUDGET_BYTES, dark_styles=pv.has_dark_styles(doc.html),
+        sender_name=name or addr or st.config.newsletter_name,
+        campaigns=campaigns, campaign_id=campaign or "",
+        watching=[str(p) for p in st.watch], version=_version(request, doc),
+    )
+
+
+def _version(request: Request, doc: pv.PreviewDoc) -> str:
+    import hashlib
+
+    return hashlib.sha1((doc.html + doc.text + (doc.error or "")).encode()).hexdigest()[:12]
+
+
+@guarded.get("/preview/raw")
+def preview_raw(request: Request, campaign: str | None = None, variant: str = "html"):
+    doc = _doc(request, campaign or None)
+    if doc.error:
+        raise HTTPException(409, doc.error)
+    if variant == "text":
+        return Response(pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES), media_type="text/plain; charset=utf-8")
+    if variant not in ("html", "dark"):
+        raise HTTPException(400, f"unknown variant {variant!r} (html, dark or text)")
+    prefix = "/admin/preview"
+    body = pv.for_frame(doc, variant, prefix + ("?campaign=" + campaign if False else ""))
+    return Response(body, media_type="text/html; charset=utf-8", headers={
+        # The email is shown, never run: no scripts, no forms, framed only by this site.
+        "Content-Security-Policy": "default-src 'none'; img-src * data: blob:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'self'; form-action 'none'",
+        "Cache-Control": "no-store",
+    })
+
+
+@guarded.get("/preview/cid/{cid:path}")
+def preview_cid(request: Request, cid: str, campaign: str | None = None):
+    doc = _doc(request, campaign or None)
+    if cid not in doc.images:
+        raise HTTPException(404, f"no inline image {cid!r} in this digest")
+    content_type, data = doc.images[cid]
+    return Response(data, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+@guarded.get("/preview/state")
+def preview_state(request: Request, campaign: str | None = None):
+    """What the --watch script polls: a version that changes with the composed digest."""
+    doc = _doc(request, campaign or None)
+    return JSONResponse({"version": _version(request, doc), "error": doc.error})
+
+
+@guarded.post("/preview/test-send")
+def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form(""), csrf_token: str = Form("")):
+    check_csrf(request, csrf_token)
+    from . import library
+
+    st = state(request)
+    doc = _doc(request, campaign or None)
+    if doc.error:
+        raise HTTPException(409, doc.error)
+    address = library.test_send(st, doc, to, campaign or None)
+    flash(request, "ok", f"Test message sent to {address}.")
+    return redirect("/admin/preview" + (f"?campaign={campaign}" if campaign else ""))
+
+
+router.include_router(guarded)

@@ -1,0 +1,285 @@
+"""The app factory: builds the FastAPI app that serves the admin pages, the JSON API and the
+public pages (subscribe, confirm, unsubscribe, archive).
+
+The app is a thin shell: every route calls a library function and formats what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import Config
+from ..errors import (
+    ConfigError,
+    DispatchError,
+    InvalidInput,
+    InvalidToken,
+    NewsletterError,
+    NotFound,
+    ScheduleError,
+    SelectionError,
+    StateError,
+    StoreError,
+)
+from .security import SESSION_COOKIE, PasswordHash, RateLimiter, Sessions
+
+log = logging.getLogger("newsletter.web")
+
+HERE = Path(__file__).parent
+MAX_BODY = 256 * 1024  # forms and JSON
+MAX_UPLOAD = 20 * 1024 * 1024  # CSV import
+UPLOAD_PATHS = ("/admin/subscribers/import", "/api/subscribers/import")
+
+
+@dataclass
+class Limits:
+    """Rate limits (hits per window seconds); tests shrink them."""
+
+    subscribe_per_ip: tuple[int, float] = (20, 600.0)
+    subscribe_per_address: tuple[int, float] = (3, 3600.0)
+    login_per_ip: tuple[int, float] = (10, 600.0)
+    token_per_ip: tuple[int, float] = (60, 600.0)
+
+
+@dataclass
+class WebState:
+    """What the routes share: config, engine (created on first use), auth material, limiters."""
+
+    config: Config
+    engine_: Any
+    sessions: Sessions
+    password: PasswordHash | None
+    token_sha256: bytes | None
+    limiters: dict[str, RateLimiter]
+    templates: Jinja2Templates
+    watch: list[Path] = field(default_factory=list)
+    secure_cookies: bool = False
+    preview_cache: dict = field(default_factory=dict)
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.password is not None or self.token_sha256 is not None
+
+    @property
+    def engine(self):
+        if self.engine_ is None:
+            from ..store.db import get_engine, require_current_schema
+
+            engine = get_engine(self.config.database_url)
+            require_current_schema(engine)
+            self.engine_ = engine
+        return self.engine_
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.web
+
+
+_STATUS = [
+    (InvalidToken, 400),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (StateError, 409),
+    (ScheduleError, 400),
+    (SelectionError, 400),
+    (DispatchError, 502),
+    (StoreError, 503),
+    (ConfigError, 503),
+]
+
+
+def status_for(exc: NewsletterError) -> int:
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 500
+
+
+_TITLES = {
+    400: "That did not work",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Not possible right now",
+    413: "Too large",
+    422: "That did not work",
+    429: "Too many requests",
+    500: "Something went wrong",
+    502: "Sending failed",
+    503: "Service unavailable",
+}
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "").split(",")[0]
+
+
+def error_response(request: Request, status: int, message: str, headers: dict | None = None) -> Response:
+    """One error shape: JSON ``{"error": ..., "status": ...}`` for the API, a small page otherwise."""
+    if wants_json(request):
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+    st: WebState = request.app.state.web
+    html = st.templates.get_template("error.html").render(
+        request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
+        config=st.config, csrf_token="", admin=False,
+    )
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to bodies over the limit, by Content-Length or while streaming."""
+
+    def __init__(self, app, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD):
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_upload if scope["path"].startswith(UPLOAD_PATHS) else self.max_body
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await self._reject(scope, receive, send, limit)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send, limit)
+
+    async def _reject(self, scope, receive, send, limit):
+        request = Request(scope, receive)
+        response = error_response(request, 413, f"the request body is larger than {limit // 1024} KB")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    config: Config,
+    engine=None,
+    *,
+    watch: list[str | Path] | None = None,
+    limits: Limits | None = None,
+) -> FastAPI:
+    """Build the web app for ``config``; ``engine`` defaults to one for ``config.database_url``
+    (created on first use, so the public pages can start before the database is reachable)."""
+    from ..store.secret import secret_key
+
+    limits = limits or Limits()
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["newsletter_name"] = config.newsletter_name
+    st = WebState(
+        config=config,
+        engine_=engine,
+        sessions=Sessions(secret_key(config)),
+        password=PasswordHash.of(config.admin_password) if config.admin_password else None,
+        token_sha256=hashlib.sha256(config.admin_token.encode()).digest() if config.admin_token else None,
+        limiters={
+            "subscribe_ip": RateLimiter(*limits.subscribe_per_ip),
+            "subscribe_address": RateLimiter(*limits.subscribe_per_address),
+            "login_ip": RateLimiter(*limits.login_per_ip),
+            "token_ip": RateLimiter(*limits.token_per_ip),
+        },
+        templates=templates,
+        watch=[Path(w) for w in (watch or [])],
+        secure_cookies=config.base_url.startswith("https://"),
+    )
+
+    app = FastAPI(
+        title=f"{config.newsletter_name} — newsletter API",
+        version="1",
+        description="JSON endpoints behind the admin pages: campaigns, subscribers, lists and stats. "
+        "Local requests only unless an admin password or token is configured (then `Authorization: Bearer TOKEN`).",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.web = st
+
+    @app.middleware("http")
+    async def session_and_headers(request: Request, call_next):
+        session = st.sessions.load(request.cookies.get(SESSION_COOKIE))
+        request.state.session = session
+        response = await call_next(request)
+        if session.get("new") or session.get("dirty"):
+            session.pop("new", None)
+            response.set_cookie(
+                SESSION_COOKIE, st.sessions.dump(session), max_age=st.sessions.max_age,
+                httponly=True, samesite="lax", secure=st.secure_cookies, path="/",
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if not request.url.path.startswith("/admin/preview/raw"):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    @app.exception_handler(NewsletterError)
+    async def library_error(request: Request, exc: NewsletterError):
+        return error_response(request, status_for(exc), str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors()[:3]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+        message = "; ".join(problems) or "invalid request"
+        if wants_json(request):
+            return JSONResponse({"error": message, "status": 422}, status_code=422)
+        return error_response(request, 400, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
+
+    from . import admin, api, public
+
+    app.include_router(public.router)
+    app.include_router(admin.router)
+    app.include_router(api.router)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(BodyLimit)
+    return app

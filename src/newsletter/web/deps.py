@@ -1,0 +1,110 @@
+"""FastAPI dependencies shared by the routers: the admin guard (local-only or logged in),
+CSRF checks and rate limiting."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import HTTPException, Request
+
+from .app import WebState, state
+from .security import csrf_ok, is_loopback, token_matches
+
+LOCAL_HOST_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+class LoginRequired(HTTPException):
+    """Raised for admin pages when auth is configured and the visitor has not logged in."""
+
+
+def client_host(request: Request) -> str:
+    """The TCP peer address. X-Forwarded-For is deliberately ignored: anyone can send it."""
+    return request.client.host if request.client else ""
+
+
+def _host_is_local(request: Request) -> bool:
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in LOCAL_HOST_NAMES or is_loopback(name)
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def admin_identity(request: Request) -> str | None:
+    """How this request is allowed into the admin area ("local", "session", "token"), or None."""
+    st: WebState = state(request)
+    if not st.auth_configured:
+        # No auth: only this machine, and only under a local Host name (defeats DNS rebinding).
+        if is_loopback(client_host(request)) and _host_is_local(request):
+            return "local"
+        return None
+    if token_matches(st.token_sha256, bearer(request)):
+        return "token"
+    if request.state.session.get("admin"):
+        return "session"
+    return None
+
+
+def _refuse(request: Request, api: bool):
+    st = state(request)
+    if not st.auth_configured:
+        raise HTTPException(
+            403,
+            "the admin pages and API only answer requests from this machine; "
+            "set NEWSLETTER_ADMIN_PASSWORD or NEWSLETTER_ADMIN_TOKEN to allow others",
+        )
+    if api:
+        raise HTTPException(401, "authentication required: send Authorization: Bearer TOKEN or log in", headers={"WWW-Authenticate": "Bearer"})
+    raise LoginRequired(303, "log in first", headers={"Location": "/admin/login?next=" + quote(str(request.url.path))})
+
+
+def require_admin(request: Request) -> str:
+    """Guard for the admin HTML pages."""
+    who = admin_identity(request)
+    if who is None:
+        _refuse(request, api=False)
+    return who
+
+
+def require_api(request: Request) -> str:
+    """Guard for /api: like the admin pages, plus a CSRF header on changes made with a session cookie
+    (a cross-site page can send a cookie but not a custom header)."""
+    who = admin_identity(request)
+    if who is None:
+        _refuse(request, api=True)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and who != "token":
+        origin = request.headers.get("origin")
+        header = request.headers.get("x-csrf-token")
+        if header is not None or who == "session":
+            if not csrf_ok(request.state.session, header):
+                raise HTTPException(403, "missing or wrong X-CSRF-Token header")
+        elif origin is not None and not _same_origin(request, origin):
+            raise HTTPException(403, f"cross-site request from {origin} refused")
+    return who
+
+
+def _same_origin(request: Request, origin: str) -> bool:
+    return origin.split("://", 1)[-1].lower() == request.headers.get("host", "").lower()
+
+
+def check_csrf(request: Request, token: str | None) -> None:
+    """Every form carries the session's CSRF token; a missing or wrong one is a 403 and changes nothing."""
+    if not csrf_ok(request.state.session, token):
+        raise HTTPException(403, "the form's security token is missing or out of date; reload the page and try again")
+
+
+def rate_limit(request: Request, limiter: str, key: str, what: str) -> None:
+    lim = state(request).limiters[limiter]
+    if not lim.hit(key):
+        raise HTTPException(
+            429, f"too many {what}; try again in {lim.retry_after(key)} seconds",
+            headers={"Retry-After": str(lim.retry_after(key))},
+        )
+
+
+def csrf_token(request: Request) -> str:
+    return request.state.session["csrf"]

@@ -1,0 +1,219 @@
+"""What the preview page shows: a digest (composed from the configured sources, or a campaign's
+snapshot) prepared for display in frames, and the checks a publisher wants before sending.
+
+Composing is the library's job (``newsletter.compose.compose``); this module only caches the
+result between requests, fills the merge tags with sample values, points ``cid:`` images at a
+preview URL and forces the email's dark-mode styles on for the dark tab.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html.parser
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HTML_BUDGET_BYTES = 102 * 1024
+
+SAMPLE_VALUES = {
+    "EMAIL": "reader@example.com",
+    "NAME": "Sam Reader",
+    "UNSUBSCRIBE_URL": "#unsubscribe",
+    "WEB_VERSION_URL": "#web-version",
+}
+# What the public archive shows instead of personal data: nothing identifying, no working token.
+NEUTRAL_VALUES = {
+    "EMAIL": "you",
+    "NAME": "",
+    "UNSUBSCRIBE_URL": "",  # filled with the archive page's own URL by the caller
+    "WEB_VERSION_URL": "",
+}
+
+_MERGE_TAG = re.compile(r"\*\|([A-Z_]+)(?::([^|*]*?))?(?::([^|*]*?))?\|\*")
+
+
+def fill_merge_tags(text: str, values: dict[str, str], attributes: dict[str, str] | None = None) -> str:
+    """Replace ``*|TAG|*``, ``*|NAME:fallback|*`` and ``*|ATTR:key:fallback|*`` with display values.
+
+    Only for showing a digest in a browser (preview and archive): real per-recipient
+    personalization is the dispatcher's.
+    """
+    attributes = attributes or {}
+
+    def sub(m: re.Match) -> str:
+        tag, a, b = m.group(1), m.group(2), m.group(3)
+        if tag == "ATTR":
+            value = attributes.get(a or "", "")
+            return value or (b or "")
+        value = values.get(tag, "")
+        return value or (a or "")
+
+    return _MERGE_TAG.sub(sub, text)
+
+
+@dataclass
+class PreviewDoc:
+    """One digest as the preview shows it."""
+
+    label: str
+    subject: str
+    preheader: str
+    html: str  # still holding merge tags
+    text: str
+    from_address: str = ""
+    html_size: int = 0
+    warnings: list[str] = field(default_factory=list)
+    images: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # cid -> (content type, data)
+    assets: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # url -> (content type, data)
+    campaign_id: Any = None
+    error: str | None = None
+
+
+def from_digest(digest, label: str, campaign_id: Any = None) -> PreviewDoc:
+    size = digest.html_size or len(digest.html.encode("utf-8"))
+    doc = PreviewDoc(
+        label=label,
+        subject=digest.subject,
+        preheader=digest.preheader or "",
+        html=digest.html,
+        text=digest.text,
+        from_address=getattr(digest, "from_address", "") or "",
+        html_size=size,
+        warnings=list(getattr(digest, "warnings", []) or []),
+        images={i.cid: (i.content_type, i.data) for i in getattr(digest, "images", []) or []},
+        assets={a.url: (a.content_type, a.data) for a in getattr(digest, "assets", []) or []},
+        campaign_id=campaign_id,
+    )
+    doc.warnings = _dedupe(doc.warnings + check_html(doc))
+    return doc
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [x for x in items if not (x in seen or seen.add(x))]
+
+
+class _ImgScan(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.images: list[dict[str, str | None]] = []
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a)
+        elif tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"] or "")
+
+
+def check_html(doc: PreviewDoc) -> list[str]:
+    """Warnings a publisher should see before sending: images without alt text, no unsubscribe
+    link, images that cannot load (unknown cid:, missing local file, empty src), size over budget."""
+    scan = _ImgScan()
+    scan.feed(doc.html)
+    warnings = []
+    for img in scan.images:
+        src = (img.get("src") or "").strip()
+        name = src.rsplit("/", 1)[-1][:60] or "(no src)"
+        if img.get("alt") is None:
+            warnings.append(f"image {name} has no alt text")
+        if not src:
+            warnings.append("an image has an empty src")
+        elif src.startswith("cid:") and src[4:] not in doc.images:
+            warnings.append(f"image {name} refers to a missing inline part")
+        elif not re.match(r"^(https?:|data:|cid:)", src) and src not in doc.assets:
+            warnings.append(f"image {name} is a relative path that will not load in an email client")
+    if "*|UNSUBSCRIBE_URL|*" not in doc.html:
+        warnings.append("no unsubscribe link (*|UNSUBSCRIBE_URL|*) in the HTML")
+    if doc.text and "*|UNSUBSCRIBE_URL|*" not in doc.text:
+        warnings.append("no unsubscribe link (*|UNSUBSCRIBE_URL|*) in the plain-text part")
+    if doc.html_size > HTML_BUDGET_BYTES:
+        warnings.append(f"HTML is {doc.html_size / 1024:.0f} KB: Gmail clips messages over 102 KB")
+    return warnings
+
+
+_DARK_QUERY = re.compile(r"prefers-color-scheme\s*:\s*dark", re.I)
+_LIGHT_QUERY = re.compile(r"prefers-color-scheme\s*:\s*light", re.I)
+
+
+def for_frame(doc: PreviewDoc, variant: str, prefix: str) -> str:
+    """The HTML to put in a preview frame: sample merge values, inline images served by
+    ``prefix``/cid/…, and for ``variant == "dark"`` the email's dark-mode rules switched on."""
+    out = fill_merge_tags(doc.html, SAMPLE_VALUES)
+    out = re.sub(r"""(src=["'])cid:([^"']+)""", lambda m: f"{m.group(1)}{prefix}/cid/{m.group(2)}", out)
+    if variant == "dark":
+        # Frames cannot be told prefers-color-scheme: dark on their own, so turn the email's
+        # own dark-mode media queries on (always true) and its light-only ones off.
+        out = _DARK_QUERY.sub("min-width: 0px", out)
+        out = _LIGHT_QUERY.sub("max-width: 0px", out)
+        inject = '<meta name="color-scheme" content="dark"><style>:root{color-scheme:dark}</style>'
+        out = re.sub(r"(<head[^>]*>)", r"\1" + inject, out, count=1, flags=re.I) if re.search(r"<head", out, re.I) else inject + out
+    return out
+
+
+def has_dark_styles(html_text: str) -> bool:
+    return bool(_DARK_QUERY.search(html_text))
+
+
+def fingerprint(paths: list[Path | str]) -> str:
+    """A cheap hash of the files under ``paths`` (names, sizes, mtimes): changes when any changes."""
+    h = hashlib.sha1()
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            files = [p]
+        elif p.is_dir():
+            files = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+        else:
+            h.update(f"{p}:missing".encode())
+            continue
+        for f in files:
+            try:
+                s = f.stat()
+            except OSError:
+                continue
+            h.update(f"{f}:{s.st_size}:{s.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class PreviewCache:
+    """Composes the configured sources at most once per change of the watched files."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._doc: PreviewDoc | None = None
+
+    def get(self, config, watched: list[Path]) -> PreviewDoc:
+        paths = list(watched) + [s for s in config.sources if not re.match(r"^https?://", s)]
+        if config.template_dir:
+            paths.append(config.template_dir)
+        key = fingerprint(paths)
+        with self._lock:
+            if self._doc is None or key != self._key:
+                self._doc = compose_sources(config)
+                self._key = key
+            return self._doc
+
+
+def compose_sources(config) -> PreviewDoc:
+    """Compose the configured sources (library call); library errors become an error doc."""
+    from ..compose import ComposeOptions, compose
+    from ..errors import NewsletterError
+
+    if not config.sources:
+        return PreviewDoc(label="configured sources", subject="", preheader="", html="", text="",
+                          error="no sources are configured: set sources in newsletter.toml or NEWSLETTER_SOURCES")
+    try:
+        digest = compose(config.sources, config, ComposeOptions(template_dir=config.template_dir))
+    except NewsletterError as e:
+        return PreviewDoc(label="configured sources", subject="", preheader="", html="", text="", error=str(e))
+    return from_digest(digest, "configured sources")
