@@ -1,5 +1,61 @@
-"""CLI commands for `compose` (registered on the root app on import)."""
+"""``newsletter compose``: sources → digest.html/.txt/.eml/.json + assets/ in an output folder."""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, get_config
+
+
+@app.command("compose")
+def compose_command(
+    ctx: typer.Context,
+    sources: List[str] = typer.Argument(..., help="Markdown files or folders, RSS/Atom feed files or URLs, article pages."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only articles published since: 7d, 24h, 2w, 2026-11-01 or an ISO date-time."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many articles (newest first)."),
+    category: Optional[str] = typer.Option(None, "--category", help="Only articles in this category (case-insensitive)."),
+    tag: Optional[List[str]] = typer.Option(None, "--tag", help="Only articles with this tag; repeat for several (any of them matches)."),
+    out: Path = typer.Option(Path("out"), "--out", "-o", help="Folder for digest.html, .txt, .eml, .json and assets/."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Your own template folder (needs digest.mjml and digest.txt)."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject line (default: newsletter name and the top story)."),
+    preheader: Optional[str] = typer.Option(None, "--preheader", help="Preview text shown after the subject (default: the story titles)."),
+    embed_images: bool = typer.Option(False, "--embed-images", help="Embed local images in the .eml as CID parts instead of linking out/assets/."),
+    strict: bool = typer.Option(False, "--strict", help="A bad article is an error instead of a skipped-with-warning."),
+    asset_base_url: Optional[str] = typer.Option(None, "--asset-base-url", help="Public URL where out/assets/ will be served (default: relative assets/)."),
+) -> None:
+    """Compose a digest from SOURCES and write it to --out (default out/)."""
+    from ..compose import HTML_BUDGET_BYTES, ComposeOptions, compose, write_digest
+
+    config = get_config(ctx, template_dir=str(template) if template else None, asset_base_url=asset_base_url)
+    options = ComposeOptions(
+        since=since,
+        limit=limit,
+        category=category,
+        tags=list(tag or []),
+        template_dir=config.template_dir,
+        embed_images=embed_images,
+        subject=subject,
+        preheader=preheader,
+        strict=strict,
+    )
+    digest = compose(list(sources), config, options)
+    paths = write_digest(digest, out)
+
+    say = typer.echo
+    for w in digest.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    n = len(digest.articles)
+    say(f"Found {digest.found} article{'s' * (digest.found != 1)}, selected {n}, skipped {len(digest.skipped)}.")
+    reasons: dict[str, int] = {}
+    for _, reason in digest.skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        say(f"  skipped {count}: {reason}")
+    kb, budget = digest.html_size / 1024, HTML_BUDGET_BYTES // 1024
+    status = "over budget, Gmail will clip it" if digest.over_budget else "within budget"
+    say(f"HTML {kb:.1f} KB of {budget} KB ({status}); {len(digest.assets) + len(digest.images)} image file(s).")
+    say(f"Subject: {digest.subject}")
+    say(f"Wrote {paths['html']}, {paths['text']}, {paths['eml']}, {paths['json']}" + (f" and {paths['assets']}/" if digest.assets or digest.images else ""))

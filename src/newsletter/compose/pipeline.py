@@ -1,0 +1,32 @@
+"""The whole compose pipeline: sources → articles → selection → rendered Digest."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import Config
+from .model import ComposeOptions, Digest
+from .render import render
+from .select import select
+from .since import parse_since
+
+
+def compose(sources: list[str], config: Config, options: ComposeOptions | None = None) -> Digest:
+    """Load ``sources`` (files, folders, feed URLs), select and render a digest.
+
+    Source warnings (a bad article skipped) and render warnings (a broken image, over the size
+    budget) are collected in ``Digest.warnings``; ``found`` and ``skipped`` tell what selection did.
+    """
+    from ..articles import load_sources
+
+    options = options or ComposeOptions()
+    if isinstance(options.since, str):
+        # Resolve --since up front: a bare date means midnight in the configured time zone.
+        options = dataclasses.replace(options, since=parse_since(options.since, options.now, config.timezone))
+    loaded = load_sources(list(sources), config, strict=options.strict)
+    selection = select(loaded.articles, options)
+    digest = render(selection.selected, config, options)
+    digest.warnings = [*loaded.warnings, *digest.warnings]
+    digest.found = len(loaded.articles)
+    digest.skipped = selection.skipped
+    return digest

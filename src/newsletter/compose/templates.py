@@ -1,0 +1,70 @@
+"""Finding the digest templates and the Jinja2 environment that renders them.
+
+A template directory holds ``digest.mjml`` (the email, MJML with Jinja2) and ``digest.txt``
+(the plain-text part). The default one ships inside the wheel as ``newsletter/_templates``; in a
+source checkout it is the repository's top-level ``templates/``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ..errors import RenderError
+
+REQUIRED = ("digest.mjml", "digest.txt")
+
+
+def default_template_dir() -> Path:
+    """The shipped templates: package data first (installed wheel), then the source checkout."""
+    try:
+        packaged = Path(str(resources.files("newsletter") / "_templates"))
+        if (packaged / REQUIRED[0]).is_file():
+            return packaged
+    except (ModuleNotFoundError, TypeError):
+        pass
+    repo = Path(__file__).resolve().parents[3] / "templates"
+    if (repo / REQUIRED[0]).is_file():
+        return repo
+    raise RenderError("default templates not found (neither newsletter/_templates nor templates/ in the checkout)")
+
+
+def resolve_template_dir(template_dir: str | Path | None) -> Path:
+    """The template directory to use, checked to hold every required file."""
+    if template_dir is None:
+        return default_template_dir()
+    d = Path(template_dir).expanduser()
+    if not d.is_dir():
+        raise RenderError(f"--template {d}: not a directory")
+    missing = [name for name in REQUIRED if not (d / name).is_file()]
+    if missing:
+        raise RenderError(f"--template {d}: missing {', '.join(missing)} (a template directory needs {' and '.join(REQUIRED)})")
+    return d
+
+
+@lru_cache(maxsize=16)
+def environment(template_dir: Path):
+    """A Jinja2 environment for one template directory (cached: compiled templates are reused).
+
+    Autoescaping is on for .mjml/.html files (article text is untrusted) and off for .txt.
+    A custom directory can include the default partials, which are searched second.
+    """
+    import jinja2
+
+    search = [str(template_dir)]
+    try:
+        default = default_template_dir()
+        if default != template_dir:
+            search.append(str(default))
+    except RenderError:
+        pass
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("mjml", "html", "xml"), default_for_string=True, default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env

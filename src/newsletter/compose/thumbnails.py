@@ -1,0 +1,161 @@
+"""Card images: local images are cropped to the card's 16:9 at 2x and re-encoded compactly;
+remote images keep their URL and are sized by HTML attributes.
+
+A missing or broken image never fails a digest: the card goes without it and a warning says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ..articles.model import Article, Image
+from .model import Asset, InlineImage
+
+CARD_WIDTH = 576  # CSS pixels: 600px email minus the 12px card margins; images run edge to edge
+CARD_HEIGHT = 324  # 16:9
+SCALE = 2  # retina
+JPEG_QUALITY = 78
+
+
+@dataclass
+class ImageRef:
+    """An <img> the template can place: where it is, what it shows, how big it is drawn."""
+
+    src: str
+    alt: str
+    width: int = CARD_WIDTH
+    height: int | None = None
+
+
+@dataclass
+class Thumbnail:
+    """A resized local image, ready to be written as an asset or embedded as a CID part."""
+
+    filename: str
+    content_type: str
+    data: bytes
+    width: int
+    height: int
+
+
+_cache: dict[tuple, Thumbnail] = {}
+_cache_lock = threading.Lock()
+
+
+def is_remote(url: str) -> bool:
+    return urlparse(url).scheme.lower() in {"http", "https"}
+
+
+def local_path(url: str, article: Article) -> Path:
+    """The file an image URL names: ``file://`` URLs, absolute paths, or paths relative to the
+    article's source file (a Markdown file's folder) or, failing that, the current directory."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    p = Path(url)
+    if p.is_absolute():
+        return p
+    if article.source:
+        src = Path(article.source)
+        base = src if src.is_dir() else src.parent
+        candidate = base / p
+        if candidate.exists():
+            return candidate
+    return p
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:40].strip("-") or "image"
+
+
+def make_thumbnail(path: Path) -> Thumbnail:
+    """Crop ``path`` to 16:9 (centred), scale it down to at most 1200x675 and re-encode it:
+    JPEG for photographs, PNG when the image has transparency. Raises OSError/ValueError when
+    the file is missing or not an image. Results are cached by (path, mtime, size)."""
+    from PIL import Image as PILImage, ImageOps
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit
+
+    with PILImage.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
+        # Never upscale: a small source is only cropped to the card's aspect.
+        scale = min(1.0, max(target_w / im.width, target_h / im.height))
+        out_w = max(1, min(target_w, round(im.width * scale)))
+        out_h = max(1, round(out_w * CARD_HEIGHT / CARD_WIDTH))
+        if out_h > im.height * scale:
+            out_h = max(1, round(im.height * scale))
+            out_w = max(1, round(out_h * CARD_WIDTH / CARD_HEIGHT))
+        im = ImageOps.fit(im.convert("RGBA" if has_alpha else "RGB"), (out_w, out_h), PILImage.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        if has_alpha:
+            im.save(buf, "PNG", optimize=True)
+            ext, ctype = "png", "image/png"
+        else:
+            im.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+            ext, ctype = "jpg", "image/jpeg"
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    thumb = Thumbnail(f"{_slug(path.stem)}-{digest}.{ext}", ctype, data, out_w, out_h)
+    with _cache_lock:
+        _cache[key] = thumb
+    return thumb
+
+
+def asset_url(filename: str, asset_base_url: str | None) -> str:
+    """Where the HTML finds an asset: under ``asset_base_url`` when configured, else ``assets/NAME``
+    relative to digest.html."""
+    if asset_base_url:
+        return asset_base_url.rstrip("/") + "/" + filename
+    return "assets/" + filename
+
+
+def card_image(
+    article: Article,
+    image: Image,
+    *,
+    alt: str,
+    embed: bool,
+    asset_base_url: str | None,
+) -> tuple[ImageRef | None, Asset | InlineImage | None, str | None]:
+    """Place one image: (what the template draws, the file to ship with it, a warning)."""
+    url = (image.url or "").strip()
+    if not url:
+        return None, None, None
+    if is_remote(url):
+        height = None
+        if image.width and image.height:
+            height = round(CARD_WIDTH * image.height / image.width)
+        return ImageRef(url, alt, CARD_WIDTH, height), None, None
+    scheme = urlparse(url).scheme.lower()
+    if scheme not in {"", "file"} and not re.match(r"^[a-zA-Z]:[\\/]", url):
+        return None, None, f"{article.source or article.url}: image {url[:80]!r} is not a local file or http(s) URL; card shown without it"
+    path = local_path(url, article)
+    try:
+        thumb = make_thumbnail(path)
+    except FileNotFoundError:
+        return None, None, f"{article.source or article.url}: image {url} not found; card shown without it"
+    except Exception as e:  # Pillow raises many types for broken files
+        return None, None, f"{article.source or article.url}: image {url} cannot be read ({type(e).__name__}: {e}); card shown without it"
+    height = round(CARD_WIDTH * thumb.height / thumb.width)
+    if embed:
+        cid = thumb.filename.replace(".", "-", thumb.filename.count(".") - 1) + "@newsletter"
+        part = InlineImage(cid=cid, filename=thumb.filename, content_type=thumb.content_type, data=thumb.data)
+        return ImageRef("cid:" + cid, alt, CARD_WIDTH, height), part, None
+    href = asset_url(thumb.filename, asset_base_url)
+    asset = Asset(filename=thumb.filename, content_type=thumb.content_type, data=thumb.data, url=href)
+    return ImageRef(href, alt, CARD_WIDTH, height), asset, None
