@@ -1,0 +1,123 @@
+"""Mailing lists: create, look up, change, delete, and count subscriptions by status."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from ..errors import InvalidInput, NotFound, StoreError
+from .db import session_scope, transaction
+from .models import OPT_IN_MODES, SUBSCRIPTION_STATUSES, MailingList, Subscription, utcnow
+
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+@dataclass
+class ListSummary:
+    """A list with how many subscriptions it has in each status."""
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    opt_in: str
+    created_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def check_slug(slug: str) -> str:
+    """The slug if it is lowercase letters, digits, '-' or '_' (at most 64), else InvalidInput."""
+    if not isinstance(slug, str) or not SLUG.fullmatch(slug):
+        raise InvalidInput(f"list slug {slug!r} is invalid: use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit")
+    return slug
+
+
+def _check_opt_in(opt_in: str) -> str:
+    if opt_in not in OPT_IN_MODES:
+        raise InvalidInput(f"opt-in mode {opt_in!r} is invalid: use 'single' or 'double'")
+    return opt_in
+
+
+def find_list(session, slug: str) -> MailingList:
+    """The list named ``slug`` in this session, or NotFound naming the known lists."""
+    found = session.execute(select(MailingList).where(MailingList.slug == slug)).scalars().first()
+    if found is None:
+        known = [r[0] for r in session.execute(select(MailingList.slug).order_by(MailingList.slug).limit(20))]
+        hint = f" (known lists: {', '.join(known)})" if known else " (no lists yet: create one with `newsletter lists create`)"
+        raise NotFound(f"list {slug!r} does not exist{hint}")
+    return found
+
+
+def get_list(engine: Engine, slug: str) -> MailingList:
+    """The list named ``slug``; NotFound when there is none."""
+    with session_scope(engine) as s:
+        return find_list(s, slug)
+
+
+def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single") -> MailingList:
+    """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first)."""
+    check_slug(slug)
+    _check_opt_in(opt_in)
+    with session_scope(engine) as s:
+        if s.execute(select(MailingList.id).where(MailingList.slug == slug)).first():
+            raise StoreError(f"list {slug!r} already exists")
+        ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in)
+        s.add(ml)
+        s.flush()
+        s.refresh(ml)
+        return ml
+
+
+def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None) -> MailingList:
+    """Change a list's name, description or opt-in mode (existing subscriptions keep their status)."""
+    with session_scope(engine) as s:
+        ml = find_list(s, slug)
+        if name is not None:
+            ml.name = name.strip() or ml.name
+        if description is not None:
+            ml.description = description
+        if opt_in is not None:
+            ml.opt_in = _check_opt_in(opt_in)
+        ml.updated_at = utcnow()
+        s.add(ml)
+        s.flush()
+        return ml
+
+
+def delete_list(engine: Engine, slug: str) -> int:
+    """Delete a list and its subscriptions (subscribers stay). Returns how many subscriptions went with it."""
+    with session_scope(engine) as s:
+        ml = find_list(s, slug)
+        n = s.execute(select(func.count()).select_from(Subscription).where(Subscription.list_id == ml.id)).scalar_one()
+        s.execute(Subscription.__table__.delete().where(Subscription.list_id == ml.id))
+        s.delete(ml)
+        return n
+
+
+def list_lists(engine: Engine) -> list[ListSummary]:
+    """Every list, by slug, with counts of subscriptions per status (every status present, zeros included)."""
+    lists_t, subs_t = MailingList.__table__, Subscription.__table__
+    with transaction(engine) as conn:
+        rows = conn.execute(select(lists_t).order_by(lists_t.c.slug)).mappings().all()
+        counts = conn.execute(
+            select(subs_t.c.list_id, subs_t.c.status, func.count()).group_by(subs_t.c.list_id, subs_t.c.status)
+        ).all()
+    by_list: dict[int, dict[str, int]] = {}
+    for list_id, status, n in counts:
+        by_list.setdefault(list_id, {})[status] = n
+    return [
+        ListSummary(
+            id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
+            created_at=r["created_at"],
+            counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
+        )
+        for r in rows
+    ]
