@@ -288,7 +288,7 @@ def _title_from_title_tag(title: str, h1s: list[str]) -> str:
     parts = _split_title(title)
     if len(parts) > 1:
         for h in h1s:
-            if h and h in parts:
+            if h and h == parts[0] and len(h.split()) >= 2:
                 return h
         sep = next(s for s in _TITLE_SEPARATORS if s in title)
         head = title.rpartition(sep)[0].strip()
@@ -298,9 +298,28 @@ def _title_from_title_tag(title: str, h1s: list[str]) -> str:
     return title
 
 
+def _similar(a: str, b: str) -> float:
+    wa, wb = set(a.lower().split()), set(b.lower().split())
+    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
+
+
+def _ld_headline(sig: PageSignals) -> str:
+    """JSON-LD ``headline`` or ``name``; when both exist and differ, the one the page's title agrees with.
+
+    Some publishers put a tagline in ``headline`` (Wikipedia: "constitutional monarchy in Oceania")
+    and the article's name in ``name``; the document title shows which one readers see.
+    """
+    headline, name = _ld_name(sig.ld("headline")), _ld_name(sig.ld("name"))
+    if headline and name and headline != name:
+        shown = sig.first("og:title", "twitter:title") or sig.title_tag
+        if shown and _similar(name, shown) > _similar(headline, shown):
+            return name
+    return headline or name
+
+
 def best_title(sig: PageSignals, doc, site_names: list[str]) -> str:
     """The headline: JSON-LD, Dublin Core, OpenGraph, Twitter, Parse.ly, Sailthru, then ``<title>``/``<h1>``."""
-    title = (_ld_name(sig.ld("headline")) or _ld_name(sig.ld("name"))
+    title = (_ld_headline(sig)
              or sig.first("dc:title", "dcterms:title", "og:title", "twitter:title", "parsely-title",
                           "sailthru.title", "title"))
     if not title:
@@ -313,14 +332,14 @@ def best_title(sig: PageSignals, doc, site_names: list[str]) -> str:
 
 
 def best_site_names(sig: PageSignals) -> list[str]:
-    """Names the site goes by, best first: og:site_name, JSON-LD publisher or WebSite, app name."""
-    names = [sig.first("og:site_name")]
-    publisher = sig.ld("publisher")
-    names.append(_ld_name(publisher))
+    """Names the site goes by, best first: JSON-LD publisher, og:site_name, JSON-LD WebSite, app name."""
+    # The article's publisher names the publication even on a shared platform
+    # (a Medium publication, not "Medium"); og:site_name often carries a slogan too.
+    names = [_ld_name(sig.ld("publisher")), sig.first("og:site_name")]
     for obj in sig.other_ld:
         if _types(obj) & _SITE_TYPES:
             names.append(_ld_name(obj))
-    names.append(sig.first("application-name", "apple-mobile-web-app-title", "twitter:site_name"))
+    names.append(sig.first("application-name", "apple-mobile-web-app-title"))
     out = []
     for n in names:
         if n and len(n) < 120 and n not in out:
@@ -371,6 +390,38 @@ def article_container(doc):
 
 
 # -- authors ----------------------------------------------------------------------------
+
+
+_MONTHS = (r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?")
+_DATE_START = re.compile(
+    r"(?:\b(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?(?:\b" + _MONTHS + r"\s+\d{1,2}\b|\b\d{1,2}\.?\s+" + _MONTHS
+    + r"|\b\d{4}-\d{2}-\d{2}|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\bupdated\b|\bpublished\b|\|)", re.I)
+_NAME_PARTICLES = {"de", "da", "del", "der", "den", "di", "du", "van", "von", "la", "le", "bin", "al", "y", "e", "of", "dos", "das", "ten", "ter"}
+
+
+def _looks_like_name(text: str) -> bool:
+    """A visible byline candidate reads like names: short, capitalised words (any script without case passes)."""
+    words = re.sub(r"\([^)]*\)", " ", text).split()  # "Name (avec X et Y)": judge the name itself
+    if not words or len(words) > 8:
+        return False
+    for w in words:
+        first = next((ch for ch in w if ch.isalpha()), "")
+        if first and first.islower() and w.lower().strip(".,") not in _NAME_PARTICLES and w.lower() not in {"and", "&"}:
+            return False
+    return True
+
+
+def byline_text(value: str) -> str:
+    """A visible byline cut before the date or "Updated" note that often follows the name."""
+    text = _BY_PREFIX.sub("", clean_text(value))
+    m = _DATE_START.search(text)
+    if m and m.start() > 0:
+        text = text[: m.start()]
+    text = re.sub(r"(?<=[^\W\d_])(?=\d)", " ", text)  # "Lucas Nolan22 Dec 2016": the date glued on
+    m = _DATE_START.search(text)
+    if m and m.start() > 0:
+        text = text[: m.start()]
+    return clean_author(text)
 
 
 def clean_author(value: str) -> str:
@@ -430,7 +481,7 @@ def visible_byline(doc, container) -> list[str]:
                 candidates.extend(_text_of(n) or (n.get("content") or "") for n in names)
             else:
                 candidates.append(_text_of(el) or el.get("content") or "")
-        names = _dedupe_names(candidates)
+        names = [n for n in _dedupe_names(byline_text(c) for c in candidates) if _looks_like_name(n)]
         if names:
             return names
     for el in doc.iter():
@@ -441,8 +492,8 @@ def visible_byline(doc, container) -> list[str]:
             continue
         text = _text_of(el)
         if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text):
-            name = clean_author(text)
-            if name:
+            name = byline_text(text)
+            if name and _looks_like_name(name):
                 return [name]
     return []
 

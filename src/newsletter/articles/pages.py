@@ -12,6 +12,7 @@ because it scores higher there.
 from __future__ import annotations
 
 import codecs
+import copy
 import logging
 import re
 from urllib.parse import urlsplit
@@ -136,14 +137,33 @@ def _parse_tree(text: str, url: str):
     return doc
 
 
-def _main_html(text: str, url: str) -> str:
+_HIDDEN = (
+    '//*[@hidden] | //*[@aria-hidden="true"]'
+    ' | //*[contains(translate(@style, " ", ""), "display:none")]'
+    ' | //*[contains(translate(@style, " ", ""), "visibility:hidden")]'
+)
+
+
+def _drop_hidden(doc) -> None:
+    """Remove what the page hides from readers (``hidden``, ``aria-hidden``, ``display:none``)."""
+    try:
+        hidden = doc.xpath(_HIDDEN)
+    except Exception:  # noqa: BLE001
+        return
+    for el in hidden:
+        if el.tag in ("html", "body") or el.getparent() is None:
+            continue
+        el.drop_tree()
+
+
+def _main_html(doc, url: str) -> str:
     """The article's main content as HTML, by trafilatura (no metadata, no comments)."""
     import trafilatura
 
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     try:
         out = trafilatura.extract(
-            text, url=url if urlsplit(url).scheme in {"http", "https"} else None, output_format="html",
+            doc, url=url if urlsplit(url).scheme in {"http", "https"} else None, output_format="html",
             include_comments=False, include_images=True, include_links=True, include_tables=True,
             include_formatting=True, with_metadata=False, deduplicate=False,
         )
@@ -170,6 +190,29 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
+    """Text of the first ``<p>`` of the extracted body that is prose: not the title, not the byline."""
+    import lxml.html
+
+    if "<p" not in body:
+        return ""
+    try:
+        frag = lxml.html.fragment_fromstring(body, create_parent="div")
+    except Exception:  # noqa: BLE001 - sanitized HTML parses; this is belt and braces
+        return ""
+    for br in frag.iter("br"):
+        br.tail = " " + (br.tail or "")
+    names = {a.casefold() for a in authors}
+    for p in frag.iter("p"):
+        text = pm.clean_text(p.text_content())
+        if not text or text == title:
+            continue
+        if len(text) < 80 and (pm.byline_text(text).casefold() in names or re.match(r"(?i)^by\s", text)):
+            continue
+        return text
+    return ""
+
+
 def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
     """``text`` cut at a word boundary before ``limit`` characters, with an ellipsis when cut."""
     text = pm.clean_text(text)
@@ -179,7 +222,7 @@ def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
     return (cut or text[:limit]) + "…"
 
 
-def _videos(sig: pm.PageSignals, doc, body_html: str) -> list[Video]:
+def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
     """Videos embedded (iframes, og:video, JSON-LD VideoObject) or linked in the page."""
     try:
         from . import video as videomod
@@ -194,7 +237,6 @@ def _videos(sig: pm.PageSignals, doc, body_html: str) -> list[Video]:
         for v in pm._as_list(obj.get("video")) + ([obj] if "videoobject" in pm._types(obj) else []):
             if isinstance(v, dict):
                 urls += [u for u in (v.get("embedUrl"), v.get("contentUrl"), v.get("url")) if isinstance(u, str)]
-    container = pm.article_container(doc)
     for el in container.iter("iframe", "embed", "a", "video", "source"):
         for attr in ("src", "data-src", "href"):
             if el.get(attr):
@@ -242,18 +284,16 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
     from .readtime import read_time_minutes
     from .sanitize import html_paragraphs, sanitize_html
 
-    main = _main_html(text, url)
+    videos = _videos(sig, doc, container)
+    _drop_hidden(doc)
+    main = _main_html(copy.deepcopy(doc), url)
     if not main.strip():
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=sig.base if urlsplit(sig.base).scheme in {"http", "https"} else None)
     paragraphs = html_paragraphs(body)
     main_text = "\n".join(paragraphs)
-
-    summary = pm.best_description(sig)
-    if not summary:
-        first = next((p for p in paragraphs if len(p) >= 40 and p != title), paragraphs[0] if paragraphs else "")
-        summary = first
-    summary = cut_summary(summary)
+    summary = cut_summary(pm.best_description(sig) or _first_paragraph(body, title, authors) or next(
+        (p for p in paragraphs if p != title), ""))
 
     return Article(
         title=title,
@@ -265,7 +305,7 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
         summary=summary,
         body=body,
         image=Image(url=image[0], alt=image[1], width=image[2], height=image[3]) if image else None,
-        videos=_videos(sig, doc, body),
+        videos=videos,
         read_time_minutes=read_time_minutes(main_text),
         lang=lang,
         dir=direction,
