@@ -1,0 +1,400 @@
+"""RSS 0.9x/1.0/2.0, RDF and Atom feeds → ``Article`` list, through feedparser.
+
+Per entry: ``content:encoded``/Atom content preferred over the description; authors from
+author/dc:creator; categories; the image is the largest of media:content /
+media:thumbnail (media:group included) / image enclosures / itunes:image, else the first
+``<img>`` in the content — never a 1×1 tracking pixel; relative URLs resolved against the
+entry's link, the feed's base or its site link; HTML in titles stripped and entities
+decoded. YouTube channel feeds give one video card per entry. XML that feedparser can
+recover is recovered with a warning; a document that is not a feed is a SourceError.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+import urllib.parse
+from calendar import timegm
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import feedparser
+
+from ..config import Config
+from ..errors import SourceError
+from . import dates, readtime, sanitize, text, video
+from .model import Article, Image, Video
+
+_IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif|bmp)(?:$|[?#])", re.IGNORECASE)
+_PIXEL_URL = re.compile(
+    r"feedburner\.com/~r/|/~ff/|stats\.wordpress\.com|/(?:pixel|pixels|track|tracking|beacon|open)/|^/?[^ ]*\s(?:pixel|track|beacon)\.",
+    re.IGNORECASE,
+)
+_PIXEL_NAME = re.compile(r"^(?:1x1|pixel|spacer|blank|transparent|tracker|tracking|beacon|clear|dot|empty)(?:[_-]?\w{0,8})?$", re.IGNORECASE)
+# Site furniture rather than an article picture: avatars, icons, logos, share buttons, emoji.
+_NOT_A_PICTURE_DIR = re.compile(r"gravatar\.com|/(?:avatars?|icons?|emoji|emojis|smilies|badges?|buttons?)/", re.IGNORECASE)
+_NOT_A_PICTURE_NAME = re.compile(
+    r"^(?:[a-z]+[_-])?(?:icon|favicon|logo|emoji|share|button|badge|avatar|spacer)(?:[_-][a-z]+)?$", re.IGNORECASE
+)
+_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+_EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
+
+
+def parse_feed(
+    content: bytes,
+    source: str,
+    config: Config,
+    *,
+    base_url: str | None = None,
+    charset: str | None = None,
+    content_type: str | None = None,
+    warn: Callable[[Any], None] | None = None,
+) -> list[Article]:
+    """Parse feed bytes read from ``source`` (a path or URL, used in messages and as ``Article.source``).
+
+    ``base_url`` is where the feed was fetched from (resolves relative links); ``charset``
+    is the HTTP header's, which feedparser weighs against the XML declaration.
+    Raises SourceError when the document is not a feed at all.
+    """
+    headers: dict[str, str] = {}
+    if base_url:
+        headers["content-location"] = base_url
+    if content_type or charset:
+        headers["content-type"] = (content_type or "application/xml") + (f"; charset={charset}" if charset else "")
+    try:
+        d = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
+    except Exception as e:  # feedparser is meant never to raise; keep the promise of one-line errors anyway
+        raise SourceError(source, f"cannot parse feed: {type(e).__name__}: {e}") from None
+
+    if not d.get("version") and not d.entries:
+        reason = ""
+        if d.get("bozo"):
+            reason = f" ({_bozo_reason(d.get('bozo_exception'))})"
+        raise SourceError(source, f"not an RSS, Atom or RDF feed{reason}")
+    if d.get("bozo"):
+        exc = d.get("bozo_exception")
+        # A declared charset that was wrong (and corrected) is not malformed XML; still worth a note.
+        if warn:
+            warn(f"{source}: malformed feed recovered: {_bozo_reason(exc)}")
+    if not d.entries and warn:
+        warn(f"{source}: feed has no entries")
+
+    feed = d.feed
+    site_link = _abs(feed.get("link"), base_url) or base_url
+    site_name = sanitize.clean_text(feed.get("title")) or None
+    feed_lang = text.normalize_lang(feed.get("language") or (feed.get("title_detail") or {}).get("language"))
+    youtube_feed = "yt_channelid" in feed or any("yt_videoid" in e for e in d.entries[:3])
+
+    item_images = _item_images(content) if d.get("version", "").startswith("rss") else []
+    articles: list[Article] = []
+    notes: list[str] = []
+    for index, entry in enumerate(d.entries, start=1):
+        item_image = item_images[index - 1] if len(item_images) == len(d.entries) else None
+        try:
+            articles.append(_entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image, notes))
+        except SourceError as e:
+            if warn:
+                warn(e)
+    if warn:
+        for n in notes:
+            warn(n)
+    _drop_shared_images(articles)
+    if d.entries and not articles:
+        raise SourceError(source, f"none of the feed's {len(d.entries)} entries has a title and a link")
+    return articles
+
+
+def _drop_shared_images(articles: list[Article]) -> None:
+    """An image that every entry of a feed shares is the site's logo or a placeholder, not a picture of
+    each article: drop it (a card without an image reads better than a wall of logos)."""
+    if len(articles) < 3:
+        return
+    counts: dict[str, int] = {}
+    for a in articles:
+        if a.image:
+            counts[a.image.url] = counts.get(a.image.url, 0) + 1
+    shared = {url for url, n in counts.items() if n == len(articles)}
+    for a in articles:
+        if a.image and a.image.url in shared:
+            a.image = None
+
+
+def _item_images(content: bytes) -> list[str | None]:
+    """Per RSS item, the URL in a non-standard ``<image>`` child (``<image>URL</image>`` or
+    ``<image><url|link>URL</…></image>``), which feedparser folds into the channel's image."""
+    from lxml import etree
+
+    try:
+        parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(content, parser)
+    except (etree.Error, ValueError):
+        return []
+    if root is None:
+        return []
+    found: list[str | None] = []
+    for item in root.iter("{*}item", "item"):
+        url = None
+        for child in item:
+            if child.tag == "image":  # no namespace: itunes:image and media:* are read by feedparser
+                url = (child.text or "").strip() or next(
+                    ((c.text or "").strip() for c in child if c.tag in {"url", "link"} and (c.text or "").strip()),
+                    None,
+                )
+                break
+        found.append(url or None)
+    return found
+
+
+def _bozo_reason(exc: Any) -> str:
+    if exc is None:
+        return "unknown problem"
+    msg = getattr(exc, "getMessage", None)
+    text_ = msg() if callable(msg) else str(exc)
+    line = getattr(exc, "getLineNumber", None)
+    where = f" at line {line()}" if callable(line) and line() else ""
+    return f"{' '.join(str(text_).split())}{where}"
+
+
+def _abs(url: Any, base: str | None) -> str | None:
+    if not url or not isinstance(url, str):
+        return None
+    url = url.strip()
+    if url.startswith("//"):
+        return "https:" + url
+    if base and not urllib.parse.urlsplit(url).scheme:
+        return urllib.parse.urljoin(base, url)
+    return url
+
+
+def _is_http(url: str | None) -> bool:
+    return bool(url) and urllib.parse.urlsplit(url).scheme.lower() in {"http", "https"}
+
+
+def _entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image=None, notes=None) -> Article:
+    notes = notes if notes is not None else []
+    raw_title = entry.get("title") or ""
+    title = sanitize.clean_text(raw_title)
+
+    link = None
+    for candidate in [entry.get("link")] + [l.get("href") for l in entry.get("links", []) if l.get("rel") in (None, "alternate")]:
+        link = _abs(candidate, site_link)
+        if _is_http(link):
+            break
+        link = None
+    guid = entry.get("id") or None
+    if link is None and guid and _is_http(_abs(guid, site_link)):
+        link = _abs(guid, site_link)
+
+    # content:encoded / Atom content beats the description; among several, prefer HTML, then the longest.
+    contents = entry.get("content") or []
+    body_raw = ""
+    if contents:
+        best = max(contents, key=lambda c: ("html" in (c.get("type") or ""), len(c.get("value") or "")))
+        body_raw = best.get("value") or ""
+    description = entry.get("summary") or ""
+    if not body_raw:
+        body_raw = description
+    if youtube_feed and not body_raw:
+        group = entry.get("media_group") or {}
+        body_raw = entry.get("media_description") or (group.get("media_description") if isinstance(group, dict) else "") or ""
+    if not _looks_like_html(body_raw):
+        body_raw = "".join(f"<p>{_escape(p)}</p>" for p in re.split(r"\n\s*\n", body_raw) if p.strip())
+
+    base = link or site_link
+    body = sanitize.sanitize_html(body_raw, base_url=base)
+    paragraphs = sanitize.html_paragraphs(body)
+
+    if not title:
+        # RSS 2.0 allows untitled items (microblogs): use the start of the text, like feed readers do.
+        title = text.truncate_words(" ".join(paragraphs), 80)
+    what = f"{source}: entry {index}" + (f" ({title[:60]!r})" if title else "")
+    if not title:
+        raise SourceError(what, "has no title and no text")
+    if not link:
+        raise SourceError(what, "has no link")
+
+    summary_src = sanitize.html_paragraphs(description) if description and description != body_raw else []
+    summary = text.truncate_words(text.first_paragraph(summary_src or paragraphs))
+
+    published = None
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        st = entry.get(key)
+        if st:
+            try:
+                published = datetime.fromtimestamp(timegm(st), timezone.utc)
+                break
+            except (OverflowError, ValueError, OSError):
+                continue
+    if published is None:
+        raw_date = entry.get("published") or entry.get("updated") or entry.get("created")
+        if raw_date and raw_date.strip():
+            try:
+                published = dates.parse_date(raw_date, config.timezone)
+            except ValueError:
+                notes.append(f"{what}: cannot parse date {raw_date.strip()[:40]!r}; left undated")
+
+    authors = _authors(entry)
+    tags: list[str] = []
+    for t in entry.get("tags") or []:
+        term = sanitize.clean_text(t.get("label") or t.get("term") or "")
+        if term and term.lower() not in {x.lower() for x in tags}:
+            tags.append(term)
+
+    videos: list[Video] = []
+    if entry.get("yt_videoid"):
+        v = video.parse_video_url(f"https://www.youtube.com/watch?v={entry['yt_videoid']}", title)
+        if v:
+            thumbs = entry.get("media_thumbnail") or []
+            if thumbs and _is_http(thumbs[0].get("url")):
+                v.thumbnail_url = thumbs[0]["url"]
+            video.add_video(videos, v)
+    v = video.parse_video_url(link, title)
+    if v:
+        video.add_video(videos, v)
+    for m in entry.get("media_content") or []:
+        v = video.parse_video_url(m.get("url") or "")
+        if v:
+            video.add_video(videos, v)
+    for v in video.find_videos(body_raw):
+        video.add_video(videos, v)
+
+    image = _image(entry, body_raw, base, title, item_image)
+    lang = text.normalize_lang((entry.get("title_detail") or {}).get("language")) or feed_lang
+    direction = text.text_direction(lang, title + " " + " ".join(paragraphs[:3]))
+
+    return Article(
+        title=title,
+        url=link,
+        authors=authors,
+        published=published,
+        category=tags[0] if tags else None,
+        tags=tags,
+        summary=summary,
+        body=body,
+        image=image,
+        videos=videos,
+        read_time_minutes=readtime.read_time_minutes(" ".join(paragraphs)),
+        lang=lang,
+        dir=direction,
+        site_name=site_name,
+        source=source,
+        guid=str(guid) if guid else None,
+    )
+
+
+def _looks_like_html(value: str) -> bool:
+    return bool(re.search(r"<[a-zA-Z][^>]*>|&[a-zA-Z#0-9]+;", value or ""))
+
+
+def _escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _authors(entry) -> list[str]:
+    names: list[str] = []
+    for a in entry.get("authors") or []:
+        name = a.get("name") or ""
+        if not name and a.get("email"):
+            continue
+        names.append(name)
+    if not names and entry.get("author"):
+        names.append(entry["author"])
+    out: list[str] = []
+    for n in names:
+        n = sanitize.clean_text(n)
+        m = _EMAIL_NAME.match(n)
+        if m:
+            n = m.group(1)
+        elif "@" in n and " " not in n:
+            continue  # a bare e-mail address is not a byline
+        for part in text.split_names(n):
+            if part not in out:
+                out.append(part)
+    return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        v = int(str(value).strip().rstrip("px"))
+        return v if v >= 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_pixel(url: str, width: int | None, height: int | None) -> bool:
+    """A tracking pixel or site furniture (avatar, icon, logo) rather than the article's picture."""
+    if (width is not None and width <= 2) or (height is not None and height <= 2):
+        return True
+    parts = urllib.parse.urlsplit(url)
+    where = parts.path + " " + (parts.hostname or "")
+    stem = parts.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return bool(
+        _PIXEL_URL.search(where) or _PIXEL_NAME.match(stem) or _NOT_A_PICTURE_DIR.search(where) or _NOT_A_PICTURE_NAME.match(stem)
+    )
+
+
+def _repair_url(url: str) -> str:
+    """Undo a common publisher bug: an absolute URL glued onto the site's own ("https://a/https://b/x.jpg")."""
+    m = re.match(r"^https?://[^/]+/+(https?://.+)$", url)
+    return m.group(1) if m else url
+
+
+def _image(entry, body_raw: str, base: str | None, title: str, item_image: str | None = None) -> Image | None:
+    """The largest image the entry declares (media:content/thumbnail, enclosures, itunes:image), else the first
+    real ``<img>`` in its content."""
+    candidates: list[tuple[int, int, int, Image]] = []  # (area, kind preference, file size, image)
+
+    def add(url: Any, width: Any = None, height: Any = None, alt: str = "", pref: int = 0, size: Any = None) -> None:
+        url = _abs(url, base)
+        if not _is_http(url):
+            return
+        url = _repair_url(htmllib.unescape(url) if "&" in url else url)
+        w, h = _int(width), _int(height)
+        if _is_pixel(url, w, h):
+            return
+        if video.parse_video_url(url):
+            return
+        candidates.append(((w or 0) * (h or 0), pref, _int(size) or 0, Image(url=url, alt=alt, width=w, height=h)))
+
+    for m in entry.get("media_content") or []:
+        medium = (m.get("medium") or "").lower()
+        mtype = (m.get("type") or "").lower()
+        url = m.get("url") or ""
+        if medium == "image" or mtype.startswith("image/") or (not medium and not mtype and _IMAGE_EXT.search(url)):
+            add(url, m.get("width"), m.get("height"), pref=3, size=m.get("filesize"))
+    for t in entry.get("media_thumbnail") or []:
+        add(t.get("url"), t.get("width"), t.get("height"), pref=2)
+    for l in entry.get("links") or []:
+        if l.get("rel") == "enclosure" and ((l.get("type") or "").lower().startswith("image/") or (not l.get("type") and _IMAGE_EXT.search(l.get("href") or ""))):
+            add(l.get("href"), pref=2)
+    for e in entry.get("enclosures") or []:
+        if (e.get("type") or "").lower().startswith("image/"):
+            add(e.get("href") or e.get("url"), pref=2)
+    itunes = entry.get("image")
+    if isinstance(itunes, dict) and itunes.get("href"):
+        add(itunes["href"], pref=1)
+    if entry.get("news_image"):  # Bing News
+        add(entry["news_image"], entry.get("news_imagemaxwidth"), entry.get("news_imagemaxheight"), pref=1)
+    if item_image:  # a non-standard <image> inside an RSS <item>
+        add(item_image, pref=0)
+
+    if candidates:
+        # Largest declared area wins; without sizes, media:content before thumbnails before others.
+        best = max(candidates, key=lambda c: c[:3])[3]
+        best.alt = best.alt or title
+        return best
+
+    for tag in _IMG_TAG.findall(body_raw or ""):
+        attrs = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4)) for m in _ATTR.finditer(tag)}
+        src = attrs.get("src") or attrs.get("data-src")
+        if not src:
+            continue
+        src = src.replace("&amp;", "&")
+        before = len(candidates)
+        add(src, attrs.get("width"), attrs.get("height"), alt=sanitize.clean_text(attrs.get("alt") or ""))
+        if len(candidates) > before:
+            img = candidates[-1][3]
+            img.alt = img.alt or title
+            return img
+    return None

@@ -1,0 +1,252 @@
+"""Markdown files with YAML front matter → ``Article``.
+
+Front matter fields: title, date, authors (or author; a list or "A, B"), category, tags,
+image (path or URL, or a mapping with url/alt), image_alt, summary (or description/excerpt),
+video (one URL or a list), url, slug, lang, dir, site_name, read_time, id/guid.
+Without ``url`` the link is ``config.site_url`` + the slug (front matter ``slug``, else the
+file name without a leading ``YYYY-MM-DD-``). A local image path is resolved against the
+file's folder and kept as an absolute local path, for compose to turn into a thumbnail.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from pathlib import Path
+from typing import Callable
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+
+from ..config import Config
+from ..errors import SourceError
+from . import dates, readtime, sanitize, text, video
+from .model import Article, Image, Video
+
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd", ".mkdn"}
+_FENCE = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n")
+_CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+_DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[-_ ]")
+_H1 = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\n|\Z)")
+_IMG_MD = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+_md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
+
+
+def render_markdown(body: str) -> str:
+    """Markdown → HTML (CommonMark plus tables and strikethrough; raw HTML is sanitized later)."""
+    return _md.render(body)
+
+
+def parse_markdown(
+    content: str,
+    path: str | Path,
+    config: Config,
+    warn: Callable[[str], None] | None = None,
+) -> Article:
+    """Build an Article from Markdown text read from ``path`` (used to name errors, resolve images and slug)."""
+    path = Path(path)
+    name = str(path)
+    meta, body = _split_front_matter(content, name)
+
+    title = meta.get("title")
+    if title is not None and not isinstance(title, (str, int, float)):
+        raise SourceError(name, "front matter 'title' must be text")
+    title = sanitize.clean_text(str(title)) if title is not None else ""
+    if not title:
+        m = _H1.match(body)
+        if m:
+            title = sanitize.clean_text(m.group(1))
+            body = body[m.end():]
+    if not title:
+        raise SourceError(name, "missing title (add 'title:' to the front matter or start with a '# Heading')")
+
+    published = None
+    raw_date = meta.get("date", meta.get("published"))
+    if raw_date is not None:
+        try:
+            published = dates.parse_date(raw_date, config.timezone)
+        except ValueError as e:
+            raise SourceError(name, f"front matter 'date': {e}") from None
+    else:
+        m = _DATE_PREFIX.match(path.stem)
+        if m:
+            try:
+                published = dates.parse_date(m.group(1), config.timezone)
+            except ValueError:
+                published = None
+
+    # A trailing "watch this video" block becomes a video card rather than body text.
+    body, trailing_video = _lift_trailing_video(body)
+
+    html = render_markdown(body)
+    slug = meta.get("slug")
+    slug = text.slugify(str(slug)) if slug else text.slugify(_DATE_PREFIX.sub("", path.stem)) or text.slugify(title)
+    url = meta.get("url") or meta.get("link")
+    if url is not None:
+        url = str(url).strip()
+        if urllib.parse.urlsplit(url).scheme.lower() not in {"http", "https"}:
+            raise SourceError(name, f"front matter 'url' must be an http(s) URL, got {url!r}")
+    else:
+        url = config.site_url.rstrip("/") + "/" + text.url_slug(slug)
+    body_html = sanitize.sanitize_html(html, base_url=url)
+    paragraphs = sanitize.html_paragraphs(_without_headings(html))
+
+    summary = meta.get("summary", meta.get("description", meta.get("excerpt")))
+    summary = text.truncate_words(sanitize.clean_text(str(summary))) if summary else text.truncate_words(text.first_paragraph(paragraphs))
+
+    image = _image(meta, body, path, title, name)
+
+    videos: list[Video] = []
+    raw_videos = meta.get("video", meta.get("videos"))
+    for item in raw_videos if isinstance(raw_videos, list) else ([raw_videos] if raw_videos else []):
+        vurl, vtitle = (item.get("url"), item.get("title")) if isinstance(item, dict) else (item, None)
+        v = video.parse_video_url(str(vurl or ""), vtitle)
+        if v is None:
+            raise SourceError(name, f"front matter 'video': {vurl!r} is not a YouTube or Vimeo link")
+        video.add_video(videos, v)
+    for v in video.find_videos(html):
+        video.add_video(videos, v)
+    if trailing_video:
+        video.add_video(videos, trailing_video)
+
+    lang = text.normalize_lang(meta.get("lang") or meta.get("language"))
+    direction = str(meta.get("dir") or "").lower()
+    if direction not in {"ltr", "rtl"}:
+        direction = text.text_direction(lang, title + " " + " ".join(paragraphs[:3]))
+
+    read_time = readtime.parse_read_time(meta.get("read_time", meta.get("reading_time")))
+    if read_time is None:
+        read_time = readtime.read_time_minutes(title + " " + " ".join(paragraphs))
+
+    category = meta.get("category") or meta.get("categories")
+    if isinstance(category, list):
+        category = category[0] if category else None
+    guid = meta.get("guid", meta.get("id"))
+
+    return Article(
+        title=title,
+        url=url,
+        authors=text.split_names(meta.get("authors", meta.get("author"))),
+        published=published,
+        category=sanitize.clean_text(str(category)) if category else None,
+        tags=text.split_tags(meta.get("tags")),
+        summary=summary,
+        body=body_html,
+        image=image,
+        videos=videos,
+        read_time_minutes=read_time,
+        lang=lang,
+        dir=direction,
+        site_name=str(meta["site_name"]) if meta.get("site_name") else None,
+        source=name,
+        guid=str(guid) if guid is not None else None,
+    )
+
+
+def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
+    """(metadata, body); a block that opens with --- must close and hold a YAML mapping."""
+    if not _FENCE.match(content):
+        return {}, content.lstrip("\ufeff")
+    rest = content[_FENCE.match(content).end():]
+    if not _CLOSE.search(rest):
+        raise SourceError(name, "front matter starts with '---' but has no closing '---' line")
+    try:
+        raw, rest = frontmatter.YAMLHandler().split(content.lstrip("\ufeff"))
+        data = yaml.safe_load(raw) if raw.strip() else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SourceError(name, f"malformed front matter{where}: {problem}") from None
+    except ValueError as e:
+        raise SourceError(name, f"malformed front matter: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SourceError(name, f"front matter must be a mapping of 'key: value' lines, not a {type(data).__name__}")
+    return {str(k).lower(): v for k, v in data.items()}, rest
+
+
+def _lift_trailing_video(body: str) -> tuple[str, Video | None]:
+    blocks = [b for b in re.split(r"\n[ \t]*\n", body.strip()) if b.strip()]
+    if not blocks:
+        return body, None
+    plain = [_plain_block(b) for b in blocks]
+    remaining, v = video.split_trailing_video(plain)
+    if v is None:
+        return body, None
+    return "\n\n".join(blocks[: len(remaining)]) + "\n", v
+
+
+def _plain_block(block: str) -> str:
+    """A Markdown block as a plain line: headings' #, emphasis and link syntax around a lone URL removed."""
+    b = block.strip()
+    m = re.fullmatch(r"<(https?://[^>\s]+)>", b) or re.fullmatch(r"\[[^\]]*\]\((https?://[^)\s]+)\)", b)
+    if m:
+        return m.group(1)
+    b = re.sub(r"^#{1,6}\s+", "", b)
+    b = re.sub(r"(\*\*|__|\*|_)(.+?)\1", r"\2", b)
+    return " ".join(b.split())
+
+
+def _without_headings(html: str) -> str:
+    return re.sub(r"<h[1-6][^>]*>.*?</h[1-6]>", "", html, flags=re.DOTALL | re.IGNORECASE)
+
+
+def _resolve_image_path(ref: str, path: Path, name: str) -> str:
+    ref = ref.strip()
+    scheme = urllib.parse.urlsplit(ref).scheme.lower()
+    if scheme in {"http", "https"}:
+        return ref
+    if ref.startswith("//"):
+        return "https:" + ref
+    if scheme and len(scheme) > 1:  # data:, javascript:, ftp: ... (a Windows drive letter has length 1)
+        raise SourceError(name, f"image {ref[:40]!r} must be a local path or an http(s) URL")
+    local = Path(urllib.parse.unquote(ref)).expanduser()
+    if not local.is_absolute():
+        local = path.parent / local
+    return str(local.resolve())
+
+
+def _image(meta: dict, body: str, path: Path, title: str, name: str) -> Image | None:
+    raw = meta.get("image", meta.get("cover_image", meta.get("hero")))
+    alt = meta.get("image_alt")
+    width = height = None
+    if isinstance(raw, dict):
+        alt = alt or raw.get("alt")
+        width, height = raw.get("width"), raw.get("height")
+        raw = raw.get("url") or raw.get("src") or raw.get("path")
+    if raw:
+        ref = str(raw)
+    else:
+        m = _IMG_MD.search(body)
+        if not m:
+            return None
+        ref, alt = m.group(2), alt or m.group(1)
+    url = _resolve_image_path(ref, path, name)
+    return Image(
+        url=url,
+        alt=sanitize.clean_text(str(alt)) if alt else title,
+        width=width if isinstance(width, int) else None,
+        height=height if isinstance(height, int) else None,
+    )
+
+
+def read_markdown_file(path: str | Path, config: Config, warn: Callable[[str], None] | None = None) -> Article:
+    """Read and parse one Markdown file; unreadable or non-UTF-8 files raise SourceError naming it."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SourceError(str(p), f"cannot read: {e.strerror or e}") from None
+    return parse_markdown(decode_text(data, str(p)), p, config, warn)
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 text (a BOM is allowed); anything else is a SourceError naming the file."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SourceError(name, f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None

@@ -1,0 +1,241 @@
+"""Source arguments (directories, files, URLs) → articles, with the kind detected from content.
+
+Kinds: a Markdown file (front matter or ``.md``), an RSS/Atom/RDF feed (root element),
+an HTML page (handed to ``pages.parse_page``), and a text file listing URLs one a line
+(``#`` comments). The file extension is only a tie-breaker: a feed saved as ``.txt`` or a
+page served as ``text/plain`` is still recognised.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from ..config import Config
+from ..errors import SourceError
+from . import fetch as fetching
+from . import feeds, markdown
+from .model import Article
+
+MARKDOWN, FEED, HTML, URL_LIST = "markdown", "feed", "html", "url-list"
+# Files in a source directory that are assets, not articles: skipped silently.
+_ASSET_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp", ".ico", ".tif", ".tiff",
+    ".css", ".js", ".json", ".pdf", ".mp3", ".mp4", ".webm", ".mov", ".zip", ".gz", ".toml", ".yaml", ".yml",
+}
+_FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
+_HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+_PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*", re.DOTALL | re.IGNORECASE)
+_ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_URL_LINE = re.compile(r"^https?://\S+$", re.IGNORECASE)
+FETCH_WORKERS = 4
+
+# Called with a plain string for a note (a recovered feed) or with the SourceError of an item
+# that is being skipped (which ``--strict`` turns into a failure).
+Warn = Callable[["str | SourceError"], None]
+
+
+def detect_kind(content: bytes, name: str = "", content_type: str | None = None) -> str | None:
+    """Which parser fits: MARKDOWN, FEED, HTML, URL_LIST, or None when nothing does."""
+    head = content[:4096]
+    for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
+        if head.startswith(bom):
+            if bom != b"\xef\xbb\xbf":
+                head = content[:8192].decode("utf-16", errors="ignore").encode("utf-8")
+            else:
+                head = head[len(bom):]
+            break
+    suffix = Path(name.split("?")[0]).suffix.lower()
+    ctype = (content_type or "").lower()
+    if b"\x00" in head[:1024]:
+        return None
+    stripped = head.lstrip()
+    if re.match(rb"---[ \t]*\r?\n", stripped):
+        return MARKDOWN
+    if stripped.startswith(b"<"):
+        rest = _PROLOG.sub(b"", stripped, count=1)
+        m = _ROOT.match(rest)
+        root = m.group(1).decode("ascii", "ignore").lower() if m else ""
+        local = root.split(":")[-1]
+        if local in {"rss", "feed", "rdf", "channel"}:
+            return FEED
+        if local in {"html", "head", "body", "meta", "title", "div", "article", "p", "link", "script", "main"}:
+            return HTML
+        if re.search(rb"<!DOCTYPE\s+html", head, re.IGNORECASE):
+            return HTML
+        if "xml" in ctype or suffix in _FEED_SUFFIXES or rest.startswith(b"<") and b"<?xml" in head[:100]:
+            return FEED  # an XML document: let the feed parser say whether it is one
+        if "html" in ctype or suffix in _HTML_SUFFIXES:
+            return HTML
+    if suffix in markdown.MARKDOWN_SUFFIXES or "markdown" in ctype:
+        return MARKDOWN
+    try:
+        text = content[:65536].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = ""
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    if lines and all(_URL_LINE.match(l) for l in lines):
+        return URL_LIST
+    if "html" in ctype or suffix in _HTML_SUFFIXES:
+        return HTML
+    if "rss" in ctype or "atom" in ctype or suffix in _FEED_SUFFIXES:
+        return FEED
+    if text and re.match(r"\s*#\s+\S", text):  # a Markdown file without front matter, starting with a heading
+        return MARKDOWN
+    return None
+
+
+def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False) -> list[Article]:
+    """All articles from one source argument; a source that fails outright raises SourceError.
+
+    Per-item problems inside the source (one bad file in a directory, one bad entry in a
+    feed, one dead URL in a list) are passed to ``warn`` as SourceErrors' messages when
+    ``warn`` accepts them, so the caller decides whether to skip or stop (``--strict``).
+    """
+    source = source.strip() if isinstance(source, str) else str(source)
+    if fetching.is_url(source):
+        got = fetching.fetch(
+            source,
+            timeout=config.fetch_timeout,
+            max_bytes=config.fetch_max_bytes,
+            user_agent_string=fetching.user_agent(config.site_url),
+            accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, text/html;q=0.9, */*;q=0.5",
+        )
+        return parse_content(got.content, source, config, warn, base_url=got.final_url,
+                             content_type=got.content_type, charset=got.charset, nested=nested)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", source):
+        raise SourceError(source, "only http:// and https:// URLs are supported")
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _load_directory(path, config, warn)
+    if not path.exists():
+        raise SourceError(source, "no such file or directory")
+    return _load_file(path, config, warn, nested=nested, explicit=True)
+
+
+def _read(path: Path, config: Config) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > config.fetch_max_bytes:
+            raise SourceError(str(path), f"too large: {size} bytes (limit {config.fetch_max_bytes})")
+        return path.read_bytes()
+    except SourceError:
+        raise
+    except OSError as e:
+        raise SourceError(str(path), f"cannot read: {e.strerror or e}") from None
+
+
+def _load_file(path: Path, config: Config, warn: Warn, *, nested: bool = False, explicit: bool = False) -> list[Article]:
+    content = _read(path, config)
+    if not content.strip():
+        raise SourceError(str(path), "empty file")
+    return parse_content(content, str(path), config, warn, nested=nested, path=path)
+
+
+def parse_content(
+    content: bytes,
+    source: str,
+    config: Config,
+    warn: Warn,
+    *,
+    base_url: str | None = None,
+    content_type: str | None = None,
+    charset: str | None = None,
+    nested: bool = False,
+    path: Path | None = None,
+) -> list[Article]:
+    """Detect what ``content`` is and parse it. ``source`` names it in errors and in ``Article.source``."""
+    if not content.strip():
+        raise SourceError(source, "empty document")
+    kind = detect_kind(content, source, content_type)
+    if kind == MARKDOWN:
+        text = markdown.decode_text(content, source)
+        return [markdown.parse_markdown(text, path or Path(source.rsplit("/", 1)[-1] or "index"), config, warn)]
+    if kind == FEED:
+        return feeds.parse_feed(content, source, config, base_url=base_url, charset=charset, content_type=content_type, warn=warn)
+    if kind == HTML:
+        return [_parse_page(content, source, base_url or source, charset)]
+    if kind == URL_LIST:
+        if nested:
+            raise SourceError(source, "a list of URLs cannot itself come from a list of URLs")
+        return _load_url_list(content, source, config, warn)
+    if b"\x00" in content[:1024]:
+        raise SourceError(source, "binary file, not an article source")
+    raise SourceError(source, "not a recognised source (expected Markdown, an RSS/Atom/RDF feed, an HTML page or a list of URLs)")
+
+
+def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> Article:
+    try:
+        from . import pages
+    except ModuleNotFoundError as e:
+        if e.name and e.name.endswith("articles.pages"):
+            raise SourceError(source, "HTML pages are not supported yet") from None
+        raise
+    article = pages.parse_page(content, url, charset=charset)
+    if not article.source:
+        article.source = source
+    return article
+
+
+def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
+    """Every article file under ``path`` (recursively, hidden entries and assets skipped); a bad file is
+    reported through ``warn`` and skipped; a directory with no article at all is an error."""
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for n in sorted(names):
+            p = Path(root) / n
+            if n.startswith(".") or p.suffix.lower() in _ASSET_SUFFIXES:
+                continue
+            files.append(p)
+    articles: list[Article] = []
+    failures: list[SourceError] = []
+    for p in files:
+        try:
+            articles.extend(_load_file(p, config, warn, nested=False))
+        except SourceError as e:
+            failures.append(e)
+            warn(e)
+    if not articles:
+        if failures:
+            raise SourceError(str(path), f"no article could be read ({len(failures)} file(s) failed; first: {failures[0]})")
+        raise SourceError(str(path), "no article files in this directory")
+    return articles
+
+
+def _load_url_list(content: bytes, source: str, config: Config, warn: Warn) -> list[Article]:
+    """Fetch every URL a list names (a few at a time); a dead URL is warned about and skipped."""
+    text = content.decode("utf-8-sig", errors="replace")
+    urls: list[str] = []
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#") and line not in urls:
+            urls.append(line)
+    if not urls:
+        raise SourceError(source, "the list of URLs is empty")
+    notes: list[list[str]] = [[] for _ in urls]
+
+    def one(i: int) -> list[Article] | SourceError:
+        try:
+            return load_source(urls[i], config, notes[i].append, nested=True)
+        except SourceError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(urls))) as pool:
+        results = list(pool.map(one, range(len(urls))))
+    articles: list[Article] = []
+    failures: list[SourceError] = []
+    for i, r in enumerate(results):
+        for n in notes[i]:
+            warn(n)
+        if isinstance(r, SourceError):
+            failures.append(r)
+            warn(SourceError(source, str(r)))
+        else:
+            articles.extend(r)
+    if not articles and failures:
+        raise SourceError(source, f"none of its {len(urls)} URL(s) could be read; first: {failures[0]}")
+    return articles

@@ -1,0 +1,99 @@
+"""Small text helpers shared by the source parsers: summaries, slugs, authors, direction."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import urllib.parse
+
+SUMMARY_CHARS = 280
+RTL_LANGS = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "syr", "ug", "ur", "yi"}
+_RTL_CHAR = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def truncate_words(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """``text`` on one line, cut at the last whole word before ``limit`` characters, with "…"."""
+    text = " ".join((text or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    else:  # one enormous "word" (a URL, a script without spaces): cut at the limit
+        cut = cut[:limit]
+    return cut.rstrip(" ,;:-–—([{\"'") + "…"
+
+
+def first_paragraph(paragraphs: list[str], min_chars: int = 40) -> str:
+    """The first paragraph long enough to be prose (skips short lines such as headings or captions)."""
+    for p in paragraphs:
+        if len(p) >= min_chars:
+            return p
+    return paragraphs[0] if paragraphs else ""
+
+
+def slugify(value: str) -> str:
+    """A URL path segment from a title or file name: lower-case words joined by '-' (letters of any script kept)."""
+    value = unicodedata.normalize("NFKC", value).strip().lower()
+    value = re.sub(r"[^\w\s-]", "", value, flags=re.UNICODE)
+    value = re.sub(r"[\s_-]+", "-", value).strip("-")
+    return value
+
+
+def url_slug(slug: str) -> str:
+    """``slug`` made safe for a URL path (non-ASCII letters percent-encoded)."""
+    return urllib.parse.quote(slug, safe="-")
+
+
+def split_names(value: object) -> list[str]:
+    """Author names from a list or a comma/"and"-separated string: "LTM, Dreamer" → ["LTM", "Dreamer"]."""
+    if value is None:
+        return []
+    items: list[str] = []
+    raw = value if isinstance(value, (list, tuple)) else [value]
+    for item in raw:
+        if isinstance(item, dict):
+            item = item.get("name") or ""
+        item = str(item)
+        for part in re.split(r"\s*,\s*|\s*;\s*|\s+&\s+|\s+and\s+", item):
+            part = " ".join(part.split())
+            if part and part not in items:
+                items.append(part)
+    return items
+
+
+def split_tags(value: object) -> list[str]:
+    """Tags from a list or a comma-separated string, de-duplicated, order kept."""
+    if value is None:
+        return []
+    raw = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    tags: list[str] = []
+    for t in raw:
+        t = " ".join(str(t).split())
+        if t and t.lower() not in {x.lower() for x in tags}:
+            tags.append(t)
+    return tags
+
+
+def text_direction(lang: str | None, text: str = "") -> str:
+    """"rtl" for right-to-left languages (by language code, else by the script of most letters), else "ltr"."""
+    if lang and lang.split("-")[0].split("_")[0].lower() in RTL_LANGS:
+        return "rtl"
+    sample = text[:2000]
+    letters = len(_LETTER.findall(sample))
+    if letters and len(_RTL_CHAR.findall(sample)) / letters > 0.5:
+        return "rtl"
+    return "ltr"
+
+
+def normalize_lang(lang: object) -> str | None:
+    """A BCP 47-ish language tag ("en-US") from whatever a source gives ("en_us", "EN"), or None."""
+    if not isinstance(lang, str) or not lang.strip():
+        return None
+    parts = re.split(r"[-_]", lang.strip())
+    if not re.fullmatch(r"[A-Za-z]{2,8}", parts[0]):
+        return None
+    out = [parts[0].lower()] + [p.upper() if len(p) == 2 else p for p in parts[1:] if p.isalnum()]
+    return "-".join(out)

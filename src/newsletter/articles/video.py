@@ -1,0 +1,150 @@
+"""YouTube and Vimeo links → ``Video`` entries (id, canonical URL, thumbnail).
+
+Email clients cannot play video, so a video becomes a card: a thumbnail with a play
+affordance linking to the canonical watch URL. YouTube thumbnails come from
+``i.ytimg.com``; Vimeo has no thumbnail URL derivable from the id (it needs an API call),
+so a Vimeo video keeps ``thumbnail_url=None`` unless the source supplies one.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+from .model import Video
+
+_YT_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+_YT_HOSTS = {"youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com", "gaming.youtube.com"}
+_VIMEO_HOSTS = {"vimeo.com", "player.vimeo.com"}
+# Bare URLs in text (stops at whitespace, quotes and angle brackets).
+URL_RE = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
+
+
+def youtube_thumbnail(video_id: str) -> str:
+    """YouTube's 480×360 thumbnail, which exists for every public video."""
+    return f"https://i.ytimg.com/vi/{video_id}/hqdefault.jpg"
+
+
+def parse_video_url(url: str, title: str | None = None) -> Video | None:
+    """A ``Video`` when ``url`` is a YouTube (watch, youtu.be, embed, shorts, live, v) or Vimeo
+    link, else None. Query parameters other than the id are dropped from the canonical URL,
+    except a start time ``t``."""
+    if not url:
+        return None
+    url = url.strip().rstrip(".,;")
+    if url.startswith("//"):
+        url = "https:" + url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in {"http", "https"}:
+        return None
+    host = (parts.hostname or "").lower()
+    if host.startswith("www."):
+        host = host[4:]
+    query = urllib.parse.parse_qs(parts.query)
+    segments = [s for s in parts.path.split("/") if s]
+
+    if host in _YT_HOSTS or host == "youtu.be":
+        vid = None
+        if host == "youtu.be":
+            vid = segments[0] if segments else None
+        elif segments[:1] == ["watch"] or not segments:
+            vid = (query.get("v") or [None])[0]
+        elif len(segments) >= 2 and segments[0] in {"embed", "shorts", "v", "live", "e"}:
+            vid = segments[1]
+        if not vid or not _YT_ID.match(vid):
+            return None
+        canonical = f"https://www.youtube.com/watch?v={vid}"
+        start = (query.get("t") or query.get("start") or [None])[0]
+        if start and re.fullmatch(r"\d+s?|(\d+h)?(\d+m)?(\d+s)?", start):
+            canonical += f"&t={start}"
+        return Video(url=canonical, provider="youtube", id=vid, thumbnail_url=youtube_thumbnail(vid), title=title)
+
+    if host in _VIMEO_HOSTS:
+        vid = None
+        if host == "player.vimeo.com" and len(segments) >= 2 and segments[0] == "video":
+            vid = segments[1]
+        elif segments:
+            # vimeo.com/123, vimeo.com/channels/x/123, vimeo.com/groups/x/videos/123, vimeo.com/123/abcdef (unlisted hash)
+            numeric = [s for s in segments if s.isdigit()]
+            vid = numeric[0] if numeric else None
+        if not vid or not vid.isdigit():
+            return None
+        return Video(url=f"https://vimeo.com/{vid}", provider="vimeo", id=vid, thumbnail_url=None, title=title)
+    return None
+
+
+def find_videos(html_or_text: str | None) -> list[Video]:
+    """Every distinct YouTube/Vimeo video linked or embedded in ``html_or_text`` (href, src, bare URLs),
+    in order of first appearance."""
+    if not html_or_text:
+        return []
+    found: list[Video] = []
+    seen: set[tuple[str, str]] = set()
+    candidates = re.findall(r"""(?:href|src|data-src)\s*=\s*["']?([^"'\s>]+)""", html_or_text, re.IGNORECASE)
+    candidates += URL_RE.findall(html_or_text)
+    # Keep document order: sort candidate URLs by their first position in the text.
+    candidates.sort(key=lambda u: html_or_text.find(u))
+    for url in candidates:
+        video = parse_video_url(url.replace("&amp;", "&"))
+        if video and (video.provider, video.id) not in seen:
+            seen.add((video.provider, video.id))
+            found.append(video)
+    return found
+
+
+def add_video(videos: list[Video], video: Video) -> None:
+    """Append ``video`` unless the same provider/id is already there (then fill in a missing title/thumbnail)."""
+    for v in videos:
+        if (v.provider, v.id) == (video.provider, video.id):
+            v.title = v.title or video.title
+            v.thumbnail_url = v.thumbnail_url or video.thumbnail_url
+            return
+    videos.append(video)
+
+
+_LEAD_IN = re.compile(r"\b(video|watch|clip)\b", re.IGNORECASE)
+
+
+def split_trailing_video(paragraphs: list[str]) -> tuple[list[str], Video | None]:
+    """Recognise a trailing "watch this video" block in plain-text paragraphs and lift it out.
+
+    The shape (as in many CMS exports): an optional short lead-in mentioning a video
+    ("BELOW IS A VIDEO FROM SKY NEWS"), an optional short title line, then the video URL
+    alone as the last paragraph. Returns the remaining paragraphs and the Video (with the
+    title line as its title), or the paragraphs unchanged and None.
+    """
+    paras = list(paragraphs)
+    while paras and not paras[-1].strip():
+        paras.pop()
+    if not paras:
+        return paragraphs, None
+    last = paras[-1].strip()
+    if not re.fullmatch(URL_RE.pattern, last, re.IGNORECASE):
+        return paragraphs, None
+    video = parse_video_url(last)
+    if video is None:
+        return paragraphs, None
+    paras.pop()
+    title = None
+
+    def lead_in(text: str) -> bool:
+        return _is_short_line(text) and bool(_LEAD_IN.search(text))
+
+    if paras and lead_in(paras[-1]):
+        lead = paras.pop().strip()
+        title = None if lead.isupper() else lead.rstrip(":")
+    elif len(paras) >= 2 and _is_short_line(paras[-1]) and lead_in(paras[-2]):
+        title = paras.pop().strip()
+        paras.pop()
+    elif paras and _is_short_line(paras[-1]) and len(paras[-1].strip()) <= 120 and not paras[-1].strip().endswith((".", "!", "?", ":")):
+        title = paras.pop().strip()
+    video.title = title
+    return paras, video
+
+
+def _is_short_line(text: str) -> bool:
+    text = text.strip()
+    return 0 < len(text) <= 160 and "\n" not in text
