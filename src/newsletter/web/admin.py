@@ -80,14 +80,18 @@ def dashboard(request: Request):
 
 
 # --- preview -------------------------------------------------------------------------------
+# A previewed digest is named by a key: "sources" (composed from config.sources) or a campaign id.
+# Its frame lives at /admin/preview/{key}/frame so relative "assets/..." links resolve beside it.
 
 
-def _doc(request: Request, campaign: str | None) -> pv.PreviewDoc:
+def _doc(request: Request, key: str) -> pv.PreviewDoc:
     st = state(request)
-    if campaign:
+    if key != "sources":
         from . import library
 
-        return library.campaign_preview(st, campaign)
+        if not key.isdigit() or len(key) > 18:
+            raise HTTPException(404, f"there is no campaign {key!r}")
+        return library.campaign_preview(st, int(key))
     cache = st.preview_cache.setdefault("sources", pv.PreviewCache())
     return cache.get(st.config, st.watch)
 
@@ -97,12 +101,14 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
     st = state(request)
     if view not in ("email", "text", "dark"):
         view = "email"
-    doc = _doc(request, campaign or None)
+    key = campaign or "sources"
+    doc = _doc(request, key)
     from . import library
 
     campaigns = library.recent_campaigns(st)
     query = {"campaign": campaign} if campaign else {}
-    raw = "/admin/preview/raw?" + urlencode({**query, "v": _version(request, doc)})
+    version = _version(doc)
+    raw = f"/admin/preview/{key}/frame?" + urlencode({"v": version})
     name, addr = parseaddr(doc.from_address or st.config.from_address)
     return page(
         request, "admin/preview.html", admin=True, active="preview", title="Preview",
@@ -110,49 +116,59 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
         text=pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES),
         budget=pv.HTML_BUDGET_BYTES, dark_styles=pv.has_dark_styles(doc.html),
         sender_name=name or addr or st.config.newsletter_name,
-        campaigns=campaigns, campaign_id=campaign or "",
-        watching=[str(p) for p in st.watch], version=_version(request, doc),
+        campaigns=campaigns, campaign_id=campaign or "", key=key,
+        watching=[str(p) for p in st.watch], version=version,
     )
 
 
-def _version(request: Request, doc: pv.PreviewDoc) -> str:
+def _version(doc: pv.PreviewDoc) -> str:
     import hashlib
 
     return hashlib.sha1((doc.html + doc.text + (doc.error or "")).encode()).hexdigest()[:12]
 
 
-@guarded.get("/preview/raw")
-def preview_raw(request: Request, campaign: str | None = None, variant: str = "html"):
-    doc = _doc(request, campaign or None)
+@guarded.get("/preview/{key}/frame")
+def preview_frame(request: Request, key: str, variant: str = "html"):
+    doc = _doc(request, key)
     if doc.error:
         raise HTTPException(409, doc.error)
     if variant == "text":
         return Response(pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES), media_type="text/plain; charset=utf-8")
     if variant not in ("html", "dark"):
         raise HTTPException(400, f"unknown variant {variant!r} (html, dark or text)")
-    prefix = "/admin/preview"
-    body = pv.for_frame(doc, variant, prefix + ("?campaign=" + campaign if False else ""))
+    body = pv.for_frame(doc, variant, f"/admin/preview/{key}")
     return Response(body, media_type="text/html; charset=utf-8", headers={
         # The email is shown, never run: no scripts, no forms, framed only by this site.
-        "Content-Security-Policy": "default-src 'none'; img-src * data: blob:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'self'; form-action 'none'",
+        "Content-Security-Policy": "default-src 'none'; img-src * data: blob:; style-src 'unsafe-inline' *; "
+        "font-src * data:; frame-ancestors 'self'; form-action 'none'",
         "Cache-Control": "no-store",
     })
 
 
-@guarded.get("/preview/cid/{cid:path}")
-def preview_cid(request: Request, cid: str, campaign: str | None = None):
-    doc = _doc(request, campaign or None)
+@guarded.get("/preview/{key}/cid/{cid:path}")
+def preview_cid(request: Request, key: str, cid: str):
+    doc = _doc(request, key)
     if cid not in doc.images:
         raise HTTPException(404, f"no inline image {cid!r} in this digest")
     content_type, data = doc.images[cid]
     return Response(data, media_type=content_type, headers={"Cache-Control": "no-store"})
 
 
-@guarded.get("/preview/state")
-def preview_state(request: Request, campaign: str | None = None):
+@guarded.get("/preview/{key}/assets/{name:path}")
+def preview_asset(request: Request, key: str, name: str):
+    """Thumbnails the digest refers to as ``assets/NAME`` (relative to the frame's URL)."""
+    doc = _doc(request, key)
+    found = doc.assets.get("assets/" + name)
+    if found is None:
+        raise HTTPException(404, f"no asset {name!r} in this digest")
+    return Response(found[1], media_type=found[0], headers={"Cache-Control": "no-store"})
+
+
+@guarded.get("/preview/{key}/state")
+def preview_state(request: Request, key: str):
     """What the --watch script polls: a version that changes with the composed digest."""
-    doc = _doc(request, campaign or None)
-    return JSONResponse({"version": _version(request, doc), "error": doc.error})
+    doc = _doc(request, key)
+    return JSONResponse({"version": _version(doc), "error": doc.error})
 
 
 @guarded.post("/preview/test-send")
@@ -161,10 +177,10 @@ def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form
     from . import library
 
     st = state(request)
-    doc = _doc(request, campaign or None)
+    doc = _doc(request, campaign or "sources")
     if doc.error:
         raise HTTPException(409, doc.error)
-    address = library.test_send(st, doc, to, campaign or None)
+    address = library.test_send(st, doc, to, int(campaign) if campaign.isdigit() else None)
     flash(request, "ok", f"Test message sent to {address}.")
     return redirect("/admin/preview" + (f"?campaign={campaign}" if campaign else ""))
 

@@ -247,7 +247,7 @@ def create_app(
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.url.path.startswith("/admin/preview/raw"):
+        if not request.url.path.endswith("/frame"):
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 

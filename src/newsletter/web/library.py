@@ -1,28 +1,159 @@
 """The web app's calls into the library (store, compose, dispatch, schedule), in one place.
 
-Each function opens a session, calls one library function and returns plain data for a page
-or a JSON answer; none of them decides anything the library should decide.
+Each function calls library functions and returns plain data for a page or a JSON answer;
+none of them decides anything the library should decide.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from ..errors import InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
 from . import preview as pv
+
+log = logging.getLogger("newsletter.web")
+
+
+def _secret(st) -> bytes:
+    from ..store.secret import secret_key
+
+    return secret_key(st.config)
+
+
+# --- public ------------------------------------------------------------------------------------
+
+
+def public_list(st, slug: str):
+    """The list a signup form is for; NotFound (404) for an unknown or malformed slug."""
+    from ..store.lists import get_list
+
+    try:
+        return get_list(st.engine, slug)
+    except InvalidInput:
+        raise NotFound(f"there is no list {slug[:64]!r}") from None
+
+
+def normalize_address(email: str) -> str:
+    from ..store.addresses import normalize_email
+
+    return normalize_email(email)[0]
+
+
+def subscribe(st, lst, address: str, name: str) -> None:
+    """Subscribe from the public form; the visitor sees the same answer whatever happens here.
+
+    On a double-opt-in list a fresh (or still unconfirmed) subscription gets the confirmation
+    email; someone who left may sign up again only through that confirmation. Suppressed
+    addresses, and people who left a single-opt-in list, are not changed (no one can re-add
+    someone else without the confirmation step)."""
+    from ..store.subscribers import add_subscriber, confirm_url
+
+    double = lst.opt_in == "double"
+    try:
+        result = add_subscriber(st.engine, address, list_slug=lst.slug, name=name or None, source="web form", resubscribe=double)
+    except StateError as e:
+        log.info("signup for %s not changed: %s", lst.slug, e)
+        return
+    if result.needs_confirmation:
+        url = confirm_url(st.config, result.subscriber_id, result.list_id, secret=_secret(st))
+        send_confirmation(st, result.email, name, lst, url)
+
+
+def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
+    """Send the double opt-in email through the dispatcher's transactional path."""
+    from ..dispatch import send_confirmation as dispatch_send_confirmation
+
+    dispatch_send_confirmation(st.config, address, name=name, list_name=lst.name, confirm_url=url)
+
+
+def peek_confirm(st, token: str):
+    from ..store.subscribers import peek_token
+
+    return peek_token(st.engine, _secret(st), token, kind="confirm")
+
+
+def confirm(st, token: str):
+    from ..store.subscribers import confirm_by_token
+
+    return confirm_by_token(st.engine, _secret(st), token)
+
+
+def peek_unsubscribe(st, token: str):
+    """The subscription a link is for, and the person's other lists they could leave too."""
+    from ..store.lists import list_lists
+    from ..store.subscribers import get_subscriber, peek_token
+
+    info = peek_token(st.engine, _secret(st), token, kind="unsubscribe")
+    lists = get_subscriber(st.engine, info.email).lists
+    names = {s.slug: s for s in list_lists(st.engine)}
+    others = [
+        {"id": names[slug].id, "slug": slug, "name": names[slug].name}
+        for slug, status in lists.items()
+        if slug != info.list_slug and slug in names and status in ("active", "unconfirmed")
+    ]
+    return info, others
+
+
+def unsubscribe_one_click(st, token: str):
+    from ..store.subscribers import unsubscribe_by_token
+
+    return unsubscribe_by_token(st.engine, _secret(st), token)
+
+
+def unsubscribe_chosen(st, token: str, chosen_ids: list[str]):
+    """Leave the token's list and/or the chosen other lists of the same person."""
+    from ..store.subscribers import unsubscribe, unsubscribe_by_token
+
+    info, others = peek_unsubscribe(st, token)
+    if not chosen_ids:
+        chosen_ids = [str(info.list_id)]
+    by_id = {str(o["id"]): o for o in others}
+    unknown = [c for c in chosen_ids if c != str(info.list_id) and c not in by_id]
+    if unknown:
+        raise InvalidInput("that list is not one of this subscriber's lists")
+    left = []
+    if str(info.list_id) in chosen_ids:
+        unsubscribe_by_token(st.engine, _secret(st), token)
+        left.append(info.list_name)
+    for c in chosen_ids:
+        if c in by_id:
+            unsubscribe(st.engine, info.email, by_id[c]["slug"])
+            left.append(by_id[c]["name"])
+    return info, left
+
+
+def archive_issues(st) -> list[Any]:
+    from ..dispatch.campaigns import archived_campaigns
+
+    return archived_campaigns(st.engine)
+
+
+def archive_html(st, campaign_id: int, page_url: str) -> str:
+    """A sent issue's HTML with neutral values in the merge tags: no name, no address, and the
+    unsubscribe link pointing at this page instead of carrying anyone's token."""
+    from ..dispatch.campaigns import archived_campaign
+
+    campaign = archived_campaign(st.engine, campaign_id)
+    values = dict(pv.NEUTRAL_VALUES, UNSUBSCRIBE_URL=page_url, WEB_VERSION_URL=page_url)
+    return pv.fill_merge_tags(campaign.html, values)
+
+
+# --- admin -------------------------------------------------------------------------------------
 
 
 def recent_campaigns(st, limit: int = 50) -> list[Any]:
     """Campaigns for the preview's chooser (newest first)."""
     try:
-        from ..dispatch import campaigns  # noqa: F401
-    except ImportError:  # dispatch not installed in this checkout yet
+        from ..dispatch.campaigns import list_campaigns
+    except ImportError:
         return []
-    return []
+    return list_campaigns(st.engine)[:limit]
 
 
 def campaign_preview(st, campaign_id: str) -> pv.PreviewDoc:
-    raise NotImplementedError
+    raise NotFound(f"campaign {campaign_id!r} cannot be previewed yet")
 
 
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: str | None) -> str:
-    raise NotImplementedError
+    raise StateError("test sends are not available yet")

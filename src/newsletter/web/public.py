@@ -1,7 +1,144 @@
-"""Public pages: subscribe, confirm, unsubscribe (incl. RFC 8058 one-click) and the archive."""
+"""Public pages: subscribe, confirm, unsubscribe (incl. RFC 8058 one-click) and the archive.
+
+No page reveals whether an address is known; confirmation and unsubscription happen only on
+POST (mail scanners prefetch GET links); every error is a short page with the right status.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from . import library
+from .app import state
+from .deps import check_csrf, client_host, rate_limit
+from .render import page
 
 router = APIRouter(include_in_schema=False)
+
+MAX_NAME = 200
+
+
+@router.get("/")
+def home():
+    return RedirectResponse("/archive/", status_code=307)
+
+
+@router.get("/healthz")
+def healthz():
+    return {"ok": True}
+
+
+# --- subscribe -------------------------------------------------------------------------------
+
+
+@router.get("/subscribe/{slug}")
+def subscribe_form(request: Request, slug: str):
+    lst = library.public_list(state(request), slug)
+    return page(request, "public/subscribe.html", lst=lst)
+
+
+@router.post("/subscribe/{slug}")
+def subscribe(
+    request: Request,
+    slug: str,
+    email: str = Form(""),
+    name: str = Form(""),
+    website: str = Form(""),
+    csrf_token: str = Form(""),
+):
+    st = state(request)
+    check_csrf(request, csrf_token)
+    lst = library.public_list(st, slug)
+    rate_limit(request, "subscribe_ip", client_host(request), "sign-ups from your address")
+    email, name = email.strip(), " ".join(name.split())[:MAX_NAME]
+    if website:  # the hidden honeypot field: a bot filled it; answer as usual, store nothing
+        return page(request, "public/subscribed.html", lst=lst, email=email, double=lst.opt_in == "double")
+    try:
+        address = library.normalize_address(email)
+    except library.InvalidInput as e:
+        return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=str(e))
+    rate_limit(request, "subscribe_address", address.lower(), "sign-ups for this address")
+    library.subscribe(st, lst, address, name)
+    return page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
+
+
+# --- confirm -----------------------------------------------------------------------------------
+
+
+@router.get("/confirm/{token}")
+def confirm_page(request: Request, token: str):
+    st = state(request)
+    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    info = library.peek_confirm(st, token)
+    return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
+                email=info.email, done=False)
+
+
+@router.post("/confirm/{token}")
+def confirm(request: Request, token: str, csrf_token: str = Form("")):
+    st = state(request)
+    check_csrf(request, csrf_token)
+    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    info = library.confirm(st, token)
+    return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
+                email=info.email, done=True)
+
+
+# --- unsubscribe -------------------------------------------------------------------------------
+
+
+@router.get("/unsubscribe/{token}")
+def unsubscribe_page(request: Request, token: str):
+    st = state(request)
+    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    info, others = library.peek_unsubscribe(st, token)
+    return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name, info.list_id),
+                email=info.email, others=others, done=None)
+
+
+@router.post("/unsubscribe/{token}")
+async def unsubscribe(request: Request, token: str):
+    """Either the RFC 8058 one-click POST (body ``List-Unsubscribe=One-Click``, sent by the mail
+    provider without cookies: the signed token is the authority, 200 and no redirect), or the
+    page's form (CSRF-checked, may choose several lists)."""
+    st = state(request)
+    form = await request.form()
+    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    if form.get("List-Unsubscribe") == "One-Click":
+        info = library.unsubscribe_one_click(st, token)
+        return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
+                    email=info.email, done=[info.list_name], others=[])
+    check_csrf(request, str(form.get("csrf_token", "")))
+    chosen = [str(v) for v in form.getlist("list")]
+    info, left = library.unsubscribe_chosen(st, token, chosen)
+    return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
+                email=info.email, done=left, others=[])
+
+
+def _named(slug: str, name: str, id: int | None = None):
+    return {"slug": slug, "name": name, "id": id}
+
+
+# --- archive -----------------------------------------------------------------------------------
+
+
+@router.get("/archive/")
+def archive(request: Request):
+    issues = library.archive_issues(state(request))
+    return page(request, "public/archive.html", issues=issues)
+
+
+@router.get("/archive")
+def archive_slash():
+    return RedirectResponse("/archive/", status_code=308)
+
+
+@router.get("/archive/{campaign_id}")
+def archive_issue(request: Request, campaign_id: str):
+    if not campaign_id.isdigit() or len(campaign_id) > 18:
+        raise HTTPException(404, f"there is no issue {campaign_id!r} in the archive")
+    html = library.archive_html(state(request), int(campaign_id), str(request.url))
+    return HTMLResponse(html, headers={
+        "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'none'",
+    })
