@@ -1,5 +1,464 @@
-"""CLI commands for `store` (registered on the root app on import)."""
+"""CLI commands for `store`: `db`, `lists`, `subscribers` and `suppress` (registered on the root app on import).
+
+A thin shell: each command opens the database, checks the schema is current (except
+`db upgrade`), calls one library function and formats what it returns.
+"""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, get_config
+
+db_app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
+lists_app = typer.Typer(help="Mailing lists: create, list with counts, change, delete.", no_args_is_help=True)
+subs_app = typer.Typer(help="Subscribers: import, add, list, export, unsubscribe, erase.", no_args_is_help=True)
+supp_app = typer.Typer(help="Global suppression list: addresses or domains never mailed or re-added.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(lists_app, name="lists")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(supp_app, name="suppress")
+
+
+class Fmt(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ImportFmt(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class Status(str, Enum):
+    unconfirmed = "unconfirmed"
+    active = "active"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+    complained = "complained"
+
+
+def _engine(ctx: typer.Context, *, check_schema: bool = True):
+    from ..store.db import get_engine, require_current_schema
+
+    config = get_config(ctx)
+    engine = get_engine(config.database_url)
+    if check_schema:
+        require_current_schema(engine)
+    return engine
+
+
+def _out():
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _err():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _pairs(values: List[str], what: str) -> dict[str, str]:
+    from ..errors import InvalidInput
+
+    out = {}
+    for v in values or []:
+        key, sep, val = v.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"{what} {v!r} must look like NAME=VALUE")
+        out[key.strip()] = val
+    return out
+
+
+def _when(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = typer.Option("head", help="Target migration (default: the newest).")) -> None:
+    """Create the database, or migrate it to the newest schema (safe to run again)."""
+    from ..store.db import mask_url, upgrade
+
+    config = get_config(ctx)
+    before, after = upgrade(config.database_url, revision)
+    url = mask_url(config.database_url)
+    if before == after:
+        typer.echo(f"{url}: schema already at {after}")
+    else:
+        typer.echo(f"{url}: schema upgraded {before or 'empty'} -> {after}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the newest one this version knows."""
+    from ..store.db import current_revision, head_revision
+
+    engine = _engine(ctx, check_schema=False)
+    current, head = current_revision(engine), head_revision()
+    typer.echo(f"database at {current or 'empty'}; newest {head}" + ("" if current == head else " (run `newsletter db upgrade`)"))
+
+
+@db_app.command("check")
+def db_check(ctx: typer.Context) -> None:
+    """Exit 0 when the schema is current, else print why and exit 1 (for scripts and health checks)."""
+    _engine(ctx)
+    typer.echo("schema is current")
+
+
+# ---------------------------------------------------------------- lists
+
+
+@lists_app.command("create")
+def lists_create(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="Short name used in commands and URLs: lowercase letters, digits, '-', '_'."),
+    name: Optional[str] = typer.Option(None, "--name", help="Display name (default: the slug)."),
+    description: str = typer.Option("", "--description", help="What readers get."),
+    double_opt_in: bool = typer.Option(
+        False, "--double-opt-in/--single-opt-in",
+        help="Double: new subscribers must click a confirmation link before they get mail. Single (default): subscribed at once.",
+    ),
+) -> None:
+    """Create a mailing list."""
+    from ..store.lists import create_list
+
+    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single")
+    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in)")
+
+
+@lists_app.command("list")
+def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, csv or json.")) -> None:
+    """Show every list with its subscription counts by status."""
+    from ..store.lists import list_lists
+    from ..store.models import SUBSCRIPTION_STATUSES
+
+    rows = list_lists(_engine(ctx))
+    if fmt is Fmt.json:
+        typer.echo(json.dumps([
+            {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in,
+             "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
+        ], indent=2, ensure_ascii=False))
+        return
+    if fmt is Fmt.csv:
+        import csv
+
+        from ..store.subscribers import safe_cell
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["slug", "name", "opt_in", *SUBSCRIPTION_STATUSES, "total"])
+        for r in rows:
+            w.writerow([safe_cell(r.slug), safe_cell(r.name), r.opt_in, *(r.counts[s] for s in SUBSCRIPTION_STATUSES), r.total])
+        return
+    if not rows:
+        typer.echo("no lists yet: create one with `newsletter lists create SLUG --name NAME`")
+        return
+    from rich.table import Table
+
+    t = Table("slug", "name", "opt-in", *SUBSCRIPTION_STATUSES, "total")
+    for r in rows:
+        t.add_row(r.slug, r.name, r.opt_in, *(str(r.counts[s]) for s in SUBSCRIPTION_STATUSES), str(r.total))
+    _out().print(t)
+
+
+@lists_app.command("update")
+def lists_update(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="The list to change."),
+    name: Optional[str] = typer.Option(None, "--name", help="New display name."),
+    description: Optional[str] = typer.Option(None, "--description", help="New description."),
+    double_opt_in: Optional[bool] = typer.Option(None, "--double-opt-in/--single-opt-in", help="Change the opt-in mode for new subscribers."),
+) -> None:
+    """Change a list's name, description or opt-in mode (existing subscriptions keep their status)."""
+    from ..store.lists import update_list
+
+    opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
+    ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in)
+    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in)")
+
+
+@lists_app.command("delete")
+def lists_delete(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="The list to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Really delete: the list and all its subscriptions go (subscribers stay)."),
+) -> None:
+    """Delete a list and its subscriptions; subscribers and their other lists stay."""
+    from ..errors import InvalidInput
+    from ..store.lists import delete_list
+
+    if not yes:
+        raise InvalidInput(f"deleting list {slug!r} removes all its subscriptions: pass --yes to confirm")
+    n = delete_list(_engine(ctx), slug)
+    typer.echo(f"deleted list {slug!r} and {n} subscription(s)")
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+@subs_app.command("import")
+def subscribers_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV with a header row (email, name, status, any other column → attribute), or JSON Lines."),
+    list_slug: str = typer.Option(..., "--list", "-l", help="The list to subscribe people to."),
+    mapping: List[str] = typer.Option(
+        [], "--map", help="COLUMN=FIELD, FIELD one of email, name, status, attr:NAME, or - to ignore the column. Repeatable."
+    ),
+    fmt: Optional[ImportFmt] = typer.Option(None, "--format", help="csv or jsonl (default: from the extension; .jsonl/.ndjson → jsonl)."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of the file (default: UTF-8, with or without BOM)."),
+    delimiter: str = typer.Option(",", "--delimiter", help="CSV field separator (one character, e.g. ';' or '\\t')."),
+    resubscribe: bool = typer.Option(
+        False, "--resubscribe",
+        help="Re-subscribe people who unsubscribed, bounced or complained. ONLY use this when everyone in the file gave fresh consent; suppressed addresses are still skipped.",
+    ),
+    batch_size: int = typer.Option(5000, "--batch-size", help="Rows per transaction."),
+) -> None:
+    """Import subscribers into a list: validated, de-duplicated, resumable; prints a report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..store.importer import ImportOptions, import_file
+
+    if delimiter == "\\t":
+        delimiter = "\t"
+    opts = ImportOptions(
+        list_slug=list_slug, format=fmt.value if fmt else None, encoding=encoding, mapping=_pairs(mapping, "--map"),
+        delimiter=delimiter, resubscribe=resubscribe, batch_size=batch_size,
+    )
+    engine = _engine(ctx)
+    err = _err()
+    with Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("import", total=None)
+        report = import_file(engine, file, opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    lines = [
+        f"imported {report.path} into {report.list_slug!r}:",
+        f"  read                     {report.read}",
+        f"  added                    {report.added}" + (f" ({report.unconfirmed} awaiting confirmation)" if report.unconfirmed else ""),
+        f"  updated                  {report.updated}",
+        f"  already present          {report.already_present}",
+        f"  duplicates in file       {report.duplicates_in_file} (merged)",
+        f"  recorded as unsubscribed {report.recorded_unsubscribed}",
+        f"  skipped: unsubscribed    {report.skipped_unsubscribed}" + ("" if resubscribe else " (never re-added; see --resubscribe)"),
+        f"  skipped: suppressed      {report.skipped_suppressed}",
+        f"  skipped: invalid         {report.invalid}",
+    ]
+    if resubscribe:
+        lines.insert(4, f"  resubscribed             {report.resubscribed}")
+    for r in report.rejects[:20]:
+        lines.append(f"    line {r.line}: {r.email!r}: {r.reason}")
+    if report.invalid > 20:
+        lines.append(f"    ... and {report.invalid - 20} more")
+    if report.rejects_path:
+        lines.append(f"  rejected rows written to {report.rejects_path}")
+    typer.echo("\n".join(lines))
+
+
+@subs_app.command("add")
+def subscribers_add(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address."),
+    name: Optional[str] = typer.Option(None, "--name", help="The person's name."),
+    list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Subscribe to this list."),
+    attrs: List[str] = typer.Option([], "--attr", help="KEY=VALUE attribute (repeatable), usable as *|ATTR:key|* in mail."),
+    resubscribe: bool = typer.Option(
+        False, "--resubscribe", help="Re-subscribe someone who left the list: ONLY with their fresh consent."
+    ),
+) -> None:
+    """Add (or update) a subscriber; with --list, subscribe them (double opt-in lists: unconfirmed until they click)."""
+    from ..store.subscribers import add_subscriber
+
+    engine = _engine(ctx)
+    res = add_subscriber(engine, email, list_slug=list_slug, name=name, attributes=_pairs(attrs, "--attr"), source="cli", resubscribe=resubscribe)
+    where = f" on {res.list_slug!r} ({res.status})" if res.list_slug else ""
+    verb = {"added": "added", "created": "added", "updated": "updated", "already": "already present", "resubscribed": "resubscribed"}[res.outcome]
+    typer.echo(f"{verb}: {res.email}{where}")
+    if res.needs_confirmation and res.outcome in ("added", "resubscribed"):
+        typer.echo(_send_confirmation(ctx, engine, res))
+
+
+def _send_confirmation(ctx: typer.Context, engine, res) -> str:
+    """Mail the double-opt-in link through dispatch when it is available; say what happened."""
+    from ..store.subscribers import confirm_url
+
+    config = get_config(ctx)
+    url = confirm_url(config, res.subscriber_id, res.list_id)
+    try:
+        from ..dispatch.confirm import send_confirmation  # noqa: F401  (dispatch owns mail)
+    except ImportError:
+        return f"confirmation link (send it to them; automatic mailing arrives with dispatch): {url}"
+    send_confirmation(config, engine, res.subscriber_id, res.list_id, url)
+    return f"confirmation email sent to {res.email}"
+
+
+@subs_app.command("list")
+def subscribers_list(
+    ctx: typer.Context,
+    list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Only this list (and show the status on it)."),
+    status: Optional[Status] = typer.Option(None, "--status", help="Only this status (on --list, or on any list)."),
+    search: Optional[str] = typer.Option(None, "--search", "-s", help="Text to find in the address or name."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, csv or json."),
+    limit: int = typer.Option(100, "--limit", help="At most this many rows."),
+    offset: int = typer.Option(0, "--offset", help="Skip this many rows first."),
+) -> None:
+    """List subscribers, oldest first, with filters and paging."""
+    from ..store.subscribers import list_subscribers, safe_cell
+
+    page = list_subscribers(_engine(ctx), list_slug=list_slug, status=status.value if status else None, search=search, offset=offset, limit=limit)
+    def where(r):
+        return r.status if list_slug else " ".join(f"{k}:{v}" for k, v in r.lists.items())
+    if fmt is Fmt.json:
+        typer.echo(json.dumps({"total": page.total, "offset": page.offset, "items": [
+            {"email": r.email, "name": r.name, "attributes": r.attributes, "lists": r.lists, "status": r.status,
+             "consent_source": r.consent_source, "created_at": r.created_at.isoformat()} for r in page.items
+        ]}, indent=2, ensure_ascii=False))
+        return
+    if fmt is Fmt.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["email", "name", "status" if list_slug else "lists", "created_at"])
+        for r in page.items:
+            w.writerow([safe_cell(r.email), safe_cell(r.name), where(r), r.created_at.isoformat(timespec="seconds")])
+        return
+    from rich.table import Table
+
+    t = Table("email", "name", "status" if list_slug else "lists", "attributes", "added")
+    for r in page.items:
+        t.add_row(r.email, r.name, where(r), ", ".join(f"{k}={v}" for k, v in r.attributes.items()), _when(r.created_at))
+    con = _out()
+    con.print(t)
+    shown = f"{offset + 1}-{offset + len(page.items)}" if page.items else "none"
+    con.print(f"showing {shown} of {page.total}" + (" (use --offset/--limit for more)" if offset + len(page.items) < page.total else ""))
+
+
+@subs_app.command("show")
+def subscribers_show(ctx: typer.Context, email: str = typer.Argument(..., help="The address (any case).")) -> None:
+    """Show one subscriber: data, consent, and status on each list."""
+    from ..store.subscribers import get_subscriber
+
+    r = get_subscriber(_engine(ctx), email)
+    typer.echo(f"email:      {r.email}\nname:       {r.name}\nadded:      {_when(r.created_at)} UTC\nconsent:    {r.consent_source or ''}")
+    for k, v in r.attributes.items():
+        typer.echo(f"attribute:  {k}={v}")
+    for slug, st in r.lists.items():
+        typer.echo(f"list:       {slug} ({st})")
+
+
+@subs_app.command("export")
+def subscribers_export(
+    ctx: typer.Context,
+    list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Only this list (default: every subscriber)."),
+    status: Optional[Status] = typer.Option(None, "--status", help="Only this status."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+) -> None:
+    """Export subscribers as CSV (spreadsheet-safe: formula-like cells are prefixed with ')."""
+    from ..store.subscribers import export_csv
+
+    engine = _engine(ctx)
+    if output is None:
+        n = export_csv(engine, sys.stdout, list_slug=list_slug, status=status.value if status else None)
+    else:
+        from ..errors import InvalidInput
+
+        tmp = output.with_name(output.name + ".part")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                n = export_csv(engine, f, list_slug=list_slug, status=status.value if status else None)
+            tmp.replace(output)
+        except OSError as e:
+            raise InvalidInput(f"{output}: cannot write: {e.strerror}") from None
+    _err().print(f"exported {n} subscriber(s)")
+
+
+@subs_app.command("remove")
+def subscribers_remove(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address (any case)."),
+    suppress: bool = typer.Option(False, "--suppress", help="Also keep the address on the suppression list so no later import re-adds it."),
+) -> None:
+    """Erase a person: delete their data and every subscription (right to erasure)."""
+    from ..store.subscribers import erase_subscriber
+
+    row = erase_subscriber(_engine(ctx), email, suppress_address=suppress)
+    lists = ", ".join(f"{k} ({v})" for k, v in row.lists.items()) or "no lists"
+    typer.echo(f"erased {row.email} (was on {lists})" + ("; address suppressed" if suppress else ""))
+
+
+@subs_app.command("unsubscribe")
+def subscribers_unsubscribe(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address (any case)."),
+    list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Only this list (default: every list)."),
+) -> None:
+    """Unsubscribe someone from one list or all lists (kept as 'unsubscribed' so imports never re-add them)."""
+    from ..store.subscribers import unsubscribe
+
+    changed = unsubscribe(_engine(ctx), email, list_slug)
+    if changed:
+        typer.echo(f"unsubscribed {email.strip()} from {', '.join(changed)}")
+    else:
+        typer.echo(f"{email.strip()} was not subscribed" + (f" to {list_slug!r}" if list_slug else " to any list") + ": nothing changed")
+
+
+# ---------------------------------------------------------------- suppression
+
+
+@supp_app.command("add")
+def suppress_add(
+    ctx: typer.Context,
+    value: str = typer.Argument(..., help="An address (ana@example.com) or a domain (example.net)."),
+    reason: str = typer.Option("", "--reason", help="Why (shown in `suppress list`)."),
+) -> None:
+    """Never mail this address or domain, on any list, and never let an import or add re-subscribe it."""
+    from ..store.subscribers import suppress
+
+    entry, created = suppress(_engine(ctx), value, reason=reason)
+    typer.echo(("suppressed" if created else "already suppressed") + f" {entry.kind} {entry.value}")
+
+
+@supp_app.command("list")
+def suppress_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, csv or json.")) -> None:
+    """Show the suppression list, newest first."""
+    from ..store.subscribers import list_suppressions, safe_cell
+
+    rows = list_suppressions(_engine(ctx))
+    if fmt is Fmt.json:
+        typer.echo(json.dumps([{"kind": r.kind, "value": r.value, "reason": r.reason, "created_at": r.created_at.isoformat()} for r in rows], indent=2, ensure_ascii=False))
+    elif fmt is Fmt.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["kind", "value", "reason", "created_at"])
+        for r in rows:
+            w.writerow([r.kind, safe_cell(r.value), safe_cell(r.reason), r.created_at.isoformat(timespec="seconds")])
+    else:
+        from rich.table import Table
+
+        t = Table("kind", "value", "reason", "since")
+        for r in rows:
+            t.add_row(r.kind, r.value, r.reason, _when(r.created_at))
+        _out().print(t)
+
+
+@supp_app.command("remove")
+def suppress_remove(ctx: typer.Context, value: str = typer.Argument(..., help="The address or domain to lift.")) -> None:
+    """Lift a suppression (it does not re-subscribe anyone)."""
+    from ..errors import NotFound
+    from ..store.subscribers import unsuppress
+
+    if not unsuppress(_engine(ctx), value):
+        raise NotFound(f"{value.strip()!r} is not on the suppression list")
+    typer.echo(f"no longer suppressed: {value.strip()}")

@@ -7,6 +7,7 @@ never contains the password of the URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ from ..errors import SchemaOutdated, StoreError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
+
+# Alembic's INFO lines ("Context impl SQLiteImpl", plugin setup) are noise for users.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
 
