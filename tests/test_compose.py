@@ -1,0 +1,222 @@
+"""Composing a digest: selection rules, the whole pipeline from sources, and the files it writes."""
+
+from __future__ import annotations
+
+import email
+import json
+from datetime import datetime, timedelta, timezone
+from email import policy
+
+import lxml.html
+import pytest
+
+from newsletter.articles.model import Article, Image
+from newsletter.compose import (
+    ComposeOptions,
+    build_message,
+    compose,
+    load_digest,
+    parse_since,
+    render,
+    select,
+    write_digest,
+)
+from newsletter.config import Config
+from newsletter.errors import InvalidInput, NotFound, SelectionError
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def art(title: str, days_ago: float | None, **kw) -> Article:
+    kw.setdefault("url", "https://example.org/" + title.lower().replace(" ", "-"))
+    published = NOW - timedelta(days=days_ago) if days_ago is not None else None
+    return Article(title=title, published=published, summary=f"About {title}.", **kw)
+
+
+ARTICLES = [
+    art("Old harbour", 30, category="City", tags=["harbour"]),
+    art("New tram", 1, category="City", tags=["transport", "city"]),
+    art("Garden", 3, category="Community", tags=["gardens"]),
+    art("Undated", None, category="City"),
+    art("Ferry film", 6, category="Film", tags=["harbour", "film"]),
+]
+
+
+def titles(selection):
+    return [a.title for a in selection.selected]
+
+
+# --- selection --------------------------------------------------------------------------------
+
+def test_selection_is_newest_first_with_undated_last():
+    assert titles(select(ARTICLES, ComposeOptions(now=NOW))) == ["New tram", "Garden", "Ferry film", "Old harbour", "Undated"]
+
+
+def test_since_keeps_recent_articles_and_says_why_others_were_skipped():
+    s = select(ARTICLES, ComposeOptions(since="7d", now=NOW))
+    assert titles(s) == ["New tram", "Garden", "Ferry film"]
+    assert ("Old harbour", "older than --since (2026-11-17 12:00 UTC)") in s.skipped
+    assert ("Undated", "has no date, so --since cannot place it") in s.skipped
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("7d", datetime(2026, 11, 17, 12, tzinfo=timezone.utc)),
+        ("24h", datetime(2026, 11, 23, 12, tzinfo=timezone.utc)),
+        ("2w", datetime(2026, 11, 10, 12, tzinfo=timezone.utc)),
+        ("2026-11-01", datetime(2026, 11, 1, tzinfo=timezone.utc)),
+        ("2026-11-01T08:00:00+01:00", datetime(2026, 11, 1, 7, tzinfo=timezone.utc)),
+    ],
+)
+def test_since_forms(value, expected):
+    assert parse_since(value, NOW) == expected
+
+
+def test_since_date_is_midnight_in_the_configured_zone():
+    assert parse_since("2026-11-01", NOW, "Europe/Athens") == datetime(2026, 10, 31, 22, tzinfo=timezone.utc)
+
+
+def test_unreadable_since_is_a_one_line_selection_error():
+    with pytest.raises(SelectionError, match=r"--since 'last tuesday'"):
+        select(ARTICLES, ComposeOptions(since="last tuesday", now=NOW))
+
+
+def test_category_is_case_insensitive():
+    assert titles(select(ARTICLES, ComposeOptions(category="city", now=NOW))) == ["New tram", "Old harbour", "Undated"]
+
+
+def test_tags_match_any_given_tag():
+    s = select(ARTICLES, ComposeOptions(tags=["Harbour", "gardens"], now=NOW))
+    assert titles(s) == ["Garden", "Ferry film", "Old harbour"]
+    assert ("New tram", "has none of the tags gardens, harbour") in s.skipped
+
+
+def test_limit_keeps_the_newest_and_reports_the_rest():
+    s = select(ARTICLES, ComposeOptions(limit=2, now=NOW))
+    assert titles(s) == ["New tram", "Garden"]
+    assert [w for w, r in s.skipped if r == "over --limit 2"] == ["Ferry film", "Old harbour", "Undated"]
+
+
+def test_already_sent_keys_are_excluded():
+    sent = {ARTICLES[1].key}
+    s = select(ARTICLES, ComposeOptions(exclude_keys=sent, now=NOW))
+    assert "New tram" not in titles(s)
+    assert ("New tram", "already sent in an earlier digest") in s.skipped
+
+
+def test_empty_selection_is_an_error_that_says_why():
+    with pytest.raises(SelectionError) as e:
+        select(ARTICLES, ComposeOptions(since="1h", now=NOW))
+    assert str(e.value).startswith("no article left to compose: all 5 skipped (")
+    assert "\n" not in str(e.value)
+    with pytest.raises(SelectionError, match="no articles found"):
+        select([], ComposeOptions(now=NOW))
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(SelectionError, match="--limit 0"):
+        select(ARTICLES, ComposeOptions(limit=0, now=NOW))
+
+
+# --- the pipeline from real sources ----------------------------------------------------------
+
+def test_compose_from_markdown_sources(fixtures_dir):
+    d = compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(since="2026-11-15", now=NOW))
+    assert d.found == 2
+    assert [a.title for a in d.articles] == ["The Lighthouse Keeper's Last Winter"]
+    assert d.skipped == [("The Winter Market Opens Early", "older than --since (2026-11-15 00:00 UTC)")]
+    root = lxml.html.fromstring(d.html)
+    img = root.xpath("//img[starts-with(@src, 'assets/')]")
+    assert img and img[0].get("alt") == "A white lighthouse on a grey rock with waves breaking below"
+    # the seed-shaped trailing "below is a video" link became a video entry
+    assert root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]')
+    assert len(d.assets) == 1
+
+
+def test_one_bad_article_among_good_ones_is_a_warning(fixtures_dir):
+    d = compose([str(fixtures_dir / "compose/good"), str(fixtures_dir / "compose/bad/no-title.md")], Config(), ComposeOptions(now=NOW))
+    assert len(d.articles) == 2
+    assert any("no-title.md" in w and "missing title" in w for w in d.warnings)
+
+
+# --- files written and read back -------------------------------------------------------------
+
+@pytest.fixture
+def digest(fixtures_dir):
+    return compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(now=NOW))
+
+
+def test_write_digest_writes_every_file(tmp_path, digest):
+    paths = write_digest(digest, tmp_path / "out")
+    assert paths["html"].read_text() == digest.html
+    assert paths["text"].read_text() == digest.text
+    meta = json.loads(paths["json"].read_text())
+    assert meta["subject"] == digest.subject and meta["preheader"] == digest.preheader
+    assert meta["article_keys"] == [a.key for a in digest.articles]
+    assert meta["images"] == []
+    asset = digest.assets[0]
+    assert (paths["assets"] / asset.filename).read_bytes() == asset.data
+    assert f'src="assets/{asset.filename}"' in digest.html
+
+
+def test_load_digest_round_trips(tmp_path, digest):
+    write_digest(digest, tmp_path)
+    back = load_digest(tmp_path)
+    assert (back.subject, back.preheader, back.html, back.text) == (digest.subject, digest.preheader, digest.html, digest.text)
+    assert back.article_keys == digest.article_keys
+    assert back.articles[0].published == digest.articles[0].published
+    assert back.articles[0].videos == digest.articles[0].videos
+    assert back.assets[0].data == digest.assets[0].data
+    assert back.from_address == digest.from_address and back.date == digest.date
+
+
+def test_load_digest_without_html_is_a_one_line_not_found(tmp_path):
+    with pytest.raises(NotFound, match=r"digest\.html: no composed digest here"):
+        load_digest(tmp_path)
+
+
+def test_eml_is_a_complete_multipart_alternative_message(tmp_path, digest):
+    paths = write_digest(digest, tmp_path)
+    raw = paths["eml"].read_bytes()
+    assert b"\r\n" in raw
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    for header in ("Subject", "From", "Date", "Message-ID", "MIME-Version"):
+        assert msg[header], header
+    assert msg["Subject"] == digest.subject
+    assert msg["From"] == "The Weekly Dispatch <newsletter@example.org>"
+    assert msg["Message-ID"].endswith("@example.org>")
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = msg.get_payload()
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content().replace("\r\n", "\n") == digest.text
+    assert parts[1].get_content().replace("\r\n", "\n") == digest.html.replace("\r\n", "\n")
+
+
+def test_embed_images_puts_them_in_multipart_related_as_cid(tmp_path, fixtures_dir):
+    d = compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(now=NOW, embed_images=True))
+    assert not d.assets and len(d.images) == 1
+    cid = d.images[0].cid
+    assert f'src="cid:{cid}"' in d.html
+    paths = write_digest(d, tmp_path)
+    msg = email.message_from_bytes(paths["eml"].read_bytes(), policy=policy.default)
+    text, related = msg.get_payload()
+    assert related.get_content_type() == "multipart/related"
+    html, image = related.get_payload()
+    assert html.get_content_type() == "text/html"
+    assert image.get_content_type() == "image/jpeg"
+    assert image["Content-ID"] == f"<{cid}>"
+    assert image.get_payload(decode=True) == d.images[0].data
+    assert load_digest(tmp_path).images[0].data == d.images[0].data
+
+
+def test_header_values_with_line_breaks_are_refused(digest):
+    digest.subject = "Hello\nBcc: someone@example.com"
+    with pytest.raises(InvalidInput, match="Subject: line breaks"):
+        build_message(digest)
+
+
+def test_from_address_with_line_break_is_refused():
+    a = art("Tide", 1, image=Image(url="https://example.org/t.jpg", alt="tide"))
+    with pytest.raises(InvalidInput, match="from_address: line breaks"):
+        render([a], Config(from_address="x@example.org\r\nBcc: y@example.org"), ComposeOptions(now=NOW))

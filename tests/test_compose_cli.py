@@ -1,0 +1,80 @@
+"""`newsletter compose` as a user runs it: the real console entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import lxml.html
+import pytest
+
+from conftest import REPO
+
+BAD = REPO / "tests/fixtures/compose/bad"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "newsletter", "compose", *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_sample_articles_compose_into_every_file(tmp_path):
+    out = tmp_path / "out"
+    r = run(REPO / "articles", "--since", "2026-11-17", "--limit", "10", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "Found 8 articles, selected 5, skipped 3." in r.stdout
+    assert "skipped 3: older than --since (2026-11-17 00:00 UTC)" in r.stdout
+    assert "of 102 KB (within budget)" in r.stdout
+    assert f"{out}/digest.html" in r.stdout
+    for name in ("digest.html", "digest.txt", "digest.eml", "digest.json"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "digest.json").read_text())
+    assert len(meta["article_keys"]) == 5
+    root = lxml.html.parse(str(out / "digest.html")).getroot()
+    for img in root.xpath("//img"):
+        src = img.get("src")
+        assert img.get("alt", "").strip(), src
+        if not src.startswith("http"):
+            assert (out / src).is_file(), src
+    assert root.xpath('//div[@dir="rtl"][@lang="ar"]')
+
+
+def test_every_option_together(tmp_path):
+    out = tmp_path / "o"
+    r = run(REPO / "articles", "--category", "current event", "--tag", "harbour", "--tag", "film", "--subject", "Cranes!",
+            "--embed-images", "--strict", "--out", out, "--template", REPO / "templates")
+    assert r.returncode == 0, r.stderr
+    assert "selected 1," in r.stdout
+    assert json.loads((out / "digest.json").read_text())["subject"] == "Cranes!"
+    assert b"Content-ID: <harbour-cranes-" in (out / "digest.eml").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([BAD / "malformed-front-matter.md"], "malformed-front-matter.md: malformed front matter"),
+        ([BAD / "bad-date.md"], "bad-date.md: front matter 'date': cannot parse date"),
+        ([BAD / "no-title.md"], "no-title.md: missing title"),
+        ([BAD / "not-a-feed.xml"], "not-a-feed.xml: "),
+        ([REPO / "articles", "--since", "2030-01-01"], "no article left to compose: all 8 skipped"),
+        ([REPO / "articles", "--since", "soon"], "--since 'soon'"),
+        ([REPO / "articles", "--template", BAD], "missing digest.mjml, digest.txt"),
+        ([REPO / "articles", "--subject", "a\nb"], "--subject: line breaks are not allowed"),
+        ([REPO / "tests/fixtures/compose/good", BAD / "no-title.md", "--strict"], "no-title.md: missing title"),
+    ],
+    ids=["front-matter", "date", "title", "not-a-feed", "empty-selection", "since", "template", "subject", "strict"],
+)
+def test_bad_input_is_one_line_error_and_non_zero_exit(tmp_path, args, message):
+    r = run(*args, "--out", tmp_path / "out")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+    assert not (tmp_path / "out" / "digest.html").exists()
+
+
+def test_unknown_option_gets_typers_message(tmp_path):
+    r = run(REPO / "articles", "--colour", "red")
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr

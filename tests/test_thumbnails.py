@@ -1,0 +1,87 @@
+"""Card images: local files are cropped to 16:9 at 2x, re-encoded and named by content hash;
+remote ones keep their URL; broken ones cost the card its picture, never the digest."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from datetime import datetime, timezone
+
+import lxml.html
+from PIL import Image as PILImage
+
+from newsletter.articles.model import Article, Image
+from newsletter.compose import ComposeOptions, render
+from newsletter.compose.thumbnails import card_image, make_thumbnail
+from newsletter.config import Config
+
+NOW = datetime(2026, 11, 24, tzinfo=timezone.utc)
+
+
+def article_with(path, alt="A lighthouse") -> Article:
+    return Article(title="Lighthouse", url="https://example.org/lighthouse", published=NOW, image=Image(url=str(path), alt=alt), source="/tmp/x.md")
+
+
+def test_large_photo_is_cropped_to_16_9_at_2x_as_compact_jpeg(fixtures_dir):
+    src = fixtures_dir / "compose/images/sea.jpg"  # 1600x1200 (4:3)
+    t = make_thumbnail(src)
+    im = PILImage.open(io.BytesIO(t.data))
+    assert (im.format, im.size) == ("JPEG", (1152, 648))
+    assert t.content_type == "image/jpeg"
+    assert re.fullmatch(r"sea-[0-9a-f]{12}\.jpg", t.filename)
+    # centred crop: the white tower in the middle of the source stays in the middle
+    assert im.getpixel((576, 324))[0] > 230
+
+
+def test_transparent_image_stays_png(fixtures_dir):
+    t = make_thumbnail(fixtures_dir / "compose/images/dot.png")
+    im = PILImage.open(io.BytesIO(t.data))
+    assert im.format == "PNG" and im.mode == "RGBA"
+    assert t.filename.endswith(".png")
+
+
+def test_small_image_is_cropped_but_never_upscaled(fixtures_dir):
+    t = make_thumbnail(fixtures_dir / "compose/images/small-wide.jpg")  # 300x100
+    assert (t.width, t.height) == (178, 100)
+
+
+def test_names_follow_content_so_a_changed_file_gets_a_new_name(tmp_path, fixtures_dir):
+    p = tmp_path / "pic.jpg"
+    shutil.copy(fixtures_dir / "compose/images/sea.jpg", p)
+    first = make_thumbnail(p).filename
+    assert make_thumbnail(p).filename == first
+    PILImage.new("RGB", (800, 450), (200, 10, 10)).save(p)
+    assert make_thumbnail(p).filename != first
+
+
+def test_local_image_becomes_an_asset_under_assets_or_the_asset_base_url(fixtures_dir):
+    a = article_with(fixtures_dir / "compose/images/sea.jpg")
+    ref, asset, warning = card_image(a, a.image, alt="A lighthouse", embed=False, asset_base_url=None)
+    assert warning is None and ref.src == f"assets/{asset.filename}" and (ref.width, ref.height) == (576, 324)
+    ref, asset, _ = card_image(a, a.image, alt="A lighthouse", embed=False, asset_base_url="https://cdn.example.net/nl/")
+    assert ref.src == f"https://cdn.example.net/nl/{asset.filename}" == asset.url
+
+
+def test_embedded_image_is_referenced_by_cid(fixtures_dir):
+    a = article_with(fixtures_dir / "compose/images/sea.jpg")
+    ref, part, _ = card_image(a, a.image, alt="x", embed=True, asset_base_url=None)
+    assert ref.src == f"cid:{part.cid}" and part.cid.endswith("@newsletter") and part.data[:2] == b"\xff\xd8"
+
+
+def test_missing_and_broken_images_give_a_card_without_image_and_a_warning(fixtures_dir):
+    missing = article_with(fixtures_dir / "compose/images/nope.jpg")
+    broken = Article(title="Broken", url="https://example.org/b", published=NOW, image=Image(url=str(fixtures_dir / "compose/broken.jpg"), alt="b"))
+    d = render([missing, broken], Config(), ComposeOptions(now=NOW))
+    assert not lxml.html.fromstring(d.html).xpath("//img")
+    assert len(d.warnings) == 2
+    assert "nope.jpg not found; card shown without it" in d.warnings[0]
+    assert "broken.jpg cannot be read" in d.warnings[1]
+    assert "Lighthouse" in d.text and "Broken" in d.text
+
+
+def test_shared_image_is_shipped_once(fixtures_dir):
+    a = article_with(fixtures_dir / "compose/images/sea.jpg")
+    b = Article(title="Again", url="https://example.org/again", published=NOW, image=Image(url=str(fixtures_dir / "compose/images/sea.jpg"), alt="x"))
+    d = render([a, b], Config(), ComposeOptions(now=NOW))
+    assert len(d.assets) == 1
