@@ -139,7 +139,78 @@ def archive_html(st, campaign_id: int, page_url: str) -> str:
     return pv.fill_merge_tags(campaign.html, values)
 
 
-# --- admin -------------------------------------------------------------------------------------
+# --- admin: subscribers and lists -------------------------------------------------------------
+
+STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced", "complained")
+
+
+def all_lists(st):
+    from ..store.lists import list_lists
+
+    return list_lists(st.engine)
+
+
+def create_list(st, slug: str, name: str | None, description: str, opt_in: str):
+    from ..store.lists import create_list as store_create_list
+
+    return store_create_list(st.engine, slug, name, description=description, opt_in=opt_in)
+
+
+def search_subscribers(st, *, q: str = "", list_slug: str = "", status: str = "", offset: int = 0, limit: int = 50):
+    from ..store.subscribers import list_subscribers
+
+    return list_subscribers(st.engine, list_slug=list_slug or None, status=status or None, search=q or None,
+                            offset=offset, limit=limit)
+
+
+def admin_add_subscriber(st, email: str, name: str, list_slug: str, resubscribe: bool):
+    from ..store.subscribers import add_subscriber
+
+    return add_subscriber(st.engine, email, list_slug=list_slug or None, name=name or None, source="admin", resubscribe=resubscribe)
+
+
+def admin_unsubscribe(st, email: str, list_slug: str | None) -> list[str]:
+    from ..store.subscribers import unsubscribe
+
+    return unsubscribe(st.engine, email, list_slug)
+
+
+def get_subscriber(st, email: str):
+    from ..store.subscribers import get_subscriber as store_get_subscriber
+
+    return store_get_subscriber(st.engine, email)
+
+
+def admin_erase(st, email: str, suppress: bool):
+    from ..store.subscribers import erase_subscriber
+
+    return erase_subscriber(st.engine, email, suppress_address=suppress)
+
+
+def admin_import(st, fileobj, filename: str, list_slug: str, resubscribe: bool):
+    """Run the CLI's importer on an uploaded file (copied to a private temporary folder first)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ..store.importer import ImportOptions, import_file
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".txt"):
+        raise InvalidInput(f"{filename}: import takes a .csv or .jsonl file")
+    with tempfile.TemporaryDirectory(prefix="newsletter-import-") as tmp:
+        path = Path(tmp) / ("upload" + (suffix if suffix != ".txt" else ".csv"))
+        with open(path, "wb") as out:
+            shutil.copyfileobj(fileobj, out, 1 << 20)
+        opts = ImportOptions(list_slug=list_slug, resubscribe=resubscribe, source=f"import:{Path(filename).name}",
+                             rejects_path=Path(tmp) / "rejects.csv")
+        report = import_file(st.engine, path, opts)
+    report.path = Path(filename).name
+    report.rejects_path = None  # the temporary file is gone; the page lists the rejects
+    return report
+
+
+# --- admin: campaigns -------------------------------------------------------------------------
 
 
 def recent_campaigns(st, limit: int = 50) -> list[Any]:

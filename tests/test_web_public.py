@@ -1,0 +1,231 @@
+"""Public pages: subscribe, confirm, unsubscribe (RFC 8058 one-click), and what bad input gets:
+the right status, a short page with no stack trace, and nothing changed in the database."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from newsletter.config import Config
+from newsletter.errors import NotFound
+from newsletter.store import lists as store_lists
+from newsletter.store import subscribers as subs
+from newsletter.store import tokens
+from newsletter.store.db import get_engine, upgrade
+from newsletter.web import create_app
+from newsletter.web.app import Limits
+
+SECRET = "test-secret-key-0123456789"
+
+
+@pytest.fixture
+def config(tmp_path):
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    upgrade(url)
+    return Config(database_url=url, secret_key=SECRET, base_url="http://127.0.0.1:8000")
+
+
+@pytest.fixture
+def engine(config):
+    engine = get_engine(config.database_url)
+    store_lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    store_lists.create_list(engine, "news", "Product news", opt_in="single")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app(config, engine):
+    return create_app(config, engine, limits=Limits(subscribe_per_ip=(8, 60), subscribe_per_address=(2, 60)))
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("198.51.100.7", 40000)) as c:
+        yield c
+
+
+def csrf(client, url):
+    r = client.get(url)
+    assert r.status_code == 200, r.text
+    m = re.search(r'name="csrf_token" value="([^"]+)"', r.text)
+    assert m, "the form carries a CSRF token"
+    return m.group(1)
+
+
+def lists_of(engine, email):
+    try:
+        return subs.get_subscriber(engine, email).lists
+    except NotFound:
+        return None
+
+
+def assert_clean_error(r, status):
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    assert "<h1>" in r.text or r.headers["content-type"].startswith("application/json")
+
+
+# --- subscribe -------------------------------------------------------------------------------
+
+
+def test_subscribe_form_is_labelled_and_subscribes(client, engine):
+    r = client.get("/subscribe/weekly")
+    assert '<label for="email">' in r.text and 'id="email"' in r.text and 'name="viewport"' in r.text
+    token = csrf(client, "/subscribe/weekly")
+    r = client.post("/subscribe/weekly", data={"email": "Ana@Example.com", "name": "Ana", "csrf_token": token})
+    assert r.status_code == 200
+    assert lists_of(engine, "ana@example.com") == {"weekly": "active"}
+
+
+def test_same_answer_whether_the_address_is_known_or_not(client, engine):
+    subs.add_subscriber(engine, "known@example.com", list_slug="weekly")
+    subs.unsubscribe(engine, "known@example.com", "weekly")
+    token = csrf(client, "/subscribe/weekly")
+    known = client.post("/subscribe/weekly", data={"email": "known@example.com", "csrf_token": token})
+    new = client.post("/subscribe/weekly", data={"email": "new@example.com", "csrf_token": token})
+    assert known.status_code == new.status_code == 200
+    assert known.text.replace("known@example.com", "X") == new.text.replace("new@example.com", "X")
+    # Someone who left a single opt-in list is not put back by a form anyone can fill in.
+    assert lists_of(engine, "known@example.com") == {"weekly": "unsubscribed"}
+
+
+def test_malformed_email_is_a_400_form_and_stores_nothing(client, engine):
+    token = csrf(client, "/subscribe/weekly")
+    r = client.post("/subscribe/weekly", data={"email": "not-an-address", "csrf_token": token})
+    assert_clean_error(r, 400)
+    assert 'aria-invalid="true"' in r.text and "not-an-address" in r.text
+    assert subs.list_subscribers(engine).total == 0
+
+
+def test_missing_or_wrong_csrf_is_403(client, engine):
+    csrf(client, "/subscribe/weekly")
+    assert_clean_error(client.post("/subscribe/weekly", data={"email": "a@example.com"}), 403)
+    assert_clean_error(client.post("/subscribe/weekly", data={"email": "a@example.com", "csrf_token": "forged"}), 403)
+    with TestClient(client.app, base_url="http://127.0.0.1:8000") as fresh:  # no session cookie at all
+        assert_clean_error(fresh.post("/subscribe/weekly", data={"email": "a@example.com", "csrf_token": "x"}), 403)
+    assert subs.list_subscribers(engine).total == 0
+
+
+def test_unknown_or_malformed_list_is_404(client):
+    assert_clean_error(client.get("/subscribe/nope"), 404)
+    assert_clean_error(client.get("/subscribe/NOT..A..SLUG"), 404)
+    token = csrf(client, "/subscribe/weekly")
+    assert_clean_error(client.post("/subscribe/nope", data={"email": "a@example.com", "csrf_token": token}), 404)
+
+
+def test_oversize_body_is_413(client, engine):
+    token = csrf(client, "/subscribe/weekly")
+    r = client.post("/subscribe/weekly", data={"email": "a@example.com", "csrf_token": token, "name": "x" * 400_000})
+    assert_clean_error(r, 413)
+    assert subs.list_subscribers(engine).total == 0
+
+
+def test_rate_limited_per_address_and_per_ip(client, engine):
+    token = csrf(client, "/subscribe/weekly")
+    for _ in range(2):
+        assert client.post("/subscribe/weekly", data={"email": "a@example.com", "csrf_token": token}).status_code == 200
+    r = client.post("/subscribe/weekly", data={"email": "A@example.com", "csrf_token": token})
+    assert_clean_error(r, 429)
+    assert int(r.headers["retry-after"]) > 0
+    codes = [client.post("/subscribe/weekly", data={"email": f"p{i}@example.com", "csrf_token": token}).status_code for i in range(8)]
+    assert codes[-1] == 429 and 200 in codes
+    assert lists_of(engine, "p7@example.com") is None
+
+
+def test_honeypot_answers_normally_and_stores_nothing(client, engine):
+    token = csrf(client, "/subscribe/weekly")
+    r = client.post("/subscribe/weekly", data={"email": "bot@example.com", "website": "http://spam.example", "csrf_token": token})
+    assert r.status_code == 200
+    assert lists_of(engine, "bot@example.com") is None
+
+
+# --- confirm ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pending(engine):
+    store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
+    r = subs.add_subscriber(engine, "pending@example.com", list_slug="double")
+    return r
+
+
+def test_confirm_get_changes_nothing_post_confirms(client, engine, pending, config):
+    token = tokens.confirm_token(SECRET.encode(), pending.subscriber_id, pending.list_id)
+    r = client.get(f"/confirm/{token}")
+    assert r.status_code == 200 and "Confirm subscription" in r.text
+    assert lists_of(engine, "pending@example.com") == {"double": "unconfirmed"}
+    form = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
+    r = client.post(f"/confirm/{token}", data={"csrf_token": form})
+    assert r.status_code == 200 and "You are subscribed" in r.text
+    assert lists_of(engine, "pending@example.com") == {"double": "active"}
+
+
+@pytest.mark.parametrize("kind", ["forged", "truncated", "expired", "unsubscribe-token", "garbage"])
+def test_bad_confirm_tokens_are_400_and_change_nothing(client, engine, pending, kind):
+    key = SECRET.encode()
+    good = tokens.confirm_token(key, pending.subscriber_id, pending.list_id)
+    token = {
+        "forged": tokens.confirm_token(b"another-secret-key-000000", pending.subscriber_id, pending.list_id),
+        "truncated": good[:-6],
+        "expired": tokens.confirm_token(key, pending.subscriber_id, pending.list_id, now=datetime.now(timezone.utc) - timedelta(days=30)),
+        "unsubscribe-token": tokens.unsubscribe_token(key, pending.subscriber_id, pending.list_id),
+        "garbage": "%00%ff..",
+    }[kind]
+    assert_clean_error(client.get(f"/confirm/{token}"), 400 if kind != "garbage" else client.get(f"/confirm/{token}").status_code)
+    form = csrf(client, "/subscribe/weekly")
+    r = client.post(f"/confirm/{token}", data={"csrf_token": form})
+    assert r.status_code in (400, 404)
+    assert_clean_error(r, r.status_code)
+    assert lists_of(engine, "pending@example.com") == {"double": "unconfirmed"}
+
+
+def test_confirm_token_for_a_deleted_subscription_is_404(client, engine, pending):
+    token = tokens.confirm_token(SECRET.encode(), pending.subscriber_id, pending.list_id)
+    subs.erase_subscriber(engine, "pending@example.com")
+    assert_clean_error(client.get(f"/confirm/{token}"), 404)
+
+
+# --- unsubscribe -----------------------------------------------------------------------------
+
+
+def test_one_click_unsubscribe_rfc8058(client, engine, config):
+    r = subs.add_subscriber(engine, "leaver@example.com", list_slug="weekly")
+    url = subs.unsubscribe_url(config, r.subscriber_id, r.list_id)
+    path = url.removeprefix(config.base_url)
+    with TestClient(client.app, base_url="http://127.0.0.1:8000", follow_redirects=False) as provider:  # no cookie, no CSRF
+        resp = provider.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert resp.status_code == 200
+    assert lists_of(engine, "leaver@example.com") == {"weekly": "unsubscribed"}
+    again = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert again.status_code == 200  # idempotent
+
+
+def test_unsubscribe_page_offers_other_lists_and_get_changes_nothing(client, engine, config):
+    a = subs.add_subscriber(engine, "multi@example.com", list_slug="weekly")
+    subs.add_subscriber(engine, "multi@example.com", list_slug="news")
+    path = subs.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
+    r = client.get(path)
+    assert r.status_code == 200 and "Product news" in r.text and 'type="checkbox"' in r.text
+    assert lists_of(engine, "multi@example.com") == {"news": "active", "weekly": "active"}
+    news_id = store_lists.get_list(engine, "news").id
+    form = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
+    r = client.post(path, data={"csrf_token": form, "list": [str(a.list_id), str(news_id)]})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert lists_of(engine, "multi@example.com") == {"news": "unsubscribed", "weekly": "unsubscribed"}
+
+
+def test_bad_unsubscribe_input(client, engine, config):
+    a = subs.add_subscriber(engine, "stay@example.com", list_slug="weekly")
+    good = tokens.unsubscribe_token(SECRET.encode(), a.subscriber_id, a.list_id)
+    for token in [good[:-4], tokens.unsubscribe_token(b"not-the-key-000000000", a.subscriber_id, a.list_id), "x"]:
+        assert_clean_error(client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}), 400)
+        assert_clean_error(client.get(f"/unsubscribe/{token}"), 400)
+    # The page's own form without its CSRF token, and a list that is not theirs.
+    assert_clean_error(client.post(f"/unsubscribe/{good}", data={"list": str(a.list_id)}), 403)
+    form = csrf(client, f"/unsubscribe/{good}")
+    assert_clean_error(client.post(f"/unsubscribe/{good}", data={"csrf_token": form, "list": "999"}), 400)
+    assert lists_of(engine, "stay@example.com") == {"weekly": "active"}
