@@ -49,8 +49,9 @@ def clean_text(value: Any) -> str:
         if not _ENTITY.search(s):
             break
         s = html.unescape(s)
-    s = s.replace("\x00", "").replace("\u00a0", " ").replace("\u200b", "")
-    s = "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in s)
+    s = s.replace("\x00", "").replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
+    # Control characters go; format characters stay (the zero-width non-joiner is spelling in Persian).
+    s = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" else ch for ch in s)
     return unicodedata.normalize("NFC", _WS.sub(" ", s)).strip()
 
 
@@ -123,6 +124,7 @@ class PageSignals:
     meta: dict[str, list[str]] = field(default_factory=dict)
     article_ld: list[dict] = field(default_factory=list)
     other_ld: list[dict] = field(default_factory=list)
+    ld_ids: dict[str, dict] = field(default_factory=dict)  # "@id" -> object, for references in a @graph
     html_lang: str = ""
     title_tag: str = ""
     links: dict[str, list[str]] = field(default_factory=dict)
@@ -143,13 +145,20 @@ class PageSignals:
         return out
 
     def ld(self, *keys: str) -> Any:
-        """The first value among ``keys`` of the article's JSON-LD objects."""
+        """The first value among ``keys`` of the article's JSON-LD objects, ``{"@id": ...}`` references resolved."""
         for obj in self.article_ld:
             for key in keys:
                 value = obj.get(key)
                 if value not in (None, "", [], {}):
-                    return value
+                    return self.resolve(value)
         return None
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if isinstance(value, dict) and set(value) <= {"@id", "@type"} and value.get("@id") in self.ld_ids:
+            return self.ld_ids[value["@id"]]
+        return value
 
     def absolute(self, href: str | None) -> str | None:
         href = (href or "").strip()
@@ -215,6 +224,8 @@ def collect(doc, url: str) -> PageSignals:
             continue
         data = _load_jsonld(el.text or "")
         for obj in _walk_jsonld(data):
+            if isinstance(obj.get("@id"), str) and len(obj) > 1:
+                sig.ld_ids.setdefault(obj["@id"], obj)
             types = _types(obj)
             if types & _ARTICLE_TYPES or any(t.endswith("article") for t in types):
                 sig.article_ld.append(obj)
@@ -339,6 +350,7 @@ def best_site_names(sig: PageSignals) -> list[str]:
     for obj in sig.other_ld:
         if _types(obj) & _SITE_TYPES:
             names.append(_ld_name(obj))
+    names.append(sig.first("dc:publisher", "dcterms:publisher"))
     names.append(sig.first("application-name", "apple-mobile-web-app-title"))
     out = []
     for n in names:

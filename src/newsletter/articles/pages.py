@@ -82,14 +82,16 @@ def decode_html(content: bytes, charset: str | None = None) -> tuple[str, str]:
         return content.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    # No declaration and not UTF-8: guess. chardet recognised Latin-1/2, Cyrillic, Greek,
+    # Shift_JIS and GB18030 samples where charset-normalizer mistook French for cp1250.
     try:
-        from charset_normalizer import from_bytes
+        import chardet
 
-        best = from_bytes(content[:200_000]).best()
-        if best is not None and best.encoding:
-            return content.decode(best.encoding, errors="replace"), best.encoding
+        guess = _codec(chardet.detect(content[:65_536]).get("encoding"))
     except Exception:  # noqa: BLE001 - sniffing is best effort; the fallback below always works
-        pass
+        guess = None
+    if guess:
+        return content.decode(guess, errors="replace"), guess
     return content.decode("cp1252", errors="replace"), "cp1252"
 
 
@@ -145,9 +147,10 @@ _HIDDEN = (
 
 
 def _drop_hidden(doc) -> None:
-    """Remove what the page hides from readers (``hidden``, ``aria-hidden``, ``display:none``)."""
+    """Remove what is never article text: what the page hides from readers (``hidden``,
+    ``aria-hidden``, ``display:none``) and navigation menus."""
     try:
-        hidden = doc.xpath(_HIDDEN)
+        hidden = doc.xpath(_HIDDEN + ' | //nav | //*[@role="navigation"]')
     except Exception:  # noqa: BLE001
         return
     for el in hidden:
@@ -224,13 +227,7 @@ def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
 
 def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
     """Videos embedded (iframes, og:video, JSON-LD VideoObject) or linked in the page."""
-    try:
-        from . import video as videomod
-    except ImportError:
-        return []
-    find = getattr(videomod, "video_from_url", None) or getattr(videomod, "parse_video_url", None)
-    if find is None:
-        return []
+    from .video import parse_video_url as find
     urls: list[str] = []
     urls += sig.all("og:video:url", "og:video:secure_url", "og:video", "twitter:player")
     for obj in sig.article_ld + sig.other_ld:
@@ -286,6 +283,12 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
 
     videos = _videos(sig, doc, container)
     _drop_hidden(doc)
+    if urlsplit(sig.base).scheme in {"http", "https"}:
+        # Resolve against <base href> here: trafilatura would resolve against the page URL.
+        try:
+            doc.make_links_absolute(sig.base, resolve_base_href=False, handle_failures="discard")
+        except ValueError:
+            pass
     main = _main_html(copy.deepcopy(doc), url)
     if not main.strip():
         main = _fallback_html(container)

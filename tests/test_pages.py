@@ -1,0 +1,325 @@
+"""HTML article pages → Article: every metadata signal, its rank, charsets, and bad input.
+
+The pages are small ones written for these tests (tests/fixtures/pages/); each exercises
+one kind of signal a real publisher's page carries.
+"""
+
+from __future__ import annotations
+
+import codecs
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from newsletter.articles.pages import decode_html, parse_page
+from newsletter.errors import SourceError
+
+PAGES = Path(__file__).parent / "fixtures" / "pages"
+
+
+def page(name: str, url: str | None = None, **kw):
+    return parse_page((PAGES / name).read_bytes(), url or f"https://site.example.com/{name[:-5]}", **kw)
+
+
+def html(head: str = "", body: str = "", *, attrs: str = "") -> str:
+    return f"<!DOCTYPE html><html{attrs}><head>{head}</head><body>{body}</body></html>"
+
+
+# -- JSON-LD --------------------------------------------------------------------------------
+
+
+def test_json_ld_article_outranks_opengraph_and_meta():
+    a = page("jsonld_article.html")
+    assert a.title == "Harbour lights return after twenty years"  # not og:title, not <title>
+    assert a.authors == ["Maren Holt", "Idris Okafor"]  # not <meta name=author>
+    assert a.published == datetime(2026, 3, 14, 8, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert a.summary == "The old lighthouse keepers' cottages glow again, thanks to a village fund."
+    assert a.site_name == "Tidewater Gazette"
+    assert a.category == "Local"
+    assert a.tags == ["harbour", "lighthouse", "village fund"]
+    assert a.image is not None
+    assert (a.image.url, a.image.alt, a.image.width, a.image.height) == (
+        "https://news.example.com/img/lights.jpg", "Lamps lit along the harbour wall", 1200, 675)
+    assert a.url == "https://news.example.com/2026/harbour-lights"  # rel=canonical
+    assert a.lang == "en" and a.dir == "ltr"
+
+
+def test_json_ld_graph_with_id_references():
+    a = page("jsonld_graph.html")
+    assert a.title == "Sourdough at altitude"
+    assert a.authors == ["Ottilie Brandt"]  # author given as {"@id": ...} pointing at a Person in the graph
+    assert a.published == datetime(2025, 9, 2, 6, 0, tzinfo=timezone.utc)
+    assert a.category == "Baking"  # first of an articleSection array
+    assert a.site_name == "Crumb Notes"  # the graph's WebSite
+    assert a.lang == "en-GB"
+
+
+def test_json_ld_top_level_array_and_broken_block_ignored():
+    a = page("jsonld_array.html")
+    assert a.title == "Sharpening a card scraper"  # BlogPosting "name" when there is no headline
+    assert a.authors == ["Felix Aro"]
+    assert a.published is not None and a.published.date().isoformat() == "2024-11-30"
+    assert a.published.tzinfo is not None
+    assert a.tags == ["tools", "woodwork"]
+    assert a.site_name == "Workshop Weekly"
+
+
+def test_json_ld_name_preferred_over_a_tagline_headline_when_the_title_agrees():
+    ld = ('{"@context":"https://schema.org","@type":"Article","name":"Quince",'
+          '"headline":"fruit tree of the rose family"}')
+    doc = html(f'<title>Quince - Plant Wiki</title><script type="application/ld+json">{ld}</script>',
+               "<p>The quince is a small tree whose fruit is too hard to eat raw.</p>")
+    assert parse_page(doc.encode(), "https://wiki.example.org/Quince").title == "Quince"
+
+
+# -- OpenGraph, Twitter, Dublin Core, Parse.ly, Sailthru -----------------------------------
+
+
+def test_opengraph_and_article_meta():
+    a = page("opengraph.html")
+    assert a.title == "Ten quiet trails near the coast"  # " | Pathfinder Journal" repeats the site name
+    assert a.site_name == "Pathfinder Journal"
+    assert a.summary.startswith("Where to walk when the beaches are full")
+    assert a.published == datetime(2026, 6, 1, 9, 15, tzinfo=timezone(timedelta(hours=-4)))
+    assert a.authors == ["Ada Lindqvist"]  # article:author is a profile URL, not a name
+    assert a.category == "Outdoors"
+    assert a.tags == ["walking", "coast"]
+    assert a.image is not None
+    assert a.image.url == "https://site.example.com/images/trail.jpg"  # relative og:image resolved
+    assert (a.image.alt, a.image.width, a.image.height) == ("A sandy path between dunes", 1600, 900)
+    assert a.url == "https://pathfinder.example.net/trails/quiet-coast"  # og:url
+    assert a.lang == "en-US"
+
+
+def test_twitter_card():
+    a = page("twitter.html")
+    assert a.title == "The accidental typeface"
+    assert a.summary.startswith("How a sign painter's shortcut")
+    assert a.image is not None and a.image.url == "https://type.example.org/img/bus-stop.png"
+    assert a.image.alt == "Hand-painted letters on a bus shelter"
+    assert a.authors == []  # a twitter handle is not a byline
+
+
+def test_dublin_core():
+    a = page("dublin_core.html")
+    assert a.title == "Soil moisture in upland meadows"
+    assert a.authors == ["Priya Raman"]
+    assert a.published is not None and a.published.date().isoformat() == "2023-05-17"
+    assert a.summary == "Three summers of readings from twelve meadow plots."
+    assert a.lang == "en"  # DC.language, the page has no <html lang>
+    assert a.site_name == "Upland Research Trust"
+
+
+def test_parsely_meta():
+    a = page("parsely.html")
+    assert a.title == "Night trains are back"
+    assert a.authors == ["Tomasz Wren"]
+    assert a.published == datetime(2025, 12, 5, 21, 0, tzinfo=timezone.utc)
+    assert a.category == "Travel"
+    assert a.tags == ["rail", "europe", "sleeper"]
+    assert a.image is not None and a.image.url == "https://rail.example.com/sleeper.jpg"
+
+
+def test_sailthru_meta():
+    a = page("sailthru.html")
+    assert a.title == "A cheaper way to heat the greenhouse"
+    assert a.authors == ["Beatrix Collins"]
+    assert a.published == datetime(2024, 2, 11, 7, 45, tzinfo=timezone.utc)  # no zone given: UTC
+    assert a.tags == ["gardening", "winter"]
+    assert a.summary == "Compost releases heat as it works. Put it to use."
+    assert a.image is not None and a.image.url == "https://garden.example.com/compost.jpg"
+
+
+# -- the visible page: <time>, rel=author, bylines, <title> ---------------------------------
+
+
+def test_time_datetime_and_rel_author_inside_the_article():
+    a = page("time_rel_author.html")
+    assert a.title == "Mending a dry-stone wall"  # "– Field Craft" is the site's part of <title>
+    assert a.authors == ["Gwen Pritchard"]  # not the navigation's rel=author "About the site"
+    assert a.published == datetime(2025, 4, 19, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+
+
+def test_visible_byline_without_prefix_or_date():
+    a = page("byline_text.html")
+    assert a.authors == ["Rosalind Achebe"]
+    # the summary is the first paragraph of prose, not the repeated byline
+    assert a.summary.startswith("Every evening at dusk, Harold walks")
+
+
+def test_page_without_metadata_uses_title_tag_and_first_paragraph():
+    a = page("no_meta.html")
+    assert a.title == "A walk along the canal"
+    assert a.summary.startswith("The towpath runs for eleven miles")
+    assert a.authors == [] and a.published is None and a.image is None and a.site_name is None
+    assert a.url == "https://site.example.com/no_meta"
+
+
+def test_title_tail_kept_when_it_is_not_the_site_name():
+    doc = html('<meta property="og:site_name" content="Lakeside Courier">'
+               '<meta property="og:title" content="Budget 2026 | What changes for renters">',
+               "<p>Rents, deposits and the new notice periods, explained line by line for tenants.</p>")
+    assert parse_page(doc.encode(), "https://courier.example.com/b").title == "Budget 2026 | What changes for renters"
+
+
+def test_site_name_head_dropped_from_title():
+    doc = html('<meta property="og:site_name" content="Lakeside Courier">'
+               '<meta property="og:title" content="Lakeside Courier — Ferry timetable changes">',
+               "<p>The winter timetable starts on Monday with two fewer crossings each day.</p>")
+    assert parse_page(doc.encode(), "https://courier.example.com/f").title == "Ferry timetable changes"
+
+
+def test_entities_decoded_and_whitespace_normalised():
+    a = page("entities.html")
+    assert a.title == "Café & Boulangerie – le guide"  # double-escaped entities, newlines collapsed
+    assert a.summary == "L'adresse où l’on reste longtemps."
+    assert a.authors == ["Chérie Dupont"]
+    assert a.lang == "fr"
+
+
+# -- language and direction ------------------------------------------------------------------
+
+
+def test_rtl_from_html_dir():
+    a = page("rtl_arabic.html")
+    assert (a.lang, a.dir) == ("ar", "rtl")
+    assert a.title == "حديقة على السطح"
+
+
+def test_rtl_from_language_when_no_dir_is_given():
+    a = page("rtl_lang_only.html")
+    assert (a.lang, a.dir) == ("he", "rtl")
+
+
+def test_dir_of_the_article_element_wins_over_the_body():
+    a = page("rtl_article_dir.html")
+    assert a.dir == "rtl"
+    assert "\u200c" in a.summary  # the zero-width non-joiner of Persian spelling survives
+    assert "Home" not in a.body  # navigation is not article text
+
+
+def test_ltr_is_the_default():
+    doc = html("<title>Plain page</title>", "<p>Nothing here says which way the text runs.</p>")
+    a = parse_page(doc.encode(), "https://example.org/p")
+    assert (a.lang, a.dir) == (None, "ltr")
+
+
+# -- URLs, body, videos, read time -----------------------------------------------------------
+
+
+def test_base_href_resolves_relative_urls():
+    a = page("base_href.html", "https://www.example.com/some/page.html")
+    assert a.url == "https://cdn.example.net/blog/posts/relative-links"
+    assert a.image is not None and a.image.url == "https://cdn.example.net/blog/img/cover.jpg"
+    assert 'href="https://cdn.example.net/blog/other-post"' in a.body
+    assert 'src="https://cdn.example.net/blog/img/inline.png"' in a.body
+
+
+def test_body_is_sanitized_and_hidden_text_left_out():
+    a = page("no_meta.html")
+    assert "Herons stand on the lock gates" in a.body
+    for bad in ("<script", "onclick", "javascript:", "tracking", "hidden from readers"):
+        assert bad not in a.body
+
+
+def test_videos_embedded_and_linked_are_found_once_each():
+    a = page("videos.html")
+    assert [(v.provider, v.id) for v in a.videos] == [
+        ("youtube", "dQw4w9WgXcQ"), ("youtube", "M7lc1UVf-VE"), ("vimeo", "76979871")]
+    assert a.videos[0].thumbnail_url == "https://i.ytimg.com/vi/dQw4w9WgXcQ/hqdefault.jpg"
+
+
+def test_read_time_from_main_text():
+    words = " ".join(["gravel"] * 1150)
+    doc = html("<title>A long read about gravel</title>",
+               f"<nav>{'menu ' * 3000}</nav><article><h1>A long read about gravel</h1><p>{words}</p></article>")
+    a = parse_page(doc.encode(), "https://example.org/gravel")
+    assert a.read_time_minutes == 5  # 1150 words at 230 a minute; the menu does not count
+
+
+def test_long_first_paragraph_summary_is_cut_at_a_word():
+    text = "Tides " + "rise and fall twice a day along this shore " * 20
+    a = parse_page(html("<title>Tides</title>", f"<article><p>{text}</p></article>").encode(), "https://example.org/t")
+    assert len(a.summary) <= 301 and a.summary.endswith("…")
+    assert a.summary[:-1] == a.summary[:-1].rstrip() and text.startswith(a.summary[:-1])
+
+
+def test_local_file_path_as_url(tmp_path):
+    f = tmp_path / "story.html"
+    f.write_bytes((PAGES / "opengraph.html").read_bytes())
+    a = parse_page(f.read_bytes(), str(f))
+    assert a.title == "Ten quiet trails near the coast"
+    assert a.source == str(f)
+
+
+# -- character sets --------------------------------------------------------------------------
+
+RUSSIAN = html('<meta charset="windows-1251"><title>Борщ без суеты</title>',
+               "<article><p>Это небольшая статья о том, как варить борщ без лишней суеты и с хорошим настроением.</p></article>")
+
+
+def test_charset_from_meta():
+    a = parse_page(RUSSIAN.encode("cp1251"), "https://example.org/ru")
+    assert a.title == "Борщ без суеты"
+
+
+def test_charset_from_http_header_wins_over_meta():
+    doc = html('<meta charset="utf-8"><title>Crème brûlée</title>', "<p>Une crème brûlée réussie demande de la patience.</p>")
+    a = parse_page(doc.encode("latin-1"), "https://example.org/fr", charset="ISO-8859-1")
+    assert a.title == "Crème brûlée"
+
+
+def test_charset_from_bom():
+    doc = html("<title>Ελληνικά νέα</title>", "<p>Ένα μικρό άρθρο για το πώς φτιάχνουμε καλό καφέ στο σπίτι.</p>")
+    assert parse_page(codecs.BOM_UTF16_LE + doc.encode("utf-16-le"), "https://example.org/el").title == "Ελληνικά νέα"
+    assert parse_page(codecs.BOM_UTF8 + doc.encode("utf-8"), "https://example.org/el").title == "Ελληνικά νέα"
+
+
+def test_charset_sniffed_when_undeclared():
+    doc = ("<html><head><title>Crème brûlée à la française</title></head><body><p>Une crème brûlée réussie "
+           "demande de la patience, du sucre et un chalumeau bien réglé, voilà tout.</p></body></html>")
+    assert parse_page(doc.encode("cp1252"), "https://example.org/fr").title == "Crème brûlée à la française"
+    assert parse_page(RUSSIAN.replace('<meta charset="windows-1251">', "").encode("cp1251"),
+                      "https://example.org/ru").title == "Борщ без суеты"
+
+
+def test_unknown_charset_label_and_broken_bytes_do_not_crash():
+    doc = html('<meta charset="x-no-such-charset"><title>Broken \xff\xfe bytes</title>', "<p>Some text.</p>")
+    a = parse_page(doc.encode("latin-1"), "https://example.org/x", charset="also-not-a-charset")
+    assert a.title.startswith("Broken")
+    bad_utf8 = html('<meta charset="utf-8"><title>Caf\udcff</title>', "<p>text</p>").encode("utf-8", "surrogateescape")
+    assert parse_page(bad_utf8, "https://example.org/y").title == "Caf\ufffd"
+
+
+def test_decode_html_reports_the_codec_used():
+    assert decode_html("<p>é</p>".encode())[1] == "utf-8"
+    assert decode_html(RUSSIAN.encode("cp1251"))[1] == "cp1251"
+    assert decode_html(b"<p>plain</p>", "latin-1")[1] == "cp1252"  # the web's meaning of latin-1
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "empty page"),
+        (b"   \n\t ", "empty page"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "PNG image"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "PDF document"),
+        (b"\x00\x01\x02\x03binary\x00stuff" * 10, "binary data"),
+        (b"Just a plain text note, with no markup at all.\nSecond line.", "no HTML markup"),
+        (b'{"title": "JSON is not a page"}', "no HTML markup"),
+        (b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title></channel></rss>', "feed"),
+        ((PAGES / "no_title.html").read_bytes(), "no title"),
+    ],
+)
+def test_bad_input_is_a_one_line_source_error_naming_the_url(content, problem):
+    url = "https://example.org/bad-page"
+    with pytest.raises(SourceError) as info:
+        parse_page(content, url)
+    message = str(info.value)
+    assert message.startswith(url + ": ")
+    assert problem in message
+    assert "\n" not in message
