@@ -51,6 +51,16 @@ class Config:
     rate: str | None = None
     concurrency: int = 4
     max_attempts: int = 5
+    # dispatch (owner D): retries, timeouts, headers
+    retry_base: float = 60.0  # first retry after about this many seconds, doubling each time
+    retry_max_delay: float = 3600.0
+    retry_max_age: float = 172800.0  # give up on a deferred copy this long after sending started
+    max_connection_failures: int = 5  # consecutive connection failures before a campaign auto-pauses
+    smtp_timeout: float = 30.0
+    rate_window: str | None = None  # provider quotas as sliding windows, e.g. "500/h,2000/d"
+    precedence: str | None = None  # "bulk" adds Precedence: bulk (off by default)
+    unsubscribe_mailto: str | None = None  # mailto target in List-Unsubscribe (default: reply-to or from)
+    bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
     timezone: str = "UTC"
     dkim_key_file: str | None = None
     dkim_selector: str | None = None
