@@ -202,7 +202,7 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
         body_raw = "".join(f"<p>{_escape(p)}</p>" for p in re.split(r"\n\s*\n", body_raw) if p.strip())
 
     base = link or site_link
-    body = sanitize.sanitize_html(body_raw, base_url=base)
+    body = sanitize.sanitize_html(_drop_pixels(body_raw), base_url=base)
     paragraphs = sanitize.html_paragraphs(body)
 
     if not title:
@@ -281,6 +281,19 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
         source=source,
         guid=str(guid) if guid else None,
     )
+
+
+def _drop_pixels(html: str) -> str:
+    """Remove tracking pixels (1×1 or beacon-named images) from content before it is kept as the body."""
+
+    def keep(m: re.Match) -> str:
+        attrs = {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "") for a in _ATTR.finditer(m.group(0))}
+        src = (attrs.get("src") or "").strip()
+        if not src:
+            return m.group(0)
+        return "" if _is_pixel(src if "//" in src else "https://x.invalid/" + src.lstrip("/"), _int(attrs.get("width")), _int(attrs.get("height"))) else m.group(0)
+
+    return _IMG_TAG.sub(keep, html) if "<img" in html.lower() else html
 
 
 def _looks_like_html(value: str) -> bool:

@@ -152,12 +152,15 @@ def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
     rest = content[_FENCE.match(content).end():]
     if not _CLOSE.search(rest):
         raise SourceError(name, "front matter starts with '---' but has no closing '---' line")
+    raw = ""
     try:
         raw, rest = frontmatter.YAMLHandler().split(content.lstrip("\ufeff"))
         data = yaml.safe_load(raw) if raw.strip() else {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 2})" if mark is not None else ""
+        body = content.lstrip("\ufeff")
+        first = body.count("\n", 0, body.find(raw)) if raw and body.find(raw) >= 0 else 1
+        where = f" (line {first + mark.line + 1})" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SourceError(name, f"malformed front matter{where}: {problem}") from None
     except ValueError as e:

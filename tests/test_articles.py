@@ -1,0 +1,385 @@
+"""Sources → Article: Markdown with front matter, source detection, load_sources, and `newsletter articles`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from newsletter.articles import Article, canonical_url, dedupe, load_sources
+from newsletter.articles.dates import parse_date, parse_since
+from newsletter.articles.markdown import parse_markdown
+from newsletter.articles.readtime import parse_read_time, read_time_minutes
+from newsletter.articles.sources import FEED, HTML, MARKDOWN, URL_LIST, detect_kind
+from newsletter.articles.text import split_names, truncate_words
+from newsletter.config import Config
+from newsletter.errors import SourceError
+
+FIX = Path(__file__).parent / "fixtures" / "articles"
+FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+GOOD = FIX / "good"
+BAD = FIX / "bad"
+CONFIG = Config(site_url="https://news.example.org/")
+
+
+def md(text: str, name: str = "post.md", config: Config = CONFIG, where: Path | None = None) -> Article:
+    return parse_markdown(text, (where or Path("/tmp/site")) / name, config)
+
+
+def by_title(articles, start):
+    return next(a for a in articles if a.title.startswith(start))
+
+
+# --- Markdown: front matter fields -------------------------------------------------------------
+
+def test_seed_shaped_article_has_every_field():
+    a = load_sources([str(GOOD / "2026-11-02-lighthouse-keepers.md")], CONFIG).articles[0]
+    assert a.title == "The Last Lighthouse Keepers & Their Logbooks"  # entity decoded, plain text
+    assert a.authors == ["LTM", "Dreamer"]  # comma-separated string split
+    assert a.category == "Current Event"
+    assert a.tags == ["coast", "history"]
+    assert a.published == datetime(2026, 11, 2, 7, 30, tzinfo=timezone.utc)
+    assert a.published.utcoffset() == timedelta(hours=1)  # keeps the zone it was written in
+    assert a.url == "https://news.example.org/lighthouse-keepers"  # site URL + slug without the date prefix
+    assert a.image.url == str((GOOD / "images" / "lighthouse.jpg").resolve())  # absolute local path
+    assert a.image.alt == "A white lighthouse on a rocky point at dusk"
+    assert "<h2>A job that outlived its machines</h2>" in a.body
+    assert a.source == str(GOOD / "2026-11-02-lighthouse-keepers.md")
+
+
+def test_trailing_video_block_becomes_a_titled_video_card_and_leaves_the_body():
+    a = load_sources([str(GOOD / "2026-11-02-lighthouse-keepers.md")], CONFIG).articles[0]
+    assert len(a.videos) == 1
+    v = a.videos[0]
+    assert (v.provider, v.id) == ("youtube", "dQw4w9WgXcQ")
+    assert v.title == "Keepers of the northern light, a short documentary"
+    assert v.url == "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+    assert v.thumbnail_url == "https://i.ytimg.com/vi/dQw4w9WgXcQ/hqdefault.jpg"
+    assert "BELOW IS A VIDEO" not in a.body and "youtube.com" not in a.body
+    assert a.body.rstrip().endswith("the odd shipwreck.</p>")
+
+
+def test_summary_is_the_first_paragraph_not_a_heading():
+    a = load_sources([str(GOOD / "2026-11-02-lighthouse-keepers.md")], CONFIG).articles[0]
+    assert a.summary.startswith("For more than a century the keepers")
+    assert "A job that outlived" not in a.summary
+
+
+def test_long_first_paragraph_is_cut_at_a_word_with_an_ellipsis():
+    words = "harbour " * 100
+    a = md(f"---\ntitle: Long\n---\n\n{words}\n")
+    assert a.summary.endswith("…")
+    assert len(a.summary) <= 281
+    assert a.summary[:-1].split(" ")[-1] == "harbour"  # whole word, no half word
+
+
+def test_front_matter_summary_url_video_read_time_and_author_list():
+    a = load_sources([str(GOOD / "harbour-notes.md")], CONFIG).articles[0]
+    assert a.summary == "A short digest of what moved in the harbour this week."
+    assert a.url == "https://news.example.com/harbour/notes-42"
+    assert a.authors == ["Ana Souza", "Bram Visser"]
+    assert a.tags == ["harbour", "weekly"]  # comma-separated tags
+    assert a.read_time_minutes == 4  # "4 min" from the source wins over the computed one
+    assert a.published == datetime(2026, 10, 20, tzinfo=timezone.utc)  # a bare date is midnight UTC
+    providers = [(v.provider, v.id) for v in a.videos]
+    assert providers == [("youtube", "aqz-KE-bpKQ"), ("vimeo", "76979871")]  # front matter first, then body links
+    assert a.videos[0].url.endswith("&t=42")
+
+
+def test_markdown_body_is_sanitized():
+    a = load_sources([str(GOOD / "harbour-notes.md")], CONFIG).articles[0]
+    assert "<script" not in a.body and "alert" not in a.body
+    assert "onclick" not in a.body and "javascript:" not in a.body
+    assert 'rel="noopener noreferrer"' in a.body
+
+
+def test_file_without_front_matter_takes_its_title_from_the_first_heading():
+    a = load_sources([str(GOOD / "no-front-matter.md")], CONFIG).articles[0]
+    assert a.title == "A note without front matter"
+    assert "<h1>" not in a.body
+    assert a.url == "https://news.example.org/no-front-matter"
+    assert a.published is None
+
+
+def test_right_to_left_article_gets_lang_and_dir():
+    a = load_sources([str(GOOD / "2026-09-01-desert-rain.md")], CONFIG).articles[0]
+    assert (a.lang, a.dir) == ("ar", "rtl")
+    assert a.authors == ["ليلى حداد"]
+
+
+def test_rtl_direction_is_detected_from_the_script_when_no_lang_is_given():
+    a = md("---\ntitle: עיתון הנמל\n---\n\nהספינות הגיעו הבוקר לנמל, והעגורנים עבדו כל הלילה.\n")
+    assert a.dir == "rtl"
+
+
+def test_slug_from_front_matter_and_non_latin_slugs_are_percent_encoded():
+    assert md("---\ntitle: T\nslug: My Custom Slug\n---\nx").url == "https://news.example.org/my-custom-slug"
+    a = md("---\ntitle: T\n---\nx", name="Über Straße.md")
+    assert a.url == "https://news.example.org/%C3%BCber-stra%C3%9Fe"
+
+
+def test_image_forms_url_mapping_and_first_body_image(tmp_path):
+    a = md("---\ntitle: T\nimage: https://cdn.example.com/a.jpg\n---\nx")
+    assert a.image.url == "https://cdn.example.com/a.jpg" and a.image.alt == "T"  # alt falls back to the title
+    a = md("---\ntitle: T\nimage: {url: pics/b.png, alt: A boat}\n---\nx", where=tmp_path)
+    assert a.image.url == str(tmp_path / "pics" / "b.png") and a.image.alt == "A boat"
+    a = md("---\ntitle: T\n---\nText ![A crane](img/c.jpg) more", where=tmp_path)
+    assert a.image.url == str(tmp_path / "img" / "c.jpg") and a.image.alt == "A crane"
+
+
+def test_date_forms_are_all_timezone_aware():
+    for value in ["2026-11-01", "2026-11-01 09:30", "2026-11-01T09:30:00Z", "Sun, 01 Nov 2026 09:30:00 +0000", "1 November 2026", "November 1, 2026"]:
+        d = md(f"---\ntitle: T\ndate: {value}\n---\nx").published
+        assert d.tzinfo is not None and d.date() == datetime(2026, 11, 1).date(), value
+
+
+def test_naive_dates_are_taken_in_the_configured_time_zone():
+    a = md("---\ntitle: T\ndate: 2026-11-01 09:00\n---\nx", config=Config(timezone="Europe/Paris"))
+    assert a.published == datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def test_read_time_is_computed_at_about_230_words_a_minute_and_at_least_one():
+    assert md("---\ntitle: T\n---\n" + "word " * 1150).read_time_minutes == 5
+    assert md("---\ntitle: T\n---\nshort").read_time_minutes == 1
+    assert read_time_minutes("") == 1
+    assert parse_read_time("7 min read") == 7 and parse_read_time("soon") is None
+
+
+def test_authors_split_on_commas_and_and():
+    assert split_names("LTM, Dreamer") == ["LTM", "Dreamer"]
+    assert split_names("Ana Souza and Bram Visser") == ["Ana Souza", "Bram Visser"]
+    assert split_names(["A", {"name": "B"}, "A"]) == ["A", "B"]
+
+
+def test_truncate_words_never_cuts_a_word():
+    assert truncate_words("one two three", 100) == "one two three"
+    assert truncate_words("alpha beta gamma delta", 12) == "alpha beta…"
+
+
+# --- Markdown: bad input, each a one-line error naming the file -------------------------------
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("broken-yaml.md", "malformed front matter (line 3)"),
+        ("bad-date.md", "front matter 'date': cannot parse date 'the day after tomorrow'"),
+        ("no-title.md", "missing title"),
+        ("unclosed.md", "has no closing '---' line"),
+        ("list-front-matter.md", "front matter must be a mapping"),
+    ],
+)
+def test_bad_markdown_is_a_one_line_error_naming_the_file(name, problem):
+    with pytest.raises(SourceError) as e:
+        load_sources([str(BAD / name)], CONFIG)
+    message = str(e.value)
+    assert message.startswith(str(BAD / name) + ": ")
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_front_matter_video_that_is_not_a_video_is_an_error():
+    with pytest.raises(SourceError, match="'video'.*not a YouTube or Vimeo link"):
+        md("---\ntitle: T\nvideo: https://example.com/clip.mp4\n---\nx")
+
+
+def test_non_utf8_markdown_is_an_error(tmp_path):
+    p = tmp_path / "latin1.md"
+    p.write_bytes("---\ntitle: Café\n---\nx".encode("latin-1"))
+    with pytest.raises(SourceError, match="latin1.md: not UTF-8"):
+        load_sources([str(p)], CONFIG)
+
+
+# --- Detection from content --------------------------------------------------------------------
+
+def test_kind_is_detected_from_content_not_only_the_extension():
+    assert detect_kind((FEEDS / "rss2.xml").read_bytes(), "x.md") == FEED
+    assert detect_kind((FEEDS / "rss-saved-as.txt").read_bytes(), "rss-saved-as.txt") == FEED
+    assert detect_kind(b"---\ntitle: x\n---\n", "notes.txt") == MARKDOWN
+    assert detect_kind(b"<!doctype html><html><title>x</title></html>", "page.xml") == HTML
+    assert detect_kind(b"# my list\nhttps://a.example.com/feed\n\nhttps://b.example.com/\n", "feeds.txt") == URL_LIST
+    assert detect_kind(b"\x89PNG\r\n\x1a\n\x00\x00", "image.md") is None
+    assert detect_kind(b"\xef\xbb\xbf<?xml version='1.0'?><feed xmlns='http://www.w3.org/2005/Atom'/>", "f") == FEED
+
+
+def test_a_feed_saved_as_txt_still_loads():
+    arts = load_sources([str(FEEDS / "rss-saved-as.txt")], CONFIG).articles
+    assert arts[0].title == "Cranes & Containers: A Busy Week"
+
+
+def test_html_page_goes_to_the_page_parser(tmp_path):
+    p = tmp_path / "page.html"
+    p.write_text("<!doctype html><html lang='en'><head><title>A page about cranes</title></head>"
+                 "<body><article><h1>A page about cranes</h1><p>" + "Cranes lift things. " * 30 + "</p></article></body></html>")
+    try:
+        import newsletter.articles.pages  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(SourceError, match="HTML pages are not supported yet"):
+            load_sources([str(p)], CONFIG)
+        return
+    a = load_sources([str(p)], CONFIG).articles[0]
+    assert "cranes" in a.title.lower()
+
+
+# --- load_sources: several sources, bad items, dedupe, order -------------------------------------
+
+def test_directory_loads_every_article_newest_first():
+    arts = load_sources([str(GOOD)], CONFIG).articles
+    assert [a.title for a in arts] == [
+        "The Last Lighthouse Keepers & Their Logbooks",
+        "Harbour notes",
+        "المطر في الصحراء",
+        "A note without front matter",  # undated: last
+    ]
+
+
+def test_one_bad_file_among_good_ones_is_skipped_with_a_warning_naming_it(tmp_path):
+    (tmp_path / "good.md").write_text("---\ntitle: Good one\ndate: 2026-11-01\n---\nFine.")
+    (tmp_path / "bad.md").write_text("---\ntitle: Bad one\ndate: someday\n---\nBroken.")
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")  # assets are ignored silently
+    result = load_sources([str(tmp_path)], CONFIG)
+    assert [a.title for a in result.articles] == ["Good one"]
+    assert len(result.warnings) == 1
+    assert str(tmp_path / "bad.md") in result.warnings[0] and "someday" in result.warnings[0]
+
+
+def test_strict_makes_a_bad_file_an_error(tmp_path):
+    (tmp_path / "good.md").write_text("---\ntitle: Good one\n---\nFine.")
+    (tmp_path / "bad.md").write_text("---\ntitle: [\n---\n")
+    with pytest.raises(SourceError, match="bad.md: malformed front matter"):
+        load_sources([str(tmp_path)], CONFIG, strict=True)
+
+
+def test_a_directory_with_only_bad_files_fails_outright():
+    with pytest.raises(SourceError, match="no article could be read"):
+        load_sources([str(BAD)], CONFIG)
+
+
+def test_a_failing_source_among_good_ones_is_a_warning_unless_strict():
+    result = load_sources([str(GOOD), "/nonexistent/feeds.xml"], CONFIG)
+    assert len(result.articles) == 4
+    assert result.warnings == ["skipped /nonexistent/feeds.xml: no such file or directory"]
+    with pytest.raises(SourceError, match="/nonexistent/feeds.xml: no such file or directory"):
+        load_sources([str(GOOD), "/nonexistent/feeds.xml"], CONFIG, strict=True)
+
+
+def test_mixed_sources_markdown_and_feeds_in_one_call():
+    arts = load_sources([str(GOOD / "harbour-notes.md"), str(FEEDS / "atom.xml"), str(FEEDS / "rss1-rdf.xml")], CONFIG).articles
+    assert {a.title for a in arts} >= {"Harbour notes", "Bugs & Bounties in 2026", "Distro Weekly, Issue 12"}
+    dated = [a.published for a in arts if a.published]
+    assert dated == sorted(dated, reverse=True)
+
+
+def test_duplicates_by_canonical_url_or_guid_keep_the_newest_most_complete_copy():
+    day1, day2 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
+    old = Article(title="Old", url="https://www.example.com/a/?utm_source=x#top", published=day1, summary="s", category="c")
+    bare = Article(title="Same day, less", url="http://example.com/a/", published=day2)
+    full = Article(title="Same day, more", url="https://example.com/a", published=day2, summary="more complete")
+    g1 = Article(title="G1", url="https://example.com/g1", guid="tag:1")
+    g2 = Article(title="G2", url="https://example.com/g2", guid="tag:1", summary="has more")
+    kept = dedupe([old, bare, full, g1, g2])
+    assert [a.title for a in kept] == ["Same day, more", "G2"]  # newest wins over complete; then completeness
+    assert canonical_url("HTTPS://WWW.Example.com/a/?b=1&utm_medium=m#x") == "https://example.com/a?b=1"
+
+
+def test_no_sources_is_an_error():
+    with pytest.raises(SourceError, match="no source given"):
+        load_sources([], CONFIG)
+
+
+def test_unsupported_url_scheme_and_missing_path():
+    with pytest.raises(SourceError, match="ftp://example.com/feed: only http:// and https:// URLs"):
+        load_sources(["ftp://example.com/feed"], CONFIG)
+    with pytest.raises(SourceError, match="no such file or directory"):
+        load_sources(["/no/such/dir"], CONFIG)
+
+
+def test_empty_and_binary_files_are_errors(tmp_path):
+    (tmp_path / "empty.xml").write_bytes(b"  \n")
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
+    with pytest.raises(SourceError, match="empty.xml: empty file"):
+        load_sources([str(tmp_path / "empty.xml")], CONFIG)
+    with pytest.raises(SourceError, match="blob.bin: binary file"):
+        load_sources([str(tmp_path / "blob.bin")], CONFIG)
+
+
+# --- --since parsing -----------------------------------------------------------------------------
+
+def test_parse_since_durations_and_dates():
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    assert parse_since("7d", now) == now - timedelta(days=7)
+    assert parse_since("12h", now) == now - timedelta(hours=12)
+    assert parse_since("2w", now) == now - timedelta(weeks=2)
+    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match="expected a duration like 7d"):
+        parse_since("last tuesday", now)
+    with pytest.raises(ValueError):
+        parse_date("not a date")
+
+
+# --- The `newsletter articles` command -------------------------------------------------------------
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", "articles", *args],
+        capture_output=True, text=True, timeout=60, cwd=cwd, env={"PATH": "/usr/bin:/bin", "NEWSLETTER_SITE_URL": "https://news.example.org", "COLUMNS": "200"},
+    )
+
+
+def test_cli_json_prints_one_object_per_line_with_exactly_the_article_fields():
+    r = run_cli(str(GOOD), str(FEEDS / "atom.xml"), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 6
+    expected = set(Article(title="x", url="y").to_json_dict())
+    assert all(set(row) == expected for row in rows)
+    lighthouse = next(row for row in rows if row["title"].startswith("The Last Lighthouse"))
+    assert lighthouse["authors"] == ["LTM", "Dreamer"]
+    assert lighthouse["videos"][0]["title"] == "Keepers of the northern light, a short documentary"
+    assert lighthouse["published"] == "2026-11-02T08:30:00+01:00"
+
+
+def test_cli_since_filters_by_date_and_leaves_out_undated():
+    r = run_cli(str(GOOD), "--format", "json", "--since", "2026-10-01")
+    assert r.returncode == 0, r.stderr
+    titles = [json.loads(line)["title"] for line in r.stdout.splitlines()]
+    assert titles == ["The Last Lighthouse Keepers & Their Logbooks", "Harbour notes"]
+
+
+def test_cli_table_is_the_default():
+    r = run_cli(str(GOOD / "harbour-notes.md"))
+    assert r.returncode == 0, r.stderr
+    assert "Harbour notes" in r.stdout and "2026-10-20" in r.stdout and "4 min" in r.stdout
+    assert "1 article" in r.stdout
+
+
+def test_cli_warnings_go_to_stderr_and_strict_turns_them_into_errors(tmp_path):
+    (tmp_path / "good.md").write_text("---\ntitle: Good one\n---\nFine.")
+    (tmp_path / "bad.md").write_text("---\ntitle: Bad\ndate: someday\n---\n")
+    r = run_cli(str(tmp_path), "--format", "json")
+    assert r.returncode == 0
+    assert "warning: skipped" in r.stderr and "bad.md" in r.stderr
+    assert json.loads(r.stdout)["title"] == "Good one"
+    r = run_cli(str(tmp_path), "--strict")
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "bad.md" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, needle, code",
+    [
+        ([str(BAD / "bad-date.md")], "bad-date.md: front matter 'date'", 1),
+        ([str(FEEDS / "not-a-feed.xml")], "not-a-feed.xml: not an RSS, Atom or RDF feed", 1),
+        (["/no/such/file.md"], "/no/such/file.md: no such file or directory", 1),
+        ([str(GOOD), "--since", "soonish"], "--since", 2),
+        ([str(GOOD), "--format", "xml"], "--format", 2),
+    ],
+)
+def test_cli_bad_input_exits_non_zero_without_traceback(args, needle, code):
+    r = run_cli(*args)
+    assert r.returncode == code
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
