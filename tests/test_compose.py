@@ -22,7 +22,7 @@ from newsletter.compose import (
     write_digest,
 )
 from newsletter.config import Config
-from newsletter.errors import InvalidInput, NotFound, SelectionError
+from newsletter.errors import InvalidInput, NotFound, RenderError, SelectionError
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -220,3 +220,11 @@ def test_from_address_with_line_break_is_refused():
     a = art("Tide", 1, image=Image(url="https://example.org/t.jpg", alt="tide"))
     with pytest.raises(InvalidInput, match="from_address: line breaks"):
         render([a], Config(from_address="x@example.org\r\nBcc: y@example.org"), ComposeOptions(now=NOW))
+
+
+def test_writing_into_a_file_instead_of_a_folder_is_a_one_line_error(tmp_path, digest):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    with pytest.raises(RenderError, match="taken: not a directory"):
+        write_digest(digest, target)
+    assert target.read_text() == "keep me"

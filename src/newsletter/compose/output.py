@@ -54,6 +54,8 @@ def write_digest(digest: Digest, out_dir: str | os.PathLike) -> dict[str, Path]:
     returns the paths by kind (html, text, eml, json, assets). Older assets are left in place:
     a digest already sent may still point at them."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RenderError(f"{out}: not a directory (--out needs a folder for digest.html, .txt, .eml, .json and assets/)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         assets_dir = out / "assets"

@@ -244,14 +244,14 @@ def render_text(template_dir: Path, context: dict[str, Any]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-def mjml_to_html(mjml_source: str) -> str:
-    """MJML stage (mjml-python, the Rust MRML engine)."""
+def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
+    """MJML stage (mjml-python, the Rust MRML engine); ``name`` labels errors."""
     from mjml import mjml2html
 
     try:
         return mjml2html(mjml_source, disable_comments=True)
     except Exception as e:  # MRML raises plain exceptions with its parser message
-        raise RenderError(f"digest.mjml: MJML error: {e}") from None
+        raise RenderError(f"{name}: not valid MJML once rendered: {e}") from None
 
 
 _STYLE_BLOCK = re.compile(r"<style([^>]*)>(.*?)</style>", re.S | re.I)
@@ -334,7 +334,7 @@ def render(articles: list[Article], config: Config, options: ComposeOptions | No
     options = options or ComposeOptions()
     template_dir = resolve_template_dir(options.template_dir or config.template_dir)
     context, files, warnings = build_context(list(articles), config, options)
-    html = inline_css(mjml_to_html(render_mjml(template_dir, context)))
+    html = inline_css(mjml_to_html(render_mjml(template_dir, context), str(template_dir / "digest.mjml")))
     text = render_text(template_dir, context)
     size = len(html.encode("utf-8"))
     warning = size_warning(size)
