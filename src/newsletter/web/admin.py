@@ -113,7 +113,7 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
     return page(
         request, "admin/preview.html", admin=True, active="preview", title="Preview",
         doc=doc, view=view, raw=raw, query_base=urlencode(query) + ("&" if query else ""),
-        text=pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES),
+        text=pv.sample(doc.text, html=False),
         budget=pv.HTML_BUDGET_BYTES, dark_styles=pv.has_dark_styles(doc.html),
         sender_name=name or addr or st.config.newsletter_name,
         campaigns=campaigns, campaign_id=campaign or "", key=key,
@@ -133,7 +133,7 @@ def preview_frame(request: Request, key: str, variant: str = "html"):
     if doc.error:
         raise HTTPException(409, doc.error)
     if variant == "text":
-        return Response(pv.fill_merge_tags(doc.text, pv.SAMPLE_VALUES), media_type="text/plain; charset=utf-8")
+        return Response(pv.sample(doc.text, html=False), media_type="text/plain; charset=utf-8")
     if variant not in ("html", "dark"):
         raise HTTPException(400, f"unknown variant {variant!r} (html, dark or text)")
     body = pv.for_frame(doc, variant, f"/admin/preview/{key}")
@@ -293,6 +293,61 @@ def list_create(request: Request, slug: str = Form(""), name: str = Form(""), de
     lst = library.create_list(state(request), slug.strip(), name.strip() or None, description.strip(), opt_in)
     flash(request, "ok", f"List {lst.slug} created; its signup page is /subscribe/{lst.slug}.")
     return redirect("/admin/lists")
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+
+def _campaign_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise HTTPException(404, f"there is no campaign {value[:40]!r}")
+    return int(value)
+
+
+@guarded.get("/campaigns")
+def campaigns_page(request: Request):
+    from . import library
+
+    return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
+                campaigns=library.recent_campaigns(state(request), limit=200))
+
+
+@guarded.get("/campaigns/{campaign_id}")
+def campaign_page(request: Request, campaign_id: str):
+    from . import library
+
+    st = state(request)
+    info = library.campaign(st, _campaign_id(campaign_id))
+    return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
+                c=info, timezone=st.config.timezone, **library.progress(info))
+
+
+@guarded.post("/campaigns/{campaign_id}/schedule")
+def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), csrf_token: str = Form("")):
+    from datetime import datetime
+
+    from . import library
+
+    check_csrf(request, csrf_token)
+    cid = _campaign_id(campaign_id)
+    try:
+        at = datetime.fromisoformat(when.strip())
+    except ValueError:
+        raise HTTPException(400, f"send time {when[:40]!r} is not a date and time like 2026-12-01T08:00") from None
+    c = library.schedule_campaign(state(request), cid, at)
+    flash(request, "ok", f"Campaign {cid} scheduled for {c.scheduled_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect(f"/admin/campaigns/{cid}")
+
+
+@guarded.post("/campaigns/{campaign_id}/{action}")
+def campaign_action(request: Request, campaign_id: str, action: str, csrf_token: str = Form("")):
+    from . import library
+
+    check_csrf(request, csrf_token)
+    cid = _campaign_id(campaign_id)
+    c = library.campaign_action(state(request), cid, action)
+    flash(request, "ok", f"Campaign {cid} is now {c.status}.")
+    return redirect(f"/admin/campaigns/{cid}")
 
 
 router.include_router(guarded)

@@ -1,9 +1,198 @@
-"""JSON API under /api (documented by the OpenAPI schema at /api/openapi.json)."""
+"""JSON API under /api, described by the OpenAPI schema at /api/openapi.json.
+
+Same guard as the admin pages (local-only without auth; ``Authorization: Bearer TOKEN`` or a
+logged-in session otherwise). Errors are ``{"error": "...", "status": N}``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from datetime import datetime
+from typing import Any, Literal
 
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from . import library
+from .app import state
 from .deps import require_api
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_api)])
+
+
+class Error(BaseModel):
+    error: str
+    status: int
+
+
+ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 429, 503)}
+
+
+class ListOut(BaseModel):
+    id: int
+    slug: str
+    name: str
+    description: str
+    opt_in: str
+    counts: dict[str, int]
+
+
+class ListIn(BaseModel):
+    slug: str = Field(max_length=64)
+    name: str | None = Field(None, max_length=200)
+    description: str = Field("", max_length=2000)
+    opt_in: Literal["single", "double"] = "double"
+
+
+class SubscriberOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    attributes: dict[str, Any]
+    lists: dict[str, str]
+    created_at: datetime
+
+
+class SubscriberPage(BaseModel):
+    items: list[SubscriberOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class SubscriberIn(BaseModel):
+    email: str = Field(max_length=320)
+    name: str | None = Field(None, max_length=200)
+    list: str | None = Field(None, max_length=64, description="slug of the list to subscribe to")
+    attributes: dict[str, str | int | float | bool | None] | None = None
+    resubscribe: bool = Field(False, description="they gave fresh consent: re-add even if they left the list")
+
+
+class AddOut(BaseModel):
+    subscriber_id: int
+    email: str
+    outcome: str
+    list_slug: str | None
+    status: str | None
+
+
+class Unsubscribed(BaseModel):
+    email: str
+    lists: list[str] = Field(description="lists whose subscription changed")
+
+
+class Stats(BaseModel):
+    subscribers: int
+    lists: int
+    subscriptions: dict[str, int]
+    campaigns: dict[str, int]
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    subject: str
+    status: str
+    status_reason: str
+    lists: list[str]
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, int] = Field(description="deliveries per state; 'sending' ones are ambiguous (outcome unknown)")
+    done: int
+    total: int
+
+
+class ScheduleIn(BaseModel):
+    at: datetime = Field(description="when to send; without an offset it is read in the configured time zone")
+
+
+def _campaign_out(c) -> CampaignOut:
+    p = library.progress(c)
+    return CampaignOut(id=c.id, name=c.name, subject=c.subject, status=c.status, status_reason=c.status_reason or "",
+                       lists=list(c.lists), created_at=c.created_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
+                       finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"])
+
+
+def _list_out(s) -> ListOut:
+    return ListOut(id=s.id, slug=s.slug, name=s.name, description=s.description or "", opt_in=s.opt_in, counts=s.counts)
+
+
+def _subscriber_out(r) -> SubscriberOut:
+    return SubscriberOut(id=r.id, email=r.email, name=r.name or "", attributes=r.attributes or {}, lists=r.lists, created_at=r.created_at)
+
+
+@router.get("/stats", response_model=Stats, responses=ERRORS, summary="Counts of subscribers, subscriptions and campaigns")
+def stats(request: Request) -> Stats:
+    return Stats(**library.stats(state(request)))
+
+
+@router.get("/lists", response_model=list[ListOut], responses=ERRORS, summary="Every list with subscription counts per status")
+def get_lists(request: Request):
+    return [_list_out(s) for s in library.all_lists(state(request))]
+
+
+@router.post("/lists", response_model=ListOut, status_code=201, responses=ERRORS, summary="Create a list")
+def post_list(request: Request, body: ListIn):
+    st = state(request)
+    lst = library.create_list(st, body.slug, body.name, body.description, body.opt_in)
+    return next(_list_out(s) for s in library.all_lists(st) if s.slug == lst.slug)
+
+
+@router.get("/subscribers", response_model=SubscriberPage, responses=ERRORS, summary="Search subscribers (paginated)")
+def get_subscribers(
+    request: Request,
+    q: str = Query("", max_length=200, description="part of the address or name"),
+    list: str = Query("", max_length=64, description="list slug"),
+    status: Literal["", "unconfirmed", "active", "unsubscribed", "bounced", "complained"] = "",
+    offset: int = Query(0, ge=0, le=10**9),
+    limit: int = Query(50, ge=1, le=500),
+):
+    page = library.search_subscribers(state(request), q=q, list_slug=list, status=status, offset=offset, limit=limit)
+    return SubscriberPage(items=[_subscriber_out(r) for r in page.items], total=page.total, offset=page.offset, limit=page.limit)
+
+
+@router.post("/subscribers", response_model=AddOut, status_code=201, responses=ERRORS, summary="Add a subscriber (and subscribe them to a list)")
+def post_subscriber(request: Request, body: SubscriberIn):
+    r = library.admin_add_subscriber(state(request), body.email, body.name or "", body.list or "", body.resubscribe,
+                                     attributes=body.attributes)
+    return AddOut(subscriber_id=r.subscriber_id, email=r.email, outcome=r.outcome, list_slug=r.list_slug, status=r.status)
+
+
+@router.get("/subscribers/{email}", response_model=SubscriberOut, responses=ERRORS, summary="One subscriber with their lists")
+def get_subscriber(request: Request, email: str):
+    return _subscriber_out(library.get_subscriber(state(request), email))
+
+
+@router.post("/subscribers/{email}/unsubscribe", response_model=Unsubscribed, responses=ERRORS, summary="Unsubscribe from one list or all")
+def post_unsubscribe(request: Request, email: str, list: str | None = Query(None, max_length=64, description="list slug; all lists when absent")):
+    return Unsubscribed(email=email, lists=library.admin_unsubscribe(state(request), email, list or None))
+
+
+@router.delete("/subscribers/{email}", response_model=SubscriberOut, responses=ERRORS, summary="Erase a subscriber and their subscriptions")
+def delete_subscriber(request: Request, email: str, suppress: bool = Query(False, description="keep the address on the suppression list")):
+    return _subscriber_out(library.admin_erase(state(request), email, suppress))
+
+
+@router.get("/campaigns", response_model=list[CampaignOut], responses=ERRORS, summary="Campaigns, newest first, with delivery counts")
+def get_campaigns(request: Request, limit: int = Query(100, ge=1, le=1000)):
+    return [_campaign_out(c) for c in library.recent_campaigns(state(request), limit=limit)]
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=ERRORS, summary="One campaign and its progress")
+def get_campaign(request: Request, campaign_id: int = Path(ge=1, le=2**62)):
+    return _campaign_out(library.campaign(state(request), campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignOut, responses=ERRORS, summary="Schedule a draft campaign")
+def post_schedule(request: Request, body: ScheduleIn, campaign_id: int = Path(ge=1, le=2**62)):
+    st = state(request)
+    library.schedule_campaign(st, campaign_id, body.at)
+    return _campaign_out(library.campaign(st, campaign_id))
+
+
+@router.post("/campaigns/{campaign_id}/{action}", response_model=CampaignOut, responses=ERRORS, summary="Pause, resume or cancel a campaign")
+def post_campaign_action(request: Request, action: Literal["pause", "resume", "cancel"], campaign_id: int = Path(ge=1, le=2**62)):
+    st = state(request)
+    library.campaign_action(st, campaign_id, action)
+    return _campaign_out(library.campaign(st, campaign_id))

@@ -135,8 +135,7 @@ def archive_html(st, campaign_id: int, page_url: str) -> str:
     from ..dispatch.campaigns import archived_campaign
 
     campaign = archived_campaign(st.engine, campaign_id)
-    values = dict(pv.NEUTRAL_VALUES, UNSUBSCRIBE_URL=page_url, WEB_VERSION_URL=page_url)
-    return pv.fill_merge_tags(campaign.html, values)
+    return pv.fill_merge_tags(campaign.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
 
 
 # --- admin: subscribers and lists -------------------------------------------------------------
@@ -163,10 +162,25 @@ def search_subscribers(st, *, q: str = "", list_slug: str = "", status: str = ""
                             offset=offset, limit=limit)
 
 
-def admin_add_subscriber(st, email: str, name: str, list_slug: str, resubscribe: bool):
+def admin_add_subscriber(st, email: str, name: str, list_slug: str, resubscribe: bool, attributes: dict | None = None):
     from ..store.subscribers import add_subscriber
 
-    return add_subscriber(st.engine, email, list_slug=list_slug or None, name=name or None, source="admin", resubscribe=resubscribe)
+    return add_subscriber(st.engine, email, list_slug=list_slug or None, name=name or None, attributes=attributes,
+                          source="admin", resubscribe=resubscribe)
+
+
+def stats(st) -> dict:
+    """Counts for the dashboard and /api/stats."""
+    from ..store.subscribers import list_subscribers
+
+    lists = all_lists(st)
+    subscriptions = {s: sum(l.counts.get(s, 0) for l in lists) for s in STATUSES}
+    return {
+        "subscribers": list_subscribers(st.engine, limit=1).total,
+        "lists": len(lists),
+        "subscriptions": subscriptions,
+        "campaigns": campaign_counts(st),
+    }
 
 
 def admin_unsubscribe(st, email: str, list_slug: str | None) -> list[str]:
@@ -213,18 +227,127 @@ def admin_import(st, fileobj, filename: str, list_slug: str, resubscribe: bool):
 # --- admin: campaigns -------------------------------------------------------------------------
 
 
+def campaign_counts(st) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in recent_campaigns(st, limit=10**9):
+        out[c.status] = out.get(c.status, 0) + 1
+    return out
+
+
 def recent_campaigns(st, limit: int = 50) -> list[Any]:
-    """Campaigns for the preview's chooser (newest first)."""
+    """Campaigns, newest first, with their ledger counts."""
+    from ..dispatch.campaigns import list_campaigns
+
+    return list_campaigns(st.engine, limit=limit)
+
+
+def campaign(st, campaign_id: int):
+    from ..dispatch.campaigns import campaign_info
+
+    return campaign_info(st.engine, campaign_id)
+
+
+def progress(info) -> dict:
+    """The numbers a campaign page shows: ledger counts, how many are done, of how many.
+    Rows a sender claimed but had no answer for yet ("sending") are the ambiguous ones."""
+    counts = dict(info.counts)
+    counts["pending"] = counts.get("pending", 0) + counts.pop("claimed", 0)
+    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
+    total = info.total or (info.audience or 0)
+    return {"counts": counts, "done": done, "total": total}
+
+
+def campaign_action(st, campaign_id: int, action: str):
+    from ..dispatch import campaigns
+
+    fn = {"pause": campaigns.pause_campaign, "resume": campaigns.resume_campaign, "cancel": campaigns.cancel_campaign}.get(action)
+    if fn is None:
+        raise NotFound(f"unknown campaign action {action!r} (pause, resume or cancel)")
+    return fn(st.engine, campaign_id)
+
+
+def schedule_campaign(st, campaign_id: int, when):
+    """Schedule a draft; ``when`` is an aware datetime, or a naive one in the configured time zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from ..dispatch.campaigns import schedule_campaign as dispatch_schedule
+
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=ZoneInfo(st.config.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"timezone {st.config.timezone!r} is not a known time zone") from None
+    return dispatch_schedule(st.engine, campaign_id, when)
+
+
+ARCHIVED = ("running", "paused", "finished")
+
+
+def archive_issues(st) -> list[Any]:
+    """Campaigns that went out (at least in part), newest first, for the public archive."""
+    from ..dispatch.campaigns import list_campaigns
+
+    out = []
+    for c in list_campaigns(st.engine):
+        if c.status in ARCHIVED and c.started_at is not None:
+            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.strftime("%d %B %Y")})
+    return out
+
+
+def _archived(st, campaign_id: int):
+    from ..dispatch.campaigns import get_campaign
+
     try:
-        from ..dispatch.campaigns import list_campaigns
-    except ImportError:
-        return []
-    return list_campaigns(st.engine)[:limit]
+        c = get_campaign(st.engine, campaign_id)
+    except (NotFound, InvalidInput):
+        c = None
+    if c is None or c.status not in ARCHIVED or c.started_at is None:
+        raise NotFound(f"there is no issue {campaign_id} in the archive")
+    return c
 
 
-def campaign_preview(st, campaign_id: str) -> pv.PreviewDoc:
-    raise NotFound(f"campaign {campaign_id!r} cannot be previewed yet")
+def archive_html(st, campaign_id: int, page_url: str) -> str:
+    """A sent issue's HTML with neutral values in the merge tags: no name, no address, and the
+    unsubscribe link pointing at this page instead of carrying anyone's token."""
+    c = _archived(st, campaign_id)
+    html = pv.fill_merge_tags(c.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
+    return html.replace('src="cid:', f'src="/archive/{c.id}/cid/')
 
 
-def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: str | None) -> str:
-    raise StateError("test sends are not available yet")
+def archive_image(st, campaign_id: int, cid: str) -> tuple[str, bytes]:
+    c = _archived(st, campaign_id)
+    for image in campaign_images(st, c.id):
+        if image.cid == cid:
+            return image.content_type, image.data
+    raise NotFound(f"issue {campaign_id} has no image {cid!r}")
+
+
+def campaign_images(st, campaign_id: int) -> list[Any]:
+    from ..dispatch import campaigns
+
+    if hasattr(campaigns, "campaign_images"):
+        return list(campaigns.campaign_images(st.engine, campaign_id))
+    return []
+
+
+def campaign_preview(st, campaign_id: int) -> pv.PreviewDoc:
+    """A campaign's frozen snapshot, shown like a freshly composed digest."""
+    from ..dispatch.campaigns import get_campaign
+
+    c = get_campaign(st.engine, campaign_id)
+    doc = pv.PreviewDoc(
+        label=f"campaign {c.id} ({c.status})", subject=c.subject, preheader=c.preheader or "", html=c.html, text=c.text,
+        from_address=c.from_address, html_size=len(c.html.encode("utf-8")), campaign_id=c.id,
+        images={i.cid: (i.content_type, i.data) for i in campaign_images(st, c.id)},
+    )
+    doc.warnings = pv.check_html(doc)
+    return doc
+
+
+def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
+    """Send the previewed digest to one address (the dispatcher's test send)."""
+    from ..dispatch import send_one
+
+    address = normalize_address(to)
+    send_one(st.config, doc, address)
+    return address

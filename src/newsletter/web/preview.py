@@ -19,40 +19,22 @@ from typing import Any
 
 HTML_BUDGET_BYTES = 102 * 1024
 
-SAMPLE_VALUES = {
-    "EMAIL": "reader@example.com",
-    "NAME": "Sam Reader",
-    "UNSUBSCRIBE_URL": "#unsubscribe",
-    "WEB_VERSION_URL": "#web-version",
-}
-# What the public archive shows instead of personal data: nothing identifying, no working token.
-NEUTRAL_VALUES = {
-    "EMAIL": "you",
-    "NAME": "",
-    "UNSUBSCRIBE_URL": "",  # filled with the archive page's own URL by the caller
-    "WEB_VERSION_URL": "",
-}
-
-_MERGE_TAG = re.compile(r"\*\|([A-Z_]+)(?::([^|*]*?))?(?::([^|*]*?))?\|\*")
+SAMPLE = {"email": "reader@example.com", "name": "Sam Reader", "unsubscribe_url": "#unsubscribe", "web_version_url": "#web-version"}
 
 
-def fill_merge_tags(text: str, values: dict[str, str], attributes: dict[str, str] | None = None) -> str:
-    """Replace ``*|TAG|*``, ``*|NAME:fallback|*`` and ``*|ATTR:key:fallback|*`` with display values.
+def fill_merge_tags(text: str, *, html: bool, email: str = "", name: str = "", unsubscribe_url: str = "",
+                    web_version_url: str = "", attributes: dict | None = None) -> str:
+    """Fill the merge tags for display with the dispatcher's own substitution (for previews, the
+    archive and test sends): the sample reader, or neutral values with no personal data."""
+    from ..dispatch.personalize import Recipient, render_preview
 
-    Only for showing a digest in a browser (preview and archive): real per-recipient
-    personalization is the dispatcher's.
-    """
-    attributes = attributes or {}
+    r = Recipient(subscriber_id=0, list_id=0, email=email, name=name, attributes=attributes or {})
+    return render_preview(text, r, unsubscribe_url=unsubscribe_url, web_version_url=web_version_url, html=html)
 
-    def sub(m: re.Match) -> str:
-        tag, a, b = m.group(1), m.group(2), m.group(3)
-        if tag == "ATTR":
-            value = attributes.get(a or "", "")
-            return value or (b or "")
-        value = values.get(tag, "")
-        return value or (a or "")
 
-    return _MERGE_TAG.sub(sub, text)
+def sample(text: str, *, html: bool) -> str:
+    """``text`` as the sample reader of the preview sees it."""
+    return fill_merge_tags(text, html=html, **SAMPLE)
 
 
 @dataclass
@@ -144,7 +126,7 @@ _LIGHT_QUERY = re.compile(r"prefers-color-scheme\s*:\s*light", re.I)
 def for_frame(doc: PreviewDoc, variant: str, prefix: str) -> str:
     """The HTML to put in a preview frame: sample merge values, inline images served by
     ``prefix``/cid/…, and for ``variant == "dark"`` the email's dark-mode rules switched on."""
-    out = fill_merge_tags(doc.html, SAMPLE_VALUES)
+    out = sample(doc.html, html=True)
     out = re.sub(r"""(src=["'])cid:([^"']+)""", lambda m: f"{m.group(1)}{prefix}/cid/{m.group(2)}", out)
     if variant == "dark":
         # Frames cannot be told prefers-color-scheme: dark on their own, so turn the email's

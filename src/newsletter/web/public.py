@@ -134,6 +134,14 @@ def archive_slash():
     return RedirectResponse("/archive/", status_code=308)
 
 
+@router.get("/archive/{campaign_id}/cid/{cid:path}")
+def archive_image(request: Request, campaign_id: str, cid: str):
+    if not campaign_id.isdigit() or len(campaign_id) > 18:
+        raise HTTPException(404, f"there is no issue {campaign_id!r} in the archive")
+    content_type, data = library.archive_image(state(request), int(campaign_id), cid)
+    return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @router.get("/archive/{campaign_id}")
 def archive_issue(request: Request, campaign_id: str):
     if not campaign_id.isdigit() or len(campaign_id) > 18:
