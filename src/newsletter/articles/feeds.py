@@ -219,7 +219,7 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
 
     published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        st = entry.get(key)
+        st = dict.get(entry, key)  # plain dict access: skips feedparser's deprecated updated→published alias
         if st:
             try:
                 published = datetime.fromtimestamp(timegm(st), timezone.utc)
@@ -227,7 +227,7 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
             except (OverflowError, ValueError, OSError):
                 continue
     if published is None:
-        raw_date = entry.get("published") or entry.get("updated") or entry.get("created")
+        raw_date = dict.get(entry, "published") or dict.get(entry, "updated") or dict.get(entry, "created")
         if raw_date and raw_date.strip():
             try:
                 published = dates.parse_date(raw_date, config.timezone)

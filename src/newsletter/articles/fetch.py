@@ -68,6 +68,8 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         newurl = headers.get("location") or headers.get("uri")
         if newurl:
             target = urllib.parse.urljoin(req.full_url, newurl)
+            if urllib.parse.urlsplit(target).scheme.lower() not in {"http", "https"}:
+                raise SourceError(self.source_url, f"redirected to a non-HTTP URL {target!r}")
             if target in visited or target == self.source_url:
                 raise SourceError(self.source_url, f"redirect loop (back to {target})")
             if len(visited) >= self.max_redirections:
@@ -123,7 +125,7 @@ def fetch(
     except urllib.error.HTTPError as e:
         reason = e.reason if isinstance(e.reason, str) else http.client.responses.get(e.code, "")
         if e.code in (301, 302, 303, 307, 308):
-            raise SourceError(url, f"too many redirects or a redirect loop (HTTP {e.code})") from None
+            raise SourceError(url, f"redirect (HTTP {e.code}) that cannot be followed") from None
         raise SourceError(url, f"HTTP {e.code} {reason}".rstrip()) from None
     except urllib.error.URLError as e:
         reason = e.reason

@@ -76,7 +76,7 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
         text = content[:65536].decode("utf-8-sig")
     except UnicodeDecodeError:
         text = ""
-    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    lines = [l.split(" #", 1)[0].strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
     if lines and all(_URL_LINE.match(l) for l in lines):
         return URL_LIST
     if "html" in ctype or suffix in _HTML_SUFFIXES:
