@@ -289,3 +289,20 @@ def test_arbitrary_markdown_source_never_yields_active_html_in_the_digest(tmp_pa
         return  # refused outright is fine: nothing reaches the digest
     d = render(articles, Config(), OPTS)
     _assert_no_active_content(d.html)
+
+
+def test_default_templates_come_from_package_data_when_installed(tmp_path, monkeypatch):
+    from newsletter.compose import templates
+
+    pkg = tmp_path / "newsletter"
+    shutil.copytree(templates.default_template_dir(), pkg / "_templates")
+    monkeypatch.setattr(templates.resources, "files", lambda name: pkg)
+    assert templates.default_template_dir() == pkg / "_templates"
+
+
+def test_pyproject_ships_the_templates_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]["templates"] == "newsletter/_templates"

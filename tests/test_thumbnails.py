@@ -85,3 +85,21 @@ def test_shared_image_is_shipped_once(fixtures_dir):
     b = Article(title="Again", url="https://example.org/again", published=NOW, image=Image(url=str(fixtures_dir / "compose/images/sea.jpg"), alt="x"))
     d = render([a, b], Config(), ComposeOptions(now=NOW))
     assert len(d.assets) == 1
+
+
+def test_big_jpeg_is_decoded_at_reduced_scale_but_still_covers_the_card(tmp_path):
+    p = tmp_path / "big.jpg"
+    PILImage.new("RGB", (4800, 3600), (90, 120, 200)).save(p, quality=70)
+    t = make_thumbnail(p)
+    assert (t.width, t.height) == (1152, 648)
+
+
+def test_oversized_image_is_refused_with_a_warning_not_decoded(tmp_path, monkeypatch):
+    from newsletter.compose import thumbnails
+
+    p = tmp_path / "huge.png"
+    PILImage.new("RGB", (2000, 2000)).save(p)
+    monkeypatch.setattr(thumbnails, "MAX_PIXELS", 1_000_000)
+    a = article_with(p)
+    ref, part, warning = card_image(a, a.image, alt="x", embed=False, asset_base_url=None)
+    assert ref is None and part is None and "too large for a card image" in warning

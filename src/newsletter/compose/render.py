@@ -179,7 +179,7 @@ def check_header(name: str, value: str) -> str:
 
 
 def default_subject(config: Config, cards: list[Card]) -> str:
-    first = shorten(cards[0].title, 90)
+    first = shorten(cards[0].title, 60)
     more = f" and {len(cards) - 1} more" if len(cards) > 1 else ""
     return one_line(f"{config.newsletter_name}: {first}{more}")
 

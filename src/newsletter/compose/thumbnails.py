@@ -21,6 +21,7 @@ CARD_WIDTH = 576  # CSS pixels: 600px email minus the 12px card margins; images 
 CARD_HEIGHT = 324  # 16:9
 SCALE = 2  # retina
 JPEG_QUALITY = 78
+MAX_PIXELS = 80_000_000  # refuse decompression bombs before decoding
 
 
 @dataclass
@@ -88,11 +89,16 @@ def make_thumbnail(path: Path) -> Thumbnail:
     if hit is not None:
         return hit
 
+    target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
     with PILImage.open(path) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise ValueError(f"{im.width}x{im.height} pixels is too large for a card image")
+        if im.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the card.
+            im.draft("RGB", (target_w, target_h))
         im.load()
         im = ImageOps.exif_transpose(im)
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
         # Never upscale: a small source is only cropped to the card's aspect.
         scale = min(1.0, max(target_w / im.width, target_h / im.height))
         out_w = max(1, min(target_w, round(im.width * scale)))
