@@ -1,5 +1,308 @@
-"""CLI commands for `dispatch` (registered on the root app on import)."""
+"""CLI commands for `dispatch`: `campaigns create|list|show|pause|resume|cancel` and `send`.
+
+A thin shell over ``newsletter.dispatch``: parse flags, call one library function, format the
+result. ``campaigns_app`` is the Typer group other areas add to (``campaigns schedule``).
+"""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+import json
+import signal
+import sys
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, get_config
+
+campaigns_app = typer.Typer(help="Campaigns: snapshot a digest for lists, list, show, pause, resume, cancel.",
+                            no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _engine(ctx: typer.Context):
+    from ..store.db import get_engine, require_current_schema
+
+    config = get_config(ctx)
+    engine = get_engine(config.database_url)
+    require_current_schema(engine)
+    return config, engine
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True, highlight=False)
+
+
+def _headers(values: List[str]) -> dict[str, str]:
+    from ..errors import InvalidInput
+
+    out = {}
+    for v in values or []:
+        k, sep, val = v.partition(":")
+        if not sep or not k.strip():
+            raise InvalidInput(f"header {v!r} must look like 'Name: value'")
+        out[k.strip()] = val.strip()
+    return out
+
+
+@campaigns_app.command("create")
+def create_command(
+    ctx: typer.Context,
+    lists: List[str] = typer.Option(..., "--list", "-l", help="Target list slug; repeat for several (a reader on two gets one copy)."),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="A composed digest folder (from `newsletter compose --out DIR`)."),
+    compose_sources: Optional[List[str]] = typer.Option(None, "--compose", help="Compose from these sources now (repeatable) instead of --from."),
+    since: Optional[str] = typer.Option(None, "--since", help="With --compose: only articles since (7d, 2w, a date)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With --compose: at most this many articles."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject line (default: the digest's)."),
+    reply_to: Optional[str] = typer.Option(None, "--reply-to", help="Reply-To address (default: config reply_to)."),
+    from_address: Optional[str] = typer.Option(None, "--sender", help="From address (default: config from_address / NEWSLETTER_FROM)."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the campaign in listings (default: the subject)."),
+    header: Optional[List[str]] = typer.Option(None, "--header", help="Extra header 'Name: value' (repeatable)."),
+) -> None:
+    """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
+    from ..errors import InvalidInput
+
+    config, engine = _engine(ctx)
+    if (from_dir is None) == (not compose_sources):
+        raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")
+    if from_dir is not None:
+        from ..compose import load_digest
+
+        digest = load_digest(from_dir)
+        meta = {"source": str(from_dir)}
+    else:
+        from ..compose import ComposeOptions, compose, parse_since
+
+        options = ComposeOptions(since=parse_since(since) if since else None, limit=limit)
+        digest = compose(list(compose_sources), config, options)
+        for w in digest.warnings:
+            _console(True).print(f"warning: {w}", markup=False)
+        meta = {"source": "compose " + " ".join(compose_sources)}
+    from ..dispatch.campaigns import campaign_info, create_campaign
+
+    c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
+                        from_address=from_address, headers=_headers(header or []), name=name, meta=meta)
+    info = campaign_info(engine, c.id)
+    err = _console(True)
+    err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}; "
+              f"{info.audience} active subscriber(s) now", markup=False)
+    if not info.audience:
+        err.print("warning: no active subscribers on these lists yet; `send` will refuse until there are", markup=False)
+    typer.echo(str(c.id))
+
+
+def _fmt_time(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M") if dt else "-"
+
+
+@campaigns_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    status: Optional[str] = typer.Option(None, "--status", help="Only campaigns in this status."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table or json."),
+) -> None:
+    """Campaigns, newest first, with their delivery counts."""
+    from ..dispatch.campaigns import list_campaigns
+
+    _, engine = _engine(ctx)
+    items = list_campaigns(engine, status=status)
+    if fmt is Fmt.json:
+        typer.echo(json.dumps([i.as_dict() for i in items], indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    t = Table(show_edge=False)
+    for col in ("id", "status", "subject", "lists", "sent", "failed", "left", "created"):
+        t.add_column(col)
+    for i in items:
+        left = sum(i.counts.get(s, 0) for s in ("pending", "claimed", "sending", "deferred"))
+        t.add_row(str(i.id), i.status, i.subject, ",".join(i.lists), str(i.counts.get("sent", 0)),
+                  str(i.counts.get("failed", 0)), str(left), _fmt_time(i.created_at))
+    _console().print(t)
+
+
+@campaigns_app.command("show")
+def show_command(
+    ctx: typer.Context,
+    campaign: str = typer.Argument(..., help="Campaign id."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table or json."),
+    failures: int = typer.Option(10, "--failures", help="Show up to this many failed/deferred/ambiguous rows."),
+) -> None:
+    """One campaign: status, times, lists, ledger counts and its latest problems."""
+    from ..dispatch.campaigns import campaign_info
+    from ..store import queries as q
+    from ..store.db import transaction
+
+    _, engine = _engine(ctx)
+    info = campaign_info(engine, campaign)
+    with transaction(engine) as conn:
+        problems = q.delivery_rows(conn, info.id, ("failed", "deferred", "sending"), limit=failures)
+    if fmt is Fmt.json:
+        d = info.as_dict()
+        d["problems"] = [{"email": r.email, "state": r.state, "attempts": r.attempts, "last_reply": r.last_reply}
+                         for r in problems]
+        typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
+        return
+    out = _console()
+    out.print(f"campaign {info.id}: {info.subject}", markup=False)
+    rows = [
+        ("status", info.status + (f" ({info.status_reason})" if info.status_reason else "")),
+        ("lists", ", ".join(info.lists)), ("from", info.from_address), ("reply-to", info.reply_to or "-"),
+        ("created", _fmt_time(info.created_at)), ("scheduled", _fmt_time(info.scheduled_at)),
+        ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
+        ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
+    ]
+    for k, v in rows:
+        out.print(f"  {k:10} {v}", markup=False)
+    if info.counts:
+        out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(info.counts.items())), markup=False)
+    for r in problems:
+        label = "ambiguous?" if r.state == "sending" else r.state
+        out.print(f"  {label:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}", markup=False)
+
+
+@campaigns_app.command("pause")
+def pause_command(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Pause sending (senders stop after the messages in flight)."""
+    from ..dispatch.campaigns import pause_campaign
+
+    _, engine = _engine(ctx)
+    c = pause_campaign(engine, campaign)
+    typer.echo(f"campaign {c.id} paused")
+
+
+@campaigns_app.command("resume")
+def resume_command(
+    ctx: typer.Context,
+    campaign: str = typer.Argument(..., help="Campaign id."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="SMTP URL, server name, or a,b names."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write .eml files to this folder instead."),
+    no_send: bool = typer.Option(False, "--no-send", help="Only mark it running (a `newsletter worker` sends it)."),
+    resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
+) -> None:
+    """Resume a paused (or interrupted) campaign and continue sending it here."""
+    from ..dispatch.campaigns import get_campaign, resume_campaign
+
+    config, engine = _engine(ctx)
+    c = get_campaign(engine, campaign)
+    if c.status == "paused":
+        resume_campaign(engine, c.id)
+    if no_send:
+        typer.echo(f"campaign {c.id} is running")
+        return
+    _do_send(ctx, config, engine, str(c.id), smtp=smtp, tls=None, outbox=outbox, rate=None, concurrency=None,
+             resend_ambiguous=resend_ambiguous)
+
+
+@campaigns_app.command("cancel")
+def cancel_command(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
+    """Cancel for good: copies not yet sent never go out."""
+    from ..dispatch.campaigns import cancel_campaign
+
+    _, engine = _engine(ctx)
+    c = cancel_campaign(engine, campaign)
+    typer.echo(f"campaign {c.id} cancelled")
+
+
+@app.command("send")
+def send_command(
+    ctx: typer.Context,
+    campaign: str = typer.Argument(..., help="Campaign id (see `newsletter campaigns list`)."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="smtp://[user@]host[:port], smtps://..., a configured [smtp.NAME], or a,b to spread over several."),
+    starttls: bool = typer.Option(False, "--starttls", help="Require STARTTLS."),
+    tls: bool = typer.Option(False, "--tls", help="Implicit TLS from the first byte (port 465)."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Limit: 20/s, 600/m, 10000/h (comma-separate several)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, max=256, help="Connections in parallel (default: config concurrency, 4)."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write one .eml per recipient to this folder instead of SMTP."),
+    resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
+    test: Optional[str] = typer.Option(None, "--test", help="Send one [TEST] copy to this address only; the ledger is not touched."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="Summary as text (table) or json."),
+) -> None:
+    """Send a campaign once to every active subscriber of its lists (resumes where it stopped)."""
+    from ..errors import ConfigError
+
+    config, engine = _engine(ctx)
+    if starttls and tls:
+        raise ConfigError("--starttls and --tls exclude each other")
+    mode = "starttls" if starttls else "tls" if tls else None
+    if test:
+        from ..dispatch.sender import send_test
+
+        r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
+        typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
+        return
+    _do_send(ctx, config, engine, campaign, smtp=smtp, tls=mode, outbox=outbox, rate=rate, concurrency=concurrency,
+             resend_ambiguous=resend_ambiguous, fmt=fmt)
+
+
+def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..dispatch.sender import send_campaign
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    err = _console(True)
+    show_bar = fmt is Fmt.table and err.is_terminal
+    bar = Progress(TextColumn("[bold]campaign {task.fields[cid]}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} · sent {task.fields[sent]} · failed {task.fields[failed]}"
+                              " · deferred {task.fields[deferred]} · {task.fields[rate]:.0f}/s"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err, disable=not show_bar)
+    task = None
+
+    def progress(p):
+        nonlocal task
+        if task is None:
+            task = bar.add_task("send", total=p.total, cid=p.campaign_id, sent=0, failed=0, deferred=0, rate=0.0, note="")
+        bar.update(task, total=p.total, completed=p.done, sent=p.sent, failed=p.failed, deferred=p.deferred,
+                   rate=p.rate, note=p.note)
+
+    try:
+        with bar:
+            summary = send_campaign(engine, campaign, config, smtp=smtp, tls=tls,
+                                    outbox=str(outbox) if outbox is not None else None, concurrency=concurrency,
+                                    rate=rate, resend_ambiguous=resend_ambiguous, progress_callback=progress,
+                                    stop_event=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    if fmt is Fmt.json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        c = summary.counts
+        out = _console()
+        out.print(f"campaign {summary.campaign_id}: {summary.status}"
+                  + (f" ({summary.status_reason})" if summary.status_reason else "")
+                  + f" via {summary.transport}", markup=False)
+        out.print(f"  this run: sent {summary.sent_now}, failed {summary.failed_now}, deferred {summary.deferred_now}, "
+                  f"skipped {summary.skipped_now} in {summary.elapsed:.1f} s ({summary.rate:.0f}/s)", markup=False)
+        out.print("  ledger:   " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())), markup=False)
+        if summary.suppressed:
+            out.print(f"  suppressed (unknown user): {', '.join(summary.suppressed)}", markup=False)
+        if summary.resent_ambiguous:
+            out.print(f"  resent {summary.resent_ambiguous} ambiguous copies (same Message-ID)", markup=False)
+        if summary.ambiguous:
+            out.print(f"  ambiguous (a crash interrupted them; not resent, use --resend-ambiguous): "
+                      f"{', '.join(summary.ambiguous)}", markup=False)
+        if summary.stopped:
+            out.print(f"  stopped: {summary.stopped}", markup=False)
+        if outbox is not None or "outbox" in summary.transport:
+            out.print(f"  messages are in {summary.transport}", markup=False)
+    if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
+        sys.exit(3)

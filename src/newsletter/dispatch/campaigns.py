@@ -1,0 +1,309 @@
+"""Campaigns: snapshot a composed digest, list and show them, and move them between statuses.
+
+Every status change goes through :func:`transition`, the one place that knows which moves are
+allowed (draft → scheduled → running → paused/finished/cancelled ...). Changes made by another
+process (``campaigns pause`` while ``send`` runs) are compare-and-set updates, so a sender sees
+them on its next batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from ..config import Config
+from ..errors import InvalidInput, NotFound, StateError
+from ..store import queries as q
+from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
+from ..store.db import require_current_schema, transaction
+from ..store.models import MailingList, utcnow
+from .personalize import check_header_value, find_tags, format_address
+
+lists_t = MailingList.__table__
+
+# The one table of allowed moves. "finished → running" only happens to resend ambiguous copies.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("scheduled", "running", "cancelled"),
+    "scheduled": ("draft", "running", "cancelled"),
+    "running": ("paused", "finished", "cancelled"),
+    "paused": ("running", "cancelled"),
+    "finished": ("running",),
+    "cancelled": (),
+}
+SENDABLE = ("draft", "scheduled", "running", "paused")
+
+
+def check_transition(current: str, to: str, campaign_id: int | None = None) -> None:
+    """Raise StateError unless ``current → to`` is allowed."""
+    if to not in CAMPAIGN_STATUSES:
+        raise StateError(f"unknown campaign status {to!r}")
+    if to not in TRANSITIONS.get(current, ()):
+        what = f"campaign {campaign_id}" if campaign_id is not None else "campaign"
+        raise StateError(f"{what} is {current}: cannot make it {to}")
+
+
+def transition(conn, campaign_id: int, to: str, *, reason: str | None = None, allow_from: Iterable[str] | None = None,
+               now: datetime | None = None) -> str:
+    """Move a campaign to status ``to`` (checked against TRANSITIONS), setting the matching
+    timestamps. Returns the previous status. Raises StateError when the move is not allowed or
+    another process changed the status at the same moment."""
+    now = now or utcnow()
+    current = q.campaign_status(conn, campaign_id)
+    if current is None:
+        raise NotFound(f"campaign {campaign_id} does not exist")
+    if current == to:
+        return current
+    if allow_from is not None and current not in allow_from:
+        raise StateError(f"campaign {campaign_id} is {current}: cannot make it {to}")
+    check_transition(current, to, campaign_id)
+    times: dict[str, Any] = {}
+    if to == "running":
+        row = conn.execute(select(q.campaigns.c.started_at).where(q.campaigns.c.id == campaign_id)).scalar()
+        if row is None:
+            times["started_at"] = now
+        times["finished_at"] = None
+    elif to in ("finished", "cancelled"):
+        times["finished_at"] = now
+    elif to == "draft":
+        times["scheduled_at"] = None
+    if not q.set_campaign_status(conn, campaign_id, [current], to, now=now, reason=reason or "", **times):
+        raise StateError(f"campaign {campaign_id} changed status while we were changing it; try again")
+    return current
+
+
+@dataclass
+class CampaignInfo:
+    """A campaign as shown by ``campaigns list/show`` (JSON-ready via ``as_dict``)."""
+
+    id: int
+    name: str
+    subject: str
+    status: str
+    status_reason: str
+    from_address: str
+    reply_to: str | None
+    lists: list[str]
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, int] = field(default_factory=dict)
+    audience: int | None = None
+    preheader: str = ""
+    html_size: int = 0
+    images: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("created_at", "scheduled_at", "started_at", "finished_at"):
+            d[k] = d[k].isoformat() if d[k] else None
+        d["total"] = self.total
+        return d
+
+
+def _check_headers(subject: str, from_address: str, reply_to: str | None, headers: dict[str, str] | None) -> None:
+    check_header_value("Subject", subject)
+    if not subject.strip():
+        raise InvalidInput("campaign subject is empty")
+    format_address(from_address, "From")
+    if reply_to:
+        format_address(reply_to, "Reply-To")
+    for k, v in (headers or {}).items():
+        if not k or any(c in k for c in ":\r\n ") or not k.isascii():
+            raise InvalidInput(f"header name {k!r} is not valid")
+        check_header_value(k, v)
+
+
+def create_campaign(
+    engine: Engine,
+    digest,
+    list_slugs: list[str],
+    config: Config,
+    *,
+    subject: str | None = None,
+    from_address: str | None = None,
+    reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
+    name: str | None = None,
+    meta: dict | None = None,
+) -> Campaign:
+    """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
+
+    Subject, From, Reply-To and extra header values are checked here: a CR or LF anywhere is
+    refused (header injection), as is an unknown list or a body without an unsubscribe link.
+    Nothing is written unless everything checks out."""
+    require_current_schema(engine)
+    if not list_slugs:
+        raise InvalidInput("a campaign needs at least one list (--list SLUG)")
+    subject = subject if subject is not None else digest.subject
+    from_address = from_address or getattr(digest, "from_address", "") or config.from_address
+    reply_to = reply_to if reply_to is not None else (getattr(digest, "reply_to", None) or config.reply_to)
+    _check_headers(subject, from_address, reply_to, headers)
+    tags = find_tags(digest.html)
+    if not any("UNSUBSCRIBE_URL" in t.upper() for t in tags):
+        raise InvalidInput("the digest HTML has no *|UNSUBSCRIBE_URL|* link: every newsletter must let readers leave")
+    images = list(getattr(digest, "images", []) or [])
+    for img in images:
+        for what, v in (("cid", img.cid), ("filename", img.filename), ("content type", img.content_type)):
+            check_header_value(f"image {what}", v)
+    meta = dict(meta or {})
+    try:
+        meta.setdefault("article_keys", list(digest.article_keys))
+    except Exception:
+        pass
+    now = utcnow()
+    with transaction(engine) as conn:
+        list_ids = []
+        for slug in dict.fromkeys(list_slugs):
+            lid = conn.execute(select(lists_t.c.id).where(lists_t.c.slug == slug)).scalar()
+            if lid is None:
+                raise NotFound(f"list {slug!r} does not exist")
+            list_ids.append(lid)
+        res = conn.execute(q.campaigns.insert().values(
+            name=name or subject, subject=subject, from_address=from_address, reply_to=reply_to,
+            preheader=getattr(digest, "preheader", "") or "", html=digest.html, text=digest.text or "",
+            headers=dict(headers or {}), meta=meta, status="draft", status_reason="",
+            created_at=now, updated_at=now,
+        ))
+        cid = res.inserted_primary_key[0]
+        conn.execute(q.campaign_lists.insert(), [{"campaign_id": cid, "list_id": lid} for lid in list_ids])
+        if images:
+            conn.execute(q.campaign_images.insert(), [
+                {"campaign_id": cid, "cid": i.cid, "filename": i.filename, "content_type": i.content_type, "data": i.data}
+                for i in images
+            ])
+        row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == cid)).mappings().one()
+    return Campaign(**row)
+
+
+def resolve_campaign_id(ref: str | int) -> int:
+    """A campaign reference from the command line (its id)."""
+    try:
+        cid = int(str(ref).strip().lstrip("#"))
+    except ValueError:
+        raise InvalidInput(f"campaign {ref!r}: expected a campaign id (a number; see `newsletter campaigns list`)") from None
+    if cid <= 0:
+        raise InvalidInput(f"campaign {ref!r}: expected a positive id")
+    return cid
+
+
+def get_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
+    """The campaign with this id, or NotFound."""
+    require_current_schema(engine)
+    cid = resolve_campaign_id(campaign_id)
+    with transaction(engine) as conn:
+        row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == cid)).mappings().first()
+    if row is None:
+        raise NotFound(f"campaign {cid} does not exist")
+    return Campaign(**row)
+
+
+def _info(conn, row, *, detail: bool) -> CampaignInfo:
+    slugs = [r[0] for r in conn.execute(
+        select(lists_t.c.slug).select_from(q.campaign_lists.join(lists_t, lists_t.c.id == q.campaign_lists.c.list_id))
+        .where(q.campaign_lists.c.campaign_id == row["id"]).order_by(lists_t.c.slug))]
+    counts = q.counts_by_state(conn, row["id"])
+    info = CampaignInfo(
+        id=row["id"], name=row["name"], subject=row["subject"], status=row["status"], status_reason=row["status_reason"],
+        from_address=row["from_address"], reply_to=row["reply_to"], lists=slugs, created_at=row["created_at"],
+        scheduled_at=row["scheduled_at"], started_at=row["started_at"], finished_at=row["finished_at"], counts=counts,
+        preheader=row["preheader"], meta=row["meta"] or {},
+    )
+    if detail:
+        info.html_size = len(row["html"].encode("utf-8"))
+        info.images = conn.execute(select(func.count()).select_from(q.campaign_images)
+                                   .where(q.campaign_images.c.campaign_id == row["id"])).scalar_one()
+        if row["ledger_created_at"] is None:
+            info.audience = q.active_recipients_count(conn, row["id"])
+        else:
+            info.audience = sum(counts.values())
+    return info
+
+
+def list_campaigns(engine: Engine, *, status: str | None = None, limit: int | None = None) -> list[CampaignInfo]:
+    """Campaigns, newest first, with their ledger counts."""
+    require_current_schema(engine)
+    cols = [c for c in q.campaigns.c if c.name not in ("html", "text")]
+    stmt = select(*cols).order_by(q.campaigns.c.id.desc())
+    if status:
+        if status not in CAMPAIGN_STATUSES:
+            raise InvalidInput(f"status {status!r}: expected one of {', '.join(CAMPAIGN_STATUSES)}")
+        stmt = stmt.where(q.campaigns.c.status == status)
+    if limit:
+        stmt = stmt.limit(limit)
+    with transaction(engine) as conn:
+        return [_info(conn, r, detail=False) for r in conn.execute(stmt).mappings()]
+
+
+def campaign_info(engine: Engine, campaign_id: int | str) -> CampaignInfo:
+    """One campaign with counts, audience size, HTML size and image count."""
+    c = get_campaign(engine, campaign_id)
+    with transaction(engine) as conn:
+        row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == c.id)).mappings().one()
+        return _info(conn, row, detail=True)
+
+
+def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:
+    """{list_id: slug} of the campaign's target lists."""
+    with transaction(engine) as conn:
+        return {lid: slug for lid, slug in conn.execute(
+            select(lists_t.c.id, lists_t.c.slug).select_from(
+                q.campaign_lists.join(lists_t, lists_t.c.id == q.campaign_lists.c.list_id))
+            .where(q.campaign_lists.c.campaign_id == campaign_id))}
+
+
+def pause_campaign(engine: Engine, campaign_id: int | str, reason: str = "paused by the user") -> Campaign:
+    """Stop sending after the messages in flight; ``resume`` (or ``send``) continues."""
+    c = get_campaign(engine, campaign_id)
+    with transaction(engine) as conn:
+        transition(conn, c.id, "paused", reason=reason)
+    return get_campaign(engine, c.id)
+
+
+def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
+    """Mark a paused campaign running again (a sender or worker then carries on)."""
+    c = get_campaign(engine, campaign_id)
+    with transaction(engine) as conn:
+        transition(conn, c.id, "running", reason="", allow_from=("paused",))
+    return get_campaign(engine, c.id)
+
+
+def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cancelled by the user") -> Campaign:
+    """Cancel for good: copies not yet handed to a server are marked skipped and never go out."""
+    c = get_campaign(engine, campaign_id)
+    now = utcnow()
+    with transaction(engine) as conn:
+        transition(conn, c.id, "cancelled", reason=reason, now=now)
+        conn.execute(q.deliveries.update().where(
+            q.deliveries.c.campaign_id == c.id, q.deliveries.c.state.in_(("pending", "deferred")))
+            .values(state="skipped", last_reply="not sent: campaign cancelled", updated_at=now))
+    return get_campaign(engine, c.id)
+
+
+def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) -> Campaign:
+    """Mark a draft campaign to be sent at ``when`` (a worker starts it then)."""
+    c = get_campaign(engine, campaign_id)
+    if when.tzinfo is None:
+        raise InvalidInput("schedule time must carry a time zone")
+    with transaction(engine) as conn:
+        transition(conn, c.id, "scheduled", allow_from=("draft", "scheduled"))
+        conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(scheduled_at=when, updated_at=utcnow()))
+    return get_campaign(engine, c.id)
+
+
+def due_campaigns(engine: Engine, now: datetime | None = None) -> list[int]:
+    """Ids of scheduled campaigns whose time has come, and running ones (for workers)."""
+    now = now or utcnow()
+    with transaction(engine) as conn:
+        return [r[0] for r in conn.execute(select(q.campaigns.c.id).where(
+            ((q.campaigns.c.status == "scheduled") & (q.campaigns.c.scheduled_at <= now))
+            | (q.campaigns.c.status == "running")).order_by(q.campaigns.c.id))]

@@ -1,0 +1,821 @@
+"""The sending loop: claim a batch → build → send → record, resumable after ``kill -9``.
+
+One process runs ``concurrency`` lanes (threads), each owning one connection. The main thread
+claims batches of ledger rows (``claimed``: held by this worker, never handed to a server) and
+feeds the lanes. Before a lane hands a message to the server it commits that row as ``sending``
+*in the same transaction* as the previous message's result, so at any instant each lane has at
+most one row whose outcome the database does not know: after a crash the ambiguous rows number
+at most ``concurrency``. ``claimed`` rows of a dead worker simply go back to ``pending``.
+
+Several processes share a campaign on PostgreSQL (``FOR UPDATE SKIP LOCKED`` claims; a worker's
+liveness is a session advisory lock that dies with its connection). On SQLite one process holds
+the campaign (``campaigns.lock_owner`` with a heartbeat); a second one is told who has it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import random
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Callable, Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+
+from ..config import Config
+from ..errors import ConfigError, DispatchError, InvalidInput, NewsletterError, StateError
+from ..store import queries as q
+from ..store.db import require_current_schema, transaction
+from ..store.models import utcnow
+from .campaigns import campaign_lists, get_campaign, transition
+from .personalize import CampaignContent, InlineImage, MessageFactory, Recipient, check_header_value, format_address
+from .ratelimit import RateLimiter
+from .transports import ConnectFailed, Outcome, OutboxTransport
+
+log = logging.getLogger(__name__)
+
+LOCK_HEARTBEAT_S = 5.0
+LOCK_STALE_S = 60.0
+
+
+@dataclass
+class Progress:
+    """Where a send stands (passed to ``progress_callback`` a few times a second)."""
+
+    campaign_id: int
+    total: int
+    done: int  # sent + failed + skipped in the ledger
+    sent: int
+    failed: int
+    deferred: int
+    skipped: int
+    sent_now: int  # by this process in this run
+    elapsed: float
+    rate: float  # messages/s of this run
+    eta: float | None
+    note: str = ""
+
+
+@dataclass
+class SendSummary:
+    """The outcome of one ``send_campaign`` run (the ledger holds the full story)."""
+
+    campaign_id: int
+    status: str
+    status_reason: str
+    counts: dict[str, int]
+    transport: str
+    worker_id: str
+    sent_now: int = 0
+    failed_now: int = 0
+    deferred_now: int = 0
+    skipped_now: int = 0
+    suppressed: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+    resent_ambiguous: int = 0
+    elapsed: float = 0.0
+    stopped: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rate(self) -> float:
+        return self.sent_now / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["total"] = self.total
+        d["rate"] = round(self.rate, 1)
+        return d
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _advisory_key(worker_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(b"newsletter-worker:" + worker_id.encode()).digest()[:8], "big", signed=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Liveness:
+    """Who is alive: PostgreSQL session advisory locks, or the SQLite campaign lock."""
+
+    def __init__(self, engine: Engine, campaign_id: int, worker_id: str):
+        self.engine = engine
+        self.cid = campaign_id
+        self.me = worker_id
+        self.pg = engine.dialect.name == "postgresql"
+        self.conn = None
+        self.last_beat = 0.0
+
+    def start(self) -> None:
+        if self.pg:
+            self.conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self.conn.execute(text("select pg_advisory_lock(:k)"), {"k": _advisory_key(self.me)})
+            return
+        now = utcnow()
+        with transaction(self.engine) as conn:
+            if q.acquire_campaign_lock(conn, self.cid, self.me, now - timedelta(seconds=LOCK_STALE_S), now):
+                self.last_beat = time.monotonic()
+                return
+            owner, beat = conn.execute(select(q.campaigns.c.lock_owner, q.campaigns.c.lock_heartbeat_at)
+                                       .where(q.campaigns.c.id == self.cid)).one()
+            host, _, rest = (owner or "").partition(":")
+            pid = rest.split(":", 1)[0]
+            if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+                if q.acquire_campaign_lock(conn, self.cid, self.me, now - timedelta(seconds=LOCK_STALE_S), now,
+                                           take_from=owner):
+                    self.last_beat = time.monotonic()
+                    return
+        when = f", alive at {beat:%H:%M:%S} UTC" if beat else ""
+        raise DispatchError(
+            f"campaign {self.cid} is being sent by another process ({owner}{when}); "
+            "on SQLite one sender works a campaign at a time (use PostgreSQL for several workers)")
+
+    def alive(self, worker_id: str) -> bool:
+        if worker_id == self.me:
+            return True
+        if not self.pg:
+            return False  # we hold the campaign lock: any other holder of rows is gone
+        k = _advisory_key(worker_id)
+        got = self.conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": k}).scalar()
+        if got:
+            self.conn.execute(text("select pg_advisory_unlock(:k)"), {"k": k})
+            return False
+        return True
+
+    def beat(self) -> None:
+        if self.pg or time.monotonic() - self.last_beat < LOCK_HEARTBEAT_S:
+            return
+        with transaction(self.engine) as conn:
+            if not q.heartbeat_campaign_lock(conn, self.cid, self.me):
+                raise DispatchError(f"campaign {self.cid}: another process took over the campaign lock; stopping")
+        self.last_beat = time.monotonic()
+
+    def stop(self) -> None:
+        try:
+            if self.pg and self.conn is not None:
+                self.conn.close()  # closing the session releases the advisory lock
+            elif not self.pg:
+                with transaction(self.engine) as conn:
+                    q.release_campaign_lock(conn, self.cid, self.me)
+        except NewsletterError:
+            log.warning("campaign %s: could not release the sender lock cleanly", self.cid)
+
+
+class _GroupCommit:
+    """Leader/follower group commit: lanes hand in ledger updates, one of them commits them all.
+
+    A lane's call returns once its updates are durable, which is what bounds the ambiguous rows."""
+
+    def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[str]], None]):
+        self.engine = engine
+        self.worker = worker_id
+        self.cond = threading.Condition()
+        self.pending: list[dict] = []
+        self.leader = False
+        self.suppress = on_failed_suppress
+
+    def run(self, results: Sequence[dict] = (), sending: Sequence[int] = ()) -> None:
+        ticket = {"results": list(results), "sending": list(sending), "done": False, "error": None}
+        with self.cond:
+            self.pending.append(ticket)
+            while not ticket["done"] and self.leader:
+                self.cond.wait()
+            if ticket["done"]:
+                if ticket["error"]:
+                    raise ticket["error"]
+                return
+            self.leader = True
+            batch, self.pending = self.pending, []
+        error = None
+        try:
+            results_all = [r for t in batch for r in t["results"]]
+            sending_all = [(i, self.worker) for t in batch for i in t["sending"]]
+            with transaction(self.engine) as conn:
+                q.mark_results(conn, results_all)
+                q.mark_sending(conn, sending_all)
+            to_suppress = [r["email"] for r in results_all if r.get("suppress")]
+            if to_suppress:
+                self.suppress(to_suppress)
+        except BaseException as e:  # every waiting lane learns about it
+            error = e
+        finally:
+            with self.cond:
+                for t in batch:
+                    t["done"], t["error"] = True, error
+                self.leader = False
+                self.cond.notify_all()
+        if error:
+            raise error
+
+
+@dataclass
+class _Item:
+    id: int
+    recipient: Recipient
+    attempts: int
+    created_at: datetime
+
+
+class _Run:
+    """State shared by the feeder and the lanes of one send_campaign call."""
+
+    def __init__(self, engine, config: Config, cid: int, worker: str, factory: MessageFactory, transports: list,
+                 limiter: RateLimiter, stop_event: threading.Event | None):
+        self.engine, self.config, self.cid, self.worker = engine, config, cid, worker
+        self.factory, self.transports, self.limiter = factory, transports, limiter
+        self.external_stop = stop_event or threading.Event()
+        self.stop_all = threading.Event()
+        self.queue: "queue.Queue[_Item]" = queue.Queue()
+        self.feeder_done = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = self.failed = self.deferred = 0
+        self.suppressed: list[str] = []
+        self.conn_failures = {id(t): 0 for t in transports}
+        self.out_of_rotation: set[int] = set()
+        self.last_trouble = ""
+        self.fatal: BaseException | None = None
+        self.pause_reason: str | None = None
+        self.in_flight = 0
+        self.commit = _GroupCommit(engine, worker, self._suppress)
+
+    def _suppress(self, emails: list[str]) -> None:
+        from ..store.subscribers import suppress
+
+        for e in emails:
+            try:
+                suppress(self.engine, e, reason="unknown user (5.1.1) while sending campaign %d" % self.cid)
+                with self.lock:
+                    self.suppressed.append(e)
+            except NewsletterError as err:
+                log.warning("could not suppress %s: %s", e, err)
+
+    def stopping(self) -> bool:
+        return self.stop_all.is_set() or self.external_stop.is_set()
+
+    def result_for(self, item: _Item, built_msgid: str | None, outcome: Outcome, server: str) -> dict:
+        attempts = item.attempts + 1
+        state, reply = outcome.state, outcome.reply
+        nxt = None
+        if state == "deferred":
+            age = (utcnow() - item.created_at).total_seconds()
+            if attempts >= self.config.max_attempts:
+                state, reply = "failed", f"gave up after {attempts} attempts: {reply}"
+            elif age > self.config.retry_max_age:
+                state, reply = "failed", f"gave up after {int(age)} s of retries: {reply}"
+            else:
+                delay = min(self.config.retry_max_delay, self.config.retry_base * 2 ** (attempts - 1))
+                delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter"
+                nxt = utcnow() + timedelta(seconds=delay)
+        with self.lock:
+            if state == "sent":
+                self.sent += 1
+            elif state == "failed":
+                self.failed += 1
+            else:
+                self.deferred += 1
+        return {"id": item.id, "state": state, "reply": reply, "message_id": built_msgid, "server": server,
+                "next_attempt_at": nxt, "email": item.recipient.email, "suppress": outcome.suppress and state == "failed"}
+
+    def connection_result(self, transport, ok: bool, problem: str = "") -> None:
+        with self.lock:
+            key = id(transport)
+            if ok:
+                self.conn_failures[key] = 0
+                return
+            self.conn_failures[key] += 1
+            self.last_trouble = problem
+            if self.conn_failures[key] >= max(1, self.config.max_connection_failures) and key not in self.out_of_rotation:
+                self.out_of_rotation.add(key)
+                log.warning("%s taken out of rotation after %d consecutive failures: %s",
+                            transport.describe(), self.conn_failures[key], problem)
+                if len(self.out_of_rotation) == len(self.transports):
+                    self.pause_reason = (f"auto-paused after {self.conn_failures[key]} consecutive connection failures "
+                                         f"(last: {problem})")
+                    self.stop_all.set()
+
+
+class _Lane(threading.Thread):
+    """One connection: takes items, marks them sending, sends, records."""
+
+    def __init__(self, run: _Run, transport, session, n: int):
+        super().__init__(name=f"send-lane-{n}", daemon=True)
+        self.r, self.t, self.session = run, transport, session
+
+    def run(self) -> None:
+        r = self.r
+        carry: dict | None = None
+        try:
+            while not r.stopping() and id(self.t) not in r.out_of_rotation:
+                try:
+                    item = r.queue.get_nowait()
+                except queue.Empty:
+                    if carry is not None:
+                        r.commit.run(results=[carry])
+                        carry = None
+                    try:
+                        item = r.queue.get(timeout=0.05)
+                    except queue.Empty:
+                        if r.feeder_done.is_set():
+                            break
+                        continue
+                with r.lock:
+                    r.in_flight += 1
+                try:
+                    carry = self._one(item, carry)
+                finally:
+                    with r.lock:
+                        r.in_flight -= 1
+        except BaseException as e:
+            r.fatal = r.fatal or e
+            r.stop_all.set()
+        finally:
+            try:
+                if carry is not None:
+                    r.commit.run(results=[carry])
+            except BaseException as e:
+                r.fatal = r.fatal or e
+            try:
+                self.session.close()
+            except Exception:
+                pass
+
+    def _one(self, item: "_Item", carry: dict | None) -> dict | None:
+        """Handle one claimed item; returns the result to record with the next commit."""
+        r = self.r
+        if not r.limiter.acquire(r.stop_all) or not self.t_limiter_acquire():
+            r.queue.put(item)
+            return carry
+        try:
+            built = r.factory.build(item.recipient)
+        except InvalidInput as e:  # a bad address in the ledger: fail it, never send
+            r.commit.run(results=[carry] if carry else [], sending=[item.id])
+            return r.result_for(item, None, Outcome("failed", str(e)), self.t.name)
+        try:
+            self.session.connect()
+        except ConnectFailed as e:
+            r.queue.put(item)
+            r.connection_result(self.t, False, str(e))
+            if carry is not None:
+                r.commit.run(results=[carry])
+            # back off a little before the next try on this server
+            r.stop_all.wait(min(2.0, 0.1 * 2 ** min(r.conn_failures[id(self.t)], 5)))
+            return None
+        r.commit.run(results=[carry] if carry else [], sending=[item.id])
+        outcome = self.session.send(built)
+        r.connection_result(self.t, not outcome.server_trouble, outcome.reply)
+        return r.result_for(item, built.message_id, outcome, self.t.name)
+
+    def t_limiter_acquire(self) -> bool:
+        lim = getattr(self.t, "limiter", None)
+        return True if lim is None else lim.acquire(self.r.stop_all)
+
+
+def _content(engine: Engine, campaign) -> CampaignContent:
+    with transaction(engine) as conn:
+        imgs = [InlineImage(r.cid, r.filename, r.content_type, r.data) for r in conn.execute(
+            select(q.campaign_images).where(q.campaign_images.c.campaign_id == campaign.id).order_by(q.campaign_images.c.id))]
+    return CampaignContent(
+        campaign_id=campaign.id, subject=campaign.subject, from_address=campaign.from_address, html=campaign.html,
+        text=campaign.text, reply_to=campaign.reply_to, headers=campaign.headers or {}, images=imgs,
+        lists=campaign_lists(engine, campaign.id),
+    )
+
+
+def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
+    """The per-campaign skeleton builder (also used for previews and test sends)."""
+    from ..store.secret import secret_key
+    from ..store.tokens import unsubscribe_token
+    from .dkim import make_signer
+
+    secret = secret_key(config)
+    bounce = config.bounce_address
+    if bounce:
+        check_header_value("bounce_address", bounce)
+        bounce = parseaddr(bounce)[1] or None
+    return MessageFactory(
+        _content(engine, campaign), base_url=config.base_url,
+        unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
+        newsletter_name=config.newsletter_name, instance_key=secret,
+        precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
+        unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
+    )
+
+
+def make_transports(config: Config, *, smtp: str | None = None, tls: str | None = None, outbox: str | None = None) -> list:
+    """The transports of a send: ``--outbox DIR``, ``--smtp URL|NAME|a,b``, the configured default,
+    or — when no SMTP server is configured at all — the outbox folder (nothing reaches real people)."""
+    from .smtp import SMTPTransport, settings_for
+
+    if outbox is not None and smtp is not None:
+        raise ConfigError("--outbox and --smtp exclude each other")
+    if outbox is not None:
+        return [OutboxTransport(outbox)]
+    servers = settings_for(config, smtp, tls=tls, timeout=config.smtp_timeout)
+    if not servers:
+        return [OutboxTransport(config.outbox)]
+    return [SMTPTransport(s) for s in servers]
+
+
+def _lane_plan(transports: list, concurrency: int) -> list:
+    """Spread ``concurrency`` lanes over the transports round-robin, within each one's connection cap."""
+    plan: list = []
+    caps = {id(t): max(1, int(getattr(t, "max_connections", 1) or 1)) for t in transports}
+    used = {id(t): 0 for t in transports}
+    while len(plan) < concurrency:
+        progressed = False
+        for t in transports:
+            if len(plan) >= concurrency:
+                break
+            if used[id(t)] < caps[id(t)]:
+                plan.append(t)
+                used[id(t)] += 1
+                progressed = True
+        if not progressed:
+            break
+    return plan
+
+
+def send_campaign(
+    engine: Engine,
+    campaign_id: int | str,
+    config: Config,
+    *,
+    transport=None,
+    smtp: str | None = None,
+    tls: str | None = None,
+    outbox: str | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    resend_ambiguous: bool = False,
+    progress_callback: Callable[[Progress], None] | None = None,
+    stop_event: threading.Event | None = None,
+    worker_id: str | None = None,
+    batch_size: int | None = None,
+    wait_deferred: bool = True,
+) -> SendSummary:
+    """Send (or continue sending) a campaign through the ledger and return a summary.
+
+    Creates the ledger from the subscribers active right now on first call, then loops claim →
+    build → send → record until nothing is left, the campaign is paused/cancelled (by anyone),
+    ``stop_event`` is set (claimed rows go back to pending), or the servers keep failing (the
+    campaign auto-pauses). Deferred copies are waited for and retried unless ``wait_deferred``
+    is False. Rows left ``sending`` by a dead worker are reported as ambiguous and not resent
+    unless ``resend_ambiguous``. ``transport`` may be one transport or a list; by default it
+    comes from ``smtp``/``outbox``/config (see :func:`make_transports`)."""
+    t0 = time.monotonic()
+    require_current_schema(engine)
+    campaign = get_campaign(engine, campaign_id)
+    cid = campaign.id
+    if campaign.status == "cancelled":
+        raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
+    if campaign.status == "finished" and not resend_ambiguous:
+        raise StateError(f"campaign {cid} is already finished (see `newsletter campaigns show {cid}`)")
+    concurrency = int(concurrency or config.concurrency or 1)
+    if concurrency < 1 or concurrency > 256:
+        raise ConfigError(f"concurrency {concurrency}: expected 1 to 256")
+    limiter = RateLimiter.from_specs(rate if rate is not None else config.rate, config.rate_window)
+    if transport is None:
+        transports = make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
+    else:
+        transports = list(transport) if isinstance(transport, (list, tuple)) else [transport]
+    factory = message_factory(engine, campaign, config)
+    worker = worker_id or new_worker_id()
+    plan = _lane_plan(transports, concurrency)
+
+    # Connect (and log in) before touching the ledger: a refused login changes nothing.
+    sessions = []
+    try:
+        for t in plan:
+            s = t.session()
+            if not any(t is tt for tt, _ in sessions):
+                try:
+                    s.connect()
+                except ConnectFailed as e:
+                    if len(transports) == 1:
+                        raise DispatchError(str(e)) from None
+                    log.warning("%s", e)
+            sessions.append((t, s))
+    except BaseException:
+        for _, s in sessions:
+            s.close()
+        raise
+
+    live = _Liveness(engine, cid, worker)
+    try:
+        live.start()
+    except BaseException:
+        for _, s in sessions:
+            s.close()
+        raise
+    run = _Run(engine, config, cid, worker, factory, transports, limiter, stop_event)
+    ambiguous: list[str] = []
+    resent = 0
+    lanes: list[_Lane] = []
+    stopped: str | None = None
+    skipped_now = 0
+    try:
+        with transaction(engine) as conn:
+            status = q.campaign_status(conn, cid)
+            if status == "cancelled":
+                raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
+            row = conn.execute(select(q.campaigns.c.ledger_created_at).where(q.campaigns.c.id == cid)).scalar()
+            if row is None:
+                added = q.create_ledger(conn, cid)
+                if added == 0 and not q.counts_by_state(conn, cid):
+                    slugs = ", ".join(sorted(campaign_lists(engine, cid).values())) or "none"
+                    raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
+                conn.execute(q.campaigns.update().where(q.campaigns.c.id == cid, q.campaigns.c.ledger_created_at.is_(None))
+                             .values(ledger_created_at=utcnow()))
+            # Rows of workers that are gone: claimed → pending; sending → ambiguous.
+            dead = [w for w in q.workers_holding_rows(conn, cid) if not live.alive(w)]
+            for w in dead:
+                q.release_claimed(conn, cid, w)
+            live_workers = [w for w in q.workers_holding_rows(conn, cid) if w not in dead]
+            amb = q.ambiguous_rows(conn, cid, live_workers + [worker])
+            if resend_ambiguous and amb:
+                resent = q.requeue_ambiguous(conn, [a.id for a in amb])
+            else:
+                ambiguous = [a.email for a in amb]
+            if status == "finished":
+                if not resent:
+                    raise StateError(f"campaign {cid} is already finished and has no ambiguous copies to resend")
+            if status != "running":
+                transition(conn, cid, "running", reason="")
+
+        for n, (t, s) in enumerate(sessions):
+            lane = _Lane(run, t, s, n)
+            lanes.append(lane)
+        for lane in lanes:
+            lane.start()
+
+        batch = int(batch_size or max(50, concurrency * 25))
+        low_water = max(concurrency * 4, batch // 2)
+        last_progress = 0.0
+        last_status_check = 0.0
+        total = None
+        while True:
+            if run.fatal is not None:
+                break
+            if run.external_stop.is_set():
+                stopped = "stop requested"
+                break
+            if run.stop_all.is_set():
+                stopped = run.pause_reason or "stopped"
+                break
+            now_m = time.monotonic()
+            if now_m - last_status_check > 0.25:
+                last_status_check = now_m
+                live.beat()
+                with transaction(engine) as conn:
+                    st = q.campaign_status(conn, cid)
+                if st in ("paused", "cancelled"):
+                    stopped = st
+                    break
+            if progress_callback and now_m - last_progress > 0.2:
+                last_progress = now_m
+                total = _progress(engine, run, cid, t0, progress_callback)
+            if run.queue.qsize() >= low_water:
+                run.external_stop.wait(0.01)
+                continue
+            with transaction(engine) as conn:
+                ids = q.claim_batch(conn, cid, worker, batch)
+                if ids:
+                    skipped_now += q.skip_unwanted(conn, cid, ids)
+                    rows = q.claimed_recipients(conn, ids)
+                else:
+                    rows = []
+            for r in rows:
+                run.queue.put(_Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "",
+                                                    r.attributes or {}), r.attempts, r.created_at))
+            if rows or ids:
+                continue
+            # Nothing claimable now: wait for lanes to drain, then for deferred rows or the end.
+            if not run.queue.empty() or run.in_flight:
+                run.external_stop.wait(0.01)
+                continue
+            if any(lane.is_alive() for lane in lanes) and not run.queue.empty():
+                continue
+            with transaction(engine) as conn:
+                counts = q.counts_by_state(conn, cid)
+                retry_at = q.next_retry_at(conn, cid)
+                others = [w for w in q.workers_holding_rows(conn, cid) if w != worker and live.alive(w)]
+            if counts.get("pending") or (counts.get("claimed", 0) and not others):
+                with transaction(engine) as conn:  # rows of a worker that died meanwhile go back
+                    for w in q.workers_holding_rows(conn, cid):
+                        if not live.alive(w):
+                            q.release_claimed(conn, cid, w)
+                run.external_stop.wait(0.01)
+                continue
+            if counts.get("deferred") and retry_at is not None:
+                if not wait_deferred:
+                    stopped = "deferred copies wait for a later retry"
+                    break
+                wait = max(0.0, (retry_at - utcnow()).total_seconds())
+                if progress_callback:
+                    _progress(engine, run, cid, t0, progress_callback, note=f"waiting {wait:.0f} s to retry {counts['deferred']} deferred")
+                run.external_stop.wait(min(max(wait, 0.01), 1.0))
+                continue
+            if others:
+                stopped = "other workers are finishing the campaign"
+                break
+            break
+    finally:
+        run.feeder_done.set()
+        if stopped or run.fatal is not None:
+            run.stop_all.set()
+        for lane in lanes:
+            lane.join()
+        if not lanes:
+            for _, s in sessions:
+                s.close()
+        try:
+            with transaction(engine) as conn:
+                q.release_claimed(conn, cid, worker)
+                if run.pause_reason:
+                    try:
+                        transition(conn, cid, "paused", reason=run.pause_reason, allow_from=("running",))
+                    except StateError:
+                        pass
+                elif run.fatal is None and stopped is None:
+                    counts = q.counts_by_state(conn, cid)
+                    others = [w for w in q.workers_holding_rows(conn, cid) if w != worker and live.alive(w)]
+                    if not any(counts.get(s) for s in ("pending", "claimed", "deferred")) and not others:
+                        try:
+                            transition(conn, cid, "finished", allow_from=("running",))
+                        except StateError:
+                            pass
+        finally:
+            live.stop()
+    if run.fatal is not None:
+        if isinstance(run.fatal, NewsletterError):
+            raise run.fatal
+        raise DispatchError(f"campaign {cid}: sending stopped: {type(run.fatal).__name__}: {run.fatal}") from run.fatal
+    with transaction(engine) as conn:
+        counts = q.counts_by_state(conn, cid)
+        st_row = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason).where(q.campaigns.c.id == cid)).one()
+    if progress_callback:
+        _progress(engine, run, cid, t0, progress_callback)
+    return SendSummary(
+        campaign_id=cid, status=st_row[0], status_reason=st_row[1], counts=counts,
+        transport=", ".join(t.describe() for t in transports), worker_id=worker,
+        sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now,
+        suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent,
+        elapsed=time.monotonic() - t0, stopped=stopped if stopped != "other workers are finishing the campaign" else stopped,
+    )
+
+
+def _progress(engine, run: _Run, cid: int, t0: float, cb, note: str = "") -> int:
+    with transaction(engine) as conn:
+        counts = q.counts_by_state(conn, cid)
+    total = sum(counts.values())
+    done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+    elapsed = time.monotonic() - t0
+    rate = run.sent / elapsed if elapsed > 0 else 0.0
+    left = total - done
+    eta = left / rate if rate > 0 else None
+    try:
+        cb(Progress(cid, total, done, counts.get("sent", 0), counts.get("failed", 0), counts.get("deferred", 0),
+                    counts.get("skipped", 0), run.sent, elapsed, rate, eta, note))
+    except Exception:  # a display problem must never stop a send
+        log.debug("progress callback failed", exc_info=True)
+    return total
+
+
+# --- one-off messages ---------------------------------------------------------------------------
+@dataclass
+class OneResult:
+    message_id: str
+    reply: str
+    transport: str
+
+
+def send_one(
+    config: Config,
+    to: str,
+    subject: str,
+    html: str | None,
+    text: str,
+    *,
+    from_address: str | None = None,
+    reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
+    smtp: str | None = None,
+    tls: str | None = None,
+    outbox: str | None = None,
+    transport=None,
+) -> OneResult:
+    """Send one message now, outside any campaign (test sends, double opt-in confirmations).
+
+    Uses the same transports as campaigns (the outbox when no SMTP is configured) and DKIM when
+    configured. Raises InvalidInput for bad headers or addresses and DispatchError when the
+    server does not take it (the message names the reply, never the password)."""
+    from .dkim import make_signer
+
+    from_address = from_address or config.from_address
+    for k, v in {"To": to, "Subject": subject, **(headers or {})}.items():
+        check_header_value(k, v)
+    format_address(from_address, "From")
+    if reply_to:
+        format_address(reply_to, "Reply-To")
+    rcpt = parseaddr(to)[1]
+    if not rcpt or "@" not in rcpt:
+        raise InvalidInput(f"recipient {to!r} is not an email address")
+    domain = parseaddr(from_address)[1].rsplit("@", 1)[-1]
+    msg = EmailMessage()
+    msg["From"] = from_address
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    msgid = make_msgid(domain=domain)
+    msg["Message-ID"] = msgid
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    msg.set_content(text, cte="quoted-printable")
+    if html:
+        msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    signer = make_signer(config)
+    if signer is not None:
+        data = signer(data) + data
+    from .personalize import Built
+
+    built = Built(parseaddr(config.bounce_address or "")[1] or parseaddr(from_address)[1], rcpt, data, msgid)
+    transports = [transport] if transport is not None else make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
+    t = transports[0]
+    session = t.session()
+    try:
+        try:
+            session.connect()
+        except ConnectFailed as e:
+            raise DispatchError(str(e)) from None
+        out = session.send(built)
+    finally:
+        session.close()
+    if out.state != "sent":
+        raise DispatchError(f"{t.describe()} did not take the message to {rcpt}: {out.reply}")
+    return OneResult(msgid, out.reply, t.describe())
+
+
+def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *, smtp: str | None = None,
+              tls: str | None = None, outbox: str | None = None, transport=None) -> OneResult:
+    """Send one copy of a campaign to ``to`` (subject prefixed ``[TEST]``); the ledger is not touched.
+
+    Merge tags are filled from the subscriber with that address when there is one, else with
+    the address alone; the unsubscribe link is a real, signed one only for a real subscriber."""
+    require_current_schema(engine)
+    campaign = get_campaign(engine, campaign_id)
+    rcpt = parseaddr(to)[1]
+    check_header_value("To", to)
+    if not rcpt or "@" not in rcpt:
+        raise InvalidInput(f"test address {to!r} is not an email address")
+    from ..store.models import Subscriber
+
+    subs = Subscriber.__table__
+    with transaction(engine) as conn:
+        row = conn.execute(select(subs.c.id, subs.c.name, subs.c.attributes).where(subs.c.email_key == rcpt.lower())).first()
+    campaign.subject = "[TEST] " + campaign.subject
+    factory = message_factory(engine, campaign, config)
+    lists = campaign_lists(engine, campaign.id)
+    lid = min(lists) if lists else 0
+    r = Recipient(row.id if row else 0, lid, rcpt, (row.name if row else "") or "", (row.attributes if row else {}) or {})
+    built = factory.build(r)
+    transports = [transport] if transport is not None else make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
+    t = transports[0]
+    session = t.session()
+    try:
+        try:
+            session.connect()
+        except ConnectFailed as e:
+            raise DispatchError(str(e)) from None
+        out = session.send(built)
+    finally:
+        session.close()
+    if out.state != "sent":
+        raise DispatchError(f"{t.describe()} did not take the test message to {rcpt}: {out.reply}")
+    return OneResult(built.message_id, out.reply, t.describe())

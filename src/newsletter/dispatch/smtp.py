@@ -1,0 +1,277 @@
+"""SMTP transport: one reused connection per sending thread, TLS, AUTH, timeouts, reply classification.
+
+A connection carries many messages: a completed transaction leaves the server ready for the
+next ``MAIL FROM`` (RFC 5321 §3.3), and any failed transaction is followed by ``RSET``. The
+password comes from the environment (``NEWSLETTER_SMTP_PASSWORD`` or
+``NEWSLETTER_SMTP_<NAME>_PASSWORD``) and never appears in a message, log line or error.
+
+Replies map to ledger outcomes: 2xx → sent; 4xx, a dropped connection or a timeout → deferred
+(retried later with backoff); 5xx → failed, and an unknown-user reply (``5.1.1``) also asks for
+the address to be suppressed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from ..config import Config, SMTPServer
+from ..errors import ConfigError, DispatchError
+from .personalize import Built
+from .ratelimit import RateLimiter
+from .transports import ConnectFailed, Outcome
+
+log = logging.getLogger(__name__)
+
+TLS_MODES = ("auto", "none", "starttls", "tls")
+_UNKNOWN_USER = re.compile(r"\b5\.1\.(?:1|10)\b|user unknown|no such user|unknown user|mailbox unavailable", re.I)
+
+
+@dataclass
+class SMTPSettings:
+    """Where and how to connect (parsed from a URL or an ``[smtp.NAME]`` table)."""
+
+    name: str
+    host: str
+    port: int
+    tls: str  # none | starttls | tls | auto (STARTTLS when offered)
+    user: str | None
+    password: str | None
+    rate: str | None = None
+    max_connections: int = 4
+    timeout: float = 30.0
+    ssl_context: ssl.SSLContext | None = None
+    local_hostname: str | None = None
+
+    def describe(self) -> str:
+        scheme = "smtps" if self.tls == "tls" else "smtp"
+        user = f"{self.user}@" if self.user else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SMTPSettings({self.name!r}, {self.describe()!r}, tls={self.tls!r})"
+
+
+def parse_smtp_url(url: str, *, name: str = "default", tls: str = "auto", user: str | None = None,
+                   password: str | None = None, **kw) -> SMTPSettings:
+    """Parse ``smtp://[user@]host[:port]`` or ``smtps://...``; a password in the URL is refused."""
+    text = (url or "").strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"SMTP URL {_mask(text)!r} does not parse (expected smtp://[user@]host[:port])") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ConfigError(f"SMTP URL {_mask(text)!r} does not parse (expected smtp://[user@]host[:port] or smtps://...)")
+    if parts.password is not None:
+        raise ConfigError(
+            f"SMTP URL {_mask(text)!r} contains a password: remove it and set NEWSLETTER_SMTP_PASSWORD instead")
+    if tls not in TLS_MODES:
+        raise ConfigError(f"SMTP TLS mode {tls!r}: expected one of {', '.join(TLS_MODES)}")
+    mode = tls
+    if parts.scheme == "smtps" and mode in ("auto", "starttls"):
+        mode = "tls"
+    if port is None:
+        port = 465 if mode == "tls" else 587 if (parts.username or user) else 25
+    return SMTPSettings(name=name, host=parts.hostname, port=port, tls=mode,
+                        user=unquote(parts.username) if parts.username else user, password=password, **kw)
+
+
+def _mask(url: str) -> str:
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+
+
+def settings_for(config: Config, spec: str | None, *, tls: str | None = None, timeout: float | None = None,
+                 environ=None) -> list[SMTPSettings]:
+    """The servers a send uses: ``spec`` is a URL, a configured name, or ``a,b`` names; None → the
+    configured default. Returns [] when nothing is configured (the caller uses the outbox)."""
+    env = os.environ if environ is None else environ
+    timeout = timeout or getattr(config, "smtp_timeout", 30.0)
+    if spec is None and not config.smtp:
+        return []
+    if spec is not None and "://" in spec:
+        return [parse_smtp_url(spec, tls=tls or "auto", password=env.get("NEWSLETTER_SMTP_PASSWORD"), timeout=timeout)]
+    names = [n.strip() for n in spec.split(",") if n.strip()] if spec else [None]
+    out = []
+    for n in names:
+        srv: SMTPServer = config.smtp_server(n)
+        password = srv.password
+        if password is None:
+            password = env.get("NEWSLETTER_SMTP_" + srv.name.upper().replace("-", "_") + "_PASSWORD") or (
+                env.get("NEWSLETTER_SMTP_PASSWORD") if len(names) == 1 else None)
+        mode = tls or srv.tls or "auto"
+        s = parse_smtp_url(srv.url, name=srv.name, tls=mode, user=srv.user, password=password,
+                           rate=srv.rate, max_connections=max(1, int(srv.max_connections or 1)), timeout=timeout)
+        out.append(s)
+    return out
+
+
+def classify_reply(code: int, message: bytes | str, *, at: str) -> Outcome:
+    """Turn an SMTP reply into an Outcome: 2xx sent, 4xx deferred, 5xx failed (5.1.1 → suppress)."""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    reply = f"{code} {' '.join(text.split())}".strip()
+    if at != "DATA" and at != "RCPT":
+        reply = f"{at}: {reply}"
+    if 200 <= code < 300:
+        return Outcome("sent", reply)
+    if 400 <= code < 500 or code < 200:
+        return Outcome("deferred", reply, server_trouble=at not in ("RCPT", "DATA"))
+    return Outcome("failed", reply, suppress=at == "RCPT" and bool(_UNKNOWN_USER.search(reply)))
+
+
+class SMTPTransport:
+    """A pool of connections to one server: each sending thread gets its own session."""
+
+    def __init__(self, settings: SMTPSettings, *, rate_window: str | None = None):
+        self.settings = settings
+        self.name = settings.name
+        self.max_connections = settings.max_connections
+        self.limiter = RateLimiter.from_specs(settings.rate, rate_window)
+
+    def describe(self) -> str:
+        return self.settings.describe()
+
+    def session(self) -> "SMTPSession":
+        return SMTPSession(self.settings)
+
+
+class SMTPSession:
+    """One SMTP connection, opened lazily and reused for many messages."""
+
+    def __init__(self, s: SMTPSettings):
+        self.s = s
+        self.conn: smtplib.SMTP | None = None
+        self.sent_on_connection = 0
+
+    def _context(self) -> ssl.SSLContext:
+        return self.s.ssl_context or ssl.create_default_context()
+
+    def connect(self) -> None:
+        if self.conn is not None:
+            return
+        s = self.s
+        where = s.describe()
+        try:
+            if s.tls == "tls":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                                      context=self._context(), local_hostname=s.local_hostname)
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=s.local_hostname)
+            try:
+                conn.ehlo()
+                if s.tls == "starttls" or (s.tls == "auto" and conn.has_extn("starttls")):
+                    if not conn.has_extn("starttls"):
+                        raise DispatchError(f"SMTP server {where} does not offer STARTTLS (use --tls, or tls = \"none\")")
+                    conn.starttls(context=self._context())
+                    conn.ehlo()
+                if s.user:
+                    if s.password is None:
+                        raise DispatchError(
+                            f"SMTP server {where}: user {s.user!r} given but no password: set NEWSLETTER_SMTP_PASSWORD"
+                            + (f" or NEWSLETTER_SMTP_{s.name.upper()}_PASSWORD" if s.name != "default" else ""))
+                    if not conn.has_extn("auth"):
+                        raise DispatchError(f"SMTP server {where} does not offer AUTH (is TLS required first?)")
+                    try:
+                        conn.login(s.user, s.password)
+                    except smtplib.SMTPAuthenticationError as e:
+                        raise DispatchError(
+                            f"SMTP server {where} refused the login for {s.user!r}: {e.smtp_code} "
+                            f"{_one_line(e.smtp_error)}") from None
+                    except smtplib.SMTPNotSupportedError:
+                        raise DispatchError(f"SMTP server {where} does not support a login mechanism we know") from None
+            except BaseException:
+                _quiet_close(conn)
+                raise
+        except DispatchError:
+            raise
+        except ssl.SSLCertVerificationError as e:
+            raise DispatchError(f"SMTP server {where}: TLS certificate not trusted: {e.verify_message}") from None
+        except smtplib.SMTPConnectError as e:
+            raise ConnectFailed(f"SMTP server {where} refused the connection: {e.smtp_code} {_one_line(e.smtp_error)}") from None
+        except smtplib.SMTPResponseException as e:
+            raise ConnectFailed(f"SMTP server {where}: {e.smtp_code} {_one_line(e.smtp_error)}") from None
+        except (OSError, smtplib.SMTPException) as e:
+            raise ConnectFailed(f"cannot connect to SMTP server {where}: {_os_problem(e)}") from None
+        self.conn = conn
+        self.sent_on_connection = 0
+
+    def send(self, built: Built) -> Outcome:
+        if self.conn is None:
+            try:
+                self.connect()
+            except ConnectFailed as e:
+                return Outcome("deferred", str(e), server_trouble=True)
+        conn = self.conn
+        assert conn is not None
+        try:
+            conn.sendmail(built.mail_from, [built.rcpt], built.data)
+        except smtplib.SMTPRecipientsRefused as e:
+            code, msg = e.recipients.get(built.rcpt, next(iter(e.recipients.values()), (451, b"refused")))
+            return classify_reply(code, msg, at="RCPT")
+        except smtplib.SMTPSenderRefused as e:
+            self._rset()
+            out = classify_reply(e.smtp_code, e.smtp_error, at="MAIL FROM")
+            # The sender being refused says nothing about this recipient: never fail them for it.
+            return Outcome("deferred", out.reply, server_trouble=True)
+        except smtplib.SMTPDataError as e:
+            self._rset()
+            return classify_reply(e.smtp_code, e.smtp_error, at="DATA")
+        except smtplib.SMTPServerDisconnected as e:
+            self.close()
+            return Outcome("deferred", f"connection lost: {_one_line(str(e)) or 'server disconnected'}", server_trouble=True)
+        except smtplib.SMTPResponseException as e:
+            self.close()
+            return Outcome("deferred", f"{e.smtp_code} {_one_line(e.smtp_error)}", server_trouble=True)
+        except (OSError, smtplib.SMTPException) as e:
+            self.close()
+            return Outcome("deferred", f"connection error: {_os_problem(e)}", server_trouble=True)
+        self.sent_on_connection += 1
+        return Outcome("sent", "250 accepted")
+
+    def _rset(self) -> None:
+        try:
+            if self.conn is not None:
+                self.conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            _quiet_close(self.conn, quit=True)
+            self.conn = None
+
+
+def _quiet_close(conn: smtplib.SMTP, quit: bool = False) -> None:
+    try:
+        if quit:
+            conn.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def _one_line(v) -> str:
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    return " ".join(str(v).split())
+
+
+def _os_problem(e: BaseException) -> str:
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"host not found ({e.strerror})"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return _one_line(str(e)) or type(e).__name__
