@@ -63,7 +63,9 @@ def test_html_is_a_full_document_with_header_cards_and_footer(ten):
     assert text.count("Read more") == 10
     assert "Ada Brook and Cyril Stone" in text
     assert "3 min read" in text
-    assert "CURRENT EVENT" in text
+    category = root.xpath('//td[contains(@class,"nl-category")]/div')[0]
+    assert category.text_content().strip() == "Current Event"  # shown in capitals by CSS
+    assert "text-transform:uppercase" in category.get("style").replace(" ", "")
 
 
 def test_css_is_inlined_and_no_plain_rules_are_left_in_style_blocks(ten):
@@ -142,6 +144,11 @@ def test_article_with_image_and_video_links_both():
     assert watch and "Watch on YouTube: Crane film" in watch[0].text_content()
 
 
+def test_greek_category_is_capitalised_without_accents_in_text():
+    d = render([make_article(0, category="Πολιτισμός", lang="el")], Config(), OPTS)
+    assert "ΠΟΛΙΤΙΣΜΟΣ" in d.text
+
+
 def test_rtl_and_non_latin_articles_carry_dir_and_lang():
     ar = make_article(0, title="مكتبات الصحراء المتنقلة", summary="انطلقت القافلة هذا الشهر.", lang="ar", dir="rtl", category="ثقافة")
     ja = make_article(1, title="紅葉の季節、ローカル線がにぎわう", lang="ja", summary="観光客が戻ってきた。")
@@ -152,6 +159,10 @@ def test_rtl_and_non_latin_articles_carry_dir_and_lang():
     rtl_cells = root.xpath('//td[contains(@class,"nl-title")][.//div[@dir="rtl"]]')
     assert rtl_cells and all(td.get("align") == "right" for td in rtl_cells)
     assert root.xpath('//div[@dir="ltr"][@lang="ja"]//a[text()="紅葉の季節、ローカル線がにぎわう"]')
+    # in the RTL meta line the English date is isolated, so its words keep their order
+    meta = root.xpath('//td[contains(@class,"nl-meta")]/div/div[@dir="rtl"]')[0]
+    assert [(s.get("dir"), s.text) for s in meta.iter("span")] == [
+        ("rtl", "Ada Brook and Cyril Stone"), ("ltr", "24 November 2026"), ("ltr", "3 min read")]
     assert "紅葉の季節、ローカル線がにぎわう" in d.text and "مكتبات الصحراء المتنقلة" in d.text
 
 

@@ -67,4 +67,15 @@ def environment(template_dir: Path):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["caps"] = caps
     return env
+
+
+def caps(text: str) -> str:
+    """Upper-case for labels, the way typographers do it: Greek capitals lose their accents
+    ("Πολιτισμός" → "ΠΟΛΙΤΙΣΜΟΣ"), which ``str.upper`` keeps."""
+    import re
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", str(text).upper())
+    return unicodedata.normalize("NFC", re.sub(r"(?<=[\u0391-\u03a9])[\u0301\u0342]", "", decomposed))
