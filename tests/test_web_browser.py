@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from fixtures.web.harness import ARTICLES, LiveServer, browser, page  # noqa: F401  (fixtures)
-from newsletter.config import Config
+from fixtures.web.harness import ARTICLES, LiveServer, browser, free_port, page  # noqa: F401  (fixtures)
+from smtp_server import SMTPTestServer
+
+from newsletter.config import Config, SMTPServer
 from newsletter.web import create_app
 
 pytestmark = pytest.mark.browser
@@ -27,17 +29,41 @@ def articles(tmp_path):
 
 
 @pytest.fixture
-def config(tmp_path, articles):
+def smtp():
+    with SMTPTestServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+@pytest.fixture
+def config(tmp_path, articles, smtp, port):
     from newsletter.store.db import upgrade
 
     url = f"sqlite:///{tmp_path / 'web.db'}"
     upgrade(url)
-    return Config(database_url=url, sources=[str(articles)], secret_key="test-secret-key-0123456789", outbox=str(tmp_path / "outbox"))
+    return Config(
+        database_url=url, sources=[str(articles)], secret_key="test-secret-key-0123456789",
+        base_url=f"http://127.0.0.1:{port}", smtp={"test": SMTPServer(name="test", url=smtp.url)},
+        from_address="The Weekly Dispatch <news@example.org>",
+    )
 
 
 @pytest.fixture
-def live(config, articles):
-    with LiveServer(create_app(config, watch=[articles])) as srv:
+def engine(config):
+    from newsletter.store.db import get_engine
+
+    engine = get_engine(config.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def live(config, engine, articles, port):
+    with LiveServer(create_app(config, engine, watch=[articles]), port=port) as srv:
         yield srv
 
 
@@ -110,3 +136,71 @@ def test_watch_reloads_the_preview_when_an_article_changes(live, page, articles)
         page.wait_for_timeout(200)
     else:
         pytest.fail("the preview did not reload after the article changed")
+
+
+def test_test_send_arrives_at_the_smtp_server(live, page, smtp):
+    page.goto(live.url + "/admin/preview")
+    page.fill("#test-to", "editor@example.com")
+    page.click("text=Send test")
+    assert "Test message sent to editor@example.com" in page.locator(".flash").inner_text()
+    assert smtp.wait_for(1, timeout=10)
+    msg = smtp.received()[0]
+    assert msg.rcpt_tos == ["editor@example.com"]
+    assert msg.headers["Subject"].startswith("[TEST] The Weekly Dispatch")
+    body = msg.message().get_body(("html",)).get_content()
+    assert "In praise of small tools" in body and "*|" not in body
+
+
+def test_double_opt_in_signup_end_to_end(live, page, smtp, engine):
+    from newsletter.store import lists, subscribers
+
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="double")
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(live.url + "/subscribe/weekly")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.get_by_label("Email address").fill("new.reader@example.com")
+    page.get_by_label("Name").fill("New Reader")
+    page.get_by_role("button", name="Subscribe").click()
+    assert "Check your inbox" in page.locator("h1").inner_text()
+    assert subscribers.get_subscriber(engine, "new.reader@example.com").lists == {"weekly": "unconfirmed"}
+
+    assert smtp.wait_for(1, timeout=10), "the confirmation email did not arrive"
+    msg = smtp.received()[0].message()
+    assert msg["To"] == "new.reader@example.com"
+    text = msg.get_body(("plain",)).get_content()
+    link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", text).group(0)
+    page.goto(link)  # a mail scanner fetching the link changes nothing...
+    assert subscribers.get_subscriber(engine, "new.reader@example.com").lists == {"weekly": "unconfirmed"}
+    page.get_by_role("button", name="Confirm subscription").click()  # ...the reader's click does
+    assert "You are subscribed" in page.locator("h1").inner_text()
+    assert subscribers.get_subscriber(engine, "new.reader@example.com").lists == {"weekly": "active"}
+
+
+def test_one_click_unsubscribe_from_a_sent_campaign(live, smtp, engine, config):
+    """Send a real campaign, then POST to the URL in its List-Unsubscribe header (RFC 8058)."""
+    import httpx
+
+    from newsletter.compose import ComposeOptions, compose
+    from newsletter.dispatch.campaigns import create_campaign
+    from newsletter.dispatch.sender import send_campaign
+    from newsletter.store import lists, subscribers
+
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    subscribers.add_subscriber(engine, "reader@example.com", list_slug="weekly")
+    digest = compose(config.sources, config, ComposeOptions())
+    campaign = create_campaign(engine, digest, ["weekly"], config)
+    send_campaign(engine, campaign.id, config)
+    assert smtp.wait_for(1, timeout=15)
+    msg = smtp.received()[0]
+    assert msg.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.search(r"<(http[^>]+)>", msg.headers["List-Unsubscribe"]).group(1)
+    assert url.startswith(live.url + "/unsubscribe/")
+    r = httpx.post(url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False, timeout=10)
+    assert r.status_code == 200
+    assert subscribers.get_subscriber(engine, "reader@example.com").lists == {"weekly": "unsubscribed"}
+
+    # The archive shows the issue with no personal data and no working token.
+    archive = httpx.get(f"{live.url}/archive/{campaign.id}", timeout=10)
+    assert archive.status_code == 200 and "In praise of small tools" in archive.text
+    assert "reader@example.com" not in archive.text and "/unsubscribe/" not in archive.text and "*|" not in archive.text
+    assert f"/archive/{campaign.id}" in httpx.get(f"{live.url}/archive/", timeout=10).text

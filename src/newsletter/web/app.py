@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
@@ -205,6 +206,7 @@ def create_app(
 
     limits = limits or Limits()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.autoescape = select_autoescape(["html"], default_for_string=True)  # not the .txt emails
     templates.env.globals["newsletter_name"] = config.newsletter_name
     st = WebState(
         config=config,

@@ -61,10 +61,15 @@ def subscribe(st, lst, address: str, name: str) -> None:
 
 
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
-    """Send the double opt-in email through the dispatcher's transactional path."""
-    from ..dispatch import send_confirmation as dispatch_send_confirmation
+    """Send the double opt-in email (text and HTML from the web templates) through the
+    dispatcher's one-off path: the configured SMTP server, or the outbox."""
+    from ..dispatch.sender import send_one
 
-    dispatch_send_confirmation(st.config, address, name=name, list_name=lst.name, confirm_url=url)
+    ctx = {"name": name, "list_name": lst.name, "confirm_url": url, "newsletter_name": st.config.newsletter_name}
+    text = st.templates.get_template("email/confirm.txt").render(**ctx)
+    html = st.templates.get_template("email/confirm.html").render(**ctx)
+    send_one(st.config, address, f"Confirm your subscription to {lst.name}", html, text,
+             headers={"Auto-Submitted": "auto-generated"})
 
 
 def peek_confirm(st, token: str):
@@ -345,9 +350,16 @@ def campaign_preview(st, campaign_id: int) -> pv.PreviewDoc:
 
 
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
-    """Send the previewed digest to one address (the dispatcher's test send)."""
-    from ..dispatch import send_one
+    """Send the previewed digest to one address: a campaign through the dispatcher's test send,
+    a digest composed from the sources through its one-off send (sample merge values)."""
+    from ..dispatch.sender import send_one, send_test
 
     address = normalize_address(to)
-    send_one(st.config, doc, address)
+    if campaign_id is not None:
+        send_test(st.engine, campaign_id, st.config, address)
+        return address
+    values = dict(pv.SAMPLE, email=address)
+    html = pv.fill_merge_tags(doc.html, html=True, **values)
+    text = pv.fill_merge_tags(doc.text, html=False, **values)
+    send_one(st.config, address, f"[TEST] {doc.subject}", html, text)
     return address
