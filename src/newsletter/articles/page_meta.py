@@ -171,6 +171,22 @@ class PageSignals:
         return out if urlsplit(out).scheme in {"http", "https", "file"} else None
 
 
+def usable_base(url: str) -> bool:
+    """True for an http(s) URL with a valid host, the only kind relative links are resolved against."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme.lower() not in {"http", "https"} or not host:
+        return False
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return not re.search(r"[\s<>\\^`{|}]", parts.netloc)
+
+
 def collect(doc, url: str) -> PageSignals:
     """Gather every metadata signal from a parsed lxml HTML document."""
     base = url
@@ -178,9 +194,11 @@ def collect(doc, url: str) -> PageSignals:
         href = (el.get("href") or "").strip()
         if href:
             try:
-                base = urljoin(url, href)
+                joined = urljoin(url, href)
             except ValueError:
-                pass
+                joined = ""
+            if usable_base(joined):  # a broken <base> is ignored, as browsers do
+                base = joined
             break
     sig = PageSignals(url=url, base=base)
 

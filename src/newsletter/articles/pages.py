@@ -40,6 +40,7 @@ _HTML_MARKUP = re.compile(
     r"<\s*(?:!doctype\s+html|html|head|body|title|meta|article|main|section|div|p|h[1-6]|span|a|table|ul|ol|img|br|header|nav)\b",
     re.I,
 )
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 _FEED_ROOT = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<\s*(?:rss|feed|rdf:RDF)\b", re.I | re.S)
 
 
@@ -128,7 +129,8 @@ def _parse_tree(text: str, url: str):
     import lxml.html
 
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)  # lxml refuses str input with an encoding declaration
-    text = text.replace("\x00", "")
+    # lxml (like XML) refuses control characters in text; they are never content.
+    text = _XML_ILLEGAL.sub("", text)
     try:
         parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=False)
         doc = lxml.html.document_fromstring(text, parser=parser)
@@ -283,16 +285,17 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
 
     videos = _videos(sig, doc, container)
     _drop_hidden(doc)
-    if urlsplit(sig.base).scheme in {"http", "https"}:
+    base = sig.base if pm.usable_base(sig.base) else None
+    if base:
         # Resolve against <base href> here: trafilatura would resolve against the page URL.
         try:
-            doc.make_links_absolute(sig.base, resolve_base_href=False, handle_failures="discard")
+            doc.make_links_absolute(base, resolve_base_href=False, handle_failures="discard")
         except ValueError:
             pass
     main = _main_html(copy.deepcopy(doc), url)
     if not main.strip():
         main = _fallback_html(container)
-    body = sanitize_html(main, base_url=sig.base if urlsplit(sig.base).scheme in {"http", "https"} else None)
+    body = sanitize_html(main, base_url=base)
     paragraphs = html_paragraphs(body)
     main_text = "\n".join(paragraphs)
     summary = cut_summary(pm.best_description(sig) or _first_paragraph(body, title, authors) or next(
