@@ -228,3 +228,27 @@ def test_writing_into_a_file_instead_of_a_folder_is_a_one_line_error(tmp_path, d
     with pytest.raises(RenderError, match="taken: not a directory"):
         write_digest(digest, target)
     assert target.read_text() == "keep me"
+
+
+def test_compose_from_a_feed_served_over_http_on_loopback(fixtures_dir):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(fixtures_dir / "compose"))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+        d = compose([url], Config(), ComposeOptions(since="2026-11-22", now=NOW))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [a.title for a in d.articles] == ["Tide tables for December"]
+    assert d.skipped == [("Ferry timetable changes", "older than --since (2026-11-22 00:00 UTC)")]
+    root = lxml.html.fromstring(d.html)
+    img = root.xpath('//img[@src="https://example.net/img/tides.jpg"]')
+    assert img and img[0].get("width") == "576"
+    assert "Ruth Mill" in root.text_content() and "javascript:" not in d.html
