@@ -317,3 +317,10 @@ def test_pyproject_ships_the_templates_as_package_data():
 
     pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]["templates"] == "newsletter/_templates"
+
+
+def test_digest_makes_no_third_party_requests(ten):
+    root = doc(ten)
+    assert not root.xpath("//link")  # e.g. no Google Fonts stylesheet for "Roboto" in the font stack
+    external = {img.get("src").split("/")[2] for img in root.xpath("//img") if img.get("src", "").startswith("http")}
+    assert external == {"example.org"}  # only the articles' own images

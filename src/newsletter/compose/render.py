@@ -249,7 +249,9 @@ def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
     from mjml import mjml2html
 
     try:
-        return mjml2html(mjml_source, disable_comments=True)
+        # fonts={}: no <link> to Google Fonts for names like "Roboto" in a font stack — the
+        # digest makes no third-party requests; templates that want a web font use <mj-font>.
+        return mjml2html(mjml_source, disable_comments=True, fonts={})
     except Exception as e:  # MRML raises plain exceptions with its parser message
         raise RenderError(f"{name}: not valid MJML once rendered: {e}") from None
 
