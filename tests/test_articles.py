@@ -383,3 +383,26 @@ def test_cli_bad_input_exits_non_zero_without_traceback(args, needle, code):
     assert r.returncode == code
     assert needle in r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+# --- Fuzz: any bytes in, an Article list or our own one-line error out ------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from newsletter.articles.sources import parse_content  # noqa: E402
+
+_PREFIXES = st.sampled_from([b"", b"---\n", b"---\ntitle: x\n---\n", b"<?xml version='1.0'?>", b"<rss version='2.0'>", b"<feed>", b"<html>", b"# "])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_PREFIXES, st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+def test_fuzz_any_content_gives_articles_or_a_source_error(prefix, data):
+    try:
+        # nested=True: a URL list is refused instead of fetched, so the fuzz never touches the network.
+        articles = parse_content(prefix + data, "fuzz-input", CONFIG, lambda w: None, nested=True)
+    except SourceError as e:
+        assert "\n" not in str(e)
+        return
+    for a in articles:
+        assert isinstance(a, Article) and a.title

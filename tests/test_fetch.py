@@ -230,3 +230,11 @@ def test_cli_unreachable_url_is_a_one_line_error(server):
     )
     assert r.returncode == 1
     assert r.stderr.strip() == f"error: {server.url}/nothing: HTTP 404 Not Found"
+
+
+def test_markdown_by_url_resolves_its_image_against_the_url(server):
+    server.routes["/posts/2026-11-01-quay.md"] = (200, {"Content-Type": "text/markdown"}, b"---\ntitle: Quay\nimage: img/quay.jpg\n---\nWords on the quay.")
+    a = load_sources([server.url + "/posts/2026-11-01-quay.md"], cfg()).articles[0]
+    assert a.title == "Quay" and a.image.url == server.url + "/posts/img/quay.jpg"
+    assert a.url == "https://news.example.org/quay"
+    assert a.source == server.url + "/posts/2026-11-01-quay.md"

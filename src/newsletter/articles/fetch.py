@@ -46,7 +46,10 @@ def user_agent(site_url: str | None = None) -> str:
 
 def is_url(source: str) -> bool:
     """True when ``source`` looks like an absolute http(s) URL (the only schemes fetched)."""
-    return urllib.parse.urlsplit(source.strip()).scheme.lower() in {"http", "https"}
+    try:
+        return urllib.parse.urlsplit(source.strip()).scheme.lower() in {"http", "https"}
+    except ValueError:  # e.g. "http://[" (an unterminated IPv6 host): still meant as a URL
+        return source.strip().lower().startswith(("http://", "https://"))
 
 
 class _RedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -95,7 +98,11 @@ def fetch(
     ``max_redirects`` and a loop is an error.
     """
     url = url.strip()
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - validates the port now rather than deep inside urllib
+    except ValueError as e:
+        raise SourceError(url, f"invalid URL: {e}") from None
     if parts.scheme.lower() not in {"http", "https"}:
         raise SourceError(url, "only http:// and https:// URLs can be fetched")
     if not parts.hostname:

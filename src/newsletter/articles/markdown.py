@@ -44,10 +44,15 @@ def parse_markdown(
     path: str | Path,
     config: Config,
     warn: Callable[[str], None] | None = None,
+    *,
+    base_url: str | None = None,
 ) -> Article:
-    """Build an Article from Markdown text read from ``path`` (used to name errors, resolve images and slug)."""
-    path = Path(path)
-    name = str(path)
+    """Build an Article from Markdown text read from ``path`` (used to name errors, resolve images and slug).
+
+    ``base_url`` is set when the file was fetched over HTTP: relative image paths then resolve
+    against it instead of the local file system."""
+    name = str(base_url or path)
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(base_url).path.rsplit("/", 1)[-1] or "index")) if base_url else Path(path)
     meta, body = _split_front_matter(content, name)
 
     title = meta.get("title")
@@ -96,7 +101,7 @@ def parse_markdown(
     summary = meta.get("summary", meta.get("description", meta.get("excerpt")))
     summary = text.truncate_words(sanitize.clean_text(str(summary))) if summary else text.truncate_words(text.first_paragraph(paragraphs))
 
-    image = _image(meta, body, path, title, name)
+    image = _image(meta, body, path, title, name, base_url)
 
     videos: list[Video] = []
     raw_videos = meta.get("video", meta.get("videos"))
@@ -198,13 +203,15 @@ def _without_headings(html: str) -> str:
     return re.sub(r"<h[1-6][^>]*>.*?</h[1-6]>", "", html, flags=re.DOTALL | re.IGNORECASE)
 
 
-def _resolve_image_path(ref: str, path: Path, name: str) -> str:
+def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = None) -> str:
     ref = ref.strip()
     scheme = urllib.parse.urlsplit(ref).scheme.lower()
     if scheme in {"http", "https"}:
         return ref
     if ref.startswith("//"):
         return "https:" + ref
+    if base_url and not scheme:
+        return urllib.parse.urljoin(base_url, ref)
     if scheme and len(scheme) > 1:  # data:, javascript:, ftp: ... (a Windows drive letter has length 1)
         raise SourceError(name, f"image {ref[:40]!r} must be a local path or an http(s) URL")
     local = Path(urllib.parse.unquote(ref)).expanduser()
@@ -213,7 +220,7 @@ def _resolve_image_path(ref: str, path: Path, name: str) -> str:
     return str(local.resolve())
 
 
-def _image(meta: dict, body: str, path: Path, title: str, name: str) -> Image | None:
+def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: str | None = None) -> Image | None:
     raw = meta.get("image", meta.get("cover_image", meta.get("hero")))
     alt = meta.get("image_alt")
     width = height = None
@@ -228,7 +235,7 @@ def _image(meta: dict, body: str, path: Path, title: str, name: str) -> Image | 
         if not m:
             return None
         ref, alt = m.group(2), alt or m.group(1)
-    url = _resolve_image_path(ref, path, name)
+    url = _resolve_image_path(ref, path, name, base_url)
     return Image(
         url=url,
         alt=sanitize.clean_text(str(alt)) if alt else title,

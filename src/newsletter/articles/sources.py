@@ -153,7 +153,9 @@ def parse_content(
     kind = detect_kind(content, source, content_type)
     if kind == MARKDOWN:
         text = markdown.decode_text(content, source)
-        return [markdown.parse_markdown(text, path or Path(source.rsplit("/", 1)[-1] or "index"), config, warn)]
+        if path is not None:
+            return [markdown.parse_markdown(text, path, config, warn)]
+        return [markdown.parse_markdown(text, Path(source), config, warn, base_url=base_url or source)]
     if kind == FEED:
         return feeds.parse_feed(content, source, config, base_url=base_url, charset=charset, content_type=content_type, warn=warn)
     if kind == HTML:
