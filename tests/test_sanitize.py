@@ -109,3 +109,14 @@ def _attributes(html: str):
 
     P().feed(html)
     return found
+
+
+def test_an_unusable_base_url_is_treated_as_no_base():
+    for base in ("HTTP:", "http://", "http://exa mple.com/", "https://[::1", "ftp://example.com/"):
+        assert sanitize_html('<p><a href="/x">x</a></p>', base_url=base) == '<p><a href="/x" rel="noopener noreferrer">x</a></p>'
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=40))
+def test_property_any_base_url_never_raises(base):
+    assert isinstance(sanitize_html('<a href="x">y</a><img src="z">', base_url=base), str)

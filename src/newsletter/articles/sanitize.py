@@ -63,11 +63,7 @@ def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
     """
     if not html:
         return ""
-    url_relative: object = "pass_through"
-    if base_url and urllib.parse.urlsplit(base_url).scheme.lower() in {"http", "https"}:
-        url_relative = ("rewrite_with_base", base_url)
-    cleaned = nh3.clean(
-        html,
+    options = dict(
         tags=ALLOWED_TAGS,
         clean_content_tags=REMOVED_WITH_CONTENT,
         attributes=ALLOWED_ATTRIBUTES,
@@ -75,9 +71,24 @@ def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
         strip_comments=True,
         link_rel="noopener noreferrer",
         url_schemes=SAFE_SCHEMES,
-        url_relative=url_relative,
     )
-    return cleaned.strip()
+    if _usable_base(base_url):
+        try:
+            return nh3.clean(html, url_relative=("rewrite_with_base", base_url), **options).strip()
+        except ValueError:  # a base nh3's URL parser still refuses (odd host): treat it as no base
+            pass
+    return nh3.clean(html, url_relative="pass_through", **options).strip()
+
+
+def _usable_base(base_url: str | None) -> bool:
+    """An absolute http(s) URL with a host name, the only kind relative URLs are resolved against."""
+    if not base_url:
+        return False
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname) and not any(c.isspace() for c in base_url)
 
 
 _BLOCK_TAGS = {
