@@ -323,3 +323,26 @@ def test_bad_input_is_a_one_line_source_error_naming_the_url(content, problem):
     assert message.startswith(url + ": ")
     assert problem in message
     assert "\n" not in message
+
+
+# -- what is not a signal ----------------------------------------------------------------------
+
+
+def test_logo_is_not_the_hero_image_and_markup_leaves_alt_text():
+    doc = html('<meta property="og:image" content="https://example.org/static/site-logo.png">'
+               '<meta name="twitter:image" content="https://example.org/photos/pier.jpg">'
+               '<meta name="twitter:image:alt" content="&lt;span style=&quot;x&quot;&gt;The pier at dawn&lt;/span&gt;">'
+               "<title>Pier</title>", "<p>The pier reopened this morning after a winter of repairs.</p>")
+    a = parse_page(doc.encode(), "https://example.org/pier")
+    assert a.image is not None and a.image.url == "https://example.org/photos/pier.jpg"
+    assert a.image.alt == "The pier at dawn"
+
+
+def test_placeholder_values_and_datelines_are_ignored():
+    doc = html('<meta property="article:section" content="nil"><meta name="author" content="undefined">'
+               "<title>Tide tables</title>",
+               '<article><div class="byline">Last Updated: January 7, 2025</div>'
+               "<p>High water is at six, low water just after noon, for the rest of the week.</p></article>")
+    a = parse_page(doc.encode(), "https://example.org/tides")
+    assert a.category is None
+    assert a.authors == []

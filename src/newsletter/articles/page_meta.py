@@ -31,6 +31,9 @@ _SITE_TYPES = {"website", "organization", "newsmediaorganization", "corporation"
 
 _WS = re.compile(r"\s+")
 _ENTITY = re.compile(r"&(#[0-9]+|#[xX][0-9a-fA-F]*|[A-Za-z][A-Za-z0-9]{1,31});")
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_PLACEHOLDERS = {"null", "nil", "none", "undefined", "n/a", "unknown", "-"}
+_NOT_A_PICTURE = re.compile(r"(?:^|[/_.-])(?:logo|icon|favicon|avatar|sprite|spacer|pixel|blank|placeholder)s?(?:[/_.-]|\d|$)", re.I)
 _BYLINE_HINT = re.compile(r"byline|author|writtenby|p-author|contributor|dateline", re.I)
 _BY_PREFIX = re.compile(r"^\s*(?:by|par|von|por|di|door|av|przez|от|автор)\s*[:\-]?\s+", re.I)
 _URLISH = re.compile(r"^(?:https?:|www\.|//)|^[\w.-]+\.(?:com|org|net)/", re.I)
@@ -49,6 +52,8 @@ def clean_text(value: Any) -> str:
         if not _ENTITY.search(s):
             break
         s = html.unescape(s)
+    if "<" in s:  # markup inside a meta value or an alt attribute
+        s = _TAG.sub(" ", s)
     s = s.replace("\x00", "").replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
     # Control characters go; format characters stay (the zero-width non-joiner is spelling in Persian).
     s = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" else ch for ch in s)
@@ -134,14 +139,14 @@ class PageSignals:
         for key in keys:
             for value in self.meta.get(key, ()):
                 value = clean_text(value)
-                if value:
+                if value and value.lower() not in _PLACEHOLDERS:
                     return value
         return ""
 
     def all(self, *keys: str) -> list[str]:
         out = []
         for key in keys:
-            out.extend(v for v in (clean_text(x) for x in self.meta.get(key, ())) if v)
+            out.extend(v for v in (clean_text(x) for x in self.meta.get(key, ())) if v and v.lower() not in _PLACEHOLDERS)
         return out
 
     def ld(self, *keys: str) -> Any:
@@ -425,7 +430,7 @@ def article_container(doc):
 _MONTHS = (r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?")
 _DATE_START = re.compile(
     r"(?:\b(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?(?:\b" + _MONTHS + r"\s+\d{1,2}\b|\b\d{1,2}\.?\s+" + _MONTHS
-    + r"|\b\d{4}-\d{2}-\d{2}|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\bupdated\b|\bpublished\b|\|)", re.I)
+    + r"|\b\d{4}-\d{2}-\d{2}|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\b(?:last\s+)?updated\b|\bpublished\b|\|)", re.I)
 _NAME_PARTICLES = {"de", "da", "del", "der", "den", "di", "du", "van", "von", "la", "le", "bin", "al", "y", "e", "of", "dos", "das", "ten", "ter"}
 
 
@@ -444,12 +449,11 @@ def _looks_like_name(text: str) -> bool:
 def byline_text(value: str) -> str:
     """A visible byline cut before the date or "Updated" note that often follows the name."""
     text = _BY_PREFIX.sub("", clean_text(value))
-    m = _DATE_START.search(text)
-    if m and m.start() > 0:
-        text = text[: m.start()]
     text = re.sub(r"(?<=[^\W\d_])(?=\d)", " ", text)  # "Lucas Nolan22 Dec 2016": the date glued on
     m = _DATE_START.search(text)
-    if m and m.start() > 0:
+    if m:
+        if m.start() == 0:  # "Updated: January 7" is a dateline, not a name
+            return ""
         text = text[: m.start()]
     return clean_author(text)
 
@@ -638,34 +642,46 @@ def _int(value: Any) -> int | None:
     return n if 0 < n < 100_000 else None
 
 
+def _is_picture(url: str) -> bool:
+    """False for site furniture that is not the article's picture: logos, icons, avatars, spacers."""
+    name = urlsplit(url).path.rsplit("/", 1)[-1]
+    return not _NOT_A_PICTURE.search(name)
+
+
 def best_image(sig: PageSignals, doc, container) -> tuple[str, str, int | None, int | None] | None:
-    """Hero image (url, alt, width, height): og:image, Twitter, JSON-LD, image_src, then the first big ``<img>``."""
-    found = None
+    """Hero image (url, alt, width, height): og:image, Twitter, JSON-LD, image_src, Parse.ly/Sailthru,
+    then the first large ``<img>`` of the article; logos, icons and avatars are passed over."""
+    candidates: list[tuple[str, str, int | None, int | None]] = []
     og = sig.first("og:image:secure_url", "og:image", "og:image:url")
     if og:
-        found = (og, sig.first("og:image:alt"), _int(sig.first("og:image:width")), _int(sig.first("og:image:height")))
-    elif sig.first("twitter:image", "twitter:image:src"):
-        found = (sig.first("twitter:image", "twitter:image:src"), sig.first("twitter:image:alt"), None, None)
-    else:
-        found = _ld_image(sig.ld("image", "thumbnailUrl"))
-    if not found and sig.links.get("image_src"):
-        found = (sig.links["image_src"][0], "", None, None)
-    if not found and sig.first("parsely-image-url", "sailthru.image.full", "thumbnail"):
-        found = (sig.first("parsely-image-url", "sailthru.image.full", "thumbnail"), "", None, None)
-    if not found:
-        for img in container.iter("img"):
-            src = img.get("src") or img.get("data-src") or ""
-            w, h = _int(img.get("width")), _int(img.get("height"))
-            if not src or src.startswith("data:") or (w and w < 100) or (h and h < 100):
-                continue
-            found = (src, clean_text(img.get("alt")), w, h)
+        candidates.append((og, sig.first("og:image:alt"), _int(sig.first("og:image:width")),
+                           _int(sig.first("og:image:height"))))
+    tw = sig.first("twitter:image", "twitter:image:src")
+    if tw:
+        candidates.append((tw, sig.first("twitter:image:alt"), None, None))
+    ld = _ld_image(sig.ld("image", "thumbnailUrl"))
+    if ld:
+        candidates.append(ld)
+    candidates += [(href, "", None, None) for href in sig.links.get("image_src", [])[:1]]
+    other = sig.first("parsely-image-url", "sailthru.image.full", "thumbnail")
+    if other:
+        candidates.append((other, "", None, None))
+    for img in container.iter("img"):
+        src = img.get("src") or img.get("data-src") or ""
+        w, h = _int(img.get("width")), _int(img.get("height"))
+        if not src or src.startswith("data:") or (w and w < 100) or (h and h < 100):
+            continue
+        candidates.append((src, clean_text(img.get("alt")), w, h))
+        break
+    found = None
+    for cand in candidates:
+        url = sig.absolute(cand[0])
+        if url and _is_picture(url) and not (cand[2] and cand[2] < 50) and not (cand[3] and cand[3] < 50):
+            found = (url, *cand[1:])
             break
     if not found:
         return None
-    url = sig.absolute(found[0])
-    if not url:
-        return None
-    alt = found[1]
+    url, alt = found[0], found[1]
     if not alt:  # the same picture in the page may carry the alt text the meta lacks
         tail = urlsplit(url).path.rsplit("/", 1)[-1]
         for img in doc.iter("img"):
