@@ -135,13 +135,24 @@ def test_video_card_has_thumbnail_and_visible_play_link():
     assert "Video on Vimeo: The night ferry\nhttps://vimeo.com/76979871" in d.text
 
 
-def test_article_with_image_and_video_links_both():
-    v = Video("https://www.youtube.com/watch?v=aqz-KE-bpKQ", "youtube", "aqz-KE-bpKQ", "https://i.ytimg.com/x.jpg", "Crane film")
+def test_article_with_image_and_video_gets_a_video_card_inside_the_article_card():
+    v = Video("https://www.youtube.com/watch?v=aqz-KE-bpKQ", "youtube", "aqz-KE-bpKQ", "https://i.ytimg.com/vi/aqz-KE-bpKQ/hqdefault.jpg", "Crane film")
     d = render([make_article(0, videos=[v])], Config(), OPTS)
     root = doc(d)
     assert root.xpath('//img[@src="https://example.org/img/0.jpg"]')
-    watch = root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]')
-    assert watch and "Watch on YouTube: Crane film" in watch[0].text_content()
+    thumb = root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]/img')
+    assert thumb and thumb[0].get("src") == "https://i.ytimg.com/vi/aqz-KE-bpKQ/hqdefault.jpg"
+    assert thumb[0].get("alt") == "Play video on YouTube: Crane film"
+    play = [a for a in root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]') if "Play video" in a.text_content()]
+    assert play and play[0].text_content().strip().startswith("▶")
+    assert "Play video on YouTube: Crane film" in play[0].text_content()
+
+
+def test_video_without_thumbnail_in_an_article_with_image_is_a_watch_link():
+    v = Video("https://vimeo.com/76979871", "vimeo", "76979871", None, "Ferry")
+    root = doc(render([make_article(0, videos=[v])], Config(), OPTS))
+    link = root.xpath('//a[@href="https://vimeo.com/76979871"]')
+    assert len(link) == 1 and "Watch on Vimeo: Ferry" in link[0].text_content()
 
 
 def test_greek_category_is_capitalised_without_accents_in_text():

@@ -144,7 +144,7 @@ def _card(a: Article, config: Config, options: ComposeOptions, tz, files: list, 
         thumb = None
         turl = safe_url(v.thumbnail_url)
         if turl.startswith(("http://", "https://")):
-            thumb = ImageRef(turl, f"Play video on {provider_name}: {vtitle}", CARD_WIDTH, CARD_HEIGHT)
+            thumb = ImageRef(turl, f"Play video on {provider_name}: {vtitle}", CARD_WIDTH, None)
         videos.append(VideoCard(vurl, (v.provider or "").lower(), provider_name, vtitle, thumb))
     direction = "rtl" if (a.dir or "").lower() == "rtl" else "ltr"
     minutes = max(1, int(a.read_time_minutes or 1))
