@@ -229,3 +229,24 @@ def test_bad_unsubscribe_input(client, engine, config):
     form = csrf(client, f"/unsubscribe/{good}")
     assert_clean_error(client.post(f"/unsubscribe/{good}", data={"csrf_token": form, "list": "999"}), 400)
     assert lists_of(engine, "stay@example.com") == {"weekly": "active"}
+
+
+def test_signup_confirm_and_unsubscribe_on_sqlite_and_postgresql(db_url):
+    """The public flow through the real store on both databases (no mail: single opt-in)."""
+    upgrade(db_url)
+    engine = get_engine(db_url)
+    try:
+        store_lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+        config = Config(database_url=db_url, secret_key=SECRET, base_url="http://127.0.0.1:8000")
+        with TestClient(create_app(config, engine), base_url="http://127.0.0.1:8000") as c:
+            token = csrf(c, "/subscribe/weekly")
+            assert c.post("/subscribe/weekly", data={"email": "pg@example.com", "csrf_token": token}).status_code == 200
+            row = subs.get_subscriber(engine, "pg@example.com")
+            assert row.lists == {"weekly": "active"}
+            lid = store_lists.get_list(engine, "weekly").id
+            path = subs.unsubscribe_url(config, row.id, lid).removeprefix(config.base_url)
+            assert c.get(path).status_code == 200
+            assert c.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+            assert subs.get_subscriber(engine, "pg@example.com").lists == {"weekly": "unsubscribed"}
+    finally:
+        engine.dispose()

@@ -76,7 +76,11 @@ def _safe_next(url: str) -> str:
 
 @guarded.get("/")
 def dashboard(request: Request):
-    return redirect("/admin/preview")
+    from . import library
+
+    st = state(request)
+    return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
+                stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5))
 
 
 # --- preview -------------------------------------------------------------------------------
@@ -308,8 +312,19 @@ def _campaign_id(value: str) -> int:
 def campaigns_page(request: Request):
     from . import library
 
+    st = state(request)
     return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
-                campaigns=library.recent_campaigns(state(request), limit=200))
+                campaigns=library.recent_campaigns(st, limit=200), digests=library.recurring_digests(st))
+
+
+@guarded.post("/digests/{name}/{action}")
+def digest_action(request: Request, name: str, action: str, csrf_token: str = Form("")):
+    from . import library
+
+    check_csrf(request, csrf_token)
+    info = library.digest_action(state(request), name, action)
+    flash(request, "ok", f"Recurring digest {info.digest.name} is now {'paused' if info.digest.paused else 'active'}.")
+    return redirect("/admin/campaigns")
 
 
 @guarded.get("/campaigns/{campaign_id}")

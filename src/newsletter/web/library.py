@@ -285,6 +285,22 @@ def schedule_campaign(st, campaign_id: int, when):
     return dispatch_schedule(st.engine, campaign_id, when)
 
 
+def recurring_digests(st) -> list[Any]:
+    """The scheduled recurring digests (engineer E's schedule.digests), for the campaigns page."""
+    from ..schedule.digests import list_digests
+
+    return list_digests(st.engine)
+
+
+def digest_action(st, name: str, action: str):
+    from ..schedule import digests
+
+    fn = {"pause": digests.pause_digest, "resume": digests.resume_digest}.get(action)
+    if fn is None:
+        raise NotFound(f"unknown digest action {action!r} (pause or resume)")
+    return fn(st.engine, name)
+
+
 ARCHIVED = ("running", "paused", "finished")
 
 

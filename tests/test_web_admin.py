@@ -1,0 +1,163 @@
+"""Admin pages over HTTP (local client, no auth configured): subscribers, import, lists,
+campaigns with pause/resume/cancel/schedule, preview of a campaign. Every form needs its CSRF token."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fixtures.web.harness import ARTICLES
+from newsletter.config import Config
+from newsletter.store import lists as store_lists
+from newsletter.store import subscribers as subs
+from newsletter.store.db import get_engine, upgrade
+from newsletter.web import create_app
+
+SECRET = "test-secret-key-0123456789"
+
+
+@pytest.fixture
+def config(tmp_path):
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    upgrade(url)
+    return Config(database_url=url, secret_key=SECRET, sources=[str(ARTICLES)], timezone="Europe/Lisbon",
+                  outbox=str(tmp_path / "outbox"))
+
+
+@pytest.fixture
+def engine(config):
+    engine = get_engine(config.database_url)
+    store_lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(config, engine):
+    with TestClient(create_app(config, engine), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 5000),
+                    follow_redirects=False) as c:
+        yield c
+
+
+def token(client, url="/admin/subscribers"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).text).group(1)
+
+
+def test_subscribers_search_pagination_add_unsubscribe_erase(client, engine):
+    for i in range(55):
+        subs.add_subscriber(engine, f"r{i:02d}@example.com", list_slug="weekly")
+    page1 = client.get("/admin/subscribers", params={"list": "weekly"}).text
+    assert "55 found" in page1 and "Page 1 of 2" in page1 and "r00@example.com" in page1 and "r54@example.com" not in page1
+    assert "r54@example.com" in client.get("/admin/subscribers", params={"list": "weekly", "page": 2}).text
+    found = client.get("/admin/subscribers", params={"q": "r07@"}).text
+    assert "1 found" in found and "weekly: active" in found
+
+    t = token(client)
+    r = client.post("/admin/subscribers/add", data={"email": "new@example.com", "name": "New", "list": "weekly", "csrf_token": t})
+    assert r.status_code == 303
+    assert subs.get_subscriber(engine, "new@example.com").lists == {"weekly": "active"}
+    assert client.post("/admin/subscribers/add", data={"email": "bad", "list": "weekly", "csrf_token": t}).status_code == 400
+
+    r = client.post("/admin/subscribers/unsubscribe", data={"email": "new@example.com", "list": "", "csrf_token": t})
+    assert r.status_code == 303
+    assert "new@example.com unsubscribed from weekly" in client.get(r.headers["location"]).text
+    assert subs.get_subscriber(engine, "new@example.com").lists == {"weekly": "unsubscribed"}
+
+    confirm = client.get("/admin/subscribers/erase", params={"email": "r01@example.com"})
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.text
+    assert client.post("/admin/subscribers/erase", data={"email": "r01@example.com"}).status_code == 403
+    assert client.post("/admin/subscribers/erase", data={"email": "r01@example.com", "suppress": "1", "csrf_token": t}).status_code == 303
+    assert subs.find_suppression(engine, "r01@example.com") is not None
+    assert client.get("/admin/subscribers/erase", params={"email": "r01@example.com"}).status_code == 404
+
+
+def test_import_csv_shows_the_report(client, engine):
+    t = token(client, "/admin/subscribers/import")
+    csv = b"email,name,city\nana@example.com,Ana,Porto\nbad-address,Bad,\nANA@example.com,Ana again,\nben@example.com,Ben,Oslo\n"
+    r = client.post("/admin/subscribers/import", data={"list": "weekly", "csrf_token": t},
+                    files={"file": ("people.csv", csv, "text/csv")})
+    assert r.status_code == 200, r.text
+    report = r.text[r.text.index('id="report"'):]
+    assert re.search(r"read</th><td>4<", report) and re.search(r"added</th><td>2", report)
+    assert re.search(r"skipped: invalid</th><td>1<", report) and "line 3: bad-address" in report
+    assert subs.get_subscriber(engine, "ana@example.com").attributes == {"city": "Porto"}
+    # A file that is not CSV changes nothing and says why.
+    r = client.post("/admin/subscribers/import", data={"list": "weekly", "csrf_token": t},
+                    files={"file": ("people.csv", b"\xff\xfe\x00garbage", "text/csv")})
+    assert r.status_code == 400 and "Traceback" not in r.text
+    assert subs.list_subscribers(engine).total == 2
+
+
+def test_lists_page_creates_a_list(client, engine):
+    t = token(client, "/admin/lists")
+    r = client.post("/admin/lists", data={"slug": "daily", "name": "Daily", "opt_in": "double", "csrf_token": t})
+    assert r.status_code == 303
+    assert "/subscribe/daily" in client.get("/admin/lists").text
+    assert client.post("/admin/lists", data={"slug": "Bad Slug!", "csrf_token": t}).status_code == 400
+    assert client.post("/admin/lists", data={"slug": "daily", "csrf_token": t}).status_code in (400, 409)
+
+
+@pytest.fixture
+def campaign(config, engine):
+    from newsletter.compose import ComposeOptions, compose
+    from newsletter.dispatch.campaigns import create_campaign
+
+    subs.add_subscriber(engine, "reader@example.com", list_slug="weekly")
+    return create_campaign(engine, compose(config.sources, config, ComposeOptions()), ["weekly"], config)
+
+
+def test_campaign_pages_schedule_and_cancel(client, engine, campaign):
+    from newsletter.dispatch.campaigns import get_campaign
+
+    listing = client.get("/admin/campaigns").text
+    assert f'href="/admin/campaigns/{campaign.id}"' in listing and "draft" in listing
+    page = client.get(f"/admin/campaigns/{campaign.id}").text
+    assert "Schedule" in page and 'id="progress"' in page and "Pause" not in page
+    t = token(client, f"/admin/campaigns/{campaign.id}")
+    r = client.post(f"/admin/campaigns/{campaign.id}/schedule", data={"when": "2031-01-02T09:30", "csrf_token": t})
+    assert r.status_code == 303
+    c = get_campaign(engine, campaign.id)
+    assert c.status == "scheduled" and c.scheduled_at == datetime(2031, 1, 2, 9, 30, tzinfo=timezone.utc)  # Lisbon = UTC in winter
+    assert client.post(f"/admin/campaigns/{campaign.id}/schedule", data={"when": "next tuesday", "csrf_token": t}).status_code == 400
+    assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 409  # not running
+    assert client.post(f"/admin/campaigns/{campaign.id}/explode", data={"csrf_token": t}).status_code == 404
+    assert client.post(f"/admin/campaigns/{campaign.id}/cancel", data={}).status_code == 403
+    assert client.post(f"/admin/campaigns/{campaign.id}/cancel", data={"csrf_token": t}).status_code == 303
+    assert get_campaign(engine, campaign.id).status == "cancelled"
+    api = client.get(f"/api/campaigns/{campaign.id}").json()
+    assert api["status"] == "cancelled" and api["total"] >= 0
+
+
+def test_campaign_pause_resume_while_running(client, engine, campaign):
+    from newsletter.dispatch.campaigns import get_campaign, transition
+    from newsletter.store.db import transaction
+
+    with transaction(engine) as conn:  # as a sender does when it starts
+        transition(conn, campaign.id, "running")
+    t = token(client, f"/admin/campaigns/{campaign.id}")
+    assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 303
+    assert get_campaign(engine, campaign.id).status == "paused"
+    assert "Resume" in client.get(f"/admin/campaigns/{campaign.id}").text
+    assert client.post(f"/api/campaigns/{campaign.id}/resume").json()["status"] == "running"
+
+
+def test_preview_of_a_campaign_snapshot(client, campaign):
+    page = client.get("/admin/preview", params={"campaign": campaign.id}).text
+    assert f"campaign {campaign.id}" in page and "In praise of small tools" in page
+    frame = client.get(f"/admin/preview/{campaign.id}/frame", params={"variant": "html"})
+    assert frame.status_code == 200 and "script-src" not in frame.headers["content-security-policy"]
+    assert "default-src 'none'" in frame.headers["content-security-policy"]
+    assert "*|UNSUBSCRIBE_URL|*" not in frame.text
+    assert client.get("/admin/preview", params={"campaign": "999"}).status_code == 404
+    assert client.get("/admin/preview/999/frame").status_code == 404
+    assert client.get("/admin/preview/abc/frame").status_code == 404
+
+
+def test_dashboard_and_error_pages(client):
+    assert "subscribers" in client.get("/admin/").text
+    r = client.get("/admin/nope")
+    assert r.status_code == 404 and "<h1>" in r.text
+    assert client.get("/api/nope").json()["status"] == 404
