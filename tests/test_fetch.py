@@ -238,3 +238,21 @@ def test_markdown_by_url_resolves_its_image_against_the_url(server):
     assert a.title == "Quay" and a.image.url == server.url + "/posts/img/quay.jpg"
     assert a.url == "https://news.example.org/quay"
     assert a.source == server.url + "/posts/2026-11-01-quay.md"
+
+
+PAGE = (
+    "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Night cranes | Harbour Gazette</title>"
+    "<meta property='og:site_name' content='Harbour Gazette'><link rel='canonical' href='/2026/11/night-cranes'></head>"
+    "<body><article><h1>Night cranes</h1><p>" + "The cranes worked until dawn while three ships waited in the roads. " * 20 + "</p></article></body></html>"
+).encode()
+
+
+def test_an_html_page_by_url_and_in_a_url_list_goes_to_the_page_parser(server, tmp_path):
+    server.routes["/page"] = (200, {"Content-Type": "text/html; charset=utf-8"}, PAGE)
+    server.routes["/rss"] = (200, {"Content-Type": "application/rss+xml"}, (FEEDS / "rss1-rdf.xml").read_bytes())
+    a = load_sources([server.url + "/page"], cfg()).articles[0]
+    assert a.title == "Night cranes"
+    listing = tmp_path / "mixed.txt"
+    listing.write_text(f"{server.url}/page\n{server.url}/rss\n")
+    titles = [a.title for a in load_sources([str(listing)], cfg()).articles]
+    assert sorted(titles) == ["Distro Weekly, Issue 12", "Night cranes"]

@@ -113,7 +113,7 @@ def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False
         return _load_directory(path, config, warn)
     if not path.exists():
         raise SourceError(source, "no such file or directory")
-    return _load_file(path, config, warn, nested=nested, explicit=True)
+    return _load_file(path, config, warn, nested=nested)
 
 
 def _read(path: Path, config: Config) -> bytes:
@@ -128,7 +128,7 @@ def _read(path: Path, config: Config) -> bytes:
         raise SourceError(str(path), f"cannot read: {e.strerror or e}") from None
 
 
-def _load_file(path: Path, config: Config, warn: Warn, *, nested: bool = False, explicit: bool = False) -> list[Article]:
+def _load_file(path: Path, config: Config, warn: Warn, *, nested: bool = False) -> list[Article]:
     content = _read(path, config)
     if not content.strip():
         raise SourceError(str(path), "empty file")
