@@ -53,7 +53,7 @@ def normalize_email(raw: str) -> tuple[str, str]:
         raise AddressError(str(raw), "not text")
     address = raw.strip()
     if not address:
-        raise AddressError(address, "empty")
+        raise AddressError(address, "no address given")
     m = _FAST.fullmatch(address)
     if m is None or len(m.group(1)) > MAX_LOCAL or len(address) > MAX_ADDRESS or m.group(2).startswith("xn--") or ".xn--" in m.group(2):
         return _slow(address)
