@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from ..errors import InvalidInput, NotFound, StoreError
+from ..errors import InvalidInput, NotFound, StateError
 from .db import session_scope, transaction
 from .models import OPT_IN_MODES, SUBSCRIPTION_STATUSES, MailingList, Subscription, utcnow
 
@@ -68,7 +68,7 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
     _check_opt_in(opt_in)
     with session_scope(engine) as s:
         if s.execute(select(MailingList.id).where(MailingList.slug == slug)).first():
-            raise StoreError(f"list {slug!r} already exists")
+            raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in)
         s.add(ml)
         s.flush()

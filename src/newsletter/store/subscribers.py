@@ -40,7 +40,7 @@ supp_t = Suppression.__table__
 
 __all__ = [
     "AddResult", "SubscriberRow", "Page", "TokenResult", "normalize_email", "add_subscriber",
-    "get_subscriber", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
+    "get_subscriber", "get_subscriber_by_id", "peek_token", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
     "erase_subscriber", "unsubscribe", "unsubscribe_by_token", "confirm_by_token", "unsubscribe_url",
     "confirm_url", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
 ]
@@ -98,6 +98,7 @@ class TokenResult:
     list_name: str
     status: str
     changed: bool
+    lists: dict[str, str] = field(default_factory=dict)  # all the subscriber's lists: slug -> status
 
 
 # ---------------------------------------------------------------- lookups
@@ -144,6 +145,15 @@ def _lists_of(conn: Connection, ids: list[int]) -> dict[int, dict[str, str]]:
         for sid, slug, status in conn.execute(q):
             out[sid][slug] = status
     return out
+
+
+def get_subscriber_by_id(engine: Engine, subscriber_id: int) -> SubscriberRow:
+    """The subscriber with this id, with their lists; NotFound otherwise."""
+    with transaction(engine) as conn:
+        r = conn.execute(select(subscribers_t).where(subscribers_t.c.id == subscriber_id)).mappings().first()
+        if r is None:
+            raise NotFound(f"subscriber #{subscriber_id} does not exist")
+        return _row(r, _lists_of(conn, [r["id"]])[r["id"]])
 
 
 def get_subscriber(engine: Engine, email: str) -> SubscriberRow:
@@ -496,6 +506,21 @@ def _token_subscription(conn: Connection, sid: int, lid: int):
     return r
 
 
+def peek_token(engine: Engine, secret: bytes, token: str, kind: str, *, now: datetime | None = None) -> TokenResult:
+    """Verify a token (kind ``unsubscribe`` or ``confirm``) and describe its subscription WITHOUT changing
+    anything (for GET pages that ask before acting). ``changed`` is False; ``status`` is the current one."""
+    if kind == "unsubscribe":
+        sid, lid = tokens.verify_unsubscribe_token(secret, token)
+    elif kind == "confirm":
+        sid, lid = tokens.verify_confirm_token(secret, token, now=now)
+    else:
+        raise ValueError(f"token kind must be 'unsubscribe' or 'confirm', not {kind!r}")
+    with transaction(engine) as conn:
+        r = _token_subscription(conn, sid, lid)
+        lists = _lists_of(conn, [sid])[sid]
+    return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], r["status"], False, lists)
+
+
 def unsubscribe_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None) -> TokenResult:
     """Verify an unsubscribe token and unsubscribe that subscriber from that list (idempotent)."""
     sid, lid = tokens.verify_unsubscribe_token(secret, token)
@@ -504,7 +529,8 @@ def unsubscribe_by_token(engine: Engine, secret: bytes, token: str, *, now: date
         r = _token_subscription(conn, sid, lid)
         changed = _set_unsubscribed(conn, subs_t.c.id == r["id"], now) > 0
         status = "unsubscribed" if changed else r["status"]
-    return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], status, changed)
+        lists = _lists_of(conn, [sid])[sid]
+    return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], status, changed, lists)
 
 
 def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None) -> TokenResult:
@@ -525,7 +551,8 @@ def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime
                 subs_t.update().where(subs_t.c.id == r["id"]).values(status="active", confirmed_at=when, updated_at=when)
             )
             conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_at=when))
-    return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], "active", changed)
+        lists = _lists_of(conn, [sid])[sid]
+    return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], "active", changed, lists)
 
 
 def unsubscribe_url(config: Config, subscriber_id: int, list_id: int, *, secret: bytes | None = None) -> str:
