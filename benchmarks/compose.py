@@ -22,7 +22,6 @@ sys.path.insert(0, str(REPO / "src"))
 
 from newsletter.articles import load_sources  # noqa: E402
 from newsletter.compose import ComposeOptions, render, select  # noqa: E402
-from newsletter.compose import render as render_mod  # noqa: E402,F401
 from newsletter.compose import thumbnails  # noqa: E402
 from newsletter.compose.render import build_context, inline_css, mjml_to_html, render_mjml, render_text  # noqa: E402
 from newsletter.compose.templates import resolve_template_dir  # noqa: E402

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from email import policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid
 
 from ..errors import InvalidInput
 from .model import Digest
-from .render import check_header
+from .headers import check_header
 
 
 def _domain(from_address: str) -> str:
@@ -51,5 +50,3 @@ def build_message(digest: Digest, *, to: str | None = None, message_id: str | No
             )
     return msg
 
-
-__all__ = ["build_message", "Address"]
