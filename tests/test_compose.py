@@ -252,3 +252,14 @@ def test_compose_from_a_feed_served_over_http_on_loopback(fixtures_dir):
     img = root.xpath('//img[@src="https://example.net/img/tides.jpg"]')
     assert img and img[0].get("width") == "576"
     assert "Ruth Mill" in root.text_content() and "javascript:" not in d.html
+
+
+def test_load_digest_with_a_damaged_json_is_a_one_line_error(tmp_path, digest):
+    write_digest(digest, tmp_path)
+    (tmp_path / "digest.json").write_text('{"subject": "x", "images": [{"cid": 1}]}')
+    with pytest.raises(RenderError, match=r"digest\.json: malformed"):
+        load_digest(tmp_path)
+    (tmp_path / "digest.json").write_text("{not json")
+    with pytest.raises(RenderError, match=r"digest\.json: malformed") as e:
+        load_digest(tmp_path)
+    assert "\n" not in str(e.value)
