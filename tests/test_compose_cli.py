@@ -78,3 +78,17 @@ def test_bad_input_is_one_line_error_and_non_zero_exit(tmp_path, args, message):
 def test_unknown_option_gets_typers_message(tmp_path):
     r = run(REPO / "articles", "--colour", "red")
     assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_compose_option_is_documented_in_the_readme():
+    import typer.main
+
+    from newsletter.cli import app
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Composing a digest"): readme.index("<!-- section: compose -->")]
+    command = typer.main.get_command(app).commands["compose"]
+    options = [opt for p in command.params for opt in p.opts if opt.startswith("--") and opt != "--help"]
+    assert "--since" in options and "--embed-images" in options
+    missing = [opt for opt in options if f"`{opt}" not in section]
+    assert not missing, f"undocumented options: {missing}"
