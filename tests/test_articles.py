@@ -246,6 +246,15 @@ def test_one_bad_file_among_good_ones_is_skipped_with_a_warning_naming_it(tmp_pa
     assert str(tmp_path / "bad.md") in result.warnings[0] and "someday" in result.warnings[0]
 
 
+def test_stray_files_in_a_directory_are_ignored_with_a_note_even_when_strict(tmp_path):
+    (tmp_path / "post.md").write_text("---\ntitle: Post\n---\nWords.")
+    (tmp_path / "README.txt").write_text("This folder holds the articles for the newsletter.\n")
+    (tmp_path / "data.json").write_text('{"not": "a feed"}')
+    result = load_sources([str(tmp_path)], CONFIG, strict=True)
+    assert [a.title for a in result.articles] == ["Post"]
+    assert result.warnings == [f"ignored {tmp_path / 'README.txt'}: not a recognised source (expected Markdown, an RSS/Atom/RDF/JSON feed, an HTML page or a list of URLs)"]
+
+
 def test_strict_makes_a_bad_file_an_error(tmp_path):
     (tmp_path / "good.md").write_text("---\ntitle: Good one\n---\nFine.")
     (tmp_path / "bad.md").write_text("---\ntitle: [\n---\n")
@@ -302,7 +311,7 @@ def test_empty_and_binary_files_are_errors(tmp_path):
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)))
     with pytest.raises(SourceError, match="empty.xml: empty file"):
         load_sources([str(tmp_path / "empty.xml")], CONFIG)
-    with pytest.raises(SourceError, match="blob.bin: binary file"):
+    with pytest.raises(SourceError, match="blob.bin: not a recognised source: a binary file"):
         load_sources([str(tmp_path / "blob.bin")], CONFIG)
 
 

@@ -262,3 +262,27 @@ def test_fuzz_the_feed_parser_returns_articles_or_raises_source_error(data):
     for a in articles:
         assert a.title and a.url.startswith(("http://", "https://"))
         assert "<script" not in a.body.lower()
+
+
+# --- JSON Feed ------------------------------------------------------------------------------------
+
+def test_json_feed_items_become_articles():
+    result = load("jsonfeed.json")
+    first, second = result.articles
+    assert first.title == "Tide tables & the new pontoon"
+    assert first.url == "https://micro.example.net/2026/11/13/tide"
+    assert first.published == datetime(2026, 11, 13, 8, 0, tzinfo=timezone.utc)
+    assert first.authors == ["Ana Souza"] and first.tags == ["harbour", "tides"] and first.category == "harbour"
+    assert first.image.url == "https://micro.example.net/img/pontoon.jpg" and first.image.alt == "The pontoon"
+    assert "<script" not in first.body and first.site_name == "Harbour Micro" and first.lang == "en"
+    assert second.title == "A short note without a title, as microblogs post them."
+    assert second.authors == ["Harbour Desk"]  # the feed's authors when the item names none
+    assert second.image.url == "https://micro.example.net/img/note.jpg"
+    assert result.warnings == [f"skipped {FEEDS / 'jsonfeed.json'}: item 3 ('No link'): has no link"]
+
+
+def test_broken_json_feed_is_a_one_line_error(tmp_path):
+    p = tmp_path / "feed.json"
+    p.write_text('{"version": "https://jsonfeed.org/version/1.1", "items": [')
+    with pytest.raises(SourceError, match=r"feed.json: invalid JSON Feed: "):
+        load_sources([str(p)], CONFIG)

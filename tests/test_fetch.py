@@ -163,7 +163,7 @@ def test_non_feed_content_is_an_error_naming_the_url(server):
     server.routes["/sitemap"] = (200, {"Content-Type": "application/xml"}, (FEEDS / "not-a-feed.xml").read_bytes())
     with pytest.raises(SourceError, match=r"/notes: not a recognised source"):
         load_sources([server.url + "/notes"], cfg())
-    with pytest.raises(SourceError, match=r"/blob: binary file"):
+    with pytest.raises(SourceError, match=r"/blob: not a recognised source: a binary file"):
         load_sources([server.url + "/blob"], cfg())
     with pytest.raises(SourceError, match=r"/sitemap: not an RSS, Atom or RDF feed"):
         load_sources([server.url + "/sitemap"], cfg())

@@ -1,6 +1,7 @@
 """Source arguments (directories, files, URLs) → articles, with the kind detected from content.
 
-Kinds: a Markdown file (front matter or ``.md``), an RSS/Atom/RDF feed (root element),
+Kinds: a Markdown file (front matter or ``.md``), an RSS/Atom/RDF feed (root element) or a
+JSON Feed,
 an HTML page (handed to ``pages.parse_page``), and a text file listing URLs one a line
 (``#`` comments). The file extension is only a tie-breaker: a feed saved as ``.txt`` or a
 page served as ``text/plain`` is still recognised.
@@ -24,7 +25,7 @@ MARKDOWN, FEED, HTML, URL_LIST = "markdown", "feed", "html", "url-list"
 # Files in a source directory that are assets, not articles: skipped silently.
 _ASSET_SUFFIXES = {
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".svg", ".bmp", ".ico", ".tif", ".tiff",
-    ".css", ".js", ".json", ".pdf", ".mp3", ".mp4", ".webm", ".mov", ".zip", ".gz", ".toml", ".yaml", ".yml",
+    ".css", ".js", ".pdf", ".mp3", ".mp4", ".webm", ".mov", ".zip", ".gz", ".toml", ".yaml", ".yml",
 }
 _FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -32,6 +33,7 @@ _PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*", re.DOT
 _ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _URL_LINE = re.compile(r"^https?://\S+$", re.IGNORECASE)
 FETCH_WORKERS = 4
+_NOT_A_SOURCE = "not a recognised source"
 
 # Called with a plain string for a note (a recovered feed) or with the SourceError of an item
 # that is being skipped (which ``--strict`` turns into a failure).
@@ -52,6 +54,8 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
     ctype = (content_type or "").lower()
     if b"\x00" in head[:1024]:
         return None
+    if feeds.is_json_feed(head):
+        return FEED
     stripped = head.lstrip()
     if re.match(rb"---[ \t]*\r?\n", stripped):
         return MARKDOWN
@@ -156,6 +160,8 @@ def parse_content(
         if path is not None:
             return [markdown.parse_markdown(text, path, config, warn)]
         return [markdown.parse_markdown(text, Path(source), config, warn, base_url=base_url or source)]
+    if kind == FEED and feeds.is_json_feed(content):
+        return feeds.parse_json_feed(content, source, config, base_url=base_url, warn=warn)
     if kind == FEED:
         return feeds.parse_feed(content, source, config, base_url=base_url, charset=charset, content_type=content_type, warn=warn)
     if kind == HTML:
@@ -165,8 +171,8 @@ def parse_content(
             raise SourceError(source, "a list of URLs cannot itself come from a list of URLs")
         return _load_url_list(content, source, config, warn)
     if b"\x00" in content[:1024]:
-        raise SourceError(source, "binary file, not an article source")
-    raise SourceError(source, "not a recognised source (expected Markdown, an RSS/Atom/RDF feed, an HTML page or a list of URLs)")
+        raise SourceError(source, f"{_NOT_A_SOURCE}: a binary file")
+    raise SourceError(source, f"{_NOT_A_SOURCE} (expected Markdown, an RSS/Atom/RDF/JSON feed, an HTML page or a list of URLs)")
 
 
 def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> Article:
@@ -192,6 +198,8 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
             p = Path(root) / n
             if n.startswith(".") or p.suffix.lower() in _ASSET_SUFFIXES:
                 continue
+            if p.suffix.lower() == ".json" and not _is_json_feed_file(p):
+                continue  # data files beside the articles; only JSON Feeds are sources
             files.append(p)
     articles: list[Article] = []
     failures: list[SourceError] = []
@@ -199,6 +207,10 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
         try:
             articles.extend(_load_file(p, config, warn, nested=False))
         except SourceError as e:
+            if e.problem.startswith(_NOT_A_SOURCE):
+                # A stray README, notes file or binary beside the articles: say so, but it is not a bad article.
+                warn(f"ignored {e}")
+                continue
             failures.append(e)
             warn(e)
     if not articles:
@@ -206,6 +218,14 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
             raise SourceError(str(path), f"no article could be read ({len(failures)} file(s) failed; first: {failures[0]})")
         raise SourceError(str(path), "no article files in this directory")
     return articles
+
+
+def _is_json_feed_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return feeds.is_json_feed(f.read(4096))
+    except OSError:
+        return True  # let the normal read report the problem
 
 
 def _load_url_list(content: bytes, source: str, config: Config, warn: Warn) -> list[Article]:
