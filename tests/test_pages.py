@@ -346,3 +346,17 @@ def test_placeholder_values_and_datelines_are_ignored():
     a = parse_page(doc.encode(), "https://example.org/tides")
     assert a.category is None
     assert a.authors == []
+
+
+def test_saved_page_resolves_relative_urls_against_its_canonical_address(tmp_path):
+    f = tmp_path / "saved.html"
+    f.write_bytes((PAGES / "opengraph.html").read_bytes())
+    a = parse_page(f.read_bytes(), str(f))
+    assert a.image is not None and a.image.url == "https://pathfinder.example.net/images/trail.jpg"
+    assert a.url == "https://pathfinder.example.net/trails/quiet-coast"
+
+
+def test_body_does_not_repeat_the_headline():
+    a = page("opengraph.html")
+    assert not a.body.lstrip().startswith("<h1")
+    assert "Summer weekends fill every car park" in a.body

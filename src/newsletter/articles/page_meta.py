@@ -242,6 +242,14 @@ def collect(doc, url: str) -> PageSignals:
             if href:
                 sig.links.setdefault(rel, []).append(href)
 
+    if not usable_base(sig.base):
+        # A saved page (a local file) still says where it lives: resolve against that.
+        for href in sig.links.get("canonical", [])[:1] + sig.meta.get("og:url", [])[:1]:
+            href = clean_text(href)
+            if usable_base(href):
+                sig.base = href
+                break
+
     for el in doc.iter("script"):
         if (el.get("type") or "").strip().lower() != "application/ld+json":
             continue

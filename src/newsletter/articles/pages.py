@@ -195,6 +195,20 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_LEADING_HEADING = re.compile(r"^\s*<h([1-3])\b[^>]*>(.*?)</h\1>\s*", re.S | re.I)
+
+
+def _without_leading_title(body: str, title: str) -> str:
+    """The body without a first heading that repeats the headline (the card shows it already)."""
+    m = _LEADING_HEADING.match(body)
+    if m:
+        from .sanitize import clean_text
+
+        if clean_text(m.group(2)).casefold() == title.casefold():
+            return body[m.end():]
+    return body
+
+
 def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
     """Text of the first ``<p>`` of the extracted body that is prose: not the title, not the byline."""
     import lxml.html
@@ -296,6 +310,7 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
     if not main.strip():
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=base)
+    body = _without_leading_title(body, title)
     paragraphs = html_paragraphs(body)
     main_text = "\n".join(paragraphs)
     summary = cut_summary(pm.best_description(sig) or _first_paragraph(body, title, authors) or next(
