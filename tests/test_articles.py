@@ -415,3 +415,8 @@ def test_fuzz_any_content_gives_articles_or_a_source_error(prefix, data):
         return
     for a in articles:
         assert isinstance(a, Article) and a.title
+
+
+def test_front_matter_text_is_plain_text_and_heading_titles_lose_their_markup():
+    assert md("---\ntitle: Why <div> soup is bad &amp; slow\n---\nx").title == "Why <div> soup is bad & slow"
+    assert md("# Hello *world* and `code`\n\nBody text.").title == "Hello world and code"

@@ -10,6 +10,7 @@ file's folder and kept as an absolute local path, for compose to turn into a thu
 
 from __future__ import annotations
 
+import html as htmllib
 import re
 import urllib.parse
 from pathlib import Path
@@ -58,11 +59,11 @@ def parse_markdown(
     title = meta.get("title")
     if title is not None and not isinstance(title, (str, int, float)):
         raise SourceError(name, "front matter 'title' must be text")
-    title = sanitize.clean_text(str(title)) if title is not None else ""
+    title = _plain(title) if title is not None else ""
     if not title:
         m = _H1.match(body)
         if m:
-            title = sanitize.clean_text(m.group(1))
+            title = sanitize.clean_text(_md.renderInline(m.group(1)))  # "# Hello *world*" → "Hello world"
             body = body[m.end():]
     if not title:
         raise SourceError(name, "missing title (add 'title:' to the front matter or start with a '# Heading')")
@@ -99,7 +100,7 @@ def parse_markdown(
     paragraphs = sanitize.html_paragraphs(_without_headings(html))
 
     summary = meta.get("summary", meta.get("description", meta.get("excerpt")))
-    summary = text.truncate_words(sanitize.clean_text(str(summary))) if summary else text.truncate_words(text.first_paragraph(paragraphs))
+    summary = text.truncate_words(_plain(summary)) if summary else text.truncate_words(text.first_paragraph(paragraphs))
 
     image = _image(meta, body, path, title, name, base_url)
 
@@ -135,7 +136,7 @@ def parse_markdown(
         url=url,
         authors=text.split_names(meta.get("authors", meta.get("author"))),
         published=published,
-        category=sanitize.clean_text(str(category)) if category else None,
+        category=_plain(category) if category else None,
         tags=text.split_tags(meta.get("tags")),
         summary=summary,
         body=body_html,
@@ -148,6 +149,11 @@ def parse_markdown(
         source=name,
         guid=str(guid) if guid is not None else None,
     )
+
+
+def _plain(value: object) -> str:
+    """Front matter text is plain text: entities decoded, whitespace folded, angle brackets kept as written."""
+    return " ".join(htmllib.unescape(str(value)).split())
 
 
 def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
@@ -238,7 +244,7 @@ def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: s
     url = _resolve_image_path(ref, path, name, base_url)
     return Image(
         url=url,
-        alt=sanitize.clean_text(str(alt)) if alt else title,
+        alt=_plain(alt) if alt else title,
         width=width if isinstance(width, int) else None,
         height=height if isinstance(height, int) else None,
     )
