@@ -263,3 +263,10 @@ def test_load_digest_with_a_damaged_json_is_a_one_line_error(tmp_path, digest):
     with pytest.raises(RenderError, match=r"digest\.json: malformed") as e:
         load_digest(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_bad_from_address_writes_nothing(tmp_path, fixtures_dir):
+    d = compose([str(fixtures_dir / "compose/good")], Config(from_address="not an address"), ComposeOptions(now=NOW))
+    with pytest.raises(InvalidInput, match="from_address 'not an address': not an email address"):
+        write_digest(d, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,7 @@ def write_digest(digest: Digest, out_dir: str | os.PathLike) -> dict[str, Path]:
     returns the paths by kind (html, text, eml, json, assets). Older assets are left in place:
     a digest already sent may still point at them."""
     out = Path(out_dir)
+    eml = build_message(digest).as_bytes()  # first: a bad header value stops us before any write
     if out.exists() and not out.is_dir():
         raise RenderError(f"{out}: not a directory (--out needs a folder for digest.html, .txt, .eml, .json and assets/)")
     try:
@@ -72,7 +73,7 @@ def write_digest(digest: Digest, out_dir: str | os.PathLike) -> dict[str, Path]:
             "json": out / "digest.json",
             "assets": assets_dir,
         }
-        _write_atomic(paths["eml"], build_message(digest).as_bytes())
+        _write_atomic(paths["eml"], eml)
         _write_atomic(paths["html"], digest.html.encode("utf-8"))
         _write_atomic(paths["text"], digest.text.encode("utf-8"))
         _write_atomic(paths["json"], json.dumps(digest_json(digest), ensure_ascii=False, indent=2).encode("utf-8"))
