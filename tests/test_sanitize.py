@@ -120,3 +120,13 @@ def test_an_unusable_base_url_is_treated_as_no_base():
 @given(st.text(max_size=40))
 def test_property_any_base_url_never_raises(base):
     assert isinstance(sanitize_html('<a href="x">y</a><img src="z">', base_url=base), str)
+
+
+def test_lazy_loaded_images_get_their_real_source():
+    out = sanitize_html('<img src="data:image/gif;base64,R0lGOD" data-src="/img/real.jpg" alt="Real">', base_url=BASE)
+    assert out == '<img src="https://blog.example.org/img/real.jpg" alt="Real">'
+    out = sanitize_html('<img data-lazy-src="https://cdn.example.com/a.jpg">')
+    assert out == '<img src="https://cdn.example.com/a.jpg">'
+    keep = sanitize_html('<img src="https://cdn.example.com/shown.jpg" data-src="https://cdn.example.com/other.jpg">')
+    assert keep == '<img src="https://cdn.example.com/shown.jpg">'
+    assert "javascript" not in sanitize_html('<img data-src="javascript:alert(1)">')

@@ -55,6 +55,22 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
+_LAZY_IMG = re.compile(r"<img\b[^>]*\bdata-(?:src|lazy-src|original)\s*=[^>]*>", re.IGNORECASE)
+_IMG_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+
+
+def _promote_lazy_src(m: re.Match) -> str:
+    """Lazy-loaded images keep the real URL in data-src and a placeholder (or nothing) in src: swap them."""
+    tag = m.group(0)
+    attrs = {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "") for a in _IMG_ATTR.finditer(tag)}
+    real = attrs.get("data-src") or attrs.get("data-lazy-src") or attrs.get("data-original")
+    src = attrs.get("src", "")
+    if not real or (src and not src.startswith("data:") and "placeholder" not in src and "lazy" not in src and "blank" not in src):
+        return tag
+    tag = re.sub(r"""\ssrc\s*=\s*(?:"[^"]*"|'[^']*'|[^\s>]+)""", "", tag, count=1, flags=re.IGNORECASE)
+    return tag[:4] + f' src="{htmllib.escape(htmllib.unescape(real), quote=True)}"' + tag[4:]
+
+
 def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
     """Return ``html`` with everything unsafe for an email removed and relative URLs made absolute.
 
@@ -63,6 +79,8 @@ def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
     """
     if not html:
         return ""
+    if "data-" in html:
+        html = _LAZY_IMG.sub(_promote_lazy_src, html)
     options = dict(
         tags=ALLOWED_TAGS,
         clean_content_tags=REMOVED_WITH_CONTENT,
