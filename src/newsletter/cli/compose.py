@@ -56,6 +56,7 @@ def compose_command(
         say(f"  skipped {count}: {reason}")
     kb, budget = digest.html_size / 1024, HTML_BUDGET_BYTES // 1024
     status = "over budget, Gmail will clip it" if digest.over_budget else "within budget"
-    say(f"HTML {kb:.1f} KB of {budget} KB ({status}); {len(digest.assets) + len(digest.images)} image file(s).")
+    images = f"{len(digest.images)} image(s) embedded in the .eml" if digest.images else f"{len(digest.assets)} image file(s) in assets/"
+    say(f"HTML {kb:.1f} KB of {budget} KB ({status}); {images}.")
     say(f"Subject: {digest.subject}")
     say(f"Wrote {paths['html']}, {paths['text']}, {paths['eml']}, {paths['json']}" + (f" and {paths['assets']}/" if digest.assets or digest.images else ""))
