@@ -87,10 +87,10 @@ def confirm(st, token: str):
 def peek_unsubscribe(st, token: str):
     """The subscription a link is for, and the person's other lists they could leave too."""
     from ..store.lists import list_lists
-    from ..store.subscribers import get_subscriber, peek_token
+    from ..store.subscribers import peek_token
 
     info = peek_token(st.engine, _secret(st), token, kind="unsubscribe")
-    lists = get_subscriber(st.engine, info.email).lists
+    lists = info.lists
     names = {s.slug: s for s in list_lists(st.engine)}
     others = [
         {"id": names[slug].id, "slug": slug, "name": names[slug].name}
