@@ -337,3 +337,18 @@ def test_digest_makes_no_third_party_requests(ten):
     assert not root.xpath("//link")  # e.g. no Google Fonts stylesheet for "Roboto" in the font stack
     external = {img.get("src").split("/")[2] for img in root.xpath("//img") if img.get("src", "").startswith("http")}
     assert external == {"example.org"}  # only the articles' own images
+
+
+def test_mixed_style_block_is_inlined_and_its_media_rules_keep_important(tmp_path, fixtures_dir):
+    tdir = tmp_path / "t"
+    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
+    (tdir / "digest.mjml").write_text(
+        "<mjml><mj-head><mj-style>.x a { color: #123456; } "
+        "@media only screen and (max-width: 480px) { .x a { color: #654321 !important; } }</mj-style></mj-head>"
+        "<mj-body><mj-section><mj-column><mj-text css-class=\"x\"><a href=\"https://example.org/\">{{ subject }}</a></mj-text>"
+        "<mj-text><a href=\"{{ unsubscribe_url }}\">u</a></mj-text></mj-column></mj-section></mj-body></mjml>"
+    )
+    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
+    link = doc(d).xpath('//td[contains(@class,"x")]//a')[0]
+    assert "color:#123456" in link.get("style").replace(" ", "")
+    assert re.search(r"\.x a\s*{\s*color:\s*#654321\s*!important", styles(d))
