@@ -352,3 +352,20 @@ def test_mixed_style_block_is_inlined_and_its_media_rules_keep_important(tmp_pat
     link = doc(d).xpath('//td[contains(@class,"x")]//a')[0]
     assert "color:#123456" in link.get("style").replace(" ", "")
     assert re.search(r"\.x a\s*{\s*color:\s*#654321\s*!important", styles(d))
+
+
+MERGE_TAGS = ["*|UNSUBSCRIBE_URL|*", "*|WEB_VERSION_URL|*", "*|EMAIL|*", "*|NAME|*", "*|NAME:fallback|*",
+              "*|ATTR:key|*", "*|ATTR:key:fallback|*"]
+
+
+def test_every_merge_tag_survives_in_text_and_links_of_a_custom_template(tmp_path, fixtures_dir):
+    tdir = tmp_path / "t"
+    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
+    body = "".join(f'<mj-text><p>Hi {tag}</p><a href="https://example.org/?v={tag}">l</a></mj-text>' for tag in MERGE_TAGS)
+    (tdir / "digest.mjml").write_text(f"<mjml><mj-body><mj-section><mj-column>{body}</mj-column></mj-section></mj-body></mjml>")
+    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
+    root = doc(d)
+    for tag in MERGE_TAGS:
+        assert f"Hi {tag}" in root.text_content(), tag
+        assert root.xpath(f'//a[@href="https://example.org/?v={tag}"]'), tag
+        assert d.html.count(tag) >= 2, tag
