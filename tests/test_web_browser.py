@@ -204,3 +204,48 @@ def test_one_click_unsubscribe_from_a_sent_campaign(live, smtp, engine, config):
     assert archive.status_code == 200 and "In praise of small tools" in archive.text
     assert "reader@example.com" not in archive.text and "/unsubscribe/" not in archive.text and "*|" not in archive.text
     assert f"/archive/{campaign.id}" in httpx.get(f"{live.url}/archive/", timeout=10).text
+
+
+A11Y_CHECK = """() => {
+  const problems = [];
+  for (const el of document.querySelectorAll('input, select, textarea')) {
+    if (el.type === 'hidden' || el.closest('[aria-hidden="true"]')) continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute('aria-label')) problems.push('unlabelled ' + (el.name || el.id));
+  }
+  for (const b of document.querySelectorAll('button, a')) {
+    if (!b.textContent.trim() && !b.getAttribute('aria-label')) problems.push('nameless ' + b.outerHTML.slice(0, 60));
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) problems.push('horizontal scroll ' + document.documentElement.scrollWidth);
+  if (!document.documentElement.lang) problems.push('no lang');
+  return problems;
+}"""
+
+
+def test_pages_are_labelled_keyboard_usable_and_fit_375px(live, page, engine, config):
+    from newsletter.store import lists, subscribers
+
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="double")
+    lists.create_list(engine, "news", "Product news", opt_in="single")
+    a = subscribers.add_subscriber(engine, "multi@example.com", list_slug="news")
+    subscribers.add_subscriber(engine, "multi@example.com", list_slug="weekly")
+    unsub = subscribers.unsubscribe_url(config, a.subscriber_id, a.list_id)
+    page.set_viewport_size({"width": 375, "height": 740})
+    for url in ["/subscribe/weekly", unsub, "/confirm/forged-token", "/archive/", "/admin/", "/admin/preview",
+                "/admin/subscribers", "/admin/lists", "/admin/campaigns", "/admin/subscribers/import", "/nope"]:
+        page.goto(url if url.startswith("http") else live.url + url)
+        assert page.evaluate(A11Y_CHECK) == [], url
+    # Keyboard: Tab reaches the skip link first, then the form; focus is visible.
+    page.goto(live.url + "/subscribe/weekly")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "email":
+            break
+    assert page.evaluate("document.activeElement.id") == "email"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), outline
+    page.keyboard.type("kb@example.com")
+    page.keyboard.press("Enter")
+    assert "Check your inbox" in page.locator("h1").inner_text()

@@ -250,3 +250,18 @@ def test_signup_confirm_and_unsubscribe_on_sqlite_and_postgresql(db_url):
             assert subs.get_subscriber(engine, "pg@example.com").lists == {"weekly": "unsubscribed"}
     finally:
         engine.dispose()
+
+
+def test_token_for_a_list_the_person_is_not_on_is_404_and_changes_nothing(client, engine):
+    a = subs.add_subscriber(engine, "one@example.com", list_slug="weekly")
+    other = store_lists.get_list(engine, "news").id
+    token = tokens.unsubscribe_token(SECRET.encode(), a.subscriber_id, other)
+    assert_clean_error(client.get(f"/unsubscribe/{token}"), 404)
+    assert_clean_error(client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}), 404)
+    assert lists_of(engine, "one@example.com") == {"weekly": "active"}
+
+
+def test_archive_hides_unsent_campaigns(client):
+    assert_clean_error(client.get("/archive/1"), 404)
+    assert_clean_error(client.get("/archive/not-a-number"), 404)
+    assert client.get("/archive/").status_code == 200
