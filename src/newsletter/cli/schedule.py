@@ -1,5 +1,193 @@
-"""CLI commands for `schedule` (registered on the root app on import)."""
+"""CLI commands for `schedule`: `digests ...`, `campaigns schedule`, and `worker`.
+
+A thin shell: the library (newsletter.schedule) returns data and raises newsletter.errors;
+these functions parse flags, format output and nothing else.
+"""
 
 from __future__ import annotations
 
-from . import app  # noqa: F401
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import app, get_config
+from ..errors import InvalidInput
+
+digests_app = typer.Typer(
+    help="Recurring digests: compose and send the new articles on a schedule.",
+    no_args_is_help=True,
+)
+app.add_typer(digests_app, name="digests")
+
+
+def _engine(config):
+    from ..store.db import get_engine, require_current_schema
+
+    engine = get_engine(config.database_url)
+    require_current_schema(engine)
+    return engine
+
+
+def _when(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    return dt.strftime(fmt) if dt else "-"
+
+
+def _now_opt(now: Optional[str]):
+    if now is None:
+        return None
+    from ..schedule.cron import parse_instant
+
+    return parse_instant(now)
+
+
+# --- digests ---------------------------------------------------------------------------------
+
+@digests_app.command("add")
+def digests_add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A unique name for the digest (e.g. weekly)."),
+    cron_expr: Optional[str] = typer.Option(None, "--cron", help='Cron expression, e.g. "0 8 * * MON".'),
+    every: Optional[str] = typer.Option(None, "--every", help='Simple form: "daily 07:30", "weekdays 08:00", "weekly mon 08:00", "monthly 1 09:00".'),
+    tz: Optional[str] = typer.Option(None, "--tz", help="IANA time zone the schedule is read in (default: config timezone)."),
+    sources: List[str] = typer.Option([], "--source", "-s", help="Article source: folder, file or feed URL (repeatable; default: config sources)."),
+    lists: List[str] = typer.Option([], "--list", "-l", help="Target list slug (repeatable)."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Template folder (digest.mjml and digest.txt)."),
+    subject: str = typer.Option("", "--subject", help='Jinja subject, e.g. "Weekly digest — {{ date }}" (default: the template\'s).'),
+    max_articles: int = typer.Option(10, "--max-articles", help="At most this many articles per occurrence."),
+    min_articles: int = typer.Option(1, "--min-articles", help="Skip the occurrence with fewer new articles than this."),
+    category: Optional[str] = typer.Option(None, "--category", help="Only articles in this category."),
+    tags: List[str] = typer.Option([], "--tag", help="Only articles with one of these tags (repeatable)."),
+    catch_up: str = typer.Option("latest", "--catch-up", help="After downtime: latest (send the newest missed occurrence), all, or none."),
+) -> None:
+    """Create a recurring digest."""
+    from ..schedule.digests import DigestSpec, add_digest
+
+    if bool(cron_expr) == bool(every):
+        raise InvalidInput("give exactly one of --cron or --every")
+    config = get_config(ctx)
+    spec = DigestSpec(
+        name=name, schedule=cron_expr or every, timezone=tz or config.timezone,
+        sources=list(sources) or list(config.sources), lists=list(lists),
+        template_dir=str(template) if template else None, subject=subject, max_articles=max_articles,
+        min_articles=min_articles, category=category, tags=list(tags), catch_up=catch_up,
+    )
+    info = add_digest(_engine(config), config, spec)
+    typer.echo(f"digest {name!r} added: {info.digest.schedule} ({info.digest.timezone}); "
+               f"next run {_when(info.next_run_local)} = {_when(info.next_run)}")
+
+
+@digests_app.command("list")
+def digests_list(
+    ctx: typer.Context,
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Every digest with its next run (its time zone and UTC), last run and articles sent."""
+    from ..schedule.digests import list_digests
+
+    if fmt not in ("table", "json"):
+        raise InvalidInput(f"--format {fmt!r}: expected table or json")
+    infos = list_digests(_engine(get_config(ctx)))
+    if fmt == "json":
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False))
+        return
+    if not infos:
+        typer.echo("no digests (add one with `newsletter digests add`)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "schedule", "lists", "next run (local)", "next run (UTC)", "last run", "sent", "status"):
+        table.add_column(col)
+    for i in infos:
+        d = i.digest
+        last = i.last_run
+        last_text = f"{_when(last.scheduled_for.astimezone(i.next_run_local.tzinfo) if (last and i.next_run_local) else (last.scheduled_for if last else None))} {last.status}" if last else "never"
+        table.add_row(
+            d.name, f"{d.schedule} ({d.timezone})", ", ".join(i.list_slugs), _when(i.next_run_local),
+            _when(i.next_run), last_text, str(d.articles_sent), "paused" if d.paused else "active",
+        )
+    Console(width=200).print(table)
+
+
+@digests_app.command("show")
+def digests_show(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    runs: int = typer.Option(10, "--runs", help="How many recent occurrences to show."),
+    fmt: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """One digest's settings and its recent occurrences."""
+    from ..schedule.digests import show_digest
+
+    if fmt not in ("text", "json"):
+        raise InvalidInput(f"--format {fmt!r}: expected text or json")
+    info = show_digest(_engine(get_config(ctx)), name, runs=runs)
+    data = info.as_dict()
+    if fmt == "json":
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for key in ("name", "schedule", "timezone", "sources", "lists", "template_dir", "subject", "max_articles",
+                "min_articles", "category", "tags", "catch_up", "paused", "next_run_local", "next_run",
+                "last_run", "articles_sent"):
+        value = data[key]
+        if isinstance(value, list):
+            value = ", ".join(map(str, value)) or "-"
+        typer.echo(f"{key:15} {value if value not in (None, '') else '-'}")
+    typer.echo("runs:" if info.runs else "runs:           none yet")
+    for r in info.runs:
+        what = f"campaign {r.campaign_id}, {r.article_count} article(s)" if r.status == "created" else r.reason
+        typer.echo(f"  {r.scheduled_for.isoformat()}  {r.status:8} {what}{'  (manual)' if r.manual else ''}")
+
+
+@digests_app.command("pause")
+def digests_pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Stop running a digest's occurrences (those falling while paused are never sent)."""
+    from ..schedule.digests import pause_digest
+
+    pause_digest(_engine(get_config(ctx)), name)
+    typer.echo(f"digest {name!r} paused")
+
+
+@digests_app.command("resume")
+def digests_resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Run a paused digest again from its next occurrence."""
+    from ..schedule.digests import resume_digest
+
+    info = resume_digest(_engine(get_config(ctx)), name)
+    typer.echo(f"digest {name!r} resumed; next run {_when(info.next_run_local)} = {_when(info.next_run)}")
+
+
+@digests_app.command("remove")
+def digests_remove(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Delete a digest and its run history (campaigns it created are kept)."""
+    from ..schedule.digests import remove_digest
+
+    remove_digest(_engine(get_config(ctx)), name)
+    typer.echo(f"digest {name!r} removed")
+
+
+@digests_app.command("run")
+def digests_run(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    now: bool = typer.Option(False, "--now", help="Compose and create this occurrence's campaign immediately."),
+    at: Optional[str] = typer.Option(None, "--clock", help="Pretend the clock says this ISO instant (tests)."),
+) -> None:
+    """Run one occurrence now: compose the new articles and create its campaign (a worker sends it)."""
+    from ..schedule.digests import run_digest_now
+
+    if not now:
+        raise InvalidInput("digests run needs --now (the schedule itself is run by `newsletter worker`)")
+    config = get_config(ctx)
+    result = run_digest_now(_engine(config), config, name, now=_now_opt(at))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(result.line())
+    if result.status == "failed":
+        raise typer.Exit(1)
+    if result.campaign_id is not None:
+        typer.echo(str(result.campaign_id))

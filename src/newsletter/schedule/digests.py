@@ -1,0 +1,540 @@
+"""Recurring digests: define them, and run their occurrences into campaigns.
+
+An occurrence loads the digest's sources (retrying a failing one a few times), selects the
+articles published since the last sent occurrence that no earlier occurrence sent, and either
+records a skipped run (fewer than ``min_articles``) or renders the digest and creates ONE
+campaign through the dispatcher — in the same database transaction that inserts the
+(digest, occurrence) row whose unique key makes a duplicate impossible.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from ..config import Config
+from ..errors import InvalidInput, NewsletterError, NotFound, RenderError, ScheduleError, SelectionError, SourceError, StoreError
+from ..store.digest_models import Digest, DigestRun, DigestSentArticle
+from ..store.models import MailingList
+from . import cron
+
+UTC = timezone.utc
+log = logging.getLogger("newsletter.schedule")
+
+# A failing source is tried this many times within one occurrence, waiting these seconds between.
+SOURCE_RETRY_DELAYS: tuple[float, ...] = (2.0, 10.0)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(UTC)
+
+
+# --- defining digests ------------------------------------------------------------------------
+
+@dataclass
+class DigestSpec:
+    """What ``newsletter digests add`` asks for; checked by :func:`add_digest` before anything is stored."""
+
+    name: str
+    schedule: str
+    timezone: str = "UTC"
+    sources: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)  # list slugs
+    template_dir: str | None = None
+    subject: str = ""
+    max_articles: int | None = 10
+    min_articles: int = 1
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    catch_up: str = "latest"
+
+
+@dataclass
+class DigestInfo:
+    """A digest as shown by ``digests list/show`` and the admin: the row plus what it takes to read it."""
+
+    digest: Digest
+    list_slugs: list[str]
+    next_run: datetime | None  # UTC
+    next_run_local: datetime | None  # in the digest's time zone
+    last_run: DigestRun | None
+    runs: list[DigestRun] = field(default_factory=list)  # newest first (show only)
+
+    def as_dict(self) -> dict:
+        d = self.digest
+        return {
+            "name": d.name, "schedule": d.schedule, "timezone": d.timezone, "sources": list(d.sources),
+            "lists": self.list_slugs, "template_dir": d.template_dir, "subject": d.subject,
+            "max_articles": d.max_articles, "min_articles": d.min_articles, "category": d.category,
+            "tags": list(d.tags), "catch_up": d.catch_up, "paused": d.paused,
+            "next_run": _iso(self.next_run), "next_run_local": _iso(self.next_run_local),
+            "last_run": _iso(d.last_run_at), "articles_sent": d.articles_sent,
+            "runs": [_run_dict(r) for r in self.runs],
+        }
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def _run_dict(r: DigestRun) -> dict:
+    return {"scheduled_for": _iso(r.scheduled_for), "status": r.status, "campaign_id": r.campaign_id,
+            "articles": r.article_count, "reason": r.reason, "warnings": list(r.warnings), "manual": r.manual}
+
+
+def render_subject(template: str, *, when: datetime, tz: str, name: str, newsletter_name: str) -> str:
+    """The subject for one occurrence: ``template`` is Jinja (sandboxed) with ``date`` (e.g. 7 December
+    2026, in the digest's zone), ``date_iso``, ``name`` and ``newsletter_name``. One line, no CR/LF."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    local = when.astimezone(cron.get_zone(tz))
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        out = env.from_string(template).render(
+            date=f"{local.day} {local:%B %Y}", date_iso=local.date().isoformat(), name=name,
+            newsletter_name=newsletter_name, week=local.isocalendar()[1], year=local.year,
+        )
+    except jinja2.TemplateError as e:
+        raise InvalidInput(f"--subject {template!r}: {e}") from None
+    if "\r" in out or "\n" in out:
+        raise InvalidInput(f"--subject {template!r}: line breaks are not allowed in a subject")
+    return out.strip()
+
+
+def _check_name(name: str) -> str:
+    n = (name or "").strip()
+    if not n or len(n) > 100 or any(c.isspace() and c != " " for c in n) or n != name:
+        raise InvalidInput(f"digest name {name!r}: use 1-100 characters without leading/trailing spaces or line breaks")
+    return n
+
+
+def _resolve_lists(session: Session, slugs: Sequence[str]) -> list[MailingList]:
+    if not slugs:
+        raise InvalidInput("a digest needs at least one --list")
+    found = {m.slug: m for m in session.exec(select(MailingList).where(MailingList.slug.in_(list(slugs))))}
+    missing = [s for s in slugs if s not in found]
+    if missing:
+        raise NotFound(f"list {missing[0]!r} does not exist (create it with `newsletter lists add`)")
+    return [found[s] for s in dict.fromkeys(slugs)]
+
+
+def validate_spec(spec: DigestSpec, config: Config) -> cron.Schedule:
+    """Check everything that does not need the database; the parsed schedule on success."""
+    _check_name(spec.name)
+    sched = cron.parse_schedule(spec.schedule)
+    cron.get_zone(spec.timezone)
+    cron.check_catch_up(spec.catch_up)
+    if not spec.sources:
+        raise InvalidInput("a digest needs at least one --source")
+    if spec.max_articles is not None and spec.max_articles < 1:
+        raise InvalidInput(f"--max-articles {spec.max_articles}: must be at least 1")
+    if spec.min_articles < 0:
+        raise InvalidInput(f"--min-articles {spec.min_articles}: must be 0 or more")
+    if spec.max_articles is not None and spec.min_articles > spec.max_articles:
+        raise InvalidInput(f"--min-articles {spec.min_articles} is more than --max-articles {spec.max_articles}")
+    if spec.template_dir is not None:
+        from ..compose.templates import resolve_template_dir
+
+        resolve_template_dir(spec.template_dir)
+    if spec.subject:
+        render_subject(spec.subject, when=datetime.now(UTC), tz=spec.timezone, name=spec.name,
+                       newsletter_name=config.newsletter_name)
+    for s in spec.sources:
+        if not s.strip():
+            raise InvalidInput("--source: empty value")
+    return sched
+
+
+def _abs_source(s: str) -> str:
+    if "://" in s:
+        return s
+    return str(Path(s).expanduser().resolve())
+
+
+def add_digest(engine: Engine, config: Config, spec: DigestSpec, *, now: datetime | None = None) -> DigestInfo:
+    """Store a new digest after checking every field; nothing is stored when one is wrong."""
+    from ..store.db import session_scope
+
+    sched = validate_spec(spec, config)
+    now = _now(now)
+    with session_scope(engine) as session:
+        if session.exec(select(Digest.id).where(Digest.name == spec.name)).first() is not None:
+            raise InvalidInput(f"digest {spec.name!r} already exists (remove it first or pick another name)")
+        lists = _resolve_lists(session, spec.lists)
+        d = Digest(
+            name=spec.name, sources=[_abs_source(s) for s in spec.sources], list_ids=[m.id for m in lists],
+            template_dir=str(Path(spec.template_dir).expanduser().resolve()) if spec.template_dir else None,
+            subject=spec.subject or "", max_articles=spec.max_articles, min_articles=spec.min_articles,
+            category=spec.category, tags=list(spec.tags), schedule=sched.text, timezone=spec.timezone,
+            catch_up=spec.catch_up, paused=False, handled_until=now,
+            next_run_at=cron.next_after(sched, spec.timezone, now), created_at=now, updated_at=now,
+        )
+        session.add(d)
+        try:
+            session.flush()
+        except sa_exc.IntegrityError:
+            raise InvalidInput(f"digest {spec.name!r} already exists (remove it first or pick another name)") from None
+        return _info(session, d)
+
+
+def _info(session: Session, d: Digest, *, runs: int = 0) -> DigestInfo:
+    slugs = []
+    if d.list_ids:
+        by_id = {m.id: m.slug for m in session.exec(select(MailingList).where(MailingList.id.in_(list(d.list_ids))))}
+        slugs = [by_id.get(i, f"#{i} (deleted)") for i in d.list_ids]
+    last = session.exec(
+        select(DigestRun).where(DigestRun.digest_id == d.id).order_by(DigestRun.scheduled_for.desc()).limit(max(runs, 1))
+    ).all()
+    nxt = d.next_run_at
+    return DigestInfo(
+        digest=d, list_slugs=slugs, next_run=nxt,
+        next_run_local=nxt.astimezone(cron.get_zone(d.timezone)) if nxt else None,
+        last_run=last[0] if last else None, runs=list(last) if runs else [],
+    )
+
+
+def _get(session: Session, name: str, *, lock: bool = False) -> Digest:
+    q = select(Digest).where(Digest.name == name)
+    if lock:
+        q = q.with_for_update()
+    d = session.exec(q).first()
+    if d is None:
+        raise NotFound(f"digest {name!r} does not exist (see `newsletter digests list`)")
+    return d
+
+
+def list_digests(engine: Engine) -> list[DigestInfo]:
+    """Every digest, by name, with its next run (UTC and local), last run and articles sent."""
+    from ..store.db import session_scope
+
+    with session_scope(engine) as session:
+        return [_info(session, d) for d in session.exec(select(Digest).order_by(Digest.name)).all()]
+
+
+def show_digest(engine: Engine, name: str, *, runs: int = 10) -> DigestInfo:
+    """One digest with its ``runs`` most recent occurrences."""
+    from ..store.db import session_scope
+
+    with session_scope(engine) as session:
+        return _info(session, _get(session, name), runs=runs)
+
+
+def pause_digest(engine: Engine, name: str, *, now: datetime | None = None) -> DigestInfo:
+    """Stop running occurrences until resumed (occurrences while paused are never sent)."""
+    from ..store.db import session_scope
+
+    now = _now(now)
+    with session_scope(engine) as session:
+        d = _get(session, name, lock=True)
+        if d.paused:
+            raise InvalidInput(f"digest {name!r} is already paused")
+        d.paused, d.next_run_at, d.updated_at = True, None, now
+        session.add(d)
+        session.flush()
+        return _info(session, d)
+
+
+def resume_digest(engine: Engine, name: str, *, now: datetime | None = None) -> DigestInfo:
+    """Run occurrences again from now on (the ones that fell while paused are passed over)."""
+    from ..store.db import session_scope
+
+    now = _now(now)
+    with session_scope(engine) as session:
+        d = _get(session, name, lock=True)
+        if not d.paused:
+            raise InvalidInput(f"digest {name!r} is not paused")
+        d.paused = False
+        d.handled_until = max(d.handled_until, now)
+        d.next_run_at = cron.next_after(cron.parse_schedule(d.schedule), d.timezone, d.handled_until)
+        d.updated_at = now
+        session.add(d)
+        session.flush()
+        return _info(session, d)
+
+
+def remove_digest(engine: Engine, name: str) -> None:
+    """Delete a digest with its run history and sent-article memory (campaigns it created stay)."""
+    from ..store.db import session_scope
+
+    with session_scope(engine) as session:
+        d = _get(session, name, lock=True)
+        session.exec(sa.delete(DigestSentArticle).where(DigestSentArticle.digest_id == d.id))
+        session.exec(sa.delete(DigestRun).where(DigestRun.digest_id == d.id))
+        session.delete(d)
+
+
+# --- running occurrences ---------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """What one occurrence did: ``status`` created/skipped/failed/duplicate (someone else ran it)."""
+
+    digest: str
+    scheduled_for: datetime
+    status: str
+    campaign_id: int | None = None
+    article_count: int = 0
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One log line for the worker and the CLI."""
+        when = self.scheduled_for.isoformat()
+        if self.status == "created":
+            return f"digest {self.digest!r} {when}: campaign {self.campaign_id} created with {self.article_count} article(s)"
+        if self.status == "duplicate":
+            return f"digest {self.digest!r} {when}: already run by another worker"
+        return f"digest {self.digest!r} {when}: {self.status}: {self.reason}"
+
+
+@dataclass
+class Loaded:
+    articles: list
+    warnings: list[str]
+    failed: list[str]  # sources that still failed after the retries
+
+
+def load_with_retries(sources: Sequence[str], config: Config, *, delays: Sequence[float] = SOURCE_RETRY_DELAYS,
+                      sleep: Callable[[float], None] = _time.sleep) -> Loaded:
+    """Load each source on its own, retrying a URL that fails ``len(delays)`` more times; the failures
+    that remain are reported (one line each), and the others' articles are used."""
+    from ..articles import load_sources
+
+    articles: list = []
+    warnings: list[str] = []
+    failed: list[str] = []
+    for src in sources:
+        # Only the network is worth retrying: a missing folder stays missing.
+        tries = len(delays) + 1 if "://" in src else 1
+        for attempt in range(tries):
+            try:
+                res = load_sources([src], config)  # one source: failing outright raises
+            except SourceError as e:
+                if attempt < tries - 1:
+                    sleep(delays[attempt])
+                    continue
+                failed.append(src)
+                warnings.append(f"source failed after {attempt + 1} attempt(s): {e}")
+                break
+            articles.extend(res.articles)
+            warnings.extend(res.warnings)
+            break
+    from ..articles import dedupe
+
+    unique = dedupe(articles)  # one article reachable from two sources is one article
+    return Loaded(unique, warnings, failed)
+
+
+def _since_for(session: Session, d: Digest, sched: cron.Schedule, when: datetime) -> datetime:
+    """Articles must be newer than the last occurrence that SENT something (a skipped week's few
+    articles wait for the next one); the first occurrence looks back one period."""
+    last = session.exec(
+        select(DigestRun.scheduled_for)
+        .where(DigestRun.digest_id == d.id, DigestRun.status == "created", DigestRun.scheduled_for < when)
+        .order_by(DigestRun.scheduled_for.desc()).limit(1)
+    ).first()
+    if last is not None:
+        return last
+    prev = cron.last_in(sched, d.timezone, when - timedelta(days=400), when - timedelta(seconds=1))
+    return prev or (when - timedelta(days=7))
+
+
+def _sent_keys(session: Session, digest_id: int) -> set[str]:
+    return set(session.exec(select(DigestSentArticle.article_key).where(DigestSentArticle.digest_id == digest_id)).all())
+
+
+def _list_slugs(session: Session, d: Digest) -> list[str]:
+    rows = session.exec(select(MailingList).where(MailingList.id.in_(list(d.list_ids)))).all()
+    by_id = {m.id: m.slug for m in rows}
+    return [by_id[i] for i in d.list_ids if i in by_id]
+
+
+def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, *, now: datetime,
+                   manual: bool = False, retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS,
+                   sleep: Callable[[float], None] = _time.sleep) -> RunResult:
+    """Run one occurrence of ``d`` inside the caller's transaction (which should hold ``d``'s row lock).
+
+    Inserts the (digest, when) run row first — a unique key, so if another process already has
+    this occurrence the insert fails and the result is ``duplicate`` — then composes, and creates
+    the campaign and records the sent article keys in the same transaction.
+    """
+    from ..compose.model import ComposeOptions
+    from ..compose.render import render
+    from ..compose.select import select as select_articles
+
+    run = DigestRun(digest_id=d.id, scheduled_for=when, status="running", manual=manual, started_at=now)
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except sa_exc.IntegrityError:
+        return RunResult(d.name, when, "duplicate", reason="already run")
+
+    def finish(status: str, reason: str = "", warnings: list[str] | None = None, count: int = 0,
+               campaign_id: int | None = None) -> RunResult:
+        run.status, run.reason, run.article_count, run.campaign_id = status, reason, count, campaign_id
+        run.warnings = list(warnings or [])
+        run.finished_at = now
+        session.add(run)
+        if status == "created":
+            d.last_run_at = when
+            d.articles_sent = (d.articles_sent or 0) + count
+            session.add(d)
+        session.flush()
+        return RunResult(d.name, when, status, campaign_id, count, reason, list(warnings or []))
+
+    sched = cron.parse_schedule(d.schedule)
+    since = _since_for(session, d, sched, when)
+    loaded = load_with_retries(d.sources, config, delays=retry_delays, sleep=sleep)
+    warnings = list(loaded.warnings)
+    if loaded.failed and len(loaded.failed) == len(d.sources):
+        return finish("failed", f"every source failed: {'; '.join(w for w in warnings if 'failed after' in w)}", warnings)
+    tz = d.timezone
+    subject = None
+    if d.subject:
+        subject = render_subject(d.subject, when=when, tz=tz, name=d.name, newsletter_name=config.newsletter_name)
+    options = ComposeOptions(
+        since=since, limit=d.max_articles, category=d.category, tags=list(d.tags),
+        template_dir=d.template_dir, subject=subject, exclude_keys=_sent_keys(session, d.id), now=when,
+    )
+    try:
+        selection = select_articles(loaded.articles, options)
+        selected = selection.selected
+    except SelectionError as e:
+        selected = []
+        why = str(e)
+    else:
+        why = ""
+    if len(selected) < max(d.min_articles, 1):
+        reason = f"{len(selected)} new article(s), fewer than min_articles {d.min_articles}"
+        if why:
+            reason = f"nothing new: {why}"
+        if loaded.failed:
+            reason += f" ({len(loaded.failed)} source(s) failed)"
+        return finish("skipped", reason, warnings, len(selected))
+    cfg = config.replace(timezone=tz)
+    try:
+        composed = render(selected, cfg, options)
+    except (RenderError, InvalidInput) as e:
+        return finish("failed", str(e), warnings)
+    warnings.extend(composed.warnings)
+    try:
+        with session.begin_nested():
+            campaign_id = create_campaign_for_run(session, config, d, composed, when, _list_slugs(session, d), now=now)
+            for a in composed.articles:
+                session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=a.key, sent_at=now))
+            session.flush()
+    except NewsletterError as e:
+        # e.g. no active subscriber on the lists: the occurrence is recorded as failed, nothing half-made.
+        return finish("failed", str(e), warnings, len(composed.articles))
+    return finish("created", "", warnings, len(composed.articles), campaign_id)
+
+
+def create_campaign_for_run(session: Session, config: Config, d: Digest, composed, when: datetime,
+                            list_slugs: list[str], *, now: datetime) -> int:
+    """Create the occurrence's campaign through the dispatcher, in ``session``'s transaction; its id."""
+    from ..dispatch import campaigns as dispatch_campaigns  # engineer D's API
+
+    local = when.astimezone(cron.get_zone(d.timezone))
+    campaign = dispatch_campaigns.create_campaign(
+        session, composed, list_slugs, name=f"{d.name} {local:%Y-%m-%d %H:%M}", config=config,
+    )
+    return campaign.id
+
+
+def _advance(d: Digest, cursor: datetime | None, now: datetime) -> None:
+    sched = cron.parse_schedule(d.schedule)
+    if cursor is not None and cursor > d.handled_until:
+        d.handled_until = cursor
+    d.next_run_at = None if d.paused else cron.next_after(sched, d.timezone, max(d.handled_until, now))
+    d.updated_at = now
+
+
+def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = None, catch_up: str | None = None,
+                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS, max_digests: int = 100,
+                    on_event: Callable[[str], None] | None = None) -> list[RunResult]:
+    """Run every due digest occurrence at ``now``: claim one due digest at a time (row lock,
+    SKIP LOCKED on PostgreSQL), plan its occurrences under its catch-up policy (or ``catch_up``),
+    run them, advance its schedule, commit. Safe to call from several workers at once."""
+    from . import claims as queries  # moves to store.queries once it exists
+    from ..store.db import describe_db_error
+
+    now = _now(now)
+    if catch_up is not None:
+        cron.check_catch_up(catch_up)
+    results: list[RunResult] = []
+    tried: set[int] = set()
+    for _ in range(max_digests):
+        session = Session(engine, expire_on_commit=False)
+        try:
+            d = queries.claim_due_digest(session, now, exclude_ids=tried)
+            if d is None:
+                session.rollback()
+                break
+            tried.add(d.id)
+            sched = cron.parse_schedule(d.schedule)
+            plan = cron.plan_due(sched, d.timezone, d.handled_until, now, catch_up or d.catch_up)
+            if plan.missed and on_event:
+                on_event(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
+                         f"missed occurrence(s) (catch-up {catch_up or d.catch_up})")
+            out = [run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays) for when in plan.run]
+            _advance(d, plan.cursor, now)
+            session.add(d)
+            session.commit()
+        except sa_exc.IntegrityError:
+            session.rollback()
+            # Another process created this occurrence between our insert and commit: it is theirs.
+            out = []
+            if on_event:
+                on_event(f"digest {d.name!r}: occurrence already run by another worker")
+        except sa_exc.SQLAlchemyError as e:
+            session.rollback()
+            raise describe_db_error(e, engine.url) from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        for r in out:
+            results.append(r)
+            if on_event:
+                on_event(r.line())
+    return results
+
+
+def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime | None = None,
+                   retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS) -> RunResult:
+    """``digests run NAME --now``: one occurrence at ``now`` (outside the schedule, which is unchanged)."""
+    from ..store.db import describe_db_error
+
+    now = _now(now).replace(microsecond=0)
+    session = Session(engine, expire_on_commit=False)
+    try:
+        d = _get(session, name, lock=True)
+        result = run_occurrence(session, config, d, now, now=now, manual=True, retry_delays=retry_delays)
+        session.commit()
+        return result
+    except sa_exc.SQLAlchemyError as e:
+        session.rollback()
+        if isinstance(e, sa_exc.IntegrityError):
+            raise StoreError(f"digest {name!r}: this occurrence was created by another process at the same time") from None
+        raise describe_db_error(e, engine.url) from None
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
