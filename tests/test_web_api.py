@@ -158,6 +158,14 @@ def test_schemathesis_finds_no_server_error(db):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
 
+    from fixtures.web.harness import ARTICLES
+    from newsletter.compose import ComposeOptions, compose
+    from newsletter.dispatch.campaigns import create_campaign
+
+    url, engine = db
+    subs.add_subscriber(engine, "someone@example.com", list_slug="weekly")
+    config = Config(database_url=url, secret_key=SECRET)
+    create_campaign(engine, compose([str(ARTICLES)], config, ComposeOptions()), ["weekly"], config)  # id 1: real paths too
     app = make_app(db, admin_token="tok-0123456789abcdef")
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
     operations = [r.ok() for r in schema.get_all_operations()]
