@@ -249,3 +249,22 @@ def test_pages_are_labelled_keyboard_usable_and_fit_375px(live, page, engine, co
     page.keyboard.type("kb@example.com")
     page.keyboard.press("Enter")
     assert "Check your inbox" in page.locator("h1").inner_text()
+
+
+def test_campaign_page_follows_a_send_live(live, page, smtp, engine, config):
+    from newsletter.compose import ComposeOptions, compose
+    from newsletter.dispatch.campaigns import create_campaign
+    from newsletter.dispatch.sender import send_campaign
+    from newsletter.store import lists, subscribers
+
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    for i in range(3):
+        subscribers.add_subscriber(engine, f"live{i}@example.com", list_slug="weekly")
+    campaign = create_campaign(engine, compose(config.sources, config, ComposeOptions()), ["weekly"], config)
+    page.goto(f"{live.url}/admin/campaigns/{campaign.id}")
+    assert page.locator("#status").inner_text() == "draft"
+    send_campaign(engine, campaign.id, config)  # another process would do this; the page only polls
+    page.wait_for_function("document.getElementById('status') && document.getElementById('status').textContent === 'finished'",
+                           timeout=15_000)
+    assert page.locator("[data-count=sent]").inner_text() == "3"
+    assert page.locator("#progress-text").inner_text() == "3 of 3"
