@@ -55,7 +55,7 @@ def get_config(ctx: typer.Context, **overrides) -> Config:
 
 def _register() -> None:
     # Each module adds its commands to ``app`` on import.
-    from . import articles, compose, store, dispatch, schedule, web  # noqa: F401
+    from . import articles, compose, store, dispatch, schedule, web, demo  # noqa: F401
 
 
 _register()
