@@ -2,7 +2,8 @@
 
 Serves the web app on 127.0.0.1 with the sample articles in ``articles/`` and drives Debian's
 chromium through Playwright; writes docs/preview-desktop.png, docs/preview-mobile.png and
-docs/preview-dark.png. Nothing leaves this machine (images in the digest are local thumbnails).
+docs/preview-dark.png. Requests to other hosts are blocked, so nothing leaves this machine: the
+sample's YouTube thumbnail cannot load, and the preview rightly lists it as a broken image.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ def main() -> None:
         config = Config(database_url=url, sources=[str(REPO / "articles")], secret_key="screenshots-only-key-0000")
         with LiveServer(create_app(config)) as srv, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+            def local_only(route):
+                if route.request.url.startswith(srv.url):
+                    route.continue_()
+                else:
+                    route.abort()
+
             page = browser.new_page(viewport={"width": 1200, "height": 1150}, device_scale_factor=1)
+            page.route("**/*", local_only)
             page.goto(srv.url + "/admin/preview")
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out / "preview-desktop.png"))
@@ -42,6 +51,7 @@ def main() -> None:
             # The email alone as a 375 px phone shows it.
             frame_url = page.locator("iframe[name=dark-mobile]").get_attribute("src").replace("variant=dark", "variant=html")
             phone = browser.new_page(viewport={"width": 375, "height": 1200}, device_scale_factor=1)
+            phone.route("**/*", local_only)
             phone.goto(srv.url + frame_url)
             phone.wait_for_load_state("networkidle")
             phone.screenshot(path=str(out / "preview-mobile.png"))
