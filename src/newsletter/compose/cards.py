@@ -20,6 +20,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 @dataclass
 class VideoCard:
+    """A video as the templates see it: where to watch it, and its thumbnail when one is known."""
+
     url: str
     provider: str
     provider_name: str
@@ -96,11 +98,13 @@ def join_names(names: list[str]) -> str:
 
 
 def day_text(dt: datetime, tz) -> str:
+    """"24 November 2026", in ``tz`` (no platform-specific strftime flags)."""
     local = dt.astimezone(tz)
     return f"{local.day} {local:%B %Y}"
 
 
 def zone(config: Config):
+    """The configured time zone for dates shown in the digest (UTC when unknown)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
@@ -110,6 +114,7 @@ def zone(config: Config):
 
 
 def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: list, warnings: list[str]) -> Card:
+    """The card for ``a``; image files to ship are appended to ``files``, problems to ``warnings``."""
     title = one_line(a.title) or one_line(a.url)
     image = None
     if a.image is not None and a.image.url:
