@@ -9,6 +9,7 @@ from .model import ComposeOptions, Digest
 from .render import render
 from .select import select
 from .since import parse_since
+from .templates import resolve_template_dir
 
 
 def compose(sources: list[str], config: Config, options: ComposeOptions | None = None) -> Digest:
@@ -20,6 +21,8 @@ def compose(sources: list[str], config: Config, options: ComposeOptions | None =
     from ..articles import load_sources
 
     options = options or ComposeOptions()
+    # Check the cheap things first: a typo in --template or --since should not wait for feeds.
+    resolve_template_dir(options.template_dir or config.template_dir)
     if isinstance(options.since, str):
         # Resolve --since up front: a bare date means midnight in the configured time zone.
         options = dataclasses.replace(options, since=parse_since(options.since, options.now, config.timezone))
