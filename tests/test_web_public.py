@@ -265,3 +265,21 @@ def test_archive_hides_unsent_campaigns(client):
     assert_clean_error(client.get("/archive/1"), 404)
     assert_clean_error(client.get("/archive/not-a-number"), 404)
     assert client.get("/archive/").status_code == 200
+
+
+def test_signup_answers_the_same_when_the_mail_server_refuses_the_address(tmp_path, config, engine):
+    from smtp_server import SMTPTestServer
+
+    from newsletter.config import SMTPServer
+
+    store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
+    with SMTPTestServer(reject={"refused@example.com"}) as srv:
+        cfg = config.replace(smtp={"t": SMTPServer(name="t", url=srv.url)})
+        with TestClient(create_app(cfg, engine), base_url="http://127.0.0.1:8000") as c:
+            token = csrf(c, "/subscribe/double")
+            refused = c.post("/subscribe/double", data={"email": "refused@example.com", "csrf_token": token})
+            fine = c.post("/subscribe/double", data={"email": "fine@example.com", "csrf_token": token})
+        assert srv.wait_for(1, timeout=10)
+        assert [m.rcpt_tos for m in srv.received()] == [["fine@example.com"]]
+    assert refused.status_code == fine.status_code == 200
+    assert refused.text.replace("refused@example.com", "X") == fine.text.replace("fine@example.com", "X")

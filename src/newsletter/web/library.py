@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
 from . import preview as pv
 
 log = logging.getLogger("newsletter.web")
@@ -57,7 +57,12 @@ def subscribe(st, lst, address: str, name: str) -> None:
         return
     if result.needs_confirmation:
         url = confirm_url(st.config, result.subscriber_id, result.list_id, secret=_secret(st))
-        send_confirmation(st, result.email, name, lst, url)
+        try:
+            send_confirmation(st, result.email, name, lst, url)
+        except DispatchError as e:
+            # Same answer as usual (a refusal must not tell whether an address exists); the
+            # visitor can submit the form again, which sends a fresh confirmation.
+            log.error("confirmation email for list %s not sent: %s", lst.slug, e)
 
 
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
