@@ -190,7 +190,9 @@ class _GroupCommit:
 
     A lane's call returns once its updates are durable, which is what bounds the ambiguous rows."""
 
-    def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[str]], None]):
+    def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[str]], None],
+                 on_committed: Callable[[int], None]):
+        self.on_committed = on_committed
         self.engine = engine
         self.worker = worker_id
         self.cond = threading.Condition()
@@ -217,6 +219,7 @@ class _GroupCommit:
             with transaction(self.engine) as conn:
                 q.mark_results(conn, results_all)
                 q.mark_sending(conn, sending_all)
+            self.on_committed(len(results_all))
             to_suppress = [r["email"] for r in results_all if r.get("suppress")]
             if to_suppress:
                 self.suppress(to_suppress)
@@ -260,7 +263,12 @@ class _Run:
         self.fatal: BaseException | None = None
         self.pause_reason: str | None = None
         self.in_flight = 0
-        self.commit = _GroupCommit(engine, worker, self._suppress)
+        self.uncommitted = 0  # results computed but not yet in the database
+        self.commit = _GroupCommit(engine, worker, self._suppress, self._committed)
+
+    def _committed(self, n: int) -> None:
+        with self.lock:
+            self.uncommitted -= n
 
     def _suppress(self, emails: list[str]) -> None:
         from ..store.subscribers import suppress
@@ -291,6 +299,7 @@ class _Run:
                 delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter"
                 nxt = utcnow() + timedelta(seconds=delay)
         with self.lock:
+            self.uncommitted += 1
             if state == "sent":
                 self.sent += 1
             elif state == "failed":
@@ -544,8 +553,8 @@ def send_campaign(
                 raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
             row = conn.execute(select(q.campaigns.c.ledger_created_at).where(q.campaigns.c.id == cid)).scalar()
             if row is None:
-                added = q.create_ledger(conn, cid)
-                if added == 0 and not q.counts_by_state(conn, cid):
+                q.create_ledger(conn, cid)
+                if not q.counts_by_state(conn, cid):
                     slugs = ", ".join(sorted(campaign_lists(engine, cid).values())) or "none"
                     raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
                 conn.execute(q.campaigns.update().where(q.campaigns.c.id == cid, q.campaigns.c.ledger_created_at.is_(None))
@@ -614,7 +623,7 @@ def send_campaign(
             if rows or ids:
                 continue
             # Nothing claimable now: wait for lanes to drain, then for deferred rows or the end.
-            if not run.queue.empty() or run.in_flight:
+            if not run.queue.empty() or run.in_flight or run.uncommitted:
                 run.external_stop.wait(0.01)
                 continue
             if any(lane.is_alive() for lane in lanes) and not run.queue.empty():

@@ -50,7 +50,8 @@ def _still_wanted(campaign_id: int):
             subscriptions.c.status == "active",
         )
     )
-    key = select(subscribers.c.email_key).where(subscribers.c.id == deliveries.c.subscriber_id).scalar_subquery()
+    key = (select(subscribers.c.email_key).where(subscribers.c.id == deliveries.c.subscriber_id)
+           .correlate(deliveries).scalar_subquery())
     return and_(active, not_(suppressed_condition(key)))
 
 
@@ -112,7 +113,7 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     stmt = insert(deliveries).from_select(cols, src).on_conflict_do_nothing(
         index_elements=["campaign_id", "subscriber_id"]
     )
-    return conn.execute(stmt).rowcount or 0
+    return max(conn.execute(stmt).rowcount or 0, 0)
 
 
 def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
@@ -371,3 +372,28 @@ def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterab
         values["status_reason"] = reason
     stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.status.in_(list(allowed_from))).values(**values)
     return (conn.execute(stmt).rowcount or 0) == 1
+
+
+# --- schedule (engineer E): recurring digests -----------------------------------------------------
+
+def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
+    """The id of the most overdue active digest whose next run is at or before ``now``, row-locked
+    until the caller's transaction ends. ``FOR UPDATE SKIP LOCKED`` makes concurrent workers on
+    PostgreSQL take different digests instead of queueing behind one another; the lock is held
+    while the occurrence is composed and its campaign recorded, so no other worker runs the same
+    digest meanwhile (SQLite ignores the clause: there, one worker runs at a time).
+    ``exclude_ids`` are digests this pass already handled."""
+    from .digest_models import Digest
+
+    digests = Digest.__table__
+    stmt = (
+        select(digests.c.id)
+        .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)
+        .order_by(digests.c.next_run_at, digests.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(exclude_ids)
+    if ids:
+        stmt = stmt.where(digests.c.id.not_in(ids))
+    return conn.execute(stmt).scalar()

@@ -1,0 +1,441 @@
+"""Sending a campaign through the ledger to a real SMTP server on 127.0.0.1 (aiosmtpd).
+
+Each test reads like a promise the dispatcher makes: one copy per active reader, retries for
+temporary failures, permanent failures recorded, unknown users suppressed, rate limits kept.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from dispatch_helpers import add_people, make_campaign, make_config, setup_db
+from newsletter.dispatch.campaigns import campaign_info, get_campaign, pause_campaign, resume_campaign
+from newsletter.dispatch.sender import send_campaign, send_one, send_test
+from newsletter.errors import DispatchError, InvalidInput, StateError
+from newsletter.store import queries as q
+from newsletter.store.subscribers import find_suppression, suppress, unsubscribe
+from smtp_server import SMTPTestServer, free_port
+
+
+@pytest.fixture
+def env_any(db_url, tmp_path):
+    """A migrated database on SQLite and on PostgreSQL (for what depends on SQL)."""
+    engine = setup_db(db_url)
+    config = make_config(db_url, tmp_path)
+    yield engine, config
+    engine.dispose()
+
+
+@pytest.fixture
+def env(sqlite_url, tmp_path):
+    """A migrated SQLite database (SMTP behaviour does not depend on the database)."""
+    engine = setup_db(sqlite_url)
+    config = make_config(sqlite_url, tmp_path)
+    yield engine, config
+    engine.dispose()
+
+
+def counts(engine, cid):
+    with engine.begin() as conn:
+        return q.counts_by_state(conn, cid)
+
+
+def test_every_active_subscriber_gets_exactly_one_copy_and_nobody_else(env_any, smtp_server):
+    engine, config = env_any
+    weekly = add_people(engine, "weekly", 40)
+    extra = add_people(engine, "extra", 10, start=100)
+    add_people(engine, "weekly", 5, start=200, status="unsubscribed")
+    add_people(engine, "weekly", 5, start=300, status="unconfirmed")
+    add_people(engine, "other", 5, start=400)  # not a target list
+    suppress(engine, "reader3@example.com", reason="test")
+    # someone on both target lists gets one copy
+    from newsletter.store.subscribers import add_subscriber
+
+    add_subscriber(engine, "reader100@example.com", list_slug="weekly")
+    c = make_campaign(engine, config, slugs=("weekly", "extra"))
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=3)
+    expected = (set(weekly) | set(extra)) - {"reader3@example.com"}
+    got = smtp_server.recipient_counts()
+    assert set(got) == expected
+    assert max(got.values()) == 1
+    assert s.status == "finished" and s.counts == {"sent": len(expected)} and s.sent_now == len(expected)
+    assert get_campaign(engine, c.id).finished_at is not None
+    # sending a finished campaign again is refused and sends nothing
+    with pytest.raises(StateError):
+        send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    assert len(smtp_server.received()) == len(expected)
+
+
+def test_messages_carry_personalization_and_list_unsubscribe(env, smtp_server):
+    from newsletter.store.tokens import verify_unsubscribe_token
+
+    engine, config = env
+    add_people(engine, "weekly", 3)
+    c = make_campaign(engine, config)
+    send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    m = smtp_server.by_recipient("reader1@example.com")[0].message()
+    assert m["To"] == "Reader 1 <reader1@example.com>"
+    assert m["From"] == "The Weekly <news@example.org>"
+    assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = m["List-Unsubscribe"].split(",")[0].strip("<> ")
+    assert url.startswith("https://news.example.org/unsubscribe/")
+    sid, lid = verify_unsubscribe_token(config.secret_key.encode(), url.rsplit("/", 1)[1])
+    with engine.begin() as conn:
+        row = conn.execute(select(q.deliveries).where(q.deliveries.c.email == "reader1@example.com")).mappings().one()
+    assert (sid, lid) == (row["subscriber_id"], row["list_id"])
+    assert row["message_id"] == m["Message-ID"]
+    html = m.get_body(("html",)).get_content()
+    assert "Hello Reader 1," in html and url in html and f"https://news.example.org/archive/{c.id}" in html
+    assert m.get_body(("plain",)).get_content().startswith("Hello Reader 1,")
+
+
+def test_tempfail_is_deferred_then_retried_then_sent(env_any, smtp_server_factory):
+    engine, config = env_any
+    add_people(engine, "weekly", 6)
+    srv = smtp_server_factory(tempfail_first=2)  # every address: 451 twice, then accepted
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s.status == "finished" and s.counts == {"sent": 6}
+    assert s.deferred_now == 12 and srv.recipient_counts() == {f"reader{i}@example.com": 1 for i in range(6)}
+    with engine.begin() as conn:
+        rows = q.delivery_rows(conn, c.id)
+    assert {r.attempts for r in rows} == {3}
+
+
+def test_tempfail_beyond_max_attempts_fails(env, smtp_server_factory):
+    engine, config = env
+    config.max_attempts = 2
+    add_people(engine, "weekly", 2)
+    srv = smtp_server_factory(tempfail_first=5)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.counts == {"failed": 2} and s.status == "finished", s
+    with engine.begin() as conn:
+        assert all("gave up after 2 attempts" in r.last_reply for r in q.delivery_rows(conn, c.id))
+
+
+def test_permanent_failure_and_unknown_user_suppressed_others_unaffected(env_any, smtp_server_factory):
+    engine, config = env_any
+    add_people(engine, "weekly", 8)
+    srv = smtp_server_factory(reject={"reader2@example.com"})
+    srv.behaviour.reject = {"reader2@example.com", "reader5@example.com"}
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s.counts == {"sent": 6, "failed": 2}
+    assert sorted(s.suppressed) == ["reader2@example.com", "reader5@example.com"]
+    assert find_suppression(engine, "reader2@example.com") is not None
+    with engine.begin() as conn:
+        failed = q.delivery_rows(conn, c.id, ("failed",))
+    assert all(r.last_reply.startswith("550 5.1.1") for r in failed)
+    assert len(srv.received()) == 6
+
+
+def test_policy_rejection_5xx_fails_without_suppressing(env, smtp_server_factory):
+    engine, config = env
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(reject={"reader1@example.com"}, reject_code="554 5.7.1 <{addr}>: Relay access denied")
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.counts == {"sent": 2, "failed": 1} and s.suppressed == []
+    assert find_suppression(engine, "reader1@example.com") is None
+
+
+def test_connection_dropped_mid_data_is_retried(env, smtp_server_factory):
+    engine, config = env
+    add_people(engine, "weekly", 10)
+    srv = smtp_server_factory(drop_data=3)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s.status == "finished" and s.counts == {"sent": 10}
+    assert srv.stats.dropped == 3 and s.deferred_now == 3
+    assert max(srv.recipient_counts().values()) == 1 and len(srv.recipient_counts()) == 10
+
+
+def test_slow_server_beyond_timeout_defers_then_sends(env, smtp_server_factory):
+    engine, config = env
+    config.smtp_timeout = 0.3
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(delay=0.6)
+    c = make_campaign(engine, config)
+
+    def speed_up():
+        srv.wait_for(1, timeout=5) if False else time.sleep(0.8)
+        srv.behaviour.delay = 0.01
+
+    threading.Thread(target=speed_up, daemon=True).start()
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=1)
+    assert s.status == "finished" and s.counts.get("sent") == 3
+    assert s.deferred_now >= 1
+    with engine.begin() as conn:
+        assert any(r.attempts > 1 for r in q.delivery_rows(conn, c.id))
+
+
+def test_slow_server_within_timeout_is_just_slow(env, smtp_server_factory):
+    engine, config = env
+    add_people(engine, "weekly", 6)
+    srv = smtp_server_factory(delay=0.05, rcpt_delay=0.02)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=3)
+    assert s.counts == {"sent": 6} and s.deferred_now == 0
+    assert srv.stats.peak_connections <= 3
+
+
+def test_rate_limit_holds_across_connections(env, smtp_server):
+    engine, config = env
+    add_people(engine, "weekly", 30)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=4, rate="20/s")
+    assert s.counts == {"sent": 30}
+    stamps = sorted(smtp_server.timestamps())
+    # in any one-second window the server saw at most 20 (+1 for network jitter at the edges)
+    worst = max(sum(1 for t in stamps if a <= t < a + 1.0) for a in stamps)
+    assert worst <= 21
+    assert stamps[-1] - stamps[0] >= 29 / 20 * 0.9
+
+
+def test_unsubscribed_or_suppressed_mid_send_are_skipped(env_any, smtp_server):
+    engine, config = env_any
+    add_people(engine, "weekly", 10)
+    c = make_campaign(engine, config)
+    with engine.begin() as conn:
+        q.create_ledger(conn, c.id)
+        conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(ledger_created_at=q.utcnow()))
+    unsubscribe(engine, "reader4@example.com", "weekly")
+    suppress(engine, "reader7@example.com")
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    assert s.counts == {"sent": 8, "skipped": 2}
+    assert "reader4@example.com" not in smtp_server.recipient_counts()
+    assert "reader7@example.com" not in smtp_server.recipient_counts()
+
+
+def test_pause_from_elsewhere_stops_and_resume_finishes_without_duplicates(env_any, smtp_server_factory):
+    engine, config = env_any
+    add_people(engine, "weekly", 40)
+    srv = smtp_server_factory(delay=0.02)
+    c = make_campaign(engine, config)
+
+    def pauser():
+        srv.wait_for(5, timeout=10)
+        pause_campaign(engine, c.id)
+
+    threading.Thread(target=pauser, daemon=True).start()
+    s1 = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s1.status == "paused" and s1.stopped == "paused"
+    left = counts(engine, c.id)
+    assert left.get("claimed", 0) == 0 and left.get("sending", 0) == 0 and left.get("pending", 0) > 0
+    resume_campaign(engine, c.id)
+    s2 = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s2.status == "finished" and s2.counts == {"sent": 40}
+    assert len(srv.recipient_counts()) == 40 and max(srv.recipient_counts().values()) == 1
+
+
+def test_stop_event_releases_claimed_rows_and_send_resumes(env_any, smtp_server_factory):
+    engine, config = env_any
+    add_people(engine, "weekly", 40)
+    srv = smtp_server_factory(delay=0.02)
+    c = make_campaign(engine, config)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (srv.wait_for(4, timeout=10), stop.set()), daemon=True).start()
+    s1 = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2, stop_event=stop)
+    assert s1.stopped == "stop requested" and s1.status == "running"
+    mid = counts(engine, c.id)
+    assert mid.get("claimed", 0) == 0 and mid.get("sending", 0) == 0
+    s2 = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s2.status == "finished" and s2.counts == {"sent": 40} and s2.ambiguous == []
+    assert max(srv.recipient_counts().values()) == 1
+
+
+def test_auto_pause_after_consecutive_connection_failures(env, smtp_server_factory):
+    engine, config = env
+    config.max_connection_failures = 3
+    add_people(engine, "weekly", 10)
+    srv = smtp_server_factory(drop_data=1000)  # the server dies during every DATA
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=1)
+    assert s.status == "paused" and "auto-paused after 3 consecutive connection failures" in s.status_reason
+    left = counts(engine, c.id)
+    assert left.get("sent", 0) == 0 and left.get("claimed", 0) == 0 and left.get("sending", 0) == 0
+    with engine.begin() as conn:
+        assert sum(r.attempts for r in q.delivery_rows(conn, c.id)) == 3 == srv.stats.dropped
+
+
+def test_several_servers_spread_and_a_dead_one_leaves_rotation(env, smtp_server_factory):
+    from newsletter.config import SMTPServer
+
+    engine, config = env
+    config.max_connection_failures = 2
+    a, b = smtp_server_factory(), smtp_server_factory()
+    config.smtp = {
+        "a": SMTPServer(name="a", url=a.url, max_connections=2),
+        "b": SMTPServer(name="b", url=b.url, max_connections=2, rate="200/s"),
+        "dead": SMTPServer(name="dead", url=f"smtp://127.0.0.1:{free_port()}", max_connections=1),
+    }
+    add_people(engine, "weekly", 60)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp="a,b,dead", concurrency=5)
+    assert s.status == "finished" and s.counts == {"sent": 60}
+    got = a.recipient_counts() + b.recipient_counts()
+    assert len(got) == 60 and max(got.values()) == 1
+    assert a.received() and b.received()  # both carried part of it
+    assert a.stats.peak_connections <= 2 and b.stats.peak_connections <= 2
+
+
+def test_auth_login_and_refused_login_leaves_ledger_unchanged(env_any, smtp_server_factory, monkeypatch):
+    engine, config = env_any
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(auth=("ana", "correct horse"))
+    c = make_campaign(engine, config)
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "wrong")
+    with pytest.raises(DispatchError) as e:
+        send_campaign(engine, c.id, config, smtp=srv.url)
+    assert "refused the login" in str(e.value) and "wrong" not in str(e.value)
+    assert counts(engine, c.id) == {} and get_campaign(engine, c.id).status == "draft"
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "correct horse")
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.counts == {"sent": 3}
+
+
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+def test_tls_modes(env, smtp_server_factory, monkeypatch, mode):
+    engine, config = env
+    add_people(engine, "weekly", 2)
+    srv = smtp_server_factory(tls=mode)
+    monkeypatch.setenv("SSL_CERT_FILE", str(srv.cert))
+    c = make_campaign(engine, config)
+    url = srv.url.replace("127.0.0.1", "localhost")
+    s = send_campaign(engine, c.id, config, smtp=url, tls="starttls" if mode == "starttls" else None)
+    assert s.counts == {"sent": 2} and len(srv.received()) == 2
+
+
+def test_unreachable_server_is_one_error_and_nothing_changes(env):
+    engine, config = env
+    add_people(engine, "weekly", 2)
+    c = make_campaign(engine, config)
+    with pytest.raises(DispatchError, match="connection refused"):
+        send_campaign(engine, c.id, config, smtp=f"smtp://127.0.0.1:{free_port()}")
+    assert counts(engine, c.id) == {} and get_campaign(engine, c.id).status == "draft"
+
+
+def test_no_active_subscribers_refused(env_any, smtp_server):
+    engine, config = env_any
+    add_people(engine, "weekly", 3, status="unsubscribed")
+    c = make_campaign(engine, config)
+    with pytest.raises(DispatchError, match="no active subscribers"):
+        send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    assert counts(engine, c.id) == {} and get_campaign(engine, c.id).status == "draft"
+
+
+def test_header_injection_refused_at_creation(env):
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    for kw in ({"subject": "Hi\r\nBcc: victim@example.net"}, {"reply_to": "a@example.org\nBcc: x@example.net"},
+               {"headers": {"X-Tag": "a\r\nBcc: x@example.net"}}, {"from_address": "News <n@example.org>\r\nBcc: x@example.net"}):
+        with pytest.raises(InvalidInput):
+            make_campaign(engine, config, **kw)
+    with engine.begin() as conn:
+        assert conn.execute(select(q.campaigns.c.id)).first() is None
+
+
+def test_outbox_writes_one_file_per_recipient_atomically(env, tmp_path):
+    engine, config = env
+    add_people(engine, "weekly", 25)
+    c = make_campaign(engine, config)
+    out = tmp_path / "mail"
+    s = send_campaign(engine, c.id, config, outbox=str(out), concurrency=3)
+    files = sorted(out.iterdir())
+    assert s.counts == {"sent": 25} and len(files) == 25
+    assert all(f.suffix == ".eml" and not f.name.startswith(".tmp") for f in files)
+    tos = set()
+    for f in files:
+        m = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        tos.add(m["To"].addresses[0].addr_spec)
+        assert m["X-Envelope-To"] == f"<{m['To'].addresses[0].addr_spec}>"
+    assert len(tos) == 25
+
+
+def test_default_transport_is_the_outbox(env, tmp_path):
+    engine, config = env
+    add_people(engine, "weekly", 2)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config)
+    assert "outbox" in s.transport and len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_second_sqlite_sender_is_told_who_holds_the_campaign(tmp_path, smtp_server_factory):
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    config = make_config(url, tmp_path)
+    add_people(engine, "weekly", 30)
+    srv = smtp_server_factory(delay=0.03)
+    c = make_campaign(engine, config)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("s", send_campaign(engine, c.id, config, smtp=srv.url, concurrency=1)))
+    t.start()
+    srv.wait_for(2, timeout=10)
+    with pytest.raises(DispatchError, match="being sent by another process"):
+        send_campaign(engine, c.id, config, smtp=srv.url)
+    t.join(30)
+    assert result["s"].counts == {"sent": 30} and max(srv.recipient_counts().values()) == 1
+
+
+def test_dkim_signature_verifies(env, smtp_server, tmp_path):
+    import subprocess
+
+    import dkim
+
+    pem_path = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(pem_path), "2048"], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "rsa", "-in", str(pem_path), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    engine, config = env
+    config.dkim_key_file, config.dkim_selector, config.dkim_domain = str(tmp_path / "dkim.pem"), "nl", "example.org"
+    add_people(engine, "weekly", 2)
+    c = make_campaign(engine, config)
+    send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+
+    def dnsfunc(name, timeout=5):
+        assert name == b"nl._domainkey.example.org."
+        return record
+
+    for m in smtp_server.received():
+        assert m.headers["DKIM-Signature"]
+        assert "list-unsubscribe" in m.headers["DKIM-Signature"].lower()
+        assert dkim.verify(m.data, dnsfunc=dnsfunc)
+        tampered = m.data.replace(b"soil", b"SOIL", 1)
+        assert tampered != m.data
+        assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+def test_send_one_and_send_test(env, smtp_server):
+    engine, config = env
+    r = send_one(config, "Zoë <zoe@example.com>", "Please confirm", "<p>Click</p>", "Click", smtp=smtp_server.url)
+    m = smtp_server.received()[0]
+    assert m.rcpt_tos == ["zoe@example.com"] and m.message_id == r.message_id
+    assert m.message()["To"].addresses[0].display_name == "Zoë"
+    with pytest.raises(InvalidInput):
+        send_one(config, "a@example.com", "x\r\nBcc: b@example.net", None, "t", smtp=smtp_server.url)
+    add_people(engine, "weekly", 2)
+    c = make_campaign(engine, config)
+    send_test(engine, c.id, config, "reader1@example.com", smtp=smtp_server.url)
+    t = smtp_server.by_recipient("reader1@example.com")[0].message()
+    assert t["Subject"].startswith("[TEST] ") and "Hello Reader 1" in t.get_body(("html",)).get_content()
+    assert counts(engine, c.id) == {}
+
+
+def test_campaign_info_counts(env, smtp_server):
+    engine, config = env
+    add_people(engine, "weekly", 4)
+    c = make_campaign(engine, config)
+    assert campaign_info(engine, c.id).audience == 4
+    send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    info = campaign_info(engine, c.id)
+    assert info.counts == {"sent": 4} and info.status == "finished" and info.as_dict()["total"] == 4
