@@ -6,16 +6,20 @@ every form carries a CSRF token. Each handler calls one library function and ren
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from email.utils import parseaddr
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from . import library
 from . import preview as pv
 from .app import state
 from .deps import check_csrf, client_host, rate_limit, require_admin
 from .render import flash, page, redirect
+from .security import token_matches
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 guarded = APIRouter(include_in_schema=False, dependencies=[Depends(require_admin)])
@@ -39,23 +43,15 @@ def login(request: Request, password: str = Form(""), csrf_token: str = Form("")
     if not st.auth_configured:
         return redirect("/admin/")
     rate_limit(request, "login_ip", client_host(request), "login attempts")
-    ok = (st.password is not None and st.password.matches(password)) or (
-        st.token_sha256 is not None and pv_token_ok(st, password)
-    )
+    ok = (st.password is not None and st.password.matches(password)) or token_matches(st.token_sha256, password)
     if not ok:
         return page(request, "admin/login.html", status=403, title="Log in", next=_safe_next(next),
                     flash=("error", "Wrong password."))
     session = request.state.session
     session["admin"] = True
-    session["csrf"] = __import__("secrets").token_urlsafe(24)  # new session, new CSRF nonce
+    session["csrf"] = secrets.token_urlsafe(24)  # new session, new CSRF nonce
     session["dirty"] = True
     return redirect(_safe_next(next))
-
-
-def pv_token_ok(st, candidate: str) -> bool:
-    from .security import token_matches
-
-    return token_matches(st.token_sha256, candidate)
 
 
 @router.post("/logout")
@@ -76,8 +72,6 @@ def _safe_next(url: str) -> str:
 
 @guarded.get("/")
 def dashboard(request: Request):
-    from . import library
-
     st = state(request)
     return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
                 stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5))
@@ -91,8 +85,6 @@ def dashboard(request: Request):
 def _doc(request: Request, key: str) -> pv.PreviewDoc:
     st = state(request)
     if key != "sources":
-        from . import library
-
         if not key.isdigit() or len(key) > 18:
             raise HTTPException(404, f"there is no campaign {key!r}")
         return library.campaign_preview(st, int(key))
@@ -107,8 +99,6 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
         view = "email"
     key = campaign or "sources"
     doc = _doc(request, key)
-    from . import library
-
     campaigns = library.recent_campaigns(st)
     query = {"campaign": campaign} if campaign else {}
     version = _version(doc)
@@ -126,8 +116,6 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
 
 
 def _version(doc: pv.PreviewDoc) -> str:
-    import hashlib
-
     return hashlib.sha1((doc.html + doc.text + (doc.error or "")).encode()).hexdigest()[:12]
 
 
@@ -178,8 +166,6 @@ def preview_state(request: Request, key: str):
 @guarded.post("/preview/test-send")
 def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form(""), csrf_token: str = Form("")):
     check_csrf(request, csrf_token)
-    from . import library
-
     st = state(request)
     doc = _doc(request, campaign or "sources")
     if doc.error:
@@ -197,8 +183,6 @@ PER_PAGE = 50
 
 
 def _subscribers_page(request: Request, q: str, list_slug: str, status: str, page_no: int, *, http_status: int = 200, error: str | None = None):
-    from . import library
-
     st = state(request)
     page_no = max(1, page_no)
     result = library.search_subscribers(st, q=q, list_slug=list_slug, status=status, offset=(page_no - 1) * PER_PAGE, limit=PER_PAGE)
@@ -218,8 +202,6 @@ def subscribers(request: Request, q: str = "", list: str = "", status: str = "",
 @guarded.post("/subscribers/add")
 def subscriber_add(request: Request, email: str = Form(""), name: str = Form(""), list: str = Form(""),
                    resubscribe: str = Form(""), csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     result = library.admin_add_subscriber(state(request), email, name, list, bool(resubscribe))
     flash(request, "ok", f"{result.email}: {result.outcome}" + (f" to {result.list_slug} ({result.status})" if result.list_slug else ""))
@@ -228,8 +210,6 @@ def subscriber_add(request: Request, email: str = Form(""), name: str = Form("")
 
 @guarded.post("/subscribers/unsubscribe")
 def subscriber_unsubscribe(request: Request, email: str = Form(""), list: str = Form(""), csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     changed = library.admin_unsubscribe(state(request), email, list or None)
     flash(request, "ok", f"{email} unsubscribed from {', '.join(changed)}." if changed else f"{email} was not subscribed to anything to leave.")
@@ -238,16 +218,12 @@ def subscriber_unsubscribe(request: Request, email: str = Form(""), list: str = 
 
 @guarded.get("/subscribers/erase")
 def subscriber_erase_form(request: Request, email: str = ""):
-    from . import library
-
     row = library.get_subscriber(state(request), email)
     return page(request, "admin/erase.html", admin=True, active="subscribers", title="Erase", row=row)
 
 
 @guarded.post("/subscribers/erase")
 def subscriber_erase(request: Request, email: str = Form(""), suppress: str = Form(""), csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     row = library.admin_erase(state(request), email, bool(suppress))
     flash(request, "ok", f"{row.email} and their subscriptions were erased.")
@@ -256,16 +232,12 @@ def subscriber_erase(request: Request, email: str = Form(""), suppress: str = Fo
 
 @guarded.get("/subscribers/import")
 def import_form(request: Request):
-    from . import library
-
     return page(request, "admin/import.html", admin=True, active="subscribers", title="Import", lists=library.all_lists(state(request)))
 
 
 @guarded.post("/subscribers/import")
 async def import_upload(request: Request):
     from starlette.concurrency import run_in_threadpool
-
-    from . import library
 
     form = await request.form()
     check_csrf(request, str(form.get("csrf_token", "")))
@@ -282,8 +254,6 @@ async def import_upload(request: Request):
 
 @guarded.get("/lists")
 def lists_page(request: Request):
-    from . import library
-
     return page(request, "admin/lists.html", admin=True, active="lists", title="Lists",
                 lists=library.all_lists(state(request)), statuses=library.STATUSES)
 
@@ -291,8 +261,6 @@ def lists_page(request: Request):
 @guarded.post("/lists")
 def list_create(request: Request, slug: str = Form(""), name: str = Form(""), description: str = Form(""),
                 opt_in: str = Form("double"), csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     lst = library.create_list(state(request), slug.strip(), name.strip() or None, description.strip(), opt_in)
     flash(request, "ok", f"List {lst.slug} created; its signup page is /subscribe/{lst.slug}.")
@@ -310,8 +278,6 @@ def _campaign_id(value: str) -> int:
 
 @guarded.get("/campaigns")
 def campaigns_page(request: Request):
-    from . import library
-
     st = state(request)
     return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
                 campaigns=library.recent_campaigns(st, limit=200), digests=library.recurring_digests(st))
@@ -319,8 +285,6 @@ def campaigns_page(request: Request):
 
 @guarded.post("/digests/{name}/{action}")
 def digest_action(request: Request, name: str, action: str, csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     info = library.digest_action(state(request), name, action)
     flash(request, "ok", f"Recurring digest {info.digest.name} is now {'paused' if info.digest.paused else 'active'}.")
@@ -329,8 +293,6 @@ def digest_action(request: Request, name: str, action: str, csrf_token: str = Fo
 
 @guarded.get("/campaigns/{campaign_id}")
 def campaign_page(request: Request, campaign_id: str):
-    from . import library
-
     st = state(request)
     info = library.campaign(st, _campaign_id(campaign_id))
     return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
@@ -340,8 +302,6 @@ def campaign_page(request: Request, campaign_id: str):
 @guarded.post("/campaigns/{campaign_id}/schedule")
 def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), csrf_token: str = Form("")):
     from datetime import datetime
-
-    from . import library
 
     check_csrf(request, csrf_token)
     cid = _campaign_id(campaign_id)
@@ -356,8 +316,6 @@ def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), 
 
 @guarded.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(request: Request, campaign_id: str, action: str, csrf_token: str = Form("")):
-    from . import library
-
     check_csrf(request, csrf_token)
     cid = _campaign_id(campaign_id)
     c = library.campaign_action(state(request), cid, action)
