@@ -15,6 +15,7 @@ from newsletter.compose import (
     ComposeOptions,
     build_message,
     compose,
+    embed_relative_assets,
     load_digest,
     parse_since,
     render,
@@ -176,21 +177,45 @@ def test_load_digest_without_html_is_a_one_line_not_found(tmp_path):
         load_digest(tmp_path)
 
 
-def test_eml_is_a_complete_multipart_alternative_message(tmp_path, digest):
-    paths = write_digest(digest, tmp_path)
+def test_eml_is_a_complete_multipart_alternative_message(tmp_path):
+    d = render([art("Tide", 1, image=Image(url="https://example.org/t.jpg", alt="tide"))], Config(), ComposeOptions(now=NOW))
+    paths = write_digest(d, tmp_path)
     raw = paths["eml"].read_bytes()
     assert b"\r\n" in raw
     msg = email.message_from_bytes(raw, policy=policy.default)
     for header in ("Subject", "From", "Date", "Message-ID", "MIME-Version"):
         assert msg[header], header
-    assert msg["Subject"] == digest.subject
+    assert msg["Subject"] == d.subject
     assert msg["From"] == "The Weekly Dispatch <newsletter@example.org>"
     assert msg["Message-ID"].endswith("@example.org>")
+    assert msg["Date"] == "Tue, 24 Nov 2026 12:00:00 +0000"
     assert msg.get_content_type() == "multipart/alternative"
     parts = msg.get_payload()
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-    assert parts[0].get_content().replace("\r\n", "\n") == digest.text
-    assert parts[1].get_content().replace("\r\n", "\n") == digest.html.replace("\r\n", "\n")
+    assert parts[0].get_content().replace("\r\n", "\n") == d.text
+    assert parts[1].get_content().replace("\r\n", "\n") == d.html.replace("\r\n", "\n")
+
+
+def test_eml_embeds_images_that_digest_html_links_relatively(tmp_path, digest):
+    asset = digest.assets[0]
+    paths = write_digest(digest, tmp_path)
+    assert f'src="assets/{asset.filename}"' in paths["html"].read_text()  # for the browser, next to assets/
+    msg = email.message_from_bytes(paths["eml"].read_bytes(), policy=policy.default)
+    text, related = msg.get_payload()
+    assert related.get_content_type() == "multipart/related"
+    html, image = related.get_payload()
+    body = html.get_content()
+    assert "assets/" not in body and f'src="cid:{asset.filename}@newsletter"' in body
+    assert image["Content-ID"] == f"<{asset.filename}@newsletter>"
+    assert image.get_payload(decode=True) == asset.data
+
+
+def test_assets_under_a_public_base_url_stay_links_in_the_eml(tmp_path, fixtures_dir):
+    d = compose([str(fixtures_dir / "compose/good")], Config(asset_base_url="https://cdn.example.net/nl"), ComposeOptions(now=NOW))
+    assert embed_relative_assets(d) is d
+    msg = email.message_from_bytes(write_digest(d, tmp_path)["eml"].read_bytes(), policy=policy.default)
+    assert [p.get_content_type() for p in msg.get_payload()] == ["text/plain", "text/html"]
+    assert f'src="https://cdn.example.net/nl/{d.assets[0].filename}"' in msg.get_payload()[1].get_content()
 
 
 def test_embed_images_puts_them_in_multipart_related_as_cid(tmp_path, fixtures_dir):

@@ -4,7 +4,7 @@ The contract other areas use: ``ComposeOptions``, ``compose()``, ``select()``, `
 ``write_digest()``, ``load_digest()``, ``Digest`` and ``parse_since``.
 """
 
-from .message import build_message
+from .message import build_message, embed_relative_assets
 from .model import HTML_BUDGET_BYTES, Asset, ComposeOptions, Digest, InlineImage, Selection
 from .output import load_digest, write_digest
 from .pipeline import compose
@@ -22,6 +22,7 @@ __all__ = [
     "Selection",
     "build_message",
     "compose",
+    "embed_relative_assets",
     "load_digest",
     "parse_since",
     "render",

@@ -159,7 +159,7 @@ def card_image(
         return None, None, f"{article.source or article.url}: image {url} cannot be read ({type(e).__name__}: {e}); card shown without it"
     height = round(CARD_WIDTH * thumb.height / thumb.width)
     if embed:
-        cid = thumb.filename.replace(".", "-", thumb.filename.count(".") - 1) + "@newsletter"
+        cid = f"{thumb.filename}@newsletter"
         part = InlineImage(cid=cid, filename=thumb.filename, content_type=thumb.content_type, data=thumb.data)
         return ImageRef("cid:" + cid, alt, CARD_WIDTH, height), part, None
     href = asset_url(thumb.filename, asset_base_url)
