@@ -268,3 +268,22 @@ def test_campaign_page_follows_a_send_live(live, page, smtp, engine, config):
                            timeout=15_000)
     assert page.locator("[data-count=sent]").inner_text() == "3"
     assert page.locator("#progress-text").inner_text() == "3 of 3"
+
+
+def test_the_sample_articles_fit_a_phone_too(page, tmp_path):
+    """The repository's own sample digest (RTL article, video card, wide images) at 375 px."""
+    from pathlib import Path
+
+    from newsletter.store.db import upgrade
+
+    repo_articles = Path(__file__).resolve().parent.parent / "articles"
+    url = f"sqlite:///{tmp_path / 'sample.db'}"
+    upgrade(url)
+    cfg = Config(database_url=url, sources=[str(repo_articles)], secret_key="test-secret-key-0123456789")
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("http://127.0.0.1") else route.abort())
+    with LiveServer(create_app(cfg)) as srv:
+        page.goto(srv.url + "/admin/preview")
+        mobile = _frame(page, "mobile")
+        assert mobile.evaluate("document.documentElement.scrollWidth") <= 375
+        alts = mobile.evaluate("[...document.images].map(i => i.getAttribute('alt'))")
+        assert alts and all(alts), alts
