@@ -92,3 +92,18 @@ def test_every_compose_option_is_documented_in_the_readme():
     assert "--since" in options and "--embed-images" in options
     missing = [opt for opt in options if f"`{opt}" not in section]
     assert not missing, f"undocumented options: {missing}"
+
+
+def test_without_sources_the_configured_ones_are_used(tmp_path):
+    cfg = tmp_path / "newsletter.toml"
+    cfg.write_text(f'sources = ["{REPO / "tests/fixtures/compose/good"}"]\nnewsletter_name = "Harbour Notes"\n')
+    r = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(cfg), "compose", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Found 2 articles, selected 2" in r.stdout
+    assert "Harbour Notes" in (tmp_path / "o/digest.txt").read_text()
+
+
+def test_no_sources_at_all_is_a_one_line_error(tmp_path):
+    r = run("--out", tmp_path / "o", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip() == "error: no sources: pass files, folders or URLs (or set `sources` in the config)"

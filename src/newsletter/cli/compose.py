@@ -13,7 +13,7 @@ from . import app, get_config
 @app.command("compose")
 def compose_command(
     ctx: typer.Context,
-    sources: List[str] = typer.Argument(..., help="Markdown files or folders, RSS/Atom feed files or URLs, article pages."),
+    sources: Optional[List[str]] = typer.Argument(None, help="Markdown files or folders, RSS/Atom feed files or URLs, article pages (default: `sources` from the config)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only articles published since: 7d, 24h, 2w, 2026-11-01 or an ISO date-time."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many articles (newest first)."),
     category: Optional[str] = typer.Option(None, "--category", help="Only articles in this category (case-insensitive)."),
@@ -28,8 +28,12 @@ def compose_command(
 ) -> None:
     """Compose a digest from SOURCES and write it to --out (default out/)."""
     from ..compose import HTML_BUDGET_BYTES, ComposeOptions, compose, write_digest
+    from ..errors import InvalidInput
 
     config = get_config(ctx, template_dir=str(template) if template else None, asset_base_url=asset_base_url)
+    sources = list(sources or config.sources)
+    if not sources:
+        raise InvalidInput("no sources: pass files, folders or URLs (or set `sources` in the config)")
     options = ComposeOptions(
         since=since,
         limit=limit,
@@ -41,7 +45,7 @@ def compose_command(
         preheader=preheader,
         strict=strict,
     )
-    digest = compose(list(sources), config, options)
+    digest = compose(sources, config, options)
     paths = write_digest(digest, out)
 
     say = typer.echo
