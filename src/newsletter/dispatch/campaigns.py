@@ -71,6 +71,8 @@ def transition(conn, campaign_id: int, to: str, *, reason: str | None = None, al
     elif to == "draft":
         times["scheduled_at"] = None
     if not q.set_campaign_status(conn, campaign_id, [current], to, now=now, reason=reason or "", **times):
+        if q.campaign_status(conn, campaign_id) == to:  # another process made the same move first
+            return current
         raise StateError(f"campaign {campaign_id} changed status while we were changing it; try again")
     return current
 

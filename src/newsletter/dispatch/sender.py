@@ -546,6 +546,24 @@ def send_campaign(
     lanes: list[_Lane] = []
     stopped: str | None = None
     skipped_now = 0
+    seen_ambiguous: set[int] = set()
+
+    def recover(conn) -> int:
+        """Rows of workers that are gone: claimed → pending; sending → ambiguous (reported; requeued
+        when resend_ambiguous). Returns how many ambiguous rows were requeued."""
+        holders = q.workers_holding_rows(conn, cid)
+        dead = [w for w in holders if not live.alive(w)]
+        for w in dead:
+            q.release_claimed(conn, cid, w)
+        live_workers = [w for w in holders if w not in dead]
+        amb = [a for a in q.ambiguous_rows(conn, cid, live_workers + [worker]) if a.id not in seen_ambiguous]
+        for a in amb:
+            seen_ambiguous.add(a.id)
+            ambiguous.append(a.email)
+        if resend_ambiguous and amb:
+            return q.requeue_ambiguous(conn, [a.id for a in amb])
+        return 0
+
     try:
         with transaction(engine) as conn:
             status = q.campaign_status(conn, cid)
@@ -559,16 +577,7 @@ def send_campaign(
                     raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
                 conn.execute(q.campaigns.update().where(q.campaigns.c.id == cid, q.campaigns.c.ledger_created_at.is_(None))
                              .values(ledger_created_at=utcnow()))
-            # Rows of workers that are gone: claimed → pending; sending → ambiguous.
-            dead = [w for w in q.workers_holding_rows(conn, cid) if not live.alive(w)]
-            for w in dead:
-                q.release_claimed(conn, cid, w)
-            live_workers = [w for w in q.workers_holding_rows(conn, cid) if w not in dead]
-            amb = q.ambiguous_rows(conn, cid, live_workers + [worker])
-            if resend_ambiguous and amb:
-                resent = q.requeue_ambiguous(conn, [a.id for a in amb])
-            else:
-                ambiguous = [a.email for a in amb]
+            resent += recover(conn)
             if status == "finished":
                 if not resent:
                     raise StateError(f"campaign {cid} is already finished and has no ambiguous copies to resend")
@@ -632,11 +641,10 @@ def send_campaign(
                 counts = q.counts_by_state(conn, cid)
                 retry_at = q.next_retry_at(conn, cid)
                 others = [w for w in q.workers_holding_rows(conn, cid) if w != worker and live.alive(w)]
-            if counts.get("pending") or (counts.get("claimed", 0) and not others):
-                with transaction(engine) as conn:  # rows of a worker that died meanwhile go back
-                    for w in q.workers_holding_rows(conn, cid):
-                        if not live.alive(w):
-                            q.release_claimed(conn, cid, w)
+            with transaction(engine) as conn:  # a worker that died meanwhile: its rows come back
+                again = recover(conn)
+                resent += again
+            if again or counts.get("pending") or (counts.get("claimed", 0) and not others):
                 run.external_stop.wait(0.01)
                 continue
             if counts.get("deferred") and retry_at is not None:
