@@ -9,6 +9,7 @@ import shutil
 from datetime import datetime, timezone
 
 import lxml.html
+import pytest
 from PIL import Image as PILImage
 
 from newsletter.articles.model import Article, Image
@@ -103,3 +104,22 @@ def test_oversized_image_is_refused_with_a_warning_not_decoded(tmp_path, monkeyp
     a = article_with(p)
     ref, part, warning = card_image(a, a.image, alt="x", embed=False, asset_base_url=None)
     assert ref is None and part is None and "too large for a card image" in warning
+
+
+@pytest.mark.parametrize(
+    "name, mode, save, expected_type",
+    [
+        ("grey.jpg", "L", {}, "image/jpeg"),
+        ("print.jpg", "CMYK", {}, "image/jpeg"),
+        ("palette.png", "P", {"transparency": 0}, "image/png"),
+        ("deep.png", "I;16", {}, "image/jpeg"),
+        ("photo.webp", "RGB", {}, "image/jpeg"),
+        ("frame.gif", "P", {}, "image/jpeg"),
+    ],
+)
+def test_any_common_image_mode_becomes_a_mail_safe_jpeg_or_png(tmp_path, name, mode, save, expected_type):
+    p = tmp_path / name
+    PILImage.new(mode, (800, 600)).save(p, **save)
+    t = make_thumbnail(p)
+    assert t.content_type == expected_type and (t.width, t.height) == (800, 450)
+    assert PILImage.open(io.BytesIO(t.data)).format == expected_type.split("/")[1].upper().replace("JPEG", "JPEG")
