@@ -32,6 +32,8 @@ _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[-_ ]")
 _H1 = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\n|\Z)")
 _IMG_MD = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
+# libyaml's safe loader when PyYAML was built with it (about 10× faster on front matter), else the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
 
 
@@ -166,7 +168,7 @@ def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
     raw = ""
     try:
         raw, rest = frontmatter.YAMLHandler().split(content.lstrip("\ufeff"))
-        data = yaml.safe_load(raw) if raw.strip() else {}
+        data = yaml.load(raw, Loader=_YAML_LOADER) if raw.strip() else {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         body = content.lstrip("\ufeff")

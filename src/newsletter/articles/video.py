@@ -17,6 +17,7 @@ _YT_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 _YT_HOSTS = {"youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com", "gaming.youtube.com"}
 _VIMEO_HOSTS = {"vimeo.com", "player.vimeo.com"}
 # Bare URLs in text (stops at whitespace, quotes and angle brackets).
+_PROVIDER_HINT = re.compile(r"youtu|vimeo", re.IGNORECASE)  # cheap pre-check before scanning every URL
 URL_RE = re.compile(r"https?://[^\s<>\"')\]]+", re.IGNORECASE)
 
 
@@ -79,7 +80,7 @@ def parse_video_url(url: str, title: str | None = None) -> Video | None:
 def find_videos(html_or_text: str | None) -> list[Video]:
     """Every distinct YouTube/Vimeo video linked or embedded in ``html_or_text`` (href, src, bare URLs),
     in order of first appearance."""
-    if not html_or_text:
+    if not html_or_text or not _PROVIDER_HINT.search(html_or_text):
         return []
     found: list[Video] = []
     seen: set[tuple[str, str]] = set()
