@@ -107,3 +107,21 @@ def test_without_sources_the_configured_ones_are_used(tmp_path):
 def test_no_sources_at_all_is_a_one_line_error(tmp_path):
     r = run("--out", tmp_path / "o", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.strip() == "error: no sources: pass files, folders or URLs (or set `sources` in the config)"
+
+
+def test_feed_url_that_does_not_answer_is_a_one_line_error(tmp_path):
+    import os
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/feed.xml"
+    try:
+        r = subprocess.run([sys.executable, "-m", "newsletter", "compose", url, "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "NEWSLETTER_FETCH_TIMEOUT": "0.5"})
+    finally:
+        silent.close()
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {url}") and "timed out" in lines[0], lines
