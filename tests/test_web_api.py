@@ -154,6 +154,7 @@ def test_api_subscribers_round_trip_and_errors(db):
     assert subs.find_suppression(db[1], "ana@example.com") is not None
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(db):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -173,7 +174,7 @@ def test_schemathesis_finds_no_server_error(db):
     for op in operations:
 
         @given(case=op.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck),
                   phases=[Phase.explicit, Phase.generate])
         def no_500(case):
             r = case.call(headers={"Authorization": "Bearer tok-0123456789abcdef"})
@@ -195,6 +196,7 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_serve_prints_its_address_and_answers(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     upgrade(url)
