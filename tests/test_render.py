@@ -369,3 +369,17 @@ def test_every_merge_tag_survives_in_text_and_links_of_a_custom_template(tmp_pat
         assert f"Hi {tag}" in root.text_content(), tag
         assert root.xpath(f'//a[@href="https://example.org/?v={tag}"]'), tag
         assert d.html.count(tag) >= 2, tag
+
+
+def test_plain_text_wraps_cjk_by_display_width_and_never_breaks_urls():
+    from newsletter.compose.textwrap_cjk import display_width
+
+    summary = "紅葉シーズンを迎え、山あいを走る小さなローカル線に観光客が戻ってきた。" * 4
+    long_url = "https://example.org/" + "x" * 90
+    d = render([make_article(0, title="紅葉の季節", summary=summary, lang="ja", url=long_url)], Config(), OPTS)
+    lines = d.text.splitlines()
+    body = [ln for ln in lines if "紅葉シーズン" in ln or ln.startswith(("カ", "山", "客", "線"))]
+    assert len(body) >= 3
+    assert all(display_width(ln) <= 74 for ln in lines if not ln.startswith("Read more:"))
+    assert not any(ln.startswith(("、", "。")) for ln in lines)
+    assert f"Read more: {long_url}" in lines

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import RenderError
+from .textwrap_cjk import wrap
 
 REQUIRED = ("digest.mjml", "digest.txt")
 
@@ -68,6 +69,7 @@ def environment(template_dir: Path):
         keep_trailing_newline=True,
     )
     env.filters["caps"] = caps
+    env.filters["wrap"] = wrap
     return env
 
 
