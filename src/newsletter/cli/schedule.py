@@ -174,20 +174,116 @@ def digests_remove(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 def digests_run(
     ctx: typer.Context,
     name: str = typer.Argument(...),
-    now: bool = typer.Option(False, "--now", help="Compose and create this occurrence's campaign immediately."),
-    at: Optional[str] = typer.Option(None, "--clock", help="Pretend the clock says this ISO instant (tests)."),
+    now: bool = typer.Option(False, "--now", help="Required: run this occurrence immediately."),
+    no_send: bool = typer.Option(False, "--no-send", help="Only create the campaign (scheduled for now); a worker sends it."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="As for `newsletter send`: URL, a configured smtp server name, or a,b."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write .eml files to this folder instead of SMTP."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Rate limit, e.g. 20/s."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, max=256, help="SMTP connections in parallel."),
+    clock: Optional[str] = typer.Option(None, "--clock", help="Pretend the clock says this ISO instant (with offset)."),
 ) -> None:
-    """Run one occurrence now: compose the new articles and create its campaign (a worker sends it)."""
+    """Compose the new articles into this occurrence's campaign now and send it (sources are retried)."""
     from ..schedule.digests import run_digest_now
 
     if not now:
         raise InvalidInput("digests run needs --now (the schedule itself is run by `newsletter worker`)")
     config = get_config(ctx)
-    result = run_digest_now(_engine(config), config, name, now=_now_opt(at))
+    engine = _engine(config)
+    result = run_digest_now(engine, config, name, now=_now_opt(clock))
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     typer.echo(result.line())
     if result.status == "failed":
         raise typer.Exit(1)
-    if result.campaign_id is not None:
-        typer.echo(str(result.campaign_id))
+    if result.campaign_id is None or no_send:
+        return
+    from ..dispatch.sender import send_campaign
+
+    stop = _stop_on_signals()
+    summary = send_campaign(engine, result.campaign_id, config, smtp=smtp, outbox=str(outbox) if outbox else None,
+                            rate=rate, concurrency=concurrency, stop_event=stop)
+    c = summary.counts
+    typer.echo(f"campaign {summary.campaign_id}: {summary.status}; sent {summary.sent_now}, failed {summary.failed_now}, "
+               f"deferred {summary.deferred_now} via {summary.transport}; ledger sent {c.get('sent', 0)} of {summary.total}")
+
+
+def _stop_on_signals():
+    """A stop event set by SIGTERM and SIGINT (the current send finishes its in-flight messages)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+# --- campaigns schedule ----------------------------------------------------------------------
+
+def _register_campaigns_schedule() -> None:
+    from .dispatch import campaigns_app
+
+    @campaigns_app.command("schedule")
+    def campaigns_schedule(
+        ctx: typer.Context,
+        campaign: str = typer.Argument(..., help="Campaign id (a draft, or a scheduled one to move)."),
+        at: str = typer.Option(..., "--at", help='Local time, "2026-12-01 08:00" (or ISO 8601 with an offset).'),
+        tz: Optional[str] = typer.Option(None, "--tz", help="IANA time zone of --at (default: config timezone)."),
+    ) -> None:
+        """Send a campaign at a set time (a running `newsletter worker` starts it then)."""
+        from ..schedule.oneoff import schedule_campaign_at
+        from zoneinfo import ZoneInfo
+
+        config = get_config(ctx)
+        zone = tz or config.timezone
+        c = schedule_campaign_at(_engine(config), campaign, at, zone)
+        local = c.scheduled_at.astimezone(ZoneInfo(zone))
+        typer.echo(f"campaign {c.id} scheduled for {local:%Y-%m-%d %H:%M %Z} = {c.scheduled_at:%Y-%m-%d %H:%M} UTC")
+
+
+_register_campaigns_schedule()
+
+
+# --- worker ----------------------------------------------------------------------------------
+
+@app.command("worker")
+def worker_command(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="One pass, then exit (for cron, tests and catch-up by hand)."),
+    now: Optional[str] = typer.Option(None, "--now", help="Run with the clock at this ISO instant, e.g. 2026-12-07T08:00:05+01:00."),
+    poll: Optional[float] = typer.Option(None, "--poll", help="Seconds between passes (default: config poll_interval, 5)."),
+    catch_up: Optional[str] = typer.Option(None, "--catch-up", help="Override every digest's catch-up policy: latest, all or none."),
+    standby: bool = typer.Option(False, "--standby", help="SQLite: wait for the running worker to stop instead of refusing to start."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, max=256, help="SMTP connections in parallel per campaign."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Rate limit per worker, e.g. 20/s, 600/m."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="As for `newsletter send`: URL, a configured smtp server name, or a,b."),
+    starttls: bool = typer.Option(False, "--starttls", help="Require STARTTLS."),
+    tls: bool = typer.Option(False, "--tls", help="Implicit TLS (port 465)."),
+    outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write .eml files to this folder instead of SMTP."),
+) -> None:
+    """Run due digests and scheduled campaigns, and send running ones; one log line per event.
+    SIGTERM/SIGINT stop it cleanly (in-flight messages finish, the rest are released)."""
+    from ..errors import ConfigError
+    from ..schedule.worker import run_worker
+
+    if starttls and tls:
+        raise ConfigError("--starttls and --tls exclude each other")
+    config = get_config(ctx)
+    engine = _engine(config)
+    stop = _stop_on_signals()
+
+    def emit(line: str) -> None:
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S%z")
+        typer.echo(f"{stamp} {line}", err=True)
+
+    report = run_worker(
+        engine, config, once=once, now=_now_opt(now), poll_interval=poll, catch_up=catch_up, stop_event=stop,
+        standby=standby, smtp=smtp, tls="starttls" if starttls else "tls" if tls else None,
+        outbox=str(outbox) if outbox else None, concurrency=concurrency, rate=rate, on_event=emit,
+    )
+    if once and report.errors:
+        raise typer.Exit(1)

@@ -341,7 +341,8 @@ def load_with_retries(sources: Sequence[str], config: Config, *, delays: Sequenc
 
 def _since_for(session: Session, d: Digest, sched: cron.Schedule, when: datetime) -> datetime:
     """Articles must be newer than the last occurrence that SENT something (a skipped week's few
-    articles wait for the next one); the first occurrence looks back one period."""
+    articles wait for the next one); until one has, newer than the schedule's last occurrence
+    before the digest was created (its first issue covers one period)."""
     last = session.exec(
         select(DigestRun.scheduled_for)
         .where(DigestRun.digest_id == d.id, DigestRun.status == "created", DigestRun.scheduled_for < when)
@@ -349,8 +350,9 @@ def _since_for(session: Session, d: Digest, sched: cron.Schedule, when: datetime
     ).first()
     if last is not None:
         return last
-    prev = cron.last_in(sched, d.timezone, when - timedelta(days=400), when - timedelta(seconds=1))
-    return prev or (when - timedelta(days=7))
+    start = min(d.created_at, when)
+    prev = cron.last_in(sched, d.timezone, start - timedelta(days=400), start)
+    return prev or (start - timedelta(days=7))
 
 
 def _sent_keys(session: Session, digest_id: int) -> set[str]:
@@ -363,38 +365,46 @@ def _list_slugs(session: Session, d: Digest) -> list[str]:
     return [by_id[i] for i in d.list_ids if i in by_id]
 
 
+def _already_run(session: Session, d: Digest, when: datetime) -> bool:
+    return session.exec(
+        select(DigestRun.id).where(DigestRun.digest_id == d.id, DigestRun.scheduled_for == when)
+    ).first() is not None
+
+
 def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, *, now: datetime,
                    manual: bool = False, retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS,
                    sleep: Callable[[float], None] = _time.sleep) -> RunResult:
-    """Run one occurrence of ``d`` inside the caller's transaction (which should hold ``d``'s row lock).
+    """Run one occurrence of ``d`` in the caller's transaction (which holds ``d``'s row lock on
+    PostgreSQL); the caller commits.
 
-    Inserts the (digest, when) run row first — a unique key, so if another process already has
-    this occurrence the insert fails and the result is ``duplicate`` — then composes, and creates
-    the campaign and records the sent article keys in the same transaction.
+    Order matters: load and select first (no write yet, so SQLite stays free for the dispatcher's
+    own transaction), then create the campaign as a draft through the dispatcher, then — in the
+    caller's transaction — insert the (digest, occurrence) row, whose unique key refuses a second
+    one, move the campaign to ``scheduled`` for the occurrence's time (a worker sends it) and
+    remember the article keys. If anything fails before the commit, the campaign stays an unsent
+    draft (and is cancelled when we still can): never a second sent copy.
     """
     from ..compose.model import ComposeOptions
     from ..compose.render import render
     from ..compose.select import select as select_articles
 
-    run = DigestRun(digest_id=d.id, scheduled_for=when, status="running", manual=manual, started_at=now)
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except sa_exc.IntegrityError:
+    if _already_run(session, d, when):
         return RunResult(d.name, when, "duplicate", reason="already run")
 
     def finish(status: str, reason: str = "", warnings: list[str] | None = None, count: int = 0,
-               campaign_id: int | None = None) -> RunResult:
-        run.status, run.reason, run.article_count, run.campaign_id = status, reason, count, campaign_id
-        run.warnings = list(warnings or [])
-        run.finished_at = now
+               campaign_id: int | None = None, keys: Sequence[str] = ()) -> RunResult:
+        run = DigestRun(digest_id=d.id, scheduled_for=when, status=status, manual=manual, started_at=now,
+                        campaign_id=campaign_id, article_count=count, reason=reason,
+                        warnings=list(warnings or []), finished_at=now)
         session.add(run)
+        session.flush()  # IntegrityError here: another process recorded this occurrence first
         if status == "created":
+            for key in keys:
+                session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=key, sent_at=now))
             d.last_run_at = when
             d.articles_sent = (d.articles_sent or 0) + count
             session.add(d)
-        session.flush()
+            session.flush()
         return RunResult(d.name, when, status, campaign_id, count, reason, list(warnings or []))
 
     sched = cron.parse_schedule(d.schedule)
@@ -403,104 +413,137 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
     warnings = list(loaded.warnings)
     if loaded.failed and len(loaded.failed) == len(d.sources):
         return finish("failed", f"every source failed: {'; '.join(w for w in warnings if 'failed after' in w)}", warnings)
-    tz = d.timezone
     subject = None
     if d.subject:
-        subject = render_subject(d.subject, when=when, tz=tz, name=d.name, newsletter_name=config.newsletter_name)
+        try:
+            subject = render_subject(d.subject, when=when, tz=d.timezone, name=d.name, newsletter_name=config.newsletter_name)
+        except InvalidInput as e:
+            return finish("failed", str(e), warnings)
     options = ComposeOptions(
         since=since, limit=d.max_articles, category=d.category, tags=list(d.tags),
         template_dir=d.template_dir, subject=subject, exclude_keys=_sent_keys(session, d.id), now=when,
     )
+    why = ""
     try:
-        selection = select_articles(loaded.articles, options)
-        selected = selection.selected
+        selected = select_articles(loaded.articles, options).selected
     except SelectionError as e:
-        selected = []
-        why = str(e)
-    else:
-        why = ""
+        selected, why = [], str(e)
     if len(selected) < max(d.min_articles, 1):
-        reason = f"{len(selected)} new article(s), fewer than min_articles {d.min_articles}"
-        if why:
-            reason = f"nothing new: {why}"
+        reason = f"nothing new: {why}" if why else f"{len(selected)} new article(s), fewer than min_articles {d.min_articles}"
         if loaded.failed:
             reason += f" ({len(loaded.failed)} source(s) failed)"
         return finish("skipped", reason, warnings, len(selected))
-    cfg = config.replace(timezone=tz)
     try:
-        composed = render(selected, cfg, options)
-    except (RenderError, InvalidInput) as e:
+        composed = render(selected, config.replace(timezone=d.timezone), options)
+    except NewsletterError as e:
         return finish("failed", str(e), warnings)
     warnings.extend(composed.warnings)
+    keys = list(dict.fromkeys(a.key for a in composed.articles))
     try:
-        with session.begin_nested():
-            campaign_id = create_campaign_for_run(session, config, d, composed, when, _list_slugs(session, d), now=now)
-            for a in composed.articles:
-                session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=a.key, sent_at=now))
-            session.flush()
+        campaign_id = create_campaign_for_run(session.get_bind(), config, d, composed, when, _list_slugs(session, d))
     except NewsletterError as e:
-        # e.g. no active subscriber on the lists: the occurrence is recorded as failed, nothing half-made.
-        return finish("failed", str(e), warnings, len(composed.articles))
-    return finish("created", "", warnings, len(composed.articles), campaign_id)
+        # e.g. a target list was deleted: recorded as failed, and the next occurrence tries again.
+        return finish("failed", str(e), warnings, len(keys))
+    try:
+        schedule_run_campaign(session.connection(), campaign_id, when, now=now)
+        return finish("created", "", warnings, len(keys), campaign_id, keys)
+    except BaseException:
+        session.rollback()
+        abandon_campaign(session.get_bind(), campaign_id)
+        raise
 
 
-def create_campaign_for_run(session: Session, config: Config, d: Digest, composed, when: datetime,
-                            list_slugs: list[str], *, now: datetime) -> int:
-    """Create the occurrence's campaign through the dispatcher, in ``session``'s transaction; its id."""
-    from ..dispatch import campaigns as dispatch_campaigns  # engineer D's API
+def create_campaign_for_run(engine: Engine, config: Config, d: Digest, composed, when: datetime,
+                            list_slugs: list[str]) -> int:
+    """The occurrence's campaign, created as a draft by the dispatcher (its own transaction)."""
+    from ..dispatch.campaigns import create_campaign
 
     local = when.astimezone(cron.get_zone(d.timezone))
-    campaign = dispatch_campaigns.create_campaign(
-        session, composed, list_slugs, name=f"{d.name} {local:%Y-%m-%d %H:%M}", config=config,
+    campaign = create_campaign(
+        engine, composed, list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
+        meta={"digest": d.name, "digest_id": d.id, "occurrence": when.isoformat()},
     )
     return campaign.id
+
+
+def schedule_run_campaign(conn, campaign_id: int, when: datetime, *, now: datetime) -> None:
+    """draft → scheduled at the occurrence's time, in the caller's transaction: the campaign only
+    becomes sendable together with its (digest, occurrence) row."""
+    from ..dispatch.campaigns import transition
+    from ..store import queries as q
+
+    transition(conn, campaign_id, "scheduled", allow_from=("draft",), now=now)
+    conn.execute(q.campaigns.update().where(q.campaigns.c.id == campaign_id).values(scheduled_at=when))
+
+
+def abandon_campaign(engine: Engine, campaign_id: int) -> None:
+    """Cancel a draft whose occurrence could not be recorded (best effort: it is unsent either way)."""
+    from ..dispatch.campaigns import cancel_campaign
+
+    try:
+        cancel_campaign(engine, campaign_id, reason="digest occurrence was not recorded (duplicate or error)")
+    except Exception:  # the draft stays a draft, which is never sent
+        log.warning("campaign %s: could not cancel the unrecorded draft", campaign_id)
 
 
 def _advance(d: Digest, cursor: datetime | None, now: datetime) -> None:
     sched = cron.parse_schedule(d.schedule)
     if cursor is not None and cursor > d.handled_until:
         d.handled_until = cursor
-    d.next_run_at = None if d.paused else cron.next_after(sched, d.timezone, max(d.handled_until, now))
+    d.next_run_at = None if d.paused else cron.next_after(sched, d.timezone, d.handled_until)
     d.updated_at = now
 
 
 def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = None, catch_up: str | None = None,
-                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS, max_digests: int = 100,
+                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS, max_occurrences: int = 1000,
                     on_event: Callable[[str], None] | None = None) -> list[RunResult]:
-    """Run every due digest occurrence at ``now``: claim one due digest at a time (row lock,
-    SKIP LOCKED on PostgreSQL), plan its occurrences under its catch-up policy (or ``catch_up``),
-    run them, advance its schedule, commit. Safe to call from several workers at once."""
-    from . import claims as queries  # moves to store.queries once it exists
+    """Run the digest occurrences due at ``now``, one transaction per occurrence: claim a due digest
+    (row lock, SKIP LOCKED on PostgreSQL, so several workers share digests and never run one
+    twice), plan under its catch-up policy (or ``catch_up``), run the oldest planned occurrence,
+    advance the digest's schedule past it, commit; repeat until nothing is due."""
+    from ..store import queries
     from ..store.db import describe_db_error
 
     now = _now(now)
     if catch_up is not None:
         cron.check_catch_up(catch_up)
     results: list[RunResult] = []
-    tried: set[int] = set()
-    for _ in range(max_digests):
+    broken: set[int] = set()
+    for _ in range(max_occurrences):
         session = Session(engine, expire_on_commit=False)
+        out: list[RunResult] = []
+        notes: list[str] = []
         try:
-            d = queries.claim_due_digest(session, now, exclude_ids=tried)
-            if d is None:
+            did = queries.claim_due_digest(session.connection(), now, broken)
+            if did is None:
                 session.rollback()
                 break
-            tried.add(d.id)
-            sched = cron.parse_schedule(d.schedule)
-            plan = cron.plan_due(sched, d.timezone, d.handled_until, now, catch_up or d.catch_up)
-            if plan.missed and on_event:
-                on_event(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
-                         f"missed occurrence(s) (catch-up {catch_up or d.catch_up})")
-            out = [run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays) for when in plan.run]
-            _advance(d, plan.cursor, now)
+            d = session.get(Digest, did)
+            try:
+                sched = cron.parse_schedule(d.schedule)
+                plan = cron.plan_due(sched, d.timezone, d.handled_until, now, catch_up or d.catch_up)
+            except ScheduleError as e:  # a row edited by hand: report it once, leave it alone
+                broken.add(did)
+                notes.append(f"digest {d.name!r}: {e}")
+                session.rollback()
+                continue
+            if plan.missed:
+                notes.append(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
+                             f"missed occurrence(s) (catch-up {catch_up or d.catch_up})")
+            if plan.run:
+                when = plan.run[0]
+                out.append(run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays))
+                # With more planned (catch-up "all"), move only past this one: the rest come next.
+                cursor = when if len(plan.run) > 1 else plan.cursor
+            else:
+                cursor = plan.cursor
+            _advance(d, cursor or now, now)
             session.add(d)
             session.commit()
         except sa_exc.IntegrityError:
             session.rollback()
-            # Another process created this occurrence between our insert and commit: it is theirs.
+            notes.append(f"digest {d.name!r}: occurrence already recorded by another process")
             out = []
-            if on_event:
-                on_event(f"digest {d.name!r}: occurrence already run by another worker")
         except sa_exc.SQLAlchemyError as e:
             session.rollback()
             raise describe_db_error(e, engine.url) from None
@@ -509,6 +552,9 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
             raise
         finally:
             session.close()
+            if on_event:
+                for n in notes:
+                    on_event(n)
         for r in out:
             results.append(r)
             if on_event:
@@ -518,7 +564,8 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
 
 def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime | None = None,
                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS) -> RunResult:
-    """``digests run NAME --now``: one occurrence at ``now`` (outside the schedule, which is unchanged)."""
+    """``digests run NAME --now``: one occurrence at ``now``, outside the schedule (which is unchanged).
+    Its campaign is scheduled for ``now``: the caller sends it (or the next worker pass does)."""
     from ..store.db import describe_db_error
 
     now = _now(now).replace(microsecond=0)
@@ -531,7 +578,7 @@ def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime |
     except sa_exc.SQLAlchemyError as e:
         session.rollback()
         if isinstance(e, sa_exc.IntegrityError):
-            raise StoreError(f"digest {name!r}: this occurrence was created by another process at the same time") from None
+            raise StoreError(f"digest {name!r}: this occurrence was recorded by another process at the same time") from None
         raise describe_db_error(e, engine.url) from None
     except BaseException:
         session.rollback()

@@ -14,6 +14,7 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from . import campaign_models  # noqa: F401  (digest_runs.campaign_id refers to campaigns)
 from .models import UtcDateTime, utcnow
 
 CATCH_UP_POLICIES = ("latest", "all", "none")

@@ -1,0 +1,181 @@
+"""``newsletter worker``: run what is due — digest occurrences and scheduled campaigns — and send
+running campaigns through the dispatcher, pass after pass.
+
+Every guarantee comes from the database, not from the worker: a digest occurrence exists once
+(unique key), a campaign goes scheduled → running by compare-and-set, and copies are claimed
+from the ledger (``FOR UPDATE SKIP LOCKED`` on PostgreSQL). So any number of workers can run
+against PostgreSQL, and a worker killed at any moment is simply restarted. On SQLite one worker
+runs at a time (an OS lock beside the database file, see ``schedule.lock``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
+
+from sqlalchemy.engine import Engine
+
+from ..config import Config
+from ..errors import InvalidInput, NewsletterError, StateError
+from . import digests as dg
+from .lock import WorkerLock
+
+UTC = timezone.utc
+log = logging.getLogger("newsletter.worker")
+
+
+@dataclass
+class WorkerReport:
+    """What a worker did before it stopped (``--once``: in its single pass)."""
+
+    passes: int = 0
+    digest_runs: list = field(default_factory=list)  # digests.RunResult
+    sends: list = field(default_factory=list)  # dispatch.sender.SendSummary
+    errors: list[str] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+def make_clock(now: datetime | None) -> Callable[[], datetime]:
+    """The worker's clock: real UTC time, or — with ``--now`` — that instant, moving on from it."""
+    if now is None:
+        return lambda: datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    base, t0 = now.astimezone(UTC), time.monotonic()
+    return lambda: base + timedelta(seconds=time.monotonic() - t0)
+
+
+def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str], None]) -> list[int]:
+    """Move scheduled campaigns whose time has come to ``running`` (compare-and-set: when two workers
+    race, one moves it and both then share the sending); the ids of every running campaign."""
+    from ..dispatch.campaigns import due_campaigns, transition
+    from ..store import queries as q
+    from ..store.db import transaction
+
+    ids = due_campaigns(engine, now)
+    running: list[int] = []
+    for cid in ids:
+        with transaction(engine) as conn:
+            status = q.campaign_status(conn, cid)
+            if status == "scheduled":
+                try:
+                    transition(conn, cid, "running", allow_from=("scheduled",), now=now)
+                    on_event(f"campaign {cid}: scheduled time reached, sending")
+                except StateError:
+                    status = q.campaign_status(conn, cid)  # another worker started it: share it
+                else:
+                    status = "running"
+        if status == "running":
+            running.append(cid)
+    return running
+
+
+def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
+             stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
+             retry_delays: Sequence[float], seen_errors: dict) -> None:
+    """One pass: due digest occurrences, then due and running campaigns."""
+    from ..dispatch.sender import send_campaign
+
+    try:
+        report.digest_runs.extend(dg.run_due_digests(engine, config, now=now, catch_up=catch_up,
+                                                     retry_delays=retry_delays, on_event=on_event))
+    except NewsletterError as e:
+        report.errors.append(str(e))
+        on_event(f"digests: {e}")
+    if stop_event.is_set():
+        return
+    for cid in start_due_campaigns(engine, now, on_event):
+        if stop_event.is_set():
+            return
+        try:
+            summary = send_campaign(engine, cid, config, stop_event=stop_event, wait_deferred=False, **send_options)
+        except NewsletterError as e:
+            # Said once per campaign and problem, not at every poll (e.g. `newsletter send` holds it on SQLite).
+            if seen_errors.get(cid) != str(e):
+                seen_errors[cid] = str(e)
+                report.errors.append(str(e))
+                on_event(f"campaign {cid}: {e}")
+            continue
+        seen_errors.pop(cid, None)
+        report.sends.append(summary)
+        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != "running":
+            c = summary.counts
+            on_event(
+                f"campaign {cid}: {summary.status}{' (' + summary.stopped + ')' if summary.stopped else ''}; "
+                f"this pass sent {summary.sent_now}, failed {summary.failed_now}, deferred {summary.deferred_now}; "
+                f"ledger sent {c.get('sent', 0)} of {summary.total}"
+                + (f"; {len(summary.ambiguous)} ambiguous (not resent): {', '.join(summary.ambiguous[:5])}"
+                   if summary.ambiguous else "")
+            )
+
+
+def run_worker(
+    engine: Engine,
+    config: Config,
+    *,
+    once: bool = False,
+    now: datetime | None = None,
+    poll_interval: float | None = None,
+    catch_up: str | None = None,
+    stop_event: threading.Event | None = None,
+    standby: bool = False,
+    smtp: str | None = None,
+    tls: str | None = None,
+    outbox: str | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    retry_delays: Sequence[float] = dg.SOURCE_RETRY_DELAYS,
+    on_event: Callable[[str], None] | None = None,
+) -> WorkerReport:
+    """Run passes every ``poll_interval`` seconds (config ``poll_interval``, 5 s) until ``stop_event``
+    is set, or one pass with ``once``. ``now`` pins the clock (tests, catch-up by hand). On SQLite a
+    second worker raises DispatchError, or with ``standby`` waits until the first one stops.
+    ``stop_event`` (set by SIGTERM/SIGINT in the CLI) lets the current send finish its in-flight
+    messages and release the rest, so nothing is lost or sent twice."""
+    from ..dispatch.sender import new_worker_id
+    from ..store.db import require_current_schema, sqlite_path
+
+    require_current_schema(engine)
+    if catch_up is not None:
+        from .cron import check_catch_up
+
+        check_catch_up(catch_up)
+    poll = float(poll_interval if poll_interval is not None else config.poll_interval)
+    if poll <= 0:
+        raise InvalidInput(f"--poll {poll:g}: must be more than 0 seconds")
+    stop_event = stop_event or threading.Event()
+    emit = on_event or log.info
+    clock = make_clock(now)
+    report = WorkerReport()
+    lock = WorkerLock(sqlite_path(engine.url))
+    if not lock.acquire(standby=standby, stop_event=stop_event, poll_interval=min(poll, 1.0),
+                        on_wait=lambda who: emit(f"standby: waiting for the worker holding this SQLite database ({who or 'unknown'})")):
+        report.stopped_by = "stop requested while on standby"
+        return report
+    worker_id = new_worker_id()
+    send_options = dict(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
+    seen_errors: dict = {}
+    try:
+        emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
+             f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
+        while True:
+            run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options, stop_event=stop_event,
+                     on_event=emit, report=report, retry_delays=retry_delays, seen_errors=seen_errors)
+            report.passes += 1
+            if stop_event.is_set():
+                report.stopped_by = "stop requested"
+                break
+            if once:
+                report.stopped_by = "one pass done"
+                break
+            if stop_event.wait(poll):
+                report.stopped_by = "stop requested"
+                break
+        emit(f"worker {worker_id} stopped: {report.stopped_by}")
+    finally:
+        lock.release()
+    return report

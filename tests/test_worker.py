@@ -1,0 +1,376 @@
+"""`newsletter worker`: digests become campaigns once, scheduled campaigns go out at their time,
+real worker processes share PostgreSQL without duplicates, and stop cleanly on SIGTERM.
+
+Real databases, a real SMTP server on 127.0.0.1 (tests/smtp_server.py), real processes; the
+clock is passed in (``now=`` / ``--now``), never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from smtp_server import SMTPTestServer
+
+from newsletter.config import Config
+from newsletter.dispatch.campaigns import cancel_campaign, create_campaign, get_campaign, pause_campaign, resume_campaign
+from newsletter.errors import NotFound, ScheduleError
+from newsletter.schedule import digests as dg
+from newsletter.schedule.oneoff import schedule_campaign_at
+from newsletter.schedule.worker import run_worker
+from newsletter.store.db import get_engine, upgrade
+from newsletter.store.lists import create_list
+from newsletter.store.subscribers import add_subscriber
+
+UTC = timezone.utc
+PARIS = ZoneInfo("Europe/Paris")
+SECRET = "test-secret-key-for-the-worker-tests-0123456789"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def paris(*args) -> datetime:
+    return datetime(*args, tzinfo=PARIS)
+
+
+def write_article(folder: Path, slug: str, published: datetime) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{slug}.md").write_text(
+        f"---\ntitle: {slug.replace('-', ' ').title()}\ndate: {published.isoformat()}\n"
+        f"url: https://example.org/{slug}\n---\n\nA short piece about {slug.replace('-', ' ')}.\n",
+        encoding="utf-8",
+    )
+
+
+def setup_db(url: str, subscribers: int) -> sa.Engine:
+    upgrade(url)
+    engine = get_engine(url)
+    create_list(engine, "weekly", "The Weekly")
+    rows = [{"email": f"reader{i:04d}@example.com", "email_key": f"reader{i:04d}@example.com", "name": f"Reader {i}",
+             "attributes": {}, "consent_source": "test", "created_at": datetime.now(UTC), "updated_at": datetime.now(UTC)}
+            for i in range(subscribers)]
+    from newsletter.store.models import MailingList, Subscriber, Subscription
+
+    with engine.begin() as conn:
+        if rows:
+            conn.execute(Subscriber.__table__.insert(), rows)
+        lid = conn.execute(sa.select(MailingList.__table__.c.id)).scalar()
+        ids = conn.execute(sa.select(Subscriber.__table__.c.id)).scalars().all()
+        if ids:
+            conn.execute(Subscription.__table__.insert(), [
+                {"subscriber_id": sid, "list_id": lid, "status": "active", "source": "test",
+                 "created_at": datetime.now(UTC), "updated_at": datetime.now(UTC)} for sid in ids])
+    return engine
+
+
+def config_for(url: str, tmp_path: Path) -> Config:
+    return Config(database_url=url, timezone="Europe/Paris", outbox=str(tmp_path / "outbox"), secret_key=SECRET,
+                  concurrency=2)
+
+
+def count(engine, table: str, where: str = "") -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"select count(*) from {table} {where}").scalar()
+
+
+def counts_by_state(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.exec_driver_sql("select state, count(*) from deliveries group by state").all())
+
+
+def weekly_digest(engine, config, articles: Path, **kw) -> None:
+    spec = dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
+                         sources=[str(articles)], lists=["weekly"], subject="Weekly digest — {{ date }}", **kw)
+    dg.add_digest(engine, config, spec, now=paris(2026, 11, 24, 12))
+
+
+def env_for(url: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(NEWSLETTER_DATABASE_URL=url, NEWSLETTER_SECRET_KEY=SECRET, NEWSLETTER_TIMEZONE="Europe/Paris",
+               PYTHONPATH=str(REPO / "src"))
+    return env
+
+
+def newsletter(*args, url: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], env=env_for(url), capture_output=True,
+                          text=True, timeout=90, **kw)
+
+
+def start_worker(*args, url: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "newsletter", "worker", *args], env=env_for(url),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# --- digests through the worker --------------------------------------------------------------
+
+def test_each_occurrence_sends_only_articles_no_earlier_occurrence_sent(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 3)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
+    write_article(articles, "tram-line-opens", paris(2026, 11, 28, 9))
+    weekly_digest(engine, config, articles)
+    out = tmp_path / "outbox"
+    with SMTPTestServer() as srv:
+        send = dict(smtp=srv.url, retry_delays=(0,))
+        # Week 1: both articles, one campaign, one copy each.
+        r = run_worker(engine, config, once=True, now=paris(2026, 11, 30, 8, 0, 5), **send)
+        [run] = r.digest_runs
+        assert run.status == "created" and run.article_count == 2
+        assert srv.recipient_counts() == {f"reader{i:04d}@example.com": 1 for i in range(3)}
+        assert srv.received()[0].headers["Subject"] == "Weekly digest — 30 November 2026"
+        # Week 2: one new article and the two old ones still in the folder: only the new one goes.
+        write_article(articles, "ferry-timetable", paris(2026, 12, 3, 9))
+        r = run_worker(engine, config, once=True, now=paris(2026, 12, 7, 8, 0, 5), **send)
+        [run] = r.digest_runs
+        assert run.status == "created" and run.article_count == 1
+        week2 = [m for m in srv.received() if "7 December" in m.headers["Subject"]]
+        assert len(week2) == 3
+        body = week2[0].message().get_body(("html",)).get_content()
+        assert "Ferry Timetable" in body and "Harbour Lights" not in body and "Tram Line Opens" not in body
+        # Week 3: nothing new → skipped, nothing sent.
+        r = run_worker(engine, config, once=True, now=paris(2026, 12, 14, 8, 0, 5), **send)
+        [run] = r.digest_runs
+        assert run.status == "skipped" and len(srv.received()) == 6
+    assert count(engine, "campaigns") == 2 and count(engine, "digest_sent_articles") == 3
+    assert not out.exists()
+
+
+def test_an_article_dated_before_a_skipped_week_still_goes_out_later(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 1)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "first-frost", paris(2026, 11, 27, 9))
+    weekly_digest(engine, config, articles, min_articles=2)
+    r = run_worker(engine, config, once=True, now=paris(2026, 11, 30, 8, 1), retry_delays=(0,))
+    assert [x.status for x in r.digest_runs] == ["skipped"]
+    write_article(articles, "snow-ploughs-ready", paris(2026, 12, 4, 9))
+    r = run_worker(engine, config, once=True, now=paris(2026, 12, 7, 8, 1), retry_delays=(0,))
+    assert [(x.status, x.article_count) for x in r.digest_runs] == [("created", 2)]
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_digests_run_now_composes_and_sends_immediately(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "library-late-hours", datetime.now(UTC) - timedelta(days=1))
+    weekly_digest(engine, config, articles)
+    with SMTPTestServer() as srv:
+        p = newsletter("digests", "run", "weekly", "--now", "--smtp", srv.url, url=sqlite_url)
+        assert p.returncode == 0, p.stderr
+        assert "campaign 1 created with 1 article(s)" in p.stdout and "sent 2" in p.stdout
+        assert sorted(srv.recipient_counts().values()) == [1, 1]
+        # Again: the article is remembered as sent, so nothing new.
+        p = newsletter("digests", "run", "weekly", "--now", "--smtp", srv.url, url=sqlite_url)
+        assert p.returncode == 0 and "skipped" in p.stdout and len(srv.received()) == 2
+
+
+# --- one-off scheduled campaigns ---------------------------------------------------------------
+
+def draft_campaign(engine, config) -> int:
+    from newsletter.compose import ComposeOptions
+    from newsletter.compose.render import render
+    from newsletter.articles.model import Article
+
+    digest = render([Article(title="Winter opening hours", url="https://example.org/winter-hours",
+                             published=datetime(2026, 11, 20, tzinfo=UTC), summary="Shorter days, longer evenings.")],
+                    config, ComposeOptions(subject="Winter opening hours"))
+    return create_campaign(engine, digest, ["weekly"], config).id
+
+
+def test_a_scheduled_campaign_goes_out_at_its_time_and_not_before(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 4)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    c = schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24, 12))
+    assert c.status == "scheduled" and c.scheduled_at == datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    with SMTPTestServer() as srv:
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 7, 59, 59), smtp=srv.url)
+        assert srv.received() == [] and get_campaign(engine, cid).status == "scheduled"
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 1), smtp=srv.url)
+        assert sorted(srv.recipient_counts().values()) == [1, 1, 1, 1]
+        assert get_campaign(engine, cid).status == "finished"
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 5), smtp=srv.url)
+        assert len(srv.received()) == 4
+
+
+def test_scheduling_in_the_past_or_in_an_unknown_zone_is_refused_and_changes_nothing(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 1)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    p = newsletter("campaigns", "schedule", str(cid), "--at", "2020-01-01 08:00", "--tz", "Europe/Paris", url=sqlite_url)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    [line] = p.stderr.strip().splitlines()
+    assert "2020-01-01 08:00" in line and "in the past" in line
+    with pytest.raises(ScheduleError, match="Moon/Tranquility"):
+        schedule_campaign_at(engine, cid, "2030-01-01 08:00", "Moon/Tranquility")
+    with pytest.raises(ScheduleError, match="next tuesday"):
+        schedule_campaign_at(engine, cid, "next tuesday", "Europe/Paris")
+    with pytest.raises(NotFound, match="999"):
+        schedule_campaign_at(engine, 999, "2030-01-01 08:00", "Europe/Paris")
+    assert get_campaign(engine, cid).status == "draft" and get_campaign(engine, cid).scheduled_at is None
+    p = newsletter("campaigns", "schedule", str(cid), "--at", "2030-01-01 08:00", "--tz", "Europe/Paris", url=sqlite_url)
+    assert p.returncode == 0 and "2030-01-01 08:00 CET = 2030-01-01 07:00 UTC" in p.stdout
+    assert get_campaign(engine, cid).status == "scheduled"
+
+
+def test_a_campaign_cancelled_before_its_time_never_goes_out(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    cancel_campaign(engine, cid)
+    run_worker(engine, config, once=True, now=paris(2026, 12, 1, 9))
+    assert not (tmp_path / "outbox").exists() and get_campaign(engine, cid).status == "cancelled"
+
+
+def test_pause_during_sending_stops_it_and_resume_finishes_with_one_copy_each(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 60)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.03) as srv:
+        stop = threading.Event()
+        t = threading.Thread(target=run_worker, args=(engine, config),
+                             kwargs=dict(now=paris(2026, 12, 1, 8, 0, 1), poll_interval=0.1, smtp=srv.url,
+                                         concurrency=2, stop_event=stop))
+        t.start()
+        try:
+            assert srv.wait_for(10, timeout=30)
+            pause_campaign(engine, cid)
+            time.sleep(0.5)  # lets in-flight messages land; not a scheduling decision
+            paused_at = len(srv.received())
+            time.sleep(0.5)
+            assert len(srv.received()) == paused_at < 60  # nothing more while paused
+            assert get_campaign(engine, cid).status == "paused"
+            resume_campaign(engine, cid)
+            assert srv.wait_for(60, timeout=60)
+            deadline = time.monotonic() + 30
+            while get_campaign(engine, cid).status != "finished" and time.monotonic() < deadline:
+                time.sleep(0.05)  # the worker records the last results after the server has them
+        finally:
+            stop.set()
+            t.join(30)
+        assert sorted(set(srv.recipient_counts().values())) == [1] and len(srv.recipient_counts()) == 60
+    assert get_campaign(engine, cid).status == "finished"
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+def test_a_second_worker_on_sqlite_refuses_to_start_or_waits_on_standby(sqlite_url, tmp_path):
+    setup_db(sqlite_url, 0).dispose()
+    first = start_worker("--poll", "0.2", url=sqlite_url)
+    standby = first
+    try:
+        deadline = time.monotonic() + 30
+        lock = Path(sqlite_url.removeprefix("sqlite:///") + ".worker.lock")
+        while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = newsletter("worker", "--once", url=sqlite_url)
+        assert second.returncode != 0 and "Traceback" not in second.stderr
+        [line] = second.stderr.strip().splitlines()
+        assert "another worker" in line and f"pid {first.pid}" in line and "--standby" in line
+        standby = start_worker("--once", "--standby", "--poll", "0.2", url=sqlite_url)
+        watchdog = threading.Timer(60, standby.kill)
+        watchdog.start()
+        first_line = standby.stderr.readline()  # blocks until the standby worker says something
+        assert "standby: waiting" in first_line and f"pid {first.pid}" in first_line
+        assert standby.poll() is None  # still waiting for the first worker
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        assert standby.wait(30) == 0
+        watchdog.cancel()
+        assert "stopped: one pass done" in standby.stderr.read()
+    finally:
+        for p in (first, standby):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_worker_processes_racing_on_postgresql_make_one_campaign_and_one_copy_each(pg_url, tmp_path):
+    engine = setup_db(pg_url, 40)
+    config = config_for(pg_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "market-hall-reopens", paris(2026, 11, 27, 9))
+    weekly_digest(engine, config, articles)
+    with SMTPTestServer(delay=0.005) as srv:
+        args = ("--once", "--now", "2026-11-30T08:00:05+01:00", "--smtp", srv.url, "--concurrency", "2")
+        workers = [start_worker(*args, url=pg_url) for _ in range(2)]
+        outs = [w.communicate(timeout=90) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outs
+        # Both saw the digest due; exactly one created its campaign.
+        logs = "".join(err for _, err in outs)
+        assert logs.count("campaign 1 created") == 1
+        assert count(engine, "digest_runs") == 1 and count(engine, "campaigns") == 1
+        counts = srv.recipient_counts()
+        assert len(counts) == 40 and set(counts.values()) == {1}
+        # A late third worker (a restart, a clock jump back) changes nothing.
+        p = newsletter("worker", *args, url=pg_url)
+        assert p.returncode == 0 and count(engine, "campaigns") == 1 and len(srv.received()) == 40
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_worker_processes_share_one_running_campaign_on_postgresql(pg_url, tmp_path):
+    engine = setup_db(pg_url, 150)
+    config = config_for(pg_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.01) as srv:
+        args = ("--once", "--now", "2026-12-01T08:00:01+01:00", "--smtp", srv.url, "--concurrency", "2")
+        workers = [start_worker(*args, url=pg_url) for _ in range(2)]
+        outs = [w.communicate(timeout=90) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outs
+        counts = srv.recipient_counts()
+        assert len(counts) == 150 and set(counts.values()) == {1}
+        per_worker = {}
+        with engine.connect() as conn:
+            per_worker = dict(conn.exec_driver_sql(
+                "select worker_id, count(*) from deliveries group by worker_id").all())
+        assert sum(per_worker.values()) == 150
+    assert get_campaign(engine, cid).status == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url_fixture", ["sqlite_url", pytest.param("pg_url", marks=pytest.mark.postgres)])
+def test_sigterm_during_a_send_loses_and_doubles_nothing(url_fixture, request, tmp_path):
+    url = request.getfixturevalue(url_fixture)
+    engine = setup_db(url, 300)
+    config = config_for(url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.01) as srv:
+        args = ("--now", "2026-12-01T08:00:01+01:00", "--smtp", srv.url, "--concurrency", "3", "--poll", "0.2")
+        w = start_worker(*args, url=url)
+        try:
+            assert srv.wait_for(40, timeout=60)
+            w.send_signal(signal.SIGTERM)
+            _, err = w.communicate(timeout=60)
+        finally:
+            if w.poll() is None:
+                w.kill()
+        assert w.returncode == 0, err
+        assert "stopped: stop requested" in err
+        states = counts_by_state(engine)
+        got = srv.recipient_counts()
+        # In-flight messages finished and were recorded; nothing is left ambiguous or claimed.
+        assert states.get("sending", 0) == 0 and states.get("claimed", 0) == 0
+        assert states.get("sent", 0) == len(got) < 300 and set(got.values()) == {1}
+        # A restart finishes the rest: everyone exactly once.
+        p = newsletter("worker", "--once", *args[:4], url=url)
+        assert p.returncode == 0, p.stderr
+        got = srv.recipient_counts()
+        assert len(got) == 300 and set(got.values()) == {1}
+    assert get_campaign(engine, cid).status == "finished"
