@@ -376,7 +376,8 @@ def test_plain_text_wraps_cjk_by_display_width_and_never_breaks_urls():
 
     summary = "紅葉シーズンを迎え、山あいを走る小さなローカル線に観光客が戻ってきた。" * 4
     long_url = "https://example.org/" + "x" * 90
-    d = render([make_article(0, title="紅葉の季節", summary=summary, lang="ja", url=long_url)], Config(), OPTS)
+    d = render([make_article(0, title="紅葉の季節", summary=summary, lang="ja", url=long_url)], Config(),
+               ComposeOptions(now=NOW, preheader="Autumn"))
     lines = d.text.splitlines()
     body = [ln for ln in lines if ln and ln in summary]
     assert len(body) >= 4 and "".join(body) == summary
