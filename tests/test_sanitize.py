@@ -130,3 +130,7 @@ def test_lazy_loaded_images_get_their_real_source():
     keep = sanitize_html('<img src="https://cdn.example.com/shown.jpg" data-src="https://cdn.example.com/other.jpg">')
     assert keep == '<img src="https://cdn.example.com/shown.jpg">'
     assert "javascript" not in sanitize_html('<img data-src="javascript:alert(1)">')
+
+
+def test_a_newline_inside_a_paragraph_is_a_space_not_a_block_break():
+    assert html_paragraphs("<p>Small post, because I\nfelt I should write.</p><p>Second</p>") == ["Small post, because I felt I should write.", "Second"]

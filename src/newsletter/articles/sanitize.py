@@ -114,6 +114,7 @@ _BLOCK_TAGS = {
     "table", "tr", "td", "th", "section", "article", "header", "footer", "figure", "figcaption",
     "hr", "dd", "dt", "dl", "aside", "main", "nav",
 }
+_BREAK = "\u2029"  # paragraph separator: marks block boundaries while extracting text
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "title", "svg", "math", "iframe", "object", "embed"}
 
 
@@ -127,17 +128,17 @@ class _TextExtractor(HTMLParser):
         if tag in _SKIP_TAGS:
             self.skip += 1
         elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
 
     def handle_startendtag(self, tag, attrs):
         if tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
 
     def handle_endtag(self, tag):
         if tag in _SKIP_TAGS:
             self.skip = max(0, self.skip - 1)
         elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
+            self.parts.append(_BREAK)
 
     def handle_data(self, data):
         if not self.skip:
@@ -157,7 +158,8 @@ def html_paragraphs(html: str | None) -> list[str]:
         parser.close()
     except Exception:  # HTMLParser is lenient; anything it still chokes on yields no text
         return []
-    blocks = "".join(parser.parts).split("\n")
+    # Blocks end at block-level tags only: a newline inside a paragraph is just a space.
+    blocks = "".join(parser.parts).split(_BREAK)
     return [b for b in (" ".join(p.split()) for p in blocks) if b]
 
 
