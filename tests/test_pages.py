@@ -360,3 +360,13 @@ def test_body_does_not_repeat_the_headline():
     a = page("opengraph.html")
     assert not a.body.lstrip().startswith("<h1")
     assert "Summer weekends fill every car park" in a.body
+
+
+def test_pages_too_big_for_trafilatura_fall_back_to_plain_paragraphs(monkeypatch):
+    from newsletter.articles import pages
+
+    monkeypatch.setattr(pages, "MAX_EXTRACTION_ELEMENTS", 10)
+    a = page("no_meta.html")
+    assert "The towpath runs for eleven miles" in a.body
+    assert "tracking" not in a.body and "hidden from readers" not in a.body
+    assert a.summary.startswith("The towpath runs for eleven miles")

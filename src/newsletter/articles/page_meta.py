@@ -31,6 +31,7 @@ _SITE_TYPES = {"website", "organization", "newsmediaorganization", "corporation"
 
 _WS = re.compile(r"\s+")
 _ENTITY = re.compile(r"&(#[0-9]+|#[xX][0-9a-fA-F]*|[A-Za-z][A-Za-z0-9]{1,31});")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _PLACEHOLDERS = {"null", "nil", "none", "undefined", "n/a", "unknown", "-"}
 _NOT_A_PICTURE = re.compile(r"(?:^|[/_.-])(?:logo|icon|favicon|avatar|sprite|spacer|pixel|blank|placeholder)s?(?:[/_.-]|\d|$)", re.I)
@@ -56,7 +57,7 @@ def clean_text(value: Any) -> str:
         s = _TAG.sub(" ", s)
     s = s.replace("\x00", "").replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
     # Control characters go; format characters stay (the zero-width non-joiner is spelling in Persian).
-    s = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" else ch for ch in s)
+    s = _CONTROL.sub(" ", s)
     return unicodedata.normalize("NFC", _WS.sub(" ", s)).strip()
 
 

@@ -161,14 +161,25 @@ def _drop_hidden(doc) -> None:
         el.drop_tree()
 
 
-def _main_html(doc, url: str) -> str:
+# trafilatura's time grows faster than the page: about 1.3 s for a 10,000-element Wikipedia
+# article, 4.6 s for 24,000 elements on this project's 2-core machine. Past these sizes it
+# runs without its fallback comparison, and past the second one the plain paragraph
+# extraction below is used, so a huge page costs seconds, never minutes.
+FAST_EXTRACTION_ELEMENTS = 12_000
+MAX_EXTRACTION_ELEMENTS = 40_000
+
+
+def _main_html(doc, url: str, elements: int) -> str:
     """The article's main content as HTML, by trafilatura (no metadata, no comments)."""
+    if elements > MAX_EXTRACTION_ELEMENTS:
+        return ""
     import trafilatura
 
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     try:
         out = trafilatura.extract(
             doc, url=url if urlsplit(url).scheme in {"http", "https"} else None, output_format="html",
+            fast=elements > FAST_EXTRACTION_ELEMENTS,
             include_comments=False, include_images=True, include_links=True, include_tables=True,
             include_formatting=True, with_metadata=False, deduplicate=False,
         )
@@ -306,7 +317,7 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
             doc.make_links_absolute(base, resolve_base_href=False, handle_failures="discard")
         except ValueError:
             pass
-    main = _main_html(copy.deepcopy(doc), url)
+    main = _main_html(copy.deepcopy(doc), url, sum(1 for _ in doc.iter()))
     if not main.strip():
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=base)
