@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from . import library
+from ..errors import InvalidToken
 from .app import state
 from .deps import check_csrf, client_host, rate_limit
 from .render import page
@@ -70,7 +71,7 @@ def subscribe(
 def confirm_page(request: Request, token: str):
     st = state(request)
     rate_limit(request, "token_ip", client_host(request), "link checks from your address")
-    info = library.peek_confirm(st, token)
+    info = _friendly(library.peek_confirm, st, token, what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=False)
 
@@ -80,7 +81,7 @@ def confirm(request: Request, token: str, csrf_token: str = Form("")):
     st = state(request)
     check_csrf(request, csrf_token)
     rate_limit(request, "token_ip", client_host(request), "link checks from your address")
-    info = library.confirm(st, token)
+    info = _friendly(library.confirm, st, token, what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=True)
 
@@ -91,7 +92,7 @@ def confirm(request: Request, token: str, csrf_token: str = Form("")):
 @router.get("/unsubscribe/{token}")
 def unsubscribe_page(request: Request, token: str):
     st = state(request)
-    info, others = library.peek_unsubscribe(st, token)  # not rate limited: leaving must always work
+    info, others = _friendly(library.peek_unsubscribe, st, token, what="unsubscribe")  # not rate limited
     return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name, info.list_id),
                 email=info.email, others=others, done=None)
 
@@ -105,14 +106,26 @@ async def unsubscribe(request: Request, token: str):
     st = state(request)
     form = await request.form()
     if form.get("List-Unsubscribe") == "One-Click":
-        info = library.unsubscribe_one_click(st, token)
+        info = _friendly(library.unsubscribe_one_click, st, token, what="unsubscribe")
         return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
                     email=info.email, done=[info.list_name], others=[])
     check_csrf(request, str(form.get("csrf_token", "")))
     chosen = [str(v) for v in form.getlist("list")]
-    info, left = library.unsubscribe_chosen(st, token, chosen)
+    info, left = _friendly(library.unsubscribe_chosen, st, token, chosen, what="unsubscribe")
     return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=left, others=[])
+
+
+def _friendly(fn, *args, what: str):
+    """Run a token call; a bad token becomes a 400 page a reader understands (the precise reason
+    is technical and stays in the library's message)."""
+    try:
+        return fn(*args)
+    except InvalidToken as e:
+        if getattr(e, "reason", "") == "expired":
+            raise HTTPException(400, f"This {what} link has expired. Sign up again to get a fresh one.") from None
+        raise HTTPException(400, f"This {what} link is not valid: it may have been cut short or mistyped. "
+                                 "Copy the whole link from the email and try again.") from None
 
 
 def _named(slug: str, name: str, id: int | None = None):
