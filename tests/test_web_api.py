@@ -113,7 +113,8 @@ def test_password_login_session_and_csrf(db):
         assert c.post("/admin/lists", data={"slug": "x2"}).status_code == 403
         assert c.post("/admin/lists", data={"slug": "x2", "csrf_token": csrf}).status_code == 303
     assert [l.slug for l in store_lists.list_lists(db[1])] == ["weekly", "x1", "x2"]
-    assert "correct horse" not in repr(app.state.web.__dict__)  # only a hash is kept
+    assert app.state.web.config.admin_password is None  # only a hash is kept
+    assert "correct horse" not in repr(app.state.web.__dict__)
 
 
 def test_login_attempts_are_rate_limited(db):

@@ -6,6 +6,7 @@ The app is a thin shell: every route calls a library function and formats what i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -209,7 +210,8 @@ def create_app(
     templates.env.autoescape = select_autoescape(["html"], default_for_string=True)  # not the .txt emails
     templates.env.globals["newsletter_name"] = config.newsletter_name
     st = WebState(
-        config=config,
+        # Keep only hashes of the admin secrets: the clear values are dropped from the app's config.
+        config=dataclasses.replace(config, admin_password=None, admin_token=None),
         engine_=engine,
         sessions=Sessions(secret_key(config)),
         password=PasswordHash.of(config.admin_password) if config.admin_password else None,
