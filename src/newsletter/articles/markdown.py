@@ -32,7 +32,7 @@ _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[-_ ]")
 _H1 = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\n|\Z)")
 _IMG_MD = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
-# libyaml's safe loader when PyYAML was built with it (about 10× faster on front matter), else the pure-Python one.
+# libyaml's safe loader when PyYAML was built with it (front matter parsing is the slow part), else the pure-Python one.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
 
