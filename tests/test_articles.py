@@ -434,3 +434,12 @@ def test_readme_documents_every_option_of_the_articles_command():
     assert {"--since", "--format", "--strict"} <= set(options)
     for option in options:
         assert f"`{option}" in section, f"{option} is not documented in the README's articles section"
+
+
+def test_cli_unknown_time_zone_is_a_config_error():
+    r = subprocess.run(
+        [sys.executable, "-m", "newsletter", "articles", str(GOOD)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "NEWSLETTER_TIMEZONE": "Mars/Base"},
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: timezone: unknown time zone 'Mars/Base'"

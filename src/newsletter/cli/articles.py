@@ -32,9 +32,14 @@ def articles_command(
 ) -> None:
     """List the articles SOURCES hold, newest first (duplicates merged). Warnings go to stderr."""
     from ..articles import load_sources
-    from ..articles.dates import parse_since
+    from ..articles.dates import parse_since, zone
+    from ..errors import ConfigError
 
     config = get_config(ctx)
+    try:
+        zone(config.timezone)
+    except ValueError as e:
+        raise ConfigError(f"timezone: {e}") from None
     cutoff = None
     if since is not None:
         try:
