@@ -286,3 +286,13 @@ def test_broken_json_feed_is_a_one_line_error(tmp_path):
     p.write_text('{"version": "https://jsonfeed.org/version/1.1", "items": [')
     with pytest.raises(SourceError, match=r"feed.json: invalid JSON Feed: "):
         load_sources([str(p)], CONFIG)
+
+
+def test_a_vimeo_entry_uses_its_own_thumbnail_for_the_video_card():
+    xml = rss_item(
+        "<title>Harbour at dusk</title><link>https://vimeo.com/76979871</link>"
+        '<media:thumbnail url="https://i.vimeocdn.com/video/452001751_640.jpg" width="640" height="360"/>'
+    )
+    v = parse(xml)[0].videos[0]
+    assert (v.provider, v.id, v.title) == ("vimeo", "76979871", "Harbour at dusk")
+    assert v.thumbnail_url == "https://i.vimeocdn.com/video/452001751_640.jpg"

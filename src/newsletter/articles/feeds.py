@@ -260,6 +260,11 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
         video.add_video(videos, v)
 
     image = _image(entry, body_raw, base, title, item_image)
+    link_video = video.parse_video_url(link)
+    for v in videos:
+        # A Vimeo entry (its link is the video) has no derivable thumbnail: the entry's own picture is one.
+        if image and not v.thumbnail_url and link_video and (v.provider, v.id) == (link_video.provider, link_video.id):
+            v.thumbnail_url = image.url
     lang = text.normalize_lang((entry.get("title_detail") or {}).get("language")) or feed_lang
     direction = text.text_direction(lang, title + " " + " ".join(paragraphs[:3]))
 
