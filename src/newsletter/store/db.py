@@ -126,6 +126,9 @@ def get_engine(url: str, *, check: bool = True, **kwargs) -> Engine:
     else:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
+        # No server-side prepared statements: a generic plan made while a table was empty
+        # (a seq scan) would be reused after an import made it big.
+        connect_args.setdefault("prepare_threshold", None)
         kwargs.setdefault("pool_pre_ping", True)
         engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     if check:

@@ -1,0 +1,293 @@
+"""Importing subscribers: formats, encodings, malformed files, consent rules, duplicates,
+and an import killed mid-way that a second run completes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import func, select
+
+from newsletter.errors import InvalidInput, NotFound
+from newsletter.store import db, lists
+from newsletter.store import subscribers as S
+from newsletter.store.addresses import AddressError, _slow, normalize_email
+from newsletter.store.importer import ImportOptions, check_file, import_file
+from newsletter.store.models import Subscriber, Subscription
+from store_support import _pg_template, _sqlite_template, migrated_pg_url, migrated_sqlite_url, migrated_url  # noqa: F401
+
+REPO = Path(__file__).parent.parent
+SAMPLE = REPO / "subscribers" / "sample.csv"
+
+
+@pytest.fixture
+def engine(migrated_url):
+    e = db.get_engine(migrated_url)
+    lists.create_list(e, "weekly", "Weekly")
+    yield e
+    e.dispose()
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return p
+
+
+def counts(engine):
+    # One statement, so one snapshot even while another process is importing.
+    q = select(
+        select(func.count()).select_from(Subscriber).scalar_subquery(),
+        select(func.count(func.distinct(func.lower(Subscriber.email)))).scalar_subquery(),
+        select(func.count()).select_from(Subscription).scalar_subquery(),
+    )
+    with engine.connect() as c:
+        subs, keys, memberships = c.execute(q).one()
+    assert subs == keys, "two subscriber rows for one address"
+    return subs, memberships
+
+
+def statuses(engine, slug="weekly"):
+    return {r.email.lower(): r.status for r in S.iter_subscribers(engine, list_slug=slug)}
+
+
+# ---------------------------------------------------------------- the sample file
+
+
+def test_sample_file_report_and_rejects(engine, tmp_path):
+    src = tmp_path / "sample.csv"
+    src.write_bytes(SAMPLE.read_bytes())
+    r = import_file(engine, src, ImportOptions(list_slug="weekly"))
+    assert (r.read, r.added, r.duplicates_in_file, r.recorded_unsubscribed, r.invalid) == (50, 41, 3, 1, 5)
+    assert [x.line for x in r.rejects] == [47, 48, 49, 50, 51]
+    with open(tmp_path / "sample.csv.rejects.csv", newline="", encoding="utf-8") as f:
+        rejects = list(csv.DictReader(f))
+    assert [x["line"] for x in rejects] == ["47", "48", "49", "50", "51"] and rejects[0]["email"] == "not-an-address"
+    st_ = statuses(engine)
+    assert st_["oscar.lind@example.org"] == "unsubscribed" and st_["ana.silva@example.com"] == "active"
+    assert S.get_subscriber(engine, "ines.ferreira@example.net").attributes == {"city": "Coimbra"}
+
+    again = import_file(engine, src, ImportOptions(list_slug="weekly"))
+    assert (again.added, again.already_present, again.skipped_unsubscribed) == (0, 41, 1)
+    assert counts(engine) == (42, 42)
+
+
+# ---------------------------------------------------------------- formats and encodings
+
+
+def test_utf8_bom_header_aliases_and_attributes(engine, tmp_path):
+    p = write(tmp_path, "bom.csv", "\ufeffE-mail,Full Name,Plan\r\nzoe@example.com,Zoë Müller,pro\r\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert r.added == 1
+    row = S.get_subscriber(engine, "zoe@example.com")
+    assert row.name == "Zoë Müller" and row.attributes == {"Plan": "pro"}
+
+
+def test_other_encodings_need_encoding_flag(engine, tmp_path):
+    p = write(tmp_path, "latin.csv", "email,name\na@example.com,Ana\nb@example.com,Inês Ferreira\n", "latin-1")
+    with pytest.raises(InvalidInput, match=r"line 3: cannot decode byte 0xea.*--encoding"):
+        import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert counts(engine) == (0, 0)
+    import_file(engine, p, ImportOptions(list_slug="weekly", encoding="latin-1"))
+    assert S.get_subscriber(engine, "b@example.com").name == "Inês Ferreira"
+
+
+def test_jsonl_with_attributes_and_status(engine, tmp_path):
+    p = write(tmp_path, "people.jsonl",
+              '{"email": "a@example.com", "name": "Ana", "age": 31, "tags": ["x"]}\n\n'
+              '{"email": "b@example.com", "status": "unsubscribed"}\n'
+              '{"email": "nope"}\n')
+    r = import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert (r.added, r.recorded_unsubscribed, r.invalid) == (1, 1, 1) and r.rejects[0].line == 4
+    assert S.get_subscriber(engine, "a@example.com").attributes == {"age": 31, "tags": ["x"]}
+
+
+def test_map_renames_and_ignores_columns(engine, tmp_path):
+    p = write(tmp_path, "crm.csv", "Contact,Who,Internal id,Town\na@example.com,Ana,77,Porto\n")
+    import_file(engine, p, ImportOptions(list_slug="weekly", mapping={"Contact": "email", "who": "name", "Internal id": "-", "Town": "attr:city"}))
+    row = S.get_subscriber(engine, "a@example.com")
+    assert row.name == "Ana" and row.attributes == {"city": "Porto"}
+    with pytest.raises(InvalidInput, match="not in the header"):
+        check_file(p, ImportOptions(list_slug="weekly", mapping={"Mail": "email"}))
+
+
+# ---------------------------------------------------------------- malformed files change nothing
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('email,name\na@example.com,Ana\nb@example.com,"Bob\nc@example.com,Cy\n', "unbalanced quote|malformed CSV"),
+    ("email;name\na@example.com;Ana\n", "wrong delimiter\\? pass --delimiter ';'"),
+    ("address,name\na@example.com,Ana\n", "no email column"),
+    ("email,name\na@example.com,Ana,extra\n", "line 22: 3 fields where the header has 2"),
+    ("", "empty"),
+])
+def test_malformed_csv_is_one_line_error_and_stores_nothing(engine, tmp_path, text, problem):
+    S.add_subscriber(engine, "kept@example.com", list_slug="weekly")
+    p = write(tmp_path, "bad.csv", "email,name\n" + "\n".join(f"r{i}@example.com,R" for i in range(20)) + "\n" + text[len("email,name\n"):] if text.startswith("email,name\n") else text)
+    with pytest.raises(InvalidInput, match=problem) as e:
+        import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=5))
+    assert "\n" not in str(e.value)
+    assert counts(engine) == (1, 1)
+
+
+def test_bad_json_line_stores_nothing(engine, tmp_path):
+    p = write(tmp_path, "x.jsonl", '{"email": "a@example.com"}\n{"email": "b@example.com"\n')
+    with pytest.raises(InvalidInput, match="line 2: invalid JSON"):
+        import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert counts(engine) == (0, 0)
+
+
+def test_missing_list_and_missing_file(engine, tmp_path):
+    p = write(tmp_path, "ok.csv", "email\na@example.com\n")
+    with pytest.raises(NotFound, match="list 'daily' does not exist"):
+        import_file(engine, p, ImportOptions(list_slug="daily"))
+    with pytest.raises(InvalidInput, match="file not found"):
+        import_file(engine, tmp_path / "missing.csv", ImportOptions(list_slug="weekly"))
+
+
+# ---------------------------------------------------------------- consent
+
+
+def test_unsubscribed_and_suppressed_are_never_re_added(engine, tmp_path):
+    S.add_subscriber(engine, "left@example.com", list_slug="weekly", name="Left")
+    S.unsubscribe(engine, "left@example.com")
+    S.suppress(engine, "blocked@example.com")
+    S.suppress(engine, "example.net")
+    p = write(tmp_path, "in.csv", "email,name\nLEFT@example.com,New Name\nblocked@example.com,\nx@example.net,\nnew@example.com,\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert (r.added, r.skipped_unsubscribed, r.skipped_suppressed) == (1, 1, 2)
+    assert statuses(engine) == {"left@example.com": "unsubscribed", "new@example.com": "active"}
+    assert S.get_subscriber(engine, "left@example.com").name == "Left"  # data of someone who left is untouched
+
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", resubscribe=True))
+    assert (r.resubscribed, r.skipped_suppressed) == (1, 2)
+    assert statuses(engine)["left@example.com"] == "active"
+    with pytest.raises(NotFound):
+        S.get_subscriber(engine, "blocked@example.com")
+
+
+def test_double_opt_in_list_imports_unconfirmed(engine, tmp_path):
+    lists.create_list(engine, "news", opt_in="double")
+    p = write(tmp_path, "in.csv", "email\na@example.com\nb@example.com\n")
+    r = import_file(engine, p, ImportOptions(list_slug="news"))
+    assert (r.added, r.unconfirmed) == (2, 2)
+    assert set(statuses(engine, "news").values()) == {"unconfirmed"}
+
+
+def test_duplicates_across_batches_are_merged(engine, tmp_path):
+    rows = [f"user{i % 7}@example.com" if i % 2 else f"USER{i % 7}@EXAMPLE.COM" for i in range(40)]
+    p = write(tmp_path, "dups.csv", "email,n\n" + "\n".join(f"{a},{i}" for i, a in enumerate(rows)) + "\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=3))
+    assert r.added == 7 and r.read == 40
+    assert counts(engine) == (7, 7)
+
+
+# ---------------------------------------------------------------- properties
+
+
+def test_fast_address_path_agrees_with_email_validator():
+    @given(st.from_regex(r"[A-Za-z0-9._%+\-!#'*/=?^`{|}~]{1,70}@[A-Za-z0-9.\-]{1,30}", fullmatch=True))
+    @settings(max_examples=300, deadline=None)
+    def check(addr):
+        try:
+            slow = _slow(addr)
+        except AddressError:
+            slow = None
+        try:
+            fast = normalize_email(addr)
+        except AddressError:
+            fast = None
+        assert fast == slow
+
+    check()
+
+
+LOCAL = st.sampled_from(["ana", "bo", "c.d", "eve+news", "fi_x", "g-h"])
+DOMAIN = st.sampled_from(["example.com", "example.org", "example.net"])
+VALID = st.builds(lambda l, d, up: (f"{l}@{d}".upper() if up else f"{l}@{d}"), LOCAL, DOMAIN, st.booleans())
+INVALID = st.sampled_from(["", "ana", "ana@", "@example.com", "a..b@example.com", "a b@example.com", "ana@example"])
+
+
+def _property(engine, tmp_path, addresses, left):
+    """Import twice: never two rows for one address, never resubscribe someone who left."""
+    slug = "p" + os.urandom(4).hex()
+    lists.create_list(engine, slug)
+    for a in left:
+        S.add_subscriber(engine, a, list_slug=slug)
+        S.unsubscribe(engine, a, slug)
+    p = tmp_path / f"{slug}.csv"
+    p.write_text("email\n" + "\n".join(f'"{a}"' for a in addresses) + "\n", encoding="utf-8")
+    for _ in range(2):
+        import_file(engine, p, ImportOptions(list_slug=slug, batch_size=4))
+    got = statuses(engine, slug)
+    valid = {normalize_email(a)[1] for a in addresses if a not in ("", "ana", "ana@", "@example.com", "a..b@example.com", "a b@example.com", "ana@example")}
+    assert set(got) == valid | {normalize_email(a)[1] for a in left}
+    for a in left:
+        assert got[normalize_email(a)[1]] == "unsubscribed"
+    counts(engine)
+
+
+@given(st.lists(st.one_of(VALID, INVALID), max_size=25), st.lists(VALID, max_size=3, unique_by=str.lower))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_property_no_duplicates_no_resubscribe_sqlite(migrated_sqlite_url, tmp_path, addresses, left):
+    e = db.get_engine(migrated_sqlite_url)
+    try:
+        _property(e, tmp_path, addresses, left)
+    finally:
+        e.dispose()
+
+
+@pytest.mark.postgres
+@given(st.lists(st.one_of(VALID, INVALID), max_size=12), st.lists(VALID, max_size=2, unique_by=str.lower))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_property_no_duplicates_no_resubscribe_postgres(migrated_pg_url, tmp_path, addresses, left):
+    e = db.get_engine(migrated_pg_url)
+    try:
+        _property(e, tmp_path, addresses, left)
+    finally:
+        e.dispose()
+
+
+# ---------------------------------------------------------------- crash and resume
+
+
+@pytest.mark.slow
+def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path):
+    total, batch = 40_000, 200
+    src = tmp_path / "big.csv"
+    with open(src, "w", encoding="utf-8") as f:
+        f.write("email,name\n")
+        for i in range(total):
+            f.write(f"reader{i}@example.com,Reader {i}\n")
+    engine = db.get_engine(migrated_url)
+    lists.create_list(engine, "weekly")
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": migrated_url}
+    cmd = [sys.executable, "-m", "newsletter", "subscribers", "import", str(src), "--list", "weekly", "--batch-size", str(batch)]
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    committed = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        committed = counts(engine)[0]
+        if committed >= 5 * batch:
+            break
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL, "the import finished before it could be killed"
+    subs, memberships = counts(engine)
+    assert 0 < subs < total
+    assert subs == memberships and subs % batch == 0  # whole batches only, each consistent
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert counts(engine) == (total, total)
+    assert f"added                    {total - subs}" in done.stdout
+    assert f"already present          {subs}" in done.stdout
+    engine.dispose()
