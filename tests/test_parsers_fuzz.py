@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.articles.model import Article
-from newsletter.articles.pages import parse_page
+from newsletter.articles.pages import INTERNAL_ERROR, parse_page
 from newsletter.config import Config
 from newsletter.errors import NewsletterError
 
@@ -84,6 +84,7 @@ def check_page(content: bytes, charset: str | None = None) -> None:
         article = parse_page(content, URL, charset=charset)
     except NewsletterError as e:
         assert "\n" not in str(e)
+        assert INTERNAL_ERROR not in str(e), f"a bug caught by the safety net: {e}"
         return
     assert isinstance(article, Article)
     assert article.title

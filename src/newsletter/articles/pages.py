@@ -183,9 +183,9 @@ def _main_html(doc, url: str, elements: int) -> str:
             include_comments=False, include_images=True, include_links=True, include_tables=True,
             include_formatting=True, with_metadata=False, deduplicate=False,
         )
-    except (RecursionError, MemoryError):
+    except MemoryError:
         raise
-    except Exception:  # noqa: BLE001 - an extractor failure leaves us with the metadata, not no article
+    except Exception:  # noqa: BLE001 - an extractor failure (even RecursionError) leaves the plain paragraphs
         out = None
     return out or ""
 
@@ -281,14 +281,27 @@ def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
     return out[:10]
 
 
+INTERNAL_ERROR = "unexpected failure while reading the page"
+
+
 def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Article:
     """Parse an HTML article page read from ``url`` (an http(s) URL or a file path) into an ``Article``.
 
     ``charset`` is the one the HTTP response declared, if any. Raises ``SourceError`` naming
     ``url`` for a page that is empty, binary, not HTML, or has no title at all.
     """
+    try:
+        return _parse_page(content, url, charset)
+    except (SourceError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001
+        # Untrusted input must never become a traceback; the fuzz tests treat this message as a bug.
+        raise SourceError(url, f"{INTERNAL_ERROR} ({type(e).__name__}: {e})") from e
+
+
+def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
     _check_bytes(content, url, charset)
-    text, _codec_used = decode_html(bytes(content), charset)
+    text, _ = decode_html(bytes(content), charset)
     _check_text(text, url)
     doc = _parse_tree(text, url)
 
