@@ -122,6 +122,9 @@ def test_campaign_pages_schedule_and_cancel(client, engine, campaign):
     c = get_campaign(engine, campaign.id)
     assert c.status == "scheduled" and c.scheduled_at == datetime(2031, 1, 2, 9, 30, tzinfo=timezone.utc)  # Lisbon = UTC in winter
     assert client.post(f"/admin/campaigns/{campaign.id}/schedule", data={"when": "next tuesday", "csrf_token": t}).status_code == 400
+    past = client.post(f"/admin/campaigns/{campaign.id}/schedule", data={"when": "2020-01-01T08:00", "csrf_token": t})
+    assert past.status_code == 400 and "past" in past.text
+    assert get_campaign(engine, campaign.id).scheduled_at == datetime(2031, 1, 2, 9, 30, tzinfo=timezone.utc)
     assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 409  # not running
     assert client.post(f"/admin/campaigns/{campaign.id}/explode", data={"csrf_token": t}).status_code == 404
     assert client.post(f"/admin/campaigns/{campaign.id}/cancel", data={}).status_code == 403

@@ -187,7 +187,7 @@ def get_campaign(request: Request, campaign_id: int = Path(ge=1, le=2**62)):
 @router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignOut, responses=ERRORS, summary="Schedule a draft campaign")
 def post_schedule(request: Request, body: ScheduleIn, campaign_id: int = Path(ge=1, le=2**62)):
     st = state(request)
-    library.schedule_campaign(st, campaign_id, body.at)
+    library.schedule_campaign(st, campaign_id, body.at.isoformat())
     return _campaign_out(library.campaign(st, campaign_id))
 
 

@@ -276,18 +276,12 @@ def campaign_action(st, campaign_id: int, action: str):
     return fn(st.engine, campaign_id)
 
 
-def schedule_campaign(st, campaign_id: int, when):
-    """Schedule a draft; ``when`` is an aware datetime, or a naive one in the configured time zone."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def schedule_campaign(st, campaign_id: int, when: str):
+    """Schedule a draft for ``when`` (local time in the configured time zone, or ISO 8601 with an
+    offset) through the scheduler, which applies the DST rules and refuses times in the past."""
+    from ..schedule.oneoff import schedule_campaign_at
 
-    from ..dispatch.campaigns import schedule_campaign as dispatch_schedule
-
-    if when.tzinfo is None:
-        try:
-            when = when.replace(tzinfo=ZoneInfo(st.config.timezone))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidInput(f"timezone {st.config.timezone!r} is not a known time zone") from None
-    return dispatch_schedule(st.engine, campaign_id, when)
+    return schedule_campaign_at(st.engine, campaign_id, when, st.config.timezone)
 
 
 def recurring_digests(st) -> list[Any]:
