@@ -443,3 +443,8 @@ def test_cli_unknown_time_zone_is_a_config_error():
     )
     assert r.returncode == 1
     assert r.stderr.strip() == "error: timezone: unknown time zone 'Mars/Base'"
+
+
+def test_a_web_address_without_scheme_gets_a_hint():
+    with pytest.raises(SourceError, match=r"^example.org/feed: no such file or directory \(for a web address, start it with https://\)$"):
+        load_sources(["example.org/feed"], CONFIG)

@@ -1,9 +1,8 @@
 """Source arguments (directories, files, URLs) → articles, with the kind detected from content.
 
 Kinds: a Markdown file (front matter or ``.md``), an RSS/Atom/RDF feed (root element) or a
-JSON Feed,
-an HTML page (handed to ``pages.parse_page``), and a text file listing URLs one a line
-(``#`` comments). The file extension is only a tie-breaker: a feed saved as ``.txt`` or a
+JSON Feed, an HTML page (handed to ``pages.parse_page``), and a text file listing URLs one a
+line (``#`` comments). The file extension is only a tie-breaker: a feed saved as ``.txt`` or a
 page served as ``text/plain`` is still recognised.
 """
 
@@ -96,8 +95,8 @@ def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False
     """All articles from one source argument; a source that fails outright raises SourceError.
 
     Per-item problems inside the source (one bad file in a directory, one bad entry in a
-    feed, one dead URL in a list) are passed to ``warn`` as SourceErrors' messages when
-    ``warn`` accepts them, so the caller decides whether to skip or stop (``--strict``).
+    feed, one dead URL in a list) are passed to ``warn`` as SourceErrors, so the caller
+    decides whether to skip or stop (``--strict``); notes are passed as plain strings.
     """
     source = source.strip() if isinstance(source, str) else str(source)
     if fetching.is_url(source):
@@ -116,6 +115,8 @@ def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False
     if path.is_dir():
         return _load_directory(path, config, warn)
     if not path.exists():
+        if re.match(r"^(?:www\.)?[\w-]+(?:\.[\w-]+)+(?:/|$)", source) and not source.endswith((".md", ".xml", ".txt", ".html")):
+            raise SourceError(source, "no such file or directory (for a web address, start it with https://)")
         raise SourceError(source, "no such file or directory")
     return _load_file(path, config, warn, nested=nested)
 
