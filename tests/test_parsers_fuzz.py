@@ -9,6 +9,7 @@ traceback in the CLI.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import datetime
 
 from hypothesis import HealthCheck, given, settings
@@ -167,3 +168,31 @@ def test_feed_parser_survives_random_bytes(content):
 @given(feed_doc())
 def test_feed_parser_survives_random_feeds(content):
     check_feed(content)
+
+
+# -- real-shaped pages, damaged ---------------------------------------------------------------
+
+FIXTURE_PAGES = sorted((Path(__file__).parent / "fixtures" / "pages").glob("*.html"))
+
+
+@st.composite
+def damaged_page(draw):
+    data = bytearray(draw(st.sampled_from(FIXTURE_PAGES)).read_bytes())
+    for _ in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(["flip", "cut", "insert", "truncate"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[at: at + draw(st.integers(1, 200))]
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=40))
+        else:
+            data = data[:at]
+    return bytes(data)
+
+
+@FUZZ
+@given(damaged_page(), st.sampled_from([None, "utf-8", "windows-1251"]))
+def test_page_parser_survives_damaged_real_pages(content, charset):
+    check_page(content, charset)
