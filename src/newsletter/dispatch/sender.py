@@ -194,6 +194,7 @@ class _GroupCommit:
                  on_committed: Callable[[int], None]):
         self.on_committed = on_committed
         self.engine = engine
+        self.conn = None  # one connection for all ledger writes (used by one leader at a time)
         self.worker = worker_id
         self.cond = threading.Condition()
         self.pending: list[dict] = []
@@ -216,9 +217,7 @@ class _GroupCommit:
         try:
             results_all = [r for t in batch for r in t["results"]]
             sending_all = [(i, self.worker) for t in batch for i in t["sending"]]
-            with transaction(self.engine) as conn:
-                q.mark_results(conn, results_all)
-                q.mark_sending(conn, sending_all)
+            self._write(results_all, sending_all)
             self.on_committed(len(results_all))
             to_suppress = [r["email"] for r in results_all if r.get("suppress")]
             if to_suppress:
@@ -233,6 +232,33 @@ class _GroupCommit:
                 self.cond.notify_all()
         if error:
             raise error
+
+    def _write(self, results: list[dict], sending: list[tuple[int, str]]) -> None:
+        from sqlalchemy import exc as sa_exc
+
+        from ..store.db import describe_db_error
+
+        try:
+            if self.conn is None:
+                self.conn = self.engine.connect()
+            with self.conn.begin():
+                q.record_and_mark_sending(self.conn, results, sending)
+        except sa_exc.SQLAlchemyError as e:
+            self.close()
+            raise describe_db_error(e, self.engine.url) from None
+        except Exception as e:  # driver errors raised outside SQLAlchemy's wrapping
+            self.close()
+            if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg"):
+                raise describe_db_error(e, self.engine.url) from None
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
 
 
 @dataclass
@@ -686,6 +712,7 @@ def send_campaign(
                         except StateError:
                             pass
         finally:
+            run.commit.close()
             live.stop()
     if run.fatal is not None:
         if isinstance(run.fatal, NewsletterError):

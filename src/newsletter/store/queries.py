@@ -397,3 +397,43 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     if ids:
         stmt = stmt.where(digests.c.id.not_in(ids))
     return conn.execute(stmt).scalar()
+
+
+# --- the per-message hot path -----------------------------------------------------------------
+_RESULT_SQL = (
+    "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
+    "sent_at={p}, updated_at={p}, worker_id=NULL WHERE id={p} AND state='sending'"
+)
+_SENDING_SQL = (
+    "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at={p} "
+    "WHERE id={p} AND state='claimed' AND worker_id={p}"
+)
+
+
+def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: Sequence[tuple[int, str]],
+                            now: datetime | None = None) -> None:
+    """Record finished messages and mark the next ones ``sending`` in the caller's transaction.
+
+    The same statements as :func:`mark_results` and :func:`mark_sending`, run as driver-level
+    ``executemany`` because this happens once per message: a sender commits the previous
+    message's result together with the next message's ``sending`` mark, so a crash never leaves
+    more than one unknown outcome per connection, at the price of one commit per message."""
+    now = now or utcnow()
+    dialect = conn.dialect
+    p = "?" if dialect.paramstyle == "qmark" else "%s"
+    ts = deliveries.c.updated_at.type.bind_processor(dialect) or (lambda v: v)
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        if results:
+            stamp = ts(now)
+            cur.executemany(_RESULT_SQL.format(p=p), [
+                (r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
+                 ts(r.get("next_attempt_at")) if r["state"] == "deferred" and r.get("next_attempt_at") else None,
+                 stamp if r["state"] == "sent" else None, stamp, r["id"])
+                for r in results
+            ])
+        if sending:
+            stamp = ts(now)
+            cur.executemany(_SENDING_SQL.format(p=p), [(stamp, i, w) for i, w in sending])
+    finally:
+        cur.close()
