@@ -72,10 +72,11 @@ def parse_feed(
         if d.get("bozo"):
             reason = f" ({_bozo_reason(d.get('bozo_exception'))})"
         raise SourceError(source, f"not an RSS, Atom or RDF feed{reason}")
-    if d.get("bozo"):
+    if d.get("bozo") and warn:
         exc = d.get("bozo_exception")
-        # A declared charset that was wrong (and corrected) is not malformed XML; still worth a note.
-        if warn:
+        if isinstance(exc, (feedparser.CharacterEncodingOverride, feedparser.CharacterEncodingUnknown)):
+            warn(f"{source}: wrong character set declared, decoded anyway: {_bozo_reason(exc)}")
+        else:
             warn(f"{source}: malformed feed recovered: {_bozo_reason(exc)}")
     if not d.entries and warn:
         warn(f"{source}: feed has no entries")
@@ -162,13 +163,22 @@ def _abs(url: Any, base: str | None) -> str | None:
     url = url.strip()
     if url.startswith("//"):
         return "https:" + url
-    if base and not urllib.parse.urlsplit(url).scheme:
-        return urllib.parse.urljoin(base, url)
+    try:
+        if base and not urllib.parse.urlsplit(url).scheme:
+            return urllib.parse.urljoin(base, url)
+    except ValueError:  # "http://[" and similar: not a usable URL
+        return None
     return url
 
 
 def _is_http(url: str | None) -> bool:
-    return bool(url) and urllib.parse.urlsplit(url).scheme.lower() in {"http", "https"}
+    if not url:
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image=None, notes=None) -> Article:
