@@ -32,7 +32,7 @@ class DemoResult:
 
 def run_demo(config: Config, *, articles: str, subscribers: str, workdir: str, list_slug: str = "weekly") -> DemoResult:
     """Compose → import → campaign → send to outbox, all under ``workdir``; returns the figures."""
-    from .compose import ComposeOptions, compose, write_digest
+    from .compose import ComposeOptions, compose, embed_relative_assets, write_digest
     from .dispatch.campaigns import create_campaign
     from .dispatch.sender import send_campaign
     from .errors import NotFound
@@ -57,7 +57,8 @@ def run_demo(config: Config, *, articles: str, subscribers: str, workdir: str, l
         create_list(engine, list_slug, name="Weekly digest", opt_in="single")
     report = import_file(engine, subscribers, ImportOptions(list_slug=list_slug, source="demo import",
                                                             rejects_path=work / "sample.rejects.csv"))
-    campaign = create_campaign(engine, digest, [list_slug], config)
+    # Thumbnails are local files: the campaign carries them as CID parts, not broken relative links.
+    campaign = create_campaign(engine, embed_relative_assets(digest), [list_slug], config)
     outbox = work / "outbox" / f"campaign-{campaign.id}"
     summary = send_campaign(engine, campaign.id, config, outbox=str(outbox))
     return DemoResult(
