@@ -44,6 +44,14 @@ def styles(digest) -> str:
     return "\n".join(s.text_content() for s in doc(digest).iter("style"))
 
 
+def custom_template(tmp_path, fixtures_dir, mjml: str) -> str:
+    """A template folder like the custom fixture, with ``mjml`` as its digest.mjml."""
+    tdir = tmp_path / "t"
+    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
+    (tdir / "digest.mjml").write_text(mjml)
+    return str(tdir)
+
+
 @pytest.fixture(scope="module")
 def ten():
     return render([make_article(i) for i in range(10)], Config(), OPTS)
@@ -243,11 +251,15 @@ def test_template_dir_missing_a_file_is_a_one_line_render_error(fixtures_dir):
 
 
 def test_template_syntax_error_names_the_file_and_line(tmp_path, fixtures_dir):
-    tdir = tmp_path / "t"
-    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
-    (tdir / "digest.mjml").write_text("<mjml><mj-body>\n{% for x in %}\n</mj-body></mjml>")
+    tdir = custom_template(tmp_path, fixtures_dir, "<mjml><mj-body>\n{% for x in %}\n</mj-body></mjml>")
     with pytest.raises(RenderError, match=r"digest\.mjml:2"):
-        render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
+        render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=tdir))
+
+
+def test_template_that_renders_invalid_mjml_is_a_render_error(tmp_path, fixtures_dir):
+    tdir = custom_template(tmp_path, fixtures_dir, "<mjml><mj-body><mj-text>{{ subject }}</mj-body></mjml>")
+    with pytest.raises(RenderError, match=r"digest\.mjml: not valid MJML once rendered"):
+        render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=tdir))
 
 
 # --- untrusted article content never becomes live HTML -------------------------------------
@@ -281,14 +293,6 @@ def test_arbitrary_article_text_never_yields_active_html(title, summary, author,
                      videos=[Video(url, "youtube", "x", url, title)])
     d = render([a], Config(newsletter_name="N"), OPTS)
     _assert_no_active_content(d.html)
-
-
-def test_template_that_renders_invalid_mjml_is_a_render_error(tmp_path, fixtures_dir):
-    tdir = tmp_path / "t"
-    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
-    (tdir / "digest.mjml").write_text("<mjml><mj-body><mj-text>{{ subject }}</mj-body></mjml>")
-    with pytest.raises(RenderError, match=r"digest\.mjml: not valid MJML once rendered"):
-        render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
 
 
 _markdown_bits = st.sampled_from([
@@ -340,15 +344,14 @@ def test_digest_makes_no_third_party_requests(ten):
 
 
 def test_mixed_style_block_is_inlined_and_its_media_rules_keep_important(tmp_path, fixtures_dir):
-    tdir = tmp_path / "t"
-    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
-    (tdir / "digest.mjml").write_text(
+    tdir = custom_template(
+        tmp_path, fixtures_dir,
         "<mjml><mj-head><mj-style>.x a { color: #123456; } "
         "@media only screen and (max-width: 480px) { .x a { color: #654321 !important; } }</mj-style></mj-head>"
         "<mj-body><mj-section><mj-column><mj-text css-class=\"x\"><a href=\"https://example.org/\">{{ subject }}</a></mj-text>"
-        "<mj-text><a href=\"{{ unsubscribe_url }}\">u</a></mj-text></mj-column></mj-section></mj-body></mjml>"
+        "<mj-text><a href=\"{{ unsubscribe_url }}\">u</a></mj-text></mj-column></mj-section></mj-body></mjml>",
     )
-    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
+    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=tdir))
     link = doc(d).xpath('//td[contains(@class,"x")]//a')[0]
     assert "color:#123456" in link.get("style").replace(" ", "")
     assert re.search(r"\.x a\s*{\s*color:\s*#654321\s*!important", styles(d))
@@ -359,11 +362,9 @@ MERGE_TAGS = ["*|UNSUBSCRIBE_URL|*", "*|WEB_VERSION_URL|*", "*|EMAIL|*", "*|NAME
 
 
 def test_every_merge_tag_survives_in_text_and_links_of_a_custom_template(tmp_path, fixtures_dir):
-    tdir = tmp_path / "t"
-    shutil.copytree(fixtures_dir / "compose/templates/custom", tdir)
     body = "".join(f'<mj-text><p>Hi {tag}</p><a href="https://example.org/?v={tag}">l</a></mj-text>' for tag in MERGE_TAGS)
-    (tdir / "digest.mjml").write_text(f"<mjml><mj-body><mj-section><mj-column>{body}</mj-column></mj-section></mj-body></mjml>")
-    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(tdir)))
+    tdir = custom_template(tmp_path, fixtures_dir, f"<mjml><mj-body><mj-section><mj-column>{body}</mj-column></mj-section></mj-body></mjml>")
+    d = render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=tdir))
     root = doc(d)
     for tag in MERGE_TAGS:
         assert f"Hi {tag}" in root.text_content(), tag
