@@ -123,3 +123,15 @@ def test_any_common_image_mode_becomes_a_mail_safe_jpeg_or_png(tmp_path, name, m
     t = make_thumbnail(p)
     assert t.content_type == expected_type and (t.width, t.height) == (800, 450)
     assert PILImage.open(io.BytesIO(t.data)).format == expected_type.split("/")[1].upper()
+
+
+def test_thumbnail_cache_is_bounded(tmp_path, monkeypatch):
+    from newsletter.compose import thumbnails
+
+    monkeypatch.setattr(thumbnails, "_CACHE_MAX", 3)
+    monkeypatch.setattr(thumbnails, "_cache", thumbnails.OrderedDict())
+    for i in range(5):
+        p = tmp_path / f"p{i}.png"
+        PILImage.new("RGB", (64, 36), (i, i, i)).save(p)
+        make_thumbnail(p)
+    assert [k[0].rsplit("/", 1)[1] for k in thumbnails._cache] == ["p2.png", "p3.png", "p4.png"]

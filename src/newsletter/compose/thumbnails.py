@@ -10,6 +10,7 @@ import hashlib
 import io
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -45,7 +46,9 @@ class Thumbnail:
     height: int
 
 
-_cache: dict[tuple, Thumbnail] = {}
+# Recently made thumbnails (a long-running worker or web preview re-renders the same images).
+_cache: OrderedDict[tuple, Thumbnail] = OrderedDict()
+_CACHE_MAX = 256
 _cache_lock = threading.Lock()
 
 
@@ -86,8 +89,9 @@ def make_thumbnail(path: Path) -> Thumbnail:
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None:
-        return hit
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
 
     target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
     with PILImage.open(path) as im:
@@ -119,6 +123,8 @@ def make_thumbnail(path: Path) -> Thumbnail:
     thumb = Thumbnail(f"{_slug(path.stem)}-{digest}.{ext}", ctype, data, out_w, out_h)
     with _cache_lock:
         _cache[key] = thumb
+        while len(_cache) > _CACHE_MAX:
+            _cache.popitem(last=False)
     return thumb
 
 
