@@ -448,3 +448,11 @@ def test_cli_unknown_time_zone_is_a_config_error():
 def test_a_web_address_without_scheme_gets_a_hint():
     with pytest.raises(SourceError, match=r"^example.org/feed: no such file or directory \(for a web address, start it with https://\)$"):
         load_sources(["example.org/feed"], CONFIG)
+
+
+def test_trailing_video_link_with_text_and_body_spacing_kept():
+    body = "Intro paragraph long enough to be a summary of this small article.\n\n```\ncode\n\n\nmore code\n```\n\n[Watch the harbour at night](https://youtu.be/aqz-KE-bpKQ)\n"
+    a = md("---\ntitle: T\n---\n" + body)
+    assert [(v.id, v.title) for v in a.videos] == [("aqz-KE-bpKQ", "Watch the harbour at night")]
+    assert "code\n\n\nmore code" in a.body  # the body before the video is untouched
+    assert "youtu" not in a.body

@@ -186,14 +186,29 @@ def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
 
 
 def _lift_trailing_video(body: str) -> tuple[str, Video | None]:
-    blocks = [b for b in re.split(r"\n[ \t]*\n", body.strip()) if b.strip()]
+    # Blocks with their start offsets, so the body can be cut exactly where the video block begins.
+    blocks = [(m.start(), m.group(0)) for m in re.finditer(r"\S(?:.|\n(?![ \t]*\n))*", body)]
     if not blocks:
         return body, None
-    plain = [_plain_block(b) for b in blocks]
+    link_text = _link_text(blocks[-1][1])
+    if link_text:
+        # "[Watch the interview](https://youtu.be/...)" as the last paragraph: the link text is the title.
+        v = video.parse_video_url(_plain_block(blocks[-1][1]), link_text)
+        if v is None:
+            return body, None
+        return body[: blocks[-1][0]].rstrip() + "\n", v
+    plain = [_plain_block(b) for _, b in blocks]
     remaining, v = video.split_trailing_video(plain)
     if v is None:
         return body, None
-    return "\n\n".join(blocks[: len(remaining)]) + "\n", v
+    return body[: blocks[len(remaining)][0]].rstrip() + "\n", v
+
+
+def _link_text(block: str) -> str | None:
+    m = re.fullmatch(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", block.strip())
+    if m and not re.match(r"https?://", m.group(1).strip()):
+        return " ".join(m.group(1).split())
+    return None
 
 
 def _plain_block(block: str) -> str:
@@ -202,6 +217,8 @@ def _plain_block(block: str) -> str:
     m = re.fullmatch(r"<(https?://[^>\s]+)>", b) or re.fullmatch(r"\[[^\]]*\]\((https?://[^)\s]+)\)", b)
     if m:
         return m.group(1)
+    if "```" in b or "~~~" in b or block.startswith(("    ", "\t")) or b.startswith(("|", ">", "- ", "* ", "1. ")):
+        return "```\n(code, table, quote or list)\n```"  # never a title line
     b = re.sub(r"^#{1,6}\s+", "", b)
     b = re.sub(r"(\*\*|__|\*|_)(.+?)\1", r"\2", b)
     return " ".join(b.split())
