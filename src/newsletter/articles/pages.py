@@ -72,7 +72,7 @@ def decode_html(content: bytes, charset: str | None = None) -> tuple[str, str]:
     for bom, name in _BOMS:
         if content.startswith(bom):
             return content[len(bom):].decode(name, errors="replace"), name
-    m = _META_CHARSET.search(content[:4096])
+    m = _META_CHARSET.search(content[:16_384])  # browsers look at 1 KB; real pages put it later
     if m:
         codec = _codec(m.group(1).decode("ascii", "replace"))
         if codec and codec.startswith(("utf-16", "utf-32")):
