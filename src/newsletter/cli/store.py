@@ -404,13 +404,15 @@ def subscribers_unsubscribe(
     list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Only this list (default: every list)."),
 ) -> None:
     """Unsubscribe someone from one list or all lists (kept as 'unsubscribed' so imports never re-add them)."""
-    from ..store.subscribers import unsubscribe
+    from ..store.subscribers import get_subscriber, unsubscribe
 
-    changed = unsubscribe(_engine(ctx), email, list_slug)
+    engine = _engine(ctx)
+    changed = unsubscribe(engine, email, list_slug)
+    address = get_subscriber(engine, email).email
     if changed:
-        typer.echo(f"unsubscribed {email.strip()} from {', '.join(changed)}")
+        typer.echo(f"unsubscribed {address} from {', '.join(changed)}")
     else:
-        typer.echo(f"{email.strip()} was not subscribed" + (f" to {list_slug!r}" if list_slug else " to any list") + ": nothing changed")
+        typer.echo(f"{address} was not subscribed" + (f" to {list_slug!r}" if list_slug else " to any list") + ": nothing changed")
 
 
 # ---------------------------------------------------------------- suppression

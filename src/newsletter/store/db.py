@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -200,17 +201,17 @@ def upgrade(url: str | Engine, revision: str = "head") -> tuple[str | None, str]
     return before, after
 
 
-_checked: "set[int]" = set()
+_checked: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
 def require_current_schema(engine: Engine) -> None:
     """Raise SchemaOutdated unless the database is at the newest migration (checked once per engine)."""
-    if id(engine) in _checked:
+    if engine in _checked:
         return
     current = current_revision(engine)
     head = head_revision()
     if current == head:
-        _checked.add(id(engine))
+        _checked.add(engine)
         return
     if current is None:
         raise SchemaOutdated(f"database {mask_url(engine.url)} has no schema yet: run `newsletter db upgrade`")
