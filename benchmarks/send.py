@@ -1,0 +1,271 @@
+"""Benchmark: send a real 10-article digest to N recipients through the ledger to a C SMTP sink.
+
+    apt-get install -y postfix        # for /usr/sbin/smtp-sink (benchmark only)
+    .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000]
+
+What it measures, in one run, against ``smtp-sink`` on 127.0.0.1 in another process:
+
+- the ceiling: a minimal raw-socket SMTP client sending one pre-built message's bytes
+  (EHLO once, then MAIL/RCPT/DATA per message, no pipelining — what our sender does too);
+- ``send_campaign`` for each size (a fresh SQLite database and a fresh process each, so peak
+  RSS is per size): messages/s, and peak RSS (``ru_maxrss``), which must not grow with N;
+- the CPU cost per recipient of personalization + MIME (``MessageFactory.build``), against
+  building an ``email.message.EmailMessage`` per recipient for comparison.
+
+No rate limit. Results are printed as a table and as JSON (``--json FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+SECRET = "benchmark-secret-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sink(port: int) -> subprocess.Popen:
+    exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    if not os.path.exists(exe):
+        sys.exit("smtp-sink not found: apt-get install -y postfix")
+    cmd = [exe]
+    if os.geteuid() == 0:
+        cmd += ["-u", "nobody"]
+    cmd += [f"127.0.0.1:{port}", "256"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return p
+        except OSError:
+            time.sleep(0.02)
+    p.kill()
+    sys.exit("smtp-sink did not start")
+
+
+def make_articles(folder: Path) -> None:
+    """The sample articles plus generated ones, ten in all."""
+    folder.mkdir(parents=True)
+    samples = sorted((REPO / "articles").glob("*.md"))
+    for f in samples[:10]:
+        shutil.copy(f, folder / f.name)
+    if (REPO / "articles" / "images").is_dir():
+        shutil.copytree(REPO / "articles" / "images", folder / "images")
+    for i in range(len(samples), 10):
+        body = "\n\n".join(
+            f"Paragraph {j} of a longer report on river towns, their ferries and the people who keep them running. "
+            "It has enough words to look like a real article in a real digest." for j in range(6))
+        (folder / f"2026-11-1{i % 10}-generated-{i}.md").write_text(
+            f"---\ntitle: Generated story {i}\ndate: 2026-11-1{i % 10}\nauthor: Bench Writer\ntags: [bench]\n"
+            f"summary: A generated story number {i} about river towns.\n---\n\n{body}\n", encoding="utf-8")
+
+
+def build_db(url: str, n: int) -> None:
+    from sqlalchemy import insert
+
+    from newsletter.store import db
+    from newsletter.store.lists import create_list
+    from newsletter.store.models import Subscriber, Subscription, utcnow
+
+    db.upgrade(url)
+    engine = db.get_engine(url)
+    lid = create_list(engine, "weekly", "Weekly").id
+    now = utcnow()
+    with engine.begin() as conn:
+        for start in range(0, n, 10000):
+            rows = [{"email": f"reader{i}@example.com", "email_key": f"reader{i}@example.com", "name": f"Reader {i}",
+                     "attributes": {"city": "Lyon"}, "created_at": now, "updated_at": now}
+                    for i in range(start, min(n, start + 10000))]
+            conn.execute(insert(Subscriber.__table__), rows)
+        conn.exec_driver_sql(
+            "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, updated_at) "
+            f"SELECT id, {lid}, 'active', created_at, updated_at FROM subscribers")
+    engine.dispose()
+
+
+def config_for(url: str, outbox: Path):
+    from newsletter.config import Config
+
+    return Config(database_url=url, secret_key=SECRET, base_url="https://news.example.org",
+                  from_address="The Weekly Dispatch <news@example.org>", outbox=str(outbox), concurrency=1)
+
+
+def child(args) -> None:
+    """Run one send in this fresh process and print JSON (elapsed, rate, peak RSS)."""
+    from newsletter.compose import load_digest
+    from newsletter.dispatch.campaigns import create_campaign
+    from newsletter.dispatch.sender import send_campaign
+    from newsletter.store.db import get_engine
+
+    config = config_for(args.db, Path(args.tmp) / "outbox")
+    engine = get_engine(args.db)
+    digest = load_digest(args.digest)
+    c = create_campaign(engine, digest, ["weekly"], config)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    s = send_campaign(engine, c.id, config, smtp=f"smtp://127.0.0.1:{args.port}", tls="none",
+                      concurrency=args.concurrency, rate=None)
+    elapsed = time.perf_counter() - t0
+    print(json.dumps({
+        "n": args.child, "sent": s.counts.get("sent", 0), "elapsed": elapsed, "rate": s.counts.get("sent", 0) / elapsed,
+        "cpu_s": time.process_time() - cpu0, "rss_before_kb": rss_before,
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "status": s.status,
+    }))
+
+
+def raw_ceiling(port: int, message: bytes, n: int) -> float:
+    """Messages/s of a minimal client: one connection, MAIL/RCPT/DATA per message, bytes pre-built."""
+    payload = message.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
+    s = socket.create_connection(("127.0.0.1", port))
+    f = s.makefile("rb")
+
+    def reply():
+        while True:
+            line = f.readline()
+            if not line or line[3:4] != b"-":
+                return line
+
+    reply()
+    s.sendall(b"EHLO bench.example.org\r\n")
+    reply()
+    t0 = time.perf_counter()
+    for i in range(n):
+        s.sendall(b"MAIL FROM:<news@example.org>\r\n")
+        reply()
+        s.sendall(b"RCPT TO:<reader%d@example.com>\r\n" % i)
+        reply()
+        s.sendall(b"DATA\r\n")
+        reply()
+        s.sendall(payload)
+        reply()
+    elapsed = time.perf_counter() - t0
+    s.sendall(b"QUIT\r\n")
+    s.close()
+    return n / elapsed
+
+
+def build_costs(engine, campaign, config, n: int) -> dict:
+    from email.message import EmailMessage
+
+    from newsletter.dispatch.personalize import Recipient
+    from newsletter.dispatch.sender import message_factory
+
+    f = message_factory(engine, campaign, config)
+    rs = [Recipient(i, 1, f"reader{i}@example.com", f"Reader {i}", {"city": "Lyon"}) for i in range(n)]
+    f.build(rs[0])
+    t0 = time.process_time()
+    size = 0
+    for r in rs:
+        size += len(f.build(r).data)
+    ours = (time.process_time() - t0) / n * 1e6
+    m = min(300, n)
+    t0 = time.process_time()
+    for r in rs[:m]:
+        msg = EmailMessage()
+        msg["From"] = campaign.from_address
+        msg["To"] = f"{r.name} <{r.email}>"
+        msg["Subject"] = campaign.subject
+        msg.set_content(campaign.text.replace("*|NAME|*", r.name))
+        msg.add_alternative(campaign.html.replace("*|NAME|*", r.name), subtype="html")
+        msg.as_bytes()
+    naive = (time.process_time() - t0) / m * 1e6
+    return {"build_us": ours, "emailmessage_us": naive, "message_bytes": size // n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--raw", type=int, default=20000, help="messages for the raw-socket ceiling")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--digest", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    from newsletter.compose import ComposeOptions, compose, write_digest
+    from newsletter.dispatch.campaigns import create_campaign
+    from newsletter.store.db import get_engine
+
+    tmp = Path(tempfile.mkdtemp(prefix="nl-bench-send-"))
+    port = free_port()
+    sink = start_sink(port)
+    results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
+                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "concurrency": args.concurrency}
+    try:
+        make_articles(tmp / "articles")
+        cfg = config_for("sqlite:///" + str(tmp / "x.db"), tmp / "outbox")
+        digest = compose([str(tmp / "articles")], cfg, ComposeOptions(limit=10))
+        write_digest(digest, tmp / "out")
+        results["articles"] = len(digest.articles)
+        results["html_bytes"] = len(digest.html.encode())
+
+        # per-recipient build cost (and one pre-built message for the raw ceiling)
+        url0 = "sqlite:///" + str(tmp / "build.db")
+        build_db(url0, 10)
+        e0 = get_engine(url0)
+        c0 = create_campaign(e0, digest, ["weekly"], config_for(url0, tmp / "outbox"))
+        results.update(build_costs(e0, c0, config_for(url0, tmp / "outbox"), 20000))
+        from newsletter.dispatch.personalize import Recipient
+        from newsletter.dispatch.sender import message_factory
+
+        one = message_factory(e0, c0, config_for(url0, tmp / "outbox")).build(Recipient(1, 1, "reader1@example.com", "Reader 1"))
+        e0.dispose()
+
+        results["raw_ceiling"] = raw_ceiling(port, one.data, args.raw)
+        runs = []
+        for n in [int(x) for x in args.sizes.split(",")]:
+            url = "sqlite:///" + str(tmp / f"n{n}.db")
+            build_db(url, n)
+            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--db", url, "--port", str(port),
+                                  "--digest", str(tmp / "out"), "--tmp", str(tmp), "--concurrency", str(args.concurrency)],
+                                 capture_output=True, text=True, timeout=3600)
+            if out.returncode != 0:
+                sys.exit(f"send of {n} failed: {out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            runs.append(r)
+        results["runs"] = runs
+    finally:
+        sink.kill()
+        sink.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"machine: {results['machine']}  ({results['date']}; cores shared with other work, numbers wander)")
+    print(f"digest: {results['articles']} articles, HTML {results['html_bytes'] / 1024:.0f} KiB, "
+          f"message {results['message_bytes'] / 1024:.0f} KiB")
+    print(f"per-recipient build (personalization + MIME): {results['build_us']:.0f} µs "
+          f"(EmailMessage per recipient: {results['emailmessage_us']:.0f} µs)")
+    print(f"raw-socket ceiling: {results['raw_ceiling']:.0f} msgs/s")
+    for r in results["runs"]:
+        print(f"send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
+              f"({r['rate'] / results['raw_ceiling'] * 100:.0f} % of ceiling), {r['elapsed']:.1f} s, "
+              f"peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB, status {r['status']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
