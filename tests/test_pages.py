@@ -370,3 +370,67 @@ def test_pages_too_big_for_trafilatura_fall_back_to_plain_paragraphs(monkeypatch
     assert "The towpath runs for eleven miles" in a.body
     assert "tracking" not in a.body and "hidden from readers" not in a.body
     assert a.summary.startswith("The towpath runs for eleven miles")
+
+
+# -- end to end: a page served over HTTP, through the real command --------------------------
+
+
+@pytest.fixture
+def page_server():
+    """Serves a few pages on 127.0.0.1; ``/ru`` declares its charset only in the HTTP header."""
+    import http.server
+    import threading
+
+    pages = {
+        "/story": ((PAGES / "opengraph.html").read_bytes(), "text/html; charset=utf-8"),
+        "/ru": (RUSSIAN.replace('<meta charset="windows-1251">', "").encode("cp1251"), "text/html; charset=windows-1251"),
+        "/image.png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/html"),
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body, ctype = pages.get(self.path, (b"", ""))
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", ctype or "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _articles(*args: str):
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "newsletter", "articles", *args, "--format", "json"],
+                         capture_output=True, text=True, timeout=120)
+    return run, [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+
+
+def test_served_pages_through_newsletter_articles(page_server):
+    run, items = _articles(f"{page_server}/story", f"{page_server}/ru")
+    assert run.returncode == 0, run.stderr
+    by_title = {i["title"]: i for i in items}
+    story = by_title["Ten quiet trails near the coast"]
+    assert story["image"]["url"] == f"{page_server}/images/trail.jpg"  # relative og:image, against the fetched URL
+    assert story["published"] == "2026-06-01T09:15:00-04:00"
+    assert "Борщ без суеты" in by_title  # charset from the Content-Type header
+
+
+def test_served_binary_is_a_one_line_error(page_server):
+    run, items = _articles(f"{page_server}/image.png")
+    assert run.returncode == 1 and items == []
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{page_server}/image.png" in lines[0]
+    assert "binary" in lines[0] or "PNG" in lines[0]
