@@ -155,3 +155,25 @@ def test_read_only_database_file(workdir):
 def test_import_help_says_resubscribe_needs_fresh_consent(tmp_path):
     r = nl(tmp_path, "subscribers", "import", "--help")
     assert "fresh consent" in " ".join(r.stdout.split())
+
+
+def test_double_opt_in_add_mails_a_working_confirmation_link(workdir, run):
+    import re
+
+    from newsletter.store import db
+    from newsletter.store import subscribers as S
+
+    run(workdir, "lists", "create", "news", "--double-opt-in")
+    r = run(workdir, "subscribers", "add", "zoe@example.com", "--name", "Zoë", "--list", "news")
+    assert "unconfirmed" in r.stdout and "confirmation email sent" in r.stdout
+    [eml] = list((workdir / "outbox").rglob("*.eml"))
+    import email
+    from email import policy
+
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert msg["To"] == "zoe@example.com" and "confirm" in msg["Subject"].lower()
+    token = re.search(r"/confirm/([A-Za-z0-9_-]+)", msg.get_body(("plain",)).get_content()).group(1)
+    engine = db.get_engine(f"sqlite:///{workdir / 'newsletter.db'}")
+    res = S.confirm_by_token(engine, b"cli-test-secret-key-0123456789", token)
+    assert res.changed and res.status == "active"
+    engine.dispose()

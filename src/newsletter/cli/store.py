@@ -276,8 +276,12 @@ def subscribers_add(
     resubscribe: bool = typer.Option(
         False, "--resubscribe", help="Re-subscribe someone who left the list: ONLY with their fresh consent."
     ),
+    resend_confirmation: bool = typer.Option(
+        False, "--resend-confirmation", help="Send the confirmation email again to someone still unconfirmed."
+    ),
 ) -> None:
-    """Add (or update) a subscriber; with --list, subscribe them (double opt-in lists: unconfirmed until they click)."""
+    """Add (or update) a subscriber; with --list, subscribe them. On a double-opt-in list they stay
+    unconfirmed and get a confirmation email (through SMTP, or the outbox folder when no SMTP is configured)."""
     from ..store.subscribers import add_subscriber
 
     engine = _engine(ctx)
@@ -285,22 +289,28 @@ def subscribers_add(
     where = f" on {res.list_slug!r} ({res.status})" if res.list_slug else ""
     verb = {"added": "added", "created": "added", "updated": "updated", "already": "already present", "resubscribed": "resubscribed"}[res.outcome]
     typer.echo(f"{verb}: {res.email}{where}")
-    if res.needs_confirmation and res.outcome in ("added", "resubscribed"):
+    if res.needs_confirmation and (res.outcome in ("added", "resubscribed") or resend_confirmation):
         typer.echo(_send_confirmation(ctx, engine, res))
 
 
 def _send_confirmation(ctx: typer.Context, engine, res) -> str:
-    """Mail the double-opt-in link through dispatch when it is available; say what happened."""
-    from ..store.subscribers import confirm_url
+    """Mail the double-opt-in link with dispatch's send_one (SMTP, or the outbox when none is configured)."""
+    from ..dispatch.sender import send_one
+    from ..errors import DispatchError
+    from ..store.lists import get_list
+    from ..store.subscribers import confirm_url, confirmation_message, get_subscriber_by_id
 
     config = get_config(ctx)
-    url = confirm_url(config, res.subscriber_id, res.list_id)
+    person = get_subscriber_by_id(engine, res.subscriber_id)
+    msg = confirmation_message(
+        config, email=person.email, name=person.name, list_name=get_list(engine, res.list_slug).name,
+        confirm_url=confirm_url(config, res.subscriber_id, res.list_id),
+    )
     try:
-        from ..dispatch.confirm import send_confirmation  # noqa: F401  (dispatch owns mail)
-    except ImportError:
-        return f"confirmation link (send it to them; automatic mailing arrives with dispatch): {url}"
-    send_confirmation(config, engine, res.subscriber_id, res.list_id, url)
-    return f"confirmation email sent to {res.email}"
+        sent = send_one(config, person.email, msg.subject, msg.html, msg.text)
+    except DispatchError as e:
+        raise DispatchError(f"{person.email} was added as unconfirmed, but the confirmation email was not sent: {e}") from None
+    return f"confirmation email sent to {person.email} via {sent.transport}"
 
 
 @subs_app.command("list")

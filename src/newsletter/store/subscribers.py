@@ -42,7 +42,7 @@ __all__ = [
     "AddResult", "SubscriberRow", "Page", "TokenResult", "normalize_email", "add_subscriber",
     "get_subscriber", "get_subscriber_by_id", "peek_token", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
     "erase_subscriber", "unsubscribe", "unsubscribe_by_token", "confirm_by_token", "unsubscribe_url",
-    "confirm_url", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
+    "confirm_url", "confirmation_message", "ConfirmationMessage", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
 ]
 
 
@@ -561,6 +561,35 @@ def unsubscribe_url(config: Config, subscriber_id: int, list_id: int, *, secret:
 
     key = secret if secret is not None else secret_key(config)
     return f"{config.base_url.rstrip('/')}/unsubscribe/{tokens.unsubscribe_token(key, subscriber_id, list_id)}"
+
+
+@dataclass
+class ConfirmationMessage:
+    """The double-opt-in email: what dispatch's ``send_one`` needs."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def confirmation_message(config: Config, *, email: str, list_name: str, confirm_url: str, name: str = "") -> ConfirmationMessage:
+    """Subject and bodies (plain text and HTML) asking someone to confirm their subscription."""
+    from html import escape
+
+    hello = f"Hello {name}," if name else "Hello,"
+    subject = f"Please confirm your subscription to {list_name}"
+    text = (
+        f"{hello}\n\nSomeone (hopefully you) asked to subscribe {email} to {list_name} from "
+        f"{config.newsletter_name}.\n\nConfirm by opening this link within 7 days:\n{confirm_url}\n\n"
+        "If you did not ask for this, ignore this email: you will not be subscribed.\n"
+    )
+    html = (
+        f"<p>{escape(hello)}</p><p>Someone (hopefully you) asked to subscribe <b>{escape(email)}</b> to "
+        f"<b>{escape(list_name)}</b> from {escape(config.newsletter_name)}.</p>"
+        f'<p><a href="{escape(confirm_url, quote=True)}">Confirm my subscription</a> (the link works for 7 days)</p>'
+        "<p>If you did not ask for this, ignore this email: you will not be subscribed.</p>"
+    )
+    return ConfirmationMessage(subject, text, html)
 
 
 def confirm_url(config: Config, subscriber_id: int, list_id: int, *, secret: bytes | None = None, now: datetime | None = None) -> str:
