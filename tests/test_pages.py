@@ -434,3 +434,20 @@ def test_served_binary_is_a_one_line_error(page_server):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{page_server}/image.png" in lines[0]
     assert "binary" in lines[0] or "PNG" in lines[0]
+
+
+def test_truncated_json_ld_headline_gives_way_to_the_full_title():
+    ld = '{"@type":"NewsArticle","headline":"Council approves the new cycle lanes on Market Street after a long…"}'
+    doc = html(f'<meta property="og:title" content="Council approves the new cycle lanes on Market Street after a long debate">'
+               f'<script type="application/ld+json">{ld}</script>', "<p>The vote was nine to four.</p>")
+    a = parse_page(doc.encode(), "https://example.org/lanes")
+    assert a.title == "Council approves the new cycle lanes on Market Street after a long debate"
+
+
+def test_video_titles_from_iframe_title_and_link_text():
+    doc = html("<title>Willow</title>",
+               '<article><p>Weaving willow, shown in full.</p>'
+               '<iframe src="https://www.youtube.com/embed/M7lc1UVf-VE" title="Weaving a willow basket"></iframe>'
+               '<p><a href="https://vimeo.com/76979871">https://vimeo.com/76979871</a></p></article>')
+    a = parse_page(doc.encode(), "https://example.org/willow")
+    assert [(v.id, v.title) for v in a.videos] == [("M7lc1UVf-VE", "Weaving a willow basket"), ("76979871", None)]

@@ -360,11 +360,22 @@ def _ld_headline(sig: PageSignals) -> str:
     return headline or name
 
 
+def _untruncated(headline: str, sig: PageSignals) -> str:
+    """A JSON-LD headline cut short with an ellipsis (some CMSs cap it at 110 characters) is
+    replaced by the page's own longer title that it is the start of."""
+    stem = headline.rstrip(".…").rstrip()
+    if not headline or stem == headline:
+        return headline
+    for other in (sig.first("og:title"), sig.first("twitter:title"), sig.title_tag):
+        if other and len(other) > len(stem) and other.startswith(stem):
+            return other
+    return headline
+
+
 def best_title(sig: PageSignals, doc, site_names: list[str]) -> str:
     """The headline: JSON-LD, Dublin Core, OpenGraph, Twitter, Parse.ly, Sailthru, then ``<title>``/``<h1>``."""
-    title = (_ld_headline(sig)
-             or sig.first("dc:title", "dcterms:title", "og:title", "twitter:title", "parsely-title",
-                          "sailthru.title", "title"))
+    title = _untruncated(_ld_headline(sig), sig) or sig.first(
+        "dc:title", "dcterms:title", "og:title", "twitter:title", "parsely-title", "sailthru.title", "title")
     if not title:
         h1s = [t for t in (_text_of(h) for h in doc.iter("h1")) if t][:3]
         title = _title_from_title_tag(sig.title_tag, h1s) or (h1s[0] if h1s else "")

@@ -255,29 +255,35 @@ def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
 def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
     """Videos embedded (iframes, og:video, JSON-LD VideoObject) or linked in the page."""
     from .video import parse_video_url as find
-    urls: list[str] = []
-    urls += sig.all("og:video:url", "og:video:secure_url", "og:video", "twitter:player")
+    from .video import add_video
+
+    # (url, title): the title a card can show, when the page names the video.
+    urls: list[tuple[str, str | None]] = []
+    og_title = sig.first("og:video:title") or None
+    urls += [(u, og_title) for u in sig.all("og:video:url", "og:video:secure_url", "og:video", "twitter:player")]
     for obj in sig.article_ld + sig.other_ld:
         for v in pm._as_list(obj.get("video")) + ([obj] if "videoobject" in pm._types(obj) else []):
             if isinstance(v, dict):
-                urls += [u for u in (v.get("embedUrl"), v.get("contentUrl"), v.get("url")) if isinstance(u, str)]
+                name = pm._ld_name(v.get("name")) or None
+                urls += [(u, name) for u in (v.get("embedUrl"), v.get("contentUrl"), v.get("url")) if isinstance(u, str)]
     for el in container.iter("iframe", "embed", "a", "video", "source"):
+        title = pm.clean_text(el.get("title") or (el.text_content() if el.tag == "a" else "")) or None
+        if title and (title.lower().startswith(("http", "www.")) or len(title) > 150 or len(title.split()) < 2):
+            title = None  # a bare URL or a one-word "YouTube" link text is not the video's title
         for attr in ("src", "data-src", "href"):
             if el.get(attr):
-                urls.append(el.get(attr))
+                urls.append((el.get(attr), title))
     out: list[Video] = []
-    seen: set[tuple[str, str]] = set()
-    for u in urls:
+    for u, title in urls:
         absu = sig.absolute(u)
         if not absu:
             continue
         try:
-            v = find(absu)
+            v = find(absu, title)
         except Exception:  # noqa: BLE001 - an odd URL is just not a video
             v = None
-        if v is not None and (v.provider, v.id) not in seen:
-            seen.add((v.provider, v.id))
-            out.append(v)
+        if v is not None:
+            add_video(out, v)
     return out[:10]
 
 
