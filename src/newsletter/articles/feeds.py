@@ -37,7 +37,6 @@ _NOT_A_PICTURE_NAME = re.compile(
     r"^(?:[a-z]+[_-])?(?:icon|favicon|logo|emoji|share|button|badge|avatar|spacer)(?:[_-][a-z]+)?$", re.IGNORECASE
 )
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 _EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
 
 
@@ -276,24 +275,21 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
         if image and not v.thumbnail_url and link_video and (v.provider, v.id) == (link_video.provider, link_video.id):
             v.thumbnail_url = image.url
     lang = text.normalize_lang((entry.get("title_detail") or {}).get("language")) or feed_lang
-    direction = text.text_direction(lang, title + " " + " ".join(paragraphs[:3]))
+    return _article(
+        title=title, url=link, guid=guid, authors=authors, published=published, tags=tags, summary=summary,
+        body=body, paragraphs=paragraphs, image=image, videos=videos, lang=lang, site_name=site_name, source=source,
+    )
 
+
+def _article(*, tags: list[str], paragraphs: list[str], guid: Any, lang: str | None, **fields: Any) -> Article:
+    """The Article for one feed entry: the first tag is the category, read time and direction from the text."""
     return Article(
-        title=title,
-        url=link,
-        authors=authors,
-        published=published,
-        category=tags[0] if tags else None,
+        **fields,
         tags=tags,
-        summary=summary,
-        body=body,
-        image=image,
-        videos=videos,
+        category=tags[0] if tags else None,
         read_time_minutes=readtime.read_time_minutes(" ".join(paragraphs)),
         lang=lang,
-        dir=direction,
-        site_name=site_name,
-        source=source,
+        dir=text.text_direction(lang, fields["title"] + " " + " ".join(paragraphs[:3])),
         guid=str(guid) if guid else None,
     )
 
@@ -302,7 +298,7 @@ def _drop_pixels(html: str) -> str:
     """Remove tracking pixels (1×1 or beacon-named images) from content before it is kept as the body."""
 
     def keep(m: re.Match) -> str:
-        attrs = {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "") for a in _ATTR.finditer(m.group(0))}
+        attrs = sanitize.tag_attributes(m.group(0))
         src = (attrs.get("src") or "").strip()
         if not src:
             return m.group(0)
@@ -414,7 +410,7 @@ def _image(entry, body_raw: str, base: str | None, title: str, item_image: str |
         return best
 
     for tag in _IMG_TAG.findall(body_raw or ""):
-        attrs = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4)) for m in _ATTR.finditer(tag)}
+        attrs = sanitize.tag_attributes(tag)
         src = attrs.get("src") or attrs.get("data-src")
         if not src:
             continue
@@ -521,21 +517,7 @@ def _json_item(item: dict, index, source, config, site_link, site_name, feed_lan
             video.add_video(videos, v)
     summary = text.truncate_words(sanitize.clean_text(s("summary")) or text.first_paragraph(paragraphs))
     lang = text.normalize_lang(item.get("language")) or feed_lang
-    return Article(
-        title=title,
-        url=link,
-        authors=authors,
-        published=published,
-        category=tags[0] if tags else None,
-        tags=tags,
-        summary=summary,
-        body=body,
-        image=image,
-        videos=videos,
-        read_time_minutes=readtime.read_time_minutes(" ".join(paragraphs)),
-        lang=lang,
-        dir=text.text_direction(lang, title + " " + " ".join(paragraphs[:3])),
-        site_name=site_name,
-        source=source,
-        guid=guid,
+    return _article(
+        title=title, url=link, guid=guid, authors=authors, published=published, tags=tags, summary=summary,
+        body=body, paragraphs=paragraphs, image=image, videos=videos, lang=lang, site_name=site_name, source=source,
     )

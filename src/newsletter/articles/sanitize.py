@@ -59,10 +59,15 @@ _LAZY_IMG = re.compile(r"<img\b[^>]*\bdata-(?:src|lazy-src|original)\s*=[^>]*>",
 _IMG_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 
 
+def tag_attributes(tag: str) -> dict[str, str]:
+    """The attributes of one start tag as written (``<img src="a" width=1>`` → {"src": "a", "width": "1"})."""
+    return {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "") for a in _IMG_ATTR.finditer(tag)}
+
+
 def _promote_lazy_src(m: re.Match) -> str:
     """Lazy-loaded images keep the real URL in data-src and a placeholder (or nothing) in src: swap them."""
     tag = m.group(0)
-    attrs = {a.group(1).lower(): next((g for g in a.groups()[1:] if g is not None), "") for a in _IMG_ATTR.finditer(tag)}
+    attrs = tag_attributes(tag)
     real = attrs.get("data-src") or attrs.get("data-lazy-src") or attrs.get("data-original")
     src = attrs.get("src", "")
     if not real or (src and not src.startswith("data:") and "placeholder" not in src and "lazy" not in src and "blank" not in src):
