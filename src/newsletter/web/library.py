@@ -66,15 +66,13 @@ def subscribe(st, lst, address: str, name: str) -> None:
 
 
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
-    """Send the double opt-in email (text and HTML from the web templates) through the
-    dispatcher's one-off path: the configured SMTP server, or the outbox."""
+    """Send the double opt-in email (the store's wording, as `subscribers add` sends it) through
+    the dispatcher's one-off path: the configured SMTP server, or the outbox."""
     from ..dispatch.sender import send_one
+    from ..store.subscribers import confirmation_message
 
-    ctx = {"name": name, "list_name": lst.name, "confirm_url": url, "newsletter_name": st.config.newsletter_name}
-    text = st.templates.get_template("email/confirm.txt").render(**ctx)
-    html = st.templates.get_template("email/confirm.html").render(**ctx)
-    send_one(st.config, address, f"Confirm your subscription to {lst.name}", html, text,
-             headers={"Auto-Submitted": "auto-generated"})
+    msg = confirmation_message(st.config, email=address, list_name=lst.name, confirm_url=url, name=name)
+    send_one(st.config, address, msg.subject, msg.html, msg.text, headers={"Auto-Submitted": "auto-generated"})
 
 
 def peek_confirm(st, token: str):
