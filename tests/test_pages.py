@@ -451,3 +451,10 @@ def test_video_titles_from_iframe_title_and_link_text():
                '<p><a href="https://vimeo.com/76979871">https://vimeo.com/76979871</a></p></article>')
     a = parse_page(doc.encode(), "https://example.org/willow")
     assert [(v.id, v.title) for v in a.videos] == [("M7lc1UVf-VE", "Weaving a willow basket"), ("76979871", None)]
+
+
+def test_language_of_the_article_element_wins_over_the_page():
+    doc = html("<title>Gazpacho</title>",
+               '<article lang="es"><p>El gazpacho se sirve frío, con pan del día anterior y buen aceite.</p></article>',
+               attrs=' lang="en"')
+    assert parse_page(doc.encode(), "https://example.org/g").lang == "es"

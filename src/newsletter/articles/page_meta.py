@@ -409,9 +409,21 @@ def normalize_lang(value: str) -> str | None:
     return value
 
 
-def best_lang(sig: PageSignals) -> str | None:
-    """``<html lang>`` first (what the page says of itself), then Content-Language, JSON-LD, og:locale."""
-    for value in (sig.html_lang, sig.first("content-language", "dc:language", "language"),
+def _element_lang(container) -> str:
+    el = container
+    while el is not None and isinstance(getattr(el, "tag", None), str) and el.tag != "html":
+        value = el.get("lang") or el.get("{http://www.w3.org/XML/1998/namespace}lang")
+        if value and value.strip():
+            return value.strip()
+        el = el.getparent()
+    return ""
+
+
+def best_lang(sig: PageSignals, container=None) -> str | None:
+    """The article element's own ``lang`` (or its nearest ancestor's), then ``<html lang>``,
+    Content-Language, Dublin Core, JSON-LD ``inLanguage``, og:locale."""
+    own = _element_lang(container) if container is not None else ""
+    for value in (own, sig.html_lang, sig.first("content-language", "dc:language", "language"),
                   _ld_name(sig.ld("inLanguage")), sig.first("og:locale")):
         lang = normalize_lang(value)
         if lang:

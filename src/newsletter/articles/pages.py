@@ -317,7 +317,7 @@ def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
     title = pm.best_title(sig, doc, site_names)
     if not title:
         raise SourceError(url, "page has no title (no <title>, <h1>, OpenGraph or JSON-LD headline)")
-    lang = pm.best_lang(sig)
+    lang = pm.best_lang(sig, container)
     direction = pm.best_dir(doc, container, lang)
     authors = pm.best_authors(sig, doc, container)
     published = pm.best_published(sig, doc, container)
