@@ -374,3 +374,18 @@ def test_sigterm_during_a_send_loses_and_doubles_nothing(url_fixture, request, t
         got = srv.recipient_counts()
         assert len(got) == 300 and set(got.values()) == {1}
     assert get_campaign(engine, cid).status == "finished"
+
+
+def test_digest_campaigns_carry_their_thumbnails_as_inline_images(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 1)
+    config = config_for(sqlite_url, tmp_path)
+    source = REPO / "tests" / "fixtures" / "compose" / "good"  # the lighthouse story has a local photo
+    spec = dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris", sources=[str(source)],
+                         lists=["weekly"])
+    dg.add_digest(engine, config, spec, now=paris(2026, 11, 19, 12))
+    [run] = dg.run_due_digests(engine, config, now=paris(2026, 11, 23, 8, 0, 2))
+    assert run.status == "created" and run.article_count == 1
+    campaign = get_campaign(engine, run.campaign_id)
+    assert campaign.status == "scheduled" and campaign.meta["digest"] == "weekly"
+    assert 'src="assets/' not in campaign.html and 'src="cid:' in campaign.html
+    assert count(engine, "campaign_images") == 1

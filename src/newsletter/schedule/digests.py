@@ -455,12 +455,14 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
 
 def create_campaign_for_run(engine: Engine, config: Config, d: Digest, composed, when: datetime,
                             list_slugs: list[str]) -> int:
-    """The occurrence's campaign, created as a draft by the dispatcher (its own transaction)."""
+    """The occurrence's campaign, created as a draft by the dispatcher (its own transaction).
+    Thumbnails linked by relative path become CID parts: a mail client cannot resolve them."""
+    from ..compose import embed_relative_assets
     from ..dispatch.campaigns import create_campaign
 
     local = when.astimezone(cron.get_zone(d.timezone))
     campaign = create_campaign(
-        engine, composed, list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
+        engine, embed_relative_assets(composed), list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
         meta={"digest": d.name, "digest_id": d.id, "occurrence": when.isoformat()},
     )
     return campaign.id
