@@ -458,3 +458,11 @@ def test_language_of_the_article_element_wins_over_the_page():
                '<article lang="es"><p>El gazpacho se sirve frío, con pan del día anterior y buen aceite.</p></article>',
                attrs=' lang="en"')
     assert parse_page(doc.encode(), "https://example.org/g").lang == "es"
+
+
+def test_words_about_html_survive_in_the_summary():
+    doc = html("<title>Semantic markup</title>",
+               "<article><p>Use the &lt;article&gt; element, not a &lt;div class=&quot;post&quot;&gt;, for a story.</p></article>")
+    a = parse_page(doc.encode(), "https://example.org/m")
+    assert a.summary == 'Use the <article> element, not a <div class="post">, for a story.'
+    assert "&lt;article&gt;" in a.body

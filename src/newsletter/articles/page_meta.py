@@ -24,7 +24,7 @@ _ARTICLE_TYPES = {
     "article", "newsarticle", "blogposting", "report", "scholarlyarticle", "techarticle",
     "socialmediaposting", "liveblogposting", "discussionforumposting", "reportagenewsarticle",
     "analysisnewsarticle", "opinionnewsarticle", "reviewnewsarticle", "backgroundnewsarticle",
-    "askpublicnewsarticle", "satiricalarticle", "medicalscholarlyarticle", "advertisertcontentarticle",
+    "askpublicnewsarticle", "satiricalarticle", "medicalscholarlyarticle", "advertisercontentarticle",
     "review", "criticreview", "posting",
 }
 _SITE_TYPES = {"website", "organization", "newsmediaorganization", "corporation"}
@@ -43,8 +43,12 @@ _TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " · ", " :: ", " » ", " /
 _RTL_LANGS = {"ar", "he", "iw", "fa", "ur", "yi", "ps", "sd", "ug", "dv", "ckb", "syr"}
 
 
-def clean_text(value: Any) -> str:
-    """Text with entities decoded (also double-escaped ones), whitespace collapsed, NFC."""
+def clean_text(value: Any, *, markup: bool = True) -> str:
+    """Text with entities decoded (also double-escaped ones), whitespace collapsed, NFC.
+
+    ``markup`` strips tags found in the value, for meta and attribute values; text taken
+    from the page's elements is already tag-free, and a "<div>" in it is words about HTML.
+    """
     if value is None:
         return ""
     s = str(value)
@@ -53,7 +57,7 @@ def clean_text(value: Any) -> str:
         if not _ENTITY.search(s):
             break
         s = html.unescape(s)
-    if "<" in s:  # markup inside a meta value or an alt attribute
+    if markup and "<" in s:  # markup inside a meta value or an alt attribute
         s = _TAG.sub(" ", s)
     s = s.replace("\x00", "").replace("\u00a0", " ").replace("\u200b", "").replace("\ufeff", "")
     # Control characters go; format characters stay (the zero-width non-joiner is spelling in Persian).
@@ -63,7 +67,7 @@ def clean_text(value: Any) -> str:
 
 def _text_of(el) -> str:
     try:
-        return clean_text(el.text_content())
+        return clean_text(el.text_content(), markup=False)
     except (ValueError, TypeError):
         return ""
 

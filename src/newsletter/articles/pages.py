@@ -194,10 +194,10 @@ def _fallback_html(container) -> str:
     """Paragraph-level HTML from the article container when trafilatura finds nothing."""
     for el in container.xpath(".//script|.//style|.//nav|.//noscript|.//template"):
         el.drop_tree()
-    paras = [pm.clean_text(p.text_content()) for p in container.xpath(".//p|.//li|.//h2|.//h3|.//blockquote")]
+    paras = [pm.clean_text(p.text_content(), markup=False) for p in container.xpath(".//p|.//li|.//h2|.//h3|.//blockquote")]
     paras = [p for p in paras if p]
     if not paras:
-        text = pm.clean_text(container.text_content())
+        text = pm.clean_text(container.text_content(), markup=False)
         paras = [text] if text else []
     return "".join(f"<p>{_esc(p)}</p>" for p in paras)
 
@@ -234,7 +234,7 @@ def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
         br.tail = " " + (br.tail or "")
     names = {a.casefold() for a in authors}
     for p in frag.iter("p"):
-        text = pm.clean_text(p.text_content())
+        text = pm.clean_text(p.text_content(), markup=False)
         if not text or text == title:
             continue
         if len(text) < 80 and (pm.byline_text(text).casefold() in names or re.match(r"(?i)^by\s", text)):
@@ -245,7 +245,7 @@ def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
 
 def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
     """``text`` cut at a word boundary before ``limit`` characters, with an ellipsis when cut."""
-    text = pm.clean_text(text)
+    text = pm.clean_text(text, markup=False)  # already cleaned; "<div>" here is prose
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-–—")
