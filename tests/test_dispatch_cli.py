@@ -1,0 +1,191 @@
+"""`newsletter campaigns ...` and `newsletter send` as a user runs them (the real console script).
+
+Bad input must give one line on stderr, a non-zero exit, no traceback, and leave the ledger
+as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispatch_helpers import SECRET, add_people, setup_db
+from newsletter.store import queries as q
+from smtp_server import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def digest_dir(tmp_path_factory) -> Path:
+    """A digest composed from the sample articles by the real compose pipeline."""
+    from newsletter.compose import compose, write_digest
+    from newsletter.config import Config
+
+    out = tmp_path_factory.mktemp("digest")
+    d = compose([str(REPO / "articles")], Config(secret_key=SECRET))
+    write_digest(d, out)
+    return out
+
+
+@pytest.fixture
+def site(tmp_path):
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    add_people(engine, "weekly", 5)
+    add_people(engine, "empty", 2, start=50, status="unsubscribed")
+    yield url, engine, tmp_path
+    engine.dispose()
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run ``newsletter.cli.main`` in this process (as the console script does), capturing output."""
+    from newsletter.cli import main
+
+    def invoke(url, tmp_path, *args, env=None):
+        monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+        for k, v in {"NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_BASE_URL": "https://news.example.org",
+                     "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"), **(env or {})}.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", url, *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        for k in (env or {}):
+            monkeypatch.delenv(k)
+        return Result(code, out, err)
+
+    return invoke
+
+
+def run_process(url, tmp_path, *args, env=None):
+    """The real console script in a subprocess."""
+    e = dict(os.environ)
+    e.pop("NEWSLETTER_CONFIG", None)
+    e.update({"NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_BASE_URL": "https://news.example.org",
+              "NEWSLETTER_OUTBOX": str(tmp_path / "outbox")})
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "newsletter", "--db", url, *args], capture_output=True, text=True,
+                          env=e, cwd=tmp_path, timeout=120)
+
+
+def one_line_error(p, *needles):
+    assert p.returncode != 0, p.stdout
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    for n in needles:
+        assert n.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def ledger(engine, cid):
+    with engine.begin() as conn:
+        return q.counts_by_state(conn, cid), q.campaign_status(conn, cid)
+
+
+def test_create_list_show_send_to_outbox(site, digest_dir, run):
+    url, engine, tmp = site
+    p = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir), "--subject", "Issue 1")
+    assert p.returncode == 0, p.stderr
+    cid = int(p.stdout.strip().splitlines()[-1])
+    listed = json.loads(run(url, tmp, "campaigns", "list", "--format", "json").stdout)
+    assert [(c["id"], c["status"], c["subject"], c["lists"]) for c in listed] == [(cid, "draft", "Issue 1", ["weekly"])]
+    shown = json.loads(run(url, tmp, "campaigns", "show", str(cid), "--format", "json").stdout)
+    assert shown["audience"] == 5 and shown["html_size"] > 1000
+    p = run(url, tmp, "send", str(cid), "--outbox", str(tmp / "mail"), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "finished" and summary["counts"] == {"sent": 5}
+    assert len(list((tmp / "mail").glob("*.eml"))) == 5
+    table = run(url, tmp, "campaigns", "list")
+    assert "finished" in table.stdout and "Issue 1" in table.stdout
+    text = run(url, tmp, "campaigns", "show", str(cid))
+    assert "sent 5" in text.stdout
+
+
+def test_send_test_address_touches_no_ledger(site, digest_dir, smtp_server, run):
+    url, engine, tmp = site
+    cid = int(run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1])
+    p = run(url, tmp, "send", "--test", "ana@example.com", str(cid), "--smtp", smtp_server.url)
+    assert p.returncode == 0, p.stderr
+    assert smtp_server.recipients() == ["ana@example.com"]
+    assert smtp_server.received()[0].headers["Subject"].startswith("[TEST] ")
+    assert ledger(engine, cid) == ({}, "draft")
+
+
+def test_pause_resume_cancel(site, digest_dir, run):
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    one_line_error(run(url, tmp, "campaigns", "pause", cid), "draft", "paused")
+    p = run(url, tmp, "campaigns", "cancel", cid)
+    assert p.returncode == 0 and "cancelled" in p.stdout
+    one_line_error(run(url, tmp, "send", cid, "--outbox", str(tmp / "m")), "cancelled")
+    one_line_error(run(url, tmp, "campaigns", "resume", cid), "cancelled")
+
+
+def test_bad_inputs_one_line_and_ledger_unchanged(site, digest_dir, smtp_server_factory, tmp_path, run):
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    before = ledger(engine, int(cid))
+    assert before == ({}, "draft")
+    one_line_error(run(url, tmp, "send", "999"), "campaign 999 does not exist")
+    one_line_error(run(url, tmp, "send", "abc"), "campaign 'abc'")
+    one_line_error(run(url, tmp, "send", cid, "--smtp", "smtp://mail.example.org:notaport"), "does not parse")
+    one_line_error(run(url, tmp, "send", cid, "--smtp", "ftp://mail.example.org"), "does not parse")
+    one_line_error(run(url, tmp, "send", cid, "--smtp", "smtp://ana:hunter2@127.0.0.1:25"), "password")
+    one_line_error(run(url, tmp, "send", cid, "--rate", "fast"), "rate")
+    one_line_error(run(url, tmp, "send", cid, "--smtp", f"smtp://127.0.0.1:{free_port()}"), "connection refused")
+    srv = smtp_server_factory(auth=("ana", "right"))
+    line = one_line_error(run(url, tmp, "send", cid, "--smtp", f"smtp://ana@127.0.0.1:{srv.port}",
+                              env={"NEWSLETTER_SMTP_PASSWORD": "wrong-secret"}), "refused the login")
+    assert "wrong-secret" not in line
+    assert ledger(engine, int(cid)) == before and srv.received() == []
+    # a list with no active subscribers
+    empty = run(url, tmp, "campaigns", "create", "--list", "empty", "--from", str(digest_dir))
+    assert empty.returncode == 0 and "no active subscribers" in empty.stderr
+    ecid = empty.stdout.split()[-1]
+    one_line_error(run(url, tmp, "send", ecid, "--outbox", str(tmp / "m")), "no active subscribers")
+    assert ledger(engine, int(ecid)) == ({}, "draft")
+    # creation problems write nothing
+    (tmp_path / "nodigest").mkdir()
+    one_line_error(run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(tmp_path / "nodigest")), "digest.html")
+    one_line_error(run(url, tmp, "campaigns", "create", "--list", "nope", "--from", str(digest_dir)), "list 'nope' does not exist")
+    one_line_error(run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir),
+                       "--subject", "Hi\r\nBcc: victim@example.net"), "line break")
+    assert len(json.loads(run(url, tmp, "campaigns", "list", "--format", "json").stdout)) == 2
+    # a finished campaign is not sent again
+    assert run(url, tmp, "send", cid, "--outbox", str(tmp / "m")).returncode == 0
+    after = ledger(engine, int(cid))
+    one_line_error(run(url, tmp, "send", cid, "--outbox", str(tmp / "m")), "already finished")
+    assert ledger(engine, int(cid)) == after
+
+
+def test_real_console_script_create_send_and_error(site, digest_dir):
+    url, engine, tmp = site
+    p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip().splitlines()[-1]
+    p = run_process(url, tmp, "send", cid)  # no SMTP configured: the outbox, nothing reaches anyone
+    assert p.returncode == 0, p.stderr
+    assert "finished" in p.stdout and len(list((tmp / "outbox").glob("*.eml"))) == 5
+    one_line_error(run_process(url, tmp, "send", "12345"), "campaign 12345 does not exist")
