@@ -466,3 +466,16 @@ def test_words_about_html_survive_in_the_summary():
     a = parse_page(doc.encode(), "https://example.org/m")
     assert a.summary == 'Use the <article> element, not a <div class="post">, for a story.'
     assert "&lt;article&gt;" in a.body
+
+
+def test_http_equiv_charset_and_xhtml_with_xml_declaration():
+    doc = ('<?xml version="1.0" encoding="windows-1252"?>\n'
+           '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+           '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="fr" lang="fr"><head>'
+           '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252" />'
+           "<title>La pâte feuilletée – Les Carnets</title></head>"
+           "<body><div><p>Une pâte feuilletée demande du beurre froid et de la patience, rien d’autre.</p></div></body></html>")
+    a = parse_page(doc.encode("cp1252"), "https://example.org/patisserie")
+    assert a.title == "La pâte feuilletée"
+    assert a.lang == "fr"
+    assert a.summary == "Une pâte feuilletée demande du beurre froid et de la patience, rien d’autre."
