@@ -439,3 +439,19 @@ def test_campaign_info_counts(env, smtp_server):
     send_campaign(engine, c.id, config, smtp=smtp_server.url)
     info = campaign_info(engine, c.id)
     assert info.counts == {"sent": 4} and info.status == "finished" and info.as_dict()["total"] == 4
+
+
+def test_sliding_window_quota_remembers_earlier_sends(env, smtp_server):
+    engine, config = env
+    config.rate_window = "5/h"
+    add_people(engine, "weekly", 3)
+    add_people(engine, "later", 5, start=100)
+    first = make_campaign(engine, config)
+    assert send_campaign(engine, first.id, config, smtp=smtp_server.url).counts == {"sent": 3}
+    second = make_campaign(engine, config, slugs=("later",))
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    s = send_campaign(engine, second.id, config, smtp=smtp_server.url, stop_event=stop)
+    # the hour's quota of 5 had 3 used by the first campaign: only 2 more went out
+    assert s.sent_now == 2 and s.stopped == "stop requested"
+    assert len(smtp_server.received()) == 5

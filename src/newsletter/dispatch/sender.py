@@ -533,6 +533,13 @@ def send_campaign(
     if concurrency < 1 or concurrency > 256:
         raise ConfigError(f"concurrency {concurrency}: expected 1 to 256")
     limiter = RateLimiter.from_specs(rate if rate is not None else config.rate, config.rate_window)
+    if config.rate_window:  # provider quotas remember what was sent before this process started
+        from .ratelimit import parse_rates
+
+        longest = max(r.period for r in parse_rates(config.rate_window))
+        now = utcnow()
+        with transaction(engine) as conn:
+            limiter.seed((now - t).total_seconds() for t in q.sent_since(conn, now - timedelta(seconds=longest)))
     if transport is None:
         transports = make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
     else:
