@@ -479,3 +479,14 @@ def test_http_equiv_charset_and_xhtml_with_xml_declaration():
     assert a.title == "La pâte feuilletée"
     assert a.lang == "fr"
     assert a.summary == "Une pâte feuilletée demande du beurre froid et de la patience, rien d’autre."
+
+
+def test_page_mislabelled_as_utf8_is_read_in_its_real_charset():
+    body = "<p>Une crème brûlée réussie demande de la patience, du sucre et un chalumeau bien réglé.</p>"
+    labelled = html('<meta charset="windows-1252"><title>Crème brûlée</title>', body).encode("cp1252")
+    assert parse_page(labelled, "https://example.org/a", charset="utf-8").title == "Crème brûlée"  # meta wins
+    unlabelled = html("<title>Crème brûlée à la française</title>", body).encode("cp1252")
+    assert parse_page(unlabelled, "https://example.org/b", charset="utf-8").title == "Crème brûlée à la française"
+    # a real UTF-8 page with one damaged byte stays UTF-8
+    damaged = html("<title>Crème brûlée</title>", body).encode("utf-8") + b"<p>\xff</p>"
+    assert parse_page(damaged, "https://example.org/c", charset="utf-8").title == "Crème brûlée"

@@ -61,36 +61,50 @@ def _codec(name: str | None) -> str | None:
         return None
 
 
+def _not_really_utf8(content: bytes) -> bool:
+    """True when bytes declared UTF-8 hold no valid multi-byte sequence but do hold invalid ones:
+    a mislabelled legacy page, not a UTF-8 page with a damaged byte or two."""
+    text = content.decode("utf-8", errors="replace")
+    if text.count("\ufffd") < 2:  # one odd byte is too little evidence to overrule a declaration
+        return False
+    return not any(ord(ch) > 127 and ch != "\ufffd" for ch in text)
+
+
+def _sniff(content: bytes) -> str | None:
+    # chardet recognised Latin-1/2, Cyrillic, Greek, Shift_JIS and GB18030 samples where
+    # charset-normalizer mistook French for cp1250.
+    try:
+        import chardet
+
+        return _codec(chardet.detect(content[:65_536]).get("encoding"))
+    except Exception:  # noqa: BLE001 - sniffing is best effort; callers have a fallback
+        return None
+
+
 def decode_html(content: bytes, charset: str | None = None) -> tuple[str, str]:
     """(text, codec name): the HTTP charset, else a BOM, else ``<meta charset>``, else a sniffed guess.
 
-    Undecodable bytes become U+FFFD rather than errors: a page with a few broken bytes is still a page.
+    A page declared UTF-8 (by the header or the meta tag) whose bytes are plainly not UTF-8 is
+    mislabelled; the next declaration, then the guess, is used instead. Undecodable bytes become
+    U+FFFD rather than errors: a page with a few broken bytes is still a page.
     """
-    codec = _codec(charset)
-    if codec:
-        return content.decode(codec, errors="replace").lstrip("\ufeff"), codec
+    header = _codec(charset)
+    if header and not (header == "utf-8" and _not_really_utf8(content)):
+        return content.decode(header, errors="replace").lstrip("\ufeff"), header
     for bom, name in _BOMS:
         if content.startswith(bom):
             return content[len(bom):].decode(name, errors="replace"), name
     m = _META_CHARSET.search(content[:16_384])  # browsers look at 1 KB; real pages put it later
-    if m:
-        codec = _codec(m.group(1).decode("ascii", "replace"))
-        if codec and codec.startswith(("utf-16", "utf-32")):
-            codec = "utf-8"  # a meta tag readable as ASCII means the bytes are not UTF-16
-        if codec:
-            return content.decode(codec, errors="replace"), codec
+    meta = _codec(m.group(1).decode("ascii", "replace")) if m else None
+    if meta and meta.startswith(("utf-16", "utf-32")):
+        meta = "utf-8"  # a meta tag readable as ASCII means the bytes are not UTF-16
+    if meta and meta != header and not (meta == "utf-8" and _not_really_utf8(content)):
+        return content.decode(meta, errors="replace"), meta
     try:
         return content.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    # No declaration and not UTF-8: guess. chardet recognised Latin-1/2, Cyrillic, Greek,
-    # Shift_JIS and GB18030 samples where charset-normalizer mistook French for cp1250.
-    try:
-        import chardet
-
-        guess = _codec(chardet.detect(content[:65_536]).get("encoding"))
-    except Exception:  # noqa: BLE001 - sniffing is best effort; the fallback below always works
-        guess = None
+    guess = _sniff(content)
     if guess:
         return content.decode(guess, errors="replace"), guess
     return content.decode("cp1252", errors="replace"), "cp1252"
