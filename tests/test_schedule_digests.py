@@ -300,3 +300,16 @@ def test_subjects_are_jinja_with_the_local_date(config):
                              newsletter_name="N") == "Weekly digest — 7 December 2026"
     with pytest.raises(InvalidInput):
         dg.render_subject("{{ nope }}", when=when, tz="UTC", name="w", newsletter_name="N")
+
+
+def test_a_stop_request_while_retrying_a_source_leaves_the_occurrence_for_the_next_pass(engine, config, flaky_feed):
+    handler, url = flaky_feed
+    handler.fail_first = 99
+    dg.add_digest(engine, config, spec(Path("unused"), sources=[url]), now=CREATED)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()  # SIGTERM arrives while the occurrence waits to retry
+    events: list[str] = []
+    done = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(60, 60),
+                              stop_event=stop, on_event=events.append)
+    assert done == [] and runs(engine) == [] and "left for the next pass" in events[-1]
+    assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-11-30T08:00:00+01:00"

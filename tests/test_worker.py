@@ -389,3 +389,63 @@ def test_digest_campaigns_carry_their_thumbnails_as_inline_images(sqlite_url, tm
     assert campaign.status == "scheduled" and campaign.meta["digest"] == "weekly"
     assert 'src="assets/' not in campaign.html and 'src="cid:' in campaign.html
     assert count(engine, "campaign_images") == 1
+
+
+def test_cancel_during_sending_stops_it_for_good(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 50)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.03) as srv:
+        stop = threading.Event()
+        t = threading.Thread(target=run_worker, args=(engine, config),
+                             kwargs=dict(now=paris(2026, 12, 1, 8, 0, 1), poll_interval=0.1, smtp=srv.url,
+                                         concurrency=2, stop_event=stop))
+        t.start()
+        try:
+            assert srv.wait_for(5, timeout=30)
+            cancel_campaign(engine, cid)
+            deadline = time.monotonic() + 30
+            while counts_by_state(engine).get("sending", 0) and time.monotonic() < deadline:
+                time.sleep(0.05)  # in-flight copies land and are recorded
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            t.join(30)
+        got = srv.recipient_counts()
+        states = counts_by_state(engine)
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 9), smtp=srv.url)  # a later pass
+        assert srv.recipient_counts() == got  # sends nothing more
+    assert get_campaign(engine, cid).status == "cancelled"
+    assert len(got) < 50 and set(got.values()) == {1}
+    assert states.get("sent", 0) == len(got) and not states.get("sending") and not states.get("claimed")
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_send_then_restart_has_the_send_guarantees(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 300)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.01) as srv:
+        args = ("--now", "2026-12-01T08:00:01+01:00", "--smtp", srv.url, "--concurrency", "3", "--poll", "0.2")
+        w = start_worker(*args, url=sqlite_url)
+        try:
+            assert srv.wait_for(60, timeout=60)
+            w.kill()  # SIGKILL: no chance to clean up
+            w.wait(30)
+        finally:
+            if w.poll() is None:
+                w.kill()
+        p = newsletter("worker", "--once", *args[:6], url=sqlite_url)  # the restart (same lock file: freed by the kernel)
+        assert p.returncode == 0, p.stderr
+        got = srv.recipient_counts()
+    with engine.connect() as conn:
+        ambiguous = {r[0] for r in conn.exec_driver_sql(
+            "select email from deliveries where campaign_id = ? and state = 'sending'", (cid,)).all()}
+    assert len(ambiguous) <= 3  # at most one per connection in flight
+    missing = {f"reader{i:04d}@example.com" for i in range(300)} - set(got) - ambiguous
+    doubled = {a for a, n in got.items() if n > 1}
+    assert not missing and not doubled
+    if ambiguous:
+        assert "ambiguous" in p.stderr

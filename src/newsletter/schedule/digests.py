@@ -496,9 +496,13 @@ def _advance(d: Digest, cursor: datetime | None, now: datetime) -> None:
     d.updated_at = now
 
 
+class Interrupted(Exception):
+    """A stop was requested while an occurrence waited to retry a source: it is left for later."""
+
+
 def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = None, catch_up: str | None = None,
                     retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS, max_occurrences: int = 1000,
-                    on_event: Callable[[str], None] | None = None) -> list[RunResult]:
+                    on_event: Callable[[str], None] | None = None, stop_event=None) -> list[RunResult]:
     """Run the digest occurrences due at ``now``, one transaction per occurrence: claim a due digest
     (row lock, SKIP LOCKED on PostgreSQL, so several workers share digests and never run one
     twice), plan under its catch-up policy (or ``catch_up``), run the oldest planned occurrence,
@@ -511,7 +515,18 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
         cron.check_catch_up(catch_up)
     results: list[RunResult] = []
     broken: set[int] = set()
+
+    def sleep(seconds: float) -> None:
+        # A stop request (SIGTERM) must not wait out source retries: abandon the occurrence, whose
+        # transaction rolls back, so the next worker pass runs it from the start.
+        if stop_event is None:
+            _time.sleep(seconds)
+        elif stop_event.wait(seconds):
+            raise Interrupted()
+
     for _ in range(max_occurrences):
+        if stop_event is not None and stop_event.is_set():
+            break
         session = Session(engine, expire_on_commit=False)
         out: list[RunResult] = []
         notes: list[str] = []
@@ -534,7 +549,7 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
                              f"missed occurrence(s) (catch-up {catch_up or d.catch_up})")
             if plan.run:
                 when = plan.run[0]
-                out.append(run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays))
+                out.append(run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays, sleep=sleep))
                 # With more planned (catch-up "all"), move only past this one: the rest come next.
                 cursor = when if len(plan.run) > 1 else plan.cursor
             else:
@@ -546,6 +561,10 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
             session.rollback()
             notes.append(f"digest {d.name!r}: occurrence already recorded by another process")
             out = []
+        except Interrupted:
+            session.rollback()
+            notes.append(f"digest {d.name!r}: stop requested while retrying a source; the occurrence is left for the next pass")
+            break
         except sa_exc.SQLAlchemyError as e:
             session.rollback()
             raise describe_db_error(e, engine.url) from None

@@ -82,7 +82,8 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
 
     try:
         report.digest_runs.extend(dg.run_due_digests(engine, config, now=now, catch_up=catch_up,
-                                                     retry_delays=retry_delays, on_event=on_event))
+                                                     retry_delays=retry_delays, on_event=on_event,
+                                                     stop_event=stop_event))
     except NewsletterError as e:
         report.errors.append(str(e))
         on_event(f"digests: {e}")
