@@ -15,6 +15,8 @@ import codecs
 import csv
 import json
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -539,6 +541,71 @@ class _Writer:
         report.batches += 1
 
 
+class _Reader:
+    """Reads and validates rows into batches; runs in a thread so parsing overlaps database work."""
+
+    def __init__(self, path: Path, opts: ImportOptions, fmt: str, report: ImportReport, rejects_path: Path):
+        self.path, self.opts, self.fmt, self.report, self.rejects_path = path, opts, fmt, report, rejects_path
+        self.queue: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays constant
+        self.stop = threading.Event()
+        self.rejects_file = None
+        self.rejects_writer = None
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _reject(self, line: int, email: str, reason: str) -> None:
+        report = self.report
+        report.invalid += 1
+        if len(report.rejects) < MAX_REJECTS_KEPT:
+            report.rejects.append(Reject(line, email, reason))
+        if self.rejects_writer is None:
+            try:
+                self.rejects_file = open(self.rejects_path, "w", encoding="utf-8", newline="")
+            except OSError as e:
+                raise InvalidInput(f"{self.rejects_path}: cannot write the rejects file: {e.strerror}") from None
+            self.rejects_writer = csv.writer(self.rejects_file)
+            self.rejects_writer.writerow(["line", "email", "reason"])
+            report.rejects_path = str(self.rejects_path)
+        self.rejects_writer.writerow([line, email, reason])
+
+    def run(self) -> None:
+        try:
+            report, size = self.report, self.opts.batch_size
+            batch: list[_Rec] = []
+            for line, raw in _rows(self.path, self.opts, self.fmt):
+                report.read += 1
+                email = raw.get("email", "")
+                status_text = (raw.get("status") or "").strip().lower()
+                if status_text not in STATUS_VALUES:
+                    self._reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
+                    continue
+                try:
+                    address, key = normalize_email(email)
+                except AddressError as e:
+                    self._reject(line, email, e.reason)
+                    continue
+                batch.append(_Rec(line, address, key, (raw.get("name") or "").strip(), raw["attrs"], STATUS_VALUES[status_text]))
+                if len(batch) >= size:
+                    if not self._put((batch, report.read)):
+                        return
+                    batch = []
+            if batch and not self._put((batch, report.read)):
+                return
+            self._put(None)
+        except BaseException as e:  # handed to the writing thread, which raises it
+            self._put(e)
+        finally:
+            if self.rejects_file is not None:
+                self.rejects_file.close()
+
+
 def import_file(
     engine: Engine,
     path: str | os.PathLike,
@@ -560,49 +627,29 @@ def import_file(
     report = ImportReport(path=str(p), list_slug=opts.list_slug)
     writer = _Writer(engine, lst["id"], lst["opt_in"], opts, opts.source or f"import:{p.name}", report)
     rejects_path = opts.rejects_path or p.with_name(p.name + ".rejects.csv")
-    rejects_file = None
-    rejects_writer = None
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
+    reader = _Reader(p, opts, fmt, report, rejects_path)
+    thread = threading.Thread(target=reader.run, name="newsletter-import-reader", daemon=True)
+    thread.start()
     try:
-        batch: list[_Rec] = []
-        for line, raw in _rows(p, opts, fmt):
-            report.read += 1
-            email = raw.get("email", "")
-            reason = None
-            status_text = (raw.get("status") or "").strip().lower()
-            if status_text not in STATUS_VALUES:
-                reason = f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)"
-            else:
-                try:
-                    address, key = normalize_email(email)
-                except AddressError as e:
-                    reason = e.reason
-            if reason is not None:
-                report.invalid += 1
-                if len(report.rejects) < MAX_REJECTS_KEPT:
-                    report.rejects.append(Reject(line, email, reason))
-                if rejects_writer is None:
-                    try:
-                        rejects_file = open(rejects_path, "w", encoding="utf-8", newline="")
-                    except OSError as e:
-                        raise InvalidInput(f"{rejects_path}: cannot write the rejects file: {e.strerror}") from None
-                    rejects_writer = csv.writer(rejects_file)
-                    rejects_writer.writerow(["line", "email", "reason"])
-                    report.rejects_path = str(rejects_path)
-                rejects_writer.writerow([line, email, reason])
-                continue
-            batch.append(_Rec(line, address, key, (raw.get("name") or "").strip(), raw["attrs"], STATUS_VALUES[status_text]))
-            if len(batch) >= opts.batch_size:
-                writer.write(batch)
-                batch = []
-                if progress:
-                    progress(report.read, total)
-        if batch:
+        while True:
+            item = reader.queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            batch, read = item
             writer.write(batch)
-        if progress:
-            progress(report.read, total)
+            if progress:
+                progress(read, total)
     finally:
-        if rejects_file is not None:
-            rejects_file.close()
+        reader.stop.set()
+        while thread.is_alive():
+            try:
+                reader.queue.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+    if progress:
+        progress(report.read, total)
     return report
