@@ -108,6 +108,14 @@ def config_for(url: str, outbox: Path):
                   from_address="The Weekly Dispatch <news@example.org>", outbox=str(outbox), concurrency=1)
 
 
+def vm_hwm_kb() -> int:
+    """Peak RSS of this process since exec (ru_maxrss would include the parent's at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(args) -> None:
     """Run one send in this fresh process and print JSON (elapsed, rate, peak RSS)."""
     from newsletter.compose import load_digest
@@ -119,7 +127,7 @@ def child(args) -> None:
     engine = get_engine(args.db)
     digest = load_digest(args.digest)
     c = create_campaign(engine, digest, ["weekly"], config)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = vm_hwm_kb()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     s = send_campaign(engine, c.id, config, smtp=f"smtp://127.0.0.1:{args.port}", tls="none",
@@ -128,7 +136,7 @@ def child(args) -> None:
     print(json.dumps({
         "n": args.child, "sent": s.counts.get("sent", 0), "elapsed": elapsed, "rate": s.counts.get("sent", 0) / elapsed,
         "cpu_s": time.process_time() - cpu0, "rss_before_kb": rss_before,
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "status": s.status,
+        "peak_rss_kb": vm_hwm_kb(), "status": s.status,
     }))
 
 

@@ -646,7 +646,7 @@ def send_campaign(
                 if st in ("paused", "cancelled"):
                     stopped = st
                     break
-            if progress_callback and now_m - last_progress > 0.2:
+            if progress_callback and now_m - last_progress > 0.5:
                 last_progress = now_m
                 total = _progress(engine, run, cid, t0, progress_callback)
             if run.queue.qsize() >= low_water:

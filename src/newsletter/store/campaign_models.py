@@ -104,7 +104,8 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
         sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
-        sa.Index("ix_deliveries_campaign_state", "campaign_id", "state"),
+        # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
+        sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
         sa.Index("ix_deliveries_worker", "worker_id"),
         {"sqlite_autoincrement": True},
     )

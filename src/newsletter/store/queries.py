@@ -117,24 +117,35 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
 
 
 def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
-    """Take up to ``limit`` claimable rows (pending, or deferred and due) for ``worker_id``.
+    """Take up to ``limit`` claimable rows for ``worker_id``: pending ones first, then deferred
+    ones whose retry time has come.
 
     Shape on PostgreSQL: ``UPDATE deliveries SET state='claimed', worker_id=:w WHERE id IN
-    (SELECT id ... ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id`` — concurrent
-    workers skip each other's locked rows instead of waiting, so several processes share one
-    campaign without ever claiming a row twice. On SQLite the same statement runs under the
-    campaign lock (one sender at a time), where no row locks are needed. Returns the ids."""
+    (SELECT id FROM deliveries WHERE campaign_id=:c AND state='pending' ORDER BY id LIMIT :n
+    FOR UPDATE SKIP LOCKED) RETURNING id`` — concurrent workers skip each other's locked rows
+    instead of waiting, so several processes share one campaign without ever claiming a row
+    twice. The (campaign_id, state, id) index makes each claim a short range scan, whatever the
+    size of the campaign. On SQLite the same statement runs under the campaign lock (one sender
+    at a time), where no row locks are needed. Returns the ids."""
     now = now or utcnow()
-    sub = select(deliveries.c.id).where(_claimable(campaign_id, now)).order_by(deliveries.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        sub = sub.with_for_update(skip_locked=True)
-    stmt = (
-        deliveries.update()
-        .where(deliveries.c.id.in_(sub.scalar_subquery()))
-        .values(state="claimed", worker_id=worker_id, updated_at=now)
-        .returning(deliveries.c.id)
-    )
-    return sorted(r[0] for r in conn.execute(stmt))
+    ids: list[int] = []
+    for cond in (deliveries.c.state == "pending",
+                 and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now)):
+        want = limit - len(ids)
+        if want <= 0:
+            break
+        sub = (select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id, cond)
+               .order_by(deliveries.c.id).limit(want))
+        if conn.dialect.name == "postgresql":
+            sub = sub.with_for_update(skip_locked=True)
+        stmt = (
+            deliveries.update()
+            .where(deliveries.c.id.in_(sub.scalar_subquery()))
+            .values(state="claimed", worker_id=worker_id, updated_at=now)
+            .returning(deliveries.c.id)
+        )
+        ids.extend(r[0] for r in conn.execute(stmt))
+    return sorted(ids)
 
 
 def skip_unwanted(conn: Connection, campaign_id: int, ids: Sequence[int], now: datetime | None = None) -> int:

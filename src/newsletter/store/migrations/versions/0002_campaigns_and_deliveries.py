@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('campaign_id', 'subscriber_id', name='uq_deliveries_campaign_subscriber'),
     sqlite_autoincrement=True
     )
-    op.create_index('ix_deliveries_campaign_state', 'deliveries', ['campaign_id', 'state'], unique=False)
+    op.create_index('ix_deliveries_campaign_state', 'deliveries', ['campaign_id', 'state', 'id'], unique=False)
     op.create_index('ix_deliveries_worker', 'deliveries', ['worker_id'], unique=False)
 
 
