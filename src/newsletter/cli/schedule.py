@@ -105,7 +105,11 @@ def digests_list(
     for i in infos:
         d = i.digest
         last = i.last_run
-        last_text = f"{_when(last.scheduled_for.astimezone(i.next_run_local.tzinfo) if (last and i.next_run_local) else (last.scheduled_for if last else None))} {last.status}" if last else "never"
+        last_text = "never"
+        if last is not None:
+            from ..schedule.cron import get_zone
+
+            last_text = f"{_when(last.scheduled_for.astimezone(get_zone(d.timezone)))} {last.status}"
         table.add_row(
             d.name, f"{d.schedule} ({d.timezone})", ", ".join(i.list_slugs), _when(i.next_run_local),
             _when(i.next_run), last_text, str(d.articles_sent), "paused" if d.paused else "active",
