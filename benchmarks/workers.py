@@ -23,7 +23,6 @@ absolute numbers.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import re

@@ -29,7 +29,6 @@ from newsletter.schedule.oneoff import schedule_campaign_at
 from newsletter.schedule.worker import run_worker
 from newsletter.store.db import get_engine, upgrade
 from newsletter.store.lists import create_list
-from newsletter.store.subscribers import add_subscriber
 
 UTC = timezone.utc
 PARIS = ZoneInfo("Europe/Paris")

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ..config import Config
-from ..errors import InvalidInput, NewsletterError, NotFound, RenderError, ScheduleError, SelectionError, SourceError, StoreError
+from ..errors import InvalidInput, NewsletterError, NotFound, ScheduleError, SelectionError, SourceError, StoreError
 from ..store.digest_models import Digest, DigestRun, DigestSentArticle
 from ..store.models import MailingList
 from . import cron
