@@ -490,3 +490,12 @@ def test_page_mislabelled_as_utf8_is_read_in_its_real_charset():
     # a real UTF-8 page with one damaged byte stays UTF-8
     damaged = html("<title>Crème brûlée</title>", body).encode("utf-8") + b"<p>\xff</p>"
     assert parse_page(damaged, "https://example.org/c", charset="utf-8").title == "Crème brûlée"
+
+
+def test_dates_without_a_year_are_not_dates():
+    doc = html('<meta name="date" content="5"><meta property="article:published_time" content="yesterday">'
+               "<title>Swifts return</title>",
+               '<article><time datetime="2025-05-02T07:00:00+02:00">2 May</time>'
+               "<p>The swifts came back to the church tower on the second of May, a week late.</p></article>")
+    a = parse_page(doc.encode(), "https://example.org/swifts")
+    assert a.published == datetime(2025, 5, 2, 7, 0, tzinfo=timezone(timedelta(hours=2)))

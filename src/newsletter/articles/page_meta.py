@@ -607,10 +607,13 @@ def parse_date(value: Any) -> datetime | None:
         try:
             dt = dateparser.isoparse(text)
         except (ValueError, OverflowError):
-            try:
-                dt = dateparser.parse(text, fuzzy=False)
-            except (ValueError, OverflowError, TypeError):
-                dt = None
+            # dateutil fills what a string leaves out from today: "5" would become the 5th of
+            # this month. A written date must at least name its year.
+            if re.search(r"(?<!\d)(?:19|20)\d\d(?!\d)", text):
+                try:
+                    dt = dateparser.parse(text, fuzzy=False)
+                except (ValueError, OverflowError, TypeError):
+                    dt = None
     if dt is None or not (1970 <= dt.year <= 2100):
         return None
     if dt.tzinfo is None:
