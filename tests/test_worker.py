@@ -448,3 +448,21 @@ def test_sigkill_during_a_send_then_restart_has_the_send_guarantees(sqlite_url, 
     assert not missing and not doubled
     if ambiguous:
         assert "ambiguous" in p.stderr
+
+
+def test_a_pass_with_only_deferred_copies_waiting_does_not_connect(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(tempfail_first=1) as srv:
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 1), smtp=srv.url)
+        assert counts_by_state(engine) == {"deferred": 2}
+        connections = srv.stats.connections
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 2), smtp=srv.url)
+        assert srv.stats.connections == connections and get_campaign(engine, cid).status == "running"
+        with engine.begin() as conn:  # the retry time comes
+            conn.exec_driver_sql("update deliveries set next_attempt_at = '2000-01-01 00:00:00'")
+        run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 3), smtp=srv.url)
+        assert sorted(srv.recipient_counts().values()) == [1, 1]
+    assert get_campaign(engine, cid).status == "finished"

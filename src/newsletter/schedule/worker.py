@@ -74,6 +74,24 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
     return running
 
 
+def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
+    """A check: True when a running campaign's only unfinished copies are deferred ones whose next
+    attempt is still to come — then a pass has nothing to send and need not connect to SMTP."""
+    from ..store import queries as q
+    from ..store.db import transaction
+    from ..store.models import utcnow
+
+    def check(cid: int) -> bool:
+        with transaction(engine) as conn:
+            counts = q.counts_by_state(conn, cid)
+            if not counts.get("deferred") or any(counts.get(s) for s in ("pending", "claimed", "sending")):
+                return False
+            retry_at = q.next_retry_at(conn, cid)
+        return retry_at is not None and retry_at > utcnow()
+
+    return check
+
+
 def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
              stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
              retry_delays: Sequence[float], seen_errors: dict) -> None:
@@ -89,9 +107,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         on_event(f"digests: {e}")
     if stop_event.is_set():
         return
+    idle = waiting_on_retries_only(engine)
     for cid in start_due_campaigns(engine, now, on_event):
         if stop_event.is_set():
             return
+        if idle(cid):
+            continue
         try:
             summary = send_campaign(engine, cid, config, stop_event=stop_event, wait_deferred=False, **send_options)
         except NewsletterError as e:
