@@ -455,3 +455,36 @@ def test_sliding_window_quota_remembers_earlier_sends(env, smtp_server):
     # the hour's quota of 5 had 3 used by the first campaign: only 2 more went out
     assert s.sent_now == 2 and s.stopped == "stop requested"
     assert len(smtp_server.received()) == 5
+
+
+def test_send_one_with_inline_images_and_campaign_images(env, smtp_server):
+    from newsletter.compose.model import InlineImage
+    from newsletter.dispatch.campaigns import campaign_content, campaign_images
+
+    engine, config = env
+    img = InlineImage("thumb@newsletter", "thumb.png", "image/png", b"\x89PNG" + bytes(50))
+    send_one(config, "ana@example.com", "Preview", '<img src="cid:thumb@newsletter">', "text", images=[img],
+             smtp=smtp_server.url)
+    m = smtp_server.received()[0].message()
+    assert [p.get_content_type() for p in m.walk()] == [
+        "multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png"]
+    add_people(engine, "weekly", 1)
+    from dispatch_helpers import FakeDigest
+
+    c = make_campaign(engine, config, digest=FakeDigest(images=[img]))
+    assert campaign_images(engine, c.id) == [img]
+    assert campaign_content(engine, c.id).images == [img]
+
+
+def test_cancel_while_sending_skips_what_was_claimed(env, smtp_server_factory):
+    from newsletter.dispatch.campaigns import cancel_campaign
+
+    engine, config = env
+    add_people(engine, "weekly", 60)
+    srv = smtp_server_factory(delay=0.02)
+    c = make_campaign(engine, config)
+    threading.Thread(target=lambda: (srv.wait_for(3, timeout=10), cancel_campaign(engine, c.id)), daemon=True).start()
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s.status == "cancelled" and s.stopped == "cancelled"
+    left = counts(engine, c.id)
+    assert set(left) <= {"sent", "skipped"} and left["sent"] == len(srv.received()) < 60

@@ -171,14 +171,18 @@ def show_command(
         out.print(f"  {label:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}", markup=False)
 
 
+def _change(ctx: typer.Context, campaign: str, action: str) -> None:
+    from ..dispatch import campaigns as c
+
+    _, engine = _engine(ctx)
+    done = {"pause": c.pause_campaign, "cancel": c.cancel_campaign}[action](engine, campaign)
+    typer.echo(f"campaign {done.id} {done.status}")
+
+
 @campaigns_app.command("pause")
 def pause_command(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Pause sending (senders stop after the messages in flight)."""
-    from ..dispatch.campaigns import pause_campaign
-
-    _, engine = _engine(ctx)
-    c = pause_campaign(engine, campaign)
-    typer.echo(f"campaign {c.id} paused")
+    _change(ctx, campaign, "pause")
 
 
 @campaigns_app.command("resume")
@@ -207,11 +211,7 @@ def resume_command(
 @campaigns_app.command("cancel")
 def cancel_command(ctx: typer.Context, campaign: str = typer.Argument(..., help="Campaign id.")) -> None:
     """Cancel for good: copies not yet sent never go out."""
-    from ..dispatch.campaigns import cancel_campaign
-
-    _, engine = _engine(ctx)
-    c = cancel_campaign(engine, campaign)
-    typer.echo(f"campaign {c.id} cancelled")
+    _change(ctx, campaign, "cancel")
 
 
 @app.command("send")

@@ -137,13 +137,20 @@ def create_campaign(
     headers: dict[str, str] | None = None,
     name: str | None = None,
     meta: dict | None = None,
+    conn=None,
 ) -> Campaign:
     """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
 
     Subject, From, Reply-To and extra header values are checked here: a CR or LF anywhere is
     refused (header injection), as is an unknown list or a body without an unsubscribe link.
-    Nothing is written unless everything checks out."""
+    Images the digest links by a relative path (``assets/...``) are frozen as CID parts, since a
+    mail client cannot resolve them. Nothing is written unless everything checks out. With
+    ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's)."""
     require_current_schema(engine)
+    if getattr(digest, "assets", None):
+        from ..compose import embed_relative_assets
+
+        digest = embed_relative_assets(digest)
     if not list_slugs:
         raise InvalidInput("a campaign needs at least one list (--list SLUG)")
     subject = subject if subject is not None else digest.subject
@@ -163,7 +170,8 @@ def create_campaign(
     except Exception:
         pass
     now = utcnow()
-    with transaction(engine) as conn:
+
+    def write(conn):
         list_ids = []
         for slug in dict.fromkeys(list_slugs):
             lid = conn.execute(select(lists_t.c.id).where(lists_t.c.slug == slug)).scalar()
@@ -183,7 +191,13 @@ def create_campaign(
                 {"campaign_id": cid, "cid": i.cid, "filename": i.filename, "content_type": i.content_type, "data": i.data}
                 for i in images
             ])
-        row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == cid)).mappings().one()
+        return conn.execute(select(q.campaigns).where(q.campaigns.c.id == cid)).mappings().one()
+
+    if conn is not None:
+        row = write(conn)
+    else:
+        with transaction(engine) as c:
+            row = write(c)
     return Campaign(**row)
 
 
@@ -309,3 +323,25 @@ def due_campaigns(engine: Engine, now: datetime | None = None) -> list[int]:
         return [r[0] for r in conn.execute(select(q.campaigns.c.id).where(
             ((q.campaigns.c.status == "scheduled") & (q.campaigns.c.scheduled_at <= now))
             | (q.campaigns.c.status == "running")).order_by(q.campaigns.c.id))]
+
+
+def campaign_images(engine: Engine, campaign_id: int) -> list:
+    """The campaign's inline CID images (``compose.model.InlineImage``), in the order they were frozen."""
+    from ..compose.model import InlineImage
+
+    with transaction(engine) as conn:
+        return [InlineImage(r.cid, r.filename, r.content_type, r.data) for r in conn.execute(
+            select(q.campaign_images).where(q.campaign_images.c.campaign_id == campaign_id).order_by(q.campaign_images.c.id))]
+
+
+def campaign_content(engine: Engine, campaign_id: int | str):
+    """Everything needed to build a copy of the campaign (``personalize.CampaignContent``), for
+    senders, previews and the archive."""
+    from .personalize import CampaignContent
+
+    c = get_campaign(engine, campaign_id)
+    return CampaignContent(
+        campaign_id=c.id, subject=c.subject, from_address=c.from_address, html=c.html, text=c.text,
+        reply_to=c.reply_to, headers=c.headers or {}, images=campaign_images(engine, c.id),
+        lists=campaign_lists(engine, c.id),
+    )

@@ -30,6 +30,7 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, unquote
 
+from ..compose.model import InlineImage  # noqa: F401  (re-exported: data flows compose → dispatch)
 from ..errors import InvalidInput
 
 CRLF = b"\r\n"
@@ -137,14 +138,6 @@ def to_header_value(name: str, email: str) -> str:
 
 
 # --- the campaign skeleton -----------------------------------------------------------------------
-@dataclass
-class InlineImage:
-    cid: str
-    filename: str
-    content_type: str
-    data: bytes
-
-
 @dataclass
 class Recipient:
     """Who one copy goes to (from the ledger row and the subscriber)."""

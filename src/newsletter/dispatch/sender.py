@@ -430,13 +430,12 @@ class _Lane(threading.Thread):
 
 
 def _content(engine: Engine, campaign) -> CampaignContent:
-    with transaction(engine) as conn:
-        imgs = [InlineImage(r.cid, r.filename, r.content_type, r.data) for r in conn.execute(
-            select(q.campaign_images).where(q.campaign_images.c.campaign_id == campaign.id).order_by(q.campaign_images.c.id))]
+    from .campaigns import campaign_images
+
     return CampaignContent(
         campaign_id=campaign.id, subject=campaign.subject, from_address=campaign.from_address, html=campaign.html,
-        text=campaign.text, reply_to=campaign.reply_to, headers=campaign.headers or {}, images=imgs,
-        lists=campaign_lists(engine, campaign.id),
+        text=campaign.text, reply_to=campaign.reply_to, headers=campaign.headers or {},
+        images=campaign_images(engine, campaign.id), lists=campaign_lists(engine, campaign.id),
     )
 
 
@@ -704,7 +703,7 @@ def send_campaign(
                 s.close()
         try:
             with transaction(engine) as conn:
-                q.release_claimed(conn, cid, worker)
+                q.release_claimed(conn, cid, worker, cancelled=q.campaign_status(conn, cid) == "cancelled")
                 if run.pause_reason:
                     try:
                         transition(conn, cid, "paused", reason=run.pause_reason, allow_from=("running",))
@@ -778,8 +777,12 @@ def send_one(
     tls: str | None = None,
     outbox: str | None = None,
     transport=None,
+    images: Sequence = (),
 ) -> OneResult:
     """Send one message now, outside any campaign (test sends, double opt-in confirmations).
+
+    ``images`` (``compose.model.InlineImage``) become CID parts next to the HTML
+    (``multipart/related``), e.g. ``compose.embed_relative_assets(digest).images``.
 
     Uses the same transports as campaigns (the outbox when no SMTP is configured) and DKIM when
     configured. Raises InvalidInput for bad headers or addresses and DispatchError when the
@@ -810,6 +813,13 @@ def send_one(
     msg.set_content(text, cte="quoted-printable")
     if html:
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
+        if images:
+            html_part = msg.get_payload()[1]
+            for img in images:
+                check_header_value("image cid", img.cid)
+                maintype, _, subtype = img.content_type.partition("/")
+                html_part.add_related(img.data, maintype=maintype, subtype=subtype or "octet-stream",
+                                      cid=f"<{img.cid}>", filename=img.filename, disposition="inline")
     data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
     signer = make_signer(config)
     if signer is not None:
@@ -817,20 +827,8 @@ def send_one(
     from .personalize import Built
 
     built = Built(parseaddr(config.bounce_address or "")[1] or parseaddr(from_address)[1], rcpt, data, msgid)
-    transports = [transport] if transport is not None else make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
-    t = transports[0]
-    session = t.session()
-    try:
-        try:
-            session.connect()
-        except ConnectFailed as e:
-            raise DispatchError(str(e)) from None
-        out = session.send(built)
-    finally:
-        session.close()
-    if out.state != "sent":
-        raise DispatchError(f"{t.describe()} did not take the message to {rcpt}: {out.reply}")
-    return OneResult(msgid, out.reply, t.describe())
+    out, where = _deliver(config, built, transport=transport, smtp=smtp, tls=tls, outbox=outbox, what="message")
+    return OneResult(msgid, out.reply, where)
 
 
 def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *, smtp: str | None = None,
@@ -856,8 +854,13 @@ def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *
     lid = min(lists) if lists else 0
     r = Recipient(row.id if row else 0, lid, rcpt, (row.name if row else "") or "", (row.attributes if row else {}) or {})
     built = factory.build(r)
-    transports = [transport] if transport is not None else make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
-    t = transports[0]
+    out, where = _deliver(config, built, transport=transport, smtp=smtp, tls=tls, outbox=outbox, what="test message")
+    return OneResult(built.message_id, out.reply, where)
+
+
+def _deliver(config: Config, built, *, transport, smtp, tls, outbox, what: str) -> tuple[Outcome, str]:
+    """Send one built message on a fresh session; DispatchError unless the server took it."""
+    t = transport if transport is not None else make_transports(config, smtp=smtp, tls=tls, outbox=outbox)[0]
     session = t.session()
     try:
         try:
@@ -868,5 +871,5 @@ def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *
     finally:
         session.close()
     if out.state != "sent":
-        raise DispatchError(f"{t.describe()} did not take the test message to {rcpt}: {out.reply}")
-    return OneResult(built.message_id, out.reply, t.describe())
+        raise DispatchError(f"{t.describe()} did not take the {what} to {built.rcpt}: {out.reply}")
+    return out, t.describe()

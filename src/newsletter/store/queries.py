@@ -244,16 +244,21 @@ def mark_results(conn: Connection, results: Iterable[dict], now: datetime | None
     return conn.execute(_mark_result, params).rowcount or 0
 
 
-def release_claimed(conn: Connection, campaign_id: int, worker_id: str, now: datetime | None = None) -> int:
-    """Give a worker's ``claimed`` (never handed to a server) rows back: ``claimed`` → ``pending``.
+def release_claimed(conn: Connection, campaign_id: int, worker_id: str, now: datetime | None = None,
+                    *, cancelled: bool = False) -> int:
+    """Give a worker's ``claimed`` (never handed to a server) rows back: ``claimed`` → ``pending``
+    (or ``skipped`` when the campaign was cancelled meanwhile, so its counts stay truthful).
 
     Shape: ``UPDATE deliveries SET state='pending', worker_id=NULL WHERE campaign_id=:c AND
     worker_id=:w AND state='claimed'``. Run on clean shutdown, and for a worker found dead."""
     now = now or utcnow()
+    values = {"state": "pending", "worker_id": None, "updated_at": now}
+    if cancelled:
+        values.update(state="skipped", last_reply="not sent: campaign cancelled")
     stmt = (
         deliveries.update()
         .where(deliveries.c.campaign_id == campaign_id, deliveries.c.worker_id == worker_id, deliveries.c.state == "claimed")
-        .values(state="pending", worker_id=None, updated_at=now)
+        .values(**values)
     )
     return conn.execute(stmt).rowcount or 0
 
@@ -385,31 +390,6 @@ def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterab
     return (conn.execute(stmt).rowcount or 0) == 1
 
 
-# --- schedule (engineer E): recurring digests -----------------------------------------------------
-
-def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
-    """The id of the most overdue active digest whose next run is at or before ``now``, row-locked
-    until the caller's transaction ends. ``FOR UPDATE SKIP LOCKED`` makes concurrent workers on
-    PostgreSQL take different digests instead of queueing behind one another; the lock is held
-    while the occurrence is composed and its campaign recorded, so no other worker runs the same
-    digest meanwhile (SQLite ignores the clause: there, one worker runs at a time).
-    ``exclude_ids`` are digests this pass already handled."""
-    from .digest_models import Digest
-
-    digests = Digest.__table__
-    stmt = (
-        select(digests.c.id)
-        .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)
-        .order_by(digests.c.next_run_at, digests.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(exclude_ids)
-    if ids:
-        stmt = stmt.where(digests.c.id.not_in(ids))
-    return conn.execute(stmt).scalar()
-
-
 # --- the per-message hot path -----------------------------------------------------------------
 _RESULT_SQL = (
     "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
@@ -448,3 +428,28 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
             cur.executemany(_SENDING_SQL.format(p=p), [(stamp, i, w) for i, w in sending])
     finally:
         cur.close()
+
+
+# --- schedule (engineer E): recurring digests -----------------------------------------------------
+
+def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
+    """The id of the most overdue active digest whose next run is at or before ``now``, row-locked
+    until the caller's transaction ends. ``FOR UPDATE SKIP LOCKED`` makes concurrent workers on
+    PostgreSQL take different digests instead of queueing behind one another; the lock is held
+    while the occurrence is composed and its campaign recorded, so no other worker runs the same
+    digest meanwhile (SQLite ignores the clause: there, one worker runs at a time).
+    ``exclude_ids`` are digests this pass already handled."""
+    from .digest_models import Digest
+
+    digests = Digest.__table__
+    stmt = (
+        select(digests.c.id)
+        .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)
+        .order_by(digests.c.next_run_at, digests.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(exclude_ids)
+    if ids:
+        stmt = stmt.where(digests.c.id.not_in(ids))
+    return conn.execute(stmt).scalar()
