@@ -147,8 +147,13 @@ def test_test_send_arrives_at_the_smtp_server(live, page, smtp):
     msg = smtp.received()[0]
     assert msg.rcpt_tos == ["editor@example.com"]
     assert msg.headers["Subject"].startswith("[TEST] The Weekly Dispatch")
-    body = msg.message().get_body(("html",)).get_content()
+    message = msg.message()
+    body = message.get_body(("html",)).get_content()
     assert "In praise of small tools" in body and "*|" not in body
+    # The local thumbnail travels inside the message, referenced by its Content-ID.
+    cids = [p["Content-ID"].strip("<>") for p in message.walk() if p.get_content_maintype() == "image"]
+    assert cids and all(f"cid:{c}" in body for c in cids)
+    assert 'src="assets/' not in body
 
 
 def test_double_opt_in_signup_end_to_end(live, page, smtp, engine):
@@ -176,7 +181,7 @@ def test_double_opt_in_signup_end_to_end(live, page, smtp, engine):
     assert subscribers.get_subscriber(engine, "new.reader@example.com").lists == {"weekly": "active"}
 
 
-def test_one_click_unsubscribe_from_a_sent_campaign(live, smtp, engine, config):
+def test_one_click_unsubscribe_from_a_sent_campaign(live, page, smtp, engine, config):
     """Send a real campaign, then POST to the URL in its List-Unsubscribe header (RFC 8058)."""
     import httpx
 
@@ -204,6 +209,14 @@ def test_one_click_unsubscribe_from_a_sent_campaign(live, smtp, engine, config):
     assert archive.status_code == 200 and "In praise of small tools" in archive.text
     assert "reader@example.com" not in archive.text and "/unsubscribe/" not in archive.text and "*|" not in archive.text
     assert f"/archive/{campaign.id}" in httpx.get(f"{live.url}/archive/", timeout=10).text
+    # Its frozen inline images load in a browser, which cannot follow cid: links by itself.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{live.url}/archive/{campaign.id}")
+    page.wait_for_load_state("load")
+    images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.naturalWidth > 0, i.alt])")
+    assert any(src.startswith(f"/archive/{campaign.id}/cid/") for src, _, _ in images), images
+    assert all(ok and alt for _, ok, alt in images), images
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
 
 A11Y_CHECK = """() => {

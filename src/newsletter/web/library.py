@@ -341,11 +341,9 @@ def archive_image(st, campaign_id: int, cid: str) -> tuple[str, bytes]:
 
 
 def campaign_images(st, campaign_id: int) -> list[Any]:
-    from ..dispatch import campaigns
+    from ..dispatch.campaigns import campaign_images as dispatch_campaign_images
 
-    if hasattr(campaigns, "campaign_images"):
-        return list(campaigns.campaign_images(st.engine, campaign_id))
-    return []
+    return dispatch_campaign_images(st.engine, campaign_id)
 
 
 def campaign_preview(st, campaign_id: int) -> pv.PreviewDoc:
@@ -371,8 +369,11 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     if campaign_id is not None:
         send_test(st.engine, campaign_id, st.config, address)
         return address
+    from ..compose import embed_relative_assets
+
+    digest = embed_relative_assets(doc.digest)  # thumbnails travel as CID parts, as in a campaign
     values = dict(pv.SAMPLE, email=address)
-    html = pv.fill_merge_tags(doc.html, html=True, **values)
-    text = pv.fill_merge_tags(doc.text, html=False, **values)
-    send_one(st.config, address, f"[TEST] {doc.subject}", html, text)
+    html = pv.fill_merge_tags(digest.html, html=True, **values)
+    text = pv.fill_merge_tags(digest.text, html=False, **values)
+    send_one(st.config, address, f"[TEST] {doc.subject}", html, text, images=digest.images)
     return address

@@ -53,6 +53,7 @@ class PreviewDoc:
     assets: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # url -> (content type, data)
     campaign_id: Any = None
     error: str | None = None
+    digest: Any = None  # the composed Digest (for the test send), when composed from sources
 
 
 def from_digest(digest, label: str, campaign_id: Any = None) -> PreviewDoc:
@@ -69,6 +70,7 @@ def from_digest(digest, label: str, campaign_id: Any = None) -> PreviewDoc:
         images={i.cid: (i.content_type, i.data) for i in getattr(digest, "images", []) or []},
         assets={a.url: (a.content_type, a.data) for a in getattr(digest, "assets", []) or []},
         campaign_id=campaign_id,
+        digest=digest,
     )
     doc.warnings = _dedupe(doc.warnings + check_html(doc))
     return doc
