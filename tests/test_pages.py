@@ -499,3 +499,15 @@ def test_dates_without_a_year_are_not_dates():
                "<p>The swifts came back to the church tower on the second of May, a week late.</p></article>")
     a = parse_page(doc.encode(), "https://example.org/swifts")
     assert a.published == datetime(2025, 5, 2, 7, 0, tzinfo=timezone(timedelta(hours=2)))
+
+
+def test_related_articles_in_json_ld_are_not_the_page():
+    related = ('{"@context":"https://schema.org","@type":"ItemList","itemListElement":['
+               '{"@type":"NewsArticle","headline":"Some other story","author":"Someone Else"}]}')
+    page_ld = ('{"@context":"https://schema.org","@type":"WebPage","mainEntity":'
+               '{"@type":"NewsArticle","headline":"The bridge reopens","author":{"@type":"Person","name":"Nadia Park"}}}')
+    doc = html(f'<script type="application/ld+json">{related}</script>'
+               f'<script type="application/ld+json">{page_ld}</script><title>x</title>',
+               "<p>Traffic crossed the river again this morning after eight months of repairs.</p>")
+    a = parse_page(doc.encode(), "https://example.org/bridge")
+    assert (a.title, a.authors) == ("The bridge reopens", ["Nadia Park"])

@@ -103,18 +103,19 @@ def _load_jsonld(text: str) -> Any:
         return None
 
 
-def _walk_jsonld(data: Any, depth: int = 0) -> Iterable[dict]:
-    """Every object of a JSON-LD block worth looking at: top level, arrays, @graph, mainEntity."""
+def _walk_jsonld(data: Any, depth: int = 0) -> Iterable[tuple[int, dict]]:
+    """(depth, object) for every object of a JSON-LD block worth looking at: top level, arrays,
+    ``@graph``, ``mainEntity``. Lists of other articles (``itemListElement``) are not the page's."""
     if depth > 4:
         return
     for item in _as_list(data):
         if not isinstance(item, dict):
             continue
-        yield item
-        for key in ("@graph", "mainEntity", "mainEntityOfPage", "itemListElement"):
+        yield depth, item
+        for key, step in (("@graph", 0), ("mainEntity", 1), ("mainEntityOfPage", 1)):
             sub = item.get(key)
             if isinstance(sub, (dict, list)):
-                yield from _walk_jsonld(sub, depth + 1)
+                yield from _walk_jsonld(sub, depth + step)
 
 
 def _meta_key(name: str) -> str:
@@ -255,18 +256,21 @@ def collect(doc, url: str) -> PageSignals:
                 sig.base = href
                 break
 
+    articles: list[tuple[int, dict]] = []
     for el in doc.iter("script"):
         if (el.get("type") or "").strip().lower() != "application/ld+json":
             continue
         data = _load_jsonld(el.text or "")
-        for obj in _walk_jsonld(data):
+        for depth, obj in _walk_jsonld(data):
             if isinstance(obj.get("@id"), str) and len(obj) > 1:
                 sig.ld_ids.setdefault(obj["@id"], obj)
             types = _types(obj)
             if types & _ARTICLE_TYPES or any(t.endswith("article") for t in types):
-                sig.article_ld.append(obj)
+                articles.append((depth, obj))
             else:
                 sig.other_ld.append(obj)
+    # The page's own article is the least nested one (a @graph member counts as top level).
+    sig.article_ld = [obj for _, obj in sorted(articles, key=lambda pair: pair[0])]
     return sig
 
 
