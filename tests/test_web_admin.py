@@ -154,6 +154,10 @@ def test_preview_of_a_campaign_snapshot(client, campaign):
     assert frame.status_code == 200 and "script-src" not in frame.headers["content-security-policy"]
     assert "default-src 'none'" in frame.headers["content-security-policy"]
     assert "*|UNSUBSCRIBE_URL|*" not in frame.text
+    images = re.findall(rf'src="(/admin/preview/{campaign.id}/cid/[^"]+)"', frame.text)
+    assert images, "the frozen thumbnail is served by the preview"
+    img = client.get(images[0])
+    assert img.status_code == 200 and img.headers["content-type"].startswith("image/")
     assert client.get("/admin/preview", params={"campaign": "999"}).status_code == 404
     assert client.get("/admin/preview/999/frame").status_code == 404
     assert client.get("/admin/preview/abc/frame").status_code == 404
