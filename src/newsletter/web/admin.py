@@ -82,23 +82,23 @@ def dashboard(request: Request):
 # Its frame lives at /admin/preview/{key}/frame so relative "assets/..." links resolve beside it.
 
 
-def _doc(request: Request, key: str) -> pv.PreviewDoc:
+def _doc(request: Request, key: str, *, refresh: bool = False) -> pv.PreviewDoc:
     st = state(request)
     if key != "sources":
         if not key.isdigit() or len(key) > 18:
             raise HTTPException(404, f"there is no campaign {key!r}")
         return library.campaign_preview(st, int(key))
     cache = st.preview_cache.setdefault("sources", pv.PreviewCache())
-    return cache.get(st.config, st.watch)
+    return cache.get(st.config, st.watch, refresh=refresh)
 
 
 @guarded.get("/preview")
-def preview_page(request: Request, campaign: str | None = None, view: str = "email"):
+def preview_page(request: Request, campaign: str | None = None, view: str = "email", refresh: bool = False):
     st = state(request)
     if view not in ("email", "text", "dark"):
         view = "email"
     key = campaign or "sources"
-    doc = _doc(request, key)
+    doc = _doc(request, key, refresh=refresh and key == "sources")
     campaigns = library.recent_campaigns(st)
     query = {"campaign": campaign} if campaign else {}
     version = _version(doc)

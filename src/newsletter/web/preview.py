@@ -169,20 +169,21 @@ def fingerprint(paths: list[Path | str]) -> str:
 
 
 class PreviewCache:
-    """Composes the configured sources at most once per change of the watched files."""
+    """Composes the configured sources at most once per change of the watched files (feeds and
+    pages fetched over HTTP are only fetched again on ``refresh``)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._key: str | None = None
         self._doc: PreviewDoc | None = None
 
-    def get(self, config, watched: list[Path]) -> PreviewDoc:
+    def get(self, config, watched: list[Path], *, refresh: bool = False) -> PreviewDoc:
         paths = list(watched) + [s for s in config.sources if not re.match(r"^https?://", s)]
         if config.template_dir:
             paths.append(config.template_dir)
         key = fingerprint(paths)
         with self._lock:
-            if self._doc is None or key != self._key:
+            if refresh or self._doc is None or key != self._key:
                 self._doc = compose_sources(config)
                 self._key = key
             return self._doc
