@@ -197,6 +197,18 @@ def test_serve_refuses_a_public_address_without_auth(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--watch", "/no/such/folder"], "--watch /no/such/folder: no such file or folder"),
+    (["--port", "99999"], "--port 99999: a TCP port is 0-65535"),
+])
+def test_serve_bad_options_are_one_line_errors(tmp_path, args, says):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    r = subprocess.run([sys.executable, "-m", "newsletter", "serve", *args], capture_output=True, text=True,
+                       timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 @pytest.mark.slow
 def test_serve_prints_its_address_and_answers(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
@@ -213,3 +225,17 @@ def test_serve_prints_its_address_and_answers(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+        r = subprocess.run([sys.executable, "-m", "newsletter", "serve", "--port", str(port)], capture_output=True,
+                           text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr

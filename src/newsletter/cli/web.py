@@ -15,7 +15,7 @@ from ..errors import ConfigError
 def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs NEWSLETTER_ADMIN_PASSWORD or NEWSLETTER_ADMIN_TOKEN."),
-    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="TCP port (0 picks a free one)."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port, 0-65535 (0 picks a free one)."),
     watch: Optional[List[Path]] = typer.Option(None, "--watch", help="Reload the preview when a file under this folder changes (repeatable)."),
 ) -> None:
     """Run the web app: admin preview, campaigns and subscribers; public subscribe, confirm, unsubscribe and archive pages."""
@@ -27,6 +27,8 @@ def serve(
     from ..web import create_app
     from ..web.security import is_loopback_bind
 
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a TCP port is 0-65535")
     config = get_config(ctx)
     if not is_loopback_bind(host) and not (config.admin_password or config.admin_token):
         raise ConfigError(
@@ -36,9 +38,8 @@ def serve(
     for w in watch or []:
         if not w.exists():
             raise ConfigError(f"--watch {w}: no such file or folder")
-    web_app = create_app(config, watch=list(watch or []))
-
-    # Bind first, so the printed address is the one really listening (also for --port 0).
+    # Bind first: a busy port fails before anything else, and the printed address is the one
+    # really listening (also for --port 0).
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,6 +49,11 @@ def serve(
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     bound_port = sock.getsockname()[1]
+    try:
+        web_app = create_app(config, watch=list(watch or []))
+    except BaseException:
+        sock.close()
+        raise
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Serving {config.newsletter_name} on http://{shown}:{bound_port}/  (admin: http://{shown}:{bound_port}/admin/, Ctrl-C to stop)")
     if watch:
