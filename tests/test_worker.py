@@ -466,3 +466,29 @@ def test_a_pass_with_only_deferred_copies_waiting_does_not_connect(sqlite_url, t
         run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 3), smtp=srv.url)
         assert sorted(srv.recipient_counts().values()) == [1, 1]
     assert get_campaign(engine, cid).status == "finished"
+
+
+def test_an_occurrence_recorded_meanwhile_by_another_process_leaves_no_sendable_campaign(sqlite_url, tmp_path, monkeypatch):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
+    weekly_digest(engine, config, articles)
+    real = dg.create_campaign_for_run
+
+    def racing(engine_, config_, d, composed, when, slugs):
+        cid = real(engine_, config_, d, composed, when, slugs)
+        with engine.begin() as conn:  # "another worker" commits the same occurrence first
+            conn.exec_driver_sql(
+                "insert into digest_runs (digest_id, scheduled_for, status, article_count, reason, warnings, manual, "
+                "started_at) values (?, ?, 'skipped', 0, 'other worker', '[]', 0, ?)",
+                (d.id, when.strftime("%Y-%m-%d %H:%M:%S.%f"), when.strftime("%Y-%m-%d %H:%M:%S.%f")))
+        return cid
+
+    monkeypatch.setattr(dg, "create_campaign_for_run", racing)
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    assert r.status == "duplicate"
+    assert get_campaign(engine, r.campaign_id).status == "cancelled"
+    assert count(engine, "digest_runs") == 1 and count(engine, "digest_sent_articles") == 0
+    run_worker(engine, config, once=True, now=paris(2026, 11, 30, 8, 1))
+    assert not (tmp_path / "outbox").exists()  # nothing was sent

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from ..config import Config
-from ..errors import InvalidInput, NewsletterError, NotFound, ScheduleError, SelectionError, SourceError, StoreError
+from ..errors import InvalidInput, NewsletterError, NotFound, ScheduleError, SelectionError, SourceError
 from ..store.digest_models import Digest, DigestRun, DigestSentArticle
 from ..store.models import MailingList
 from . import cron
@@ -380,9 +380,10 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
     Order matters: load and select first (no write yet, so SQLite stays free for the dispatcher's
     own transaction), then create the campaign as a draft through the dispatcher, then — in the
     caller's transaction — insert the (digest, occurrence) row, whose unique key refuses a second
-    one, move the campaign to ``scheduled`` for the occurrence's time (a worker sends it) and
-    remember the article keys. If anything fails before the commit, the campaign stays an unsent
-    draft (and is cancelled when we still can): never a second sent copy.
+    one, and only if that worked move the campaign to ``scheduled`` for the occurrence's time (a
+    worker sends it) and remember the article keys. A ``duplicate`` result carrying a
+    ``campaign_id`` names a draft nobody will send: the caller cancels it after its transaction
+    (:func:`abandon_campaign`).
     """
     from ..compose.model import ComposeOptions
     from ..compose.render import render
@@ -396,9 +397,14 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
         run = DigestRun(digest_id=d.id, scheduled_for=when, status=status, manual=manual, started_at=now,
                         campaign_id=campaign_id, article_count=count, reason=reason,
                         warnings=list(warnings or []), finished_at=now)
-        session.add(run)
-        session.flush()  # IntegrityError here: another process recorded this occurrence first
+        try:
+            with session.begin_nested():
+                session.add(run)
+                session.flush()
+        except sa_exc.IntegrityError:  # another process recorded this occurrence first: it is theirs
+            return RunResult(d.name, when, "duplicate", campaign_id, reason="recorded by another process")
         if status == "created":
+            schedule_run_campaign(session.connection(), campaign_id, when, now=now)
             for key in keys:
                 session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=key, sent_at=now))
             d.last_run_at = when
@@ -444,13 +450,7 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
     except NewsletterError as e:
         # e.g. a target list was deleted: recorded as failed, and the next occurrence tries again.
         return finish("failed", str(e), warnings, len(keys))
-    try:
-        schedule_run_campaign(session.connection(), campaign_id, when, now=now)
-        return finish("created", "", warnings, len(keys), campaign_id, keys)
-    except BaseException:
-        session.rollback()
-        abandon_campaign(session.get_bind(), campaign_id)
-        raise
+    return finish("created", "", warnings, len(keys), campaign_id, keys)
 
 
 def create_campaign_for_run(engine: Engine, config: Config, d: Digest, composed, when: datetime,
@@ -479,12 +479,13 @@ def schedule_run_campaign(conn, campaign_id: int, when: datetime, *, now: dateti
 
 
 def abandon_campaign(engine: Engine, campaign_id: int) -> None:
-    """Cancel a draft whose occurrence could not be recorded (best effort: it is unsent either way)."""
+    """Cancel a draft whose occurrence was recorded by someone else (best effort: a draft is never
+    sent either way). Called after the occurrence's transaction ended, so SQLite is free."""
     from ..dispatch.campaigns import cancel_campaign
 
     try:
-        cancel_campaign(engine, campaign_id, reason="digest occurrence was not recorded (duplicate or error)")
-    except Exception:  # the draft stays a draft, which is never sent
+        cancel_campaign(engine, campaign_id, reason="digest occurrence was recorded by another process")
+    except NewsletterError:
         log.warning("campaign %s: could not cancel the unrecorded draft", campaign_id)
 
 
@@ -500,19 +501,51 @@ class Interrupted(Exception):
     """A stop was requested while an occurrence waited to retry a source: it is left for later."""
 
 
+def _run_next_due(session: Session, config: Config, now: datetime, catch_up: str | None, broken: set[int],
+                  retry_delays: Sequence[float], sleep: Callable[[float], None],
+                  notes: list[str]) -> list[RunResult] | None:
+    """Claim one due digest and run its oldest planned occurrence; None when nothing is due."""
+    from ..store import queries
+
+    did = queries.claim_due_digest(session.connection(), now, broken)
+    if did is None:
+        return None
+    d = session.get(Digest, did)
+    policy = catch_up or d.catch_up
+    try:
+        plan = cron.plan_due(cron.parse_schedule(d.schedule), d.timezone, d.handled_until, now, policy)
+    except ScheduleError as e:  # a row edited by hand: reported once, then left alone this pass
+        broken.add(did)
+        notes.append(f"digest {d.name!r}: {e}")
+        return []
+    if plan.missed:
+        notes.append(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
+                     f"missed occurrence(s) (catch-up {policy})")
+    out: list[RunResult] = []
+    cursor = plan.cursor
+    if plan.run:
+        when = plan.run[0]
+        out.append(run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays, sleep=sleep))
+        if len(plan.run) > 1:  # catch-up "all": move only past this one, the rest come next
+            cursor = when
+    _advance(d, cursor or now, now)
+    session.add(d)
+    return out
+
+
 def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = None, catch_up: str | None = None,
                     retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS, max_occurrences: int = 1000,
                     on_event: Callable[[str], None] | None = None, stop_event=None) -> list[RunResult]:
     """Run the digest occurrences due at ``now``, one transaction per occurrence: claim a due digest
     (row lock, SKIP LOCKED on PostgreSQL, so several workers share digests and never run one
     twice), plan under its catch-up policy (or ``catch_up``), run the oldest planned occurrence,
-    advance the digest's schedule past it, commit; repeat until nothing is due."""
-    from ..store import queries
-    from ..store.db import describe_db_error
+    advance the digest's schedule past it, commit; repeat until nothing is due or ``stop_event``."""
+    from ..store.db import session_scope
 
     now = _now(now)
     if catch_up is not None:
         cron.check_catch_up(catch_up)
+    emit = on_event or (lambda line: None)
     results: list[RunResult] = []
     broken: set[int] = set()
 
@@ -527,59 +560,23 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
     for _ in range(max_occurrences):
         if stop_event is not None and stop_event.is_set():
             break
-        session = Session(engine, expire_on_commit=False)
-        out: list[RunResult] = []
         notes: list[str] = []
+        out: list[RunResult] | None = None
         try:
-            did = queries.claim_due_digest(session.connection(), now, broken)
-            if did is None:
-                session.rollback()
-                break
-            d = session.get(Digest, did)
-            try:
-                sched = cron.parse_schedule(d.schedule)
-                plan = cron.plan_due(sched, d.timezone, d.handled_until, now, catch_up or d.catch_up)
-            except ScheduleError as e:  # a row edited by hand: report it once, leave it alone
-                broken.add(did)
-                notes.append(f"digest {d.name!r}: {e}")
-                session.rollback()
-                continue
-            if plan.missed:
-                notes.append(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
-                             f"missed occurrence(s) (catch-up {catch_up or d.catch_up})")
-            if plan.run:
-                when = plan.run[0]
-                out.append(run_occurrence(session, config, d, when, now=now, retry_delays=retry_delays, sleep=sleep))
-                # With more planned (catch-up "all"), move only past this one: the rest come next.
-                cursor = when if len(plan.run) > 1 else plan.cursor
-            else:
-                cursor = plan.cursor
-            _advance(d, cursor or now, now)
-            session.add(d)
-            session.commit()
-        except sa_exc.IntegrityError:
-            session.rollback()
-            notes.append(f"digest {d.name!r}: occurrence already recorded by another process")
-            out = []
+            with session_scope(engine) as session:
+                out = _run_next_due(session, config, now, catch_up, broken, retry_delays, sleep, notes)
         except Interrupted:
-            session.rollback()
-            notes.append(f"digest {d.name!r}: stop requested while retrying a source; the occurrence is left for the next pass")
-            break
-        except sa_exc.SQLAlchemyError as e:
-            session.rollback()
-            raise describe_db_error(e, engine.url) from None
-        except BaseException:
-            session.rollback()
-            raise
+            notes.append("stop requested while retrying a source; the occurrence is left for the next pass")
         finally:
-            session.close()
-            if on_event:
-                for n in notes:
-                    on_event(n)
+            for n in notes:
+                emit(n)
+        if out is None:
+            break
         for r in out:
+            if r.status == "duplicate" and r.campaign_id is not None:
+                abandon_campaign(engine, r.campaign_id)
             results.append(r)
-            if on_event:
-                on_event(r.line())
+            emit(r.line())
     return results
 
 
@@ -587,22 +584,15 @@ def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime |
                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS) -> RunResult:
     """``digests run NAME --now``: one occurrence at ``now``, outside the schedule (which is unchanged).
     Its campaign is scheduled for ``now``: the caller sends it (or the next worker pass does)."""
-    from ..store.db import describe_db_error
+    from ..errors import StateError
+    from ..store.db import session_scope
 
     now = _now(now).replace(microsecond=0)
-    session = Session(engine, expire_on_commit=False)
-    try:
-        d = _get(session, name, lock=True)
-        result = run_occurrence(session, config, d, now, now=now, manual=True, retry_delays=retry_delays)
-        session.commit()
-        return result
-    except sa_exc.SQLAlchemyError as e:
-        session.rollback()
-        if isinstance(e, sa_exc.IntegrityError):
-            raise StoreError(f"digest {name!r}: this occurrence was recorded by another process at the same time") from None
-        raise describe_db_error(e, engine.url) from None
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    with session_scope(engine) as session:
+        result = run_occurrence(session, config, _get(session, name, lock=True), now, now=now, manual=True,
+                                retry_delays=retry_delays)
+    if result.status == "duplicate":
+        if result.campaign_id is not None:
+            abandon_campaign(engine, result.campaign_id)
+        raise StateError(f"digest {name!r}: an occurrence at {now.isoformat()} was already recorded; try again")
+    return result
