@@ -75,14 +75,30 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     return int(conn.execute(q).scalar_one())
 
 
+LEDGER_CHUNK = 5000
+
+
 def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
     """Insert one ``pending`` row per subscriber active on any target list and not suppressed.
 
     Shape: ``INSERT INTO deliveries (...) SELECT ... GROUP BY subscriber ON CONFLICT DO NOTHING``
     — a reader on two target lists gets one row (with the lowest list id, whose unsubscribe link
     the copy carries), and running it twice adds nothing: the unique (campaign, subscriber) key
-    is what makes "one copy per reader" a database fact. Returns the number of rows added."""
+    is what makes "one copy per reader" a database fact. Run in subscriber-id ranges of
+    LEDGER_CHUNK so memory stays flat however large the lists (one transaction: the caller's).
+    Returns the number of rows added."""
     now = now or utcnow()
+    lo, hi = conn.execute(select(func.min(subscribers.c.id), func.max(subscribers.c.id))).one()
+    if lo is None:
+        return 0
+    added = 0
+    for start in range(lo, hi + 1, LEDGER_CHUNK):
+        added += _create_ledger_range(conn, campaign_id, now, start, start + LEDGER_CHUNK)
+    return added
+
+
+def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int) -> int:
+    """One id range of :func:`create_ledger`."""
     src = (
         select(
             literal(campaign_id).label("campaign_id"),
@@ -101,6 +117,8 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
         .where(
             campaign_lists.c.campaign_id == campaign_id,
             subscriptions.c.status == "active",
+            subscribers.c.id >= start,
+            subscribers.c.id < stop,
             not_(suppressed_condition(subscribers.c.email_key)),
         )
         .group_by(subscribers.c.id, subscribers.c.email)
