@@ -164,7 +164,9 @@ def test_preview_of_a_campaign_snapshot(client, campaign):
 
 
 def test_dashboard_and_error_pages(client):
-    assert "subscribers" in client.get("/admin/").text
+    r = client.get("/admin/")
+    assert "subscribers" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"] and r.headers["x-frame-options"] == "DENY"
     r = client.get("/admin/nope")
     assert r.status_code == 404 and "<h1>" in r.text
     assert client.get("/api/nope").json()["status"] == 404

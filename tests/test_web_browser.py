@@ -277,7 +277,7 @@ def test_campaign_page_follows_a_send_live(live, page, smtp, engine, config):
     page.goto(f"{live.url}/admin/campaigns/{campaign.id}")
     assert page.locator("#status").inner_text() == "draft"
     send_campaign(engine, campaign.id, config)  # another process would do this; the page only polls
-    page.wait_for_function("document.getElementById('status') && document.getElementById('status').textContent === 'finished'",
+    page.wait_for_function("() => document.getElementById('status') && document.getElementById('status').textContent === 'finished'",
                            timeout=15_000)
     assert page.locator("[data-count=sent]").inner_text() == "3"
     assert page.locator("#progress-text").inner_text() == "3 of 3"

@@ -1,6 +1,10 @@
-// Live progress for a campaign page: polls the JSON API every 2 s while it can still change.
+// Campaign page: asks before cancelling, and shows live progress by polling the JSON API every 2 s
+// while the campaign can still change.
 (function () {
   "use strict";
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
+  });
   var box = document.getElementById("campaign");
   if (!box || !window.fetch) return;
   var finalStates = { finished: 1, cancelled: 1 };
