@@ -300,3 +300,23 @@ def test_the_sample_articles_fit_a_phone_too(page, tmp_path):
         assert mobile.evaluate("document.documentElement.scrollWidth") <= 375
         alts = mobile.evaluate("[...document.images].map(i => i.getAttribute('alt'))")
         assert alts and all(alts), alts
+
+
+def test_password_login_in_the_browser_then_preview_frames_load(page, config, engine):
+    cfg = config.replace(admin_password="a long enough password")
+    with LiveServer(create_app(cfg, engine)) as srv:
+        page.goto(srv.url + "/admin/preview")
+        assert "/admin/login" in page.url
+        page.get_by_label("Admin password").fill("not it")
+        page.get_by_role("button", name="Log in").click()
+        assert "Wrong password" in page.locator(".flash").inner_text()
+        page.get_by_label("Admin password").fill("a long enough password")
+        page.get_by_role("button", name="Log in").click()
+        page.goto(srv.url + "/admin/preview")
+        mobile = _frame(page, "mobile")
+        assert "In praise of small tools" in mobile.content()
+        cookie = next(c for c in page.context.cookies() if c["name"] == "nl_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+        page.get_by_role("button", name="Log out").click()
+        page.goto(srv.url + "/admin/subscribers")
+        assert "/admin/login" in page.url
