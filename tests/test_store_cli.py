@@ -126,34 +126,34 @@ def test_unreachable_database_hides_password(tmp_path):
     assert "hunter2" not in line
 
 
-def test_old_schema_asks_for_upgrade(tmp_path):
+def test_old_schema_asks_for_upgrade(tmp_path, run):
     from newsletter.store import db
 
     db.upgrade(f"sqlite:///{tmp_path / 'newsletter.db'}", "0001")
     if db.head_revision() == "0001":
         pytest.skip("only one migration exists")
-    one_line_error(nl(tmp_path, "lists", "list", check=False), "newsletter db upgrade")
-    nl(tmp_path, "db", "upgrade")
-    nl(tmp_path, "lists", "list")
+    one_line_error(run(tmp_path, "lists", "list", check=False), "newsletter db upgrade")
+    run(tmp_path, "db", "upgrade")
+    run(tmp_path, "lists", "list")
 
 
-def test_empty_database_asks_for_upgrade(tmp_path):
-    one_line_error(nl(tmp_path, "subscribers", "list", check=False), "newsletter db upgrade")
+def test_empty_database_asks_for_upgrade(tmp_path, run):
+    one_line_error(run(tmp_path, "subscribers", "list", check=False), "newsletter db upgrade")
 
 
-def test_read_only_database_file(workdir):
+def test_read_only_database_file(workdir, run):
     path = workdir / "newsletter.db"
     before = path.read_bytes()
     os.chmod(path, stat.S_IRUSR)
     try:
-        one_line_error(nl(workdir, "subscribers", "add", "x@example.com", "--list", "weekly", check=False), "read-only")
+        one_line_error(run(workdir, "subscribers", "add", "x@example.com", "--list", "weekly", check=False), "read-only")
     finally:
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     assert path.read_bytes() == before
 
 
-def test_import_help_says_resubscribe_needs_fresh_consent(tmp_path):
-    r = nl(tmp_path, "subscribers", "import", "--help")
+def test_import_help_says_resubscribe_needs_fresh_consent(tmp_path, run):
+    r = run(tmp_path, "subscribers", "import", "--help")
     assert "fresh consent" in " ".join(r.stdout.split())
 
 

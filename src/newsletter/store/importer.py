@@ -87,7 +87,7 @@ class ImportReport:
     rejects_path: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rec:
     line: int
     email: str
