@@ -468,27 +468,43 @@ def test_a_pass_with_only_deferred_copies_waiting_does_not_connect(sqlite_url, t
     assert get_campaign(engine, cid).status == "finished"
 
 
-def test_an_occurrence_recorded_meanwhile_by_another_process_leaves_no_sendable_campaign(sqlite_url, tmp_path, monkeypatch):
+def test_an_occurrence_recorded_meanwhile_by_another_process_creates_no_campaign(sqlite_url, tmp_path, monkeypatch):
     engine = setup_db(sqlite_url, 2)
     config = config_for(sqlite_url, tmp_path)
     articles = tmp_path / "articles"
     write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
     weekly_digest(engine, config, articles)
-    real = dg.create_campaign_for_run
+    real = dg.load_with_retries
+    when = paris(2026, 11, 30, 8, 0).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-    def racing(engine_, config_, d, composed, when, slugs):
-        cid = real(engine_, config_, d, composed, when, slugs)
-        with engine.begin() as conn:  # "another worker" commits the same occurrence first
+    def racing(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        with engine.begin() as conn:  # while we compose, "another worker" commits the same occurrence
             conn.exec_driver_sql(
                 "insert into digest_runs (digest_id, scheduled_for, status, article_count, reason, warnings, manual, "
-                "started_at) values (?, ?, 'skipped', 0, 'other worker', '[]', 0, ?)",
-                (d.id, when.strftime("%Y-%m-%d %H:%M:%S.%f"), when.strftime("%Y-%m-%d %H:%M:%S.%f")))
-        return cid
+                "started_at) values (1, ?, 'skipped', 0, 'other worker', '[]', 0, ?)", (when, when))
+        return loaded
 
-    monkeypatch.setattr(dg, "create_campaign_for_run", racing)
+    monkeypatch.setattr(dg, "load_with_retries", racing)
     [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
-    assert r.status == "duplicate"
-    assert get_campaign(engine, r.campaign_id).status == "cancelled"
-    assert count(engine, "digest_runs") == 1 and count(engine, "digest_sent_articles") == 0
-    run_worker(engine, config, once=True, now=paris(2026, 11, 30, 8, 1))
-    assert not (tmp_path / "outbox").exists()  # nothing was sent
+    assert r.status == "duplicate" and r.campaign_id is None
+    assert count(engine, "digest_runs") == 1 and count(engine, "campaigns") == 0
+    assert count(engine, "digest_sent_articles") == 0
+
+
+def test_an_occurrence_whose_list_was_deleted_fails_and_leaves_nothing_half_made(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 1)
+    config = config_for(sqlite_url, tmp_path)
+    create_list(engine, "extra", "Extra")
+    articles = tmp_path / "articles"
+    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
+    spec = dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
+                         sources=[str(articles)], lists=["extra"])
+    dg.add_digest(engine, config, spec, now=paris(2026, 11, 24, 12))
+    from newsletter.store.lists import delete_list
+
+    delete_list(engine, "extra")
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    assert r.status == "failed" and r.campaign_id is None and "list" in r.reason
+    assert count(engine, "campaigns") == 0 and count(engine, "digest_sent_articles") == 0
+    assert [x.status for x in dg.show_digest(engine, "weekly").runs] == ["failed"]

@@ -377,13 +377,10 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
     """Run one occurrence of ``d`` in the caller's transaction (which holds ``d``'s row lock on
     PostgreSQL); the caller commits.
 
-    Order matters: load and select first (no write yet, so SQLite stays free for the dispatcher's
-    own transaction), then create the campaign as a draft through the dispatcher, then — in the
-    caller's transaction — insert the (digest, occurrence) row, whose unique key refuses a second
-    one, and only if that worked move the campaign to ``scheduled`` for the occurrence's time (a
-    worker sends it) and remember the article keys. A ``duplicate`` result carrying a
-    ``campaign_id`` names a draft nobody will send: the caller cancels it after its transaction
-    (:func:`abandon_campaign`).
+    Loads and selects first, then inserts the (digest, occurrence) row — its unique key refuses a
+    second one, so a concurrent or repeated run ends here as ``duplicate`` — and only then creates
+    the campaign through the dispatcher *in the same transaction*, scheduled for the occurrence's
+    time (a worker sends it), and remembers the article keys. Either all of it commits or none.
     """
     from ..compose.model import ComposeOptions
     from ..compose.render import render
@@ -392,26 +389,21 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
     if _already_run(session, d, when):
         return RunResult(d.name, when, "duplicate", reason="already run")
 
-    def finish(status: str, reason: str = "", warnings: list[str] | None = None, count: int = 0,
-               campaign_id: int | None = None, keys: Sequence[str] = ()) -> RunResult:
+    def record(status: str, reason: str, warnings: list[str], count: int = 0) -> DigestRun | None:
         run = DigestRun(digest_id=d.id, scheduled_for=when, status=status, manual=manual, started_at=now,
-                        campaign_id=campaign_id, article_count=count, reason=reason,
-                        warnings=list(warnings or []), finished_at=now)
+                        article_count=count, reason=reason, warnings=list(warnings), finished_at=now)
         try:
             with session.begin_nested():
                 session.add(run)
                 session.flush()
         except sa_exc.IntegrityError:  # another process recorded this occurrence first: it is theirs
-            return RunResult(d.name, when, "duplicate", campaign_id, reason="recorded by another process")
-        if status == "created":
-            schedule_run_campaign(session.connection(), campaign_id, when, now=now)
-            for key in keys:
-                session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=key, sent_at=now))
-            d.last_run_at = when
-            d.articles_sent = (d.articles_sent or 0) + count
-            session.add(d)
-            session.flush()
-        return RunResult(d.name, when, status, campaign_id, count, reason, list(warnings or []))
+            return None
+        return run
+
+    def finish(status: str, reason: str = "", warnings: list[str] | None = None, count: int = 0) -> RunResult:
+        if record(status, reason, warnings or [], count) is None:
+            return RunResult(d.name, when, "duplicate", reason="recorded by another process")
+        return RunResult(d.name, when, status, None, count, reason, list(warnings or []))
 
     sched = cron.parse_schedule(d.schedule)
     since = _since_for(session, d, sched, when)
@@ -445,48 +437,51 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
         return finish("failed", str(e), warnings)
     warnings.extend(composed.warnings)
     keys = list(dict.fromkeys(a.key for a in composed.articles))
+    run = record("created", "", warnings, len(keys))
+    if run is None:
+        return RunResult(d.name, when, "duplicate", reason="recorded by another process")
     try:
-        campaign_id = create_campaign_for_run(session.get_bind(), config, d, composed, when, _list_slugs(session, d))
+        with session.begin_nested():
+            campaign_id = create_campaign_for_run(session, config, d, composed, when, _list_slugs(session, d))
+            schedule_run_campaign(session.connection(), campaign_id, when, now=now)
     except NewsletterError as e:
         # e.g. a target list was deleted: recorded as failed, and the next occurrence tries again.
-        return finish("failed", str(e), warnings, len(keys))
-    return finish("created", "", warnings, len(keys), campaign_id, keys)
+        run.status, run.reason = "failed", str(e)
+        session.add(run)
+        session.flush()
+        return RunResult(d.name, when, "failed", None, len(keys), str(e), warnings)
+    run.campaign_id = campaign_id
+    session.add(run)
+    for key in keys:
+        session.add(DigestSentArticle(digest_id=d.id, run_id=run.id, article_key=key, sent_at=now))
+    d.last_run_at = when
+    d.articles_sent = (d.articles_sent or 0) + len(keys)
+    session.add(d)
+    session.flush()
+    return RunResult(d.name, when, "created", campaign_id, len(keys), "", warnings)
 
 
-def create_campaign_for_run(engine: Engine, config: Config, d: Digest, composed, when: datetime,
+def create_campaign_for_run(session: Session, config: Config, d: Digest, composed, when: datetime,
                             list_slugs: list[str]) -> int:
-    """The occurrence's campaign, created as a draft by the dispatcher (its own transaction).
-    Thumbnails linked by relative path become CID parts: a mail client cannot resolve them."""
-    from ..compose import embed_relative_assets
+    """The occurrence's campaign, written by the dispatcher in ``session``'s transaction (a draft
+    until :func:`schedule_run_campaign`). The dispatcher embeds relatively linked thumbnails."""
     from ..dispatch.campaigns import create_campaign
 
     local = when.astimezone(cron.get_zone(d.timezone))
     campaign = create_campaign(
-        engine, embed_relative_assets(composed), list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
-        meta={"digest": d.name, "digest_id": d.id, "occurrence": when.isoformat()},
+        session.get_bind(), composed, list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
+        meta={"digest": d.name, "digest_id": d.id, "occurrence": when.isoformat()}, conn=session.connection(),
     )
     return campaign.id
 
 
 def schedule_run_campaign(conn, campaign_id: int, when: datetime, *, now: datetime) -> None:
-    """draft → scheduled at the occurrence's time, in the caller's transaction: the campaign only
-    becomes sendable together with its (digest, occurrence) row."""
+    """draft → scheduled at the occurrence's time, in the caller's transaction."""
     from ..dispatch.campaigns import transition
     from ..store import queries as q
 
     transition(conn, campaign_id, "scheduled", allow_from=("draft",), now=now)
     conn.execute(q.campaigns.update().where(q.campaigns.c.id == campaign_id).values(scheduled_at=when))
-
-
-def abandon_campaign(engine: Engine, campaign_id: int) -> None:
-    """Cancel a draft whose occurrence was recorded by someone else (best effort: a draft is never
-    sent either way). Called after the occurrence's transaction ended, so SQLite is free."""
-    from ..dispatch.campaigns import cancel_campaign
-
-    try:
-        cancel_campaign(engine, campaign_id, reason="digest occurrence was recorded by another process")
-    except NewsletterError:
-        log.warning("campaign %s: could not cancel the unrecorded draft", campaign_id)
 
 
 def _advance(d: Digest, cursor: datetime | None, now: datetime) -> None:
@@ -573,8 +568,6 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
         if out is None:
             break
         for r in out:
-            if r.status == "duplicate" and r.campaign_id is not None:
-                abandon_campaign(engine, r.campaign_id)
             results.append(r)
             emit(r.line())
     return results
@@ -592,7 +585,5 @@ def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime |
         result = run_occurrence(session, config, _get(session, name, lock=True), now, now=now, manual=True,
                                 retry_delays=retry_delays)
     if result.status == "duplicate":
-        if result.campaign_id is not None:
-            abandon_campaign(engine, result.campaign_id)
         raise StateError(f"digest {name!r}: an occurrence at {now.isoformat()} was already recorded; try again")
     return result
