@@ -313,3 +313,15 @@ def test_a_stop_request_while_retrying_a_source_leaves_the_occurrence_for_the_ne
                               stop_event=stop, on_event=events.append)
     assert done == [] and runs(engine) == [] and "left for the next pass" in events[-1]
     assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-11-30T08:00:00+01:00"
+
+
+def test_a_template_that_fails_to_render_records_a_failed_occurrence_and_moves_on(engine, config, articles, tmp_path):
+    template = tmp_path / "broken-template"
+    template.mkdir()
+    (template / "digest.mjml").write_text("<mjml><mj-body>{{ no_such_variable.title }}</mj-body></mjml>\n")
+    (template / "digest.txt").write_text("{{ no_such_variable }}\n")
+    write_article(articles, "quay-lights", paris(2026, 11, 27, 9))
+    dg.add_digest(engine, config, spec(articles, template_dir=str(template)), now=CREATED)
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4))
+    assert r.status == "failed" and r.reason.startswith("rendering failed") and "no_such_variable" in r.reason
+    assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-12-07T08:00:00+01:00"

@@ -365,6 +365,10 @@ def _list_slugs(session: Session, d: Digest) -> list[str]:
     return [by_id[i] for i in d.list_ids if i in by_id]
 
 
+def _describe(e: BaseException) -> str:
+    return str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
+
+
 def _already_run(session: Session, d: Digest, when: datetime) -> bool:
     return session.exec(
         select(DigestRun.id).where(DigestRun.digest_id == d.id, DigestRun.scheduled_for == when)
@@ -407,7 +411,13 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
 
     sched = cron.parse_schedule(d.schedule)
     since = _since_for(session, d, sched, when)
-    loaded = load_with_retries(d.sources, config, delays=retry_delays, sleep=sleep)
+    try:
+        loaded = load_with_retries(d.sources, config, delays=retry_delays, sleep=sleep)
+    except Exception as e:  # a bug in a reader must not stop every worker pass: recorded, schedule moves on
+        if isinstance(e, Interrupted):
+            raise
+        log.exception("digest %r: loading sources failed", d.name)
+        return finish("failed", f"loading sources failed: {_describe(e)}")
     warnings = list(loaded.warnings)
     if loaded.failed and len(loaded.failed) == len(d.sources):
         return finish("failed", f"every source failed: {'; '.join(w for w in warnings if 'failed after' in w)}", warnings)
@@ -433,8 +443,10 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
         return finish("skipped", reason, warnings, len(selected))
     try:
         composed = render(selected, config.replace(timezone=d.timezone), options)
-    except NewsletterError as e:
-        return finish("failed", str(e), warnings)
+    except Exception as e:  # a template error, or a bug: recorded, and the schedule moves on
+        if not isinstance(e, NewsletterError):
+            log.exception("digest %r: rendering failed", d.name)
+        return finish("failed", f"rendering failed: {_describe(e)}", warnings)
     warnings.extend(composed.warnings)
     keys = list(dict.fromkeys(a.key for a in composed.articles))
     run = record("created", "", warnings, len(keys))
