@@ -115,12 +115,15 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
             continue
         try:
             summary = send_campaign(engine, cid, config, stop_event=stop_event, wait_deferred=False, **send_options)
-        except NewsletterError as e:
+        except Exception as e:  # a long-running worker reports and carries on with the next campaign
+            text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
+            if not isinstance(e, NewsletterError):
+                log.debug("campaign %s: send failed", cid, exc_info=True)
             # Said once per campaign and problem, not at every poll (e.g. `newsletter send` holds it on SQLite).
-            if seen_errors.get(cid) != str(e):
-                seen_errors[cid] = str(e)
-                report.errors.append(str(e))
-                on_event(f"campaign {cid}: {e}")
+            if seen_errors.get(cid) != text:
+                seen_errors[cid] = text
+                report.errors.append(text)
+                on_event(f"campaign {cid}: {text}")
             continue
         seen_errors.pop(cid, None)
         report.sends.append(summary)
