@@ -126,7 +126,7 @@ def test_watch_reloads_the_preview_when_an_article_changes(live, page, articles)
     assert "Garden notes" in _frame(page, "desktop").content()
     f = articles / "2026-11-18-garden-notes.md"
     f.write_text(f.read_text().replace("Garden notes for a wet November", "Garden notes for a frosty December"))
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if "frosty December" in _frame(page, "desktop").content():
@@ -278,7 +278,7 @@ def test_campaign_page_follows_a_send_live(live, page, smtp, engine, config):
     assert page.locator("#status").inner_text() == "draft"
     send_campaign(engine, campaign.id, config)  # another process would do this; the page only polls
     page.wait_for_function("() => document.getElementById('status') && document.getElementById('status').textContent === 'finished'",
-                           timeout=15_000)
+                           timeout=30_000)
     assert page.locator("[data-count=sent]").inner_text() == "3"
     assert page.locator("#progress-text").inner_text() == "3 of 3"
 
