@@ -20,7 +20,7 @@ from newsletter.dispatch.sender import send_campaign, send_one, send_test
 from newsletter.errors import DispatchError, InvalidInput, StateError
 from newsletter.store import queries as q
 from newsletter.store.subscribers import find_suppression, suppress, unsubscribe
-from smtp_server import SMTPTestServer, free_port
+from smtp_server import free_port
 
 
 @pytest.fixture

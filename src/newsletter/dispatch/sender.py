@@ -38,7 +38,7 @@ from ..store import queries as q
 from ..store.db import require_current_schema, transaction
 from ..store.models import utcnow
 from .campaigns import campaign_lists, get_campaign, transition
-from .personalize import CampaignContent, InlineImage, MessageFactory, Recipient, check_header_value, format_address
+from .personalize import CampaignContent, MessageFactory, Recipient, check_header_value, format_address
 from .ratelimit import RateLimiter
 from .transports import ConnectFailed, Outcome, OutboxTransport
 
@@ -626,7 +626,6 @@ def send_campaign(
         low_water = max(concurrency * 4, batch // 2)
         last_progress = 0.0
         last_status_check = 0.0
-        total = None
         while True:
             if run.fatal is not None:
                 break
@@ -647,7 +646,7 @@ def send_campaign(
                     break
             if progress_callback and now_m - last_progress > 0.5:
                 last_progress = now_m
-                total = _progress(engine, run, cid, t0, progress_callback)
+                _progress(engine, run, cid, t0, progress_callback)
             if run.queue.qsize() >= low_water:
                 run.external_stop.wait(0.01)
                 continue
@@ -666,8 +665,6 @@ def send_campaign(
             # Nothing claimable now: wait for lanes to drain, then for deferred rows or the end.
             if not run.queue.empty() or run.in_flight or run.uncommitted:
                 run.external_stop.wait(0.01)
-                continue
-            if any(lane.is_alive() for lane in lanes) and not run.queue.empty():
                 continue
             with transaction(engine) as conn:
                 counts = q.counts_by_state(conn, cid)
@@ -734,7 +731,7 @@ def send_campaign(
         transport=", ".join(t.describe() for t in transports), worker_id=worker,
         sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now,
         suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent,
-        elapsed=time.monotonic() - t0, stopped=stopped if stopped != "other workers are finishing the campaign" else stopped,
+        elapsed=time.monotonic() - t0, stopped=stopped,
     )
 
 
