@@ -116,6 +116,13 @@ def vm_hwm_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def vm_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def child(args) -> None:
     """Run one send in this fresh process and print JSON (elapsed, rate, peak RSS)."""
     from newsletter.compose import load_digest
@@ -130,13 +137,19 @@ def child(args) -> None:
     rss_before = vm_hwm_kb()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
+    samples: list[int] = []
+
+    def progress(p):  # RSS at each tenth of the run: the sender's own memory must stay flat
+        if p.total and p.sent_now >= (len(samples) + 1) * p.total / 10:
+            samples.append(vm_rss_kb())
+
     s = send_campaign(engine, c.id, config, smtp=f"smtp://127.0.0.1:{args.port}", tls="none",
-                      concurrency=args.concurrency, rate=None)
+                      concurrency=args.concurrency, rate=None, progress_callback=progress)
     elapsed = time.perf_counter() - t0
     print(json.dumps({
         "n": args.child, "sent": s.counts.get("sent", 0), "elapsed": elapsed, "rate": s.counts.get("sent", 0) / elapsed,
         "cpu_s": time.process_time() - cpu0, "rss_before_kb": rss_before,
-        "peak_rss_kb": vm_hwm_kb(), "status": s.status,
+        "peak_rss_kb": vm_hwm_kb(), "rss_samples_kb": samples, "status": s.status,
     }))
 
 
@@ -277,8 +290,9 @@ def main() -> None:
         print(f"send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
               f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
               f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), {r['elapsed']:.1f} s, "
-              f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB, "
-              f"status {r['status']}")
+              f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
+              f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
+              f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
