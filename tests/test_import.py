@@ -99,6 +99,14 @@ def test_other_encodings_need_encoding_flag(engine, tmp_path):
     assert S.get_subscriber(engine, "b@example.com").name == "Inês Ferreira"
 
 
+def test_rejects_file_is_spreadsheet_safe(engine, tmp_path):
+    p = write(tmp_path, "in.csv", 'email\n"=HYPERLINK(""http://example.com"")"\n')
+    import_file(engine, p, ImportOptions(list_slug="weekly"))
+    with open(tmp_path / "in.csv.rejects.csv", newline="", encoding="utf-8") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["email"].startswith("'=HYPERLINK")
+
+
 def test_jsonl_with_attributes_and_status(engine, tmp_path):
     p = write(tmp_path, "people.jsonl",
               '{"email": "a@example.com", "name": "Ana", "age": 31, "tags": ["x"]}\n\n'

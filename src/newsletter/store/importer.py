@@ -29,7 +29,7 @@ from ..errors import InvalidInput
 from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import _list_row
+from .subscribers import _list_row, safe_cell
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -583,7 +583,7 @@ class _Reader:
             self.rejects_writer = csv.writer(self.rejects_file)
             self.rejects_writer.writerow(["line", "email", "reason"])
             report.rejects_path = str(self.rejects_path)
-        self.rejects_writer.writerow([line, email, reason])
+        self.rejects_writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
 
     def run(self) -> None:
         try:
