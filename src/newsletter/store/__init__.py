@@ -1,5 +1,6 @@
 """Subscribers, lists and campaigns in SQL: SQLite by default, PostgreSQL when they grow.
 
-``db`` (engines, migrations, sessions), ``models`` (tables), ``tokens`` and ``secret``
-(signed unsubscribe/confirm links), ``subscribers``/``lists``/``importer`` (operations).
+``db`` (engines, migrations, sessions), ``models`` (tables), ``addresses`` (validation and
+normalization), ``tokens`` and ``secret`` (signed unsubscribe/confirm links),
+``subscribers``/``lists``/``importer`` (operations).
 """
