@@ -105,6 +105,9 @@ def test_rejects_file_is_spreadsheet_safe(engine, tmp_path):
     with open(tmp_path / "in.csv.rejects.csv", newline="", encoding="utf-8") as f:
         [row] = list(csv.DictReader(f))
     assert row["email"].startswith("'=HYPERLINK")
+    elsewhere = str(tmp_path / "rejects-elsewhere.csv")  # a str path is fine too
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", rejects_path=elsewhere))
+    assert r.rejects_path == elsewhere and Path(elsewhere).exists()
 
 
 def test_jsonl_with_attributes_and_status(engine, tmp_path):
