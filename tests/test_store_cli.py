@@ -177,3 +177,14 @@ def test_double_opt_in_add_mails_a_working_confirmation_link(workdir, run):
     res = S.confirm_by_token(engine, b"cli-test-secret-key-0123456789", token)
     assert res.changed and res.status == "active"
     engine.dispose()
+
+
+def test_import_into_double_opt_in_then_send_confirmations(workdir, run):
+    run(workdir, "lists", "create", "news", "--double-opt-in")
+    (workdir / "two.csv").write_text("email,name\na@example.com,Ana\nb@example.com,Bo\n")
+    r = run(workdir, "subscribers", "import", "two.csv", "--list", "news")
+    assert "2 awaiting confirmation" in r.stdout and "send-confirmations --list news" in r.stdout
+    assert not (workdir / "outbox").exists()  # an import never mails by itself
+    r = run(workdir, "subscribers", "send-confirmations", "--list", "news")
+    assert "sent: 2; failed: 0" in r.stdout
+    assert len(list((workdir / "outbox").rglob("*.eml"))) == 2

@@ -263,6 +263,9 @@ def subscribers_import(
         lines.append(f"    ... and {report.invalid - 20} more")
     if report.rejects_path:
         lines.append(f"  rejected rows written to {report.rejects_path}")
+    if report.unconfirmed:
+        lines.append(f"  {report.unconfirmed} subscription(s) await confirmation: mail the links with "
+                     f"`newsletter subscribers send-confirmations --list {report.list_slug}`")
     typer.echo("\n".join(lines))
 
 
@@ -311,6 +314,30 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
     except DispatchError as e:
         raise DispatchError(f"{person.email} was added as unconfirmed, but the confirmation email was not sent: {e}") from None
     return f"confirmation email sent to {person.email} via {sent.transport}"
+
+
+@subs_app.command("send-confirmations")
+def subscribers_send_confirmations(
+    ctx: typer.Context,
+    list_slug: str = typer.Option(..., "--list", "-l", help="The double-opt-in list."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Send at most this many."),
+) -> None:
+    """Mail the confirmation link to everyone still unconfirmed on a list (e.g. after an import).
+    Running it again reminds whoever is still unconfirmed."""
+    from ..dispatch.sender import send_one
+    from ..store.subscribers import send_confirmations
+
+    config = get_config(ctx)
+    run = send_confirmations(
+        _engine(ctx), config, list_slug, lambda to, subject, html, text: send_one(config, to, subject, html, text), limit=limit
+    )
+    typer.echo(f"confirmation emails sent: {run.sent}; failed: {run.failed}")
+    for address, reason in run.failures[:20]:
+        typer.echo(f"  {address}: {reason}")
+    if run.failed:
+        from ..errors import DispatchError
+
+        raise DispatchError(f"{run.failed} confirmation email(s) were not sent")
 
 
 @subs_app.command("list")

@@ -13,7 +13,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from sqlalchemy import and_, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
@@ -42,7 +42,7 @@ __all__ = [
     "AddResult", "SubscriberRow", "Page", "TokenResult", "normalize_email", "add_subscriber",
     "get_subscriber", "get_subscriber_by_id", "peek_token", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
     "erase_subscriber", "unsubscribe", "unsubscribe_by_token", "confirm_by_token", "unsubscribe_url",
-    "confirm_url", "confirmation_message", "ConfirmationMessage", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
+    "confirm_url", "confirmation_message", "ConfirmationMessage", "send_confirmations", "ConfirmationRun", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
 ]
 
 
@@ -590,6 +590,55 @@ def confirmation_message(config: Config, *, email: str, list_name: str, confirm_
         "<p>If you did not ask for this, ignore this email: you will not be subscribed.</p>"
     )
     return ConfirmationMessage(subject, text, html)
+
+
+@dataclass
+class ConfirmationRun:
+    """What ``send_confirmations`` did; ``failures`` keeps (address, one-line reason), at most 100."""
+
+    sent: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def send_confirmations(
+    engine: Engine,
+    config: Config,
+    list_slug: str,
+    send: Callable[[str, str, str, str], Any],
+    *,
+    limit: int | None = None,
+    secret: bytes | None = None,
+) -> ConfirmationRun:
+    """Mail the confirmation link to every ``unconfirmed`` subscriber of a double-opt-in list.
+
+    ``send(to, subject, html, text)`` delivers one message (the CLI passes dispatch's send_one);
+    a failure for one address (any NewsletterError) is counted and the run goes on. Running it
+    again mails whoever is still unconfirmed (a reminder), never anyone else."""
+    from ..errors import NewsletterError
+    from .secret import secret_key
+
+    key = secret if secret is not None else secret_key(config)
+    with transaction(engine) as conn:
+        lst = _list_row(conn, list_slug)
+    run = ConfirmationRun()
+    for row in iter_subscribers(engine, list_slug=list_slug, status="unconfirmed"):
+        if limit is not None and run.sent + run.failed >= limit:
+            break
+        if find_suppression(engine, row.email) is not None:
+            continue
+        msg = confirmation_message(
+            config, email=row.email, name=row.name, list_name=lst["name"],
+            confirm_url=confirm_url(config, row.id, lst["id"], secret=key),
+        )
+        try:
+            send(row.email, msg.subject, msg.html, msg.text)
+            run.sent += 1
+        except NewsletterError as e:
+            run.failed += 1
+            if len(run.failures) < 100:
+                run.failures.append((row.email, str(e)))
+    return run
 
 
 def confirm_url(config: Config, subscriber_id: int, list_id: int, *, secret: bytes | None = None, now: datetime | None = None) -> str:
