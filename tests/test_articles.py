@@ -331,10 +331,10 @@ def test_parse_since_durations_and_dates():
 
 # --- The `newsletter articles` command -------------------------------------------------------------
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "newsletter", "articles", *args],
-        capture_output=True, text=True, timeout=60, cwd=cwd, env={"PATH": "/usr/bin:/bin", "NEWSLETTER_SITE_URL": "https://news.example.org", "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={"PATH": "/usr/bin:/bin", "NEWSLETTER_SITE_URL": "https://news.example.org", "COLUMNS": "200"},
     )
 
 
@@ -456,3 +456,21 @@ def test_trailing_video_link_with_text_and_body_spacing_kept():
     assert [(v.id, v.title) for v in a.videos] == [("aqz-KE-bpKQ", "Watch the harbour at night")]
     assert "code\n\n\nmore code" in a.body  # the body before the video is untouched
     assert "youtu" not in a.body
+
+
+# --- Only regular files are opened -------------------------------------------------------------
+
+def test_a_fifo_in_a_folder_is_skipped_with_a_warning_and_a_fifo_given_directly_is_an_error(tmp_path):
+    import os
+
+    (tmp_path / "post.md").write_text("---\ntitle: Post\n---\nWords.")
+    os.mkfifo(tmp_path / "pipe")
+    os.mkfifo(tmp_path / "pipe.md")
+    # A subprocess with a timeout: before the fix, opening the FIFO blocked forever.
+    r = run_cli(str(tmp_path), "--format", "json", timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["title"] == "Post"
+    assert f"{tmp_path / 'pipe'}: not a regular file (a named pipe (FIFO))" in r.stderr
+    r = run_cli(str(tmp_path / "pipe.md"), timeout=20)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "pipe.md: not a regular file" in r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -121,7 +122,26 @@ def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False
     return _load_file(path, config, warn, nested=nested)
 
 
+def _special_kind(path: Path) -> str | None:
+    """What a non-regular file is ("a named pipe", "a socket", ...), or None for a regular file.
+    Only regular files are opened: reading a FIFO or a device would block forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # let the read report it
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def _read(path: Path, config: Config) -> bytes:
+    special = _special_kind(path)
+    if special:
+        raise SourceError(str(path), f"not a regular file ({special}); only regular files are read")
     try:
         size = path.stat().st_size
         if size > config.fetch_max_bytes:
@@ -198,6 +218,10 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
         for n in sorted(names):
             p = Path(root) / n
             if n.startswith(".") or p.suffix.lower() in _ASSET_SUFFIXES:
+                continue
+            special = _special_kind(p)
+            if special:
+                warn(f"ignored {p}: not a regular file ({special})")
                 continue
             if p.suffix.lower() == ".json" and not _is_json_feed_file(p):
                 continue  # data files beside the articles; only JSON Feeds are sources

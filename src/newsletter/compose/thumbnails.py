@@ -157,6 +157,8 @@ def card_image(
     if scheme not in {"", "file"} and not re.match(r"^[a-zA-Z]:[\\/]", url):
         return None, None, f"{article.source or article.url}: image {url[:80]!r} is not a local file or http(s) URL; card shown without it"
     path = local_path(url, article)
+    if path.exists() and not path.is_file():  # a FIFO or device would block Pillow forever
+        return None, None, f"{article.source or article.url}: image {url} is not a regular file; card shown without it"
     try:
         thumb = make_thumbnail(path)
     except FileNotFoundError:
