@@ -474,3 +474,24 @@ def test_a_fifo_in_a_folder_is_skipped_with_a_warning_and_a_fifo_given_directly_
     r = run_cli(str(tmp_path / "pipe.md"), timeout=20)
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "pipe.md: not a regular file" in r.stderr
+
+
+@pytest.mark.parametrize("site_url", ["notaurl", "", "ftp://example.org", "https://"])
+def test_a_bad_site_url_is_a_config_error_naming_it_when_markdown_links_are_built(tmp_path, site_url):
+    from newsletter.errors import ConfigError
+
+    (tmp_path / "post.md").write_text("---\ntitle: Post\n---\nWords.")
+    with pytest.raises(ConfigError, match="^site_url: .* is not an absolute http\\(s\\) URL"):
+        load_sources([str(tmp_path)], Config(site_url=site_url))
+    # An article with its own url does not need site_url.
+    (tmp_path / "post.md").write_text("---\ntitle: Post\nurl: https://example.org/post\n---\nWords.")
+    assert load_sources([str(tmp_path)], Config(site_url=site_url)).articles[0].url == "https://example.org/post"
+
+
+def test_cli_bad_site_url_is_a_one_line_error(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "newsletter", "articles", str(GOOD)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "NEWSLETTER_SITE_URL": "notaurl"},
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0 and "site_url" in r.stderr and "Traceback" not in r.stderr

@@ -21,7 +21,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from ..config import Config
-from ..errors import SourceError
+from ..errors import ConfigError, SourceError
 from . import dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
@@ -40,6 +40,24 @@ _md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["ta
 def render_markdown(body: str) -> str:
     """Markdown → HTML (CommonMark plus tables and strikethrough; raw HTML is sanitized later)."""
     return _md.render(body)
+
+
+def site_base_url(config: Config) -> str:
+    """``config.site_url`` without a trailing slash, checked: article links are built on it, so it
+    must be an absolute http(s) URL (ConfigError naming ``site_url`` otherwise)."""
+    raw = config.site_url or ""
+    value = raw.strip()
+    try:
+        parts = urllib.parse.urlsplit(value)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname) and not any(c.isspace() for c in value)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"site_url: {raw!r} is not an absolute http(s) URL (set it to your site, e.g. https://news.example.org; "
+            "Markdown articles without 'url:' link to site_url + slug)"
+        )
+    return value.rstrip("/")
 
 
 def parse_markdown(
@@ -97,7 +115,7 @@ def parse_markdown(
         if urllib.parse.urlsplit(url).scheme.lower() not in {"http", "https"}:
             raise SourceError(name, f"front matter 'url' must be an http(s) URL, got {url!r}")
     else:
-        url = config.site_url.rstrip("/") + "/" + text.url_slug(slug)
+        url = site_base_url(config) + "/" + text.url_slug(slug)
     body_html = sanitize.sanitize_html(html, base_url=url)
     paragraphs = sanitize.html_paragraphs(_without_headings(html))
 
