@@ -204,8 +204,12 @@ def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimi
     return plan
 
 
-def _csv_rows(path: Path, opts: ImportOptions) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, {email, name, status, attrs}) for each data row; raises on structural problems."""
+Row = tuple[int, str, str, str, "dict[str, Any] | None"]
+
+
+def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[Row]:
+    """(line number, email, name, status, attributes) for each data row; raises on structural problems.
+    With ``build=False`` only the structure is checked (attributes is None)."""
     if len(opts.delimiter) != 1:
         raise InvalidInput(f"--delimiter must be one character, not {opts.delimiter!r}")
     reader = csv.reader(_lines(path, opts.encoding), delimiter=opts.delimiter, strict=True)
@@ -228,18 +232,22 @@ def _csv_rows(path: Path, opts: ImportOptions) -> Iterator[tuple[int, dict[str, 
                     f"{path}: line {start + 1}: {len(row)} fields where the header has {width} "
                     "(unbalanced quote or wrong delimiter?)"
                 )
-            yield start + 1, {
-                "email": row[email_i],
-                "name": row[name_i] if name_i is not None else "",
-                "status": row[status_i] if status_i is not None else "",
-                "attrs": {a: row[i] for i, a in attr_cols if row[i] != ""},
-            }
+            if build:
+                yield (
+                    start + 1,
+                    row[email_i],
+                    row[name_i] if name_i is not None else "",
+                    row[status_i] if status_i is not None else "",
+                    {a: row[i] for i, a in attr_cols if row[i] != ""},
+                )
+            else:
+                yield start + 1, "", "", "", None
             start = reader.line_num
     except csv.Error as e:
         raise InvalidInput(f"{path}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
 
 
-def _jsonl_rows(path: Path, opts: ImportOptions) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[Row]:
     mapping = {k.strip(): v for k, v in opts.mapping.items()}
     for number, line in enumerate(_lines(path, opts.encoding), 1):
         if not line.strip():
@@ -268,13 +276,11 @@ def _jsonl_rows(path: Path, opts: ImportOptions) -> Iterator[tuple[int, dict[str
                     rec["attrs"][target[5:]] = v
             else:
                 raise InvalidInput(f"--map {k}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
-        if "email" not in rec:
-            rec["email"] = ""
-        yield number, rec
+        yield number, rec.get("email", ""), rec.get("name", ""), rec.get("status", ""), rec["attrs"]
 
 
-def _rows(path: Path, opts: ImportOptions, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    return _jsonl_rows(path, opts) if fmt == "jsonl" else _csv_rows(path, opts)
+def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iterator[Row]:
+    return _jsonl_rows(path, opts, build) if fmt == "jsonl" else _csv_rows(path, opts, build)
 
 
 def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
@@ -286,7 +292,7 @@ def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
     if p.is_dir():
         raise InvalidInput(f"{p}: is a directory, not a file")
     n = 0
-    for _ in _rows(p, opts, _detect_format(p, opts.format)):
+    for _ in _rows(p, opts, _detect_format(p, opts.format), build=False):
         n += 1
     return n
 
@@ -589,10 +595,9 @@ class _Reader:
         try:
             report, size = self.report, self.opts.batch_size
             batch: list[_Rec] = []
-            for line, raw in _rows(self.path, self.opts, self.fmt):
+            for line, email, name, status_raw, attrs in _rows(self.path, self.opts, self.fmt):
                 report.read += 1
-                email = raw.get("email", "")
-                status_text = (raw.get("status") or "").strip().lower()
+                status_text = status_raw.strip().lower() if status_raw else ""
                 if status_text not in STATUS_VALUES:
                     self._reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
                     continue
@@ -601,7 +606,7 @@ class _Reader:
                 except AddressError as e:
                     self._reject(line, email, e.reason)
                     continue
-                batch.append(_Rec(line, address, key, (raw.get("name") or "").strip(), raw["attrs"], STATUS_VALUES[status_text]))
+                batch.append(_Rec(line, address, key, name.strip() if name else "", attrs, STATUS_VALUES[status_text]))
                 if len(batch) >= size:
                     if not self._put((batch, report.read)):
                         return
