@@ -418,7 +418,9 @@ def test_fuzz_any_content_gives_articles_or_a_source_error(prefix, data):
 
 
 def test_front_matter_text_is_plain_text_and_heading_titles_lose_their_markup():
-    assert md("---\ntitle: Why <div> soup is bad &amp; slow\n---\nx").title == "Why <div> soup is bad & slow"
+    # Tags are stripped, as in feed titles; an escaped bracket pair is how to write one literally.
+    assert md("---\ntitle: Why &lt;div&gt; soup is bad &amp; slow\n---\nx").title == "Why <div> soup is bad & slow"
+    assert md("---\ntitle: Why <div> soup is bad\n---\nx").title == "Why soup is bad"
     assert md("# Hello *world* and `code`\n\nBody text.").title == "Hello world and code"
 
 
@@ -495,3 +497,46 @@ def test_cli_bad_site_url_is_a_one_line_error(tmp_path):
     )
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "site_url" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_front_matter_text_fields_lose_raw_html_everywhere():
+    a = md(
+        "---\ntitle: Evil <script>alert(1)</script>\nauthors: [\"<b>Ana</b>\", Bram <i>V</i>]\ncategory: <em>News</em>\n"
+        "tags: [<u>coast</u>, sea]\nsummary: A <img src=x onerror=alert(1)>summary\nimage: pic.jpg\nimage_alt: <b>A</b> boat\n---\nBody."
+    )
+    assert a.title == "Evil"
+    assert a.authors == ["Ana", "Bram V"]
+    assert a.category == "News"
+    assert a.tags == ["coast", "sea"]
+    assert a.summary == "A summary"
+    assert a.image.alt == "A boat"
+    assert "<" not in json.dumps({k: v for k, v in a.to_json_dict().items() if k != "body"})
+
+
+@pytest.mark.parametrize(
+    "front, problem",
+    [
+        ("image: [a, b]", "front matter 'image' must be a path or URL"),
+        ("summary: [a, b]", "front matter 'summary' must be text, got a list"),
+        ("description: {a: 1}", "front matter 'description' must be text, got a mapping"),
+        ("tags: {a: 1}", "front matter 'tags' must be text or a list of text, got a mapping"),
+        ("dir: sideways", "front matter 'dir' must be ltr, rtl or auto, got 'sideways'"),
+        ("read_time: lots", "front matter 'read_time' must be a number of minutes"),
+        ("title: [a, b]", "front matter 'title' must be text, got a list"),
+        ("date: 12345", "front matter 'date': 12345 is a number, not a date"),
+        ("date: 20261399", "front matter 'date': cannot parse date '20261399'"),
+        ("published: someday", "front matter 'published': cannot parse date 'someday'"),
+        ("date: [2026]", "front matter 'date' must be a date like 2026-11-01, got a list"),
+    ],
+)
+def test_front_matter_fields_of_the_wrong_type_are_one_line_errors_naming_file_and_field(front, problem):
+    with pytest.raises(SourceError) as e:
+        md(f"---\ntitle: T\n{front}\n---\nBody." if not front.startswith("title") else f"---\n{front}\n---\nBody.")
+    assert str(e.value).startswith("/tmp/site/post.md: ")
+    assert problem in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_an_eight_digit_yaml_integer_date_is_yyyymmdd_not_a_unix_timestamp():
+    a = md("---\ntitle: T\ndate: 20261122\n---\nBody.")
+    assert a.published == datetime(2026, 11, 22, tzinfo=timezone.utc)

@@ -6,11 +6,16 @@ video (one URL or a list), url, slug, lang, dir, site_name, read_time, id/guid.
 Without ``url`` the link is ``config.site_url`` + the slug (front matter ``slug``, else the
 file name without a leading ``YYYY-MM-DD-``). A local image path is resolved against the
 file's folder and kept as an absolute local path, for compose to turn into a thumbnail.
+
+Text fields (title, authors, category, tags, summary, image_alt, site_name) are plain text:
+HTML tags are stripped and entities decoded, as for feeds. A field of the wrong shape (a list
+where text is expected, ``dir: sideways``, ``read_time: lots``) is an error naming the file and
+the field. A YAML number as ``date`` is never a Unix timestamp: exactly eight digits
+(``20261122``) are read as YYYYMMDD, any other number is an error.
 """
 
 from __future__ import annotations
 
-import html as htmllib
 import re
 import urllib.parse
 from pathlib import Path
@@ -76,10 +81,7 @@ def parse_markdown(
     path = Path(urllib.parse.unquote(urllib.parse.urlsplit(base_url).path.rsplit("/", 1)[-1] or "index")) if base_url else Path(path)
     meta, body = _split_front_matter(content, name)
 
-    title = meta.get("title")
-    if title is not None and not isinstance(title, (str, int, float)):
-        raise SourceError(name, "front matter 'title' must be text")
-    title = _plain(title) if title is not None else ""
+    title = _text_field(meta, name, "title")
     if not title:
         m = _H1.match(body)
         if m:
@@ -89,12 +91,9 @@ def parse_markdown(
         raise SourceError(name, "missing title (add 'title:' to the front matter or start with a '# Heading')")
 
     published = None
-    raw_date = meta.get("date", meta.get("published"))
+    date_key, raw_date = _first(meta, "date", "published")
     if raw_date is not None:
-        try:
-            published = dates.parse_date(raw_date, config.timezone)
-        except ValueError as e:
-            raise SourceError(name, f"front matter 'date': {e}") from None
+        published = _front_matter_date(raw_date, date_key, name, config)
     else:
         m = _DATE_PREFIX.match(path.stem)
         if m:
@@ -119,8 +118,8 @@ def parse_markdown(
     body_html = sanitize.sanitize_html(html, base_url=url)
     paragraphs = sanitize.html_paragraphs(_without_headings(html))
 
-    summary = meta.get("summary", meta.get("description", meta.get("excerpt")))
-    summary = text.truncate_words(_plain(summary)) if summary else text.truncate_words(text.first_paragraph(paragraphs))
+    summary = _text_field(meta, name, "summary", "description", "excerpt")
+    summary = text.truncate_words(summary) if summary else text.truncate_words(text.first_paragraph(paragraphs))
 
     image = _image(meta, body, path, title, name, base_url)
 
@@ -137,27 +136,36 @@ def parse_markdown(
     if trailing_video:
         video.add_video(videos, trailing_video)
 
-    lang = text.normalize_lang(meta.get("lang") or meta.get("language"))
-    direction = str(meta.get("dir") or "").lower()
+    lang = text.normalize_lang(_text_field(meta, name, "lang", "language") or None)
+    direction = _text_field(meta, name, "dir").lower()
+    if direction not in {"", "auto", "ltr", "rtl"}:
+        raise SourceError(name, f"front matter 'dir' must be ltr, rtl or auto, got {meta['dir']!r}")
     if direction not in {"ltr", "rtl"}:
         direction = text.text_direction(lang, title + " " + " ".join(paragraphs[:3]))
 
-    read_time = readtime.parse_read_time(meta.get("read_time", meta.get("reading_time")))
+    rt_key, raw_read_time = _first(meta, "read_time", "reading_time")
+    read_time = readtime.parse_read_time(raw_read_time)
+    if raw_read_time is not None and read_time is None:
+        raise SourceError(name, f"front matter '{rt_key}' must be a number of minutes (5, \"5 min\"), got {raw_read_time!r}")
     if read_time is None:
         read_time = readtime.read_time_minutes(title + " " + " ".join(paragraphs))
 
-    category = meta.get("category") or meta.get("categories")
-    if isinstance(category, list):
-        category = category[0] if category else None
-    guid = meta.get("guid", meta.get("id"))
+    category = _list_field(meta, name, "category", "categories")
+    category = category[0] if category else None
+    guid = _text_field(meta, name, "guid", "id")
+    authors: list[str] = []
+    for author in _list_field(meta, name, "authors", "author", names=True):
+        for n in text.split_names(author):
+            if n not in authors:
+                authors.append(n)
 
     return Article(
         title=title,
         url=url,
-        authors=text.split_names(meta.get("authors", meta.get("author"))),
+        authors=authors,
         published=published,
-        category=_plain(category) if category else None,
-        tags=text.split_tags(meta.get("tags")),
+        category=category,
+        tags=text.split_tags(_list_field(meta, name, "tags", "tag", comma_list=True)),
         summary=summary,
         body=body_html,
         image=image,
@@ -165,15 +173,77 @@ def parse_markdown(
         read_time_minutes=read_time,
         lang=lang,
         dir=direction,
-        site_name=str(meta["site_name"]) if meta.get("site_name") else None,
+        site_name=_text_field(meta, name, "site_name") or None,
         source=name,
-        guid=str(guid) if guid is not None else None,
+        guid=guid or None,
     )
 
 
+def _first(meta: dict, *keys: str) -> tuple[str, object]:
+    """(the first of ``keys`` present in the front matter, its value); (keys[0], None) when none is."""
+    for k in keys:
+        if meta.get(k) is not None:
+            return k, meta[k]
+    return keys[0], None
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list", bool: "true/false"}.get(type(value), type(value).__name__)
+
+
 def _plain(value: object) -> str:
-    """Front matter text is plain text: entities decoded, whitespace folded, angle brackets kept as written."""
-    return " ".join(htmllib.unescape(str(value)).split())
+    """Front matter text is plain text: tags stripped (``<b>x</b>`` → ``x``; write ``&lt;`` for a literal
+    angle bracket pair), entities decoded, whitespace folded — the same as feed titles."""
+    return sanitize.clean_text(str(value))
+
+
+def _text_field(meta: dict, name: str, *keys: str) -> str:
+    """A one-line plain-text field ("" when absent); a list, mapping, date or true/false is an error naming it."""
+    key, value = _first(meta, *keys)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SourceError(name, f"front matter '{key}' must be text, got {_kind(value)} (quote the value)")
+    return _plain(value)
+
+
+def _list_field(meta: dict, name: str, *keys: str, names: bool = False, comma_list: bool = False) -> list[str]:
+    """A field that takes one value or a list of them (tags, authors, category) as plain text;
+    a mapping (or a list holding lists) is an error naming the field. With ``names``, list items
+    may be ``{name: ...}`` mappings (authors)."""
+    key, value = _first(meta, *keys)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else (value.split(",") if comma_list and isinstance(value, str) else [value])
+    out: list[str] = []
+    for item in items:
+        if names and isinstance(item, dict) and isinstance(item.get("name"), str):
+            item = item["name"]
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            want = "a name or a list of names" if names else "text or a list of text"
+            raise SourceError(name, f"front matter '{key}' must be {want}, got {_kind(value if not isinstance(value, list) else item)}")
+        text_ = _plain(item)
+        if text_:
+            out.append(text_)
+    return out
+
+
+def _front_matter_date(value: object, key: str, name: str, config: Config):
+    """The article date from front matter. A YAML number is never a Unix timestamp: exactly eight
+    digits (``20261122``) read as YYYYMMDD, any other number is an error naming the field."""
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        raise SourceError(name, f"front matter '{key}' must be a date like 2026-11-01, got {_kind(value)}")
+    if isinstance(value, (int, float)):
+        if isinstance(value, int) and 10_000_000 <= value <= 99_999_999:
+            value = str(value)  # YYYYMMDD, parsed with the string formats below
+        else:
+            raise SourceError(name, f"front matter '{key}': {value!r} is a number, not a date (write 2026-11-01)")
+    try:
+        return dates.parse_date(value, config.timezone)
+    except ValueError as e:
+        raise SourceError(name, f"front matter '{key}': {e}") from None
 
 
 def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
@@ -264,13 +334,15 @@ def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = 
 
 
 def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: str | None = None) -> Image | None:
-    raw = meta.get("image", meta.get("cover_image", meta.get("hero")))
-    alt = meta.get("image_alt")
+    key, raw = _first(meta, "image", "cover_image", "hero")
+    alt = _text_field(meta, name, "image_alt")
     width = height = None
     if isinstance(raw, dict):
-        alt = alt or raw.get("alt")
+        alt = alt or _text_field(raw, name, "alt")
         width, height = raw.get("width"), raw.get("height")
         raw = raw.get("url") or raw.get("src") or raw.get("path")
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, str)):
+        raise SourceError(name, f"front matter '{key}' must be a path or URL (or a mapping with url and alt), got {_kind(raw)}")
     if raw:
         ref = str(raw)
     else:
@@ -281,7 +353,7 @@ def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: s
     url = _resolve_image_path(ref, path, name, base_url)
     return Image(
         url=url,
-        alt=_plain(alt) if alt else title,
+        alt=alt or title,
         width=width if isinstance(width, int) else None,
         height=height if isinstance(height, int) else None,
     )
