@@ -296,3 +296,24 @@ def test_a_vimeo_entry_uses_its_own_thumbnail_for_the_video_card():
     v = parse(xml)[0].videos[0]
     assert (v.provider, v.id, v.title) == ("vimeo", "76979871", "Harbour at dusk")
     assert v.thumbnail_url == "https://i.vimeocdn.com/video/452001751_640.jpg"
+
+
+def test_strict_makes_an_unparseable_entry_date_an_error_and_without_it_a_warning(tmp_path):
+    feed = tmp_path / "feed.xml"
+    feed.write_text(rss_item("<title>x</title><link>https://site.example.com/x</link><pubDate>sometime soon</pubDate>"))
+    result = load_sources([str(feed)], CONFIG)
+    assert result.articles[0].published is None
+    assert result.warnings == [f"{feed}: entry 1 ('x'): cannot parse date 'sometime soon'; left undated"]
+    with pytest.raises(SourceError, match="entry 1 \\('x'\\): cannot parse date 'sometime soon'$"):
+        load_sources([str(feed)], CONFIG, strict=True)
+
+
+def test_json_feed_unparseable_date_is_a_warning_and_strict_error(tmp_path):
+    feed = tmp_path / "feed.json"
+    feed.write_text('{"version": "https://jsonfeed.org/version/1.1", "title": "S", "items": ['
+                    '{"id": "1", "url": "https://site.example.com/1", "title": "One", "date_published": "whenever"}]}')
+    result = load_sources([str(feed)], CONFIG)
+    assert result.articles[0].published is None
+    assert any("cannot parse date 'whenever'; left undated" in w for w in result.warnings)
+    with pytest.raises(SourceError, match="cannot parse date 'whenever'"):
+        load_sources([str(feed)], CONFIG, strict=True)

@@ -41,7 +41,9 @@ def load_sources(sources: list[str], config: Config, *, strict: bool = False) ->
         if isinstance(item, SourceError):
             if strict:
                 raise item
-            result.warnings.append(f"skipped {item}")
+            # Some problems keep the item (a feed entry whose date cannot be read is kept undated).
+            kept = getattr(item, "kept", None)
+            result.warnings.append(f"{item}; {kept}" if kept else f"skipped {item}")
         else:
             result.warnings.append(str(item))
 

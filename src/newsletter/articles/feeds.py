@@ -25,6 +25,13 @@ from ..errors import SourceError
 from . import dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
+class UndatedEntry(SourceError):
+    """An entry whose date cannot be read: kept undated with a warning, an error with ``--strict``
+    (like a Markdown file's bad date)."""
+
+    kept = "left undated"
+
+
 _IMAGE_EXT = re.compile(r"\.(jpe?g|png|gif|webp|avif|bmp)(?:$|[?#])", re.IGNORECASE)
 _PIXEL_URL = re.compile(
     r"feedburner\.com/~r/|/~ff/|stats\.wordpress\.com|/(?:pixel|pixels|track|tracking|beacon|open)/|^/?[^ ]*\s(?:pixel|track|beacon)\.",
@@ -241,7 +248,7 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
             try:
                 published = dates.parse_date(raw_date, config.timezone)
             except ValueError:
-                notes.append(f"{what}: cannot parse date {raw_date.strip()[:40]!r}; left undated")
+                notes.append(UndatedEntry(what, f"cannot parse date {raw_date.strip()[:40]!r}"))
 
     authors = _authors(entry)
     tags: list[str] = []
@@ -455,16 +462,20 @@ def parse_json_feed(
     feed_lang = text.normalize_lang(doc.get("language"))
     feed_authors = doc.get("authors") or ([doc["author"]] if isinstance(doc.get("author"), dict) else [])
     articles: list[Article] = []
+    notes: list[SourceError] = []
     for index, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             if warn:
                 warn(SourceError(f"{source}: item {index}", "is not an object"))
             continue
         try:
-            articles.append(_json_item(item, index, source, config, site_link, site_name, feed_lang, feed_authors))
+            articles.append(_json_item(item, index, source, config, site_link, site_name, feed_lang, feed_authors, notes))
         except SourceError as e:
             if warn:
                 warn(e)
+    if warn:
+        for n in notes:
+            warn(n)
     if not items and warn:
         warn(f"{source}: feed has no entries")
     if items and not articles:
@@ -473,7 +484,7 @@ def parse_json_feed(
     return articles
 
 
-def _json_item(item: dict, index, source, config, site_link, site_name, feed_lang, feed_authors) -> Article:
+def _json_item(item: dict, index, source, config, site_link, site_name, feed_lang, feed_authors, notes=None) -> Article:
     def s(key: str) -> str:
         v = item.get(key)
         return v if isinstance(v, str) else ""
@@ -493,13 +504,17 @@ def _json_item(item: dict, index, source, config, site_link, site_name, feed_lan
     if not link:
         raise SourceError(what, "has no link")
     published = None
+    bad_date = None
     for key in ("date_published", "date_modified"):
         if s(key):
             try:
                 published = dates.parse_date(s(key), config.timezone)
                 break
             except ValueError:
+                bad_date = bad_date or s(key)
                 continue
+    if published is None and bad_date and notes is not None:
+        notes.append(UndatedEntry(what, f"cannot parse date {bad_date.strip()[:40]!r}"))
     authors_raw = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else []) or feed_authors
     authors = text.split_names([a.get("name") for a in authors_raw if isinstance(a, dict) and isinstance(a.get("name"), str)])
     tags = text.split_tags([t for t in item.get("tags") or [] if isinstance(t, str)]) if isinstance(item.get("tags"), list) else []
