@@ -141,15 +141,25 @@ def test_empty_database_asks_for_upgrade(tmp_path, run):
     one_line_error(run(tmp_path, "subscribers", "list", check=False), "newsletter db upgrade")
 
 
+def _dump(path: Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
 def test_read_only_database_file(workdir, run):
     path = workdir / "newsletter.db"
-    before = path.read_bytes()
+    before = _dump(path)
     os.chmod(path, stat.S_IRUSR)
     try:
         one_line_error(run(workdir, "subscribers", "add", "x@example.com", "--list", "weekly", check=False), "read-only")
     finally:
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-    assert path.read_bytes() == before
+    assert _dump(path) == before
 
 
 def test_import_help_says_resubscribe_needs_fresh_consent(tmp_path, run):
