@@ -212,7 +212,8 @@ def test_a_feed_saved_as_txt_still_loads():
 
 def test_html_page_goes_to_the_page_parser(tmp_path):
     p = tmp_path / "page.html"
-    p.write_text("<!doctype html><html lang='en'><head><title>A page about cranes</title></head>"
+    p.write_text("<!doctype html><html lang='en'><head><title>A page about cranes</title>"
+                 "<link rel='canonical' href='https://example.org/cranes'></head>"
                  "<body><article><h1>A page about cranes</h1><p>" + "Cranes lift things. " * 30 + "</p></article></body></html>")
     try:
         import newsletter.articles.pages  # noqa: F401

@@ -511,3 +511,21 @@ def test_related_articles_in_json_ld_are_not_the_page():
                "<p>Traffic crossed the river again this morning after eight months of repairs.</p>")
     a = parse_page(doc.encode(), "https://example.org/bridge")
     assert (a.title, a.authors) == ("The bridge reopens", ["Nadia Park"])
+
+
+def test_a_local_page_without_a_canonical_url_is_skipped_with_a_warning_naming_it(tmp_path):
+    from newsletter.articles import load_sources
+    from newsletter.config import Config
+
+    (tmp_path / "post.md").write_text("---\ntitle: Post\n---\nWords.")
+    bare = tmp_path / "bare.html"
+    bare.write_bytes((PAGES / "no_meta.html").read_bytes())
+    with_canonical = tmp_path / "story.html"
+    with_canonical.write_bytes((PAGES / "opengraph.html").read_bytes())
+    result = load_sources([str(tmp_path)], Config())
+    assert sorted(a.url.startswith("https://") for a in result.articles) == [True, True]
+    assert result.warnings == [f"skipped {bare}: no canonical URL; add <link rel=canonical> or serve it"]
+    with pytest.raises(SourceError, match="bare.html: no canonical URL"):
+        load_sources([str(tmp_path)], Config(), strict=True)
+    with pytest.raises(SourceError, match="bare.html: no canonical URL"):
+        load_sources([str(bare)], Config())

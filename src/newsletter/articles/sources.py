@@ -206,6 +206,9 @@ def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> A
     article = pages.parse_page(content, url, charset=charset)
     if not article.source:
         article.source = source
+    if not fetching.is_url(article.url or ""):
+        # A saved page names no public address: a card could not link anywhere (like a feed entry without a link).
+        raise SourceError(source, "no canonical URL; add <link rel=canonical> or serve it")
     return article
 
 
