@@ -384,7 +384,7 @@ def test_cli_warnings_go_to_stderr_and_strict_turns_them_into_errors(tmp_path):
         ([str(BAD / "bad-date.md")], "bad-date.md: front matter 'date'", 1),
         ([str(FEEDS / "not-a-feed.xml")], "not-a-feed.xml: not an RSS, Atom or RDF feed", 1),
         (["/no/such/file.md"], "/no/such/file.md: no such file or directory", 1),
-        ([str(GOOD), "--since", "soonish"], "--since", 2),
+        ([str(GOOD), "--since", "soonish"], "error: --since 'soonish': expected a duration like 7d", 1),
         ([str(GOOD), "--format", "xml"], "--format", 2),
     ],
 )
@@ -392,6 +392,8 @@ def test_cli_bad_input_exits_non_zero_without_traceback(args, needle, code):
     r = run_cli(*args)
     assert r.returncode == code
     assert needle in r.stderr
+    if code == 1:
+        assert r.stderr.strip().count("\n") == 0, r.stderr  # one line, no Typer box
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 

@@ -33,7 +33,7 @@ def articles_command(
     """List the articles SOURCES hold, newest first (duplicates merged). Warnings go to stderr."""
     from ..articles import load_sources
     from ..articles.dates import parse_since, zone
-    from ..errors import ConfigError
+    from ..errors import ConfigError, SelectionError
 
     config = get_config(ctx)
     try:
@@ -45,7 +45,7 @@ def articles_command(
         try:
             cutoff = parse_since(since, tz=config.timezone)
         except ValueError as e:
-            raise typer.BadParameter(str(e).replace(f"--since {since!r}: ", ""), param_hint="'--since'") from None
+            raise SelectionError(str(e)) from None  # one line, exit 1: the same as `compose --since`
 
     result = load_sources(list(sources), config, strict=strict)
     for w in result.warnings:
