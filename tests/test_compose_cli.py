@@ -125,3 +125,20 @@ def test_feed_url_that_does_not_answer_is_a_one_line_error(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {url}") and "timed out" in lines[0], lines
+
+
+def test_source_files_skipped_with_warnings_are_counted_in_the_summary(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in (REPO / "tests/fixtures/compose/good").iterdir():
+        (src / f.name).write_bytes(f.read_bytes())
+    (src / "bad.md").write_text("---\ntitle: Bad\ndate: someday\n---\nBroken.")
+    (src / "README.txt").write_text("Notes for whoever edits this folder.\n")
+    r = run(src, "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert "Found 2 articles, selected 2, skipped 0." in r.stdout
+    assert "2 sources skipped" in r.stdout
+    assert f"  {src / 'bad.md'}: front matter 'date': cannot parse date 'someday'" in r.stdout
+    assert f"  {src / 'README.txt'}: not a recognised source" in r.stdout
+    meta = json.loads((tmp_path / "o/digest.json").read_text())
+    assert {s["what"] for s in meta["sources_skipped"]} == {str(src / "bad.md"), str(src / "README.txt")}

@@ -20,6 +20,8 @@ class LoadResult:
 
     articles: list[Article] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Files, entries and sources left out, as (what, reason): bad articles and ignored non-article files.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def load_sources(sources: list[str], config: Config, *, strict: bool = False) -> LoadResult:
@@ -38,12 +40,17 @@ def load_sources(sources: list[str], config: Config, *, strict: bool = False) ->
     result = LoadResult()
 
     def warn(item: str | SourceError) -> None:
-        if isinstance(item, SourceError):
+        if isinstance(item, SourceError) and getattr(item, "ignored", False):
+            result.warnings.append(f"ignored {item}")
+            result.skipped.append((item.source, item.problem))
+        elif isinstance(item, SourceError):
             if strict:
                 raise item
             # Some problems keep the item (a feed entry whose date cannot be read is kept undated).
             kept = getattr(item, "kept", None)
             result.warnings.append(f"{item}; {kept}" if kept else f"skipped {item}")
+            if not kept:
+                result.skipped.append((item.source, item.problem))
         else:
             result.warnings.append(str(item))
 
@@ -56,6 +63,7 @@ def load_sources(sources: list[str], config: Config, *, strict: bool = False) ->
                 raise
             failures.append(e)
             result.warnings.append(f"skipped {e}")
+            result.skipped.append((e.source, e.problem))
     if failures and len(failures) == len(sources):
         raise SourceError(
             failures[0].source,

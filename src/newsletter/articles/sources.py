@@ -35,6 +35,13 @@ _URL_LINE = re.compile(r"^https?://\S+$", re.IGNORECASE)
 FETCH_WORKERS = 4
 _NOT_A_SOURCE = "not a recognised source"
 
+class IgnoredFile(SourceError):
+    """A file beside the articles that is not one (a README, a binary, a FIFO): noted and skipped,
+    even with ``--strict``, since it is not a bad article."""
+
+    ignored = True
+
+
 # Called with a plain string for a note (a recovered feed) or with the SourceError of an item
 # that is being skipped (which ``--strict`` turns into a failure).
 Warn = Callable[["str | SourceError"], None]
@@ -224,7 +231,7 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
                 continue
             special = _special_kind(p)
             if special:
-                warn(f"ignored {p}: not a regular file ({special})")
+                warn(IgnoredFile(str(p), f"not a regular file ({special})"))
                 continue
             if p.suffix.lower() == ".json" and not _is_json_feed_file(p):
                 continue  # data files beside the articles; only JSON Feeds are sources
@@ -237,7 +244,7 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
         except SourceError as e:
             if e.problem.startswith(_NOT_A_SOURCE):
                 # A stray README, notes file or binary beside the articles: say so, but it is not a bad article.
-                warn(f"ignored {e}")
+                warn(IgnoredFile(e.source, e.problem))
                 continue
             failures.append(e)
             warn(e)

@@ -58,6 +58,13 @@ def compose_command(
         reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in reasons.items():
         say(f"  skipped {count}: {reason}")
+    if digest.sources_skipped:
+        k = len(digest.sources_skipped)
+        say(f"{k} source{'s' * (k != 1)} skipped (bad or non-article files, entries or URLs; not counted above):")
+        for what, reason in digest.sources_skipped[:20]:
+            say(f"  {what}: {reason}")
+        if k > 20:
+            say(f"  ... and {k - 20} more (see the warnings)")
     kb, budget = digest.html_size / 1024, HTML_BUDGET_BYTES // 1024
     status = "over budget, Gmail will clip it" if digest.over_budget else "within budget"
     images = f"{len(digest.images)} image(s) embedded in the .eml" if digest.images else f"{len(digest.assets)} image file(s) in assets/"

@@ -67,7 +67,8 @@ class Digest:
     """A composed digest: final inlined HTML, plain text, and what went into it.
 
     ``html`` and ``text`` still hold the merge tags (``*|UNSUBSCRIBE_URL|*`` ...) the dispatcher fills
-    per recipient. ``images`` are CID parts (``--embed-images``), ``assets`` files for ``out/assets/``.
+    per recipient. ``skipped`` is what selection left out; ``sources_skipped`` what could not be read.
+    ``images`` are CID parts (``--embed-images``), ``assets`` files for ``out/assets/``.
     """
 
     subject: str
@@ -85,6 +86,9 @@ class Digest:
     reply_to: str | None = None
     date: datetime | None = None
     newsletter_name: str = ""
+    # Source files, feed entries and URLs left out before selection, as (what, reason): bad
+    # articles skipped with a warning and non-article files ignored. Not counted in ``found``.
+    sources_skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def article_keys(self) -> list[str]:

@@ -32,4 +32,5 @@ def compose(sources: list[str], config: Config, options: ComposeOptions | None =
     digest.warnings = [*loaded.warnings, *digest.warnings]
     digest.found = len(loaded.articles)
     digest.skipped = selection.skipped
+    digest.sources_skipped = list(loaded.skipped)
     return digest
