@@ -295,3 +295,19 @@ def test_bad_from_address_writes_nothing(tmp_path, fixtures_dir):
     with pytest.raises(InvalidInput, match="from_address 'not an address': not an email address"):
         write_digest(d, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_template_without_an_unsubscribe_link_composes_with_a_warning(tmp_path, fixtures_dir):
+    import shutil
+
+    custom = tmp_path / "tpl"
+    shutil.copytree(fixtures_dir / "compose/templates/custom", custom)
+    mjml = custom / "digest.mjml"
+    mjml.write_text(mjml.read_text().replace('<a href="{{ unsubscribe_url }}">Leave</a>', ""))
+    d = compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(now=NOW, template_dir=str(custom)))
+    assert "*|UNSUBSCRIBE_URL|*" not in d.html
+    assert [w for w in d.warnings if "UNSUBSCRIBE_URL" in w] == [
+        f"{mjml}: the output has no *|UNSUBSCRIBE_URL|* (use {{{{ unsubscribe_url }}}}); dispatch will refuse to send it"
+    ]
+    # The shipped templates have it: no such warning.
+    assert not [w for w in compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(now=NOW)).warnings if "UNSUBSCRIBE" in w]

@@ -101,6 +101,16 @@ def size_warning(size: int) -> str | None:
     )
 
 
+def placeholder_warnings(template_dir: Path, html: str, text: str) -> list[str]:
+    """A template whose output has no unsubscribe link composes, but dispatch refuses to send it: say so now."""
+    tag = PLACEHOLDERS["unsubscribe_url"]
+    missing = [name for name, body in (("digest.mjml", html), ("digest.txt", text)) if tag not in body]
+    return [
+        f"{template_dir / name}: the output has no {tag} (use {{{{ unsubscribe_url }}}}); dispatch will refuse to send it"
+        for name in missing
+    ]
+
+
 def render(articles: list[Article], config: Config, options: ComposeOptions | None = None) -> Digest:
     """Render already-selected ``articles`` into a Digest (final HTML, text, images, warnings)."""
     options = options or ComposeOptions()
@@ -112,6 +122,7 @@ def render(articles: list[Article], config: Config, options: ComposeOptions | No
     warning = size_warning(size)
     if warning:
         warnings.append(warning)
+    warnings.extend(placeholder_warnings(template_dir, html, text))
     from_address = check_header("from_address", config.from_address or "")
     reply_to = check_header("reply_to", config.reply_to) if config.reply_to else None
     # Several cards may share one image: ship each file once.
