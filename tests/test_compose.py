@@ -311,3 +311,18 @@ def test_a_template_without_an_unsubscribe_link_composes_with_a_warning(tmp_path
     ]
     # The shipped templates have it: no such warning.
     assert not [w for w in compose([str(fixtures_dir / "compose/good")], Config(), ComposeOptions(now=NOW)).warnings if "UNSUBSCRIBE" in w]
+
+
+def test_written_files_are_readable_by_the_web_server_not_0600(tmp_path, digest):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    paths = write_digest(digest, tmp_path / "out")
+    files = [paths[k] for k in ("html", "text", "eml", "json")] + list(paths["assets"].iterdir())
+    assert len(files) == 5
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+        if umask == 0o022:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o644

@@ -14,12 +14,26 @@ from .message import build_message
 from .model import Asset, Digest, InlineImage
 
 
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    """0644 under the usual umask: digest files and assets are meant to be served (asset_base_url),
+    not private like mkstemp's 0600. The umask is read once (setting it is process-wide)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     # Write to a temporary file then rename, so a reader never sees half a digest.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
