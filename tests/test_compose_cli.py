@@ -142,3 +142,16 @@ def test_source_files_skipped_with_warnings_are_counted_in_the_summary(tmp_path)
     assert f"  {src / 'README.txt'}: not a recognised source" in r.stdout
     meta = json.loads((tmp_path / "o/digest.json").read_text())
     assert {s["what"] for s in meta["sources_skipped"]} == {str(src / "bad.md"), str(src / "README.txt")}
+
+
+def test_help_says_what_embed_images_changes_and_which_sources_are_accepted():
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    r = CliRunner().invoke(app, ["compose", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.replace("│", " ").split())
+    assert "cid: references for local images in digest.html too" in text
+    assert "digest.eml always embeds local images" in text
+    assert "text files listing URLs" in text and "URLs of feeds and pages" in text

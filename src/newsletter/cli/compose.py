@@ -13,7 +13,7 @@ from . import app, get_config
 @app.command("compose")
 def compose_command(
     ctx: typer.Context,
-    sources: Optional[List[str]] = typer.Argument(None, help="Markdown files or folders, RSS/Atom feed files or URLs, article pages (default: `sources` from the config)."),
+    sources: Optional[List[str]] = typer.Argument(None, help="Markdown files or folders, RSS/Atom/RDF/JSON feeds, HTML article pages, text files listing URLs, or http(s) URLs of feeds and pages (default: `sources` from the config)."),
     since: Optional[str] = typer.Option(None, "--since", help="Only articles published since: 7d, 24h, 2w, 2026-11-01 or an ISO date-time."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many articles (newest first)."),
     category: Optional[str] = typer.Option(None, "--category", help="Only articles in this category (case-insensitive)."),
@@ -22,7 +22,7 @@ def compose_command(
     template: Optional[Path] = typer.Option(None, "--template", help="Your own template folder (needs digest.mjml and digest.txt)."),
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject line (default: newsletter name and the top story)."),
     preheader: Optional[str] = typer.Option(None, "--preheader", help="Preview text shown after the subject (default: the story titles)."),
-    embed_images: bool = typer.Option(False, "--embed-images", help="Embed local images in the .eml as CID parts instead of linking out/assets/."),
+    embed_images: bool = typer.Option(False, "--embed-images", help="Use cid: references for local images in digest.html too, instead of assets/ or --asset-base-url links (digest.eml always embeds local images as CID parts)."),
     strict: bool = typer.Option(False, "--strict", help="A bad article is an error instead of a skipped-with-warning."),
     asset_base_url: Optional[str] = typer.Option(None, "--asset-base-url", help="Public URL where out/assets/ will be served (default: relative assets/)."),
 ) -> None:
