@@ -326,3 +326,25 @@ def test_written_files_are_readable_by_the_web_server_not_0600(tmp_path, digest)
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
         if umask == 0o022:
             assert stat.S_IMODE(f.stat().st_mode) == 0o644
+
+
+def test_card_dates_show_the_day_in_the_articles_own_offset():
+    tokyo = timezone(timedelta(hours=9))
+    written = Article(title="Kyoto trains", url="https://example.org/kyoto", published=datetime(2026, 11, 19, 6, 30, tzinfo=tokyo))
+    utc_feed = Article(title="Feed item", url="https://example.org/feed-item", published=datetime(2026, 11, 18, 23, 30, tzinfo=timezone.utc))
+    d = render([written, utc_feed], Config(timezone="Europe/Lisbon"), ComposeOptions(now=NOW))
+    assert "19 November 2026" in d.text  # what the author wrote, though it is still the 18th in Lisbon
+    assert "18 November 2026" in d.text  # a UTC date (feeds normalise to it) is shown in the configured zone
+    d = render([utc_feed], Config(timezone="Asia/Tokyo"), ComposeOptions(now=NOW))
+    assert "19 November 2026" in d.text and "18 November 2026" not in d.text
+
+
+def test_a_feed_date_keeps_the_offset_it_was_written_with():
+    from newsletter.articles.feeds import parse_feed
+
+    xml = ('<?xml version="1.0"?><rss version="2.0"><channel><title>S</title><link>https://example.org/</link>'
+           "<item><title>x</title><link>https://example.org/x</link><pubDate>Thu, 19 Nov 2026 06:30:00 +0900</pubDate></item>"
+           "</channel></rss>").encode()
+    a = parse_feed(xml, "feed.xml", Config())[0]
+    assert a.published == datetime(2026, 11, 18, 21, 30, tzinfo=timezone.utc)
+    assert a.published.utcoffset() == timedelta(hours=9)

@@ -239,9 +239,18 @@ def _entry_article(entry, index, source, config, site_link, site_name, feed_lang
         if st:
             try:
                 published = datetime.fromtimestamp(timegm(st), timezone.utc)
-                break
             except (OverflowError, ValueError, OSError):
                 continue
+            # feedparser normalises to UTC; keep the offset the feed wrote when it is the same instant
+            # (a digest shows the day the author dated it).
+            written = dict.get(entry, key[: -len("_parsed")])
+            try:
+                as_written = dates.parse_date(written, config.timezone) if isinstance(written, str) else None
+            except ValueError:
+                as_written = None
+            if as_written is not None and as_written == published:
+                published = as_written
+            break
     if published is None:
         raw_date = dict.get(entry, "published") or dict.get(entry, "updated") or dict.get(entry, "created")
         if raw_date and raw_date.strip():

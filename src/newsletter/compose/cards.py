@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 from ..articles.model import Article
@@ -103,6 +103,16 @@ def day_text(dt: datetime, tz) -> str:
     return f"{local.day} {local:%B %Y}"
 
 
+def article_day_text(dt: datetime, tz) -> str:
+    """The day an article is dated, as its author wrote it: in the date's own UTC offset when it
+    has one (``2026-11-19T06:30+09:00`` is 19 November even where it is still the 18th), else
+    (no offset, or plain UTC as feeds often normalise to) in the configured zone ``tz``."""
+    own = dt.tzinfo
+    if isinstance(own, timezone) and dt.utcoffset() != timedelta(0):
+        return f"{dt.day} {dt:%B %Y}"
+    return day_text(dt, tz)
+
+
 def zone(config: Config):
     """The configured time zone for dates shown in the digest (UTC when unknown)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -148,7 +158,7 @@ def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: li
         tags=[one_line(t) for t in a.tags if one_line(t)],
         summary=shorten(a.summary or "", SUMMARY_MAX),
         published=a.published,
-        date_text=day_text(a.published, tz) if a.published else "",
+        date_text=article_day_text(a.published, tz) if a.published else "",
         date_iso=a.published.isoformat() if a.published else "",
         read_time_minutes=minutes,
         read_time_text=f"{minutes} min read",
