@@ -114,6 +114,7 @@ def test_a_new_digest_knows_its_next_run_in_its_zone_and_in_utc(engine, config, 
     (dict(catch_up="sometimes"), ScheduleError, "catch-up"),
     (dict(min_articles=5, max_articles=3), InvalidInput, "--min-articles"),
     (dict(sources=[]), InvalidInput, "--source"),
+    (dict(sources=["/nonexistent/articles"]), InvalidInput, "--source /nonexistent/articles: no such file or folder"),
 ])
 def test_bad_definitions_are_refused_and_nothing_is_stored(engine, config, articles, change, error, words):
     with pytest.raises(error) as e:

@@ -156,6 +156,9 @@ def validate_spec(spec: DigestSpec, config: Config) -> cron.Schedule:
     for s in spec.sources:
         if not s.strip():
             raise InvalidInput("--source: empty value")
+        # A feed may be down today; a local path that does not exist is a typo.
+        if "://" not in s and not Path(s).expanduser().exists():
+            raise InvalidInput(f"--source {s}: no such file or folder")
     return sched
 
 
