@@ -167,8 +167,8 @@ def show_command(
     if info.counts:
         out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(info.counts.items())), markup=False)
     for r in problems:
-        label = "ambiguous?" if r.state == "sending" else r.state
-        out.print(f"  {label:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}", markup=False)
+        note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
+        out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
 
 
 def _change(ctx: typer.Context, campaign: str, action: str) -> None:
