@@ -112,9 +112,9 @@ def test_oversized_image_is_refused_with_a_warning_not_decoded(tmp_path, monkeyp
         ("grey.jpg", "L", {}, "image/jpeg"),
         ("print.jpg", "CMYK", {}, "image/jpeg"),
         ("palette.png", "P", {"transparency": 0}, "image/png"),
-        ("deep.png", "I;16", {}, "image/jpeg"),
+        ("deep.png", "I;16", {}, "image/png"),  # flat images from PNG/GIF: PNG is the smaller encoding
         ("photo.webp", "RGB", {}, "image/jpeg"),
-        ("frame.gif", "P", {}, "image/jpeg"),
+        ("frame.gif", "P", {}, "image/png"),
     ],
 )
 def test_any_common_image_mode_becomes_a_mail_safe_jpeg_or_png(tmp_path, name, mode, save, expected_type):
@@ -135,3 +135,35 @@ def test_thumbnail_cache_is_bounded(tmp_path, monkeypatch):
         PILImage.new("RGB", (64, 36), (i, i, i)).save(p)
         make_thumbnail(p)
     assert [k[0].rsplit("/", 1)[1] for k in thumbnails._cache] == ["p2.png", "p3.png", "p4.png"]
+
+
+def test_a_small_png_drawing_stays_a_small_png_not_a_bigger_jpeg():
+    from conftest import REPO
+
+    src = REPO / "articles/images/garden-beds.png"  # 960x640 flat-colour drawing, 8.6 KB
+    t = make_thumbnail(src)
+    assert (t.width, t.height) == (960, 540)
+    assert len(t.data) < src.stat().st_size  # the JPEG encoding was about 25 KB
+    assert t.content_type == "image/png" and t.filename.endswith(".png")
+
+
+def test_a_source_already_the_cards_size_and_shape_keeps_its_smaller_encoding(tmp_path):
+    src = tmp_path / "exact.jpg"
+    im = PILImage.new("RGB", (1152, 648))
+    for x in range(0, 1152, 8):  # detail a re-encode at quality 78 cannot shrink much
+        for y in range(0, 648, 8):
+            im.putpixel((x, y), ((x * 7) % 256, (y * 13) % 256, (x + y) % 256))
+    im.save(src, "JPEG", quality=40)
+    t = make_thumbnail(src)
+    assert (t.width, t.height) == (1152, 648)
+    assert t.data == src.read_bytes()
+    assert t.content_type == "image/jpeg"
+
+
+def test_an_opaque_photo_png_still_becomes_a_jpeg_when_that_is_smaller(tmp_path):
+    import os
+
+    src = tmp_path / "photo.png"
+    PILImage.frombytes("RGB", (1600, 900), os.urandom(1600 * 900 * 3)).save(src, "PNG")  # grain PNG cannot compress
+    t = make_thumbnail(src)
+    assert t.content_type == "image/jpeg" and (t.width, t.height) == (1152, 648)

@@ -79,9 +79,26 @@ def _slug(text: str) -> str:
     return s[:40].strip("-") or "image"
 
 
+# Source formats that are usually drawings or screenshots (PNG is tried besides JPEG), and the
+# formats every mail client shows, which are kept as they are when already the card's size.
+_LOSSLESS_FORMATS = {"PNG", "GIF", "BMP", "TIFF"}
+_KEEPABLE = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "GIF": ("gif", "image/gif")}
+
+
+def _encode(im, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        im.save(buf, "PNG", optimize=True)
+    else:
+        im.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+    return buf.getvalue()
+
+
 def make_thumbnail(path: Path) -> Thumbnail:
-    """Crop ``path`` to 16:9 (centred), scale it down to at most 1200x675 and re-encode it:
-    JPEG for photographs, PNG when the image has transparency. Raises OSError/ValueError when
+    """Crop ``path`` to 16:9 (centred), scale it down to at most 1152x648 and re-encode it:
+    JPEG for photographs, PNG when the image has transparency, and for PNG/GIF sources whichever
+    of PNG and JPEG is smaller; a source already the card's size and shape keeps its own bytes when
+    they are smaller. Raises OSError/ValueError when
     the file is missing or not an image. Results are cached by (path, mtime, size)."""
     from PIL import Image as PILImage, ImageOps
 
@@ -97,11 +114,15 @@ def make_thumbnail(path: Path) -> Thumbnail:
     with PILImage.open(path) as im:
         if im.width * im.height > MAX_PIXELS:
             raise ValueError(f"{im.width}x{im.height} pixels is too large for a card image")
+        original_size = im.size  # before draft() decodes a JPEG at a reduced scale
         if im.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the card.
             im.draft("RGB", (target_w, target_h))
         im.load()
-        im = ImageOps.exif_transpose(im)
+        source_format = im.format
+        if im.getexif().get(0x0112, 1) != 1:
+            im = ImageOps.exif_transpose(im)
+            source_format = None  # rotated: the original bytes would show the wrong way up
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
         # Never upscale: a small source is only cropped to the card's aspect.
         scale = min(1.0, max(target_w / im.width, target_h / im.height))
@@ -110,15 +131,18 @@ def make_thumbnail(path: Path) -> Thumbnail:
         if out_h > im.height * scale:
             out_h = max(1, round(im.height * scale))
             out_w = max(1, round(out_h * CARD_WIDTH / CARD_HEIGHT))
-        im = ImageOps.fit(im.convert("RGBA" if has_alpha else "RGB"), (out_w, out_h), PILImage.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        if has_alpha:
-            im.save(buf, "PNG", optimize=True)
-            ext, ctype = "png", "image/png"
-        else:
-            im.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
-            ext, ctype = "jpg", "image/jpeg"
-    data = buf.getvalue()
+        unchanged = (out_w, out_h) == im.size == original_size
+        fitted = ImageOps.fit(im.convert("RGBA" if has_alpha else "RGB"), (out_w, out_h), PILImage.Resampling.LANCZOS)
+        candidates: list[tuple[bytes, str, str]] = []
+        if has_alpha or source_format in _LOSSLESS_FORMATS:
+            # Drawings, charts and screenshots compress better losslessly: try PNG for them too.
+            candidates.append((_encode(fitted, "PNG"), "png", "image/png"))
+        if not has_alpha:
+            candidates.append((_encode(fitted, "JPEG"), "jpg", "image/jpeg"))
+        if unchanged and source_format in _KEEPABLE:
+            # Already the card's size and shape: the author's own encoding wins when it is smaller.
+            candidates.append((path.read_bytes(), *_KEEPABLE[source_format]))
+        data, ext, ctype = min(candidates, key=lambda c: len(c[0]))
     digest = hashlib.sha256(data).hexdigest()[:12]
     thumb = Thumbnail(f"{_slug(path.stem)}-{digest}.{ext}", ctype, data, out_w, out_h)
     with _cache_lock:
