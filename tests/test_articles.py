@@ -543,3 +543,10 @@ def test_front_matter_fields_of_the_wrong_type_are_one_line_errors_naming_file_a
 def test_an_eight_digit_yaml_integer_date_is_yyyymmdd_not_a_unix_timestamp():
     a = md("---\ntitle: T\ndate: 20261122\n---\nBody.")
     assert a.published == datetime(2026, 11, 22, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("label", ["Watch on YouTube", "watch", "Video", "Watch the video", "https://youtu.be/dQw4w9WgXcQ"])
+def test_a_trailing_video_link_with_generic_text_gives_no_video_title(label):
+    a = md(f"---\ntitle: Cranes\n---\nSome text.\n\n[{label}](https://youtu.be/dQw4w9WgXcQ)\n")
+    assert [(v.id, v.title) for v in a.videos] == [("dQw4w9WgXcQ", None)]
+    assert "youtu" not in a.body

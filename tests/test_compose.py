@@ -348,3 +348,19 @@ def test_a_feed_date_keeps_the_offset_it_was_written_with():
     a = parse_feed(xml, "feed.xml", Config())[0]
     assert a.published == datetime(2026, 11, 18, 21, 30, tzinfo=timezone.utc)
     assert a.published.utcoffset() == timedelta(hours=9)
+
+
+def test_a_video_without_a_title_is_just_play_video_on_youtube_and_images_have_no_height_auto():
+    from newsletter.articles.model import Video
+
+    v = Video("https://www.youtube.com/watch?v=aqz-KE-bpKQ", "youtube", "aqz-KE-bpKQ", "https://i.ytimg.com/vi/aqz-KE-bpKQ/hqdefault.jpg", None)
+    a = Article(title="Cranes", url="https://example.org/cranes", published=NOW, videos=[v],
+                image=Image(url="https://example.org/cranes.jpg", alt="Cranes at dusk"))
+    d = render([a], Config(), ComposeOptions(now=NOW))
+    root = lxml.html.fromstring(d.html)
+    assert 'height="auto"' not in d.html
+    links = [" ".join(x.text_content().split()) for x in root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]')]
+    assert any(t.endswith("Play video on YouTube") for t in links), links
+    assert not any("Play video on YouTube:" in t for t in links), links
+    assert root.xpath('//img[@alt="Play video on YouTube"]')
+    assert "Video on YouTube\nhttps://www.youtube.com/watch?v=aqz-KE-bpKQ" in d.text

@@ -292,11 +292,24 @@ def _lift_trailing_video(body: str) -> tuple[str, Video | None]:
     return body[: blocks[len(remaining)][0]].rstrip() + "\n", v
 
 
+# Link texts that say "here is a video" rather than what the video is: not a title.
+_GENERIC_VIDEO_TEXT = re.compile(
+    r"^(?:(?:click\s+(?:here\s+)?(?:to\s+)?)?(?:watch|play|view|see)(?:\s+(?:it|this|the|now|here))*)?\s*"
+    r"(?:(?:the|this)\s+)?(?:video|clip|film)?\s*(?:(?:on|at)\s+(?:youtube|vimeo))?\s*(?:here)?[\s.!:»→>-]*$",
+    re.IGNORECASE,
+)
+
+
 def _link_text(block: str) -> str | None:
+    """The text of a block that is one Markdown link, as a video title; None when it is not a link or
+    its text is generic ("Watch on YouTube", "video", the URL itself): then it is read like a bare URL."""
     m = re.fullmatch(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", block.strip())
-    if m and not re.match(r"https?://", m.group(1).strip()):
-        return " ".join(m.group(1).split())
-    return None
+    if not m:
+        return None
+    label = " ".join(m.group(1).split())
+    if re.match(r"https?://", label) or _GENERIC_VIDEO_TEXT.match(label.strip("*_ ")):
+        return None
+    return label
 
 
 def _plain_block(block: str) -> str:

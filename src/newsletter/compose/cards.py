@@ -139,12 +139,12 @@ def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: li
         vurl = safe_url(v.url)
         if not vurl:
             continue
-        vtitle = one_line(v.title) or title
+        vtitle = one_line(v.title)  # "" when unknown: the button then just says "Play video on YouTube"
         provider_name = PROVIDER_NAMES.get((v.provider or "").lower(), (v.provider or "video").title())
         thumb = None
         turl = safe_url(v.thumbnail_url)
         if turl.startswith(("http://", "https://")):
-            thumb = ImageRef(turl, f"Play video on {provider_name}: {vtitle}", CARD_WIDTH, None)
+            thumb = ImageRef(turl, f"Play video on {provider_name}" + (f": {vtitle}" if vtitle else ""), CARD_WIDTH, None)
         videos.append(VideoCard(vurl, (v.provider or "").lower(), provider_name, vtitle, thumb))
     direction = "rtl" if (a.dir or "").lower() == "rtl" else "ltr"
     minutes = max(1, int(a.read_time_minutes or 1))

@@ -5,6 +5,7 @@ through Jinja2 autoescaping, every link through :func:`safe_url`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ def render_mjml(template_dir: Path, context: dict[str, Any]) -> str:
         raise RenderError(f"{where}{line}: {e.message or type(e).__name__}") from None
 
 
+_IMG_HEIGHT_AUTO = re.compile(r"(<img\b[^>]*?)\s+height=\"auto\"", re.IGNORECASE)
+
+
 def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
     """MJML stage (mjml-python, the Rust MRML engine); ``name`` labels errors."""
     from mjml import mjml2html
@@ -87,9 +91,12 @@ def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
     try:
         # fonts={}: no <link> to Google Fonts for names like "Roboto" in a font stack — the
         # digest makes no third-party requests; templates that want a web font use <mj-font>.
-        return mjml2html(mjml_source, disable_comments=True, fonts={})
+        html = mjml2html(mjml_source, disable_comments=True, fonts={})
     except Exception as e:  # MRML raises plain exceptions with its parser message
         raise RenderError(f"{name}: not valid MJML once rendered: {e}") from None
+    # MRML writes height="auto" on every <mj-image>: not valid HTML (the attribute takes pixels);
+    # the inline style already says height:auto.
+    return _IMG_HEIGHT_AUTO.sub(r"\1", html)
 
 
 def size_warning(size: int) -> str | None:
