@@ -67,7 +67,7 @@ def test_sample_file_report_and_rejects(engine, tmp_path):
     r = import_file(engine, src, ImportOptions(list_slug="weekly"))
     assert (r.read, r.added, r.duplicates_in_file, r.recorded_unsubscribed, r.invalid) == (50, 41, 3, 1, 5)
     assert [x.line for x in r.rejects] == [47, 48, 49, 50, 51]
-    with open(tmp_path / "sample.csv.rejects.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "sample.rejects.csv", newline="", encoding="utf-8") as f:
         rejects = list(csv.DictReader(f))
     assert [x["line"] for x in rejects] == ["47", "48", "49", "50", "51"] and rejects[0]["email"] == "not-an-address"
     st_ = statuses(engine)
@@ -102,7 +102,7 @@ def test_other_encodings_need_encoding_flag(engine, tmp_path):
 def test_rejects_file_is_spreadsheet_safe(engine, tmp_path):
     p = write(tmp_path, "in.csv", 'email\n"=HYPERLINK(""http://example.com"")"\n')
     import_file(engine, p, ImportOptions(list_slug="weekly"))
-    with open(tmp_path / "in.csv.rejects.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "in.rejects.csv", newline="", encoding="utf-8") as f:
         [row] = list(csv.DictReader(f))
     assert row["email"].startswith("'=HYPERLINK")
     elsewhere = str(tmp_path / "rejects-elsewhere.csv")  # a str path is fine too

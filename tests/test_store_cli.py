@@ -82,7 +82,7 @@ def workdir(tmp_path, run):
 def test_quickstart_flow(workdir, run):
     r = run(workdir, "subscribers", "import", "sample.csv", "--list", "weekly")
     assert "added                    41" in r.stdout and "line 47: 'not-an-address'" in r.stdout
-    assert (workdir / "sample.csv.rejects.csv").exists()
+    assert (workdir / "sample.rejects.csv").exists() and not (workdir / "sample.csv.rejects.csv").exists()
     counts = json.loads(run(workdir, "lists", "list", "--format", "json").stdout)[0]["counts"]
     assert counts["active"] == 41 and counts["unsubscribed"] == 1
 

@@ -65,7 +65,7 @@ class ImportOptions:
     resubscribe: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str | None = None  # consent source recorded on new subscribers (default "import:<file name>")
-    rejects_path: str | os.PathLike | None = None  # default: <input>.rejects.csv
+    rejects_path: str | os.PathLike | None = None  # default: <input stem>.rejects.csv beside it (a.csv -> a.rejects.csv)
 
 
 @dataclass
@@ -641,7 +641,7 @@ def import_file(
     total = check_file(p, opts)
     report = ImportReport(path=str(p), list_slug=opts.list_slug)
     writer = _Writer(engine, lst["id"], lst["opt_in"], opts, opts.source or f"import:{p.name}", report)
-    rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.name + ".rejects.csv")
+    rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.stem + ".rejects.csv")
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
     reader = _Reader(p, opts, fmt, report, rejects_path)
