@@ -214,6 +214,32 @@ def test_unsubscribed_or_suppressed_mid_send_are_skipped(env_any, smtp_server):
     assert "reader7@example.com" not in smtp_server.recipient_counts()
 
 
+def test_who_leaves_after_their_row_was_claimed_is_still_skipped(env_any, smtp_server):
+    """Claims run ahead of the lanes (all 8 rows here are claimed at once); at 4 messages/s the
+    last copies wait ~2 s in the queue, and readers who leave meanwhile must get nothing."""
+    engine, config = env_any
+    add_people(engine, "weekly", 8)
+    c = make_campaign(engine, config)
+
+    def leaver():
+        smtp_server.wait_for(1, timeout=10)
+        unsubscribe(engine, "reader7@example.com", "weekly")
+        suppress(engine, "reader6@example.com", reason="complaint")
+
+    t = threading.Thread(target=leaver, daemon=True)
+    t.start()
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=1, rate="4/s")
+    t.join(timeout=10)
+    got = smtp_server.recipient_counts()
+    assert "reader7@example.com" not in got and "reader6@example.com" not in got
+    assert sum(got.values()) == 6
+    assert s.counts == {"sent": 6, "skipped": 2} and s.skipped_now == 2
+    with engine.begin() as conn:
+        rows = {r.email: r for r in q.delivery_rows(conn, c.id, ("skipped",))}
+    assert set(rows) == {"reader6@example.com", "reader7@example.com"}
+    assert all("unsubscribed or suppressed" in r.last_reply for r in rows.values())
+
+
 def test_pause_from_elsewhere_stops_and_resume_finishes_without_duplicates(env_any, smtp_server_factory):
     engine, config = env_any
     add_people(engine, "weekly", 40)

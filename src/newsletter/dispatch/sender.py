@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 LOCK_HEARTBEAT_S = 5.0
 LOCK_STALE_S = 60.0
+# Claims run ahead of the lanes; a claimed row older than this is re-checked (with the next rows
+# in the queue, one query per group) just before its message goes out.
+RECHECK_AFTER_S = 0.5
+RECHECK_GROUP = 50
 
 
 @dataclass
@@ -267,6 +271,7 @@ class _Item:
     recipient: Recipient
     attempts: int
     created_at: datetime
+    checked_at: float = 0.0  # time.monotonic() when the subscriber was last seen still wanting it
 
 
 class _Run:
@@ -291,6 +296,30 @@ class _Run:
         self.in_flight = 0
         self.uncommitted = 0  # results computed but not yet in the database
         self.commit = _GroupCommit(engine, worker, self._suppress, self._committed)
+        self.recheck_lock = threading.Lock()
+        self.unwanted: set[int] = set()  # claimed rows found skipped just before sending
+        self.skipped_now = 0
+
+    def still_wanted(self, item: _Item) -> bool:
+        """False when the item's reader left since the claim (its row is then ``skipped``).
+
+        Rows checked less than RECHECK_AFTER_S ago pass; otherwise this item and the next rows
+        waiting in the queue are checked in one statement, so the cost is one query per group."""
+        with self.recheck_lock:
+            if item.id in self.unwanted:
+                return False
+            if time.monotonic() - item.checked_at <= RECHECK_AFTER_S:
+                return True
+            with self.queue.mutex:
+                group = [item] + [i for i in list(self.queue.queue)[:RECHECK_GROUP - 1] if i.id != item.id]
+            with transaction(self.engine) as conn:
+                gone = q.skip_unwanted_claimed(conn, self.cid, [i.id for i in group], self.worker)
+            now = time.monotonic()
+            for i in group:
+                i.checked_at = now
+            self.unwanted.update(gone)
+            self.skipped_now += len(gone)
+            return item.id not in self.unwanted
 
     def _committed(self, n: int) -> None:
         with self.lock:
@@ -401,8 +430,13 @@ class _Lane(threading.Thread):
     def _one(self, item: "_Item", carry: dict | None) -> dict | None:
         """Handle one claimed item; returns the result to record with the next commit."""
         r = self.r
+        if item.id in r.unwanted:
+            return carry
         if not r.limiter.acquire(r.stop_all) or not self.t_limiter_acquire():
             r.queue.put(item)
+            return carry
+        # After the rate limiter's wait, so the check is as close to the send as it can be.
+        if not r.still_wanted(item):
             return carry
         try:
             built = r.factory.build(item.recipient)
@@ -659,7 +693,8 @@ def send_campaign(
                     rows = []
             for r in rows:
                 run.queue.put(_Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "",
-                                                    r.attributes or {}), r.attempts, r.created_at))
+                                                    r.attributes or {}), r.attempts, r.created_at,
+                                    time.monotonic()))
             if rows or ids:
                 continue
             # Nothing claimable now: wait for lanes to drain, then for deferred rows or the end.
@@ -729,7 +764,7 @@ def send_campaign(
     return SendSummary(
         campaign_id=cid, status=st_row[0], status_reason=st_row[1], counts=counts,
         transport=", ".join(t.describe() for t in transports), worker_id=worker,
-        sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now,
+        sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now + run.skipped_now,
         suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent,
         elapsed=time.monotonic() - t0, stopped=stopped,
     )

@@ -189,6 +189,33 @@ def skip_unwanted(conn: Connection, campaign_id: int, ids: Sequence[int], now: d
     return conn.execute(stmt).rowcount or 0
 
 
+def skip_unwanted_claimed(conn: Connection, campaign_id: int, ids: Sequence[int], worker_id: str,
+                          now: datetime | None = None) -> list[int]:
+    """Just before sending: mark ``skipped`` those of a worker's ``claimed`` rows whose subscriber
+    left (unsubscribed, bounced, suppressed) since the claim, and return their ids.
+
+    Shape: ``UPDATE deliveries SET state='skipped' WHERE id IN (:ids) AND state='claimed' AND
+    worker_id=:w AND NOT (active on a target list AND NOT suppressed) RETURNING id``. Claims run
+    ahead of the sending lanes (minutes at a low rate), so the claim-time check alone would still
+    mail someone who unsubscribed meanwhile; senders run this once per small group of rows."""
+    if not ids:
+        return []
+    now = now or utcnow()
+    stmt = (
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(list(ids)),
+            deliveries.c.state == "claimed",
+            deliveries.c.worker_id == worker_id,
+            not_(_still_wanted(campaign_id)),
+        )
+        .values(state="skipped", last_reply="not sent: unsubscribed or suppressed since the campaign started",
+                worker_id=None, updated_at=now)
+        .returning(deliveries.c.id)
+    )
+    return [r[0] for r in conn.execute(stmt)]
+
+
 def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
     """The rows in ``ids`` still ``claimed``, with what personalization needs from the subscriber.
 
