@@ -148,11 +148,28 @@ def test_malformed_csv_is_one_line_error_and_stores_nothing(engine, tmp_path, te
     assert counts(engine) == (1, 1)
 
 
-def test_bad_json_line_stores_nothing(engine, tmp_path):
-    p = write(tmp_path, "x.jsonl", '{"email": "a@example.com"}\n{"email": "b@example.com"\n')
-    with pytest.raises(InvalidInput, match="line 2: invalid JSON"):
+def test_bad_json_lines_are_rejected_and_the_rest_imports(engine, tmp_path):
+    good = [f'{{"email": "p{i}@example.com"}}' for i in range(6)]
+    lines = good[:3] + ["not json", '["list"]'] + good[3:5] + ['{"email": "b@example.com"', "42"] + good[5:]
+    p = write(tmp_path, "people.jsonl", "\n".join(lines) + "\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=2))
+    assert (r.read, r.added, r.invalid) == (10, 6, 4)
+    assert [(x.line, x.email) for x in r.rejects] == [(4, "not json"), (5, '["list"]'), (8, '{"email": "b@example.com"'), (9, "42")]
+    assert r.rejects[0].reason.startswith("invalid JSON") and r.rejects[1].reason == "not a JSON object (a JSON array)"
+    assert r.rejects[3].reason == "not a JSON object (a JSON number)"
+    with open(tmp_path / "people.rejects.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(x["line"], x["email"]) for x in rows] == [("4", "not json"), ("5", '["list"]'), ("8", '{"email": "b@example.com"'), ("9", "42")]
+    assert counts(engine) == (6, 6)
+
+
+@pytest.mark.parametrize("first", ["email,name", '["a@example.com"]', "{oops"])
+def test_jsonl_file_whose_first_line_is_not_an_object_is_refused_up_front(engine, tmp_path, first):
+    p = write(tmp_path, "x.jsonl", "\n" + first + '\n{"email": "a@example.com"}\n')
+    with pytest.raises(InvalidInput, match=r"line 2: .*not a JSON Lines file") as e:
         import_file(engine, p, ImportOptions(list_slug="weekly"))
-    assert counts(engine) == (0, 0)
+    assert "\n" not in str(e.value)
+    assert counts(engine) == (0, 0) and not (tmp_path / "x.rejects.csv").exists()
 
 
 def test_missing_list_and_missing_file(engine, tmp_path):

@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from sqlalchemy.engine import Engine
 
@@ -247,17 +247,36 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
         raise InvalidInput(f"{path}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
 
 
-def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[Row]:
+class BadLine(NamedTuple):
+    """A JSON Lines line that is not a JSON object: rejected like an invalid address, not fatal."""
+
+    line: int
+    text: str  # the line as written (shortened), for the report and the rejects file
+    reason: str
+
+
+def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator["Row | BadLine"]:
+    """Rows of a JSON Lines file. A line that is not a JSON object comes out as a BadLine, except
+    the first non-blank line: when that is not an object the file is refused as not JSON Lines."""
     mapping = {k.strip(): v for k, v in opts.mapping.items()}
+    first = True
     for number, line in enumerate(_lines(path, opts.encoding), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
+            problem = None if isinstance(obj, dict) else f"not a JSON object (a JSON {_json_kind(obj)})"
         except json.JSONDecodeError as e:
-            raise InvalidInput(f"{path}: line {number}: invalid JSON: {e.msg}") from None
-        if not isinstance(obj, dict):
-            raise InvalidInput(f"{path}: line {number}: expected a JSON object per line")
+            problem = f"invalid JSON: {e.msg} (column {e.colno})"
+        if problem is not None:
+            if first:
+                raise InvalidInput(
+                    f"{path}: line {number}: {problem}: not a JSON Lines file (one {{...}} object per line)"
+                )
+            text = line.strip()
+            yield BadLine(number, text if len(text) <= 80 else text[:77] + "...", problem)
+            continue
+        first = False
         rec: dict[str, Any] = {"attrs": {}}
         for k, v in obj.items():
             target = mapping.get(k)
@@ -277,6 +296,10 @@ def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator
             else:
                 raise InvalidInput(f"--map {k}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
         yield number, rec.get("email", ""), rec.get("name", ""), rec.get("status", ""), rec["attrs"]
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iterator[Row]:
@@ -595,8 +618,12 @@ class _Reader:
         try:
             report, size = self.report, self.opts.batch_size
             batch: list[_Rec] = []
-            for line, email, name, status_raw, attrs in _rows(self.path, self.opts, self.fmt):
+            for row in _rows(self.path, self.opts, self.fmt):
                 report.read += 1
+                if isinstance(row, BadLine):
+                    self._reject(row.line, row.text, row.reason)
+                    continue
+                line, email, name, status_raw, attrs = row
                 status_text = status_raw.strip().lower() if status_raw else ""
                 if status_text not in STATUS_VALUES:
                     self._reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
