@@ -550,3 +550,19 @@ def test_a_trailing_video_link_with_generic_text_gives_no_video_title(label):
     a = md(f"---\ntitle: Cranes\n---\nSome text.\n\n[{label}](https://youtu.be/dQw4w9WgXcQ)\n")
     assert [(v.id, v.title) for v in a.videos] == [("dQw4w9WgXcQ", None)]
     assert "youtu" not in a.body
+
+
+def test_a_url_list_with_one_bad_line_names_the_line(tmp_path):
+    f = tmp_path / "reading.txt"
+    f.write_text("# this week\nhttps://example.org/a\nexample.org/b\nhttps://example.org/c\n")
+    with pytest.raises(SourceError) as e:
+        load_sources([str(f)], CONFIG)
+    assert "line 3 ('example.org/b') is not an http(s) URL" in str(e.value)
+    assert str(e.value).startswith(f"{f}: not a recognised source")  # still ignored as a stray file inside a folder
+
+
+def test_a_url_list_without_a_comment_header_and_one_bad_line_names_it_too(tmp_path):
+    f = tmp_path / "reading.txt"
+    f.write_text("https://example.org/a\nhttps://example.org/b\nnot a url\n")
+    with pytest.raises(SourceError, match=r"line 3 \('not a url'\) is not an http\(s\) URL"):
+        load_sources([str(f)], CONFIG)

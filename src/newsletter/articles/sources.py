@@ -94,7 +94,8 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
         return HTML
     if "rss" in ctype or "atom" in ctype or suffix in _FEED_SUFFIXES:
         return FEED
-    if text and re.match(r"\s*#\s+\S", text):  # a Markdown file without front matter, starting with a heading
+    if text and re.match(r"\s*#\s+\S", text) and not _url_list_bad_line(content):
+        # A Markdown file without front matter, starting with a heading (not a URL list's "# comment").
         return MARKDOWN
     return None
 
@@ -200,7 +201,28 @@ def parse_content(
         return _load_url_list(content, source, config, warn)
     if b"\x00" in content[:1024]:
         raise SourceError(source, f"{_NOT_A_SOURCE}: a binary file")
+    bad_line = _url_list_bad_line(content)
+    if bad_line:
+        raise SourceError(source, bad_line)
     raise SourceError(source, f"{_NOT_A_SOURCE} (expected Markdown, an RSS/Atom/RDF/JSON feed, an HTML page or a list of URLs)")
+
+
+def _url_list_bad_line(content: bytes) -> str | None:
+    """For a text that is mostly a list of URLs (at least half of its lines) but not only: which
+    line is wrong, so the user can fix it, instead of "not a recognised source"."""
+    try:
+        text = content[:65536].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    lines = [(n, l.split(" #", 1)[0].strip()) for n, l in enumerate(text.splitlines(), start=1)]
+    lines = [(n, l) for n, l in lines if l and not l.startswith("#")]
+    bad = [(n, l) for n, l in lines if not _URL_LINE.match(l)]
+    if not bad or len(bad) * 2 > len(lines):
+        return None
+    n, line = bad[0]
+    more = f" (and {len(bad) - 1} more line(s))" if len(bad) > 1 else ""
+    return (f"{_NOT_A_SOURCE}: a list of URLs, but line {n} ({line[:60]!r}) is not an http(s) URL{more}; "
+            "write one URL a line, # starts a comment")
 
 
 def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> Article:
