@@ -155,3 +155,15 @@ def test_help_says_what_embed_images_changes_and_which_sources_are_accepted():
     assert "cid: references for local images in digest.html too" in text
     assert "digest.eml always embeds local images" in text
     assert "text files listing URLs" in text and "URLs of feeds and pages" in text
+
+
+@pytest.mark.parametrize("site_url", ["notaurl", ""])
+def test_a_bad_site_url_is_a_one_line_config_error(tmp_path, site_url):
+    import os
+
+    for source in (REPO / "tests/fixtures/compose/good", REPO / "tests/fixtures/compose/feed.xml"):
+        r = subprocess.run([sys.executable, "-m", "newsletter", "compose", str(source), "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "NEWSLETTER_SITE_URL": site_url})
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: site_url: "), r.stderr
+        assert not (tmp_path / "o" / "digest.html").exists()

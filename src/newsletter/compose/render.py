@@ -45,6 +45,9 @@ def default_preheader(cards: list[Card]) -> str:
 
 def build_context(articles: list[Article], config: Config, options: ComposeOptions) -> tuple[dict[str, Any], list, list[str]]:
     """The template variables, the image files to ship (assets or CID parts) and warnings."""
+    from ..articles.markdown import site_base_url
+
+    site_base_url(config)  # the footer links to it: ConfigError naming site_url when it is not an http(s) URL
     tz = zone(config)
     now = options.now or datetime.now(timezone.utc)
     if now.tzinfo is None:
