@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -137,8 +138,14 @@ def test_old_schema_asks_for_upgrade(tmp_path, run):
     run(tmp_path, "lists", "list")
 
 
-def test_empty_database_asks_for_upgrade(tmp_path, run):
-    one_line_error(run(tmp_path, "subscribers", "list", check=False), "newsletter db upgrade")
+@pytest.mark.parametrize("args", [("subscribers", "list"), ("lists", "list"), ("subscribers", "export"),
+                                  ("db", "check"), ("lists", "create", "weekly")])
+def test_missing_database_asks_for_upgrade_and_creates_no_file(tmp_path, run, args):
+    fresh = tmp_path / "x" / "fresh.db"
+    fresh.parent.mkdir()
+    one_line_error(run(tmp_path, "--db", f"sqlite:///{fresh}", *args, check=False), "newsletter db upgrade")
+    one_line_error(run(tmp_path, *args, check=False), "newsletter db upgrade")  # the default newsletter.db
+    assert list(fresh.parent.iterdir()) == [] and not (tmp_path / "newsletter.db").exists()
 
 
 def _dump(path: Path) -> list[str]:
@@ -160,6 +167,91 @@ def test_read_only_database_file(workdir, run):
     finally:
         os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     assert _dump(path) == before
+
+
+def test_read_only_database_file_can_still_be_read(tmp_path, run):
+    import sqlite3
+
+    from newsletter.store import db, lists, subscribers
+
+    workdir, path = tmp_path, tmp_path / "newsletter.db"
+    db.upgrade(f"sqlite:///{path}")
+    engine = db.get_engine(f"sqlite:///{path}")
+    lists.create_list(engine, "weekly", "Weekly")
+    subscribers.add_subscriber(engine, "ana@example.com", name="Ana", list_slug="weekly")
+    engine.dispose()  # the last writer closes: everything is in the file, no -wal left
+    before = _dump(path)
+    # _dump's own mode=ro connection cannot remove the -wal/-shm it made; a plain one can.
+    plain = sqlite3.connect(path)
+    plain.execute("select count(*) from sqlite_master").fetchone()
+    plain.close()
+    assert sorted(p.name for p in workdir.glob("newsletter.db*")) == ["newsletter.db"]
+    os.chmod(path, 0o444)
+    try:
+        counts = json.loads(run(workdir, "lists", "list", "--format", "json").stdout)[0]["counts"]
+        assert counts["active"] == 1
+        listed = json.loads(run(workdir, "subscribers", "list", "--format", "json").stdout)
+        assert [x["email"] for x in listed["items"]] == ["ana@example.com"]
+        assert "ana@example.com,Ana" in run(workdir, "subscribers", "export").stdout
+        run(workdir, "subscribers", "export", "--output", str(workdir / "backup.csv"))
+        assert "ana@example.com" in (workdir / "backup.csv").read_text()
+        run(workdir, "db", "check")
+        one_line_error(run(workdir, "lists", "create", "daily", check=False), "read-only")
+        # Reading a read-only file leaves no -wal/-shm beside it (a read-only -shm would break writers later).
+        assert sorted(p.name for p in workdir.glob("newsletter.db*")) == ["newsletter.db"]
+    finally:
+        os.chmod(path, 0o644)
+    assert _dump(path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+                    reason="needs root to run the CLI as an unprivileged user")
+@pytest.mark.parametrize("pending_wal", [False, True])
+def test_read_only_database_as_an_unprivileged_user(tmp_path, pending_wal):
+    """Root ignores file modes, so run the real CLI as `nobody` on a root-owned 0444 file in a
+    0755 directory: the kernel, not our own check, refuses every write. With ``pending_wal`` a
+    writer still holds the database open, so committed rows sit in the -wal file."""
+    import sqlite3
+    import tempfile
+
+    from newsletter.store import db, lists, subscribers
+
+    d = Path(tempfile.mkdtemp(prefix="nl-ro-", dir="/tmp"))
+    holder = None
+    try:
+        os.chmod(d, 0o755)
+        path = d / "newsletter.db"
+        url = f"sqlite:///{path}"
+        db.upgrade(url)
+        engine = db.get_engine(url)
+        lists.create_list(engine, "weekly", "Weekly")
+        subscribers.add_subscriber(engine, "ana@example.com", list_slug="weekly")
+        engine.dispose()
+        if pending_wal:
+            holder = sqlite3.connect(path)
+            holder.execute("pragma wal_autocheckpoint = 0")
+            holder.execute("update lists set name = 'Weekly (pending)'")
+            holder.commit()
+            assert path.with_name("newsletter.db-wal").stat().st_size > 0
+        os.chmod(path, 0o444)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(d), "COLUMNS": "200"}
+        argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                sys.executable, "-m", "newsletter", "--db", url]
+
+        def as_nobody(*args):
+            return subprocess.run(argv + list(args), cwd=d, env=env, capture_output=True, text=True, timeout=120)
+
+        r = as_nobody("lists", "list", "--format", "json")
+        assert r.returncode == 0, r.stderr
+        [row] = json.loads(r.stdout)
+        assert row["counts"]["active"] == 1 and row["name"] == ("Weekly (pending)" if pending_wal else "Weekly")
+        r = as_nobody("subscribers", "export")
+        assert r.returncode == 0 and "ana@example.com" in r.stdout, r.stderr
+        one_line_error(as_nobody("subscribers", "add", "bo@example.com", "--list", "weekly"), "read-only")
+    finally:
+        if holder is not None:
+            holder.close()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_import_help_says_resubscribe_needs_fresh_consent(tmp_path, run):

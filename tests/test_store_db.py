@@ -87,3 +87,33 @@ def test_session_scope_rolls_back_on_error(sqlite_url):
     with db.session_scope(engine) as s:
         assert s.execute(select(MailingList)).first() is None
     engine.dispose()
+
+
+def test_missing_file_is_not_created_unless_asked(tmp_path):
+    from newsletter.errors import SchemaOutdated
+
+    path = tmp_path / "fresh.db"
+    for kwargs in ({"create": False}, {"readonly": True}):
+        with pytest.raises(SchemaOutdated, match="does not exist yet.*newsletter db upgrade"):
+            db.get_engine(f"sqlite:///{path}", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o444])
+def test_readonly_engine_reads_and_refuses_writes(tmp_path, mode):
+    from sqlalchemy import text
+
+    path = tmp_path / "ro.db"
+    db.upgrade(f"sqlite:///{path}")
+    os.chmod(path, mode)
+    try:
+        engine = db.get_engine(f"sqlite:///{path}", readonly=True)
+        db.require_current_schema(engine)
+        with pytest.raises(StoreError, match="read-only|readonly"):
+            with db.transaction(engine) as conn:
+                conn.execute(text("insert into lists (slug, name, description, opt_in, created_at) "
+                                  "values ('x', 'X', '', 'single', '2026-01-01')"))
+        engine.dispose()
+    finally:
+        os.chmod(path, 0o644)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro.db"]  # no -wal/-shm left beside it

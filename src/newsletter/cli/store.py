@@ -45,11 +45,13 @@ class Status(str, Enum):
     complained = "complained"
 
 
-def _engine(ctx: typer.Context, *, check_schema: bool = True):
+def _engine(ctx: typer.Context, *, check_schema: bool = True, readonly: bool = False):
+    """The database for a command other than `db upgrade`: a SQLite file that does not exist is
+    not created; ``readonly`` commands open it read-only, so they work on a read-only file."""
     from ..store.db import get_engine, require_current_schema
 
     config = get_config(ctx)
-    engine = get_engine(config.database_url)
+    engine = get_engine(config.database_url, create=False, readonly=readonly)
     if check_schema:
         require_current_schema(engine)
     return engine
@@ -105,7 +107,7 @@ def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the newest one this version knows."""
     from ..store.db import current_revision, head_revision
 
-    engine = _engine(ctx, check_schema=False)
+    engine = _engine(ctx, check_schema=False, readonly=True)
     current, head = current_revision(engine), head_revision()
     typer.echo(f"database at {current or 'empty'}; newest {head}" + ("" if current == head else " (run `newsletter db upgrade`)"))
 
@@ -113,7 +115,7 @@ def db_current(ctx: typer.Context) -> None:
 @db_app.command("check")
 def db_check(ctx: typer.Context) -> None:
     """Exit 0 when the schema is current, else print why and exit 1 (for scripts and health checks)."""
-    _engine(ctx)
+    _engine(ctx, readonly=True)
     typer.echo("schema is current")
 
 
@@ -144,7 +146,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
     from ..store.lists import list_lists
     from ..store.models import SUBSCRIPTION_STATUSES
 
-    rows = list_lists(_engine(ctx))
+    rows = list_lists(_engine(ctx, readonly=True))
     if fmt is Fmt.json:
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in,
@@ -353,7 +355,7 @@ def subscribers_list(
     """List subscribers, oldest first, with filters and paging."""
     from ..store.subscribers import list_subscribers, safe_cell
 
-    page = list_subscribers(_engine(ctx), list_slug=list_slug, status=status.value if status else None, search=search, offset=offset, limit=limit)
+    page = list_subscribers(_engine(ctx, readonly=True), list_slug=list_slug, status=status.value if status else None, search=search, offset=offset, limit=limit)
     def where(r):
         return r.status if list_slug else " ".join(f"{k}:{v}" for k, v in r.lists.items())
     if fmt is Fmt.json:
@@ -386,7 +388,7 @@ def subscribers_show(ctx: typer.Context, email: str = typer.Argument(..., help="
     """Show one subscriber: data, consent, and status on each list."""
     from ..store.subscribers import get_subscriber
 
-    r = get_subscriber(_engine(ctx), email)
+    r = get_subscriber(_engine(ctx, readonly=True), email)
     typer.echo(f"email:      {r.email}\nname:       {r.name}\nadded:      {_when(r.created_at)} UTC\nconsent:    {r.consent_source or ''}")
     for k, v in r.attributes.items():
         typer.echo(f"attribute:  {k}={v}")
@@ -404,7 +406,7 @@ def subscribers_export(
     """Export subscribers as CSV (spreadsheet-safe: formula-like cells are prefixed with ')."""
     from ..store.subscribers import export_csv
 
-    engine = _engine(ctx)
+    engine = _engine(ctx, readonly=True)
     if output is None:
         n = export_csv(engine, sys.stdout, list_slug=list_slug, status=status.value if status else None)
     else:
@@ -473,7 +475,7 @@ def suppress_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--form
     """Show the suppression list, newest first."""
     from ..store.subscribers import list_suppressions, safe_cell
 
-    rows = list_suppressions(_engine(ctx))
+    rows = list_suppressions(_engine(ctx, readonly=True))
     if fmt is Fmt.json:
         typer.echo(json.dumps([{"kind": r.kind, "value": r.value, "reason": r.reason, "created_at": r.created_at.isoformat()} for r in rows], indent=2, ensure_ascii=False))
     elif fmt is Fmt.csv:

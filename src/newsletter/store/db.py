@@ -82,6 +82,47 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+def _writable(path: Path) -> bool:
+    # The mode bits too: root passes os.access on a chmod 444 file.
+    return os.access(path, os.W_OK) and (path.stat().st_mode & 0o222) != 0
+
+
+def _sqlite_readonly_creator(path: Path):
+    """Connections that cannot write, for read-only commands.
+
+    A writable file is opened as usual with ``PRAGMA query_only``: SQLite refuses writes, and the
+    last connection still checkpoints and removes the ``-wal``/``-shm`` files. A file nobody may
+    write is opened ``mode=ro``; with no ``-wal`` beside it (all data is in the file) also
+    ``immutable=1``, so no ``-shm``/``-wal`` files are created next to it (a read-only ``-shm``
+    left behind would break writers once the file is made writable again). If the ``-shm``
+    cannot be created (read-only directory) it falls back to immutable."""
+    import sqlite3
+    from urllib.parse import quote
+
+    base = "file:" + quote(str(path.resolve()))
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+
+    def connect():
+        if _writable(path):
+            conn = sqlite3.connect(base, uri=True, check_same_thread=False, timeout=timeout)
+            _sqlite_pragmas(conn, None)
+            conn.execute("PRAGMA query_only = ON")
+            return conn
+        if path.with_name(path.name + "-wal").exists():
+            conn = sqlite3.connect(base + "?mode=ro", uri=True, check_same_thread=False, timeout=timeout)
+            try:
+                conn.execute("select count(*) from sqlite_master").fetchone()  # opens the WAL index now
+                conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                return conn
+            except sqlite3.OperationalError as e:
+                conn.close()
+                if "unable to open" not in str(e):
+                    raise
+        return sqlite3.connect(base + "?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+    return connect
+
+
 def _problem(e: BaseException) -> str:
     """First meaningful line of a driver error, without SQLAlchemy's background links."""
     orig = getattr(e, "orig", None) or e
@@ -102,11 +143,15 @@ def describe_db_error(e: BaseException, url: str | URL | None = None) -> StoreEr
     return StoreError(f"{where}: {problem}")
 
 
-def get_engine(url: str, *, check: bool = True, **kwargs) -> Engine:
+def get_engine(url: str, *, check: bool = True, create: bool = True, readonly: bool = False, **kwargs) -> Engine:
     """An Engine for ``url`` (SQLite file or PostgreSQL), connected once to fail early with a clear error.
 
     SQLite: WAL journal, foreign keys on, 30 s busy timeout; the directory must exist and the
-    file must be writable. PostgreSQL: psycopg 3 with a 5 s connect timeout.
+    file must be writable. ``create=False``: a file that does not exist is not created (the error
+    says to run `newsletter db upgrade`), for every command but the upgrade itself.
+    ``readonly=True`` opens the file read-only (``mode=ro``), so reads work on a read-only file
+    and nothing can be written. PostgreSQL: psycopg 3 with a 5 s connect timeout (``readonly``
+    and ``create`` do not apply: the server decides).
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -118,12 +163,22 @@ def get_engine(url: str, *, check: bool = True, **kwargs) -> Engine:
             if path.exists():
                 if path.is_dir():
                     raise StoreError(f"database {mask_url(parsed)}: {path} is a directory, not a database file")
-                if not os.access(path, os.W_OK) or (path.stat().st_mode & 0o222) == 0:
+                if readonly:
+                    if not os.access(path, os.R_OK):
+                        raise StoreError(f"database {mask_url(parsed)}: file {path} is not readable")
+                elif not _writable(path):
                     raise StoreError(f"database {mask_url(parsed)} is read-only: file {path} is not writable")
+            elif not create or readonly:
+                raise SchemaOutdated(
+                    f"database {mask_url(parsed)} does not exist yet ({path}): run `newsletter db upgrade` to create it"
+                )
             elif not os.access(parent, os.W_OK):
                 raise StoreError(f"database {mask_url(parsed)}: directory {parent} is not writable")
-        engine = create_engine(parsed, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        if readonly and path is not None:
+            engine = create_engine(parsed, creator=_sqlite_readonly_creator(path), **kwargs)
+        else:
+            engine = create_engine(parsed, **kwargs)
+            event.listen(engine, "connect", _sqlite_pragmas)
     else:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
