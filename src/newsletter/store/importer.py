@@ -309,8 +309,9 @@ def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iter
 def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
     """Read the whole file once without touching the database; returns the number of data rows.
 
-    Raises InvalidInput (one line, with the line number) for a bad encoding, malformed CSV
-    or JSON, or a missing email column."""
+    Raises InvalidInput (one line, with the line number) for a bad encoding, malformed CSV,
+    a JSON Lines file whose first line is not a JSON object, or a missing email column. Later
+    JSON lines that are not objects are counted here and rejected one by one by the import."""
     p = Path(path)
     if p.is_dir():
         raise InvalidInput(f"{p}: is a directory, not a file")
