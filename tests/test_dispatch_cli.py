@@ -180,6 +180,40 @@ def test_bad_inputs_one_line_and_ledger_unchanged(site, digest_dir, smtp_server_
     assert ledger(engine, int(cid)) == after
 
 
+def test_smtp_send_refuses_links_readers_cannot_follow(site, digest_dir, smtp_server, run):
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    for base in ("http://127.0.0.1:8000", "https://localhost:8443", "http://news.example.org", "https://[::1]/nl"):
+        line = one_line_error(run(url, tmp, "send", cid, "--smtp", smtp_server.url, env={"NEWSLETTER_BASE_URL": base}),
+                              f"base_url is {base}", "NEWSLETTER_BASE_URL", "--allow-local-links")
+        assert "unsubscribe links would not work" in line
+    one_line_error(run(url, tmp, "campaigns", "resume", cid, "--smtp", smtp_server.url,
+                       env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000"}), "base_url is")
+    assert smtp_server.received() == [] and ledger(engine, int(cid)) == ({}, "draft")
+    # a local test says so explicitly (flag or config key), and then it goes out
+    p = run(url, tmp, "send", cid, "--smtp", smtp_server.url, "--allow-local-links",
+            env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000"})
+    assert p.returncode == 0, p.stderr
+    assert len(smtp_server.received()) == 5
+    assert "http://127.0.0.1:8000/unsubscribe/" in smtp_server.received()[0].headers["List-Unsubscribe"]
+
+
+def test_allow_local_links_config_key_and_outbox_sends(site, digest_dir, smtp_server, run):
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    one_line_error(run(url, tmp, "send", cid, "--smtp", smtp_server.url,
+                       env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000", "NEWSLETTER_ALLOW_LOCAL_LINKS": "false"}),
+                   "base_url is")
+    # the outbox is a local look at the files: no refusal
+    p = run(url, tmp, "send", cid, "--outbox", str(tmp / "mail"), env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000"})
+    assert p.returncode == 0, p.stderr
+    cid2 = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    p = run(url, tmp, "send", cid2, "--smtp", smtp_server.url,
+            env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000", "NEWSLETTER_ALLOW_LOCAL_LINKS": "true"})
+    assert p.returncode == 0, p.stderr
+    assert len(smtp_server.received()) == 5
+
+
 def test_real_console_script_create_send_and_error(site, digest_dir):
     url, engine, tmp = site
     p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))

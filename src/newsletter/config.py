@@ -61,6 +61,7 @@ class Config:
     precedence: str | None = None  # "bulk" adds Precedence: bulk (off by default)
     unsubscribe_mailto: str | None = None  # mailto target in List-Unsubscribe (default: reply-to or from)
     bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
+    allow_local_links: bool = False  # let SMTP sends carry links to a non-https or loopback base_url
     timezone: str = "UTC"
     dkim_key_file: str | None = None
     dkim_selector: str | None = None
@@ -102,6 +103,15 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     f = _SCALAR_FIELDS[key]
     typ = str(f.type)
     try:
+        if typ.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            v = str(value).strip().lower()
+            if v in ("1", "true", "yes", "on"):
+                return True
+            if v in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true or false, not {value!r}")
         if typ.startswith("int"):
             return int(value)
         if typ.startswith("float"):

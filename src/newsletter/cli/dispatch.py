@@ -193,12 +193,19 @@ def resume_command(
     outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write .eml files to this folder instead."),
     no_send: bool = typer.Option(False, "--no-send", help="Only mark it running (a `newsletter worker` sends it)."),
     resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
+    allow_local_links: bool = typer.Option(False, "--allow-local-links", help="As for `send`: allow a non-https or loopback base_url over SMTP."),
 ) -> None:
     """Resume a paused (or interrupted) campaign and continue sending it here."""
     from ..dispatch.campaigns import get_campaign, resume_campaign
 
     config, engine = _engine(ctx)
+    if allow_local_links:
+        config = config.replace(allow_local_links=True)
     c = get_campaign(engine, campaign)
+    if not no_send:  # refuse before changing the campaign's status
+        from ..dispatch.sender import check_public_links, make_transports
+
+        check_public_links(config, make_transports(config, smtp=smtp, outbox=str(outbox) if outbox else None))
     if c.status == "paused":
         resume_campaign(engine, c.id)
     if no_send:
@@ -227,11 +234,14 @@ def send_command(
     resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
     test: Optional[str] = typer.Option(None, "--test", help="Send one [TEST] copy to this address only; the ledger is not touched."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="Summary as text (table) or json."),
+    allow_local_links: bool = typer.Option(False, "--allow-local-links", help="Send over SMTP even though base_url is not https or is a loopback address (local tests; config allow_local_links)."),
 ) -> None:
     """Send a campaign once to every active subscriber of its lists (resumes where it stopped)."""
     from ..errors import ConfigError
 
     config, engine = _engine(ctx)
+    if allow_local_links:
+        config = config.replace(allow_local_links=True)
     if starttls and tls:
         raise ConfigError("--starttls and --tls exclude each other")
     mode = "starttls" if starttls else "tls" if tls else None

@@ -508,6 +508,44 @@ def make_transports(config: Config, *, smtp: str | None = None, tls: str | None 
     return [SMTPTransport(s) for s in servers]
 
 
+def local_links_problem(base_url: str) -> str | None:
+    """Why readers could not follow links under ``base_url`` (not https, or a loopback host), or None."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url or "")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        return "has no host"
+    if host == "localhost" or host.endswith(".localhost"):
+        return "points at this machine"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is not None and (ip.is_loopback or ip.is_unspecified or ip.is_link_local):
+        return "points at this machine"
+    if parts.scheme != "https":
+        return "is not https"
+    return None
+
+
+def check_public_links(config: Config, transports: Sequence, allow_local_links: bool | None = None) -> None:
+    """Refuse an SMTP send whose unsubscribe and web-version links would be dead for readers.
+
+    Outbox sends (files for a local look) pass; ``allow_local_links`` (default: the config key)
+    lets a local test through."""
+    from .smtp import SMTPTransport
+
+    allow = config.allow_local_links if allow_local_links is None else allow_local_links
+    if allow or not any(isinstance(t, SMTPTransport) for t in transports):
+        return
+    if local_links_problem(config.base_url):
+        raise ConfigError(
+            f"base_url is {config.base_url}: unsubscribe links would not work for readers; set NEWSLETTER_BASE_URL "
+            "to your public https address, or pass --allow-local-links (config allow_local_links) for a local test")
+
+
 def _lane_plan(transports: list, concurrency: int) -> list:
     """Spread ``concurrency`` lanes over the transports round-robin, within each one's connection cap."""
     plan: list = []
@@ -544,6 +582,7 @@ def send_campaign(
     worker_id: str | None = None,
     batch_size: int | None = None,
     wait_deferred: bool = True,
+    allow_local_links: bool | None = None,
 ) -> SendSummary:
     """Send (or continue sending) a campaign through the ledger and return a summary.
 
@@ -553,7 +592,9 @@ def send_campaign(
     campaign auto-pauses). Deferred copies are waited for and retried unless ``wait_deferred``
     is False. Rows left ``sending`` by a dead worker are reported as ambiguous and not resent
     unless ``resend_ambiguous``. ``transport`` may be one transport or a list; by default it
-    comes from ``smtp``/``outbox``/config (see :func:`make_transports`)."""
+    comes from ``smtp``/``outbox``/config (see :func:`make_transports`). An SMTP send refuses a
+    ``base_url`` readers cannot reach (see :func:`check_public_links`) unless ``allow_local_links``
+    (default: ``config.allow_local_links``)."""
     t0 = time.monotonic()
     require_current_schema(engine)
     campaign = get_campaign(engine, campaign_id)
@@ -577,6 +618,7 @@ def send_campaign(
         transports = make_transports(config, smtp=smtp, tls=tls, outbox=outbox)
     else:
         transports = list(transport) if isinstance(transport, (list, tuple)) else [transport]
+    check_public_links(config, transports, allow_local_links)
     factory = message_factory(engine, campaign, config)
     worker = worker_id or new_worker_id()
     plan = _lane_plan(transports, concurrency)
