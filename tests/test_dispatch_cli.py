@@ -214,6 +214,20 @@ def test_allow_local_links_config_key_and_outbox_sends(site, digest_dir, smtp_se
     assert len(smtp_server.received()) == 5
 
 
+def test_from_address_is_the_flag_else_the_config_now_not_the_digests(site, digest_dir, run):
+    url, engine, tmp = site
+    digest_from = json.loads((digest_dir / "digest.json").read_text()).get("from_address") or ""
+    env = {"NEWSLETTER_FROM": "Harbour News <harbour@example.net>", "NEWSLETTER_REPLY_TO": "desk@example.net"}
+    assert "harbour@example.net" not in digest_from
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir), env=env).stdout.split()[-1]
+    shown = json.loads(run(url, tmp, "campaigns", "show", cid, "--format", "json").stdout)
+    assert shown["from_address"] == "Harbour News <harbour@example.net>" and shown["reply_to"] == "desk@example.net"
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir),
+              "--sender", "Ana <ana@example.org>", env=env).stdout.split()[-1]
+    shown = json.loads(run(url, tmp, "campaigns", "show", cid, "--format", "json").stdout)
+    assert shown["from_address"] == "Ana <ana@example.org>"
+
+
 def test_real_console_script_create_send_and_error(site, digest_dir):
     url, engine, tmp = site
     p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))

@@ -141,6 +141,8 @@ def create_campaign(
 ) -> Campaign:
     """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
 
+    From is ``from_address``, else ``config.from_address`` (env NEWSLETTER_FROM), never the
+    address the digest was composed with; Reply-To likewise prefers the config's.
     Subject, From, Reply-To and extra header values are checked here: a CR or LF anywhere is
     refused (header injection), as is an unknown list or a body without an unsubscribe link.
     Images the digest links by a relative path (``assets/...``) are frozen as CID parts, since a
@@ -154,8 +156,10 @@ def create_campaign(
     if not list_slugs:
         raise InvalidInput("a campaign needs at least one list (--list SLUG)")
     subject = subject if subject is not None else digest.subject
-    from_address = from_address or getattr(digest, "from_address", "") or config.from_address
-    reply_to = reply_to if reply_to is not None else (getattr(digest, "reply_to", None) or config.reply_to)
+    # The flag, else the config now (file → NEWSLETTER_FROM): the digest only recorded what the
+    # config said when it was composed, perhaps elsewhere, so it is the last fallback.
+    from_address = from_address or config.from_address or getattr(digest, "from_address", "")
+    reply_to = reply_to if reply_to is not None else (config.reply_to or getattr(digest, "reply_to", None))
     _check_headers(subject, from_address, reply_to, headers)
     tags = find_tags(digest.html)
     if not any("UNSUBSCRIBE_URL" in t.upper() for t in tags):
