@@ -255,6 +255,13 @@ def test_pause_from_elsewhere_stops_and_resume_finishes_without_duplicates(env_a
     assert s1.status == "paused" and s1.stopped == "paused"
     left = counts(engine, c.id)
     assert left.get("claimed", 0) == 0 and left.get("sending", 0) == 0 and left.get("pending", 0) > 0
+    # `send` does not override the user's pause: they resume it first
+    got = len(srv.received())
+    with pytest.raises(StateError, match=rf"campaign {c.id} is paused \(paused by the user\): "
+                                         rf"run `newsletter campaigns resume {c.id}` first"):
+        send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert counts(engine, c.id) == left and len(srv.received()) == got
+    assert get_campaign(engine, c.id).status == "paused"
     resume_campaign(engine, c.id)
     s2 = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
     assert s2.status == "finished" and s2.counts == {"sent": 40}
@@ -289,6 +296,11 @@ def test_auto_pause_after_consecutive_connection_failures(env, smtp_server_facto
     assert left.get("sent", 0) == 0 and left.get("claimed", 0) == 0 and left.get("sending", 0) == 0
     with engine.begin() as conn:
         assert sum(r.attempts for r in q.delivery_rows(conn, c.id)) == 3 == srv.stats.dropped
+    # the sender's own pause may be continued by `send` once the server is back; the summary says so
+    good = smtp_server_factory()
+    s2 = send_campaign(engine, c.id, config, smtp=good.url, concurrency=1)
+    assert s2.status == "finished" and s2.counts == {"sent": 10}
+    assert s2.resumed_from and s2.resumed_from.startswith("auto-paused after 3 consecutive connection failures")
 
 
 def test_several_servers_spread_and_a_dead_one_leaves_rotation(env, smtp_server_factory):

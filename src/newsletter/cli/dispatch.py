@@ -300,6 +300,8 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
         out.print(f"campaign {summary.campaign_id}: {summary.status}"
                   + (f" ({summary.status_reason})" if summary.status_reason else "")
                   + f" via {summary.transport}", markup=False)
+        if summary.resumed_from:
+            out.print(f"  resumed: the campaign was {summary.resumed_from}", markup=False)
         out.print(f"  this run: sent {summary.sent_now}, failed {summary.failed_now}, deferred {summary.deferred_now}, "
                   f"skipped {summary.skipped_now} in {summary.elapsed:.1f} s ({summary.rate:.0f}/s)", markup=False)
         out.print("  ledger:   " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())), markup=False)

@@ -89,6 +89,7 @@ class SendSummary:
     resent_ambiguous: int = 0
     elapsed: float = 0.0
     stopped: str | None = None
+    resumed_from: str | None = None  # the auto-pause reason when this run resumed an auto-paused campaign
 
     @property
     def total(self) -> int:
@@ -565,6 +566,14 @@ def _lane_plan(transports: list, concurrency: int) -> list:
     return plan
 
 
+def _refuse_user_pause(cid: int, status: str | None, reason: str | None) -> None:
+    """A campaign someone paused stays paused until they resume it; one the sender auto-paused
+    (servers failing) may be continued by ``send`` (the summary says so)."""
+    if status == "paused" and not (reason or "").startswith("auto-paused"):
+        raise StateError(f"campaign {cid} is paused ({reason or 'paused by the user'}): "
+                         f"run `newsletter campaigns resume {cid}` first")
+
+
 def send_campaign(
     engine: Engine,
     campaign_id: int | str,
@@ -591,7 +600,9 @@ def send_campaign(
     ``stop_event`` is set (claimed rows go back to pending), or the servers keep failing (the
     campaign auto-pauses). Deferred copies are waited for and retried unless ``wait_deferred``
     is False. Rows left ``sending`` by a dead worker are reported as ambiguous and not resent
-    unless ``resend_ambiguous``. ``transport`` may be one transport or a list; by default it
+    unless ``resend_ambiguous``. A campaign paused by a user is refused (StateError: resume it
+    first); an auto-paused one is continued and ``SendSummary.resumed_from`` names the old
+    reason. ``transport`` may be one transport or a list; by default it
     comes from ``smtp``/``outbox``/config (see :func:`make_transports`). An SMTP send refuses a
     ``base_url`` readers cannot reach (see :func:`check_public_links`) unless ``allow_local_links``
     (default: ``config.allow_local_links``)."""
@@ -603,6 +614,7 @@ def send_campaign(
         raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
     if campaign.status == "finished" and not resend_ambiguous:
         raise StateError(f"campaign {cid} is already finished (see `newsletter campaigns show {cid}`)")
+    _refuse_user_pause(cid, campaign.status, campaign.status_reason)
     concurrency = int(concurrency or config.concurrency or 1)
     if concurrency < 1 or concurrency > 256:
         raise ConfigError(f"concurrency {concurrency}: expected 1 to 256")
@@ -655,6 +667,7 @@ def send_campaign(
     stopped: str | None = None
     skipped_now = 0
     seen_ambiguous: set[int] = set()
+    resumed_from: str | None = None
 
     def recover(conn) -> int:
         """Rows of workers that are gone: claimed → pending; sending → ambiguous (reported; requeued
@@ -674,9 +687,13 @@ def send_campaign(
 
     try:
         with transaction(engine) as conn:
-            status = q.campaign_status(conn, cid)
+            status, status_reason = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason)
+                                                 .where(q.campaigns.c.id == cid)).one()
             if status == "cancelled":
                 raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
+            _refuse_user_pause(cid, status, status_reason)
+            if status == "paused":
+                resumed_from = status_reason
             row = conn.execute(select(q.campaigns.c.ledger_created_at).where(q.campaigns.c.id == cid)).scalar()
             if row is None:
                 q.create_ledger(conn, cid)
@@ -808,7 +825,7 @@ def send_campaign(
         transport=", ".join(t.describe() for t in transports), worker_id=worker,
         sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now + run.skipped_now,
         suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent,
-        elapsed=time.monotonic() - t0, stopped=stopped,
+        elapsed=time.monotonic() - t0, stopped=stopped, resumed_from=resumed_from,
     )
 
 
