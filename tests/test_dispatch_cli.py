@@ -228,6 +228,15 @@ def test_from_address_is_the_flag_else_the_config_now_not_the_digests(site, dige
     assert shown["from_address"] == "Ana <ana@example.org>"
 
 
+def test_server_requiring_a_login_is_one_line_error_and_rows_stay_pending(site, digest_dir, smtp_server_factory, run):
+    url, engine, tmp = site
+    srv = smtp_server_factory(auth=("ana", "right"))
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    one_line_error(run(url, tmp, "send", cid, "--smtp", f"smtp://127.0.0.1:{srv.port}"),
+                   f"smtp://127.0.0.1:{srv.port} requires authentication", "NEWSLETTER_SMTP_PASSWORD")
+    assert ledger(engine, int(cid))[0] == {"pending": 5} and srv.received() == []
+
+
 def test_real_console_script_create_send_and_error(site, digest_dir):
     url, engine, tmp = site
     p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))

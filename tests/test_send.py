@@ -339,6 +339,29 @@ def test_auth_login_and_refused_login_leaves_ledger_unchanged(env_any, smtp_serv
     assert s.counts == {"sent": 3}
 
 
+def test_server_requiring_a_login_stops_the_send_at_once_and_burns_no_attempt(env_any, smtp_server_factory,
+                                                                             monkeypatch):
+    """530 5.7.0 at MAIL FROM is a configuration problem, not a temporary one: no retries for
+    minutes, no deferred rows — one clear error and the ledger as it was (rows pending)."""
+    engine, config = env_any
+    add_people(engine, "weekly", 12)
+    srv = smtp_server_factory(auth=("ana", "correct horse"))
+    c = make_campaign(engine, config)
+    bare = f"smtp://127.0.0.1:{srv.port}"
+    with pytest.raises(DispatchError) as e:
+        send_campaign(engine, c.id, config, smtp=bare, concurrency=2)
+    msg = str(e.value)
+    assert msg.startswith(f"{bare} requires authentication: give a user in the URL and NEWSLETTER_SMTP_PASSWORD")
+    assert "\n" not in msg and "530" in msg
+    assert srv.stats.mail_attempts <= 2  # one try per connection, then stop
+    assert counts(engine, c.id) == {"pending": 12}
+    with engine.begin() as conn:
+        assert all(r.attempts == 0 for r in q.delivery_rows(conn, c.id))
+    monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", "correct horse")
+    s = send_campaign(engine, c.id, config, smtp=f"smtp://ana@127.0.0.1:{srv.port}", concurrency=2)
+    assert s.counts == {"sent": 12} and max(srv.recipient_counts().values()) == 1
+
+
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 def test_tls_modes(env, smtp_server_factory, monkeypatch, mode):
     engine, config = env

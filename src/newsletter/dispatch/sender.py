@@ -456,6 +456,10 @@ class _Lane(threading.Thread):
             return None
         r.commit.run(results=[carry] if carry else [], sending=[item.id])
         outcome = self.session.send(built)
+        if outcome.fatal:  # nothing can go through as configured: stop the whole send, lose no attempt
+            with transaction(r.engine) as conn:
+                q.unmark_sending(conn, [item.id], r.worker, outcome.reply)
+            raise DispatchError(outcome.fatal)
         r.connection_result(self.t, not outcome.server_trouble, outcome.reply)
         return r.result_for(item, built.message_id, outcome, self.t.name)
 
@@ -961,6 +965,8 @@ def _deliver(config: Config, built, *, transport, smtp, tls, outbox, what: str) 
         out = session.send(built)
     finally:
         session.close()
+    if out.fatal:
+        raise DispatchError(out.fatal)
     if out.state != "sent":
         raise DispatchError(f"{t.describe()} did not take the {what} to {built.rcpt}: {out.reply}")
     return out, t.describe()

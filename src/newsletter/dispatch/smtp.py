@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "none", "starttls", "tls")
 IDLE_CHECK_S = 20.0  # a connection idle longer than this is checked with NOOP before use
+_POLICY = re.compile(r"^\s*5\.7\.\d{1,3}\b")
 _UNKNOWN_USER = re.compile(r"\b5\.1\.(?:1|10)\b|user unknown|no such user|unknown user|mailbox unavailable", re.I)
 
 
@@ -242,15 +243,20 @@ class SMTPSession:
             else:
                 self._rset()
             out = classify_reply(code, msg, at="MAIL FROM")
+            fatal = self._refused_sender(code, msg, out.reply)
             # The sender being refused says nothing about this recipient: never fail them for it.
-            return Outcome("deferred", out.reply, server_trouble=True)
+            return Outcome("deferred", out.reply, server_trouble=True, fatal=fatal)
         code, msg = conn.docmd("RCPT", f"TO:<{built.rcpt}>")
         if code not in (250, 251):
             if code == 421:
                 self.close()
                 return Outcome("deferred", classify_reply(code, msg, at="RCPT").reply, server_trouble=True)
             self._rset()
-            return classify_reply(code, msg, at="RCPT")
+            out = classify_reply(code, msg, at="RCPT")
+            if code == 530:  # "authentication required" at RCPT says nothing about the recipient
+                return Outcome("deferred", out.reply, server_trouble=True,
+                               fatal=self._refused_sender(code, msg, out.reply))
+            return out
         code, msg = conn.docmd("DATA")
         if code != 354:
             if code == 421:
@@ -273,6 +279,21 @@ class SMTPSession:
             return classify_reply(code, msg, at="DATA")
         self.sent_on_connection += 1
         return Outcome("sent", f"{code} {_one_line(msg)}"[:200])
+
+    def _refused_sender(self, code: int, msg, reply: str) -> str:
+        """A one-line configuration error when the server refuses us as a sender for every message
+        (530, or a 5.7.x policy reply to MAIL FROM: a login is required or not allowed this
+        sender); "" for replies worth retrying."""
+        text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+        if code != 530 and not (500 <= code < 600 and _POLICY.match(text)):
+            return ""
+        where = self.s.describe()
+        if code == 530 and not self.s.user:
+            return (f"{where} requires authentication: give a user in the URL and NEWSLETTER_SMTP_PASSWORD "
+                    f"(server said: {reply})")
+        if not self.s.user:
+            return f"{where} refuses mail from us ({reply}): check the From/bounce address or give a user in the URL"
+        return f"{where} refuses mail from {self.s.user!r} ({reply}): check that this login may send as the From address"
 
     def _rset(self) -> None:
         try:

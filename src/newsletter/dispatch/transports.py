@@ -27,12 +27,15 @@ class Outcome:
     ``state`` is ``sent``, ``deferred`` (try again later) or ``failed`` (permanent).
     ``suppress`` asks for the address to be added to the suppression list (unknown user).
     ``server_trouble`` marks failures of the server or connection rather than of the address
-    (they count towards auto-pause and taking a server out of rotation)."""
+    (they count towards auto-pause and taking a server out of rotation). ``fatal`` (one line)
+    means no message can go through this server as configured (e.g. it requires a login we do
+    not give): the send stops at once and the row goes back to ``pending``."""
 
     state: str
     reply: str = ""
     suppress: bool = False
     server_trouble: bool = False
+    fatal: str = ""
 
 
 class Session(Protocol):

@@ -333,6 +333,25 @@ def ambiguous_rows(conn: Connection, campaign_id: int, live_workers: Iterable[st
     return list(conn.execute(q))
 
 
+def unmark_sending(conn: Connection, ids: Sequence[int], worker_id: str, reply: str = "",
+                   now: datetime | None = None) -> int:
+    """``sending`` → ``pending`` for rows no server took because the send stopped on a
+    configuration error (e.g. a login is required): the attempt is given back, nothing deferred.
+
+    Shape: ``UPDATE deliveries SET state='pending', attempts=attempts-1, worker_id=NULL WHERE id IN
+    (:ids) AND state='sending' AND worker_id=:w``."""
+    if not ids:
+        return 0
+    now = now or utcnow()
+    stmt = (
+        deliveries.update()
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == "sending", deliveries.c.worker_id == worker_id)
+        .values(state="pending", attempts=sa.case((deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0),
+                worker_id=None, last_reply=reply[:1000] or None, updated_at=now)
+    )
+    return conn.execute(stmt).rowcount or 0
+
+
 def requeue_ambiguous(conn: Connection, ids: Sequence[int], now: datetime | None = None) -> int:
     """``sending`` → ``pending`` for the given ambiguous rows (``--resend-ambiguous``): they go again,
     with the same Message-ID so the receiving side can recognise the duplicate."""
