@@ -237,6 +237,35 @@ def test_server_requiring_a_login_is_one_line_error_and_rows_stay_pending(site, 
     assert ledger(engine, int(cid))[0] == {"pending": 5} and srv.received() == []
 
 
+def _leave_two_ambiguous(engine, cid):
+    """What a crash leaves: two rows handed to the server by a process that is gone."""
+    with engine.begin() as conn:
+        q.create_ledger(conn, int(cid))
+        conn.execute(q.campaigns.update().where(q.campaigns.c.id == int(cid))
+                     .values(ledger_created_at=q.utcnow(), status="running"))
+        ids = [r.id for r in q.delivery_rows(conn, int(cid))][:2]
+        conn.execute(q.deliveries.update().where(q.deliveries.c.id.in_(ids))
+                     .values(state="sending", attempts=1, worker_id="gone.example:999999:dead"))
+    return ["reader0@example.com", "reader1@example.com"]
+
+
+def test_summary_after_resend_ambiguous_does_not_call_them_not_resent(site, digest_dir, smtp_server, run):
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    amb = _leave_two_ambiguous(engine, cid)
+    p = run(url, tmp, "send", cid, "--smtp", smtp_server.url, "--resend-ambiguous")
+    assert p.returncode == 0, p.stderr
+    assert f"resent 2 ambiguous copies (same Message-ID): {', '.join(amb)}" in p.stdout
+    assert "not resent" not in p.stdout
+    assert sorted(smtp_server.recipient_counts()) == [f"reader{i}@example.com" for i in range(5)]
+    # without the flag they are reported, not resent
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    _leave_two_ambiguous(engine, cid)
+    p = run(url, tmp, "send", cid, "--smtp", smtp_server.url)
+    assert p.returncode == 0, p.stderr
+    assert f"not resent, use --resend-ambiguous): {', '.join(amb)}" in p.stdout and "resent 2" not in p.stdout
+
+
 def test_real_console_script_create_send_and_error(site, digest_dir):
     url, engine, tmp = site
     p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))

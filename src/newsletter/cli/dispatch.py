@@ -308,10 +308,13 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
         if summary.suppressed:
             out.print(f"  suppressed (unknown user): {', '.join(summary.suppressed)}", markup=False)
         if summary.resent_ambiguous:
-            out.print(f"  resent {summary.resent_ambiguous} ambiguous copies (same Message-ID)", markup=False)
-        if summary.ambiguous:
+            out.print(f"  resent {summary.resent_ambiguous} ambiguous copies (same Message-ID): "
+                      f"{', '.join(summary.ambiguous_resent)}", markup=False)
+        resent = set(summary.ambiguous_resent)
+        not_resent = [a for a in summary.ambiguous if a not in resent]
+        if not_resent:
             out.print(f"  ambiguous (a crash interrupted them; not resent, use --resend-ambiguous): "
-                      f"{', '.join(summary.ambiguous)}", markup=False)
+                      f"{', '.join(not_resent)}", markup=False)
         if summary.stopped:
             out.print(f"  stopped: {summary.stopped}", markup=False)
         if outbox is not None or "outbox" in summary.transport:

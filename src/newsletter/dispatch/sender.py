@@ -85,8 +85,9 @@ class SendSummary:
     deferred_now: int = 0
     skipped_now: int = 0
     suppressed: list[str] = field(default_factory=list)
-    ambiguous: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)  # every address a crash left ambiguous
     resent_ambiguous: int = 0
+    ambiguous_resent: list[str] = field(default_factory=list)  # those of them sent again in this run
     elapsed: float = 0.0
     stopped: str | None = None
     resumed_from: str | None = None  # the auto-pause reason when this run resumed an auto-paused campaign
@@ -666,6 +667,7 @@ def send_campaign(
         raise
     run = _Run(engine, config, cid, worker, factory, transports, limiter, stop_event)
     ambiguous: list[str] = []
+    ambiguous_resent: list[str] = []
     resent = 0
     lanes: list[_Lane] = []
     stopped: str | None = None
@@ -686,7 +688,9 @@ def send_campaign(
             seen_ambiguous.add(a.id)
             ambiguous.append(a.email)
         if resend_ambiguous and amb:
-            return q.requeue_ambiguous(conn, [a.id for a in amb])
+            n = q.requeue_ambiguous(conn, [a.id for a in amb])
+            ambiguous_resent.extend(a.email for a in amb)
+            return n
         return 0
 
     try:
@@ -828,7 +832,7 @@ def send_campaign(
         campaign_id=cid, status=st_row[0], status_reason=st_row[1], counts=counts,
         transport=", ".join(t.describe() for t in transports), worker_id=worker,
         sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now + run.skipped_now,
-        suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent,
+        suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent, ambiguous_resent=ambiguous_resent,
         elapsed=time.monotonic() - t0, stopped=stopped, resumed_from=resumed_from,
     )
 
