@@ -266,6 +266,21 @@ def test_summary_after_resend_ambiguous_does_not_call_them_not_resent(site, dige
     assert f"not resent, use --resend-ambiguous): {', '.join(amb)}" in p.stdout and "resent 2" not in p.stdout
 
 
+@pytest.mark.parametrize("command, shown", [
+    (("send",), ["smtp://[user@]host[:port]", "a configured [smtp.NAME]", "Send one [TEST] copy"]),
+    (("campaigns", "resume"), ["smtp://[user@]host[:port]", "a configured [smtp.NAME]"]),
+])
+def test_help_shows_square_brackets_literally(command, shown):
+    """Rich markup must not eat bracketed parts of the help (e.g. ``[user@]`` as a style tag)."""
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}
+    p = subprocess.run([sys.executable, "-m", "newsletter", *command, "--help"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    for text in shown:
+        assert text in p.stdout, p.stdout
+    assert "\\[" not in p.stdout
+
+
 def test_real_console_script_create_send_and_error(site, digest_dir):
     url, engine, tmp = site
     p = run_process(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir))

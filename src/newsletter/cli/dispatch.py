@@ -189,7 +189,7 @@ def pause_command(ctx: typer.Context, campaign: str = typer.Argument(..., help="
 def resume_command(
     ctx: typer.Context,
     campaign: str = typer.Argument(..., help="Campaign id."),
-    smtp: Optional[str] = typer.Option(None, "--smtp", help="SMTP URL, server name, or a,b names."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="SMTP URL (smtp://\\[user@]host\\[:port]), a configured \\[smtp.NAME], or a,b names."),
     outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write .eml files to this folder instead."),
     no_send: bool = typer.Option(False, "--no-send", help="Only mark it running (a `newsletter worker` sends it)."),
     resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
@@ -225,14 +225,14 @@ def cancel_command(ctx: typer.Context, campaign: str = typer.Argument(..., help=
 def send_command(
     ctx: typer.Context,
     campaign: str = typer.Argument(..., help="Campaign id (see `newsletter campaigns list`)."),
-    smtp: Optional[str] = typer.Option(None, "--smtp", help="smtp://[user@]host[:port], smtps://..., a configured [smtp.NAME], or a,b to spread over several."),
+    smtp: Optional[str] = typer.Option(None, "--smtp", help="smtp://\\[user@]host\\[:port], smtps://..., a configured \\[smtp.NAME], or a,b to spread over several."),
     starttls: bool = typer.Option(False, "--starttls", help="Require STARTTLS."),
     tls: bool = typer.Option(False, "--tls", help="Implicit TLS from the first byte (port 465)."),
     rate: Optional[str] = typer.Option(None, "--rate", help="Limit: 20/s, 600/m, 10000/h (comma-separate several)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, max=256, help="Connections in parallel (default: config concurrency, 4)."),
     outbox: Optional[Path] = typer.Option(None, "--outbox", help="Write one .eml per recipient to this folder instead of SMTP."),
     resend_ambiguous: bool = typer.Option(False, "--resend-ambiguous", help="Send again the copies whose outcome a crash left unknown."),
-    test: Optional[str] = typer.Option(None, "--test", help="Send one [TEST] copy to this address only; the ledger is not touched."),
+    test: Optional[str] = typer.Option(None, "--test", help="Send one \\[TEST] copy to this address only; the ledger is not touched."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="Summary as text (table) or json."),
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="Send over SMTP even though base_url is not https or is a loopback address (local tests; config allow_local_links)."),
 ) -> None:
