@@ -241,6 +241,12 @@ def test_read_only_database_as_an_unprivileged_user(tmp_path, pending_wal):
         def as_nobody(*args):
             return subprocess.run(argv + list(args), cwd=d, env=env, capture_output=True, text=True, timeout=120)
 
+        probe = subprocess.run(argv[:4] + [sys.executable, "-c", "import newsletter"], cwd=d, env=env,
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            # e.g. a checkout inside a 0700 folder: `nobody` cannot read the editable install.
+            pytest.skip(f"the unprivileged user cannot import the package here: {probe.stderr.strip()[-120:]}")
+
         r = as_nobody("lists", "list", "--format", "json")
         assert r.returncode == 0, r.stderr
         [row] = json.loads(r.stdout)
