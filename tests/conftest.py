@@ -77,3 +77,26 @@ def db_url(request, tmp_path, _pg_reason) -> str:
 
 # --- SMTP test server fixtures (owner D; see tests/smtp_server.py) ---
 from smtp_server import smtp_server, smtp_server_factory  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def _no_vimeo_oembed(monkeypatch):
+    """Tests never reach vimeo.com: Vimeo thumbnail lookups are off unless a test points
+    ``vimeo_oembed_url`` at its own server on loopback. The environment variable covers
+    ``load_config`` (and subprocesses, which inherit it); the guard covers a ``Config(...)``
+    built directly, whose default is the public endpoint."""
+    import dataclasses
+    import urllib.parse
+
+    from newsletter.articles import video
+
+    monkeypatch.setenv("NEWSLETTER_VIMEO_OEMBED_URL", "")
+    real = video.add_vimeo_thumbnails
+
+    def loopback_only(articles, config):
+        host = urllib.parse.urlsplit(getattr(config, "vimeo_oembed_url", "") or "").hostname or ""
+        if host not in {"127.0.0.1", "localhost", "::1"}:
+            config = dataclasses.replace(config, vimeo_oembed_url="")
+        return real(articles, config)
+
+    monkeypatch.setattr(video, "add_vimeo_thumbnails", loopback_only)

@@ -109,3 +109,146 @@ def test_no_trailing_video_leaves_paragraphs_alone():
     paragraphs = ["One.", "https://example.com/not-a-video"]
     assert split_trailing_video(paragraphs) == (paragraphs, None)
     assert split_trailing_video(["Text with https://youtu.be/r4ZMTqwdr9U inside."])[1] is None
+
+
+# --- Vimeo thumbnails from oEmbed, looked up once per load against a real server on 127.0.0.1 ---
+
+import json  # noqa: E402
+import time  # noqa: E402
+import urllib.parse  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+import lxml.html  # noqa: E402
+
+from newsletter.articles import load_sources  # noqa: E402
+from newsletter.compose import ComposeOptions, compose  # noqa: E402
+from newsletter.config import Config, load_config  # noqa: E402
+from test_fetch import server  # noqa: E402,F401  (the loopback HTTP server fixture)
+
+VIMEO = "https://vimeo.com/76979871"
+THUMB = "https://i.vimeocdn.com/video/452001751-8216e1a5_640.jpg"
+OEMBED = json.dumps({"type": "video", "title": "The Night Ferry", "thumbnail_url": THUMB, "width": 640}).encode()
+
+
+def _article(folder, name, body, date="2026-11-20"):
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"---\ntitle: {name[:-3].title()}\ndate: {date}\n---\n\n{body}\n", encoding="utf-8")
+
+
+def _oembed_requests(server):
+    return [urllib.parse.parse_qs(urllib.parse.urlsplit(p).query)["url"] for p, _ in server.seen if p.startswith("/oembed")]
+
+
+def _cfg(server, **kw):
+    return Config(site_url="https://news.example.org", vimeo_oembed_url=server.url + "/oembed", **kw)
+
+
+def test_a_vimeo_video_gets_its_thumbnail_and_title_from_oembed_and_the_card_shows_it(server, tmp_path):
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    _article(tmp_path / "a", "ferry.md", f"Our film about the last crossing.\n\n{VIMEO}")
+    result = load_sources([str(tmp_path / "a")], _cfg(server))
+    [video] = result.articles[0].videos
+    assert (video.provider, video.thumbnail_url, video.title) == ("vimeo", THUMB, "The Night Ferry")
+    assert result.warnings == []
+    [(path, headers)] = server.seen
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(path).query) == {"url": [VIMEO]}
+    assert headers["User-Agent"].startswith("newsletter/") and "news.example.org" in headers["User-Agent"]
+
+    digest = compose([str(tmp_path / "a")], _cfg(server), ComposeOptions(now=datetime(2026, 11, 21, tzinfo=timezone.utc)))
+    imgs = lxml.html.fromstring(digest.html).xpath(f'//img[@src="{THUMB}"]')
+    assert imgs and imgs[0].get("alt") == "Play video on Vimeo: The Night Ferry"
+    assert imgs[0].xpath(f'ancestor::a[@href="{VIMEO}"]')  # the picture links to the video
+
+
+def test_one_lookup_per_video_per_load_however_many_articles_link_it(server, tmp_path):
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    _article(tmp_path / "a", "one.md", f"See {VIMEO} and https://player.vimeo.com/video/76979871?h=x.", "2026-11-20")
+    _article(tmp_path / "a", "two.md", f"Again: https://vimeo.com/channels/staff/76979871 and https://vimeo.com/1234567", "2026-11-19")
+    result = load_sources([str(tmp_path / "a")], _cfg(server))
+    assert sorted(_oembed_requests(server)) == [["https://vimeo.com/1234567"], [VIMEO]]
+    ferry = [v for a in result.articles for v in a.videos if v.url == VIMEO]
+    assert len(ferry) == 2 and all(v.thumbnail_url == THUMB for v in ferry)
+
+
+def test_a_title_given_by_the_source_is_kept(server, tmp_path):
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    (tmp_path / "f.md").write_text(f"---\ntitle: Film\nvideo:\n  url: {VIMEO}\n  title: Our own title\n---\n\nBody.\n")
+    [article] = load_sources([str(tmp_path / "f.md")], _cfg(server)).articles
+    assert (article.videos[0].title, article.videos[0].thumbnail_url) == ("Our own title", THUMB)
+
+
+def test_pages_get_the_same_lookup(server, fixtures_dir):
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    server.routes["/weaving"] = (200, {"Content-Type": "text/html; charset=utf-8"}, (fixtures_dir / "pages" / "videos.html").read_bytes())
+    [article] = load_sources([server.url + "/weaving"], _cfg(server)).articles
+    vimeo = [v for v in article.videos if v.provider == "vimeo"]
+    assert vimeo and vimeo[0].thumbnail_url == THUMB
+    assert _oembed_requests(server) == [[VIMEO]]
+
+
+def test_a_feed_entry_with_its_own_vimeo_thumbnail_is_not_looked_up(server, tmp_path):
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>T</title>'
+        "<link>https://example.org/</link><item><title>Harbour at dusk</title><link>https://vimeo.com/76979871</link>"
+        '<media:thumbnail url="https://i.vimeocdn.com/video/own_640.jpg"/></item></channel></rss>'
+    )
+    (tmp_path / "feed.xml").write_text(rss)
+    [article] = load_sources([str(tmp_path / "feed.xml")], _cfg(server)).articles
+    assert article.videos[0].thumbnail_url == "https://i.vimeocdn.com/video/own_640.jpg"
+    assert server.seen == []
+
+
+def _slow(handler):
+    time.sleep(1.5)
+    return 200, {"Content-Type": "application/json"}, OEMBED
+
+
+@pytest.mark.parametrize(
+    "route, problem",
+    [
+        ((404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"), "oEmbed HTTP 404"),
+        ((200, {"Content-Type": "application/json"}, b"<html>not json"), "oEmbed answer is not JSON"),
+        ((200, {"Content-Type": "application/json"}, b"[1, 2]"), "oEmbed answer is not a JSON object"),
+        ((200, {"Content-Type": "application/json"}, b'{"title": "No picture"}'), "oEmbed answer has no thumbnail_url"),
+        ((200, {"Content-Type": "application/json"}, b'{"thumbnail_url": "javascript:alert(1)"}'), "is not an http(s) URL"),
+        ((200, {"Content-Type": "application/json"}, b'{"thumbnail_url": 42}'), "oEmbed answer has no thumbnail_url"),
+        (_slow, "oEmbed timed out after 0.3 s"),
+    ],
+    ids=["404", "garbage", "not-an-object", "no-thumbnail", "javascript-thumbnail", "number-thumbnail", "slow"],
+)
+def test_a_failed_lookup_is_one_warning_and_the_load_succeeds(server, tmp_path, route, problem):
+    server.routes["/oembed"] = route
+    _article(tmp_path / "a", "ferry.md", f"Film: {VIMEO}")
+    started = time.monotonic()
+    result = load_sources([str(tmp_path / "a")], _cfg(server, fetch_timeout=0.3), strict=True)
+    assert time.monotonic() - started < 1.4  # the slow server was not waited for
+    [article] = result.articles
+    assert article.videos[0].thumbnail_url is None
+    [warning] = result.warnings
+    assert warning.startswith(f"{VIMEO}: no Vimeo thumbnail (") and problem in warning and "\n" not in warning
+
+
+def test_the_card_without_a_looked_up_thumbnail_still_links_the_video(server, tmp_path):
+    _article(tmp_path / "a", "ferry.md", f"Film: {VIMEO}")  # no /oembed route: 404
+    digest = compose([str(tmp_path / "a")], _cfg(server), ComposeOptions(now=datetime(2026, 11, 21, tzinfo=timezone.utc)))
+    root = lxml.html.fromstring(digest.html)
+    assert root.xpath(f'//a[@href="{VIMEO}"]') and not root.xpath('//img[contains(@src, "vimeocdn")]')
+    assert any(w.startswith(f"{VIMEO}: no Vimeo thumbnail (oEmbed HTTP 404") for w in digest.warnings)
+
+
+def test_an_empty_vimeo_oembed_url_makes_no_request(server, tmp_path):
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    _article(tmp_path / "a", "ferry.md", f"Film: {VIMEO}")
+    result = load_sources([str(tmp_path / "a")], Config(vimeo_oembed_url=""))
+    assert result.articles[0].videos[0].thumbnail_url is None and result.warnings == []
+    assert load_config(environ={"NEWSLETTER_VIMEO_OEMBED_URL": ""}).vimeo_oembed_url == ""
+    toml = tmp_path / "newsletter.toml"
+    toml.write_text('vimeo_oembed_url = ""\n')
+    cfg = load_config(toml, environ={})
+    assert cfg.vimeo_oembed_url == ""
+    load_sources([str(tmp_path / "a")], cfg)
+    assert server.seen == []
+
+
+def test_the_default_endpoint_is_vimeos():
+    assert Config().vimeo_oembed_url == "https://vimeo.com/api/oembed.json"

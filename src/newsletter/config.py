@@ -69,6 +69,7 @@ class Config:
     poll_interval: float = 5.0
     fetch_timeout: float = 10.0
     fetch_max_bytes: int = 10 * 1024 * 1024
+    vimeo_oembed_url: str = "https://vimeo.com/api/oembed.json"  # "" turns Vimeo thumbnail lookups off
     secret_key: str | None = field(default=None, repr=False)
     admin_password: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)

@@ -70,6 +70,10 @@ def load_sources(sources: list[str], config: Config, *, strict: bool = False) ->
             f"{failures[0].problem} (and {len(failures) - 1} other source(s) failed)" if len(failures) > 1 else failures[0].problem,
         )
     result.articles = dedupe(result.articles)
+    # One enrichment step for every kind of source (after dedupe: no lookups for dropped copies).
+    from .video import add_vimeo_thumbnails
+
+    result.warnings.extend(add_vimeo_thumbnails(result.articles, config))
     return result
 
 

@@ -2,8 +2,9 @@
 
 Email clients cannot play video, so a video becomes a card: a thumbnail with a play
 affordance linking to the canonical watch URL. YouTube thumbnails come from
-``i.ytimg.com``; Vimeo has no thumbnail URL derivable from the id (it needs an API call),
-so a Vimeo video keeps ``thumbnail_url=None`` unless the source supplies one.
+``i.ytimg.com``; Vimeo has no thumbnail URL derivable from the id, so ``parse_video_url``
+leaves it None and ``add_vimeo_thumbnails`` (run once by ``load_sources`` after parsing)
+asks Vimeo's oEmbed endpoint for the videos no source gave a picture for.
 """
 
 from __future__ import annotations
@@ -149,3 +150,95 @@ def split_trailing_video(paragraphs: list[str]) -> tuple[list[str], Video | None
 def _is_short_line(text: str) -> bool:
     text = text.strip()
     return 0 < len(text) <= 160 and "\n" not in text
+
+
+OEMBED_WORKERS = 4  # lookups in flight at once: a few, to be polite and bound a load full of videos
+
+
+def add_vimeo_thumbnails(articles: list, config) -> list[str]:
+    """Fill ``thumbnail_url`` (and a missing title) of every Vimeo video without one from
+    ``config.vimeo_oembed_url``; returns one warning line per video whose lookup failed.
+
+    Each video URL is asked about once, however many articles link it, with the usual fetch
+    limits (timeout, size cap, User-Agent), a few at a time. A failure never fails the load:
+    the video keeps no thumbnail and its card is drawn without a picture. An empty
+    ``vimeo_oembed_url`` turns the lookup off (no network calls).
+    """
+    endpoint = (getattr(config, "vimeo_oembed_url", "") or "").strip()
+    if not endpoint:
+        return []
+    wanted: dict[str, list[Video]] = {}
+    for article in articles:
+        for v in article.videos:
+            if v.provider == "vimeo" and not v.thumbnail_url and v.url:
+                wanted.setdefault(v.url, []).append(v)
+    if not wanted:
+        return []
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    def look_up(video_url: str) -> tuple[str | None, str | None, str | None]:
+        try:
+            thumb, title = _vimeo_oembed(endpoint, video_url, config)
+            return thumb, title, None
+        except _LookupFailed as e:
+            return None, None, str(e)
+
+    urls = list(wanted)
+    with ThreadPoolExecutor(max_workers=min(OEMBED_WORKERS, len(urls))) as pool:
+        answers = list(pool.map(look_up, urls))
+    warnings: list[str] = []
+    for video_url, (thumb, title, problem) in zip(urls, answers):
+        if problem:
+            warnings.append(f"{video_url}: no Vimeo thumbnail ({problem}); the video card has no picture")
+            continue
+        for v in wanted[video_url]:
+            v.thumbnail_url = thumb
+            if not v.title and title:
+                v.title = title
+    return warnings
+
+
+class _LookupFailed(Exception):
+    """Why one oEmbed lookup gave no thumbnail (becomes a warning, never an error)."""
+
+
+def _vimeo_oembed(endpoint: str, video_url: str, config) -> tuple[str, str | None]:
+    """(thumbnail URL, title) from the oEmbed endpoint for ``video_url``; raises _LookupFailed."""
+    import json
+
+    from ..errors import SourceError
+    from . import fetch as fetching
+
+    sep = "&" if "?" in endpoint else "?"
+    url = f"{endpoint}{sep}{urllib.parse.urlencode({'url': video_url})}"
+    try:
+        got = fetching.fetch(
+            url,
+            timeout=config.fetch_timeout,
+            max_bytes=min(config.fetch_max_bytes, 1024 * 1024),  # an oEmbed answer is a few hundred bytes
+            user_agent_string=fetching.user_agent(config.site_url),
+            accept="application/json",
+        )
+    except SourceError as e:
+        raise _LookupFailed(f"oEmbed {e.problem}") from None
+    try:
+        data = json.loads(got.content.decode(got.charset or "utf-8"))
+    except (UnicodeDecodeError, LookupError, ValueError):
+        raise _LookupFailed("oEmbed answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise _LookupFailed("oEmbed answer is not a JSON object")
+    thumb = data.get("thumbnail_url")
+    if not isinstance(thumb, str) or not thumb.strip():
+        raise _LookupFailed("oEmbed answer has no thumbnail_url")
+    thumb = thumb.strip()
+    try:
+        parts = urllib.parse.urlsplit(thumb)
+        ok = parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok or any(c in thumb for c in "\r\n\t "):
+        raise _LookupFailed(f"oEmbed thumbnail_url {thumb[:80]!r} is not an http(s) URL")
+    title = data.get("title")
+    title = " ".join(title.split())[:300] if isinstance(title, str) and title.strip() else None
+    return thumb, title
