@@ -77,7 +77,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
-        cur.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps the email index hot on big imports
     finally:
         cur.close()
 

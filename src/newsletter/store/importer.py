@@ -324,6 +324,9 @@ def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
 # ---------------------------------------------------------------- writing
 
 
+IMPORT_SQLITE_CACHE_KIB = 32768  # 32 MiB
+
+
 class _SQL:
     """The handful of bulk statements an import batch runs, as raw driver SQL for speed.
 
@@ -350,6 +353,10 @@ class _SQL:
     def begin(self, conn) -> None:
         if self.pg:
             conn.exec_driver_sql(self._TEMP)
+        else:
+            # Only a bulk import wants a big page cache (the email index stays hot); other
+            # connections keep SQLite's small default, so a sender's memory does not grow with the list.
+            conn.exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_SQLITE_CACHE_KIB}")
 
     def _fill(self, conn, table: str, rows) -> None:
         """PostgreSQL: replace the rows of a temp table with ``rows`` (tuples) through COPY."""
