@@ -173,6 +173,20 @@ def test_digests_run_now_composes_and_sends_immediately(sqlite_url, tmp_path):
         assert again.status == "skipped" and "nothing new" in again.reason and len(srv.received()) == 2
 
 
+def test_two_manual_runs_in_the_same_second_are_both_recorded(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    at = datetime(2026, 11, 24, 23, 46, 27, tzinfo=UTC)
+    write_article(articles, "library-late-hours", at - timedelta(days=1))
+    weekly_digest(engine, config, articles)
+    first = dg.run_digest_now(engine, config, "weekly", now=at)
+    second = dg.run_digest_now(engine, config, "weekly", now=at.replace(microsecond=500))
+    assert first.status == "created" and first.article_count == 1
+    assert second.status == "skipped" and "nothing new" in second.reason
+    assert second.scheduled_for == at + timedelta(seconds=1)
+
+
 # --- one-off scheduled campaigns ---------------------------------------------------------------
 
 def draft_campaign(engine, config) -> int:

@@ -597,8 +597,13 @@ def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime |
 
     now = _now(now).replace(microsecond=0)
     with session_scope(engine) as session:
-        result = run_occurrence(session, config, _get(session, name, lock=True), now, now=now, manual=True,
-                                retry_delays=retry_delays)
+        d = _get(session, name, lock=True)
+        # A manual run is not a schedule slot: two in the same second (a double click, a script) get
+        # successive whole-second keys rather than a "try again". The digest row lock serializes this.
+        when = now
+        while _already_run(session, d, when) and when - now < timedelta(seconds=60):
+            when += timedelta(seconds=1)
+        result = run_occurrence(session, config, d, when, now=now, manual=True, retry_delays=retry_delays)
     if result.status == "duplicate":
-        raise StateError(f"digest {name!r}: an occurrence at {now.isoformat()} was already recorded; try again")
+        raise StateError(f"digest {name!r}: an occurrence at {when.isoformat()} was already recorded; try again")
     return result
