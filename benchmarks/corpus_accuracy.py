@@ -27,12 +27,6 @@ compares both with the expected values, field by field, under the SAME rules:
                    both sides; trafilatura has no direction, so it always says "ltr"
   A page our parser refuses (SourceError) counts as all-empty for our column.
 
-A supplementary row, "title, site tail ignored", counts a title as right when it equals the
-expected one with a " | Site" tail (or head) removed whose text names the site (the
-expected siteName or that side's own). The issue asks for that tail to be dropped, while
-Readability's reference keeps it when it comes from og:title; this row shows how much of
-the title figure that one disagreement explains. It is not the headline figure.
-
 The run also reports the mean time per page of each side (parse_page includes the main
 text extraction by trafilatura; extract_metadata is metadata only). The machine is
 shared, so timings wander; compare the two columns of one run, not runs.
@@ -85,16 +79,6 @@ def match(field: str, expected, got) -> bool:
     if field in ("siteName", "lang"):
         return exp.casefold() == ours.casefold()
     raise ValueError(field)
-
-
-def title_ignoring_tail(expected: dict, got: dict) -> bool:
-    from newsletter.articles.page_meta import strip_site_tail
-
-    if match("title", expected.get("title"), got.get("title")):
-        return True
-    sites = [norm(expected.get("siteName")), norm(got.get("siteName"))]
-    exp = strip_site_tail(norm(expected.get("title")), [s for s in sites if s])
-    return match("title", exp, got.get("title"))
 
 
 def ours(source: bytes, url: str) -> dict:
@@ -178,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     hits = {side: {f: 0 for f in FIELDS} for side in ("ours", "trafilatura")}
     misses: dict[str, list[str]] = {f: [] for f in FIELDS}
     times = {"ours": 0.0, "trafilatura": 0.0}
-    alt: dict[str, list[bool]] = {"ours": [], "trafilatura": []}
     # warm-up: imports and lazy initialisation are not per-page costs
     first = (pages[0] / "source.html").read_bytes()
     ours(first, "https://example.org/warmup/")
@@ -194,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()
         times["ours"] += t1 - t0
         times["trafilatura"] += t2 - t1
-        for side in alt:
-            alt[side].append(title_ignoring_tail(expected, got[side]))
         for f in FIELDS:
             if f not in expected:
                 continue
@@ -209,15 +190,12 @@ def main(argv: list[str] | None = None) -> int:
                     misses[f].append(f"  {page.name}: expected {norm(expected[f])[:70]!r}, ours {norm(got[side].get(f))[:70]!r}")
 
     n = len(pages)
-    alt_hits = {side: sum(alt[side]) for side in alt}
     print(f"{n} pages in {args.path} — {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
           f"{platform.machine()} {platform.processor() or ''} Python {platform.python_version()}")
     print(f"{'field':<14} {'pages':>5}  {'ours':>7}  {'trafilatura':>11}")
     for f in FIELDS:
         s = scored[f] or 1
         print(f"{f:<14} {scored[f]:>5}  {100 * hits['ours'][f] / s:>6.1f}%  {100 * hits['trafilatura'][f] / s:>10.1f}%")
-    print(f"{'title, site tail ignored':<26}{100 * alt_hits['ours'] / n:>5.1f}%  {100 * alt_hits['trafilatura'] / n:>10.1f}%"
-          "   (supplementary, see the docstring)")
     print(f"mean time per page: parse_page {1000 * times['ours'] / n:.1f} ms (metadata + trafilatura main text), "
           f"trafilatura extract_metadata {1000 * times['trafilatura'] / n:.1f} ms")
     for f in args.misses:

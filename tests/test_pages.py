@@ -78,7 +78,8 @@ def test_json_ld_name_preferred_over_a_tagline_headline_when_the_title_agrees():
 
 def test_opengraph_and_article_meta():
     a = page("opengraph.html")
-    assert a.title == "Ten quiet trails near the coast"  # " | Pathfinder Journal" repeats the site name
+    # og:title is kept as the publisher declared it; the digest card drops the site tail (test_render)
+    assert a.title == "Ten quiet trails near the coast | Pathfinder Journal"
     assert a.site_name == "Pathfinder Journal"
     assert a.summary.startswith("Where to walk when the beaches are full")
     assert a.published == datetime(2026, 6, 1, 9, 15, tzinfo=timezone(timedelta(hours=-4)))
@@ -163,11 +164,21 @@ def test_title_tail_kept_when_it_is_not_the_site_name():
     assert parse_page(doc.encode(), "https://courier.example.com/b").title == "Budget 2026 | What changes for renters"
 
 
-def test_site_name_head_dropped_from_title():
+def test_site_name_head_dropped_from_a_title_tag():
     doc = html('<meta property="og:site_name" content="Lakeside Courier">'
-               '<meta property="og:title" content="Lakeside Courier — Ferry timetable changes">',
+               '<title>Lakeside Courier — Ferry timetable changes</title>',
                "<p>The winter timetable starts on Monday with two fewer crossings each day.</p>")
     assert parse_page(doc.encode(), "https://courier.example.com/f").title == "Ferry timetable changes"
+
+
+def test_site_tail_dropped_from_a_title_tag_but_kept_in_a_declared_title():
+    body = "<p>The winter timetable starts on Monday with two fewer crossings each day.</p>"
+    tab = html('<meta property="og:site_name" content="Lakeside Courier">'
+               '<title>Ferry timetable changes | Lakeside Courier</title>', body)
+    declared = html('<meta property="og:site_name" content="Lakeside Courier">'
+                    '<meta property="og:title" content="Ferry timetable changes | Lakeside Courier">', body)
+    assert parse_page(tab.encode(), "https://courier.example.com/f").title == "Ferry timetable changes"
+    assert parse_page(declared.encode(), "https://courier.example.com/f").title == "Ferry timetable changes | Lakeside Courier"
 
 
 def test_entities_decoded_and_whitespace_normalised():
@@ -249,7 +260,7 @@ def test_local_file_path_as_url(tmp_path):
     f = tmp_path / "story.html"
     f.write_bytes((PAGES / "opengraph.html").read_bytes())
     a = parse_page(f.read_bytes(), str(f))
-    assert a.title == "Ten quiet trails near the coast"
+    assert a.title == "Ten quiet trails near the coast | Pathfinder Journal"
     assert a.source == str(f)
 
 
@@ -421,7 +432,7 @@ def test_served_pages_through_newsletter_articles(page_server):
     run, items = _articles(f"{page_server}/story", f"{page_server}/ru")
     assert run.returncode == 0, run.stderr
     by_title = {i["title"]: i for i in items}
-    story = by_title["Ten quiet trails near the coast"]
+    story = by_title["Ten quiet trails near the coast | Pathfinder Journal"]
     assert story["image"]["url"] == f"{page_server}/images/trail.jpg"  # relative og:image, against the fetched URL
     assert story["published"] == "2026-06-01T09:15:00-04:00"
     assert "Борщ без суеты" in by_title  # charset from the Content-Type header

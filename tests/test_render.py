@@ -197,6 +197,19 @@ def test_plain_text_lists_titles_urls_summaries_and_is_not_html(ten):
     assert max(len(line) for line in t.splitlines()) <= 80
 
 
+def test_card_title_drops_a_tail_that_repeats_the_site_name():
+    a = Article(title="Ten quiet trails near the coast | Pathfinder Journal", url="https://example.net/trails",
+                published=datetime(2026, 11, 20, tzinfo=timezone.utc), site_name="Pathfinder Journal",
+                summary="Where to walk when the beaches are full.")
+    b = Article(title="Budget 2026 | What changes for renters", url="https://example.net/budget",
+                published=datetime(2026, 11, 19, tzinfo=timezone.utc), site_name="Lakeside Courier",
+                summary="Rents, deposits and notice periods.")
+    d = render([a, b], Config(), OPTS)
+    assert "Pathfinder Journal" not in doc(d).text_content().split("Where to walk")[0].split("Ten quiet trails")[1]
+    assert "Ten quiet trails near the coast\n" in d.text and "| Pathfinder Journal" not in d.text
+    assert "Budget 2026 | What changes for renters" in d.text  # not the site's name: kept
+
+
 def test_ten_article_digest_is_under_the_size_budget_without_warning(ten):
     assert ten.html_size == len(ten.html.encode())
     assert ten.html_size < HTML_BUDGET_BYTES

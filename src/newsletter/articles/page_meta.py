@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
+from .text import _TITLE_SEPARATORS, strip_site_tail
+
 # schema.org types whose properties describe the article itself.
 _ARTICLE_TYPES = {
     "article", "newsarticle", "blogposting", "report", "scholarlyarticle", "techarticle",
@@ -38,8 +40,6 @@ _NOT_A_PICTURE = re.compile(r"(?:^|[/_.-])(?:logo|icon|favicon|avatar|sprite|spa
 _BYLINE_HINT = re.compile(r"byline|author|writtenby|p-author|contributor|dateline", re.I)
 _BY_PREFIX = re.compile(r"^\s*(?:by|par|von|por|di|door|av|przez|от|автор)\s*[:\-]?\s+", re.I)
 _URLISH = re.compile(r"^(?:https?:|www\.|//)|^[\w.-]+\.(?:com|org|net)/", re.I)
-# Title separators a site appends its name after ("Story | Site", "Story – Site").
-_TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " · ", " :: ", " » ", " / ", " \\ ", " > ", " ~ ")
 _RTL_LANGS = {"ar", "he", "iw", "fa", "ur", "yi", "ps", "sd", "ug", "dv", "ckb", "syr"}
 
 
@@ -296,34 +296,6 @@ def _split_title(title: str) -> list[str]:
     return [title]
 
 
-def _same_site(a: str, b: str) -> bool:
-    """True when two spellings name the same site ("eHow" and "ehow.com", "The Guardian" and "the Guardian")."""
-    def norm(s: str) -> str:
-        s = s.lower().strip()
-        s = re.sub(r"^(?:https?://)?(?:www\.)?", "", s)
-        s = re.sub(r"\.(?:com|org|net|co\.uk|fr|de|cz|es|io|tv)\b.*$", "", s)
-        return re.sub(r"[^\w]+", "", s)
-    na, nb = norm(a), norm(b)
-    return bool(na) and na == nb
-
-
-def strip_site_tail(title: str, site_names: Iterable[str]) -> str:
-    """Drop a " | Site" head or tail from ``title`` when it repeats the site's name."""
-    names = [n for n in site_names if n]
-    if not names:
-        return title
-    for sep in _TITLE_SEPARATORS:
-        if sep not in title:
-            continue
-        head, _, tail = title.rpartition(sep)
-        if head.strip() and any(_same_site(tail, n) for n in names):
-            return head.strip()
-        first, _, rest = title.partition(sep)
-        if rest.strip() and any(_same_site(first, n) for n in names):
-            return rest.strip()
-    return title
-
-
 def _title_from_title_tag(title: str, h1s: list[str]) -> str:
     """The article's part of a document ``<title>``, which usually carries the site's name too.
 
@@ -381,12 +353,18 @@ def _untruncated(headline: str, sig: PageSignals) -> str:
 
 
 def best_title(sig: PageSignals, doc, site_names: list[str]) -> str:
-    """The headline: JSON-LD, Dublin Core, OpenGraph, Twitter, Parse.ly, Sailthru, then ``<title>``/``<h1>``."""
+    """The headline: JSON-LD, Dublin Core, OpenGraph, Twitter, Parse.ly, Sailthru, then ``<title>``/``<h1>``.
+
+    A title the publisher declared in metadata is kept as declared, " | Site" tail included (the
+    digest card drops that tail when it shows the title, see ``compose.cards``); a document
+    ``<title>`` is a browser-tab label, so its site part is dropped here.
+    """
     title = _untruncated(_ld_headline(sig), sig) or sig.first(
         "dc:title", "dcterms:title", "og:title", "twitter:title", "parsely-title", "sailthru.title", "title")
-    if not title:
-        h1s = [t for t in (_text_of(h) for h in doc.iter("h1")) if t][:3]
-        title = _title_from_title_tag(sig.title_tag, h1s) or (h1s[0] if h1s else "")
+    if title:
+        return title
+    h1s = [t for t in (_text_of(h) for h in doc.iter("h1")) if t][:3]
+    title = _title_from_title_tag(sig.title_tag, h1s) or (h1s[0] if h1s else "")
     return strip_site_tail(title, site_names)
 
 

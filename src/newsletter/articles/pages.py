@@ -354,11 +354,12 @@ def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
     if not main.strip():
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=base)
-    body = _without_leading_title(body, title)
+    headline = pm.strip_site_tail(title, site_names)  # the title as a reader sees it on the page
+    body = _without_leading_title(body, headline)
     paragraphs = html_paragraphs(body)
     main_text = "\n".join(paragraphs)
-    summary = cut_summary(pm.best_description(sig) or _first_paragraph(body, title, authors) or next(
-        (p for p in paragraphs if p != title), ""))
+    summary = cut_summary(pm.best_description(sig) or _first_paragraph(body, headline, authors) or next(
+        (p for p in paragraphs if p not in (title, headline)), ""))
 
     return Article(
         title=title,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import urllib.parse
+from typing import Iterable
 
 SUMMARY_CHARS = 280
 RTL_LANGS = {"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ku", "ps", "sd", "syr", "ug", "ur", "yi"}
@@ -97,3 +98,35 @@ def normalize_lang(lang: object) -> str | None:
         return None
     out = [parts[0].lower()] + [p.upper() if len(p) == 2 else p for p in parts[1:] if p.isalnum()]
     return "-".join(out)
+
+
+# Title separators a site appends its name after ("Story | Site", "Story – Site").
+_TITLE_SEPARATORS = (" | ", " - ", " – ", " — ", " · ", " :: ", " » ", " / ", " \\ ", " > ", " ~ ")
+
+
+def _same_site(a: str, b: str) -> bool:
+    """True when two spellings name the same site ("eHow" and "ehow.com", "The Guardian" and "the Guardian")."""
+    def norm(s: str) -> str:
+        s = s.lower().strip()
+        s = re.sub(r"^(?:https?://)?(?:www\.)?", "", s)
+        s = re.sub(r"\.(?:com|org|net|co\.uk|fr|de|cz|es|io|tv)\b.*$", "", s)
+        return re.sub(r"[^\w]+", "", s)
+    na, nb = norm(a), norm(b)
+    return bool(na) and na == nb
+
+
+def strip_site_tail(title: str, site_names: Iterable[str]) -> str:
+    """Drop a " | Site" head or tail from ``title`` when it repeats the site's name."""
+    names = [n for n in site_names if n]
+    if not names:
+        return title
+    for sep in _TITLE_SEPARATORS:
+        if sep not in title:
+            continue
+        head, _, tail = title.rpartition(sep)
+        if head.strip() and any(_same_site(tail, n) for n in names):
+            return head.strip()
+        first, _, rest = title.partition(sep)
+        if rest.strip() and any(_same_site(first, n) for n in names):
+            return rest.strip()
+    return title

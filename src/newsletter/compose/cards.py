@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlparse
 
 from ..articles.model import Article
+from ..articles.text import strip_site_tail
 from ..config import Config
 from .model import ComposeOptions
 from .thumbnails import CARD_WIDTH, ImageRef, card_image
@@ -125,7 +126,8 @@ def zone(config: Config):
 
 def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: list, warnings: list[str]) -> Card:
     """The card for ``a``; image files to ship are appended to ``files``, problems to ``warnings``."""
-    title = one_line(a.title) or one_line(a.url)
+    # The card shows the site's name itself, so a declared "Story | Site" title loses its tail here.
+    title = one_line(strip_site_tail(a.title or "", [a.site_name or ""])) or one_line(a.url)
     image = None
     if a.image is not None and a.image.url:
         alt = one_line(a.image.alt) or title
