@@ -524,19 +524,23 @@ def test_related_articles_in_json_ld_are_not_the_page():
     assert (a.title, a.authors) == ("The bridge reopens", ["Nadia Park"])
 
 
-def test_a_local_page_without_a_canonical_url_is_skipped_with_a_warning_naming_it(tmp_path):
+def test_a_local_page_without_a_canonical_url_links_to_site_url_and_slug_like_markdown(tmp_path):
     from newsletter.articles import load_sources
     from newsletter.config import Config
 
     (tmp_path / "post.md").write_text("---\ntitle: Post\n---\nWords.")
-    bare = tmp_path / "bare.html"
+    bare = tmp_path / "Canal Walk.html"
     bare.write_bytes((PAGES / "no_meta.html").read_bytes())
     with_canonical = tmp_path / "story.html"
     with_canonical.write_bytes((PAGES / "opengraph.html").read_bytes())
-    result = load_sources([str(tmp_path)], Config())
-    assert sorted(a.url.startswith("https://") for a in result.articles) == [True, True]
-    assert result.warnings == [f"skipped {bare}: no canonical URL; add <link rel=canonical> or serve it"]
-    with pytest.raises(SourceError, match="bare.html: no canonical URL"):
-        load_sources([str(tmp_path)], Config(), strict=True)
-    with pytest.raises(SourceError, match="bare.html: no canonical URL"):
-        load_sources([str(bare)], Config())
+    result = load_sources([str(tmp_path)], Config(site_url="https://news.example.org/"))
+    urls = sorted(a.url for a in result.articles)
+    assert urls == ["https://news.example.org/canal-walk", "https://news.example.org/post",
+                    "https://pathfinder.example.net/trails/quiet-coast"]
+    assert result.warnings == [f"{bare}: no canonical URL (<link rel=canonical> or og:url); "
+                               "linking to https://news.example.org/canal-walk (site_url + file name)"]
+
+
+def test_a_served_page_without_a_canonical_url_keeps_its_own_address():
+    doc = (PAGES / "no_meta.html").read_bytes()
+    assert parse_page(doc, "https://site.example.com/walks/canal").url == "https://site.example.com/walks/canal"

@@ -20,6 +20,7 @@ from ..errors import SourceError
 from . import fetch as fetching
 from . import feeds, markdown
 from .model import Article
+from .text import slugify
 
 MARKDOWN, FEED, HTML, URL_LIST = "markdown", "feed", "html", "url-list"
 # Files in a source directory that are assets, not articles: skipped silently.
@@ -194,7 +195,7 @@ def parse_content(
     if kind == FEED:
         return feeds.parse_feed(content, source, config, base_url=base_url, charset=charset, content_type=content_type, warn=warn)
     if kind == HTML:
-        return [_parse_page(content, source, base_url or source, charset)]
+        return [_parse_page(content, source, base_url or source, charset, config, warn, path)]
     if kind == URL_LIST:
         if nested:
             raise SourceError(source, "a list of URLs cannot itself come from a list of URLs")
@@ -225,7 +226,8 @@ def _url_list_bad_line(content: bytes) -> str | None:
             "write one URL a line, # starts a comment")
 
 
-def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> Article:
+def _parse_page(content: bytes, source: str, url: str, charset: str | None, config: Config, warn: Warn,
+                path: Path | None) -> Article:
     try:
         from . import pages
     except ModuleNotFoundError as e:
@@ -236,8 +238,14 @@ def _parse_page(content: bytes, source: str, url: str, charset: str | None) -> A
     if not article.source:
         article.source = source
     if not fetching.is_url(article.url or ""):
-        # A saved page names no public address: a card could not link anywhere (like a feed entry without a link).
-        raise SourceError(source, "no canonical URL; add <link rel=canonical> or serve it")
+        if path is None:
+            raise SourceError(source, "no canonical URL; add <link rel=canonical> or serve it")
+        # A local page that names no public address of its own is the publisher's, like a Markdown
+        # file without `url:`: it links to site_url + its slug, and the user is told so.
+        slug = slugify(path.stem) or slugify(article.title)
+        article.url = f"{markdown.site_base_url(config)}/{slug}"
+        warn(f"{source}: no canonical URL (<link rel=canonical> or og:url); linking to {article.url} "
+             "(site_url + file name)")
     return article
 
 
