@@ -35,6 +35,15 @@ def engine(migrated_url):
     e.dispose()
 
 
+@pytest.fixture(params=["reader thread", "reader process"])
+def both_readers(request, monkeypatch):
+    """Run the test with the file read in a thread (small files) and in a child process (large ones)."""
+    from newsletter.store import importer
+
+    monkeypatch.setattr(importer, "READER_PROCESS_MIN_ROWS", 0 if request.param == "reader process" else 10**9)
+    return request.param
+
+
 def write(tmp_path, name, text, encoding="utf-8"):
     p = tmp_path / name
     p.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
@@ -61,6 +70,7 @@ def statuses(engine, slug="weekly"):
 # ---------------------------------------------------------------- the sample file
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_sample_file_report_and_rejects(engine, tmp_path):
     src = tmp_path / "sample.csv"
     src.write_bytes(SAMPLE.read_bytes())
@@ -90,6 +100,7 @@ def test_utf8_bom_header_aliases_and_attributes(engine, tmp_path):
     assert row.name == "Zoë Müller" and row.attributes == {"Plan": "pro"}
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_other_encodings_need_encoding_flag(engine, tmp_path):
     p = write(tmp_path, "latin.csv", "email,name\na@example.com,Ana\nb@example.com,Inês Ferreira\n", "latin-1")
     with pytest.raises(InvalidInput, match=r"line 3: cannot decode byte 0xea.*--encoding"):
@@ -110,6 +121,7 @@ def test_rejects_file_is_spreadsheet_safe(engine, tmp_path):
     assert r.rejects_path == elsewhere and Path(elsewhere).exists()
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_jsonl_with_attributes_and_status(engine, tmp_path):
     p = write(tmp_path, "people.jsonl",
               '{"email": "a@example.com", "name": "Ana", "age": 31, "tags": ["x"]}\n\n'
@@ -148,6 +160,7 @@ def test_malformed_csv_is_one_line_error_and_stores_nothing(engine, tmp_path, te
     assert counts(engine) == (1, 1)
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_bad_json_lines_are_rejected_and_the_rest_imports(engine, tmp_path):
     good = [f'{{"email": "p{i}@example.com"}}' for i in range(6)]
     lines = good[:3] + ["not json", '["list"]'] + good[3:5] + ['{"email": "b@example.com"', "42"] + good[5:]
@@ -183,6 +196,7 @@ def test_missing_list_and_missing_file(engine, tmp_path):
 # ---------------------------------------------------------------- consent
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_unsubscribed_and_suppressed_are_never_re_added(engine, tmp_path):
     S.add_subscriber(engine, "left@example.com", list_slug="weekly", name="Left")
     S.unsubscribe(engine, "left@example.com")
@@ -209,12 +223,38 @@ def test_double_opt_in_list_imports_unconfirmed(engine, tmp_path):
     assert set(statuses(engine, "news").values()) == {"unconfirmed"}
 
 
+@pytest.mark.usefixtures("both_readers")
 def test_duplicates_across_batches_are_merged(engine, tmp_path):
     rows = [f"user{i % 7}@example.com" if i % 2 else f"USER{i % 7}@EXAMPLE.COM" for i in range(40)]
     p = write(tmp_path, "dups.csv", "email,n\n" + "\n".join(f"{a},{i}" for i, a in enumerate(rows)) + "\n")
     r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=3))
     assert r.added == 7 and r.read == 40
     assert counts(engine) == (7, 7)
+
+
+@pytest.mark.usefixtures("both_readers")
+def test_an_unwritable_rejects_file_is_a_one_line_error(engine, tmp_path):
+    p = write(tmp_path, "in.csv", "email\nok@example.com\nnot-an-address\n")
+    with pytest.raises(InvalidInput, match=r"missing/r\.csv: cannot write the rejects file"):
+        import_file(engine, p, ImportOptions(list_slug="weekly", rejects_path=tmp_path / "missing" / "r.csv"))
+
+
+def test_a_reader_process_that_dies_is_a_one_line_error_not_a_hang(engine, tmp_path, monkeypatch):
+    from newsletter.errors import NewsletterError
+    from newsletter.store import importer
+
+    monkeypatch.setattr(importer, "READER_PROCESS_MIN_ROWS", 0)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "shadow"))  # a broken newsletter package shadows the real one
+    shadow = tmp_path / "shadow" / "newsletter" / "store"
+    shadow.mkdir(parents=True)
+    (shadow.parent / "__init__.py").write_text("")
+    (shadow / "__init__.py").write_text("")
+    (shadow / "import_reader.py").write_text("raise SystemExit('reader cannot start: broken install')\n")
+    monkeypatch.setattr(importer, "_reader_command", lambda: [sys.executable, "-m", "newsletter.store.import_reader"])
+    p = write(tmp_path, "in.csv", "email\nok@example.com\n")
+    with pytest.raises(NewsletterError, match=r"in\.csv: the import stopped: .*exit code 1\): reader cannot start"):
+        import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert counts(engine) == (0, 0)
 
 
 # ---------------------------------------------------------------- properties
@@ -286,6 +326,21 @@ def test_property_no_duplicates_no_resubscribe_postgres(migrated_pg_url, tmp_pat
 # ---------------------------------------------------------------- crash and resume
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path):
     total, batch = 20_000, 400
@@ -306,8 +361,14 @@ def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path
         if committed >= 3 * batch:
             break
         time.sleep(0.01)
+    readers = _children(child.pid)
     os.kill(child.pid, signal.SIGKILL)
     child.communicate(timeout=30)
+    assert readers, "a 20,000-row import reads in a child process"
+    gone = time.monotonic() + 10  # the reader's next write finds the pipe broken and it exits
+    while any(_running(pid) for pid in readers) and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in readers), "the reader outlived the killed import"
     assert child.returncode == -signal.SIGKILL, "the import finished before it could be killed"
     subs, memberships = counts(engine)
     assert 0 < subs < total
@@ -319,3 +380,31 @@ def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path
     assert f"added                    {total - subs}" in done.stdout
     assert f"already present          {subs}" in done.stdout
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_an_import_between_batches_and_ends_its_reader(migrated_sqlite_url, tmp_path):
+    total, batch = 20_000, 400
+    src = tmp_path / "big.csv"
+    src.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(total)))
+    engine = db.get_engine(migrated_sqlite_url)
+    lists.create_list(engine, "weekly")
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": migrated_sqlite_url}
+    cmd = [sys.executable, "-m", "newsletter", "subscribers", "import", str(src), "--list", "weekly", "--batch-size", str(batch)]
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and child.poll() is None and counts(engine)[0] < 2 * batch:
+        time.sleep(0.01)
+    readers = _children(child.pid)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, "the import finished before it could be interrupted"
+    assert err.strip().splitlines()[-1].startswith("interrupted: the batches written so far are kept") and "Traceback" not in err
+    gone = time.monotonic() + 10
+    while any(_running(pid) for pid in readers) and time.monotonic() < gone:
+        time.sleep(0.05)
+    assert readers and not any(_running(pid) for pid in readers)
+    subs, memberships = counts(engine)
+    assert 0 < subs < total and subs == memberships and subs % batch == 0
+    engine.dispose()
+

@@ -244,7 +244,19 @@ def subscribers_import(
         console=err, transient=True, disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("import", total=None)
-        report = import_file(engine, file, opts, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        done_rows = [0]
+
+        def on_batch(done: int, total: int) -> None:
+            done_rows[0] = done
+            progress.update(task, completed=done, total=total)
+
+        try:
+            report = import_file(engine, file, opts, progress=on_batch)
+        except KeyboardInterrupt:
+            progress.stop()
+            typer.secho(f"interrupted: the batches written so far are kept (the first {done_rows[0]} rows); "
+                        "run the same import again to finish it", fg=typer.colors.RED, err=True)
+            raise typer.Exit(130) from None
     lines = [
         f"imported {report.path} into {report.list_slug!r}:",
         f"  read                     {report.read}",

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from sqlalchemy.engine import Engine
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NewsletterError
 from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
@@ -95,16 +95,6 @@ class ImportReport:
     batches: int = 0
     rejects: list[Reject] = field(default_factory=list)
     rejects_path: str | None = None
-
-
-@dataclass(slots=True)
-class _Rec:
-    line: int
-    email: str
-    key: str
-    name: str
-    attrs: dict[str, Any]
-    status: str | None
 
 
 # ---------------------------------------------------------------- reading
@@ -331,9 +321,11 @@ class _SQL:
     """The handful of bulk statements an import batch runs, as raw driver SQL for speed.
 
     Going below SQLAlchemy's per-value type processing makes imports several times faster.
-    SQLite passes key lists as one JSON array (``json_each``) and uses ``executemany``.
-    PostgreSQL streams each list into a transaction-local temporary table with COPY (psycopg's
-    array parameters are escaped in Python, which was the bottleneck) and joins against it."""
+    Each batch's address keys are sent once: SQLite gets them as one JSON array (``json_each``),
+    PostgreSQL streams them with COPY into a transaction-local temporary table (psycopg's array
+    parameters are escaped in Python, which was the bottleneck) that every lookup joins against.
+    New people are inserted and subscribed in one statement on PostgreSQL (``RETURNING`` feeds
+    the subscriptions insert), so their keys are not looked up again."""
 
     _TEMP = (
         "create temp table if not exists nl_imp_text (v text) on commit delete rows;"
@@ -345,20 +337,25 @@ class _SQL:
 
     def __init__(self, dialect: str):
         self.pg = dialect == "postgresql"
+        self.p = "%s" if self.pg else "?"
+        self._keys_json = "[]"
 
     def ts(self, now: datetime):
         # SQLite: the text format SQLAlchemy's DateTime reads back; PostgreSQL: timestamptz.
         return now if self.pg else now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
-    def begin(self, conn) -> None:
+    def begin(self, conn, keys: list[str]) -> None:
+        """Start a batch whose address keys are ``keys``."""
         if self.pg:
             conn.exec_driver_sql(self._TEMP)
+            self._fill(conn, "nl_imp_text", ((k,) for k in keys))
         else:
             # Only a bulk import wants a big page cache (the email index stays hot); other
             # connections keep SQLite's small default, so a sender's memory does not grow with the list.
             conn.exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_SQLITE_CACHE_KIB}")
+            self._keys_json = json.dumps(keys)
 
-    def _fill(self, conn, table: str, rows) -> None:
+    def _fill(self, conn, table: str, rows, analyze: bool = False) -> None:
         """PostgreSQL: replace the rows of a temp table with ``rows`` (tuples) through COPY."""
         raw = conn.connection.dbapi_connection
         with raw.cursor() as cur:
@@ -366,23 +363,27 @@ class _SQL:
             with cur.copy(f"copy {table} from stdin") as cp:
                 for row in rows:
                     cp.write_row(row)
+            if analyze:  # temp tables have no statistics: without them an UPDATE ... FROM scans the whole table
+                cur.execute(f"analyze {table}")
 
-    def _in(self, conn, column: str, values: list, kind: str = "text") -> tuple[str, tuple]:
-        """SQL condition ``column`` is one of ``values``, and its parameters."""
+    def _batch_keys(self, column: str) -> tuple[str, tuple]:
+        """SQL condition: ``column`` is one of this batch's keys; and its parameters."""
         if self.pg:
-            self._fill(conn, f"nl_imp_{kind}", ((v,) for v in values))
-            return f"{column} in (select v from nl_imp_{kind})", ()
-        return f"{column} in (select value from json_each(?))", (json.dumps(values),)
+            return f"{column} in (select v from nl_imp_text)", ()
+        return f"{column} in (select value from json_each(?))", (self._keys_json,)
 
-    def suppressed_addresses(self, conn, keys: list[str]) -> set[str]:
-        cond, params = self._in(conn, "value", keys)
+    def suppressed_addresses(self, conn) -> set[str]:
+        if conn.exec_driver_sql("select 1 from suppressions where kind = 'address' limit 1").first() is None:
+            return set()
+        cond, params = self._batch_keys("value")
         return {r[0] for r in conn.exec_driver_sql(f"select value from suppressions where kind = 'address' and {cond}", params)}
 
     def suppressed_domains(self, conn) -> set[str]:
         return {r[0] for r in conn.exec_driver_sql("select value from suppressions where kind = 'domain'")}
 
-    def subscribers(self, conn, keys: list[str]) -> list[tuple]:
-        cond, params = self._in(conn, "email_key", keys)
+    def subscribers(self, conn) -> list[tuple]:
+        """(id, key, name, attributes) of the batch's people already stored."""
+        cond, params = self._batch_keys("email_key")
         rows = []
         for sid, key, name, attrs in conn.exec_driver_sql(f"select id, email_key, name, attributes from subscribers where {cond}", params):
             if isinstance(attrs, str):
@@ -390,30 +391,60 @@ class _SQL:
             rows.append((sid, key, name, attrs or {}))
         return rows
 
-    def ids(self, conn, keys: list[str]) -> dict[str, int]:
-        cond, params = self._in(conn, "email_key", keys)
+    def ids(self, conn) -> dict[str, int]:
+        cond, params = self._batch_keys("email_key")
         return dict(conn.exec_driver_sql(f"select email_key, id from subscribers where {cond}", params).all())
+
+    _SUBSCRIBER_COLS = "(email, email_key, name, attributes, consent_source, consent_at, created_at, updated_at)"
+    _SUBSCRIPTION_COLS = "(subscriber_id, list_id, status, source, created_at, updated_at, confirmed_at)"
 
     def insert_subscribers(self, conn, rows: list[tuple], source: str, now) -> None:
         """rows: (email, email_key, name, attributes_json)."""
-        cols = "(email, email_key, name, attributes, consent_source, consent_at, created_at, updated_at)"
         if self.pg:
             self._fill(conn, "nl_imp_new", rows)
             conn.exec_driver_sql(
-                f"insert into subscribers {cols} select e, k, n, a::json, %s, %s, %s, %s from nl_imp_new "
+                f"insert into subscribers {self._SUBSCRIBER_COLS} select e, k, n, a::json, %s, %s, %s, %s from nl_imp_new "
                 "on conflict (email_key) do nothing",
                 (source, now, now, now),
             )
         else:
             conn.exec_driver_sql(
-                f"insert into subscribers {cols} values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (email_key) do nothing",
+                f"insert into subscribers {self._SUBSCRIBER_COLS} values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (email_key) do nothing",
                 [(e, k, n, a, source, now, now, now) for e, k, n, a in rows],
             )
+
+    def insert_and_subscribe(self, conn, rows: list[tuple], list_id: int, status: str, source: str, now) -> None:
+        """Insert new people (rows: email, email_key, name, attributes_json) and subscribe them with ``status``."""
+        confirmed = now if status == "active" else None
+        if self.pg:
+            self._fill(conn, "nl_imp_new", rows)
+            done = conn.exec_driver_sql(
+                f"with ins as (insert into subscribers {self._SUBSCRIBER_COLS} "
+                "select e, k, n, a::json, %s, %s, %s, %s from nl_imp_new on conflict (email_key) do nothing returning id) "
+                # No ON CONFLICT here: these people were created by this very statement (and it costs ~15 %).
+                f"insert into subscriptions {self._SUBSCRIPTION_COLS} select id, %s, %s, %s, %s, %s, %s from ins",
+                (source, now, now, now, list_id, status, source, now, now, confirmed),
+            ).rowcount
+            if done == len(rows):
+                return
+            # Someone else stored some of these people meanwhile (a concurrent import): subscribe them by key.
+            conn.exec_driver_sql(
+                f"insert into subscriptions {self._SUBSCRIPTION_COLS} select u.id, %s, %s, %s, %s, %s, %s "
+                "from subscribers u join nl_imp_new n on u.email_key = n.k on conflict (subscriber_id, list_id) do nothing",
+                (list_id, status, source, now, now, confirmed),
+            )
+            return
+        self.insert_subscribers(conn, rows, source, now)
+        conn.exec_driver_sql(
+            f"insert into subscriptions {self._SUBSCRIPTION_COLS} select id, ?, ?, ?, ?, ?, ? from subscribers "
+            "where email_key in (select value from json_each(?)) on conflict (subscriber_id, list_id) do nothing",
+            (list_id, status, source, now, now, confirmed, json.dumps([r[1] for r in rows])),
+        )
 
     def update_subscribers(self, conn, rows: list[tuple], now) -> None:
         """rows: (id, name, attributes_json)."""
         if self.pg:
-            self._fill(conn, "nl_imp_upd", rows)
+            self._fill(conn, "nl_imp_upd", rows, analyze=True)
             conn.exec_driver_sql(
                 "update subscribers set name = v.n, attributes = v.a::json, updated_at = %s "
                 "from nl_imp_upd as v where subscribers.id = v.i",
@@ -426,9 +457,13 @@ class _SQL:
             )
 
     def subscriptions(self, conn, list_id: int, ids: list[int]) -> dict[int, tuple]:
-        cond, params = self._in(conn, "subscriber_id", ids, "int")
-        p = "%s" if self.pg else "?"
-        sql = f"select subscriber_id, id, status from subscriptions where list_id = {p} and {cond}"
+        """subscriber id -> (subscription id, status) in ``list_id``, for the people ``ids``."""
+        if self.pg:
+            self._fill(conn, "nl_imp_int", ((i,) for i in ids))
+            cond, params = "subscriber_id in (select v from nl_imp_int)", ()
+        else:
+            cond, params = "subscriber_id in (select value from json_each(?))", (json.dumps(ids),)
+        sql = f"select subscriber_id, id, status from subscriptions where list_id = {self.p} and {cond}"
         return {sid: (sub_id, status) for sid, sub_id, status in conn.exec_driver_sql(sql, (list_id, *params))}
 
     _OPTED_OUT_SQL = "('unsubscribed', 'bounced', 'complained')"
@@ -451,20 +486,9 @@ class _SQL:
                   now if st in OPTED_OUT_STATUSES else None) for sid, st in rows],
             )
 
-    def subscribe_new(self, conn, list_id: int, status: str, source: str, now, keys: list[str]) -> None:
-        """Subscribe just-inserted subscribers (by address key) in one INSERT ... SELECT: no id round trip."""
-        cond, params = self._in(conn, "email_key", keys)
-        p = "%s" if self.pg else "?"
-        conn.exec_driver_sql(
-            "insert into subscriptions (subscriber_id, list_id, status, source, created_at, updated_at, confirmed_at) "
-            f"select id, {p}, {p}, {p}, {p}, {p}, {p} from subscribers where {cond} "
-            "on conflict (subscriber_id, list_id) do nothing",
-            (list_id, status, source, now, now, now if status == "active" else None, *params),
-        )
-
     def update_subscriptions(self, conn, rows: list[tuple]) -> None:
         """rows: (subscription id, status, updated_at, confirmed_at, unsubscribed_at)."""
-        p = "%s" if self.pg else "?"
+        p = self.p
         conn.exec_driver_sql(
             f"update subscriptions set status = {p}, updated_at = {p}, confirmed_at = {p}, unsubscribed_at = {p} where id = {p}",
             [(st, up, cf, un, i) for i, st, up, cf, un in rows],
@@ -483,24 +507,16 @@ class _Writer:
         self.report = report
         self.sql = _SQL(engine.dialect.name)
 
-    def write(self, batch: list[_Rec]) -> None:
+    def write(self, rows: list[tuple]) -> None:
+        """Write one batch of (email, key, name, attributes JSON, status) rows, already merged by
+        key, in one transaction."""
         report, sql = self.report, self.sql
-        merged: dict[str, _Rec] = {}
-        for rec in batch:
-            prev = merged.get(rec.key)
-            if prev is None:
-                merged[rec.key] = rec
-                continue
-            report.duplicates_in_file += 1
-            prev.name = rec.name or prev.name
-            prev.attrs.update(rec.attrs)
-            if rec.status in OPTED_OUT_STATUSES or prev.status is None:
-                prev.status = rec.status or prev.status
+        merged = {r[1]: r for r in rows}
         keys = list(merged)
         now = sql.ts(utcnow())
         with transaction(self.engine) as conn:
-            sql.begin(conn)
-            suppressed = sql.suppressed_addresses(conn, keys)
+            sql.begin(conn, keys)
+            suppressed = sql.suppressed_addresses(conn)
             domains = sql.suppressed_domains(conn)
             if domains:
                 suppressed.update(k for k in keys if domain_of(k) in domains)
@@ -513,42 +529,40 @@ class _Writer:
                 report.batches += 1
                 return
 
-            existing = {key: (sid, name, attrs) for sid, key, name, attrs in sql.subscribers(conn, keys)}
-            new = [merged[k] for k in keys if k not in existing]
+            existing = {key: (sid, name, attrs) for sid, key, name, attrs in sql.subscribers(conn) if key in merged}
             ids = {key: v[0] for key, v in existing.items()}
-            plain: list[str] = []  # new people with no status of their own: subscribed by key below
+            new = [merged[k] for k in keys if k not in existing]
             if new:
-                sql.insert_subscribers(
-                    conn, [(r.email, r.key, r.name, _json(r.attrs) if r.attrs else "{}") for r in new], self.source, now
-                )
-                plain = [r.key for r in new if r.status is None]
-                special = [r.key for r in new if r.status is not None]
-                if special:
-                    ids.update(sql.ids(conn, special))
+                plain = [r[:4] for r in new if r[4] is None]  # no status of their own: the list's fresh status
+                special = [r[:4] for r in new if r[4] is not None]
                 if plain:
-                    sql.subscribe_new(conn, self.list_id, self.fresh, self.source, now, plain)
+                    sql.insert_and_subscribe(conn, plain, self.list_id, self.fresh, self.source, now)
                     report.added += len(plain)
                     if self.fresh == "unconfirmed":
                         report.unconfirmed += len(plain)
-                    plain_set = set(plain)
-                    keys = [k for k in keys if k not in plain_set]
+                    done = {r[1] for r in plain}
+                    keys = [k for k in keys if k not in done]
+                if special:
+                    sql.insert_subscribers(conn, special, self.source, now)
+                    wanted = {r[1] for r in special}
+                    ids.update((k, i) for k, i in sql.ids(conn).items() if k in wanted)
 
             changed: dict[int, tuple] = {}
             for key, (sid, old_name, old_attrs) in existing.items():
-                rec = merged[key]
-                name = rec.name or old_name
-                attrs = {**old_attrs, **rec.attrs} if rec.attrs else old_attrs
+                _, _, new_name, new_attrs, _ = merged[key]
+                name = new_name or old_name
+                attrs = {**old_attrs, **json.loads(new_attrs)} if new_attrs != "{}" else old_attrs
                 if name != old_name or attrs != old_attrs:
                     changed[sid] = (sid, name, _json(attrs))
 
-            subs = sql.subscriptions(conn, self.list_id, list(ids.values()))
+            subs = sql.subscriptions(conn, self.list_id, [ids[k] for k in keys]) if keys else {}
             inserts, updates = [], []
             fresh_confirmed = now if self.fresh == "active" else None
             for key in keys:
-                rec, sid = merged[key], ids[key]
+                rec_status, sid = merged[key][4], ids[key]
                 sub = subs.get(sid)
                 if sub is None:
-                    status = rec.status or self.fresh
+                    status = rec_status or self.fresh
                     opted_out = status in OPTED_OUT_STATUSES
                     inserts.append((sid, status))
                     if opted_out:
@@ -559,13 +573,13 @@ class _Writer:
                             report.unconfirmed += 1
                     continue
                 sub_id, sub_status = sub
-                if rec.status in OPTED_OUT_STATUSES and sub_status not in OPTED_OUT_STATUSES:
+                if rec_status in OPTED_OUT_STATUSES and sub_status not in OPTED_OUT_STATUSES:
                     # The file records an opt-out we did not know about: honour it.
-                    updates.append((sub_id, rec.status, now, None, now))
+                    updates.append((sub_id, rec_status, now, None, now))
                     report.recorded_unsubscribed += 1
                     continue
                 if sub_status in OPTED_OUT_STATUSES:
-                    if self.opts.resubscribe and rec.status is None:
+                    if self.opts.resubscribe and rec_status is None:
                         updates.append((sub_id, self.fresh, now, fresh_confirmed, None))
                         report.resubscribed += 1
                         if self.fresh == "unconfirmed":
@@ -588,15 +602,127 @@ class _Writer:
         report.batches += 1
 
 
-class _Reader:
-    """Reads and validates rows into batches; runs in a thread so parsing overlaps database work."""
+class _Batch(NamedTuple):
+    """One batch from the reader: rows merged by address key, and the reader's counters so far."""
 
-    def __init__(self, path: Path, opts: ImportOptions, fmt: str, report: ImportReport, rejects_path: Path):
-        self.path, self.opts, self.fmt, self.report, self.rejects_path = path, opts, fmt, report, rejects_path
+    rows: list[tuple]  # (email, key, name, attributes JSON, status or None)
+    read: int
+    invalid: int
+    duplicates: int
+    rejects: list[Reject]  # rejected since the previous batch (the first MAX_REJECTS_KEPT of the import)
+
+
+class _Failed(NamedTuple):
+    """The reader stopped on an error; ``user`` says it is a one-line InvalidInput for the user."""
+
+    message: str
+    user: bool
+
+
+def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put: Callable[[Any], bool]) -> None:
+    """Read, validate and merge rows into batches for ``put`` (which returns False to stop);
+    ends with None, or a _Failed. Rejected rows go to ``rejects_path`` as they are met."""
+    rejects_file = None
+    try:
+        size = max(1, opts.batch_size)
+        read = invalid = duplicates = 0
+        rejects: list[Reject] = []
+        writer = None
+        merged: dict[str, list] = {}
+
+        def reject(line: int, email: str, reason: str) -> None:
+            nonlocal invalid, writer, rejects_file
+            invalid += 1
+            if invalid <= MAX_REJECTS_KEPT:
+                rejects.append(Reject(line, email, reason))
+            if writer is None:
+                try:
+                    rejects_file = open(rejects_path, "w", encoding="utf-8", newline="")
+                except OSError as e:
+                    raise InvalidInput(f"{rejects_path}: cannot write the rejects file: {e.strerror}") from None
+                writer = csv.writer(rejects_file)
+                writer.writerow(["line", "email", "reason"])
+            writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
+
+        def emit() -> bool:
+            nonlocal rejects
+            rows = [(e, k, n, _json(a) if a else "{}", st) for e, k, n, a, st in merged.values()]
+            merged.clear()
+            batch, rejects = _Batch(rows, read, invalid, duplicates, rejects), []
+            return put(batch)
+
+        for row in _rows(path, opts, fmt):
+            read += 1
+            if isinstance(row, BadLine):
+                reject(row.line, row.text, row.reason)
+                continue
+            line, email, name, status_raw, attrs = row
+            status_text = status_raw.strip().lower() if status_raw else ""
+            if status_text not in STATUS_VALUES:
+                reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
+                continue
+            try:
+                address, key = normalize_email(email)
+            except AddressError as e:
+                reject(line, email, e.reason)
+                continue
+            status = STATUS_VALUES[status_text]
+            name = name.strip() if name else ""
+            prev = merged.get(key)
+            if prev is None:
+                merged[key] = [address, key, name, attrs, status]
+                if len(merged) >= size and not emit():
+                    return
+                continue
+            # The same person twice in one batch: one row, the later values winning, an opt-out kept.
+            duplicates += 1
+            prev[2] = name or prev[2]
+            if attrs:
+                prev[3] = {**prev[3], **attrs} if prev[3] else attrs
+            if status in OPTED_OUT_STATUSES or prev[4] is None:
+                prev[4] = status or prev[4]
+        if (merged or rejects or read) and not emit():
+            return
+        put(None)
+    except BaseException as e:  # handed to the writing side, which raises it
+        put(_Failed(str(e) or type(e).__name__, isinstance(e, InvalidInput)))
+    finally:
+        if rejects_file is not None:
+            rejects_file.close()
+
+
+def reader_child_main() -> None:
+    """Entry point of the reader process (``python -m newsletter.store.import_reader``): reads its
+    job, pickled, from stdin and writes pickled batches to stdout. A parent that stopped reading
+    (killed, interrupted) ends it through a broken pipe; Ctrl-C is the parent's to handle."""
+    import pickle
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path, opts, fmt, rejects_path = pickle.load(sys.stdin.buffer)
+    out = sys.stdout.buffer
+
+    def put(item) -> bool:
+        try:
+            pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    _produce(path, opts, fmt, rejects_path, put)
+
+
+class _ThreadReader:
+    """The reader in a thread of this process: for small files, where starting a process costs more than it saves."""
+
+    def __init__(self, path: Path, opts: ImportOptions, fmt: str, rejects_path: Path):
         self.queue: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays constant
         self.stop = threading.Event()
-        self.rejects_file = None
-        self.rejects_writer = None
+        self.thread = threading.Thread(target=_produce, args=(path, opts, fmt, rejects_path, self._put),
+                                       name="newsletter-import-reader", daemon=True)
+        self.thread.start()
 
     def _put(self, item) -> bool:
         while not self.stop.is_set():
@@ -607,53 +733,62 @@ class _Reader:
                 continue
         return False
 
-    def _reject(self, line: int, email: str, reason: str) -> None:
-        report = self.report
-        report.invalid += 1
-        if len(report.rejects) < MAX_REJECTS_KEPT:
-            report.rejects.append(Reject(line, email, reason))
-        if self.rejects_writer is None:
-            try:
-                self.rejects_file = open(self.rejects_path, "w", encoding="utf-8", newline="")
-            except OSError as e:
-                raise InvalidInput(f"{self.rejects_path}: cannot write the rejects file: {e.strerror}") from None
-            self.rejects_writer = csv.writer(self.rejects_file)
-            self.rejects_writer.writerow(["line", "email", "reason"])
-            report.rejects_path = str(self.rejects_path)
-        self.rejects_writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
+    def get(self):
+        return self.queue.get()
 
-    def run(self) -> None:
+    def close(self) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                self.thread.join(0.05)
+
+
+def _reader_command() -> list[str]:
+    """The reader process's command line: this interpreter, and this package's own copy of the module."""
+    import sys
+
+    return [sys.executable, str(Path(__file__).with_name("import_reader.py"))]
+
+
+class _ProcessReader:
+    """The reader in a child process, so parsing and validating (pure Python, GIL-bound) run on
+    another core while this process writes. The pipe is the bounded queue: a reader that gets
+    ahead blocks on it, so memory stays constant. A plain subprocess rather than multiprocessing,
+    which would re-run the caller's ``__main__`` (spawn) or fork a process holding threads."""
+
+    def __init__(self, path: Path, opts: ImportOptions, fmt: str, rejects_path: Path):
+        import pickle
+        import subprocess
+        import tempfile
+
+        self.stderr = tempfile.TemporaryFile()
+        self.child = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        pickle.dump((path, opts, fmt, rejects_path), self.child.stdin)
+        self.child.stdin.close()
+
+    def get(self):
+        import pickle
+
         try:
-            report, size = self.report, self.opts.batch_size
-            batch: list[_Rec] = []
-            for row in _rows(self.path, self.opts, self.fmt):
-                report.read += 1
-                if isinstance(row, BadLine):
-                    self._reject(row.line, row.text, row.reason)
-                    continue
-                line, email, name, status_raw, attrs = row
-                status_text = status_raw.strip().lower() if status_raw else ""
-                if status_text not in STATUS_VALUES:
-                    self._reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
-                    continue
-                try:
-                    address, key = normalize_email(email)
-                except AddressError as e:
-                    self._reject(line, email, e.reason)
-                    continue
-                batch.append(_Rec(line, address, key, name.strip() if name else "", attrs, STATUS_VALUES[status_text]))
-                if len(batch) >= size:
-                    if not self._put((batch, report.read)):
-                        return
-                    batch = []
-            if batch and not self._put((batch, report.read)):
-                return
-            self._put(None)
-        except BaseException as e:  # handed to the writing thread, which raises it
-            self._put(e)
-        finally:
-            if self.rejects_file is not None:
-                self.rejects_file.close()
+            return pickle.load(self.child.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            code = self.child.wait(10)
+            self.stderr.seek(0)
+            lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+            why = f": {lines[-1]}" if lines else ""
+            return _Failed(f"the reader process ended unexpectedly (exit code {code}){why}", False)
+
+    def close(self) -> None:
+        if self.child.poll() is None:
+            self.child.kill()  # it only reads the input and writes the rejects file: nothing to lose
+        self.child.stdout.close()
+        self.child.wait(10)
+        self.stderr.close()
+
+
+READER_PROCESS_MIN_ROWS = 10_000  # below this a reader thread is enough (a process takes ~0.3 s to start)
 
 
 def import_file(
@@ -679,27 +814,26 @@ def import_file(
     rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.stem + ".rejects.csv")
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
-    reader = _Reader(p, opts, fmt, report, rejects_path)
-    thread = threading.Thread(target=reader.run, name="newsletter-import-reader", daemon=True)
-    thread.start()
+    reader = (_ProcessReader if total >= READER_PROCESS_MIN_ROWS else _ThreadReader)(p, opts, fmt, rejects_path)
     try:
         while True:
-            item = reader.queue.get()
+            item = reader.get()
             if item is None:
                 break
-            if isinstance(item, BaseException):
-                raise item
-            batch, read = item
-            writer.write(batch)
+            if isinstance(item, _Failed):
+                if item.user:
+                    raise InvalidInput(item.message)
+                raise NewsletterError(f"{p}: the import stopped: its reader failed ({item.message})")
+            report.read, report.invalid, report.duplicates_in_file = item.read, item.invalid, item.duplicates
+            report.rejects.extend(item.rejects)
+            if item.invalid and report.rejects_path is None:
+                report.rejects_path = str(rejects_path)
+            if item.rows:
+                writer.write(item.rows)
             if progress:
-                progress(read, total)
+                progress(item.read, total)
     finally:
-        reader.stop.set()
-        while thread.is_alive():
-            try:
-                reader.queue.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
+        reader.close()
     if progress:
         progress(report.read, total)
     return report
