@@ -72,3 +72,47 @@ def test_old_schema_is_reported_as_out_of_date(db_url):
     engine = db.get_engine(db_url)
     db.require_current_schema(engine)
     engine.dispose()
+
+
+def test_upgrade_0003_to_head_keeps_subscriptions_and_records_no_confirmation(db_url):
+    """0004 adds subscriptions.confirmation_sent_at: existing rows stay as they were, with NULL
+    (never recorded), so the next send-confirmations mails whoever is still unconfirmed."""
+    import sqlalchemy as sa
+
+    db.upgrade(db_url, "0003")
+    engine = db.get_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "insert into lists (slug, name, description, opt_in, created_at, updated_at) "
+                "values ('news', 'News', '', 'double', '2026-01-02 03:04:05', '2026-01-02 03:04:05')"
+            ))
+            for i, email in enumerate(["a@example.com", "b@example.com"], 1):
+                conn.execute(sa.text(
+                    "insert into subscribers (email, email_key, name, attributes, created_at, updated_at) "
+                    "values (:e, :e, :n, '{}', '2026-01-02 03:04:05', '2026-01-02 03:04:05')"
+                ), {"e": email, "n": f"Person {i}"})
+            conn.execute(sa.text(
+                "insert into subscriptions (subscriber_id, list_id, status, source, created_at, updated_at, confirmed_at) "
+                "values (1, 1, 'unconfirmed', 'import', '2026-01-02 03:04:05', '2026-01-02 03:04:05', null), "
+                "(2, 1, 'active', 'cli', '2026-01-02 03:04:05', '2026-01-02 03:04:05', '2026-01-03 00:00:00')"
+            ))
+        engine.dispose()
+        before, after = db.upgrade(db_url)
+        assert (before, after) == ("0003", db.head_revision())
+        from newsletter.store import subscribers as S
+        from newsletter.store.models import Subscription
+
+        engine = db.get_engine(db_url)
+        db.require_current_schema(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(Subscription.subscriber_id, Subscription.status, Subscription.source,
+                          Subscription.confirmed_at, Subscription.confirmation_sent_at).order_by(Subscription.id)
+            ).all()
+        assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(1, "unconfirmed", "import", None), (2, "active", "cli", None)]
+        assert rows[0][3] is None and rows[1][3].isoformat() == "2026-01-03T00:00:00+00:00"
+        assert S.get_subscriber(engine, "b@example.com").name == "Person 2"
+        assert S.record_confirmation_sent(engine, 1, 1)
+    finally:
+        engine.dispose()

@@ -240,3 +240,170 @@ def test_unsubscribe_one_list_or_all(engine, weekly, double):
     assert S.unsubscribe(engine, "a@example.com") == []
     with pytest.raises(NotFound):
         S.unsubscribe(engine, "nobody@example.com")
+
+
+# ---------------------------------------------------------------- confirmation emails: sent once, reminders
+
+
+def _mailer(srv):
+    """A real send through dispatch's send_one to the test SMTP server, and its config."""
+    from newsletter.config import SMTPServer
+    from newsletter.dispatch.sender import send_one
+
+    config = Config(base_url="https://news.example.org", smtp={"t": SMTPServer(name="t", url=srv.url)}, smtp_timeout=5.0)
+    return config, lambda to, subject, html, text: send_one(config, to, subject, html, text)
+
+
+def _sent_at(engine, email):
+    with engine.connect() as c:
+        return c.execute(
+            select(Subscription.confirmation_sent_at).join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+            .where(Subscriber.email_key == email)
+        ).scalar_one()
+
+
+def _backdate(engine, email, when):
+    sid = S.get_subscriber(engine, email).id
+    with engine.begin() as c:
+        c.execute(Subscription.__table__.update().where(Subscription.__table__.c.subscriber_id == sid).values(confirmation_sent_at=when))
+
+
+def test_confirmations_go_once_suppressed_skipped_second_run_sends_nothing(engine, weekly, double, smtp_server):
+    people = [f"p{i}@example.com" for i in range(4)]
+    for a in people:
+        S.add_subscriber(engine, a, list_slug="news")
+    S.add_subscriber(engine, "active@example.com", list_slug="weekly")
+    S.add_subscriber(engine, "gone@example.net", list_slug="news")
+    S.suppress(engine, "example.net")
+    config, send = _mailer(smtp_server)
+    first = S.send_confirmations(engine, config, "news", send, secret=SECRET)
+    assert (first.sent, first.failed, first.skipped_mailed, first.skipped_suppressed) == (4, 0, 0, 1)
+    assert smtp_server.recipient_counts() == {a: 1 for a in people}
+    assert all(_sent_at(engine, a) is not None for a in people) and _sent_at(engine, "gone@example.net") is None
+    second = S.send_confirmations(engine, config, "news", send, secret=SECRET)
+    assert (second.sent, second.failed, second.skipped_mailed, second.skipped_suppressed) == (0, 0, 4, 1)
+    assert len(smtp_server.received()) == 4
+    token = smtp_server.by_recipient("p0@example.com")[0].message().get_body(("plain",)).get_content()
+    assert "https://news.example.org/confirm/" in token
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_run_interrupted_after_k_sends_then_rerun_mails_exactly_the_rest(engine, double, smtp_server, k):
+    people = [f"p{i}@example.com" for i in range(7)]
+    for a in people:
+        S.add_subscriber(engine, a, list_slug="news")
+    config, send = _mailer(smtp_server)
+    calls = []
+
+    def crashes_after_k(to, subject, html, text):
+        if len(calls) == k:
+            raise RuntimeError("killed")  # not a NewsletterError: the run ends here
+        calls.append(to)
+        return send(to, subject, html, text)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        S.send_confirmations(engine, config, "news", crashes_after_k, secret=SECRET)
+    assert sorted(smtp_server.recipients()) == people[:k]
+    rest = S.send_confirmations(engine, config, "news", send, secret=SECRET)
+    assert (rest.sent, rest.skipped_mailed) == (7 - k, k)
+    assert smtp_server.recipient_counts() == {a: 1 for a in people}
+
+
+def test_limit_stops_and_the_next_run_continues(engine, double, smtp_server):
+    people = [f"p{i}@example.com" for i in range(5)]
+    for a in people:
+        S.add_subscriber(engine, a, list_slug="news")
+    config, send = _mailer(smtp_server)
+    part = S.send_confirmations(engine, config, "news", send, limit=2, secret=SECRET)
+    assert part.sent == 2 and part.stopped_at_limit
+    assert sorted(smtp_server.recipients()) == people[:2]  # oldest first
+    rest = S.send_confirmations(engine, config, "news", send, limit=10, secret=SECRET)
+    assert rest.sent == 3 and not rest.stopped_at_limit
+    assert smtp_server.recipient_counts() == {a: 1 for a in people}
+    with pytest.raises(InvalidInput, match="limit"):
+        S.send_confirmations(engine, config, "news", send, limit=0, secret=SECRET)
+
+
+def test_remind_mails_again_only_those_older_than_the_threshold(engine, double, smtp_server):
+    from datetime import timedelta
+
+    from newsletter.store.models import utcnow
+
+    for a in ("old@example.com", "recent@example.com", "confirmed@example.com"):
+        S.add_subscriber(engine, a, list_slug="news")
+    config, send = _mailer(smtp_server)
+    assert S.send_confirmations(engine, config, "news", send, secret=SECRET).sent == 3
+    now = utcnow()
+    _backdate(engine, "old@example.com", now - timedelta(days=4))
+    _backdate(engine, "recent@example.com", now - timedelta(days=2))
+    _backdate(engine, "confirmed@example.com", now - timedelta(days=9))
+    token = tokens.confirm_token(SECRET, S.get_subscriber(engine, "confirmed@example.com").id, double.id)
+    S.confirm_by_token(engine, SECRET, token)
+    S.add_subscriber(engine, "new@example.com", list_slug="news")  # never mailed: a reminder run mails them too
+    assert S.send_confirmations(engine, config, "news", send, secret=SECRET).sent == 1  # only new@
+    smtp_server.clear()
+
+    run = S.send_confirmations(engine, config, "news", send, remind_after=S.parse_age("3d"), secret=SECRET)
+    assert (run.sent, run.skipped_mailed) == (1, 2)  # recent@ (2 days) and new@ (just now) are too fresh
+    assert smtp_server.recipients() == ["old@example.com"]
+    assert _sent_at(engine, "old@example.com") > now - timedelta(minutes=5)
+    again = S.send_confirmations(engine, config, "news", send, remind_after=S.parse_age("3d"), secret=SECRET)
+    assert again.sent == 0 and len(smtp_server.received()) == 1
+
+
+def test_a_failed_send_is_not_recorded_and_is_tried_again(engine, double, smtp_server_factory):
+    srv = smtp_server_factory(reject={"refused@example.com"})
+    for a in ("ok@example.com", "refused@example.com"):
+        S.add_subscriber(engine, a, list_slug="news")
+    config, send = _mailer(srv)
+    run = S.send_confirmations(engine, config, "news", send, secret=SECRET)
+    assert (run.sent, run.failed) == (1, 1) and run.failures[0][0] == "refused@example.com"
+    assert _sent_at(engine, "refused@example.com") is None
+    srv.behaviour.reject = set()
+    again = S.send_confirmations(engine, config, "news", send, secret=SECRET)
+    assert (again.sent, again.failed, again.skipped_mailed) == (1, 0, 1)
+    assert srv.recipient_counts() == {"ok@example.com": 1, "refused@example.com": 1}
+
+
+def test_someone_mailed_or_suppressed_during_a_run_is_not_mailed_by_it(engine, double, smtp_server):
+    for a in ("a@example.com", "b@example.com", "c@example.com"):
+        S.add_subscriber(engine, a, list_slug="news")
+    config, send = _mailer(smtp_server)
+    b = S.get_subscriber(engine, "b@example.com").id
+
+    def meanwhile(to, subject, html, text):
+        if to == "a@example.com":  # while a@ is mailed, the web signup mails b@ and c@ is suppressed
+            S.record_confirmation_sent(engine, b, double.id)
+            S.suppress(engine, "c@example.com")
+        return send(to, subject, html, text)
+
+    run = S.send_confirmations(engine, config, "news", meanwhile, secret=SECRET)
+    assert (run.sent, run.skipped_mailed, run.skipped_suppressed) == (1, 1, 1)
+    assert smtp_server.recipients() == ["a@example.com"]
+
+
+def test_send_confirmations_refuses_unknown_and_single_opt_in_lists(engine, weekly):
+    S.add_subscriber(engine, "a@example.com", list_slug="weekly")
+    with pytest.raises(NotFound, match="'nope' does not exist"):
+        S.send_confirmations(engine, Config(), "nope", lambda *a: None, secret=SECRET)
+    with pytest.raises(StateError, match="single opt-in"):
+        S.send_confirmations(engine, Config(), "weekly", lambda *a: None, secret=SECRET)
+
+
+def test_parse_age():
+    from datetime import timedelta
+
+    assert S.parse_age("30m") == timedelta(minutes=30) and S.parse_age(" 3D ") == timedelta(days=3)
+    assert S.parse_age("12h") == timedelta(hours=12) and S.parse_age("2w") == timedelta(weeks=2)
+    for bad in ("", "3", "d", "-1d", "1.5d", "3 days", "999999999w"):
+        with pytest.raises(InvalidInput):
+            S.parse_age(bad)
+
+
+def test_resubscribing_to_a_double_opt_in_list_starts_a_new_confirmation(engine, double):
+    res = S.add_subscriber(engine, "a@example.com", list_slug="news")
+    assert S.record_confirmation_sent(engine, res.subscriber_id, res.list_id)
+    S.unsubscribe(engine, "a@example.com")
+    again = S.add_subscriber(engine, "a@example.com", list_slug="news", resubscribe=True)
+    assert again.status == "unconfirmed" and _sent_at(engine, "a@example.com") is None
+    assert not S.record_confirmation_sent(engine, res.subscriber_id, res.list_id + 100)

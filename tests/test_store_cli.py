@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from store_support import _pg_template, _sqlite_template, migrated_url  # noqa: F401  (fixtures)
+
 REPO = Path(__file__).parent.parent
 SAMPLE = REPO / "subscribers" / "sample.csv"
 
@@ -296,3 +298,93 @@ def test_import_into_double_opt_in_then_send_confirmations(workdir, run):
     r = run(workdir, "subscribers", "send-confirmations", "--list", "news")
     assert "sent: 2; failed: 0" in r.stdout
     assert len(list((workdir / "outbox").rglob("*.eml"))) == 2
+
+
+# --- send-confirmations: each person mailed once, reminders on request ---------------------------
+
+
+def _smtp_config(tmp_path, srv):
+    (tmp_path / "newsletter.toml").write_text(f'base_url = "https://news.example.org"\n\n[smtp.t]\nurl = "{srv.url}"\n')
+
+
+def test_send_confirmations_mails_once_then_reminds_only_the_old(tmp_path, run, migrated_url, smtp_server):
+    from datetime import timedelta
+
+    from newsletter.store import db
+    from newsletter.store import subscribers as S
+    from newsletter.store.models import Subscription, utcnow
+
+    _smtp_config(tmp_path, smtp_server)
+    def nl_(*args, **kw):
+        return run(tmp_path, "--db", migrated_url, *args, **kw)
+
+    nl_("lists", "create", "news", "--double-opt-in")
+    engine = db.get_engine(migrated_url)
+    try:
+        people = [f"p{i}@example.com" for i in range(5)]
+        for a in people:
+            S.add_subscriber(engine, a, list_slug="news")  # as an import does: unconfirmed, not mailed
+        r = nl_("subscribers", "add", "added@example.com", "--list", "news")  # mails at once, and records it
+        assert "confirmation email sent to added@example.com" in r.stdout
+
+        r = nl_("subscribers", "send-confirmations", "--list", "news", "--limit", "2")
+        assert "sent: 2; failed: 0; skipped: 1 already mailed" in r.stdout and "stopped at --limit 2" in r.stdout
+        r = nl_("subscribers", "send-confirmations", "--list", "news")
+        assert "sent: 3; failed: 0; skipped: 3 already mailed" in r.stdout
+        r = nl_("subscribers", "send-confirmations", "--list", "news")
+        assert "sent: 0; failed: 0; skipped: 6 already mailed (see --remind), 0 suppressed" in r.stdout
+        assert smtp_server.recipient_counts() == {a: 1 for a in [*people, "added@example.com"]}
+
+        r = nl_("subscribers", "send-confirmations", "--list", "news", "--remind")
+        assert "sent: 0; failed: 0; skipped: 6 mailed less than 1d ago" in r.stdout
+        subs_t = Subscription.__table__
+        with engine.begin() as c:
+            for email, days in (("p0@example.com", 5), ("p1@example.com", 2), ("p2@example.com", 4)):
+                sid = S.get_subscriber(engine, email).id
+                c.execute(subs_t.update().where(subs_t.c.subscriber_id == sid).values(confirmation_sent_at=utcnow() - timedelta(days=days)))
+        S.suppress(engine, "p2@example.com")
+        smtp_server.clear()
+        r = nl_("subscribers", "send-confirmations", "--list", "news", "--remind", "--older-than", "3d")
+        assert "sent: 1; failed: 0; skipped: 4 mailed less than 3d ago, 1 suppressed" in r.stdout
+        assert smtp_server.recipients() == ["p0@example.com"]
+    finally:
+        engine.dispose()
+
+
+def test_send_confirmations_bad_input_is_one_line_and_mails_nobody(workdir, run, smtp_server):
+    _smtp_config(workdir, smtp_server)
+    run(workdir, "lists", "create", "news", "--double-opt-in")
+    from newsletter.store import db
+    from newsletter.store import subscribers as S
+
+    engine = db.get_engine(f"sqlite:///{workdir / 'newsletter.db'}")
+    S.add_subscriber(engine, "a@example.com", list_slug="news")
+    engine.dispose()
+    sc = ("subscribers", "send-confirmations")
+    one_line_error(run(workdir, *sc, "--list", "daily", check=False), "list 'daily' does not exist")
+    one_line_error(run(workdir, *sc, "--list", "weekly", check=False), "'weekly' is single opt-in")
+    one_line_error(run(workdir, *sc, "--list", "news", "--remind", "--older-than", "3x", check=False), "--older-than", "'3x' is not an age")
+    one_line_error(run(workdir, *sc, "--list", "news", "--remind", "--older-than", "-1d", check=False), "--older-than")
+    one_line_error(run(workdir, *sc, "--list", "news", "--older-than", "3d", check=False), "--older-than only applies with --remind")
+    one_line_error(run(workdir, *sc, "--list", "news", "--limit", "0", check=False), "limit must be at least 1")
+    assert smtp_server.received() == []
+    assert "sent: 1; failed: 0" in run(workdir, *sc, "--list", "news").stdout
+
+
+def test_send_confirmations_failure_exits_non_zero_and_is_retried(workdir, run, smtp_server_factory):
+    srv = smtp_server_factory(reject={"refused@example.com"})
+    _smtp_config(workdir, srv)
+    run(workdir, "lists", "create", "news", "--double-opt-in")
+    from newsletter.store import db
+    from newsletter.store import subscribers as S
+
+    engine = db.get_engine(f"sqlite:///{workdir / 'newsletter.db'}")
+    for a in ("ok@example.com", "refused@example.com"):
+        S.add_subscriber(engine, a, list_slug="news")
+    engine.dispose()
+    r = run(workdir, "subscribers", "send-confirmations", "--list", "news", check=False)
+    assert r.returncode == 1 and "sent: 1; failed: 1" in r.stdout and "refused@example.com" in r.stdout
+    assert r.stderr.strip() == "error: 1 confirmation email(s) were not sent"
+    srv.behaviour.reject = set()
+    assert "sent: 1; failed: 0; skipped: 1 already mailed" in run(workdir, "subscribers", "send-confirmations", "--list", "news").stdout
+    assert srv.recipient_counts() == {"ok@example.com": 1, "refused@example.com": 1}

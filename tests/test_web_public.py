@@ -283,3 +283,24 @@ def test_signup_answers_the_same_when_the_mail_server_refuses_the_address(tmp_pa
         assert [m.rcpt_tos for m in srv.received()] == [["fine@example.com"]]
     assert refused.status_code == fine.status_code == 200
     assert refused.text.replace("refused@example.com", "X") == fine.text.replace("fine@example.com", "X")
+
+
+def test_web_signup_records_the_confirmation_so_send_confirmations_skips_it(config, engine):
+    from smtp_server import SMTPTestServer
+
+    from newsletter.config import SMTPServer
+    from newsletter.dispatch.sender import send_one
+
+    store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
+    subs.add_subscriber(engine, "imported@example.com", list_slug="double")  # never mailed
+    with SMTPTestServer(reject={"refused@example.com"}) as srv:
+        cfg = config.replace(smtp={"t": SMTPServer(name="t", url=srv.url)})
+        with TestClient(create_app(cfg, engine), base_url="http://127.0.0.1:8000") as c:
+            token = csrf(c, "/subscribe/double")
+            for address in ("web@example.com", "refused@example.com"):
+                assert c.post("/subscribe/double", data={"email": address, "csrf_token": token}).status_code == 200
+        assert srv.wait_for(1, timeout=10)
+        run = subs.send_confirmations(engine, cfg, "double", lambda to, s, h, t: send_one(cfg, to, s, h, t))
+        # web@ was mailed by the signup; refused@ was not (the server refused it), so it is tried again
+        assert (run.sent, run.failed, run.skipped_mailed) == (1, 1, 1)
+        assert srv.recipient_counts() == {"web@example.com": 1, "imported@example.com": 1}

@@ -315,7 +315,7 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
     from ..dispatch.sender import send_one
     from ..errors import DispatchError
     from ..store.lists import get_list
-    from ..store.subscribers import confirm_url, confirmation_message, get_subscriber_by_id
+    from ..store.subscribers import confirm_url, confirmation_message, get_subscriber_by_id, record_confirmation_sent
 
     config = get_config(ctx)
     person = get_subscriber_by_id(engine, res.subscriber_id)
@@ -327,6 +327,7 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
         sent = send_one(config, person.email, msg.subject, msg.html, msg.text)
     except DispatchError as e:
         raise DispatchError(f"{person.email} was added as unconfirmed, but the confirmation email was not sent: {e}") from None
+    record_confirmation_sent(engine, res.subscriber_id, res.list_id)
     return f"confirmation email sent to {person.email} via {sent.transport}"
 
 
@@ -334,24 +335,55 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
 def subscribers_send_confirmations(
     ctx: typer.Context,
     list_slug: str = typer.Option(..., "--list", "-l", help="The double-opt-in list."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Send at most this many."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Send at most this many (run again to continue)."),
+    remind: bool = typer.Option(
+        False, "--remind", help="Also mail again those mailed before and still unconfirmed, once their last email is --older-than."
+    ),
+    older_than: Optional[str] = typer.Option(
+        None, "--older-than", help="With --remind: the minimum age of the last email, like 12h, 3d or 2w (default 1d)."
+    ),
 ) -> None:
-    """Mail the confirmation link to everyone still unconfirmed on a list (e.g. after an import).
-    Running it again reminds whoever is still unconfirmed."""
+    """Mail the confirmation link to everyone unconfirmed on a list who was never sent one (e.g. after
+    an import); with --remind, also remind those mailed before. Each send is recorded at once, so
+    running it again (or after a crash) mails only those not mailed yet."""
     from ..dispatch.sender import send_one
+    from ..errors import DispatchError
     from ..store.subscribers import send_confirmations
 
+    remind_after = _remind_age(remind, older_than)
     config = get_config(ctx)
     run = send_confirmations(
-        _engine(ctx), config, list_slug, lambda to, subject, html, text: send_one(config, to, subject, html, text), limit=limit
+        _engine(ctx), config, list_slug, lambda to, subject, html, text: send_one(config, to, subject, html, text),
+        limit=limit, remind_after=remind_after,
     )
-    typer.echo(f"confirmation emails sent: {run.sent}; failed: {run.failed}")
+    if remind_after is None:
+        mailed = f"{run.skipped_mailed} already mailed" + (" (see --remind)" if run.skipped_mailed else "")
+    else:
+        mailed = f"{run.skipped_mailed} mailed less than {older_than.strip() if older_than else '1d'} ago"
+    typer.echo(f"confirmation emails sent: {run.sent}; failed: {run.failed}; skipped: {mailed}, {run.skipped_suppressed} suppressed")
+    if run.stopped_at_limit:
+        typer.echo(f"stopped at --limit {limit}: run again to mail the rest")
     for address, reason in run.failures[:20]:
         typer.echo(f"  {address}: {reason}")
     if run.failed:
-        from ..errors import DispatchError
-
         raise DispatchError(f"{run.failed} confirmation email(s) were not sent")
+
+
+def _remind_age(remind: bool, older_than: Optional[str]):
+    """The reminder age for send-confirmations: None without --remind; a bad --older-than is one line."""
+    from ..errors import InvalidInput
+    from ..store.subscribers import DEFAULT_REMIND_AFTER, parse_age
+
+    if not remind:
+        if older_than is not None:
+            raise InvalidInput("--older-than only applies with --remind")
+        return None
+    if older_than is None:
+        return DEFAULT_REMIND_AFTER
+    try:
+        return parse_age(older_than)
+    except InvalidInput as e:
+        raise InvalidInput(f"--older-than: {e}") from None
 
 
 @subs_app.command("list")

@@ -109,6 +109,9 @@ class Subscription(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     confirmed_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # When the double-opt-in email was last sent (None: never), so confirmations go out once
+    # and reminders only after a while.
+    confirmation_sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     unsubscribed_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any, Callable, Iterator
 
 from sqlalchemy import and_, exists, func, literal, or_, select
@@ -42,7 +43,8 @@ __all__ = [
     "AddResult", "SubscriberRow", "Page", "TokenResult", "normalize_email", "add_subscriber",
     "get_subscriber", "get_subscriber_by_id", "peek_token", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
     "erase_subscriber", "unsubscribe", "unsubscribe_by_token", "confirm_by_token", "unsubscribe_url",
-    "confirm_url", "confirmation_message", "ConfirmationMessage", "send_confirmations", "ConfirmationRun", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
+    "confirm_url", "confirmation_message", "ConfirmationMessage", "send_confirmations", "ConfirmationRun",
+    "record_confirmation_sent", "parse_age", "DEFAULT_REMIND_AFTER", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
 ]
 
 
@@ -333,7 +335,7 @@ def add_subscriber(
             conn.execute(
                 subs_t.update().where(subs_t.c.id == sub["id"]).values(
                     status=fresh, source=source, updated_at=now, unsubscribed_at=None,
-                    confirmed_at=now if fresh == "active" else None,
+                    confirmed_at=now if fresh == "active" else None, confirmation_sent_at=None,
                 )
             )
             conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_source=source, consent_at=now))
@@ -592,13 +594,68 @@ def confirmation_message(config: Config, *, email: str, list_name: str, confirm_
     return ConfirmationMessage(subject, text, html)
 
 
+DEFAULT_REMIND_AFTER = timedelta(days=1)
+_AGE_RE = re.compile(r"\s*(\d{1,9})\s*([mhdw])\s*", re.IGNORECASE)
+_AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_MAX_AGE = timedelta(days=36500)
+
+
+def parse_age(value: str) -> timedelta:
+    """An age such as ``30m``, ``12h``, ``3d`` or ``2w`` (minutes, hours, days, weeks); InvalidInput otherwise."""
+    m = _AGE_RE.fullmatch(value or "")
+    if m is None:
+        raise InvalidInput(f"{value!r} is not an age: use a whole number and a unit, like 30m, 12h, 3d or 2w")
+    try:
+        age = timedelta(**{_AGE_UNITS[m.group(2).lower()]: int(m.group(1))})
+    except OverflowError:
+        age = None
+    if age is None or age > _MAX_AGE:
+        raise InvalidInput(f"{value!r} is too long an age: at most 100 years")
+    return age
+
+
 @dataclass
 class ConfirmationRun:
-    """What ``send_confirmations`` did; ``failures`` keeps (address, one-line reason), at most 100."""
+    """What ``send_confirmations`` did; ``failures`` keeps (address, one-line reason), at most 100.
+
+    ``skipped_mailed``: unconfirmed but already mailed (default run) or mailed too recently
+    (reminders); ``stopped_at_limit``: ``limit`` was reached with more left to mail."""
 
     sent: int = 0
     failed: int = 0
+    skipped_mailed: int = 0
+    skipped_suppressed: int = 0
+    stopped_at_limit: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def record_confirmation_sent(engine: Engine, subscriber_id: int, list_id: int, *, when: datetime | None = None) -> bool:
+    """Remember that the confirmation email for this subscription went out (at ``when``, default now).
+
+    Called right after each successful send, in a transaction of its own, by everything that
+    mails a confirmation (``send_confirmations``, ``subscribers add``, the web signup), so a
+    later ``send-confirmations`` does not mail that person again. False if there is no such
+    subscription."""
+    with transaction(engine) as conn:
+        return conn.execute(
+            subs_t.update()
+            .where(subs_t.c.subscriber_id == subscriber_id, subs_t.c.list_id == list_id)
+            .values(confirmation_sent_at=when or utcnow())
+        ).rowcount > 0
+
+
+def _confirmation_due(cutoff: datetime | None):
+    """Never mailed, or (reminders, with ``cutoff``) last mailed at or before ``cutoff``."""
+    never = subs_t.c.confirmation_sent_at.is_(None)
+    return never if cutoff is None else or_(never, subs_t.c.confirmation_sent_at <= cutoff)
+
+
+def _unconfirmed_on(list_id: int):
+    """Unconfirmed subscriptions of a list joined to their subscriber (uses ix_subscriptions_list_status)."""
+    return (
+        subs_t.join(subscribers_t, subscribers_t.c.id == subs_t.c.subscriber_id),
+        and_(subs_t.c.list_id == list_id, subs_t.c.status == "unconfirmed"),
+    )
 
 
 def send_confirmations(
@@ -608,37 +665,83 @@ def send_confirmations(
     send: Callable[[str, str, str, str], Any],
     *,
     limit: int | None = None,
+    remind_after: timedelta | None = None,
     secret: bytes | None = None,
+    now: datetime | None = None,
 ) -> ConfirmationRun:
-    """Mail the confirmation link to every ``unconfirmed`` subscriber of a double-opt-in list.
+    """Mail the confirmation link to the ``unconfirmed`` subscribers of a double-opt-in list
+    who were never mailed it; with ``remind_after``, also to those last mailed at least that
+    long ago (a reminder; the age counts back from ``now``, default the current time).
+    Suppressed addresses are skipped; oldest subscriptions first.
 
-    ``send(to, subject, html, text)`` delivers one message (the CLI passes dispatch's send_one);
-    a failure for one address (any NewsletterError) is counted and the run goes on. Running it
-    again mails whoever is still unconfirmed (a reminder), never anyone else."""
+    ``send(to, subject, html, text)`` delivers one message (the CLI passes dispatch's send_one).
+    Each successful send is recorded at once in its own transaction, so a run that stops half-way
+    (crash, ``limit``) mails only the rest next time; a crash between a send and its record can
+    repeat that one message. A failure for one address (any NewsletterError) is counted, left
+    unrecorded (the next run tries again) and the run goes on; any other exception ends it.
+    Each person is checked again just before their message, so someone who confirmed, left, was
+    suppressed or was mailed by someone else meanwhile is not mailed."""
     from ..errors import NewsletterError
     from .secret import secret_key
 
-    key = secret if secret is not None else secret_key(config)
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"limit must be at least 1, not {limit}")
+    if remind_after is not None and remind_after < timedelta(0):
+        raise InvalidInput("the reminder age cannot be negative")
+    now = now or utcnow()
+    cutoff = now - remind_after if remind_after is not None else None
+    due = _confirmation_due(cutoff)
     with transaction(engine) as conn:
         lst = _list_row(conn, list_slug)
-    run = ConfirmationRun()
-    for row in iter_subscribers(engine, list_slug=list_slug, status="unconfirmed"):
-        if limit is not None and run.sent + run.failed >= limit:
-            break
-        if find_suppression(engine, row.email) is not None:
-            continue
-        msg = confirmation_message(
-            config, email=row.email, name=row.name, list_name=lst["name"],
-            confirm_url=confirm_url(config, row.id, lst["id"], secret=key),
+        if lst["opt_in"] != "double":
+            raise StateError(f"list {list_slug!r} is single opt-in: its subscribers need no confirmation")
+        joined, unconfirmed = _unconfirmed_on(lst["id"])
+        suppressed = suppressed_condition(subscribers_t.c.email_key)
+        counted = select(func.count()).select_from(joined).where(unconfirmed)
+        run = ConfirmationRun(
+            skipped_suppressed=conn.execute(counted.where(suppressed)).scalar_one(),
+            skipped_mailed=conn.execute(counted.where(~suppressed, ~due)).scalar_one(),
         )
-        try:
-            send(row.email, msg.subject, msg.html, msg.text)
+    key = secret if secret is not None else secret_key(config)
+    candidates = (
+        select(subs_t.c.id, subs_t.c.subscriber_id, subscribers_t.c.email, subscribers_t.c.name)
+        .select_from(joined).where(unconfirmed, due, ~suppressed).order_by(subs_t.c.id).limit(500)
+    )
+    recheck = select(subs_t.c.status, due.label("due"), suppressed.label("suppressed")).select_from(joined)
+    last = 0
+    while True:
+        with transaction(engine) as conn:
+            rows = conn.execute(candidates.where(subs_t.c.id > last)).mappings().all()
+        if not rows:
+            return run
+        for row in rows:
+            last = row["id"]
+            if limit is not None and run.sent + run.failed >= limit:
+                run.stopped_at_limit = True
+                return run
+            with transaction(engine) as conn:
+                fresh = conn.execute(recheck.where(subs_t.c.id == row["id"])).mappings().first()
+            if fresh is None or fresh["status"] != "unconfirmed":
+                continue  # confirmed, left or erased meanwhile
+            if fresh["suppressed"]:
+                run.skipped_suppressed += 1
+                continue
+            if not fresh["due"]:
+                run.skipped_mailed += 1  # mailed meanwhile (web signup, `subscribers add`, another run)
+                continue
+            msg = confirmation_message(
+                config, email=row["email"], name=row["name"], list_name=lst["name"],
+                confirm_url=confirm_url(config, row["subscriber_id"], lst["id"], secret=key),
+            )
+            try:
+                send(row["email"], msg.subject, msg.html, msg.text)
+            except NewsletterError as e:
+                run.failed += 1
+                if len(run.failures) < 100:
+                    run.failures.append((row["email"], str(e)))
+                continue
+            record_confirmation_sent(engine, row["subscriber_id"], lst["id"])
             run.sent += 1
-        except NewsletterError as e:
-            run.failed += 1
-            if len(run.failures) < 100:
-                run.failures.append((row.email, str(e)))
-    return run
 
 
 def confirm_url(config: Config, subscriber_id: int, list_id: int, *, secret: bytes | None = None, now: datetime | None = None) -> str:

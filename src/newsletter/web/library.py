@@ -47,7 +47,7 @@ def subscribe(st, lst, address: str, name: str) -> None:
     email; someone who left may sign up again only through that confirmation. Suppressed
     addresses, and people who left a single-opt-in list, are not changed (no one can re-add
     someone else without the confirmation step)."""
-    from ..store.subscribers import add_subscriber, confirm_url
+    from ..store.subscribers import add_subscriber, confirm_url, record_confirmation_sent
 
     double = lst.opt_in == "double"
     try:
@@ -63,6 +63,8 @@ def subscribe(st, lst, address: str, name: str) -> None:
             # Same answer as usual (a refusal must not tell whether an address exists); the
             # visitor can submit the form again, which sends a fresh confirmation.
             log.error("confirmation email for list %s not sent: %s", lst.slug, e)
+        else:
+            record_confirmation_sent(st.engine, result.subscriber_id, result.list_id)
 
 
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
