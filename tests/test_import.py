@@ -257,6 +257,111 @@ def test_a_reader_process_that_dies_is_a_one_line_error_not_a_hang(engine, tmp_p
     assert counts(engine) == (0, 0)
 
 
+# ---------------------------------------------------------------- PostgreSQL bulk path
+
+
+def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(migrated_pg_url, tmp_path, monkeypatch):
+    from newsletter.store import importer
+
+    engine = db.get_engine(migrated_pg_url)
+    lists.create_list(engine, "weekly")
+    S.add_subscriber(engine, "ana@example.com", list_slug="weekly", name="Ana")
+    real, lookups = importer._SQL.existing, []
+
+    def first_lookup_misses_ana(self, conn, list_id):  # as if another import stored her just after our lookup
+        lookups.append(list_id)
+        return {} if len(lookups) == 1 else real(self, conn, list_id)
+
+    monkeypatch.setattr(importer._SQL, "existing", first_lookup_misses_ana)
+    p = write(tmp_path, "in.csv", "email,name\nana@example.com,Ana\nbo@example.com,Bo\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly"))
+    assert len(lookups) == 2, "the batch was rolled back and done again"
+    assert (r.added, r.already_present, r.batches) == (1, 1, 1)  # the failed attempt counted nothing
+    assert counts(engine) == (2, 2)
+    engine.dispose()
+
+
+def _admin(url: str, *statements: str) -> None:
+    e = db.get_engine(url)
+    with e.begin() as c:
+        for sql in statements:
+            c.exec_driver_sql(sql)
+    e.dispose()
+
+
+def test_foreign_key_triggers_are_only_skipped_when_no_other_trigger_would_be(migrated_pg_url, tmp_path):
+    from newsletter.store.importer import _may_skip_fk_triggers
+
+    engine = db.get_engine(migrated_pg_url)
+    lists.create_list(engine, "weekly")
+    assert _may_skip_fk_triggers(engine)  # a superuser, and only the foreign keys' own triggers
+    _admin(migrated_pg_url,
+           "create table nl_test_audit (email text)",
+           "create function nl_test_audit() returns trigger language plpgsql as "
+           "$$ begin insert into nl_test_audit values (new.email); return new; end $$",
+           "create trigger nl_test_audit after insert on subscribers for each row execute function nl_test_audit()")
+    try:
+        assert not _may_skip_fk_triggers(engine)
+        p = write(tmp_path, "in.csv", "email\na@example.com\nb@example.com\n")
+        assert import_file(engine, p, ImportOptions(list_slug="weekly")).added == 2
+        with engine.connect() as c:
+            audited = sorted(x for (x,) in c.exec_driver_sql("select email from nl_test_audit"))
+        assert audited == ["a@example.com", "b@example.com"]  # the DBA's trigger saw every imported row
+    finally:
+        engine.dispose()
+        _admin(migrated_pg_url, "drop trigger if exists nl_test_audit on subscribers",
+               "drop function if exists nl_test_audit()", "drop table if exists nl_test_audit")
+
+
+def test_an_unprivileged_role_imports_with_the_foreign_key_triggers(migrated_pg_url, tmp_path):
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from newsletter.store.importer import _may_skip_fk_triggers
+
+    role = "nl_import_" + uuid.uuid4().hex[:8]
+    _admin(migrated_pg_url, f"create role {role} login",
+           f"grant usage on schema public to {role}",
+           f"grant select, insert, update, delete on all tables in schema public to {role}",
+           f"grant usage, select on all sequences in schema public to {role}")
+    admin = db.get_engine(migrated_pg_url)
+    lists.create_list(admin, "weekly")
+    engine = db.get_engine(make_url(migrated_pg_url).set(username=role).render_as_string(hide_password=False))
+    try:
+        assert not _may_skip_fk_triggers(engine)
+        p = write(tmp_path, "in.csv", "email,name\na@example.com,A\nb@example.com,B\nA@EXAMPLE.COM,A2\n")
+        r = import_file(engine, p, ImportOptions(list_slug="weekly"))
+        assert (r.added, r.duplicates_in_file) == (2, 1)
+        assert counts(admin) == (2, 2)
+    finally:
+        engine.dispose()
+        admin.dispose()
+        _admin(migrated_pg_url, f"drop owned by {role}", f"drop role {role}")
+
+
+@given(st.lists(st.tuples(st.text(max_size=12), st.sampled_from([None, "unsubscribed"])), min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_copy_text_round_trips_any_value_through_postgresql(migrated_pg_url, rows):
+    import psycopg
+
+    from newsletter.store.importer import copy_text
+
+    rows = [(f"v{i}@example.com", f"v{i}@example.com", n.replace("\x00", ""), json_text(n), st_)
+            for i, (n, st_) in enumerate(rows)]
+    with psycopg.connect(migrated_pg_url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        conn.execute("create temp table t (e text, k text, n text, a text, st text)")
+        with conn.cursor().copy("copy t from stdin") as cp:
+            cp.write(copy_text(rows))
+        assert conn.execute("select e, k, n, a, st from t").fetchall() == rows
+
+
+def json_text(value: str) -> str:
+    import json
+
+    return json.dumps({"note": value}, ensure_ascii=False)
+
+
 # ---------------------------------------------------------------- properties
 
 
