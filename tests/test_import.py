@@ -257,6 +257,65 @@ def test_a_reader_process_that_dies_is_a_one_line_error_not_a_hang(engine, tmp_p
     assert counts(engine) == (0, 0)
 
 
+@pytest.mark.usefixtures("both_readers")
+def test_later_rows_win_across_batches_even_when_two_are_written_at_once(engine, tmp_path):
+    rows = [f"p{i % 5}@example.com,Name {i}," for i in range(30)]  # everyone in adjacent and distant batches
+    rows += ["p0@example.com,,unsubscribed"] + [f"new{i}@example.com,New {i}," for i in range(6)] + ["P0@EXAMPLE.COM,Back,"]
+    p = write(tmp_path, "in.csv", "email,name,status\n" + "\n".join(rows) + "\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=2))
+    assert {k: S.get_subscriber(engine, f"p{k}@example.com").name for k in range(5)} == {k: f"Name {25 + k}" for k in range(5)}
+    assert statuses(engine) == {"p0@example.com": "unsubscribed", **{f"p{k}@example.com": "active" for k in range(1, 5)},
+                                **{f"new{i}@example.com": "active" for i in range(6)}}
+    assert (r.added, r.recorded_unsubscribed, r.skipped_unsubscribed) == (11, 1, 1)
+    assert counts(engine) == (11, 11)
+
+
+def test_for_postgresql_the_reader_never_puts_one_person_in_two_adjacent_batches(tmp_path):
+    from newsletter.store.importer import _Batch, _produce
+
+    names = [f"p{i % 7}@example.com,Name {i}" for i in range(60)] + ["p3@example.com,Last"]
+    p = write(tmp_path, "in.csv", "email,name\n" + "\n".join(names) + "\n")
+    out = []
+    _produce(p, ImportOptions(list_slug="weekly", batch_size=3), "csv", tmp_path / "r.csv", lambda x: out.append(x) or True, copy=True)
+    batches = [b for b in out if isinstance(b, _Batch)]
+    keys = [{r[1] for r in b.rows} for b in batches]
+    assert all(a.isdisjoint(b) for a, b in zip(keys, keys[1:])), "adjacent batches share a person"
+    last = {}
+    for b in batches:  # applied in order, each person's last value is the file's last one
+        last.update({r[1]: r[2] for r in b.rows})
+    assert last == dict(line.split(",") for line in names)
+    assert out[-1] is None and sum(len(b.rows) for b in batches) >= 7
+
+
+def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person(migrated_pg_url, tmp_path, monkeypatch):
+    import threading
+
+    from newsletter.store import importer
+
+    monkeypatch.setattr(importer, "READER_PROCESS_MIN_ROWS", 10**9)  # the thread reader: it flags overlaps, never moves rows
+    engine = db.get_engine(migrated_pg_url)
+    lists.create_list(engine, "weekly")
+    spans, lock, real = [], threading.Lock(), importer._Writer.write
+
+    def timed(self, rows, copy=None):
+        start = time.monotonic()
+        time.sleep(0.05)
+        real(self, rows, copy)
+        with lock:
+            spans.append(({r[1] for r in rows}, start, time.monotonic()))
+
+    monkeypatch.setattr(importer._Writer, "write", timed)
+    emails = [f"a{i}@example.com" for i in range(8)] + ["a7@example.com", "b1@example.com"] + [f"c{i}@example.com" for i in range(6)]
+    p = write(tmp_path, "in.csv", "email\n" + "\n".join(emails) + "\n")
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=2))
+    assert (r.added, r.already_present) == (15, 1) and counts(engine) == (15, 15)
+    spans.sort(key=lambda s: s[1])
+    assert any(b[1] < a[2] for a, b in zip(spans, spans[1:])), "no two batches were ever written at once"
+    for i, (keys, start, _) in enumerate(spans):
+        assert all(end <= start for other, _, end in spans[:i] if other & keys), "a batch started before the one it shares a person with ended"
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- PostgreSQL bulk path
 
 

@@ -18,6 +18,8 @@ from json.encoder import encode_basestring as _quote
 import os
 import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -549,6 +551,7 @@ class _Writer:
         self.source = source
         self.report = report
         self.sql = _SQL(engine)
+        self.lock = threading.Lock()  # PostgreSQL writes two batches at once
 
     def write(self, rows: list[tuple], copy: bytes | None = None) -> None:
         """Write one batch of (email, key, name, attributes JSON, status) rows, already merged by
@@ -566,8 +569,9 @@ class _Writer:
                     raise InvalidInput(f"{self.report.path}: another import keeps storing the same people at the "
                                        "same time; run this import again when it has finished") from None
                 continue
-            for name in _COUNTERS:
-                setattr(self.report, name, getattr(self.report, name) + getattr(delta, name))
+            with self.lock:
+                for name in _COUNTERS:
+                    setattr(self.report, name, getattr(self.report, name) + getattr(delta, name))
             return
 
     def _write(self, rows: list[tuple], copy: bytes | None, report: ImportReport) -> None:
@@ -675,6 +679,7 @@ class _Batch(NamedTuple):
 
     rows: list[tuple]  # (email, key, name, attributes JSON, status or None)
     copy: bytes | None  # the same rows in PostgreSQL COPY text format, when the target is PostgreSQL
+    overlaps: bool  # shares an address with the previous batch (which must then be written first)
     read: int
     invalid: int
     duplicates: int
@@ -732,11 +737,23 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                 writer.writerow(["line", "email", "reason"])
             writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
 
-        def emit() -> bool:
-            nonlocal rejects
+        previous: set[str] = set()
+
+        def emit(final: bool = False) -> bool:
+            nonlocal rejects, previous
+            carry = {}
+            clash = previous.intersection(merged)
+            if clash and copy and not final:
+                # PostgreSQL writes two batches at once: a person also in the previous batch moves to
+                # the next one, which starts only after the previous one is written (order kept).
+                carry = {k: merged.pop(k) for k in clash}
             rows = [(e, k, n, _json(a) if a else "{}", st) for e, k, n, a, st in merged.values()]
+            previous = set(merged)
             merged.clear()
-            batch, rejects = _Batch(rows, copy_text(rows) if copy else None, read, invalid, duplicates, rejects), []
+            merged.update(carry)
+            overlaps = bool(clash) and not carry
+            batch = _Batch(rows, copy_text(rows) if copy else None, overlaps, read, invalid, duplicates, rejects)
+            rejects = []
             return put(batch)
 
         for row in _rows(path, opts, fmt):
@@ -770,6 +787,8 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             if status in OPTED_OUT_STATUSES or prev[4] is None:
                 prev[4] = status or prev[4]
         if (merged or rejects or read) and not emit():
+            return
+        if merged and not emit(final=True):  # people carried over from the last batch
             return
         put(None)
     except BaseException as e:  # handed to the writing side, which raises it
@@ -906,6 +925,20 @@ def import_file(
         reader = _ProcessReader(p, opts, fmt, rejects_path, copy=writer.sql.pg)
     else:
         reader = _ThreadReader(p, opts, fmt, rejects_path)
+    # PostgreSQL: two batches are written at once on two connections, so one server process works
+    # while the other waits on this one; a batch that shares an address with the one before it
+    # waits for it, so the file's order still decides (the later row wins). SQLite has one writer.
+    in_flight: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="newsletter-import-writer") if writer.sql.pg else None
+
+    def settle(keep: int) -> None:
+        """Wait until at most ``keep`` batches are in flight, oldest first."""
+        while len(in_flight) > keep:
+            future, read = in_flight.popleft()
+            future.result()
+            if progress:
+                progress(read, total)
+
     try:
         while True:
             item = reader.get()
@@ -919,12 +952,22 @@ def import_file(
             report.rejects.extend(item.rejects)
             if item.invalid and report.rejects_path is None:
                 report.rejects_path = str(rejects_path)
+            if pool is None:
+                if item.rows:
+                    writer.write(item.rows, item.copy)
+                if progress:
+                    progress(item.read, total)
+                continue
+            settle(0 if item.overlaps else 1)
             if item.rows:
-                writer.write(item.rows, item.copy)
-            if progress:
+                in_flight.append((pool.submit(writer.write, item.rows, item.copy), item.read))
+            elif progress:
                 progress(item.read, total)
+        settle(0)
     finally:
         reader.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # a batch being written finishes (or rolls back) first
     if progress:
         progress(report.read, total)
     return report
