@@ -364,3 +364,16 @@ def test_a_video_without_a_title_is_just_play_video_on_youtube_and_images_have_n
     assert not any("Play video on YouTube:" in t for t in links), links
     assert root.xpath('//img[@alt="Play video on YouTube"]')
     assert "Video on YouTube\nhttps://www.youtube.com/watch?v=aqz-KE-bpKQ" in d.text
+
+
+def test_the_compose_benchmark_turns_the_vimeo_lookup_off():
+    """benchmarks/compose.py times source parsing: a request to vimeo.com for the Vimeo sample
+    article would time the network (on threads its CPU column does not see), not the code."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("compose_benchmark", REPO / "benchmarks" / "compose.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.bench_config().vimeo_oembed_url == ""
