@@ -146,6 +146,27 @@ def test_policy_rejection_5xx_fails_without_suppressing(env, smtp_server_factory
     assert find_suppression(engine, "reader1@example.com") is None
 
 
+@pytest.mark.parametrize("reply, suppressed", [
+    ("550 5.7.1 <{addr}>: Requested action not taken: mailbox unavailable (blocked by policy)", False),
+    ("550 5.7.606 Access denied, banned sending IP; mailbox unavailable", False),
+    ("550 5.1.1 <{addr}>: Requested action not taken: mailbox unavailable", True),
+])
+def test_only_an_unknown_user_code_suppresses(env, smtp_server_factory, reply, suppressed):
+    """A 5.7.x policy block at RCPT says nothing about the reader's mailbox even when its text
+    says "mailbox unavailable": the copy fails, the reader stays. 5.1.1 suppresses."""
+    engine, config = env
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(reject={"reader1@example.com"}, reject_code=reply)
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.counts == {"sent": 2, "failed": 1}
+    assert s.suppressed == (["reader1@example.com"] if suppressed else [])
+    assert (find_suppression(engine, "reader1@example.com") is not None) is suppressed
+    with engine.begin() as conn:
+        (row,) = q.delivery_rows(conn, c.id, ("failed",))
+    assert row.email == "reader1@example.com" and row.last_reply.startswith(reply.split(" <")[0][:9])
+
+
 def test_connection_dropped_mid_data_is_retried(env, smtp_server_factory):
     engine, config = env
     add_people(engine, "weekly", 10)

@@ -46,6 +46,18 @@ def test_settings_for_names_and_passwords():
     (550, b"5.1.1 <x@example.com>: user unknown", "RCPT", "failed", True),
     (550, b"5.1.1 user unknown", "DATA", "failed", False),
     (554, b"5.7.1 spam", "DATA", "failed", False),
+    # with an enhanced status code, the code alone decides whether the mailbox does not exist
+    (550, b"5.7.1 <x@example.com>: Requested action not taken: mailbox unavailable", "RCPT", "failed", False),
+    (550, b"5.7.1 Service unavailable; client host blocked: unknown user agent", "RCPT", "failed", False),
+    (550, b"5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", "RCPT", "failed", True),
+    (550, b"5.1.2 <x@nowhere.invalid>: Recipient address rejected: Domain not found", "RCPT", "failed", False),
+    (553, b"5.1.1 mailbox unavailable", "RCPT", "failed", True),
+    (550, b"5.1.11 whatever", "RCPT", "failed", False),
+    # without one, only explicit wording counts ("mailbox unavailable" is RFC 5321's text for any 550)
+    (550, b"Requested action not taken: mailbox unavailable", "RCPT", "failed", False),
+    (550, b"No such user here", "RCPT", "failed", True),
+    (550, b"<x@example.com>: Recipient address rejected: User unknown in local recipient table", "RCPT", "failed", True),
+    (550, b"Recipient rejected (5.1.1)", "RCPT", "failed", True),
 ])
 def test_classify(code, msg, at, state, suppress):
     out = classify_reply(code, msg, at=at)

@@ -6,7 +6,8 @@ password comes from the environment (``NEWSLETTER_SMTP_PASSWORD`` or
 ``NEWSLETTER_SMTP_<NAME>_PASSWORD``) and never appears in a message, log line or error.
 
 Replies map to ledger outcomes: 2xx → sent; 4xx, a dropped connection or a timeout → deferred
-(retried later with backoff); 5xx → failed, and an unknown-user reply (``5.1.1``) also asks for
+(retried later with backoff); 5xx → failed, and an unknown-user reply at RCPT (enhanced code
+``5.1.1`` or ``5.1.10``; without an enhanced code, words such as "user unknown") also asks for
 the address to be suppressed.
 """
 
@@ -33,7 +34,16 @@ log = logging.getLogger(__name__)
 TLS_MODES = ("auto", "none", "starttls", "tls")
 IDLE_CHECK_S = 20.0  # a connection idle longer than this is checked with NOOP before use
 _POLICY = re.compile(r"^\s*5\.7\.\d{1,3}\b")
-_UNKNOWN_USER = re.compile(r"\b5\.1\.(?:1|10)\b|user unknown|no such user|unknown user|mailbox unavailable", re.I)
+# RFC 3463 enhanced status code at the start of a reply's text: class.subject.detail.
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# Enhanced codes that say the mailbox does not exist (RFC 3463 5.1.1, RFC 7505 5.1.10 null MX).
+# Not 5.1.2 (bad destination domain): a lapsed domain or broken DNS can come back, and a
+# suppression is forever; the copy fails, the next campaign tries again.
+_UNKNOWN_USER_CODES = {("1", "1"), ("1", "10")}
+# Only for replies without an enhanced code. Not "mailbox unavailable": that is RFC 5321's
+# standard text for any 550, policy blocks included.
+_UNKNOWN_USER_TEXT = re.compile(r"\b5\.1\.(?:1|10)\b|user unknown|unknown user|no such user|no such mailbox"
+                                r"|mailbox (?:does not|doesn't) exist|(?:recipient|address|user) does not exist", re.I)
 
 
 @dataclass
@@ -125,7 +135,19 @@ def classify_reply(code: int, message: bytes | str, *, at: str) -> Outcome:
         return Outcome("sent", reply)
     if 400 <= code < 500 or code < 200:
         return Outcome("deferred", reply, server_trouble=at not in ("RCPT", "DATA"))
-    return Outcome("failed", reply, suppress=at == "RCPT" and bool(_UNKNOWN_USER.search(reply)))
+    return Outcome("failed", reply, suppress=at == "RCPT" and is_unknown_user(text))
+
+
+def is_unknown_user(text: str) -> bool:
+    """True when a 5xx reply's text says the mailbox does not exist (the address is suppressed).
+
+    With an enhanced status code (``550 5.1.1 ...``) the code alone decides: only 5.1.1 and
+    5.1.10 — so ``550 5.7.1 ... mailbox unavailable`` (a policy block) is not an unknown user.
+    Without one, explicit wording such as "user unknown" or "no such user" is needed."""
+    m = _ENHANCED.match(text)
+    if m:
+        return m.group(1) == "5" and (m.group(2), m.group(3)) in _UNKNOWN_USER_CODES
+    return bool(_UNKNOWN_USER_TEXT.search(text))
 
 
 class SMTPTransport:
