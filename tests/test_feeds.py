@@ -214,6 +214,16 @@ def test_http_charset_is_passed_to_feedparser():
     assert a.title == "Café déjà vu"
 
 
+@pytest.mark.parametrize("bom, encoding", [(b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")])
+def test_a_byte_order_mark_beats_the_http_charset(bom, encoding):
+    # A server's default "charset=iso-8859-1" must not turn a UTF-16 (or UTF-8) feed into mojibake.
+    xml = ('<?xml version="1.0"?><rss version="2.0"><channel><title>Søk</title><link>https://example.org/</link>'
+           "<item><title>Smørrebrød på Nørrebro</title><link>https://example.org/smorrebrod</link></item></channel></rss>")
+    warnings: list = []
+    a = parse(bom + xml.encode(encoding), warnings, charset="iso-8859-1", content_type="application/rss+xml")[0]
+    assert (a.title, a.site_name, warnings) == ("Smørrebrød på Nørrebro", "Søk", [])
+
+
 # --- Malformed and not-a-feed ----------------------------------------------------------------------
 
 def test_recoverable_malformed_xml_is_recovered_with_a_warning():

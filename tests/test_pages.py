@@ -287,6 +287,16 @@ def test_charset_from_bom():
     assert parse_page(codecs.BOM_UTF8 + doc.encode("utf-8"), "https://example.org/el").title == "Ελληνικά νέα"
 
 
+def test_a_byte_order_mark_beats_the_http_header_as_in_browsers():
+    # Servers often add a default "charset=iso-8859-1" to every text/html answer; the bytes' own
+    # BOM is the stronger claim (HTML standard, encoding sniffing: BOM first).
+    doc = html("<title>Crème brûlée à Zürich</title>", "<p>Une crème brûlée réussie demande de la patience.</p>")
+    a = parse_page(codecs.BOM_UTF8 + doc.encode("utf-8"), "https://example.org/fr", charset="iso-8859-1")
+    assert a.title == "Crème brûlée à Zürich"
+    assert decode_html(codecs.BOM_UTF8 + doc.encode("utf-8"), "iso-8859-1") == (doc, "utf-8")
+    assert decode_html(codecs.BOM_UTF16_LE + doc.encode("utf-16-le"), "utf-8") == (doc, "utf-16-le")
+
+
 def test_charset_sniffed_when_undeclared():
     doc = ("<html><head><title>Crème brûlée à la française</title></head><body><p>Une crème brûlée réussie "
            "demande de la patience, du sucre et un chalumeau bien réglé, voilà tout.</p></body></html>")
@@ -396,6 +406,8 @@ def page_server():
         "/story": ((PAGES / "opengraph.html").read_bytes(), "text/html; charset=utf-8"),
         "/ru": (RUSSIAN.replace('<meta charset="windows-1251">', "").encode("cp1251"), "text/html; charset=windows-1251"),
         "/image.png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/html"),
+        "/bom": (codecs.BOM_UTF8 + html("<title>Smørrebrød på Nørrebro</title>", "<p>Rugbrød, smør og tid.</p>").encode(),
+                 "text/html; charset=iso-8859-1"),
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -436,6 +448,14 @@ def test_served_pages_through_newsletter_articles(page_server):
     assert story["image"]["url"] == f"{page_server}/images/trail.jpg"  # relative og:image, against the fetched URL
     assert story["published"] == "2026-06-01T09:15:00-04:00"
     assert "Борщ без суеты" in by_title  # charset from the Content-Type header
+
+
+def test_a_served_utf8_page_with_a_bom_and_a_latin1_header_reads_as_utf8(page_server):
+    from newsletter.articles import load_sources
+    from newsletter.config import Config
+
+    [a] = load_sources([f"{page_server}/bom"], Config()).articles
+    assert a.title == "Smørrebrød på Nørrebro"
 
 
 def test_served_binary_is_a_one_line_error(page_server):

@@ -25,6 +25,18 @@ from ..errors import SourceError
 from . import dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
+
+def _bom_charset(content: bytes) -> str | None:
+    """The encoding a UTF-8 or UTF-16 byte-order mark names (UTF-32 marks are left to feedparser)."""
+    if content.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return None
+    if content.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if content.startswith(b"\xff\xfe"):
+        return "utf-16le"
+    return "utf-16be" if content.startswith(b"\xfe\xff") else None
+
+
 class UndatedEntry(SourceError):
     """An entry whose date cannot be read: kept undated with a warning, an error with ``--strict``
     (like a Markdown file's bad date)."""
@@ -60,10 +72,13 @@ def parse_feed(
     """Parse feed bytes read from ``source`` (a path or URL, used in messages and as ``Article.source``).
 
     ``base_url`` is where the feed was fetched from (resolves relative links); ``charset``
-    is the HTTP header's, which feedparser weighs against the XML declaration.
+    is the HTTP header's, which feedparser weighs against the XML declaration; a UTF-8 or
+    UTF-16 byte-order mark overrides it.
     Raises SourceError when the document is not a feed at all.
     """
     headers: dict[str, str] = {}
+    if charset and _bom_charset(content):
+        charset = _bom_charset(content)  # a byte-order mark beats the HTTP header, as in browsers
     if base_url:
         headers["content-location"] = base_url
     if content_type or charset:

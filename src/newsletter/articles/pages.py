@@ -1,6 +1,6 @@
 """HTML article pages → ``Article``.
 
-``parse_page`` decodes the bytes (charset from the caller's HTTP header, then a BOM,
+``parse_page`` decodes the bytes (a BOM, then the charset from the caller's HTTP header,
 then ``<meta charset>``, then sniffing), refuses what is not an HTML page, ranks the
 page's metadata signals (see ``page_meta``), and extracts the main text with
 trafilatura for the body, the read time and a fallback summary. Trafilatura is a
@@ -82,18 +82,20 @@ def _sniff(content: bytes) -> str | None:
 
 
 def decode_html(content: bytes, charset: str | None = None) -> tuple[str, str]:
-    """(text, codec name): the HTTP charset, else a BOM, else ``<meta charset>``, else a sniffed guess.
+    """(text, codec name): a BOM, else the HTTP charset, else ``<meta charset>``, else a sniffed guess.
 
-    A page declared UTF-8 (by the header or the meta tag) whose bytes are plainly not UTF-8 is
-    mislabelled; the next declaration, then the guess, is used instead. Undecodable bytes become
-    U+FFFD rather than errors: a page with a few broken bytes is still a page.
+    The byte-order mark beats the HTTP header, as in browsers (the HTML standard's encoding
+    sniffing): a server's default ``charset=iso-8859-1`` is a weaker claim than the bytes'
+    own mark. A page declared UTF-8 (by the header or the meta tag) whose bytes are plainly not
+    UTF-8 is mislabelled; the next declaration, then the guess, is used instead. Undecodable
+    bytes become U+FFFD rather than errors: a page with a few broken bytes is still a page.
     """
-    header = _codec(charset)
-    if header and not (header == "utf-8" and _not_really_utf8(content)):
-        return content.decode(header, errors="replace").lstrip("\ufeff"), header
     for bom, name in _BOMS:
         if content.startswith(bom):
             return content[len(bom):].decode(name, errors="replace"), name
+    header = _codec(charset)
+    if header and not (header == "utf-8" and _not_really_utf8(content)):
+        return content.decode(header, errors="replace").lstrip("\ufeff"), header
     m = _META_CHARSET.search(content[:16_384])  # browsers look at 1 KB; real pages put it later
     meta = _codec(m.group(1).decode("ascii", "replace")) if m else None
     if meta and meta.startswith(("utf-16", "utf-32")):
