@@ -151,6 +151,28 @@ def test_unparseable_entry_date_leaves_it_undated_with_a_note():
     assert any("cannot parse date 'sometime soon'" in str(n) for n in notes)
 
 
+# --- RSS 0.9x ------------------------------------------------------------------------------------
+
+def test_rss091_items_title_link_and_description_as_summary():
+    result = load("rss091.xml")  # Netscape RSS 0.91, with its DOCTYPE, in ISO-8859-1
+    assert result.warnings == []
+    a, b = result.articles
+    assert (a.title, a.url) == ("The lamp gets a new lens", "https://example.org/log/new-lens")
+    assert a.summary.startswith("After forty years the old Fresnel lens goes to the museum")
+    assert "lighter one takes its place" in a.body
+    assert (b.title, b.url) == ("Fog & foghorns", "https://example.org/log/fog")
+    assert (a.site_name, a.lang) == ("Lighthouse Log", "en-US")
+    # 0.91 items carry no date (pubDate arrived in items with 0.92/2.0); the channel's pubDate is
+    # the feed's, not the item's, so the items are undated.
+    assert a.published is None and b.published is None
+    assert a.image is None  # the channel's required <image> is the site's logo, not the article's picture
+    # UserLand's 0.91 (no DOCTYPE) reads the same way.
+    [u] = parse('<rss version="0.91"><channel><title>Log</title><link>https://example.org/</link>'
+                "<description>d</description><language>en</language><item><title>Lens</title>"
+                "<link>https://example.org/lens</link><description>A new lens.</description></item></channel></rss>")
+    assert (u.title, u.url, u.summary, u.published) == ("Lens", "https://example.org/lens", "A new lens.", None)
+
+
 # --- RSS 1.0 / RDF ----------------------------------------------------------------------------------
 
 def test_rss1_rdf_feed():
