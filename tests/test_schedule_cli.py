@@ -122,3 +122,18 @@ def test_pause_resume_remove_and_unknown_names(db, tmp_path, run):
     assert r.returncode == 0
     r = run("digests", "list", url=db, cwd=tmp_path)
     assert "no digests" in r.stdout
+
+
+def test_the_unknown_list_hint_names_a_command_that_exists(db, tmp_path, run):
+    import re
+
+    from newsletter.cli import app
+
+    r = run("digests", "add", "other", "--every", "daily 07:30", "--source", "articles", "--list", "nobody",
+            url=db, cwd=tmp_path)
+    assert r.returncode != 0
+    hint = re.search(r"`newsletter ([a-z-]+) ([a-z-]+)`", r.stderr)
+    assert hint, r.stderr
+    group, command = hint.groups()
+    root = typer.main.get_command(app)
+    assert command in root.commands[group].commands, f"`newsletter {group} {command}` is not a command"

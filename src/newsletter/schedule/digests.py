@@ -128,7 +128,7 @@ def _resolve_lists(session: Session, slugs: Sequence[str]) -> list[MailingList]:
     found = {m.slug: m for m in session.exec(select(MailingList).where(MailingList.slug.in_(list(slugs))))}
     missing = [s for s in slugs if s not in found]
     if missing:
-        raise NotFound(f"list {missing[0]!r} does not exist (create it with `newsletter lists add`)")
+        raise NotFound(f"list {missing[0]!r} does not exist (create it with `newsletter lists create`)")
     return [found[s] for s in dict.fromkeys(slugs)]
 
 
