@@ -264,6 +264,46 @@ def test_template_dir_missing_a_file_is_a_one_line_render_error(fixtures_dir):
         render([make_article(0)], Config(), ComposeOptions(now=NOW, template_dir=str(fixtures_dir / "nope")))
 
 
+def _installed_distributions(monkeypatch, names: set[str]) -> None:
+    """Pretend only ``names`` are installed, as far as importlib.metadata can tell, and forget
+    that this process already checked its mjml."""
+    import importlib
+    import importlib.metadata
+
+    real = importlib.metadata.distribution
+
+    def distribution(name):
+        if name.lower().replace("_", "-") not in names:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real("mjml-python")  # any real distribution object will do
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setattr(importlib.import_module("newsletter.compose.render"), "_mjml_checked", False)
+
+
+@pytest.mark.parametrize("installed", [{"mjml"}, {"mjml", "mjml-python"}])
+def test_the_pure_python_mjml_package_is_a_one_line_render_error_naming_the_fix(monkeypatch, installed):
+    # PyPI's "mjml" (pure Python) installs the same import name as mjml-python and shadows it.
+    _installed_distributions(monkeypatch, installed)
+    with pytest.raises(RenderError) as e:
+        render([make_article(0)], Config(), ComposeOptions(now=NOW))
+    message = str(e.value)
+    assert "\n" not in message
+    assert "'mjml'" in message and "mjml-python" in message
+    assert message.endswith("pip uninstall mjml; pip install --force-reinstall mjml-python")
+
+
+def test_a_missing_mjml_python_is_a_one_line_render_error(monkeypatch):
+    _installed_distributions(monkeypatch, set())
+    with pytest.raises(RenderError, match=r"^mjml-python is not installed: pip install mjml-python$"):
+        render([make_article(0)], Config(), ComposeOptions(now=NOW))
+
+
+def test_mjml_python_alone_renders(monkeypatch):
+    _installed_distributions(monkeypatch, {"mjml-python"})
+    assert "<html" in render([make_article(0)], Config(), ComposeOptions(now=NOW)).html
+
+
 def test_template_syntax_error_names_the_file_and_line(tmp_path, fixtures_dir):
     tdir = custom_template(tmp_path, fixtures_dir, "<mjml><mj-body>\n{% for x in %}\n</mj-body></mjml>")
     with pytest.raises(RenderError, match=r"digest\.mjml:2"):

@@ -87,9 +87,43 @@ def render_mjml(template_dir: Path, context: dict[str, Any]) -> str:
 _IMG_HEIGHT_AUTO = re.compile(r"(<img\b[^>]*?)\s+height=\"auto\"", re.IGNORECASE)
 
 
+# Uninstalling the pure-Python "mjml" deletes the mjml/__init__.py both packages install, and a
+# plain "pip install mjml-python" then says "already satisfied": hence --force-reinstall.
+MJML_FIX = "pip uninstall mjml; pip install --force-reinstall mjml-python"
+_mjml_checked = False
+
+
+def _installed(distribution: str) -> bool:
+    """Whether a distribution of this name is installed (its metadata, not the import)."""
+    from importlib.metadata import PackageNotFoundError, distribution as lookup
+
+    try:
+        lookup(distribution)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def check_mjml() -> None:
+    """RenderError unless the ``mjml`` module comes from mjml-python: the PyPI package ``mjml``
+    (a pure-Python port) installs the same import name and breaks it. Checked once per process."""
+    global _mjml_checked
+    if _mjml_checked:
+        return
+    if _installed("mjml"):
+        raise RenderError(f"the PyPI package 'mjml' is installed and shadows mjml-python (both are imported as 'mjml'): {MJML_FIX}")
+    if not _installed("mjml-python"):
+        raise RenderError("mjml-python is not installed: pip install mjml-python")
+    _mjml_checked = True
+
+
 def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
     """MJML stage (mjml-python, the Rust MRML engine); ``name`` labels errors."""
-    from mjml import mjml2html
+    check_mjml()
+    try:
+        from mjml import mjml2html
+    except ImportError as e:  # files of mjml-python deleted, e.g. by uninstalling the other 'mjml'
+        raise RenderError(f"mjml-python is installed but cannot be imported ({e}): {MJML_FIX}") from None
 
     try:
         # fonts={}: no <link> to Google Fonts for names like "Roboto" in a font stack — the
