@@ -12,6 +12,8 @@ Behaviours (all may be changed on the running server through ``srv.behaviour``):
 - ``tempfail_first=N`` with ``tempfail_per="recipient"`` (default): the first N RCPT TO
   attempts for each address get ``451 4.7.1``; with ``tempfail_per="message"`` the first N
   DATA attempts for each Message-ID (or, lacking one, each recipient set) get ``451 4.3.0``.
+- ``tempfail_until=T``: every RCPT before ``time.time()`` reaches T gets ``451 4.7.1`` (an
+  outage of the "try later" kind, measured in wall time rather than attempts).
 - ``reject``: addresses (set, case-insensitive) or a predicate refused at RCPT with
   ``550 5.1.1`` (unknown user).
 - ``reject_code`` / ``reject_message`` to use another permanent reply, e.g. ``554 5.7.1``.
@@ -86,6 +88,7 @@ class Behaviour:
 
     tempfail_first: int = 0
     tempfail_per: str = "recipient"  # recipient | message
+    tempfail_until: float = 0.0  # time.time() before which every RCPT is answered 451
     reject: set[str] | Callable[[str], bool] = field(default_factory=set)
     reject_code: str = "550 5.1.1 <{addr}>: Recipient address rejected: User unknown"
     drop_data: int = 0
@@ -174,7 +177,7 @@ class _Handler:
             with self.o._lock:
                 self.o.stats.rejected += 1
             return b.reject_code.format(addr=address)
-        if b.tempfail_per == "recipient" and n <= b.tempfail_first:
+        if (b.tempfail_per == "recipient" and n <= b.tempfail_first) or time.time() < b.tempfail_until:
             with self.o._lock:
                 self.o.stats.tempfailed += 1
             return "451 4.7.1 <{}>: try again later (attempt {})".format(address, n)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
 from dispatch_helpers import add_people, make_campaign, make_config, setup_db
 from newsletter.dispatch.campaigns import campaign_info, get_campaign, pause_campaign, resume_campaign
-from newsletter.dispatch.sender import send_campaign, send_one, send_test
+from newsletter.config import Config
+from newsletter.dispatch.sender import retry_decision, send_campaign, send_one, send_test
 from newsletter.errors import DispatchError, InvalidInput, StateError
 from newsletter.store import queries as q
 from newsletter.store.subscribers import find_suppression, suppress, unsubscribe
@@ -118,6 +121,88 @@ def test_tempfail_beyond_max_attempts_fails(env, smtp_server_factory):
     assert s.counts == {"failed": 2} and s.status == "finished", s
     with engine.begin() as conn:
         assert all("gave up after 2 attempts" in r.last_reply for r in q.delivery_rows(conn, c.id))
+
+
+def _simulate(config, outage_s: float, now0: datetime) -> tuple[str, int, float]:
+    """One copy retried by the sender's policy against a server answering 4xx for ``outage_s``:
+    (final state, attempts, seconds from the first attempt to that outcome), on a simulated clock."""
+    t, attempts = 0.0, 0
+    while True:
+        attempts += 1
+        if t >= outage_s:
+            return "sent", attempts, t
+        state, _, nxt = retry_decision(config, attempts, now0, "451 4.7.1 try later", now=now0 + timedelta(seconds=t))
+        if state == "failed":
+            return state, attempts, t
+        t = (nxt - now0).total_seconds()
+
+
+@pytest.mark.parametrize("outage_h", [10 / 60, 1, 6, 24, 47])
+def test_default_retry_policy_outlasts_a_temporary_failure_of_hours(outage_h):
+    """With the default settings (60 s doubling to 1 h, for 2 days), a server that answers
+    "try later" for ten minutes — or for most of two days — still gets every copy in the end,
+    within an hour of coming back. (The old default of 5 attempts failed about 20 % of readers
+    after a ten-minute outage: their four retries all fell inside it.)"""
+    config, now0 = Config(), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    random.seed(outage_h)
+    for _ in range(2000):
+        state, attempts, t = _simulate(config, outage_h * 3600, now0)
+        assert state == "sent", (attempts, t)
+        assert t - outage_h * 3600 <= config.retry_max_delay
+
+
+def test_default_retry_policy_gives_up_on_a_permanent_4xx_after_two_days():
+    config, now0 = Config(), datetime(2026, 12, 1, tzinfo=timezone.utc)
+    random.seed(1)
+    for _ in range(2000):
+        state, attempts, t = _simulate(config, float("inf"), now0)
+        assert state == "failed" and t <= config.retry_max_age and attempts <= config.max_attempts
+        assert t >= config.retry_max_age or attempts == config.max_attempts
+
+
+def _scaled_defaults(config, retry_base: float):
+    """The default retry settings with every duration scaled so the first delay is ``retry_base``."""
+    d = Config()
+    k = retry_base / d.retry_base
+    config.retry_base, config.retry_max_delay, config.retry_max_age = retry_base, d.retry_max_delay * k, d.retry_max_age * k
+    config.max_attempts = d.max_attempts
+    return k
+
+
+def test_tempfail_outlasting_the_early_retries_ends_in_one_copy_each(env_any, smtp_server_factory):
+    """The default policy scaled 1200× down (0.05 s doubling to 3 s, for 144 s): the server answers
+    451 to everyone for 1.5 s — 30 minutes at full scale — longer than the first four retries
+    can add up to (≤ 0.75 s). Everyone is delivered, once."""
+    engine, config = env_any
+    _scaled_defaults(config, 0.05)
+    people = add_people(engine, "weekly", 20)
+    srv = smtp_server_factory()
+    c = make_campaign(engine, config)
+    srv.behaviour.tempfail_until = time.time() + 1.5
+    s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
+    assert s.status == "finished" and s.counts == {"sent": 20}, s
+    assert srv.recipient_counts() == {p: 1 for p in people}
+    with engine.begin() as conn:
+        rows = q.delivery_rows(conn, c.id)
+    assert min(r.attempts for r in rows) >= 6  # each needed more than the old five attempts
+    assert all(m.received_at >= srv.behaviour.tempfail_until for m in srv.received())
+
+
+def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server_factory):
+    engine, config = env
+    config.retry_base, config.retry_max_delay, config.retry_max_age = 0.05, 0.2, 1.0
+    config.max_attempts = Config().max_attempts
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(tempfail_until=time.time() + 3600)
+    c = make_campaign(engine, config)
+    t0 = time.monotonic()
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.status == "finished" and s.counts == {"failed": 3} and srv.received() == []
+    assert 1.0 <= time.monotonic() - t0 < 10
+    with engine.begin() as conn:
+        rows = q.delivery_rows(conn, c.id)
+    assert all(r.last_reply.startswith("gave up after 1 s of retries") and "451 4.7.1" in r.last_reply for r in rows)
+    assert all(6 <= r.attempts < config.max_attempts for r in rows)
 
 
 def test_permanent_failure_and_unknown_user_suppressed_others_unaffected(env_any, smtp_server_factory):

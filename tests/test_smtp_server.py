@@ -48,6 +48,19 @@ def test_tempfail_first_n_per_message(smtp_server_factory):
     assert len(srv.received()) == 1
 
 
+def test_tempfail_until_a_time(smtp_server_factory):
+    import time
+
+    srv = smtp_server_factory(tempfail_until=time.time() + 0.3)
+    with smtplib.SMTP(srv.host, srv.port, timeout=5) as c:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+            c.sendmail("a@example.org", ["b@example.com"], MSG)
+        assert e.value.recipients["b@example.com"][0] == 451
+        time.sleep(0.35)
+        c.sendmail("a@example.org", ["b@example.com"], MSG)
+    assert srv.recipient_counts() == {"b@example.com": 1} and srv.stats.tempfailed == 1
+
+
 def test_reject_unknown_user_leaves_other_recipients(smtp_server_factory):
     srv = smtp_server_factory(reject={"Ghost@example.com"})
     with smtplib.SMTP(srv.host, srv.port, timeout=5) as c:

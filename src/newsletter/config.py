@@ -50,11 +50,11 @@ class Config:
     default_smtp: str | None = None
     rate: str | None = None
     concurrency: int = 4
-    max_attempts: int = 5
+    max_attempts: int = 100  # a backstop only: retry_max_age is the limit (100 retries take about 2 days or more)
     # dispatch (owner D): retries, timeouts, headers
     retry_base: float = 60.0  # first retry after about this many seconds, doubling each time
-    retry_max_delay: float = 3600.0
-    retry_max_age: float = 172800.0  # give up on a deferred copy this long after sending started
+    retry_max_delay: float = 3600.0  # ... up to this
+    retry_max_age: float = 172800.0  # a deferred copy is retried until this long after sending started
     max_connection_failures: int = 5  # consecutive connection failures before a campaign auto-pauses
     smtp_timeout: float = 30.0
     rate_window: str | None = None  # provider quotas as sliding windows, e.g. "500/h,2000/d"

@@ -346,15 +346,7 @@ class _Run:
         state, reply = outcome.state, outcome.reply
         nxt = None
         if state == "deferred":
-            age = (utcnow() - item.created_at).total_seconds()
-            if attempts >= self.config.max_attempts:
-                state, reply = "failed", f"gave up after {attempts} attempts: {reply}"
-            elif age > self.config.retry_max_age:
-                state, reply = "failed", f"gave up after {int(age)} s of retries: {reply}"
-            else:
-                delay = min(self.config.retry_max_delay, self.config.retry_base * 2 ** (attempts - 1))
-                delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter"
-                nxt = utcnow() + timedelta(seconds=delay)
+            state, reply, nxt = retry_decision(self.config, attempts, item.created_at, reply)
         with self.lock:
             self.uncommitted += 1
             if state == "sent":
@@ -382,6 +374,28 @@ class _Run:
                     self.pause_reason = (f"auto-paused after {self.conn_failures[key]} consecutive connection failures "
                                          f"(last: {problem})")
                     self.stop_all.set()
+
+
+def retry_decision(config: Config, attempts: int, created_at: datetime, reply: str,
+                   now: datetime | None = None) -> tuple[str, str, datetime | None]:
+    """What becomes of a copy that was just deferred (4xx, dropped connection, timeout) after
+    ``attempts`` tries: ``("deferred", reply, next_attempt_at)`` or ``("failed", why, None)``.
+
+    The age is the limit: retries go on until ``retry_max_age`` after the copy entered the ledger
+    (2 days by default), ``retry_base`` apart at first and doubling up to ``retry_max_delay`` (an
+    hour), with equal jitter; the last retry is due no later than the deadline itself.
+    ``max_attempts`` (default 100: with the default delays, at least about two days of retries) is
+    only a backstop."""
+    now = now or utcnow()
+    age = (now - created_at).total_seconds()
+    if age >= config.retry_max_age:
+        return "failed", f"gave up after {int(age)} s of retries ({attempts} attempts): {reply}", None
+    if attempts >= config.max_attempts:
+        return "failed", f"gave up after {attempts} attempts: {reply}", None
+    delay = min(config.retry_max_delay, config.retry_base * 2 ** min(attempts - 1, 60))
+    delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter"
+    delay = min(delay, config.retry_max_age - age)
+    return "deferred", reply, now + timedelta(seconds=delay)
 
 
 class _Lane(threading.Thread):
