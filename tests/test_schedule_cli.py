@@ -137,3 +137,31 @@ def test_the_unknown_list_hint_names_a_command_that_exists(db, tmp_path, run):
     group, command = hint.groups()
     root = typer.main.get_command(app)
     assert command in root.commands[group].commands, f"`newsletter {group} {command}` is not a command"
+
+
+def test_digests_show_text_lists_each_runs_failed_sources(db, tmp_path, run):
+    import socket
+    from datetime import datetime, timezone
+
+    from newsletter.config import Config
+    from newsletter.schedule import digests as dg
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/feed.xml"  # nothing listens there
+    articles = tmp_path / "articles"
+    (articles / "quay.md").write_text("---\ntitle: Quay lights\ndate: 2026-11-27T09:00:00+01:00\n"
+                                      "url: https://example.org/quay\n---\n\nLights on the quay.\n", encoding="utf-8")
+    engine = get_engine(db)
+    config = Config(database_url=db, outbox=str(tmp_path / "outbox"))
+    dg.add_digest(engine, config, dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
+                                                sources=[down, str(articles)], lists=["weekly"]),
+                  now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
+    [r] = dg.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc), retry_delays=(0,))
+    engine.dispose()
+    assert r.status == "created"
+    out = run("digests", "show", "weekly", url=db, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "created" in line and "campaign" in line)
+    assert lines[at + 1].strip().startswith("warning: source failed after 2 attempt(s)") and down in lines[at + 1]

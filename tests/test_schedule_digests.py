@@ -326,3 +326,34 @@ def test_a_template_that_fails_to_render_records_a_failed_occurrence_and_moves_o
     [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4))
     assert r.status == "failed" and r.reason.startswith("rendering failed") and "no_such_variable" in r.reason
     assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-12-07T08:00:00+01:00"
+
+
+def closed_port_url() -> str:
+    """A feed URL on 127.0.0.1 where nothing listens: every fetch is refused at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/feed.xml"
+
+
+def test_a_failed_source_is_in_the_workers_log_line(engine, config, articles):
+    down = closed_port_url()
+    write_article(articles, "quay-lights", paris(2026, 11, 27, 9))
+    dg.add_digest(engine, config, spec(articles, sources=[down, str(articles)]), now=CREATED)
+    lines: list[str] = []
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,), on_event=lines.append)
+    assert r.status == "created"
+    [line] = [x for x in lines if x.startswith("digest 'weekly'")]
+    assert "campaign" in line and "warning: source failed after 2 attempt(s)" in line and down in line
+    # A skipped occurrence names the failed source too, not only how many failed.
+    write_article(articles, "harbour-ferry", paris(2026, 12, 2, 9))
+    dg.remove_digest(engine, "weekly")
+    dg.add_digest(engine, config, spec(articles, sources=[down, str(articles)], min_articles=5), now=CREATED)
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    assert r.status == "skipped" and down in r.line() and "1 source(s) failed" in r.line()
+    # Every source down: the reason already lists them; the line says each once.
+    dg.remove_digest(engine, "weekly")
+    dg.add_digest(engine, config, spec(articles, sources=[down]), now=CREATED)
+    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    assert r.status == "failed" and r.line().count(down) == 1

@@ -117,6 +117,9 @@ def digests_list(
     Console(width=200).print(table)
 
 
+SHOW_WARNINGS = 5  # per occurrence in `digests show`; --format json has them all
+
+
 @digests_app.command("show")
 def digests_show(
     ctx: typer.Context,
@@ -124,8 +127,8 @@ def digests_show(
     runs: int = typer.Option(10, "--runs", help="How many recent occurrences to show."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
-    """One digest's settings and its recent occurrences."""
-    from ..schedule.digests import show_digest
+    """One digest's settings and its recent occurrences, each with its warnings (failed sources first)."""
+    from ..schedule.digests import SOURCE_FAILED, show_digest
 
     if fmt not in ("text", "json"):
         raise InvalidInput(f"--format {fmt!r}: expected text or json")
@@ -145,6 +148,12 @@ def digests_show(
     for r in info.runs:
         what = f"campaign {r.campaign_id}, {r.article_count} article(s)" if r.status == "created" else r.reason
         typer.echo(f"  {r.scheduled_for.isoformat()}  {r.status:8} {what}{'  (manual)' if r.manual else ''}")
+        # Failed sources first (they change what went out), then the other notes; a few per run.
+        warnings = sorted(r.warnings or [], key=lambda w: not w.startswith(SOURCE_FAILED))
+        for w in warnings[:SHOW_WARNINGS]:
+            typer.echo(f"      warning: {w}")
+        if len(warnings) > SHOW_WARNINGS:
+            typer.echo(f"      ... and {len(warnings) - SHOW_WARNINGS} more warning(s) (--format json lists them all)")
 
 
 @digests_app.command("pause")
@@ -187,7 +196,7 @@ def digests_run(
     clock: Optional[str] = typer.Option(None, "--clock", help="Pretend the clock says this ISO instant (with offset)."),
 ) -> None:
     """Compose the new articles into this occurrence's campaign now and send it (sources are retried)."""
-    from ..schedule.digests import run_digest_now
+    from ..schedule.digests import SOURCE_FAILED, run_digest_now
 
     if not now:
         raise InvalidInput("digests run needs --now (the schedule itself is run by `newsletter worker`)")
@@ -195,7 +204,8 @@ def digests_run(
     engine = _engine(config)
     result = run_digest_now(engine, config, name, now=_now_opt(clock))
     for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        if not w.startswith(SOURCE_FAILED):  # failed sources are in result.line()
+            typer.echo(f"warning: {w}", err=True)
     typer.echo(result.line())
     if result.status == "failed":
         raise typer.Exit(1)

@@ -295,13 +295,31 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        """One log line for the worker and the CLI."""
+        """One log line for the worker and the CLI: what happened, then the sources that failed
+        (each one, unless the reason already names it) and how many other warnings there were."""
         when = self.scheduled_for.isoformat()
         if self.status == "created":
-            return f"digest {self.digest!r} {when}: campaign {self.campaign_id} created with {self.article_count} article(s)"
-        if self.status == "duplicate":
+            head = f"digest {self.digest!r} {when}: campaign {self.campaign_id} created with {self.article_count} article(s)"
+        elif self.status == "duplicate":
             return f"digest {self.digest!r} {when}: already run by another worker"
-        return f"digest {self.digest!r} {when}: {self.status}: {self.reason}"
+        else:
+            head = f"digest {self.digest!r} {when}: {self.status}: {self.reason}"
+        return head + warnings_tail(self.warnings, self.digest, already_said=self.reason)
+
+
+# A run's warning for a source that still failed after its retries starts with this.
+SOURCE_FAILED = "source failed after"
+
+
+def warnings_tail(warnings: Sequence[str], digest: str, *, already_said: str = "") -> str:
+    """``; warning: <source failed ...>`` per failed source not already in ``already_said``, and a
+    count of the other warnings (article or template notes) with where to read them."""
+    failed = [w for w in warnings if w.startswith(SOURCE_FAILED) and w not in already_said]
+    others = sum(1 for w in warnings if not w.startswith(SOURCE_FAILED))
+    out = "".join(f"; warning: {w}" for w in failed)
+    if others:
+        out += f"; {others} other warning(s) (see `newsletter digests show {digest}`)"
+    return out
 
 
 @dataclass
@@ -331,7 +349,7 @@ def load_with_retries(sources: Sequence[str], config: Config, *, delays: Sequenc
                     sleep(delays[attempt])
                     continue
                 failed.append(src)
-                warnings.append(f"source failed after {attempt + 1} attempt(s): {e}")
+                warnings.append(f"{SOURCE_FAILED} {attempt + 1} attempt(s): {e}")
                 break
             articles.extend(res.articles)
             warnings.extend(res.warnings)
@@ -423,7 +441,7 @@ def run_occurrence(session: Session, config: Config, d: Digest, when: datetime, 
         return finish("failed", f"loading sources failed: {_describe(e)}")
     warnings = list(loaded.warnings)
     if loaded.failed and len(loaded.failed) == len(d.sources):
-        return finish("failed", f"every source failed: {'; '.join(w for w in warnings if 'failed after' in w)}", warnings)
+        return finish("failed", f"every source failed: {'; '.join(w for w in warnings if w.startswith(SOURCE_FAILED))}", warnings)
     subject = None
     if d.subject:
         try:
