@@ -362,7 +362,7 @@ def test_a_video_without_a_title_is_just_play_video_on_youtube_and_images_have_n
     links = [" ".join(x.text_content().split()) for x in root.xpath('//a[@href="https://www.youtube.com/watch?v=aqz-KE-bpKQ"]')]
     assert any(t.endswith("Play video on YouTube") for t in links), links
     assert not any("Play video on YouTube:" in t for t in links), links
-    assert root.xpath('//img[@alt="Play video on YouTube"]')
+    assert root.xpath('//img[@alt="Play video on YouTube: Cranes"]')  # the picture's alt names the article
     assert "Video on YouTube\nhttps://www.youtube.com/watch?v=aqz-KE-bpKQ" in d.text
 
 

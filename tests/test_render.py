@@ -157,6 +157,15 @@ def test_article_with_image_and_video_gets_a_video_card_inside_the_article_card(
     assert "Play video on YouTube: Crane film" in play[0].text_content()
 
 
+@pytest.mark.parametrize("hero", [None, Image(url="https://example.org/img/0.jpg", alt="Cranes at dusk")], ids=["leading", "after-summary"])
+def test_an_untitled_video_thumbnail_is_described_by_the_article_title(hero):
+    v = Video("https://www.youtube.com/watch?v=aqz-KE-bpKQ", "youtube", "aqz-KE-bpKQ", "https://i.ytimg.com/vi/aqz-KE-bpKQ/hqdefault.jpg", None)
+    a = make_article(0, title="Harbour cranes | Port Weekly", site_name="Port Weekly", image=hero, videos=[v])
+    root = doc(render([a], Config(), OPTS))
+    [thumb] = root.xpath('//img[@src="https://i.ytimg.com/vi/aqz-KE-bpKQ/hqdefault.jpg"]')
+    assert thumb.get("alt") == "Play video on YouTube: Harbour cranes"  # the card's title, site tail dropped
+
+
 def test_video_without_thumbnail_in_an_article_with_image_is_a_watch_link():
     v = Video("https://vimeo.com/76979871", "vimeo", "76979871", None, "Ferry")
     root = doc(render([make_article(0, videos=[v])], Config(), OPTS))

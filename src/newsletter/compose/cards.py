@@ -146,7 +146,9 @@ def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: li
         thumb = None
         turl = safe_url(v.thumbnail_url)
         if turl.startswith(("http://", "https://")):
-            thumb = ImageRef(turl, f"Play video on {provider_name}" + (f": {vtitle}" if vtitle else ""), CARD_WIDTH, None)
+            # The picture's alt names what it plays: the video's title, else the article's.
+            about = vtitle or title
+            thumb = ImageRef(turl, f"Play video on {provider_name}" + (f": {about}" if about else ""), CARD_WIDTH, None)
         videos.append(VideoCard(vurl, (v.provider or "").lower(), provider_name, vtitle, thumb))
     direction = "rtl" if (a.dir or "").lower() == "rtl" else "ltr"
     minutes = max(1, int(a.read_time_minutes or 1))
