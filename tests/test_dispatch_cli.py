@@ -143,6 +143,39 @@ def test_pause_resume_cancel(site, digest_dir, run):
     one_line_error(run(url, tmp, "campaigns", "resume", cid), "cancelled")
 
 
+def _make_paused(engine, cid):
+    """A campaign a user paused before anything was sent."""
+    from newsletter.dispatch.campaigns import transition
+    from newsletter.store.db import transaction
+
+    with transaction(engine) as conn:
+        transition(conn, int(cid), "running")
+        transition(conn, int(cid), "paused", reason="paused by the user")
+
+
+def test_resume_refuses_a_campaign_that_is_not_paused_or_running(site, digest_dir, run):
+    """`campaigns resume` on a draft (a mistyped id) must not send the whole campaign."""
+    url, engine, tmp = site
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    line = one_line_error(run(url, tmp, "campaigns", "resume", cid, "--outbox", str(tmp / "mail")),
+                          f"campaign {cid} is draft: only a paused or running campaign can be resumed",
+                          f"newsletter send {cid}")
+    assert ledger(engine, int(cid)) == ({}, "draft") and not (tmp / "mail").exists()
+    one_line_error(run(url, tmp, "campaigns", "resume", cid, "--no-send"), "is draft")
+    assert ledger(engine, int(cid)) == ({}, "draft")
+    # a finished one: nothing to resume
+    assert run(url, tmp, "send", cid, "--outbox", str(tmp / "mail")).returncode == 0
+    one_line_error(run(url, tmp, "campaigns", "resume", cid, "--outbox", str(tmp / "mail")), "is finished",
+                   "--resend-ambiguous")
+    assert len(list((tmp / "mail").glob("*.eml"))) == 5
+    # a paused one is what resume is for
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    _make_paused(engine, cid)
+    p = run(url, tmp, "campaigns", "resume", cid, "--outbox", str(tmp / "mail2"))
+    assert p.returncode == 0, p.stderr
+    assert ledger(engine, int(cid)) == ({"sent": 5}, "finished") and len(list((tmp / "mail2").glob("*.eml"))) == 5
+
+
 def test_bad_inputs_one_line_and_ledger_unchanged(site, digest_dir, smtp_server_factory, tmp_path, run):
     url, engine, tmp = site
     cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
@@ -187,8 +220,11 @@ def test_smtp_send_refuses_links_readers_cannot_follow(site, digest_dir, smtp_se
         line = one_line_error(run(url, tmp, "send", cid, "--smtp", smtp_server.url, env={"NEWSLETTER_BASE_URL": base}),
                               f"base_url is {base}", "NEWSLETTER_BASE_URL", "--allow-local-links")
         assert "unsubscribe links would not work" in line
-    one_line_error(run(url, tmp, "campaigns", "resume", cid, "--smtp", smtp_server.url,
+    paused = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    _make_paused(engine, paused)
+    one_line_error(run(url, tmp, "campaigns", "resume", paused, "--smtp", smtp_server.url,
                        env={"NEWSLETTER_BASE_URL": "http://127.0.0.1:8000"}), "base_url is")
+    assert ledger(engine, int(paused)) == ({}, "paused")
     assert smtp_server.received() == [] and ledger(engine, int(cid)) == ({}, "draft")
     # a local test says so explicitly (flag or config key), and then it goes out
     p = run(url, tmp, "send", cid, "--smtp", smtp_server.url, "--allow-local-links",

@@ -197,11 +197,18 @@ def resume_command(
 ) -> None:
     """Resume a paused (or interrupted) campaign and continue sending it here."""
     from ..dispatch.campaigns import get_campaign, resume_campaign
+    from ..errors import StateError
 
     config, engine = _engine(ctx)
     if allow_local_links:
         config = config.replace(allow_local_links=True)
     c = get_campaign(engine, campaign)
+    if c.status not in ("paused", "running"):  # a draft would be sent whole by a mistyped id
+        hint = {"draft": f"; start it with `newsletter send {c.id}`",
+                "scheduled": "; a worker starts it at its time",
+                "finished": f"; `newsletter send {c.id} --resend-ambiguous` resends copies a crash left ambiguous"}
+        raise StateError(f"campaign {c.id} is {c.status}: only a paused or running campaign can be resumed"
+                         + hint.get(c.status, ""))
     if not no_send:  # refuse before changing the campaign's status
         from ..dispatch.sender import check_public_links, make_transports
 
