@@ -130,6 +130,17 @@ THUMB = "https://i.vimeocdn.com/video/452001751-8216e1a5_640.jpg"
 OEMBED = json.dumps({"type": "video", "title": "The Night Ferry", "thumbnail_url": THUMB, "width": 640}).encode()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_oembed_cache():
+    """Each test starts with no remembered lookups (a later test's server may get a port an
+    earlier one had, which would make the cache key the same)."""
+    from newsletter.articles import video
+
+    video._oembed_cache.clear()
+    yield
+    video._oembed_cache.clear()
+
+
 def _article(folder, name, body, date="2026-11-20"):
     folder.mkdir(exist_ok=True)
     (folder / name).write_text(f"---\ntitle: {name[:-3].title()}\ndate: {date}\n---\n\n{body}\n", encoding="utf-8")
@@ -234,6 +245,30 @@ def test_the_card_without_a_looked_up_thumbnail_still_links_the_video(server, tm
     root = lxml.html.fromstring(digest.html)
     assert root.xpath(f'//a[@href="{VIMEO}"]') and not root.xpath('//img[contains(@src, "vimeocdn")]')
     assert any(w.startswith(f"{VIMEO}: no Vimeo thumbnail (oEmbed HTTP 404") for w in digest.warnings)
+
+
+def test_a_successful_lookup_is_reused_for_a_day_by_the_same_process(server, tmp_path, monkeypatch):
+    from newsletter.articles import video
+
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    _article(tmp_path / "a", "ferry.md", f"Film: {VIMEO}")
+    for _ in range(3):  # e.g. a worker or the web preview composing again and again
+        [article] = load_sources([str(tmp_path / "a")], _cfg(server)).articles
+        assert (article.videos[0].thumbnail_url, article.videos[0].title) == (THUMB, "The Night Ferry")
+    assert _oembed_requests(server) == [[VIMEO]]
+
+    monkeypatch.setattr(video, "OEMBED_TTL", -1)  # as if a day had passed: every entry is stale
+    load_sources([str(tmp_path / "a")], _cfg(server))
+    assert _oembed_requests(server) == [[VIMEO], [VIMEO]]
+
+
+def test_a_failed_lookup_is_not_remembered(server, tmp_path):
+    _article(tmp_path / "a", "ferry.md", f"Film: {VIMEO}")  # no /oembed route yet: 404
+    assert load_sources([str(tmp_path / "a")], _cfg(server)).articles[0].videos[0].thumbnail_url is None
+    server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
+    result = load_sources([str(tmp_path / "a")], _cfg(server))
+    assert result.articles[0].videos[0].thumbnail_url == THUMB and result.warnings == []
+    assert len(_oembed_requests(server)) == 2
 
 
 def test_an_empty_vimeo_oembed_url_makes_no_request(server, tmp_path):

@@ -10,7 +10,10 @@ asks Vimeo's oEmbed endpoint for the videos no source gave a picture for.
 from __future__ import annotations
 
 import re
+import threading
+import time
 import urllib.parse
+from collections import OrderedDict
 
 from .model import Video
 
@@ -153,6 +156,11 @@ def _is_short_line(text: str) -> bool:
 
 
 OEMBED_WORKERS = 4  # lookups in flight at once: a few, to be polite and bound a load full of videos
+OEMBED_TTL = 24 * 3600  # seconds a successful lookup is reused by this process (worker, web preview)
+_OEMBED_CACHE_MAX = 1024
+# (endpoint, video URL) → (when looked up, thumbnail URL, title); failures are not kept.
+_oembed_cache: OrderedDict[tuple[str, str], tuple[float, str, str | None]] = OrderedDict()
+_oembed_lock = threading.Lock()
 
 
 def add_vimeo_thumbnails(articles: list, config) -> list[str]:
@@ -162,7 +170,9 @@ def add_vimeo_thumbnails(articles: list, config) -> list[str]:
     Each video URL is asked about once, however many articles link it, with the usual fetch
     limits (timeout, size cap, User-Agent), a few at a time. A failure never fails the load:
     the video keeps no thumbnail and its card is drawn without a picture. An empty
-    ``vimeo_oembed_url`` turns the lookup off (no network calls).
+    ``vimeo_oembed_url`` turns the lookup off (no network calls). A successful answer is
+    reused by this process for ``OEMBED_TTL`` (a day), so a long-running worker or web preview
+    does not ask again on every compose.
     """
     endpoint = (getattr(config, "vimeo_oembed_url", "") or "").strip()
     if not endpoint:
@@ -178,11 +188,21 @@ def add_vimeo_thumbnails(articles: list, config) -> list[str]:
     from concurrent.futures import ThreadPoolExecutor
 
     def look_up(video_url: str) -> tuple[str | None, str | None, str | None]:
+        key = (endpoint, video_url)
+        with _oembed_lock:
+            hit = _oembed_cache.get(key)
+        if hit and time.monotonic() - hit[0] < OEMBED_TTL:
+            return hit[1], hit[2], None
         try:
             thumb, title = _vimeo_oembed(endpoint, video_url, config)
-            return thumb, title, None
         except _LookupFailed as e:
             return None, None, str(e)
+        with _oembed_lock:
+            _oembed_cache[key] = (time.monotonic(), thumb, title)
+            _oembed_cache.move_to_end(key)
+            while len(_oembed_cache) > _OEMBED_CACHE_MAX:
+                _oembed_cache.popitem(last=False)
+        return thumb, title, None
 
     urls = list(wanted)
     with ThreadPoolExecutor(max_workers=min(OEMBED_WORKERS, len(urls))) as pool:
