@@ -181,6 +181,27 @@ def test_double_opt_in_signup_end_to_end(live, page, smtp, engine):
     assert subscribers.get_subscriber(engine, "new.reader@example.com").lists == {"weekly": "active"}
 
 
+def test_signup_and_unsubscribe_in_a_browser_that_keeps_no_cookies(live, page, engine, config):
+    """Cookie-blocking and in-app browsers: the forms are sent without our session cookie."""
+    from newsletter.store import lists, subscribers
+
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    page.goto(live.url + "/subscribe/weekly")
+    page.context.clear_cookies()  # the cookie the page set is not sent back
+    page.get_by_label("Email address").fill("private.reader@example.com")
+    page.get_by_role("button", name="Subscribe").click()
+    assert "Thanks!" in page.locator("h1").inner_text()
+    assert subscribers.get_subscriber(engine, "private.reader@example.com").lists == {"weekly": "active"}
+
+    row = subscribers.get_subscriber(engine, "private.reader@example.com")
+    url = subscribers.unsubscribe_url(config, row.id, lists.get_list(engine, "weekly").id)
+    page.goto(url)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Unsubscribe").click()
+    assert "You are unsubscribed" in page.locator("h1").inner_text()
+    assert subscribers.get_subscriber(engine, "private.reader@example.com").lists == {"weekly": "unsubscribed"}
+
+
 def test_one_click_unsubscribe_from_a_sent_campaign(live, page, smtp, engine, config):
     """Send a real campaign, then POST to the URL in its List-Unsubscribe header (RFC 8058)."""
     import httpx

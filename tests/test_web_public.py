@@ -158,8 +158,7 @@ def test_confirm_get_changes_nothing_post_confirms(client, engine, pending, conf
     r = client.get(f"/confirm/{token}")
     assert r.status_code == 200 and "Confirm subscription" in r.text
     assert lists_of(engine, "pending@example.com") == {"double": "unconfirmed"}
-    form = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = client.post(f"/confirm/{token}", data={"csrf_token": form})
+    r = client.post(f"/confirm/{token}")
     assert r.status_code == 200 and "You are subscribed" in r.text
     assert lists_of(engine, "pending@example.com") == {"double": "active"}
 
@@ -176,8 +175,7 @@ def test_bad_confirm_tokens_are_400_and_change_nothing(client, engine, pending, 
         "garbage": "%00%ff..",
     }[kind]
     assert_clean_error(client.get(f"/confirm/{token}"), 400 if kind != "garbage" else client.get(f"/confirm/{token}").status_code)
-    form = csrf(client, "/subscribe/weekly")
-    r = client.post(f"/confirm/{token}", data={"csrf_token": form})
+    r = client.post(f"/confirm/{token}")
     assert r.status_code in (400, 404)
     assert_clean_error(r, r.status_code)
     assert lists_of(engine, "pending@example.com") == {"double": "unconfirmed"}
@@ -212,8 +210,7 @@ def test_unsubscribe_page_offers_other_lists_and_get_changes_nothing(client, eng
     assert r.status_code == 200 and "Product news" in r.text and 'type="checkbox"' in r.text
     assert lists_of(engine, "multi@example.com") == {"news": "active", "weekly": "active"}
     news_id = store_lists.get_list(engine, "news").id
-    form = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = client.post(path, data={"csrf_token": form, "list": [str(a.list_id), str(news_id)]})
+    r = client.post(path, data={"list": [str(a.list_id), str(news_id)]})
     assert r.status_code == 200 and "You are unsubscribed" in r.text
     assert lists_of(engine, "multi@example.com") == {"news": "unsubscribed", "weekly": "unsubscribed"}
 
@@ -224,10 +221,8 @@ def test_bad_unsubscribe_input(client, engine, config):
     for token in [good[:-4], tokens.unsubscribe_token(b"not-the-key-000000000", a.subscriber_id, a.list_id), "x"]:
         assert_clean_error(client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}), 400)
         assert_clean_error(client.get(f"/unsubscribe/{token}"), 400)
-    # The page's own form without its CSRF token, and a list that is not theirs.
-    assert_clean_error(client.post(f"/unsubscribe/{good}", data={"list": str(a.list_id)}), 403)
-    form = csrf(client, f"/unsubscribe/{good}")
-    assert_clean_error(client.post(f"/unsubscribe/{good}", data={"csrf_token": form, "list": "999"}), 400)
+    # The page's form naming a list that is not theirs.
+    assert_clean_error(client.post(f"/unsubscribe/{good}", data={"list": "999"}), 400)
     assert lists_of(engine, "stay@example.com") == {"weekly": "active"}
 
 
@@ -304,3 +299,97 @@ def test_web_signup_records_the_confirmation_so_send_confirmations_skips_it(conf
         # web@ was mailed by the signup; refused@ was not (the server refused it), so it is tried again
         assert (run.sent, run.failed, run.skipped_mailed) == (1, 1, 1)
         assert srv.recipient_counts() == {"web@example.com": 1, "imported@example.com": 1}
+
+
+# --- without the session cookie (cookie-blocking and in-app browsers, embedded forms) ----------
+
+
+@pytest.fixture
+def cookieless(app):
+    """A browser that never keeps our cookie: every request arrives without one."""
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("198.51.100.9", 40000), cookies=None) as c:
+        yield c
+
+
+def post_without_cookie(client, url, data, headers=None):
+    client.cookies.clear()
+    r = client.post(url, data=data, headers=headers or {})
+    client.cookies.clear()
+    return r
+
+
+def test_unsubscribe_page_form_works_without_any_cookie(cookieless, engine, config):
+    a = subs.add_subscriber(engine, "nocookie@example.com", list_slug="weekly")
+    subs.add_subscriber(engine, "nocookie@example.com", list_slug="news")
+    news = store_lists.get_list(engine, "news").id
+    path = subs.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
+    page_ = cookieless.get(path)
+    assert page_.status_code == 200 and 'name="csrf_token"' not in page_.text  # nothing cookie-bound in the form
+    r = post_without_cookie(cookieless, path, {"list": [str(a.list_id), str(news)]})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+    assert lists_of(engine, "nocookie@example.com") == {"news": "unsubscribed", "weekly": "unsubscribed"}
+    # The button with no list chosen leaves the link's own list; from another site it works too
+    # (the signed token is the authority, and only the person it was mailed to has it).
+    b = subs.add_subscriber(engine, "plain@example.com", list_slug="weekly")
+    path = subs.unsubscribe_url(config, b.subscriber_id, b.list_id).removeprefix(config.base_url)
+    r = post_without_cookie(cookieless, path, {}, headers={"Origin": "https://webmail.example.net"})
+    assert r.status_code == 200 and lists_of(engine, "plain@example.com") == {"weekly": "unsubscribed"}
+
+
+def test_confirm_works_without_any_cookie(cookieless, engine, pending):
+    token = tokens.confirm_token(SECRET.encode(), pending.subscriber_id, pending.list_id)
+    assert cookieless.get(f"/confirm/{token}").status_code == 200
+    r = post_without_cookie(cookieless, f"/confirm/{token}", {})
+    assert r.status_code == 200 and "You are subscribed" in r.text
+    assert lists_of(engine, "pending@example.com") == {"double": "active"}
+    # A forged token still changes nothing, cookie or not.
+    forged = tokens.confirm_token(b"another-secret-key-000000", pending.subscriber_id, pending.list_id)
+    assert_clean_error(post_without_cookie(cookieless, f"/confirm/{forged}", {}), 400)
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://127.0.0.1:8000"},  # our own page, in a browser that blocks cookies
+    {"Referer": "http://127.0.0.1:8000/subscribe/weekly"},  # an older browser: no Origin, a Referer
+    {"Origin": "https://example.org"},  # the publisher's site (site_url), a form embedded there
+    {"Origin": "https://blog.example.net"},  # listed in signup_origins
+    {"Origin": "HTTPS://Blog.Example.NET:443"},  # the same origin, spelled differently
+], ids=["base-url", "referer", "site-url", "signup-origins", "normalised"])
+def test_cookieless_signup_from_an_allowed_site_works(config, engine, headers):
+    cfg = config.replace(site_url="https://example.org/blog/", signup_origins=["https://blog.example.net:443/"])
+    with TestClient(create_app(cfg, engine), base_url="http://127.0.0.1:8000") as c:
+        r = post_without_cookie(c, "/subscribe/weekly", {"email": "embedded@example.com", "name": "Em"}, headers)
+    assert r.status_code == 200, r.text
+    assert lists_of(engine, "embedded@example.com") == {"weekly": "active"}
+
+
+@pytest.mark.parametrize("headers", [
+    {},  # neither Origin nor Referer
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},  # a sandboxed frame or a privacy mode hides where it comes from
+    {"Origin": "http://127.0.0.1:8000.evil.example"},
+    {"Origin": "https://127.0.0.1:8000"},  # another scheme is another origin
+    {"Referer": "https://evil.example/?u=http://127.0.0.1:8000/"},
+    {"Origin": "https://evil.example", "Referer": "http://127.0.0.1:8000/subscribe/weekly"},  # Origin wins
+], ids=["none", "cross-site", "null", "suffix", "scheme", "referer", "origin-wins"])
+def test_cookieless_cross_site_signup_is_refused(cookieless, engine, headers):
+    r = post_without_cookie(cookieless, "/subscribe/weekly", {"email": "victim@example.com", "csrf_token": "x"}, headers)
+    assert_clean_error(r, 403)
+    assert lists_of(engine, "victim@example.com") is None
+
+
+def test_cookieless_signups_are_still_rate_limited(cookieless, engine):
+    same = {"Origin": "http://127.0.0.1:8000"}
+    codes = [post_without_cookie(cookieless, "/subscribe/weekly", {"email": "again@example.com"}, same).status_code
+             for _ in range(3)]
+    assert codes == [200, 200, 429]
+    codes = [post_without_cookie(cookieless, "/subscribe/weekly", {"email": f"n{i}@example.com"}, same).status_code
+             for i in range(8)]
+    assert codes[-1] == 429
+
+
+def test_a_signup_origin_that_is_not_an_origin_is_refused_at_start(config, engine):
+    from newsletter.errors import ConfigError
+
+    for bad in ("example.org", "https://example.org/signup", "ftp://example.org", "https://u@example.org"):
+        with pytest.raises(ConfigError, match="signup_origins"):
+            create_app(config.replace(signup_origins=[bad]), engine)

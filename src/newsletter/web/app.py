@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +73,7 @@ class WebState:
     watch: list[Path] = field(default_factory=list)
     secure_cookies: bool = False
     preview_cache: dict = field(default_factory=dict)
+    form_origins: frozenset[str] = frozenset()  # sites whose pages may post the signup form without our cookie
 
     @property
     def auth_configured(self) -> bool:
@@ -198,6 +200,24 @@ class _TooLarge(Exception):
     pass
 
 
+def signup_origins(config: Config) -> frozenset[str]:
+    """Where a signup form may be posted from without our session cookie: this app's own address
+    (``base_url``), the publisher's site (``site_url``) and the ``signup_origins`` setting."""
+    from .deps import origin_of
+
+    allowed = {o for o in (origin_of(config.base_url), origin_of(config.site_url)) if o}
+    for value in config.signup_origins:
+        origin = origin_of(value)
+        try:
+            parts = urlsplit(value.strip())
+        except ValueError:
+            origin = None
+        if origin is None or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+            raise ConfigError(f"signup_origins: {value!r} is not an origin (scheme://host[:port], e.g. https://example.org)")
+        allowed.add(origin)
+    return frozenset(allowed)
+
+
 def create_app(
     config: Config,
     engine=None,
@@ -229,6 +249,7 @@ def create_app(
         templates=templates,
         watch=[Path(w) for w in (watch or [])],
         secure_cookies=config.base_url.startswith("https://"),
+        form_origins=signup_origins(config),
     )
 
     app = FastAPI(
@@ -254,7 +275,9 @@ def create_app(
                 httponly=True, samesite="lax", secure=st.secure_cookies, path="/",
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin: no URL (or token in it) leaves for another site, and our own forms' POSTs
+        # carry our Origin, which the signup form accepts from a browser that blocks cookies.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.endswith("/frame"):
             response.headers.setdefault("X-Frame-Options", "DENY")
         if request.url.path != "/api/docs":  # Swagger UI loads its script from a CDN

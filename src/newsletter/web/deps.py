@@ -3,7 +3,7 @@ CSRF checks and rate limiting."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
 
@@ -95,6 +95,51 @@ def check_csrf(request: Request, token: str | None) -> None:
     """Every form carries the session's CSRF token; a missing or wrong one is a 403 and changes nothing."""
     if not csrf_ok(request.state.session, token):
         raise HTTPException(403, "the form's security token is missing or out of date; reload the page and try again")
+
+
+def origin_of(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased, without a default port; None otherwise."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def request_origin(request: Request) -> str | None:
+    """The origin of the page that sent this request: its ``Origin`` header, else its ``Referer``'s.
+    ``Origin: null`` (sandboxed frames, privacy settings, file: pages) counts as unknown."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return None if origin.strip().lower() == "null" else origin_of(origin)
+    return origin_of(request.headers.get("referer"))
+
+
+def check_signup_form(request: Request, token: str | None) -> None:
+    """The public signup form: the session's CSRF token, or — without our cookie (browsers that
+    block cookies, in-app browsers, a form embedded on the publisher's own site) — an ``Origin``
+    (else ``Referer``) that is one of the allowed sites (``base_url``, ``site_url``, ``signup_origins``).
+    A cross-site page cannot forge either, so it cannot sign someone up; anything else is a 403."""
+    if csrf_ok(request.state.session, token):
+        return
+    origin = request_origin(request)
+    if origin is not None and origin in state(request).form_origins:
+        return
+    if origin is None and not token:
+        raise HTTPException(403, "this form must be sent from its page; open the signup page and try again")
+    if origin is not None:
+        raise HTTPException(403, f"sign-ups are not accepted from forms on {origin}")
+    raise HTTPException(403, "the form's security token is missing or out of date; reload the page and try again")
 
 
 def rate_limit(request: Request, limiter: str, key: str, what: str) -> None:

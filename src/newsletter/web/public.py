@@ -2,6 +2,9 @@
 
 No page reveals whether an address is known; confirmation and unsubscription happen only on
 POST (mail scanners prefetch GET links); every error is a short page with the right status.
+Confirm and unsubscribe rest on their signed token alone (the token is the capability: no
+cookie, no CSRF token), so they work in browsers that block cookies; the signup form takes the
+session's CSRF token or, without a cookie, an Origin/Referer of an allowed site.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from . import library
 from ..errors import InvalidToken
 from .app import state
-from .deps import check_csrf, client_host, rate_limit
+from .deps import check_signup_form, client_host, rate_limit
 from .render import page
 
 router = APIRouter(include_in_schema=False)
@@ -49,7 +52,7 @@ def subscribe(
     csrf_token: str = Form(""),
 ):
     st = state(request)
-    check_csrf(request, csrf_token)
+    check_signup_form(request, csrf_token)
     lst = library.public_list(st, slug)
     rate_limit(request, "subscribe_ip", client_host(request), "sign-ups from your address")
     email, name = email.strip(), " ".join(name.split())[:MAX_NAME]
@@ -77,9 +80,10 @@ def confirm_page(request: Request, token: str):
 
 
 @router.post("/confirm/{token}")
-def confirm(request: Request, token: str, csrf_token: str = Form("")):
+def confirm(request: Request, token: str):
+    """The page's button. No cookie or CSRF token: only the person holding the emailed link can
+    send it, and a forged or foreign token is refused by its signature."""
     st = state(request)
-    check_csrf(request, csrf_token)
     rate_limit(request, "token_ip", client_host(request), "link checks from your address")
     info = _friendly(library.confirm, st, token, what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
@@ -100,16 +104,16 @@ def unsubscribe_page(request: Request, token: str):
 @router.post("/unsubscribe/{token}")
 async def unsubscribe(request: Request, token: str):
     """Either the RFC 8058 one-click POST (body ``List-Unsubscribe=One-Click``, sent by the mail
-    provider without cookies: the signed token is the authority, 200 and no redirect), or the
-    page's form (CSRF-checked, may choose several lists). Never rate limited: one-click requests
-    come in bulk from a few mail-provider addresses, and leaving must always work."""
+    provider without cookies: 200 and no redirect), or the page's form (may choose several of the
+    person's lists). Both rest on the signed token alone — no cookie, no CSRF token — so leaving
+    works in browsers that block cookies. Never rate limited: one-click requests come in bulk from
+    a few mail-provider addresses, and leaving must always work."""
     st = state(request)
     form = await request.form()
     if form.get("List-Unsubscribe") == "One-Click":
         info = _friendly(library.unsubscribe_one_click, st, token, what="unsubscribe")
         return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
                     email=info.email, done=[info.list_name], others=[])
-    check_csrf(request, str(form.get("csrf_token", "")))
     chosen = [str(v) for v in form.getlist("list")]
     info, left = _friendly(library.unsubscribe_chosen, st, token, chosen, what="unsubscribe")
     return page(request, "public/unsubscribe.html", token=token, lst=_named(info.list_slug, info.list_name),
