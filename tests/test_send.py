@@ -390,6 +390,27 @@ def test_stop_event_releases_claimed_rows_and_send_resumes(env_any, smtp_server_
     assert max(srv.recipient_counts().values()) == 1
 
 
+def test_keyboard_interrupt_in_the_callers_thread_stops_the_lanes_too(env_any, smtp_server):
+    """A library caller's Ctrl-C (KeyboardInterrupt in the thread running send_campaign) must not
+    leave the lanes sending the claimed rows: they stop, the rows go back to pending."""
+    engine, config = env_any
+    add_people(engine, "weekly", 20)
+    c = make_campaign(engine, config)
+    at: list[float] = []
+
+    def progress(p):
+        if p.sent_now >= 2 and not at:
+            at.append(time.time())
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=2, rate="4/s", progress_callback=progress)
+    time.sleep(0.6)  # a lane left running would send another copy in this time
+    got = smtp_server.received()
+    assert len([m for m in got if m.received_at > at[0]]) <= 2
+    assert counts(engine, c.id) == {"sent": len(got), "pending": 20 - len(got)}
+
+
 def test_auto_pause_after_consecutive_connection_failures(env, smtp_server_factory):
     engine, config = env
     config.max_connection_failures = 3

@@ -114,6 +114,64 @@ def test_kill_9_without_resend_reports_ambiguous_and_sends_no_duplicate(sqlite_u
     engine.dispose()
 
 
+def _stop_with(sig, db_url, tmp_path, n=30, concurrency=2):
+    """Start a rate-limited `newsletter send`, send it ``sig`` after a few messages; returns what
+    a test checks: the process, its output, the server, the signal time and the campaign id."""
+    engine = setup_db(db_url)
+    config = make_config(db_url, tmp_path)
+    people = set(add_people(engine, "weekly", n))
+    cid = make_campaign(engine, config).id
+    srv = SMTPTestServer().start()
+    cmd = [sys.executable, "-m", "newsletter", "--db", db_url, "send", str(cid), "--smtp", srv.url,
+           "--concurrency", str(concurrency), "--rate", "2/s"]
+    p = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        assert srv.wait_for(3, timeout=60), p.stderr.read1().decode() if p.poll() is not None else "no progress"
+        sent_at = time.time()
+        os.kill(p.pid, sig)
+        out, err = p.communicate(timeout=60)
+    except BaseException:
+        p.kill()
+        srv.stop()
+        raise
+    return engine, people, cid, srv, p, out.decode(), err.decode(), sent_at
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
+def test_ctrl_c_and_sigterm_stop_at_once_and_a_rerun_sends_the_rest_once(db_url, tmp_path, sig, code):
+    """All 30 rows are claimed at the start (a batch is at least 50), and at 2/s the lanes would
+    keep sending them for 15 s. After the signal at most one message per connection (those
+    already in flight) may still reach the server; every other copy is back to pending, the
+    exit status says the campaign is unfinished, and a rerun sends each of them once."""
+    engine, people, cid, srv, p, out, err, sent_at = _stop_with(sig, db_url, tmp_path)
+    try:
+        after = [m for m in srv.received() if m.received_at > sent_at]
+        assert len(after) <= 2, f"{len(after)} messages after the signal"
+        assert p.returncode == code, err[-800:]
+        assert "Traceback" not in err
+        with engine.begin() as conn:
+            left = q.counts_by_state(conn, cid)
+            status = q.campaign_status(conn, cid)
+        got = len(srv.received())
+        assert left == {"sent": got, "pending": 30 - got} and status == "running", left
+        if sig == signal.SIGINT:
+            lines = [ln for ln in err.splitlines() if ln.strip()]
+            assert lines == [f"interrupted: campaign {cid} stopped with {30 - got} copies left to send; "
+                             f"`newsletter send {cid}` continues"], err
+            assert "stopped: interrupted (Ctrl-C)" in out
+        else:
+            assert "stopped: terminated (SIGTERM)" in out
+        rerun = subprocess.run([sys.executable, "-m", "newsletter", "--db", db_url, "send", str(cid), "--smtp", srv.url,
+                                "--format", "json"], env=_env(tmp_path), capture_output=True, cwd=tmp_path, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr.decode()[-800:]
+        summary = json.loads(rerun.stdout)
+        assert summary["status"] == "finished" and summary["ambiguous"] == [] and summary["sent_now"] == 30 - got
+        assert srv.recipient_counts() == {a: 1 for a in people}
+    finally:
+        srv.stop()
+        engine.dispose()
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_processes_share_one_campaign_on_postgresql(pg_url, tmp_path):

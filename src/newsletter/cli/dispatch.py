@@ -262,17 +262,36 @@ def send_command(
              resend_ambiguous=resend_ambiguous, fmt=fmt)
 
 
+# Exit statuses of `send` and `campaigns resume` (1 is any error, before or during the send).
+EXIT_AUTO_PAUSED = 3  # the servers kept failing: the campaign auto-paused
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
+
+
+def send_exit_code(summary, *, interrupted: bool = False) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
+        return EXIT_AUTO_PAUSED
+    return 0
+
+
 def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..dispatch.sender import send_campaign
 
     stop = threading.Event()
+    signals: list[int] = []
 
     def on_signal(signum, frame):
+        # SIGTERM and the first Ctrl-C: stop at once (messages in flight finish and are recorded,
+        # claimed rows go back to pending). A second Ctrl-C does not wait for the messages in flight.
+        signals.append(signum)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         stop.set()
 
-    old = signal.signal(signal.SIGTERM, on_signal)
+    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     err = _console(True)
     show_bar = fmt is Fmt.table and err.is_terminal
     bar = Progress(TextColumn("[bold]campaign {task.fields[cid]}"), BarColumn(),
@@ -294,11 +313,17 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
                                     outbox=str(outbox) if outbox is not None else None, concurrency=concurrency,
                                     rate=rate, resend_ambiguous=resend_ambiguous, progress_callback=progress,
                                     stop_event=stop)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the second Ctrl-C: rows left claimed or sending are recovered by the next run
         stop.set()
-        raise
+        err.print(f"interrupted again: stopped without waiting; `newsletter send {campaign}` recovers and continues",
+                  markup=False)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+    interrupted = signal.SIGINT in signals
+    if signals and summary.stopped == "stop requested":
+        summary.stopped = "interrupted (Ctrl-C)" if interrupted else "terminated (SIGTERM)"
     if fmt is Fmt.json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str))
     else:
@@ -326,5 +351,10 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
             out.print(f"  stopped: {summary.stopped}", markup=False)
         if outbox is not None or "outbox" in summary.transport:
             out.print(f"  messages are in {summary.transport}", markup=False)
-    if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
-        sys.exit(3)
+    code = send_exit_code(summary, interrupted=interrupted)
+    if code == EXIT_INTERRUPTED:
+        left = sum(summary.counts.get(k, 0) for k in ("pending", "claimed", "deferred"))
+        err.print(f"interrupted: campaign {summary.campaign_id} stopped with {left} copies left to send; "
+                  f"`newsletter send {summary.campaign_id}` continues", markup=False)
+    if code:
+        sys.exit(code)

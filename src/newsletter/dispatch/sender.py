@@ -469,6 +469,9 @@ class _Lane(threading.Thread):
             # back off a little before the next try on this server
             r.stop_all.wait(min(2.0, 0.1 * 2 ** min(r.conn_failures[id(self.t)], 5)))
             return None
+        if r.stopping():  # asked to stop while we waited: this one stays claimed (released as pending)
+            r.queue.put(item)
+            return carry
         r.commit.run(results=[carry] if carry else [], sending=[item.id])
         outcome = self.session.send(built)
         if outcome.fatal:  # nothing can go through as configured: stop the whole send, lose no attempt
@@ -805,6 +808,9 @@ def send_campaign(
                 stopped = "other workers are finishing the campaign"
                 break
             break
+    except BaseException:  # e.g. KeyboardInterrupt in this thread: the lanes stop at once too
+        stopped = stopped or "interrupted"
+        raise
     finally:
         run.feeder_done.set()
         if stopped or run.fatal is not None:
