@@ -71,6 +71,7 @@ class Config:
     fetch_max_bytes: int = 10 * 1024 * 1024
     vimeo_oembed_url: str = "https://vimeo.com/api/oembed.json"  # "" turns Vimeo thumbnail lookups off
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
+    trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
     secret_key: str | None = field(default=None, repr=False)
     admin_password: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)

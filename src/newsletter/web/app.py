@@ -74,6 +74,7 @@ class WebState:
     secure_cookies: bool = False
     preview_cache: dict = field(default_factory=dict)
     form_origins: frozenset[str] = frozenset()  # sites whose pages may post the signup form without our cookie
+    trusted_proxies: tuple = ()  # ip_network objects: peers whose X-Forwarded-For is believed
 
     @property
     def auth_configured(self) -> bool:
@@ -218,6 +219,19 @@ def signup_origins(config: Config) -> frozenset[str]:
     return frozenset(allowed)
 
 
+def trusted_proxies(config: Config) -> tuple:
+    """The ``trusted_proxies`` setting as networks (an address is a /32 or /128)."""
+    import ipaddress
+
+    out = []
+    for value in config.trusted_proxies:
+        try:
+            out.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {value!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+    return tuple(out)
+
+
 def create_app(
     config: Config,
     engine=None,
@@ -250,6 +264,7 @@ def create_app(
         watch=[Path(w) for w in (watch or [])],
         secure_cookies=config.base_url.startswith("https://"),
         form_origins=signup_origins(config),
+        trusted_proxies=trusted_proxies(config),
     )
 
     app = FastAPI(

@@ -1,8 +1,9 @@
 """FastAPI dependencies shared by the routers: the admin guard (local-only or logged in),
-CSRF checks and rate limiting."""
+CSRF checks, the client address behind trusted proxies, and rate limiting."""
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
@@ -17,9 +18,57 @@ class LoginRequired(HTTPException):
     """Raised for admin pages when auth is configured and the visitor has not logged in."""
 
 
-def client_host(request: Request) -> str:
-    """The TCP peer address. X-Forwarded-For is deliberately ignored: anyone can send it."""
+# Headers a reverse proxy adds (nginx, Apache, Caddy, Traefik, cloud load balancers). A browser on
+# this machine never sends them, so with no auth configured a request carrying one is not local.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+                      "x-forwarded-server", "x-real-ip", "via")
+
+
+def peer_host(request: Request) -> str:
+    """The TCP peer address (never a header)."""
     return request.client.host if request.client else ""
+
+
+def came_through_proxy(request: Request) -> bool:
+    return any(h in request.headers for h in FORWARDING_HEADERS)
+
+
+def _ip(text: str):
+    """An address from a peer or an X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``,
+    ``::ffff:1.2.3.4``), or None."""
+    t = text.strip().strip('"')
+    if t.startswith("["):
+        t = t[1:].split("]", 1)[0]
+    elif t.count(":") == 1:
+        t = t.split(":", 1)[0]
+    try:
+        addr = ipaddress.ip_address(t.split("%", 1)[0])
+    except ValueError:
+        return None
+    return addr.ipv4_mapped if addr.version == 6 and addr.ipv4_mapped else addr
+
+
+def _trusted(addr, networks) -> bool:
+    return addr is not None and any(addr in n for n in networks)
+
+
+def client_host(request: Request) -> str:
+    """The client's address, for rate limits: the TCP peer — unless the peer is one of the
+    ``trusted_proxies``, then the right-most X-Forwarded-For entry that is not a trusted proxy
+    (entries to its left were written by the client and prove nothing). Without trusted proxies
+    X-Forwarded-For is ignored: anyone can send it."""
+    peer = peer_host(request)
+    networks = state(request).trusted_proxies
+    if not networks or not _trusted(_ip(peer), networks):
+        return peer
+    chain = [e for value in request.headers.getlist("x-forwarded-for") for e in value.split(",") if e.strip()]
+    for entry in reversed(chain):
+        addr = _ip(entry)
+        if addr is None:
+            return peer  # the proxy wrote something that is not an address: keep the proxy's bucket
+        if not _trusted(addr, networks):
+            return str(addr)
+    return str(_ip(chain[0])) if chain else peer  # every hop is a trusted proxy: the first one
 
 
 def _host_is_local(request: Request) -> bool:
@@ -38,8 +87,9 @@ def admin_identity(request: Request) -> str | None:
     """How this request is allowed into the admin area ("local", "session", "token"), or None."""
     st: WebState = state(request)
     if not st.auth_configured:
-        # No auth: only this machine, and only under a local Host name (defeats DNS rebinding).
-        if is_loopback(client_host(request)) and _host_is_local(request):
+        # No auth: only this machine, only under a local Host name (defeats DNS rebinding), and
+        # not through a reverse proxy (behind nginx the peer and Host look local for everyone).
+        if is_loopback(peer_host(request)) and _host_is_local(request) and not came_through_proxy(request):
             return "local"
         return None
     if token_matches(st.token_sha256, bearer(request)):
@@ -52,6 +102,12 @@ def admin_identity(request: Request) -> str | None:
 def _refuse(request: Request, api: bool):
     st = state(request)
     if not st.auth_configured:
+        if came_through_proxy(request):
+            raise HTTPException(
+                403,
+                "the admin pages and API do not answer requests that came through a proxy while no auth is "
+                "configured; set NEWSLETTER_ADMIN_PASSWORD or NEWSLETTER_ADMIN_TOKEN",
+            )
         raise HTTPException(
             403,
             "the admin pages and API only answer requests from this machine; "
