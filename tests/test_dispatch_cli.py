@@ -176,6 +176,38 @@ def test_resume_refuses_a_campaign_that_is_not_paused_or_running(site, digest_di
     assert ledger(engine, int(cid)) == ({"sent": 5}, "finished") and len(list((tmp / "mail2").glob("*.eml"))) == 5
 
 
+@pytest.mark.parametrize("action, status, then", [
+    ("pause", "paused", "; `newsletter campaigns resume {cid}` continues"),
+    ("cancel", "cancelled", ""),
+])
+def test_send_stopped_from_elsewhere_exits_4(site, digest_dir, smtp_server, run, action, status, then):
+    """A send that ends with its campaign unfinished says so in its exit status (4), not 0."""
+    from newsletter.dispatch import campaigns
+
+    url, engine, tmp = site
+    add_people(engine, "weekly", 15, start=100)
+    cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
+    e = dict(os.environ)
+    e.pop("NEWSLETTER_CONFIG", None)
+    e.update({"NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_BASE_URL": "https://news.example.org"})
+    p = subprocess.Popen([sys.executable, "-m", "newsletter", "--db", url, "send", cid, "--smtp", smtp_server.url,
+                          "--rate", "4/s", "--concurrency", "1"], env=e, cwd=tmp, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert smtp_server.wait_for(2, timeout=60)
+        getattr(campaigns, f"{action}_campaign")(engine, cid)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 4, err
+    counts, st = ledger(engine, int(cid))
+    assert st == status and counts.get("sent") == len(smtp_server.received()) < 20
+    left = counts.get("pending", 0)
+    assert err.strip() == f"campaign {cid} is not finished ({status}): {left} copies left to send" + then.format(cid=cid)
+    assert f"stopped: {status}" in out
+
+
 def test_bad_inputs_one_line_and_ledger_unchanged(site, digest_dir, smtp_server_factory, tmp_path, run):
     url, engine, tmp = site
     cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]

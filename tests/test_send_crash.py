@@ -137,7 +137,7 @@ def _stop_with(sig, db_url, tmp_path, n=30, concurrency=2):
     return engine, people, cid, srv, p, out.decode(), err.decode(), sent_at
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 4)])
 def test_ctrl_c_and_sigterm_stop_at_once_and_a_rerun_sends_the_rest_once(db_url, tmp_path, sig, code):
     """All 30 rows are claimed at the start (a batch is at least 50), and at 2/s the lanes would
     keep sending them for 15 s. After the signal at most one message per connection (those
@@ -161,6 +161,8 @@ def test_ctrl_c_and_sigterm_stop_at_once_and_a_rerun_sends_the_rest_once(db_url,
             assert "stopped: interrupted (Ctrl-C)" in out
         else:
             assert "stopped: terminated (SIGTERM)" in out
+            assert err.strip() == (f"campaign {cid} is not finished (terminated (SIGTERM)): {30 - got} copies left "
+                                   f"to send; `newsletter send {cid}` continues"), err
         rerun = subprocess.run([sys.executable, "-m", "newsletter", "--db", db_url, "send", str(cid), "--smtp", srv.url,
                                 "--format", "json"], env=_env(tmp_path), capture_output=True, cwd=tmp_path, timeout=120)
         assert rerun.returncode == 0, rerun.stderr.decode()[-800:]

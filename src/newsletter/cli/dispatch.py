@@ -243,7 +243,10 @@ def send_command(
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="Summary as text (table) or json."),
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="Send over SMTP even though base_url is not https or is a loopback address (local tests; config allow_local_links)."),
 ) -> None:
-    """Send a campaign once to every active subscriber of its lists (resumes where it stopped)."""
+    """Send a campaign once to every active subscriber of its lists (resumes where it stopped).
+
+    Exit status: 0 finished; 3 auto-paused (the servers kept failing); 4 stopped before the end
+    (SIGTERM, or paused or cancelled from elsewhere); 130 Ctrl-C; 1 an error."""
     from ..errors import ConfigError
 
     config, engine = _engine(ctx)
@@ -264,15 +267,19 @@ def send_command(
 
 # Exit statuses of `send` and `campaigns resume` (1 is any error, before or during the send).
 EXIT_AUTO_PAUSED = 3  # the servers kept failing: the campaign auto-paused
+EXIT_UNFINISHED = 4  # stopped before the campaign finished: SIGTERM, paused or cancelled elsewhere
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 
 def send_exit_code(summary, *, interrupted: bool = False) -> int:
+    """0 when the campaign is finished (or other workers are sending its last copies), else why not."""
     if interrupted:
         return EXIT_INTERRUPTED
     if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
         return EXIT_AUTO_PAUSED
-    return 0
+    if summary.status == "finished" or summary.stopped == "other workers are finishing the campaign":
+        return 0
+    return EXIT_UNFINISHED
 
 
 def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
@@ -352,9 +359,15 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
         if outbox is not None or "outbox" in summary.transport:
             out.print(f"  messages are in {summary.transport}", markup=False)
     code = send_exit_code(summary, interrupted=interrupted)
+    cid = summary.campaign_id
+    left = sum(summary.counts.get(k, 0) for k in ("pending", "claimed", "deferred"))
     if code == EXIT_INTERRUPTED:
-        left = sum(summary.counts.get(k, 0) for k in ("pending", "claimed", "deferred"))
-        err.print(f"interrupted: campaign {summary.campaign_id} stopped with {left} copies left to send; "
-                  f"`newsletter send {summary.campaign_id}` continues", markup=False)
+        err.print(f"interrupted: campaign {cid} stopped with {left} copies left to send; "
+                  f"`newsletter send {cid}` continues", markup=False)
+    elif code == EXIT_UNFINISHED:
+        then = {"paused": f"; `newsletter campaigns resume {cid}` continues", "cancelled": "",
+                "running": f"; `newsletter send {cid}` continues"}.get(summary.status, "")
+        err.print(f"campaign {cid} is not finished ({summary.stopped or summary.status}): {left} copies left to send"
+                  + then, markup=False)
     if code:
         sys.exit(code)
