@@ -393,3 +393,53 @@ def test_a_signup_origin_that_is_not_an_origin_is_refused_at_start(config, engin
     for bad in ("example.org", "https://example.org/signup", "ftp://example.org", "https://u@example.org"):
         with pytest.raises(ConfigError, match="signup_origins"):
             create_app(config.replace(signup_origins=[bad]), engine)
+
+
+# --- the confirmation email goes out after the answer ---------------------------------------
+
+
+def test_the_signup_answer_does_not_wait_for_the_mail_server(config, engine):
+    """A new address must not be answered more slowly than a known one (that would tell an observer
+    who is subscribed): with a mail server that takes 1 s per message, the answer comes at once
+    and the email still arrives. A real uvicorn and a real SMTP server on 127.0.0.1."""
+    import time
+
+    import httpx
+    from smtp_server import SMTPTestServer
+
+    from fixtures.web.harness import LiveServer, free_port
+    from newsletter.config import SMTPServer
+
+    store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
+    known = subs.add_subscriber(engine, "known@example.com", list_slug="double")
+    subs.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), known.subscriber_id, known.list_id))
+    port = free_port()
+    with SMTPTestServer(delay=1.0) as srv:
+        cfg = config.replace(base_url=f"http://127.0.0.1:{port}", smtp={"t": SMTPServer(name="t", url=srv.url)})
+        with LiveServer(create_app(cfg, engine), port=port) as live, httpx.Client(base_url=live.url, timeout=20) as http:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/subscribe/double").text).group(1)
+
+            def signup(address):
+                t0 = time.monotonic()
+                r = http.post("/subscribe/double", data={"email": address, "csrf_token": token})
+                return r, time.monotonic() - t0
+
+            old, old_took = signup("known@example.com")
+            new, new_took = signup("new@example.com")
+            assert old.status_code == new.status_code == 200
+            assert old.text.replace("known@example.com", "X") == new.text.replace("new@example.com", "X")
+            assert new_took < 0.6, f"the answer waited {new_took:.2f} s for the mail server"
+            assert srv.received() == []  # it really was still on its way when the answer came
+            assert srv.wait_for(1, timeout=15), "the confirmation email never arrived"
+            [mail] = srv.received()
+            assert mail.rcpt_tos == ["new@example.com"] and "/confirm/" in mail.message().get_body(("plain",)).get_content()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # recorded right after the server accepted it
+                with engine.connect() as conn:
+                    sent_at = conn.exec_driver_sql(
+                        "select s.confirmation_sent_at from subscriptions s join subscribers p on p.id = s.subscriber_id "
+                        "where p.email = 'new@example.com'").scalar()
+                if sent_at is not None:
+                    break
+                time.sleep(0.05)
+            assert sent_at is not None, "confirmation_sent_at was not recorded"

@@ -6,9 +6,11 @@ The app is a thin shell: every route calls a library function and formats what i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from ..errors import (
     StateError,
     StoreError,
 )
+from .mailer import Mailer
 from .security import SESSION_COOKIE, PasswordHash, RateLimiter, Sessions
 
 log = logging.getLogger("newsletter.web")
@@ -75,6 +78,7 @@ class WebState:
     preview_cache: dict = field(default_factory=dict)
     form_origins: frozenset[str] = frozenset()  # sites whose pages may post the signup form without our cookie
     trusted_proxies: tuple = ()  # ip_network objects: peers whose X-Forwarded-For is believed
+    mailer: Mailer = field(default_factory=Mailer)  # confirmation emails, sent after the answer
 
     @property
     def auth_configured(self) -> bool:
@@ -267,7 +271,14 @@ def create_app(
         trusted_proxies=trusted_proxies(config),
     )
 
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        # Let queued confirmation emails go out (each SMTP step is bounded by smtp_timeout).
+        await asyncio.to_thread(st.mailer.close, 2 * config.smtp_timeout + 5)
+
     app = FastAPI(
+        lifespan=lifespan,
         title=f"{config.newsletter_name} — newsletter API",
         version="1",
         description="JSON endpoints behind the admin pages: campaigns, subscribers, lists and stats. "

@@ -46,8 +46,10 @@ def subscribe(st, lst, address: str, name: str) -> None:
     On a double-opt-in list a fresh (or still unconfirmed) subscription gets the confirmation
     email; someone who left may sign up again only through that confirmation. Suppressed
     addresses, and people who left a single-opt-in list, are not changed (no one can re-add
-    someone else without the confirmation step)."""
-    from ..store.subscribers import add_subscriber, confirm_url, record_confirmation_sent
+    someone else without the confirmation step). The email is only queued here and sent by the
+    app's mailer thread: the answer does not wait for the mail server, and a new address is not
+    answered more slowly than a known one."""
+    from ..store.subscribers import add_subscriber
 
     double = lst.opt_in == "double"
     try:
@@ -56,15 +58,24 @@ def subscribe(st, lst, address: str, name: str) -> None:
         log.info("signup for %s not changed: %s", lst.slug, e)
         return
     if result.needs_confirmation:
-        url = confirm_url(st.config, result.subscriber_id, result.list_id, secret=_secret(st))
-        try:
-            send_confirmation(st, result.email, name, lst, url)
-        except DispatchError as e:
-            # Same answer as usual (a refusal must not tell whether an address exists); the
-            # visitor can submit the form again, which sends a fresh confirmation.
-            log.error("confirmation email for list %s not sent: %s", lst.slug, e)
-        else:
-            record_confirmation_sent(st.engine, result.subscriber_id, result.list_id)
+        st.mailer.submit(lambda: mail_confirmation(st, lst, result.email, name, result.subscriber_id, result.list_id),
+                         f"confirmation email for list {lst.slug}")
+
+
+def mail_confirmation(st, lst, address: str, name: str, subscriber_id: int, list_id: int) -> bool:
+    """Send one confirmation email (on the mailer thread) and record when it went out."""
+    from ..store.subscribers import confirm_url, record_confirmation_sent
+
+    url = confirm_url(st.config, subscriber_id, list_id, secret=_secret(st))
+    try:
+        send_confirmation(st, address, name, lst, url)
+    except DispatchError as e:
+        # The visitor got the usual answer (a refusal must not tell whether an address exists);
+        # sending the form again sends a fresh confirmation.
+        log.error("confirmation email for list %s not sent: %s", lst.slug, e)
+        return False
+    record_confirmation_sent(st.engine, subscriber_id, list_id)
+    return True
 
 
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
