@@ -52,7 +52,8 @@ from typing import Callable, Iterable, Iterator
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-__all__ = ["SMTPTestServer", "Received", "Behaviour", "free_port", "smtp_server", "smtp_server_factory"]
+__all__ = ["SMTPTestServer", "RefusingServer", "Received", "Behaviour", "free_port", "max_in_window", "smtp_server",
+           "smtp_server_factory"]
 
 
 def free_port() -> int:
@@ -382,6 +383,73 @@ class SMTPTestServer:
             self.data_attempts.clear()
             self.data_attempts_total = 0
             self.stats = Stats()
+
+
+class RefusingServer:
+    """A mail server that is up but turns every connection away: it greets with ``421 4.3.2``
+    and hangs up (what an overloaded or shut-down relay does). ``connections`` holds the
+    ``time.time()`` of each connection, so a test can see when a client stopped trying."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, greeting: bytes = b"421 4.3.2 Service not available, closing transmission channel\r\n"):
+        self.greeting = greeting
+        self.connections: list[float] = []
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    def start(self) -> "RefusingServer":
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((self.host, 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, name="refusing-smtp", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections.append(time.time())
+            try:
+                conn.sendall(self.greeting)
+            except OSError:
+                pass
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> "RefusingServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def max_in_window(stamps: Iterable[float], window: float) -> int:
+    """The largest number of ``stamps`` in any closed interval of ``window`` seconds."""
+    ts = sorted(stamps)
+    best, j = 0, 0
+    for i, t in enumerate(ts):
+        while ts[j] < t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
 
 
 def _iter_server(**kwargs) -> Iterator[SMTPTestServer]:

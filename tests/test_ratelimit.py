@@ -83,3 +83,22 @@ def test_threads_share_the_limit_and_stop_interrupts():
     assert slow.acquire(stop)
     stop.set()
     assert slow.acquire(stop) is False
+
+
+def test_exact_window_bound_of_a_burst_of_one():
+    """GCRA with burst 1: grants are at least 1/rate apart, so a closed window of W seconds holds
+    at most floor(rate·W) + 1 of them — and a caller asking all the time reaches that bound."""
+    import math
+
+    from smtp_server import max_in_window
+
+    clock = FakeClock()
+    lim = RateLimiter(parse_rates("20/s"), clock=clock)
+    granted = []
+    for _ in range(5000):  # 5 simulated seconds, asking every millisecond
+        if lim.try_acquire() == 0:
+            granted.append(clock.t)
+        clock.t = round(clock.t + 0.001, 6)
+    assert len(granted) == 100
+    for w in (0.05, 0.1, 0.37, 0.5, 1.0, 2.0):
+        assert max_in_window(granted, w) == math.floor(20 * w + 1e-9) + 1
