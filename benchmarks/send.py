@@ -1,7 +1,12 @@
 """Benchmark: send a real 10-article digest to N recipients through the ledger to a C SMTP sink.
 
     apt-get install -y postfix        # for /usr/sbin/smtp-sink (benchmark only)
-    .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000]
+    .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000] [--images cid,linked]
+
+Two kinds of message (``--images``): ``cid`` — the thumbnails embedded as CID parts, what a
+campaign carries when no ``asset_base_url`` is configured (about 210 KiB a message); ``linked``
+— ``asset_base_url`` set, the thumbnails are ``<img src="https://…">`` links and the message is
+the HTML and text alone (about 70 KiB). Both by default, each with its own ceiling.
 
 What it measures, in one run, against ``smtp-sink`` on 127.0.0.1 in another process:
 
@@ -101,11 +106,15 @@ def build_db(url: str, n: int) -> None:
     engine.dispose()
 
 
-def config_for(url: str, outbox: Path):
+ASSET_BASE_URL = "https://news.example.org/assets"
+
+
+def config_for(url: str, outbox: Path, images: str = "cid"):
     from newsletter.config import Config
 
     return Config(database_url=url, secret_key=SECRET, base_url="https://news.example.org",
-                  from_address="The Weekly Dispatch <news@example.org>", outbox=str(outbox), concurrency=1)
+                  from_address="The Weekly Dispatch <news@example.org>", outbox=str(outbox), concurrency=1,
+                  asset_base_url=ASSET_BASE_URL if images == "linked" else None)
 
 
 def vm_hwm_kb() -> int:
@@ -130,7 +139,7 @@ def child(args) -> None:
     from newsletter.dispatch.sender import send_campaign
     from newsletter.store.db import get_engine
 
-    config = config_for(args.db, Path(args.tmp) / "outbox")
+    config = config_for(args.db, Path(args.tmp) / "outbox", args.images)
     engine = get_engine(args.db)
     digest = load_digest(args.digest)
     c = create_campaign(engine, digest, ["weekly"], config)
@@ -217,6 +226,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--raw", type=int, default=20000, help="messages for the raw-socket ceiling")
+    ap.add_argument("--images", default="cid,linked",
+                    help="cid (thumbnails embedded), linked (asset_base_url set), or both: cid,linked")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
@@ -227,74 +238,94 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from newsletter.compose import ComposeOptions, compose, write_digest
-    from newsletter.dispatch.campaigns import create_campaign
-    from newsletter.store.db import get_engine
-
+    modes = [m.strip() for m in args.images.split(",") if m.strip()]
+    if not modes or set(modes) - {"cid", "linked"}:
+        sys.exit("--images: cid, linked or cid,linked")
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-send-"))
     port = free_port()
     sink = start_sink(port)
     results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
-                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "concurrency": args.concurrency}
+                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "concurrency": args.concurrency,
+                     "load_average": os.getloadavg(), "modes": {}}
     try:
         make_articles(tmp / "articles")
-        cfg = config_for("sqlite:///" + str(tmp / "x.db"), tmp / "outbox")
-        digest = compose([str(tmp / "articles")], cfg, ComposeOptions(limit=10))
-        write_digest(digest, tmp / "out")
-        results["articles"] = len(digest.articles)
-        results["html_bytes"] = len(digest.html.encode())
-
-        # per-recipient build cost (and one pre-built message for the raw ceiling)
-        url0 = "sqlite:///" + str(tmp / "build.db")
-        build_db(url0, 10)
-        e0 = get_engine(url0)
-        c0 = create_campaign(e0, digest, ["weekly"], config_for(url0, tmp / "outbox"))
-        results.update(build_costs(e0, c0, config_for(url0, tmp / "outbox"), 20000))
-        from newsletter.dispatch.personalize import Recipient
-        from newsletter.dispatch.sender import message_factory
-
-        one = message_factory(e0, c0, config_for(url0, tmp / "outbox")).build(Recipient(1, 1, "reader1@example.com", "Reader 1"))
-        e0.dispose()
-
-        # The machine is shared: measure the ceiling right before each send and report the ratio
-        # to that neighbouring measurement.
-        results["raw_ceiling"] = raw_ceiling(port, one.data, args.raw)
-        runs = []
-        for n in [int(x) for x in args.sizes.split(",")]:
-            ceiling = raw_ceiling(port, one.data, args.raw)
-            url = "sqlite:///" + str(tmp / f"n{n}.db")
-            build_db(url, n)
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--db", url, "--port", str(port),
-                                  "--digest", str(tmp / "out"), "--tmp", str(tmp), "--concurrency", str(args.concurrency)],
-                                 capture_output=True, text=True, timeout=3600)
-            if out.returncode != 0:
-                sys.exit(f"send of {n} failed: {out.stderr[-2000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            r["ceiling_before"] = ceiling
-            r["ceiling_after"] = raw_ceiling(port, one.data, args.raw)
-            runs.append(r)
-        results["runs"] = runs
+        for mode in modes:
+            results["modes"][mode] = run_mode(mode, args, tmp, port)
     finally:
         sink.kill()
         sink.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+    results["load_average_after"] = os.getloadavg()
 
-    print(f"machine: {results['machine']}  ({results['date']}; cores shared with other work, numbers wander)")
-    print(f"digest: {results['articles']} articles, HTML {results['html_bytes'] / 1024:.0f} KiB, "
-          f"message {results['message_bytes'] / 1024:.0f} KiB")
-    print(f"per-recipient build (personalization + MIME): {results['build_us']:.0f} µs "
-          f"(EmailMessage per recipient: {results['emailmessage_us']:.0f} µs)")
-    print(f"raw-socket ceiling: {results['raw_ceiling']:.0f} msgs/s")
-    for r in results["runs"]:
-        ceiling = (r["ceiling_before"] + r["ceiling_after"]) / 2
-        print(f"send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
-              f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
-              f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), {r['elapsed']:.1f} s, "
-              f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
-              f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
-              f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}")
+    print(f"machine: {results['machine']}  ({results['date']}; load average "
+          f"{results['load_average'][0]:.1f} before, {results['load_average_after'][0]:.1f} after)")
+    for mode, res in results["modes"].items():
+        print(f"[{mode}] digest: {res['articles']} articles, HTML {res['html_bytes'] / 1024:.0f} KiB, "
+              f"message {res['message_bytes'] / 1024:.0f} KiB ({res['images']} embedded images)")
+        print(f"[{mode}] per-recipient build (personalization + MIME): {res['build_us']:.0f} µs "
+              f"(EmailMessage per recipient: {res['emailmessage_us']:.0f} µs)")
+        print(f"[{mode}] raw-socket ceiling: {res['raw_ceiling']:.0f} msgs/s")
+        for r in res["runs"]:
+            ceiling = (r["ceiling_before"] + r["ceiling_after"]) / 2
+            print(f"[{mode}] send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
+                  f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
+                  f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), {r['elapsed']:.1f} s, "
+                  f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
+                  f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
+                  f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def run_mode(mode: str, args, tmp: Path, port: int) -> dict:
+    """Compose the digest for this kind of message, measure its build cost, its ceiling and each send."""
+    from newsletter.compose import ComposeOptions, compose, write_digest
+    from newsletter.dispatch.campaigns import campaign_images, create_campaign
+    from newsletter.dispatch.personalize import Recipient
+    from newsletter.dispatch.sender import message_factory
+    from newsletter.store.db import get_engine
+
+    res: dict = {}
+    cfg = config_for("sqlite:///" + str(tmp / f"x-{mode}.db"), tmp / "outbox", mode)
+    digest = compose([str(tmp / "articles")], cfg, ComposeOptions(limit=10))
+    out_dir = tmp / f"out-{mode}"
+    write_digest(digest, out_dir)
+    res["articles"] = len(digest.articles)
+    res["html_bytes"] = len(digest.html.encode())
+
+    # per-recipient build cost (and one pre-built message for the raw ceiling)
+    url0 = "sqlite:///" + str(tmp / f"build-{mode}.db")
+    build_db(url0, 10)
+    e0 = get_engine(url0)
+    cfg0 = config_for(url0, tmp / "outbox", mode)
+    c0 = create_campaign(e0, digest, ["weekly"], cfg0)
+    res["images"] = len(campaign_images(e0, c0.id))
+    if mode == "linked" and res["images"]:
+        sys.exit("linked mode still embeds images: is asset_base_url honoured by compose?")
+    res.update(build_costs(e0, c0, cfg0, 20000))
+    one = message_factory(e0, c0, cfg0).build(Recipient(1, 1, "reader1@example.com", "Reader 1"))
+    e0.dispose()
+
+    # The machine is shared: measure the ceiling right before and after each send and report the
+    # ratio to those neighbouring measurements.
+    res["raw_ceiling"] = raw_ceiling(port, one.data, args.raw)
+    runs = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        ceiling = raw_ceiling(port, one.data, args.raw)
+        url = "sqlite:///" + str(tmp / f"n{n}-{mode}.db")
+        build_db(url, n)
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--db", url, "--port", str(port),
+                              "--digest", str(out_dir), "--tmp", str(tmp), "--concurrency", str(args.concurrency),
+                              "--images", mode],
+                             capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            sys.exit(f"send of {n} ({mode}) failed: {out.stderr[-2000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r["ceiling_before"] = ceiling
+        r["ceiling_after"] = raw_ceiling(port, one.data, args.raw)
+        runs.append(r)
+    res["runs"] = runs
+    return res
 
 
 if __name__ == "__main__":
