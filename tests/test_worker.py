@@ -522,3 +522,129 @@ def test_an_occurrence_whose_list_was_deleted_fails_and_leaves_nothing_half_made
     assert r.status == "failed" and r.campaign_id is None and "list" in r.reason
     assert count(engine, "campaigns") == 0 and count(engine, "digest_sent_articles") == 0
     assert [x.status for x in dg.show_digest(engine, "weekly").runs] == ["failed"]
+
+
+# --- a long send does not hold up the schedule -----------------------------------------------
+
+def fast_clock(start: datetime, speed: float):
+    """A clock starting at ``start`` and running ``speed`` times faster than real time."""
+    base, t0 = start.astimezone(UTC), time.monotonic()
+    return lambda: base + timedelta(seconds=(time.monotonic() - t0) * speed)
+
+
+def campaign_titled(engine, config, subject: str) -> int:
+    from newsletter.articles.model import Article
+    from newsletter.compose import ComposeOptions
+    from newsletter.compose.render import render
+
+    digest = render([Article(title=subject, url="https://example.org/" + subject.lower().replace(" ", "-"),
+                             published=datetime(2026, 11, 20, tzinfo=UTC), summary="A notice.")],
+                    config, ComposeOptions(subject=subject))
+    return create_campaign(engine, digest, ["weekly"], config).id
+
+
+def run_worker_until(engine, condition, timeout: float = 60, **kwargs) -> list[str]:
+    """run_worker in a thread until ``condition()`` holds (bounded), then a clean stop; its log lines."""
+    lines: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=run_worker, args=(engine, kwargs.pop("config")),
+                         kwargs=dict(stop_event=stop, on_event=lines.append, **kwargs))
+    t.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(30)
+    return lines
+
+
+def test_a_digest_that_comes_due_during_a_long_send_runs_on_time(sqlite_url, tmp_path):
+    """A 40-copy send at 0.05 s a copy takes 2 s; the clock runs 600 times faster, so the send lasts
+    20 "minutes" and the Monday 08:00 digest (catch-up none: at most 5 minutes late) falls in the
+    middle of it. The worker must notice it while sending, not after (when it is too late)."""
+    engine = setup_db(sqlite_url, 40)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
+    weekly_digest(engine, config, articles, catch_up="none")
+    long_send = campaign_titled(engine, config, "Winter opening hours")
+    schedule_campaign_at(engine, long_send, "2026-11-30 07:50", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.05) as srv:
+        def both_finished():
+            with engine.connect() as conn:
+                return conn.exec_driver_sql("select count(*) from campaigns where status = 'finished'").scalar() == 2
+
+        lines = run_worker_until(engine, both_finished, config=config, clock=fast_clock(paris(2026, 11, 30, 7, 59, 30), 600),
+                                 poll_interval=0.1, smtp=srv.url, concurrency=1, retry_delays=(0,))
+        counts = srv.recipient_counts()
+    [run] = dg.show_digest(engine, "weekly").runs
+    assert run.status == "created", lines
+    assert not [x for x in lines if x.startswith("warning: ")], lines
+    created = next(i for i, x in enumerate(lines) if f"campaign {run.campaign_id} created" in x)
+    finished = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
+    assert created < finished, lines  # the digest ran while the long send was still going
+    assert any(f"campaign {long_send}: running (interrupted: digest 'weekly' came due" in x for x in lines), lines
+    # The interrupted send lost and doubled nothing; both went to everyone once.
+    assert len(counts) == 40 and set(counts.values()) == {2}
+    assert get_campaign(engine, long_send).status == "finished" and get_campaign(engine, run.campaign_id).status == "finished"
+
+
+def test_a_scheduled_campaign_that_comes_due_during_a_long_send_starts_at_its_time(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 30)
+    config = config_for(sqlite_url, tmp_path)
+    long_send = campaign_titled(engine, config, "Winter opening hours")
+    notice = campaign_titled(engine, config, "Road closure tonight")
+    schedule_campaign_at(engine, long_send, "2026-12-01 07:50", "Europe/Paris", now=paris(2026, 11, 24))
+    schedule_campaign_at(engine, notice, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.05) as srv:
+        lines = run_worker_until(engine, lambda: get_campaign(engine, long_send).status == "finished", config=config,
+                                 clock=fast_clock(paris(2026, 12, 1, 7, 59, 50), 60), poll_interval=0.1, smtp=srv.url,
+                                 concurrency=1)
+        subjects = [m.headers["Subject"] for m in srv.received()]
+    started = next(i for i, x in enumerate(lines) if f"campaign {notice}: scheduled time reached" in x)
+    finished = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
+    assert started < finished, lines
+    # ... and it is sent then too, not after the long one: its copies come before the long one's last.
+    assert subjects.index("Road closure tonight") < len(subjects) - 1 - subjects[::-1].index("Winter opening hours")
+
+
+def test_two_running_campaigns_take_turns(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 20)
+    config = config_for(sqlite_url, tmp_path)
+    first = campaign_titled(engine, config, "Winter opening hours")
+    second = campaign_titled(engine, config, "Road closure tonight")
+    for cid in (first, second):
+        schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    with SMTPTestServer(delay=0.05) as srv:
+        report = run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 1), smtp=srv.url, concurrency=1,
+                            poll_interval=0.1, campaign_slice=0.3)
+        subjects = [m.headers["Subject"] for m in srv.received()]
+        counts = srv.recipient_counts()
+    # One `--once` run finishes both, and neither waited for the other to end.
+    assert get_campaign(engine, first).status == get_campaign(engine, second).status == "finished"
+    assert report.passes > 2 and not report.errors
+    last_first = len(subjects) - 1 - subjects[::-1].index("Winter opening hours")
+    assert subjects.index("Road closure tonight") < last_first, subjects
+    assert len(counts) == 20 and set(counts.values()) == {2}
+
+
+def test_an_occurrence_dropped_under_catch_up_none_is_a_warning_line(sqlite_url, tmp_path, caplog):
+    import logging
+
+    engine = setup_db(sqlite_url, 1)
+    config = config_for(sqlite_url, tmp_path)
+    articles = tmp_path / "articles"
+    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
+    weekly_digest(engine, config, articles, catch_up="none")
+    lines: list[str] = []
+    report = run_worker(engine, config, once=True, now=paris(2026, 11, 30, 8, 10), on_event=lines.append)
+    assert report.digest_runs == []
+    [warning] = [x for x in lines if x.startswith("warning: ")]
+    assert "digest 'weekly'" in warning and "dropped 1 missed occurrence(s)" in warning and "10 min late" in warning
+    # Without an event sink (a library caller), it is logged at WARNING level.
+    with caplog.at_level(logging.INFO, logger="newsletter.worker"):
+        run_worker(engine, config, once=True, now=paris(2026, 12, 7, 8, 30))
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert [r.levelno for r in dropped] == [logging.WARNING] and "30 min late" in dropped[0].getMessage()

@@ -547,8 +547,14 @@ def _run_next_due(session: Session, config: Config, now: datetime, catch_up: str
         notes.append(f"digest {d.name!r}: {e}")
         return []
     if plan.missed:
-        notes.append(f"digest {d.name!r}: passed over {plan.missed}{'+' if plan.missed >= 1000 else ''} "
-                     f"missed occurrence(s) (catch-up {policy})")
+        many = f"{plan.missed}{'+' if plan.missed >= 1000 else ''}"
+        if not plan.run and plan.cursor is not None:  # catch-up "none": even the newest one is dropped
+            late = int((now - plan.cursor).total_seconds() // 60)
+            notes.append(f"warning: digest {d.name!r}: dropped {many} missed occurrence(s), the newest "
+                         f"{plan.cursor.isoformat()} ({late} min late; catch-up none runs only occurrences at most "
+                         f"{int(cron.DEFAULT_GRACE.total_seconds() // 60)} min late)")
+        else:
+            notes.append(f"warning: digest {d.name!r}: passed over {many} missed occurrence(s) (catch-up {policy})")
     out: list[RunResult] = []
     cursor = plan.cursor
     if plan.run:

@@ -39,6 +39,14 @@ class WorkerReport:
     stopped_by: str = ""
 
 
+def _log_line(line: str) -> None:
+    """The default event sink: warnings (a dropped occurrence...) at warning level."""
+    if line.startswith("warning: "):
+        log.warning("%s", line[len("warning: "):])
+    else:
+        log.info("%s", line)
+
+
 def make_clock(now: datetime | None) -> Callable[[], datetime]:
     """The worker's clock: real UTC time, or — with ``--now`` — that instant, moving on from it."""
     if now is None:
@@ -92,12 +100,104 @@ def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
     return check
 
 
+def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
+    """What became due in (``since``, ``now``]: a digest occurrence or a scheduled campaign (the
+    ones due at ``since`` were handled by the pass that started then); None if nothing did."""
+    from sqlalchemy import false, select
+
+    from ..store import queries as q
+    from ..store.db import transaction
+    from ..store.digest_models import Digest
+
+    digests, campaigns = Digest.__table__, q.campaigns
+    with transaction(engine) as conn:
+        name = conn.execute(select(digests.c.name).where(
+            digests.c.paused == false(), digests.c.next_run_at.is_not(None),
+            digests.c.next_run_at > since, digests.c.next_run_at <= now).order_by(digests.c.next_run_at).limit(1)).scalar()
+        if name is not None:
+            return f"digest {name!r} came due"
+        cid = conn.execute(select(campaigns.c.id).where(
+            campaigns.c.status == "scheduled", campaigns.c.scheduled_at > since,
+            campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
+    return f"campaign {cid} came due" if cid is not None else None
+
+
+def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
+    """Another running campaign with copies to send now (not only deferred ones), or None."""
+    from sqlalchemy import select
+
+    from ..store import queries as q
+    from ..store.db import transaction
+
+    with transaction(engine) as conn:
+        ids = conn.execute(select(q.campaigns.c.id).where(q.campaigns.c.status == "running", q.campaigns.c.id != cid)
+                           .order_by(q.campaigns.c.id)).scalars().all()
+    return next((other for other in ids if not idle(other)), None)
+
+
+class ScheduleWatch:
+    """While a campaign sends, look at the schedule every ``poll`` seconds (a thread of its own);
+    when something comes due — or, after ``campaign_slice`` seconds, another running campaign is
+    waiting for its turn — set ``turn``, the send's stop event: in-flight messages finish, claimed
+    ones go back to pending (nothing lost or doubled), and the worker runs a new pass at once, in
+    which this campaign carries on. A real stop request (``stop_event``) sets ``turn`` too."""
+
+    def __init__(self, engine: Engine, cid: int, *, since: datetime, clock: Callable[[], datetime], poll: float,
+                 campaign_slice: float, stop_event: threading.Event, idle: Callable[[int], bool]):
+        self.engine, self.cid, self.since, self.clock = engine, cid, since, clock
+        self.poll, self.campaign_slice, self.stop_event, self.idle = poll, campaign_slice, stop_event, idle
+        self.turn = threading.Event()
+        self.reason: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"schedule-watch-{cid}", daemon=True)
+
+    def __enter__(self) -> "ScheduleWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    @property
+    def yielded(self) -> bool:
+        return self.reason is not None
+
+    def _run(self) -> None:
+        started = last = time.monotonic()
+        step = min(self.poll, 0.1)
+        while not self._done.is_set():
+            if self.stop_event.wait(step):
+                self.turn.set()
+                return
+            if self._done.is_set() or time.monotonic() - last < self.poll:
+                continue
+            last = time.monotonic()
+            try:
+                reason = came_due(self.engine, self.since, self.clock())
+                if reason is None and time.monotonic() - started >= self.campaign_slice:
+                    other = others_waiting(self.engine, self.cid, self.idle)
+                    reason = f"campaign {other}'s turn" if other is not None else None
+            except Exception:  # e.g. the database is busy: the send goes on, next look in `poll` s
+                log.debug("campaign %s: schedule check failed", self.cid, exc_info=True)
+                continue
+            if reason is not None:
+                self.reason = reason
+                self.turn.set()
+                return
+
+
 def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
              stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
-             retry_delays: Sequence[float], seen_errors: dict) -> None:
-    """One pass: due digest occurrences, then due and running campaigns."""
+             retry_delays: Sequence[float], seen_errors: dict, clock: Callable[[], datetime] | None = None,
+             poll: float = 5.0, campaign_slice: float = 60.0, served: dict | None = None) -> bool:
+    """One pass: due digest occurrences, then due and running campaigns — the one this worker served
+    longest ago first. A send is interrupted (cleanly) when the schedule needs the worker: then the
+    pass ends early and returns True, and the caller starts the next pass at once."""
     from ..dispatch.sender import send_campaign
 
+    clock = clock or (lambda: datetime.now(UTC))
+    served = {} if served is None else served
     try:
         report.digest_runs.extend(dg.run_due_digests(engine, config, now=now, catch_up=catch_up,
                                                      retry_delays=retry_delays, on_event=on_event,
@@ -106,15 +206,20 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         report.errors.append(str(e))
         on_event(f"digests: {e}")
     if stop_event.is_set():
-        return
+        return False
     idle = waiting_on_retries_only(engine)
-    for cid in start_due_campaigns(engine, now, on_event):
+    running = start_due_campaigns(engine, now, on_event)
+    running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
+    for cid in running:
         if stop_event.is_set():
-            return
+            return False
         if idle(cid):
             continue
+        watch = ScheduleWatch(engine, cid, since=now, clock=clock, poll=poll, campaign_slice=campaign_slice,
+                              stop_event=stop_event, idle=idle)
         try:
-            summary = send_campaign(engine, cid, config, stop_event=stop_event, wait_deferred=False, **send_options)
+            with watch:
+                summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False, **send_options)
         except Exception as e:  # a long-running worker reports and carries on with the next campaign
             text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
             if not isinstance(e, NewsletterError):
@@ -125,17 +230,24 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                 report.errors.append(text)
                 on_event(f"campaign {cid}: {text}")
             continue
+        finally:
+            served[cid] = time.monotonic()
         seen_errors.pop(cid, None)
         report.sends.append(summary)
-        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != "running":
+        yielded = watch.yielded and not stop_event.is_set()
+        stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
+        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != "running" or yielded:
             c = summary.counts
             on_event(
-                f"campaign {cid}: {summary.status}{' (' + summary.stopped + ')' if summary.stopped else ''}; "
+                f"campaign {cid}: {summary.status}{' (' + stopped + ')' if stopped else ''}; "
                 f"this pass sent {summary.sent_now}, failed {summary.failed_now}, deferred {summary.deferred_now}; "
                 f"ledger sent {c.get('sent', 0)} of {summary.total}"
                 + (f"; {len(summary.ambiguous)} ambiguous (not resent): {', '.join(summary.ambiguous[:5])}"
                    if summary.ambiguous else "")
             )
+        if yielded:
+            return True
+    return False
 
 
 def run_worker(
@@ -155,12 +267,21 @@ def run_worker(
     rate: str | None = None,
     retry_delays: Sequence[float] = dg.SOURCE_RETRY_DELAYS,
     on_event: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+    campaign_slice: float = 60.0,
 ) -> WorkerReport:
     """Run passes every ``poll_interval`` seconds (config ``poll_interval``, 5 s) until ``stop_event``
-    is set, or one pass with ``once``. ``now`` pins the clock (tests, catch-up by hand). On SQLite a
+    is set, or one pass with ``once``. ``now`` pins the clock (tests, catch-up by hand); ``clock``
+    replaces it altogether (a callable returning aware datetimes). On SQLite a
     second worker raises DispatchError, or with ``standby`` waits until the first one stops.
     ``stop_event`` (set by SIGTERM/SIGINT in the CLI) lets the current send finish its in-flight
-    messages and release the rest, so nothing is lost or sent twice."""
+    messages and release the rest, so nothing is lost or sent twice.
+
+    A long send does not hold up the schedule: every ``poll_interval`` seconds while it runs, the
+    worker looks for a digest occurrence or a scheduled campaign that came due; if there is one the
+    send is interrupted cleanly, a new pass runs what came due, and the send carries on. Two running
+    campaigns take turns of ``campaign_slice`` seconds. ``once`` runs passes until one ends without
+    such an interruption."""
     from ..dispatch.sender import new_worker_id
     from ..store.db import require_current_schema, sqlite_path
 
@@ -173,8 +294,8 @@ def run_worker(
     if poll <= 0:
         raise InvalidInput(f"--poll {poll:g}: must be more than 0 seconds")
     stop_event = stop_event or threading.Event()
-    emit = on_event or log.info
-    clock = make_clock(now)
+    emit = on_event or _log_line
+    clock = clock or make_clock(now)
     report = WorkerReport()
     lock = WorkerLock(sqlite_path(engine.url))
     if not lock.acquire(standby=standby, stop_event=stop_event, poll_interval=min(poll, 1.0),
@@ -187,13 +308,18 @@ def run_worker(
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
+        served: dict = {}
         while True:
-            run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options, stop_event=stop_event,
-                     on_event=emit, report=report, retry_delays=retry_delays, seen_errors=seen_errors)
+            interrupted = run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options,
+                                   stop_event=stop_event, on_event=emit, report=report, retry_delays=retry_delays,
+                                   seen_errors=seen_errors, clock=clock, poll=poll, campaign_slice=campaign_slice,
+                                   served=served)
             report.passes += 1
             if stop_event.is_set():
                 report.stopped_by = "stop requested"
                 break
+            if interrupted:
+                continue  # a send made way for what came due: run it now, then the send carries on
             if once:
                 report.stopped_by = "one pass done"
                 break
