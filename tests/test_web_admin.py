@@ -4,6 +4,7 @@ campaigns with pause/resume/cancel/schedule, preview of a campaign. Every form n
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from datetime import datetime, timezone
 
 import pytest
@@ -170,3 +171,51 @@ def test_dashboard_and_error_pages(client):
     r = client.get("/admin/nope")
     assert r.status_code == 404 and "<h1>" in r.text
     assert client.get("/api/nope").json()["status"] == 404
+
+
+def test_preview_of_a_stored_recurring_digest_uses_its_own_sources_template_and_subject(client, config, engine, tmp_path):
+    """?digest=NAME shows the next occurrence as the worker would compose it — not the configured
+    sources — and sends a test of it."""
+    import shutil
+
+    from newsletter.schedule import digests as dg
+
+    articles = tmp_path / "harbour"
+    articles.mkdir()
+    for slug, day in (("quay-lights", 26), ("ferry-timetable", 27)):
+        (articles / f"{slug}.md").write_text(
+            f"---\ntitle: {slug.replace('-', ' ').title()}\ndate: 2026-11-{day}T09:00:00+01:00\n"
+            f"url: https://harbour.example.org/{slug}\n---\n\nNews about the {slug.replace('-', ' ')}.\n", encoding="utf-8")
+    template = tmp_path / "template"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", template)
+    (template / "digest.txt").write_text((template / "digest.txt").read_text() + "\nHARBOUR-TEMPLATE-MARK\n")
+    dg.add_digest(engine, config, dg.DigestSpec(
+        name="harbour weekly", schedule="weekly mon 08:00", timezone="Europe/Paris", sources=[str(articles)],
+        lists=["weekly"], template_dir=str(template), subject="Harbour notes — {{ date }}"),
+        now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
+
+    page = client.get("/admin/preview", params={"digest": "harbour weekly"})
+    assert page.status_code == 200, page.text
+    assert "Harbour notes — 30 November 2026" in page.text  # its subject, for its next occurrence
+    assert "recurring digest harbour weekly, occurrence 2026-11-30 08:00 CET" in page.text
+    key = re.search(r'/admin/preview/(digest-\d+)/frame', page.text).group(1)
+    html = client.get(f"/admin/preview/{key}/frame", params={"variant": "html"}).text
+    assert "Quay Lights" in html and "Ferry Timetable" in html
+    assert "In praise of small tools" not in html  # the configured sources are not this digest's
+    text = client.get(f"/admin/preview/{key}/frame", params={"variant": "text"}).text
+    assert "HARBOUR-TEMPLATE-MARK" in text  # its own template
+    assert "?digest=harbour+weekly" in client.get("/admin/preview").text  # offered on the preview page
+
+    t = token(client, "/admin/preview")
+    r = client.post("/admin/preview/test-send", data={"to": "me@example.com", "digest": "harbour weekly", "csrf_token": t})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/preview?digest=harbour+weekly"
+    [eml] = list(Path(config.outbox).glob("*.eml"))
+    sent = eml.read_text(encoding="utf-8", errors="replace")
+    assert "[TEST] Harbour notes" in sent and "HARBOUR-TEMPLATE-MARK" in sent
+
+    # Once an occurrence has sent them, the next one has nothing new: the preview says it would be skipped.
+    dg.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc))
+    page = client.get("/admin/preview", params={"digest": "harbour weekly"}).text
+    assert "would be skipped" in page and "Quay Lights" not in page
+    assert client.get("/admin/preview", params={"digest": "nope"}).status_code == 404
+    assert client.get("/admin/preview/digest-999/frame").status_code == 404

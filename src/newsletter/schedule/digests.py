@@ -612,6 +612,68 @@ def run_due_digests(engine: Engine, config: Config, *, now: datetime | None = No
     return results
 
 
+@dataclass
+class DigestPreview:
+    """What a digest's next occurrence would send if it ran now (nothing stored)."""
+
+    name: str
+    when: datetime  # the occurrence previewed (UTC): the next run, or now when none is planned
+    timezone: str
+    since: datetime  # articles published after this, and not sent by an earlier occurrence
+    digest: object | None  # the rendered compose.model.Digest; None when no article is selected
+    warnings: list[str] = field(default_factory=list)
+    problem: str = ""  # why the occurrence would be skipped or fail; empty when it would go out
+
+
+def preview_digest(engine: Engine, config: Config, name: str, *, now: datetime | None = None,
+                   retry_delays: Sequence[float] = ()) -> DigestPreview:
+    """Compose a stored digest's next occurrence the way the worker will — its own sources,
+    template, subject and selection rules, only articles no earlier occurrence sent — without
+    storing anything. Sources are tried once (``retry_delays`` adds retries); with fewer articles
+    than ``min_articles`` the rendered digest is still returned, with ``problem`` saying it would
+    be skipped (with none at all, ``digest`` is None)."""
+    from ..compose.model import ComposeOptions
+    from ..compose.render import render
+    from ..compose.select import select as select_articles
+    from ..store.db import session_scope
+
+    now = _now(now)
+    with session_scope(engine) as session:
+        d = _get(session, name)
+        when = d.next_run_at if d.next_run_at is not None else now
+        since = _since_for(session, d, cron.parse_schedule(d.schedule), when)
+        sent = _sent_keys(session, d.id)
+    out = DigestPreview(d.name, when, d.timezone, since, None)
+    loaded = load_with_retries(d.sources, config, delays=retry_delays)
+    out.warnings = list(loaded.warnings)
+    if loaded.failed and len(loaded.failed) == len(d.sources):
+        out.problem = "every source failed; the occurrence would be recorded as failed"
+        return out
+    subject = None
+    if d.subject:
+        try:
+            subject = render_subject(d.subject, when=when, tz=d.timezone, name=d.name, newsletter_name=config.newsletter_name)
+        except InvalidInput as e:
+            out.problem = f"{e}; the occurrence would fail"
+            return out
+    options = ComposeOptions(since=since, limit=d.max_articles, category=d.category, tags=list(d.tags),
+                             template_dir=d.template_dir, subject=subject, exclude_keys=sent, now=when)
+    try:
+        selected = select_articles(loaded.articles, options).selected
+        why = ""
+    except SelectionError as e:
+        selected, why = [], str(e)
+    if len(selected) < max(d.min_articles, 1):
+        local = since.astimezone(cron.get_zone(d.timezone))
+        out.problem = (f"the occurrence would be skipped: {why or f'{len(selected)} new article(s), fewer than min_articles {d.min_articles}'} "
+                       f"(articles published since {local:%Y-%m-%d %H:%M %Z} and not sent before)")
+    if not selected:
+        return out
+    out.digest = render(selected, config.replace(timezone=d.timezone), options)
+    out.warnings.extend(out.digest.warnings)
+    return out
+
+
 def run_digest_now(engine: Engine, config: Config, name: str, *, now: datetime | None = None,
                    retry_delays: Sequence[float] = SOURCE_RETRY_DELAYS) -> RunResult:
     """``digests run NAME --now``: one occurrence at ``now``, outside the schedule (which is unchanged).

@@ -78,12 +78,19 @@ def dashboard(request: Request):
 
 
 # --- preview -------------------------------------------------------------------------------
-# A previewed digest is named by a key: "sources" (composed from config.sources) or a campaign id.
+# A previewed digest is named by a key: "sources" (composed from config.sources), a campaign id, or
+# "digest-ID" (a stored recurring digest's next occurrence, from its own sources and template).
 # Its frame lives at /admin/preview/{key}/frame so relative "assets/..." links resolve beside it.
+DIGEST_KEY = "digest-"
 
 
 def _doc(request: Request, key: str, *, refresh: bool = False) -> pv.PreviewDoc:
     st = state(request)
+    if key.startswith(DIGEST_KEY):
+        digest_id = key[len(DIGEST_KEY):]
+        if not digest_id.isdigit() or len(digest_id) > 18:
+            raise HTTPException(404, f"there is no recurring digest {key!r}")
+        return library.digest_preview(st, library.find_digest(st, digest_id=int(digest_id)), refresh=refresh)
     if key != "sources":
         if not key.isdigit() or len(key) > 18:
             raise HTTPException(404, f"there is no campaign {key!r}")
@@ -93,14 +100,18 @@ def _doc(request: Request, key: str, *, refresh: bool = False) -> pv.PreviewDoc:
 
 
 @guarded.get("/preview")
-def preview_page(request: Request, campaign: str | None = None, view: str = "email", refresh: bool = False):
+def preview_page(request: Request, campaign: str | None = None, digest: str | None = None, view: str = "email",
+                 refresh: bool = False):
     st = state(request)
     if view not in ("email", "text", "dark"):
         view = "email"
-    key = campaign or "sources"
-    doc = _doc(request, key, refresh=refresh and key == "sources")
+    if digest:
+        key, campaign = f"{DIGEST_KEY}{library.find_digest(st, name=digest).digest.id}", None
+    else:
+        key = campaign or "sources"
+    doc = _doc(request, key, refresh=refresh and not key.isdigit())
     campaigns = library.recent_campaigns(st)
-    query = {"campaign": campaign} if campaign else {}
+    query = {"digest": digest} if digest else {"campaign": campaign} if campaign else {}
     version = _version(doc)
     raw = f"/admin/preview/{key}/frame?" + urlencode({"v": version})
     name, addr = parseaddr(doc.from_address or st.config.from_address)
@@ -110,7 +121,8 @@ def preview_page(request: Request, campaign: str | None = None, view: str = "ema
         text=pv.sample(doc.text, html=False),
         budget=pv.HTML_BUDGET_BYTES, dark_styles=pv.has_dark_styles(doc.html),
         sender_name=name or addr or st.config.newsletter_name,
-        campaigns=campaigns, campaign_id=campaign or "", key=key,
+        campaigns=campaigns, campaign_id=campaign or "", key=key, digest_name=digest or "",
+        digests=[i.digest.name for i in library.recurring_digests(st)], refresh_query=urlencode({**query, "refresh": 1}),
         watching=[str(p) for p in st.watch], version=version,
     )
 
@@ -164,15 +176,21 @@ def preview_state(request: Request, key: str):
 
 
 @guarded.post("/preview/test-send")
-def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form(""), csrf_token: str = Form("")):
+def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form(""), digest: str = Form(""),
+                      csrf_token: str = Form("")):
     check_csrf(request, csrf_token)
     st = state(request)
-    doc = _doc(request, campaign or "sources")
+    if digest:
+        doc = _doc(request, f"{DIGEST_KEY}{library.find_digest(st, name=digest).digest.id}")
+        campaign = ""
+    else:
+        doc = _doc(request, campaign or "sources")
     if doc.error:
         raise HTTPException(409, doc.error)
     address = library.test_send(st, doc, to, int(campaign) if campaign.isdigit() else None)
     flash(request, "ok", f"Test message sent to {address}.")
-    return redirect("/admin/preview" + (f"?campaign={campaign}" if campaign else ""))
+    query = urlencode({"digest": digest}) if digest else urlencode({"campaign": campaign}) if campaign else ""
+    return redirect("/admin/preview" + (f"?{query}" if query else ""))
 
 
 

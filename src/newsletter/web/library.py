@@ -373,6 +373,47 @@ def campaign_preview(st, campaign_id: int) -> pv.PreviewDoc:
     return doc
 
 
+def find_digest(st, *, name: str | None = None, digest_id: int | None = None):
+    """A stored recurring digest (schedule.digests.DigestInfo) by name or id; NotFound otherwise."""
+    for info in recurring_digests(st):
+        if info.digest.name == name or (digest_id is not None and info.digest.id == digest_id):
+            return info
+    raise NotFound(f"there is no recurring digest {name if name is not None else digest_id!r}")
+
+
+def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
+    """A stored digest's next occurrence as the worker would compose it (its own sources, template,
+    subject and selection, only articles not sent before), cached until a local source or the
+    template changes, the digest runs or changes, or ``refresh`` (which fetches feeds again)."""
+    from ..errors import NewsletterError
+    from ..schedule.cron import get_zone
+    from ..schedule.digests import preview_digest
+
+    d = info.digest
+    local = [s for s in d.sources if "://" not in s] + ([d.template_dir] if d.template_dir else [])
+    key = (pv.fingerprint(local), d.updated_at, d.last_run_at, d.articles_sent, d.next_run_at)
+    cache = st.preview_cache.setdefault("digests", {})
+    hit = cache.get(d.id)
+    if hit is not None and hit[0] == key and not refresh:
+        return hit[1]
+    label = f"recurring digest {d.name}"
+    try:
+        p = preview_digest(st.engine, st.config, d.name)
+    except NewsletterError as e:
+        doc = pv.PreviewDoc(label=label, subject="", preheader="", html="", text="", error=str(e))
+    else:
+        when = p.when.astimezone(get_zone(p.timezone))
+        label = f"recurring digest {d.name}, occurrence {when:%Y-%m-%d %H:%M %Z}"
+        if p.digest is None:
+            doc = pv.PreviewDoc(label=label, subject="", preheader="", html="", text="",
+                                error=p.problem or "nothing to show", warnings=p.warnings)
+        else:
+            p.digest.warnings = ([p.problem] if p.problem else []) + p.warnings
+            doc = pv.from_digest(p.digest, label, campaign_id=None)
+    cache[d.id] = (key, doc)
+    return doc
+
+
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     """Send the previewed digest to one address: a campaign through the dispatcher's test send,
     a digest composed from the sources through its one-off send (sample merge values)."""
