@@ -123,6 +123,23 @@ def test_tempfail_beyond_max_attempts_fails(env, smtp_server_factory):
         assert all("gave up after 2 attempts" in r.last_reply for r in q.delivery_rows(conn, c.id))
 
 
+def test_retry_time_starts_at_the_first_try_later_not_when_the_ledger_was_made(env_any, smtp_server_factory):
+    """A campaign paused for three days before anyone was tried: its copies still get the whole
+    retry_max_age of retries from their first 4xx, instead of failing at once."""
+    engine, config = env_any
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(tempfail_first=1)
+    c = make_campaign(engine, config)
+    with engine.begin() as conn:  # the ledger, made three days ago (the campaign was then paused)
+        q.create_ledger(conn, c.id, now=q.utcnow() - timedelta(days=3))
+        conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(ledger_created_at=q.utcnow() - timedelta(days=3)))
+    s = send_campaign(engine, c.id, config, smtp=srv.url)
+    assert s.status == "finished" and s.counts == {"sent": 3}, s
+    with engine.begin() as conn:
+        rows = conn.execute(select(q.deliveries).where(q.deliveries.c.campaign_id == c.id)).all()
+    assert {r.attempts for r in rows} == {2} and all(r.first_deferred_at is not None for r in rows)
+
+
 def _simulate(config, outage_s: float, now0: datetime) -> tuple[str, int, float]:
     """One copy retried by the sender's policy against a server answering 4xx for ``outage_s``:
     (final state, attempts, seconds from the first attempt to that outcome), on a simulated clock."""

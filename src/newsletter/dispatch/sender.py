@@ -272,7 +272,7 @@ class _Item:
     id: int
     recipient: Recipient
     attempts: int
-    created_at: datetime
+    first_deferred_at: datetime | None  # its first "try later", if any
     checked_at: float = 0.0  # time.monotonic() when the subscriber was last seen still wanting it
 
 
@@ -346,7 +346,7 @@ class _Run:
         state, reply = outcome.state, outcome.reply
         nxt = None
         if state == "deferred":
-            state, reply, nxt = retry_decision(self.config, attempts, item.created_at, reply)
+            state, reply, nxt = retry_decision(self.config, attempts, item.first_deferred_at or utcnow(), reply)
         with self.lock:
             self.uncommitted += 1
             if state == "sent":
@@ -376,18 +376,19 @@ class _Run:
                     self.stop_all.set()
 
 
-def retry_decision(config: Config, attempts: int, created_at: datetime, reply: str,
+def retry_decision(config: Config, attempts: int, since: datetime, reply: str,
                    now: datetime | None = None) -> tuple[str, str, datetime | None]:
     """What becomes of a copy that was just deferred (4xx, dropped connection, timeout) after
     ``attempts`` tries: ``("deferred", reply, next_attempt_at)`` or ``("failed", why, None)``.
 
-    The age is the limit: retries go on until ``retry_max_age`` after the copy entered the ledger
-    (2 days by default), ``retry_base`` apart at first and doubling up to ``retry_max_delay`` (an
+    The age is the limit: retries go on until ``retry_max_age`` after ``since``, the copy's first
+    temporary failure (2 days by default; a campaign paused for a week before it was tried does
+    not eat into them), ``retry_base`` apart at first and doubling up to ``retry_max_delay`` (an
     hour), with equal jitter; the last retry is due no later than the deadline itself.
     ``max_attempts`` (default 100: with the default delays, at least about two days of retries) is
     only a backstop."""
     now = now or utcnow()
-    age = (now - created_at).total_seconds()
+    age = (now - since).total_seconds()
     if age >= config.retry_max_age:
         return "failed", f"gave up after {int(age)} s of retries ({attempts} attempts): {reply}", None
     if attempts >= config.max_attempts:
@@ -777,7 +778,7 @@ def send_campaign(
                     rows = []
             for r in rows:
                 run.queue.put(_Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "",
-                                                    r.attributes or {}), r.attempts, r.created_at,
+                                                    r.attributes or {}), r.attempts, r.first_deferred_at,
                                     time.monotonic()))
             if rows or ids:
                 continue

@@ -128,3 +128,5 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # The first "try later" (4xx, dropped connection, timeout): retries go on until retry_max_age after it.
+    first_deferred_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)

@@ -227,7 +227,7 @@ def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
     q = (
         select(
             deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.list_id, deliveries.c.email,
-            deliveries.c.attempts, deliveries.c.created_at, subscribers.c.name, subscribers.c.attributes,
+            deliveries.c.attempts, deliveries.c.first_deferred_at, subscribers.c.name, subscribers.c.attributes,
         )
         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
         .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed")
@@ -264,6 +264,7 @@ _mark_result = (
         state=bindparam("b_state"), last_reply=bindparam("b_reply"), message_id=bindparam("b_msgid"),
         server=bindparam("b_server"), next_attempt_at=bindparam("b_next"), sent_at=bindparam("b_sent"),
         updated_at=bindparam("b_now"), worker_id=None,
+        first_deferred_at=func.coalesce(deliveries.c.first_deferred_at, bindparam("b_first")),
     )
 )
 
@@ -281,6 +282,7 @@ def mark_results(conn: Connection, results: Iterable[dict], now: datetime | None
             "b_msgid": r.get("message_id"), "b_server": r.get("server"),
             "b_next": r.get("next_attempt_at") if r["state"] == "deferred" else None,
             "b_sent": now if r["state"] == "sent" else None, "b_now": now,
+            "b_first": now if r["state"] == "deferred" else None,
         }
         for r in results
     ]
@@ -457,7 +459,8 @@ def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterab
 # --- the per-message hot path -----------------------------------------------------------------
 _RESULT_SQL = (
     "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
-    "sent_at={p}, updated_at={p}, worker_id=NULL WHERE id={p} AND state='sending'"
+    "sent_at={p}, updated_at={p}, worker_id=NULL, first_deferred_at=COALESCE(first_deferred_at, {p}) "
+    "WHERE id={p} AND state='sending'"
 )
 _SENDING_SQL = (
     "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at={p} "
@@ -484,7 +487,7 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
             cur.executemany(_RESULT_SQL.format(p=p), [
                 (r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
                  ts(r.get("next_attempt_at")) if r["state"] == "deferred" and r.get("next_attempt_at") else None,
-                 stamp if r["state"] == "sent" else None, stamp, r["id"])
+                 stamp if r["state"] == "sent" else None, stamp, stamp if r["state"] == "deferred" else None, r["id"])
                 for r in results
             ])
         if sending:
