@@ -246,6 +246,41 @@ def test_a_campaign_cancelled_before_its_time_never_goes_out(sqlite_url, tmp_pat
     assert not (tmp_path / "outbox").exists() and get_campaign(engine, cid).status == "cancelled"
 
 
+def test_a_campaign_paused_before_its_time_waits_and_resume_puts_it_back_on_schedule(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    assert pause_campaign(engine, cid).status == "paused"
+    run_worker(engine, config, once=True, now=paris(2026, 12, 1, 9))
+    assert not (tmp_path / "outbox").exists() and get_campaign(engine, cid).status == "paused"
+    c = resume_campaign(engine, cid)
+    assert c.status == "scheduled" and c.scheduled_at == datetime(2026, 12, 1, 7, tzinfo=UTC)
+    run_worker(engine, config, once=True, now=paris(2026, 12, 1, 9, 1))
+    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 2 and get_campaign(engine, cid).status == "finished"
+
+
+def test_send_refuses_a_campaign_scheduled_for_later_unless_told_now(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path)
+    cid = draft_campaign(engine, config)
+    schedule_campaign_at(engine, cid, "2030-01-01 08:00", "Europe/Paris")
+    out = tmp_path / "sent"
+    p = newsletter("send", str(cid), "--outbox", str(out), url=sqlite_url)
+    assert p.returncode == 1 and f"campaign {cid} is scheduled for 2030-01-01T07:00:00+00:00" in p.stderr
+    assert f"newsletter send {cid} --now" in p.stderr and "Traceback" not in p.stderr
+    p = newsletter("campaigns", "resume", str(cid), "--outbox", str(out), url=sqlite_url)
+    assert p.returncode == 1 and "--now" in p.stderr
+    assert not out.exists() and get_campaign(engine, cid).status == "scheduled"
+    p = newsletter("campaigns", "pause", str(cid), url=sqlite_url)
+    assert p.returncode == 0 and get_campaign(engine, cid).status == "paused"
+    p = newsletter("campaigns", "resume", str(cid), url=sqlite_url)
+    assert p.returncode == 0 and "scheduled again for 2030-01-01T07:00:00+00:00" in p.stdout
+    p = newsletter("send", str(cid), "--now", "--outbox", str(out), url=sqlite_url)
+    assert p.returncode == 0, p.stderr
+    assert len(list(out.rglob("*.eml"))) == 2 and get_campaign(engine, cid).status == "finished"
+
+
 def test_pause_during_sending_stops_it_and_resume_finishes_with_one_copy_each(sqlite_url, tmp_path):
     engine = setup_db(sqlite_url, 60)
     config = config_for(sqlite_url, tmp_path)

@@ -205,7 +205,7 @@ def resume_command(
     c = get_campaign(engine, campaign)
     if c.status not in ("paused", "running"):  # a draft would be sent whole by a mistyped id
         hint = {"draft": f"; start it with `newsletter send {c.id}`",
-                "scheduled": "; a worker starts it at its time",
+                "scheduled": f"; a worker starts it at its time (`newsletter send {c.id} --now` sends it now)",
                 "finished": f"; `newsletter send {c.id} --resend-ambiguous` resends copies a crash left ambiguous"}
         raise StateError(f"campaign {c.id} is {c.status}: only a paused or running campaign can be resumed"
                          + hint.get(c.status, ""))
@@ -214,7 +214,10 @@ def resume_command(
 
         check_public_links(config, make_transports(config, smtp=smtp, outbox=str(outbox) if outbox else None))
     if c.status == "paused":
-        resume_campaign(engine, c.id)
+        c = resume_campaign(engine, c.id)
+        if c.status == "scheduled":  # it was paused before its time: a worker starts it then
+            typer.echo(f"campaign {c.id} is scheduled again for {c.scheduled_at.isoformat()}")
+            return
     if no_send:
         typer.echo(f"campaign {c.id} is running")
         return
@@ -242,6 +245,7 @@ def send_command(
     test: Optional[str] = typer.Option(None, "--test", help="Send one \\[TEST] copy to this address only; the ledger is not touched."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="Summary as text (table) or json."),
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="Send over SMTP even though base_url is not https or is a loopback address (local tests; config allow_local_links)."),
+    now: bool = typer.Option(False, "--now", help="Send a scheduled campaign now, ahead of its time (it is refused otherwise)."),
 ) -> None:
     """Send a campaign once to every active subscriber of its lists (resumes where it stopped).
 
@@ -261,6 +265,10 @@ def send_command(
         r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
         typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
         return
+    if now:
+        from ..dispatch.campaigns import start_scheduled_now
+
+        start_scheduled_now(engine, campaign)
     _do_send(ctx, config, engine, campaign, smtp=smtp, tls=mode, outbox=outbox, rate=rate, concurrency=concurrency,
              resend_ambiguous=resend_ambiguous, fmt=fmt)
 

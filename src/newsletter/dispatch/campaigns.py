@@ -28,9 +28,9 @@ lists_t = MailingList.__table__
 # The one table of allowed moves. "finished → running" only happens to resend ambiguous copies.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "draft": ("scheduled", "running", "cancelled"),
-    "scheduled": ("draft", "running", "cancelled"),
+    "scheduled": ("draft", "running", "paused", "cancelled"),
     "running": ("paused", "finished", "cancelled"),
-    "paused": ("running", "cancelled"),
+    "paused": ("running", "scheduled", "cancelled"),  # back to scheduled: paused before it started
     "finished": ("running",),
     "cancelled": (),
 }
@@ -290,10 +290,21 @@ def pause_campaign(engine: Engine, campaign_id: int | str, reason: str = "paused
 
 
 def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
-    """Mark a paused campaign running again (a sender or worker then carries on)."""
+    """Mark a paused campaign running again (a sender or worker then carries on) — or, when it
+    was paused while scheduled, before it started, scheduled again for its time."""
     c = get_campaign(engine, campaign_id)
+    back_to = "scheduled" if c.started_at is None and c.scheduled_at is not None else "running"
     with transaction(engine) as conn:
-        transition(conn, c.id, "running", reason="", allow_from=("paused",))
+        transition(conn, c.id, back_to, reason="", allow_from=("paused",))
+    return get_campaign(engine, c.id)
+
+
+def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
+    """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
+    c = get_campaign(engine, campaign_id)
+    if c.status == "scheduled":
+        with transaction(engine) as conn:
+            transition(conn, c.id, "running", reason="", allow_from=("scheduled",))
     return get_campaign(engine, c.id)
 
 

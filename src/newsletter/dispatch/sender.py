@@ -638,6 +638,9 @@ def send_campaign(
     if campaign.status == "finished" and not resend_ambiguous:
         raise StateError(f"campaign {cid} is already finished (see `newsletter campaigns show {cid}`)")
     _refuse_user_pause(cid, campaign.status, campaign.status_reason)
+    if campaign.status == "scheduled" and campaign.scheduled_at is not None and campaign.scheduled_at > utcnow():
+        raise StateError(f"campaign {cid} is scheduled for {campaign.scheduled_at.isoformat()}: a `newsletter worker` "
+                         f"sends it then; to send it now, run `newsletter send {cid} --now`")
     concurrency = int(concurrency or config.concurrency or 1)
     if concurrency < 1 or concurrency > 256:
         raise ConfigError(f"concurrency {concurrency}: expected 1 to 256")
