@@ -126,7 +126,13 @@ def test_campaign_pages_schedule_and_cancel(client, engine, campaign):
     past = client.post(f"/admin/campaigns/{campaign.id}/schedule", data={"when": "2020-01-01T08:00", "csrf_token": t})
     assert past.status_code == 400 and "past" in past.text
     assert get_campaign(engine, campaign.id).scheduled_at == datetime(2031, 1, 2, 9, 30, tzinfo=timezone.utc)
-    assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 409  # not running
+    assert "Pause" in client.get(f"/admin/campaigns/{campaign.id}").text  # a scheduled campaign can be held
+    assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 303
+    assert get_campaign(engine, campaign.id).status == "paused"
+    page = client.get(f"/admin/campaigns/{campaign.id}").text
+    assert "Web version" not in page  # never sent: nothing in the archive
+    assert client.post(f"/admin/campaigns/{campaign.id}/resume", data={"csrf_token": t}).status_code == 303
+    assert get_campaign(engine, campaign.id).status == "scheduled"  # back on its schedule, not sent now
     assert client.post(f"/admin/campaigns/{campaign.id}/explode", data={"csrf_token": t}).status_code == 404
     assert client.post(f"/admin/campaigns/{campaign.id}/cancel", data={}).status_code == 403
     assert client.post(f"/admin/campaigns/{campaign.id}/cancel", data={"csrf_token": t}).status_code == 303
