@@ -1,12 +1,14 @@
 """Import subscribers from CSV or JSON Lines into a list: streaming, in batches, resumable.
 
 The file is read twice. The first pass only checks it (encoding, CSV structure, an email
-column) so a malformed file changes nothing. The second pass validates each address,
-merges duplicates, and writes each batch in one transaction with bulk
-``INSERT ... ON CONFLICT DO NOTHING``. Memory stays constant whatever the file size; a
-killed import leaves whole batches, and running it again finishes the job without
-duplicates. Nobody unsubscribed, bounced, complained or suppressed is re-subscribed
-unless ``resubscribe`` (fresh consent) is given — and suppression never yields.
+column) so a malformed file changes nothing. The second pass — in a child process for large
+files, so it runs on another core — validates each address and merges duplicates into batches;
+each batch is written in one transaction (SQLite: bulk statements on a JSON array of keys;
+PostgreSQL: one COPY into a temporary table, two batches at a time on two connections).
+Memory stays constant whatever the file size; a killed import leaves whole batches, and
+running it again finishes the job without duplicates. Nobody unsubscribed, bounced, complained
+or suppressed is re-subscribed unless ``resubscribe`` (fresh consent) is given — and
+suppression never yields.
 """
 
 from __future__ import annotations
