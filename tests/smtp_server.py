@@ -21,6 +21,8 @@ Behaviours (all may be changed on the running server through ``srv.behaviour``):
   closes the connection without answering (what a client sees when a server dies mid-DATA).
   ``drop_data_for``: only for these addresses (every time, not counted).
 - ``delay``: seconds to wait before answering each DATA; ``rcpt_delay`` before each RCPT.
+- ``hold``: a ``threading.Event``; each DATA waits (at most 60 s) until it is set, so a test can
+  check what happens while a message is still on its way, without timing anything.
 - ``auth=("user", "password")``: require AUTH (PLAIN/LOGIN) before MAIL; wrong logins get 535.
 - ``tls="starttls"`` or ``"implicit"``: offer STARTTLS / speak TLS from the first byte with a
   throw-away self-signed certificate (needs ``openssl`` on PATH); ``srv.client_context()``
@@ -96,6 +98,7 @@ class Behaviour:
     drop_data_for: set[str] = field(default_factory=set)
     delay: float = 0.0
     rcpt_delay: float = 0.0
+    hold: threading.Event | None = None
     auth: tuple[str, str] | None = None
 
     def rejects(self, addr: str) -> bool:
@@ -190,6 +193,11 @@ class _Handler:
         b = self.o.behaviour
         if b.delay:
             await asyncio.sleep(b.delay)
+        if b.hold is not None:
+            for _ in range(600):  # bounded: 60 s
+                if b.hold.is_set():
+                    break
+                await asyncio.sleep(0.1)
         data = envelope.original_content or envelope.content
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
