@@ -72,6 +72,13 @@ class Config:
     vimeo_oembed_url: str = "https://vimeo.com/api/oembed.json"  # "" turns Vimeo thumbnail lookups off
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
     trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
+    # --- fetch safety (issue 11) ---
+
+    # --- bounces, complaints and the feedback mailbox (issue 13) ---
+
+    # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
+
+    # --- secrets: environment only ---
     secret_key: str | None = field(default=None, repr=False)
     admin_password: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
