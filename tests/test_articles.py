@@ -427,18 +427,17 @@ def test_front_matter_text_is_plain_text_and_heading_titles_lose_their_markup():
     assert md("# Hello *world* and `code`\n\nBody text.").title == "Hello world and code"
 
 
-def test_readme_documents_every_option_of_the_articles_command():
+def test_docs_document_every_option_of_the_articles_command():
     import typer
 
     from newsletter.cli import app
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## Articles and sources", 1)[1].split("<!-- section: articles -->", 1)[0]
+    section = (Path(__file__).parent.parent / "docs" / "articles.md").read_text()
     command = typer.main.get_command(app).commands["articles"]
     options = [o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"]
     assert {"--since", "--format", "--strict"} <= set(options)
     for option in options:
-        assert f"`{option}" in section, f"{option} is not documented in the README's articles section"
+        assert f"`{option}" in section, f"{option} is not documented in docs/articles.md"
 
 
 def test_cli_unknown_time_zone_is_a_config_error():

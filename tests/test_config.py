@@ -46,14 +46,3 @@ def test_named_smtp_servers_take_passwords_from_env(tmp_path):
     with pytest.raises(ConfigError, match="not configured"):
         cfg.smtp_server("other")
 
-
-def test_every_config_key_is_documented_in_the_readme():
-    import dataclasses
-
-    from conftest import REPO
-    from newsletter.config import Config
-
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    secret = {"secret_key", "admin_password", "admin_token", "config_path", "smtp"}
-    missing = [f.name for f in dataclasses.fields(Config) if f.name not in secret and f"`{f.name}`" not in readme]
-    assert not missing, f"README's Configuration table lacks {missing}"

@@ -28,9 +28,8 @@ def commands():
     yield "worker", root.commands["worker"]
 
 
-def test_readme_documents_every_scheduling_command_and_option():
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Scheduling and workers"): readme.index("<!-- section: schedule -->")]
+def test_manual_documents_every_scheduling_command_and_option():
+    section = (REPO / "docs" / "scheduling.md").read_text()
     for name, cmd in commands():
         assert f"newsletter {name}" in section or f"`{name.split()[-1]} NAME`" in section, name
         options = [o for p in cmd.params for o in p.opts if o.startswith("--") and o != "--help"]

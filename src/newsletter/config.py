@@ -36,39 +36,38 @@ class SMTPServer:
 class Config:
     """Everything the library needs to know about this installation."""
 
-    database_url: str = "sqlite:///newsletter.db"
-    newsletter_name: str = "The Weekly Dispatch"
-    site_url: str = "https://example.org"
-    base_url: str = "http://127.0.0.1:8000"
-    from_address: str = "The Weekly Dispatch <newsletter@example.org>"
-    reply_to: str | None = None
-    asset_base_url: str | None = None
-    template_dir: str | None = None
-    sources: list[str] = field(default_factory=list)
-    outbox: str = "outbox"
-    smtp: dict[str, SMTPServer] = field(default_factory=dict)
-    default_smtp: str | None = None
-    rate: str | None = None
-    concurrency: int = 4
+    database_url: str = "sqlite:///newsletter.db"  # SQLite file or postgresql+psycopg://user@host:5432/db (also --db)
+    newsletter_name: str = "The Weekly Dispatch"  # masthead and default subject of the digest
+    site_url: str = "https://example.org"  # link base for Markdown articles without url, and the fetch User-Agent
+    base_url: str = "http://127.0.0.1:8000"  # public address of `newsletter serve`: unsubscribe, confirm, web-version links
+    from_address: str = "The Weekly Dispatch <newsletter@example.org>"  # From of digests and campaigns (env NEWSLETTER_FROM too)
+    reply_to: str | None = None  # Reply-To of campaigns
+    asset_base_url: str | None = None  # where out/assets/ is published; without it mailed campaigns embed thumbnails as CID parts
+    template_dir: str | None = None  # your own digest templates (see Composing a digest)
+    sources: list[str] = field(default_factory=list)  # article sources used when compose gets none, and by the web preview
+    outbox: str = "outbox"  # folder of .eml files, the transport when no SMTP server is configured
+    smtp: dict[str, SMTPServer] = field(default_factory=dict)  # named SMTP servers, [smtp.NAME] tables (url, tls, user, rate, max_connections)
+    default_smtp: str | None = None  # which [smtp.NAME] server send uses by default
+    rate: str | None = None  # default send rate, e.g. 20/s, 600/m, 10000/h
+    concurrency: int = 4  # SMTP connections per sending process
     max_attempts: int = 100  # a backstop only: retry_max_age is the limit (100 retries take about 2 days or more)
-    # dispatch (owner D): retries, timeouts, headers
     retry_base: float = 60.0  # first retry after about this many seconds, doubling each time
-    retry_max_delay: float = 3600.0  # ... up to this
-    retry_max_age: float = 172800.0  # a deferred copy is retried until this long after sending started
+    retry_max_delay: float = 3600.0  # longest wait between two retries of a deferred copy (seconds)
+    retry_max_age: float = 172800.0  # a deferred copy is retried until this long after its first temporary failure
     max_connection_failures: int = 5  # consecutive connection failures before a campaign auto-pauses
-    smtp_timeout: float = 30.0
+    smtp_timeout: float = 30.0  # seconds for every SMTP step
     rate_window: str | None = None  # provider quotas as sliding windows, e.g. "500/h,2000/d"
     precedence: str | None = None  # "bulk" adds Precedence: bulk (off by default)
     unsubscribe_mailto: str | None = None  # mailto target in List-Unsubscribe (default: reply-to or from)
     bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
     allow_local_links: bool = False  # let SMTP sends carry links to a non-https or loopback base_url
-    timezone: str = "UTC"
-    dkim_key_file: str | None = None
-    dkim_selector: str | None = None
-    dkim_domain: str | None = None
-    poll_interval: float = 5.0
-    fetch_timeout: float = 10.0
-    fetch_max_bytes: int = 10 * 1024 * 1024
+    timezone: str = "UTC"  # time zone for naive article dates, --since DATE, scheduling defaults
+    dkim_key_file: str | None = None  # DKIM private key (PEM); signing needs dkim_key_file, dkim_selector and dkim_domain
+    dkim_selector: str | None = None  # DKIM selector (s=)
+    dkim_domain: str | None = None  # DKIM signing domain (d=)
+    poll_interval: float = 5.0  # seconds between `newsletter worker` passes
+    fetch_timeout: float = 10.0  # seconds allowed for fetching one feed or page
+    fetch_max_bytes: int = 10 * 1024 * 1024  # largest feed or page fetched
     vimeo_oembed_url: str = "https://vimeo.com/api/oembed.json"  # "" turns Vimeo thumbnail lookups off
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
     trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
@@ -79,10 +78,10 @@ class Config:
     # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
 
     # --- secrets: environment only ---
-    secret_key: str | None = field(default=None, repr=False)
-    admin_password: str | None = field(default=None, repr=False)
-    admin_token: str | None = field(default=None, repr=False)
-    config_path: str | None = None
+    secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)
+    admin_password: str | None = field(default=None, repr=False)  # web admin password (env NEWSLETTER_ADMIN_PASSWORD only)
+    admin_token: str | None = field(default=None, repr=False)  # bearer token for the REST API (env NEWSLETTER_ADMIN_TOKEN only)
+    config_path: str | None = None  # the TOML file this config was read from (set by load_config)
 
     def smtp_server(self, name: str | None = None) -> SMTPServer:
         """Return the named SMTP server, or the default one (a local catcher if none is configured)."""

@@ -38,4 +38,5 @@ def demo(
     out(f"3. Campaign {r.campaign_id} sent through the ledger: {s.counts.get('sent', 0)} sent, "
         f"{s.counts.get('failed', 0)} failed, {s.counts.get('deferred', 0)} deferred in {s.elapsed:.2f} s")
     out(f"   one .eml per recipient in {r.outbox}/")
-    out(f"Next: open {r.digest_dir}/digest.html in a browser, or `newsletter --db sqlite:///{r.database} campaigns show {r.campaign_id}`.")
+    out(f"Next: `newsletter --db sqlite:///{r.database} serve` and open "
+        f"http://127.0.0.1:8000/admin/preview?campaign={r.campaign_id}, or open {r.digest_dir}/digest.html in a browser.")

@@ -123,7 +123,7 @@ SHOW_WARNINGS = 5  # per occurrence in `digests show`; --format json has them al
 @digests_app.command("show")
 def digests_show(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., help="The digest's name (see `newsletter digests list`)."),
     runs: int = typer.Option(10, "--runs", help="How many recent occurrences to show."),
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
@@ -157,7 +157,7 @@ def digests_show(
 
 
 @digests_app.command("pause")
-def digests_pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def digests_pause(ctx: typer.Context, name: str = typer.Argument(..., help="The digest's name (see `newsletter digests list`).")) -> None:
     """Stop running a digest's occurrences (those falling while paused are never sent)."""
     from ..schedule.digests import pause_digest
 
@@ -166,7 +166,7 @@ def digests_pause(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 @digests_app.command("resume")
-def digests_resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def digests_resume(ctx: typer.Context, name: str = typer.Argument(..., help="The digest's name (see `newsletter digests list`).")) -> None:
     """Run a paused digest again from its next occurrence."""
     from ..schedule.digests import resume_digest
 
@@ -175,7 +175,7 @@ def digests_resume(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 
 @digests_app.command("remove")
-def digests_remove(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+def digests_remove(ctx: typer.Context, name: str = typer.Argument(..., help="The digest's name (see `newsletter digests list`).")) -> None:
     """Delete a digest and its run history (campaigns it created are kept)."""
     from ..schedule.digests import remove_digest
 
@@ -186,7 +186,7 @@ def digests_remove(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @digests_app.command("run")
 def digests_run(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = typer.Argument(..., help="The digest's name (see `newsletter digests list`)."),
     now: bool = typer.Option(False, "--now", help="Required: run this occurrence immediately."),
     no_send: bool = typer.Option(False, "--no-send", help="Only create the campaign (scheduled for now); a worker sends it."),
     smtp: Optional[str] = typer.Option(None, "--smtp", help="As for `newsletter send`: URL, a configured smtp server name, or a,b."),
