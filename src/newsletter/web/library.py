@@ -144,21 +144,6 @@ def unsubscribe_chosen(st, token: str, chosen_ids: list[str]):
     return info, left
 
 
-def archive_issues(st) -> list[Any]:
-    from ..dispatch.campaigns import archived_campaigns
-
-    return archived_campaigns(st.engine)
-
-
-def archive_html(st, campaign_id: int, page_url: str) -> str:
-    """A sent issue's HTML with neutral values in the merge tags: no name, no address, and the
-    unsubscribe link pointing at this page instead of carrying anyone's token."""
-    from ..dispatch.campaigns import archived_campaign
-
-    campaign = archived_campaign(st.engine, campaign_id)
-    return pv.fill_merge_tags(campaign.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
-
-
 # --- admin: subscribers and lists -------------------------------------------------------------
 
 STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced", "complained")
