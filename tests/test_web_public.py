@@ -256,10 +256,28 @@ def test_token_for_a_list_the_person_is_not_on_is_404_and_changes_nothing(client
     assert lists_of(engine, "one@example.com") == {"weekly": "active"}
 
 
-def test_archive_hides_unsent_campaigns(client):
-    assert_clean_error(client.get("/archive/1"), 404)
+def test_archive_shows_sent_campaigns_only_and_no_readers_data(client, config, engine, tmp_path):
+    from dispatch_helpers import FakeDigest
+
+    from newsletter.dispatch.campaigns import create_campaign
+    from newsletter.dispatch.sender import send_campaign
+
+    subs.add_subscriber(engine, "reader@example.com", list_slug="weekly", name="Reader Name")
+    draft = create_campaign(engine, FakeDigest(subject="Draft issue"), ["weekly"], config)
+    sent = create_campaign(engine, FakeDigest(subject="Sent issue"), ["weekly"], config)
+    summary = send_campaign(engine, sent.id, config, outbox=str(tmp_path / "outbox"))
+    assert summary.counts == {"sent": 1}
+
+    index = client.get("/archive/")
+    assert index.status_code == 200
+    assert "Sent issue" in index.text and "Draft issue" not in index.text
+    assert_clean_error(client.get(f"/archive/{draft.id}"), 404)
+    assert_clean_error(client.get("/archive/999"), 404)
     assert_clean_error(client.get("/archive/not-a-number"), 404)
-    assert client.get("/archive/").status_code == 200
+    page = client.get(f"/archive/{sent.id}")
+    assert page.status_code == 200
+    assert "A story about soil" in page.text
+    assert "reader@example.com" not in page.text and "Reader Name" not in page.text and "*|" not in page.text
 
 
 def test_signup_answers_the_same_when_the_mail_server_refuses_the_address(tmp_path, config, engine):
