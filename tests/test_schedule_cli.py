@@ -144,6 +144,7 @@ def test_digests_show_text_lists_each_runs_failed_sources(db, tmp_path, run):
 
     from newsletter.config import Config
     from newsletter.schedule import digests as dg
+    from newsletter.schedule import occurrences as occ
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,7 +157,7 @@ def test_digests_show_text_lists_each_runs_failed_sources(db, tmp_path, run):
     dg.add_digest(engine, config, dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
                                                 sources=[down, str(articles)], lists=["weekly"]),
                   now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))
-    [r] = dg.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc), retry_delays=(0,))
+    [r] = occ.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc), retry_delays=(0,))
     engine.dispose()
     assert r.status == "created"
     out = run("digests", "show", "weekly", url=db, cwd=tmp_path)

@@ -14,8 +14,9 @@ from sqlmodel import Session, select
 from newsletter.config import Config
 from newsletter.errors import InvalidInput, NotFound, RenderError, ScheduleError
 from newsletter.schedule import digests as dg
+from newsletter.schedule import occurrences as occ
 from newsletter.store.db import get_engine, upgrade
-from newsletter.store.digest_models import Digest, DigestRun
+from newsletter.store.digest_models import DigestRun, RecurringDigest
 from newsletter.store.lists import create_list
 
 UTC = timezone.utc
@@ -85,7 +86,7 @@ def runs(engine) -> list[DigestRun]:
 
 def digest_count(engine) -> int:
     with Session(engine) as s:
-        return len(s.exec(select(Digest)).all())
+        return len(s.exec(select(RecurringDigest)).all())
 
 
 CREATED = paris(2026, 11, 24, 12, 0)  # a Tuesday; the first occurrence is Monday 30 November 08:00
@@ -138,7 +139,7 @@ def test_unknown_digest_names_are_not_found(engine):
 
 def test_remove_deletes_the_digest_and_its_history(engine, config, articles):
     dg.add_digest(engine, config, spec(articles), now=CREATED)
-    dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
     assert len(runs(engine)) == 1
     dg.remove_digest(engine, "weekly")
     assert digest_count(engine) == 0 and runs(engine) == []
@@ -149,13 +150,13 @@ def test_remove_deletes_the_digest_and_its_history(engine, config, articles):
 @both_databases
 def test_an_occurrence_with_nothing_new_is_recorded_as_skipped(engine, config, articles):
     dg.add_digest(engine, config, spec(articles), now=CREATED)
-    assert dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 7, 59, 59)) == []
-    [result] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 3))
+    assert occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 7, 59, 59)) == []
+    [result] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 3))
     assert result.status == "skipped" and "nothing new" in result.reason and result.campaign_id is None
     [run] = runs(engine)
     assert run.status == "skipped" and run.scheduled_for == paris(2026, 11, 30, 8, 0)
     # Another pass a few seconds later (or a second worker) finds nothing due.
-    assert dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 9)) == []
+    assert occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 9)) == []
     info = dg.show_digest(engine, "weekly")
     assert info.next_run_local.isoformat() == "2026-12-07T08:00:00+01:00" and info.digest.articles_sent == 0
 
@@ -163,7 +164,7 @@ def test_an_occurrence_with_nothing_new_is_recorded_as_skipped(engine, config, a
 def test_fewer_new_articles_than_min_articles_skips(engine, config, articles):
     write_article(articles, "lonely-story", paris(2026, 11, 27, 9))
     dg.add_digest(engine, config, spec(articles, min_articles=2), now=CREATED)
-    [result] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 1))
+    [result] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 1))
     assert result.status == "skipped" and "fewer than min_articles 2" in result.reason
 
 
@@ -176,17 +177,17 @@ def test_fewer_new_articles_than_min_articles_skips(engine, config, articles):
 def test_catch_up_after_downtime(engine, config, articles, policy, expected):
     dg.add_digest(engine, config, spec(articles, catch_up=policy), now=CREATED)
     back = paris(2026, 12, 21, 10, 30)  # the worker was down for four Mondays
-    done = dg.run_due_digests(engine, config, now=back)
+    done = occ.run_due_digests(engine, config, now=back)
     assert [r.scheduled_for.astimezone(PARIS).date().isoformat() for r in done] == expected
     assert [r.scheduled_for.astimezone(PARIS).date().isoformat() for r in runs(engine)] == expected
     # Whatever the policy, the schedule moves on to the next Monday and nothing more is due now.
     assert dg.show_digest(engine, "weekly").next_run_local.date().isoformat() == "2026-12-28"
-    assert dg.run_due_digests(engine, config, now=back + timedelta(minutes=1)) == []
+    assert occ.run_due_digests(engine, config, now=back + timedelta(minutes=1)) == []
 
 
 def test_the_workers_catch_up_flag_overrides_the_digests_policy(engine, config, articles):
     dg.add_digest(engine, config, spec(articles, catch_up="all"), now=CREATED)
-    done = dg.run_due_digests(engine, config, now=paris(2026, 12, 21, 10, 30), catch_up="none")
+    done = occ.run_due_digests(engine, config, now=paris(2026, 12, 21, 10, 30), catch_up="none")
     assert done == []
 
 
@@ -196,19 +197,19 @@ def test_paused_digests_do_not_run_and_resume_passes_over_the_paused_weeks(engin
     assert info.digest.paused and info.next_run is None
     with pytest.raises(InvalidInput, match="already paused"):
         dg.pause_digest(engine, "weekly")
-    assert dg.run_due_digests(engine, config, now=paris(2026, 12, 8, 9)) == []
+    assert occ.run_due_digests(engine, config, now=paris(2026, 12, 8, 9)) == []
     info = dg.resume_digest(engine, "weekly", now=paris(2026, 12, 8, 9))
     assert info.next_run_local.isoformat() == "2026-12-14T08:00:00+01:00"
-    assert dg.run_due_digests(engine, config, now=paris(2026, 12, 8, 9, 1)) == []
-    assert len(dg.run_due_digests(engine, config, now=paris(2026, 12, 14, 8, 0, 2))) == 1
+    assert occ.run_due_digests(engine, config, now=paris(2026, 12, 8, 9, 1)) == []
+    assert len(occ.run_due_digests(engine, config, now=paris(2026, 12, 14, 8, 0, 2))) == 1
 
 
 def test_a_spring_forward_0230_digest_runs_once_at_0300(engine, config, articles):
     dg.add_digest(engine, config, spec(articles, schedule="30 2 * * SUN"), now=paris(2026, 3, 25, 12))
-    assert dg.run_due_digests(engine, config, now=paris(2026, 3, 29, 1, 59)) == []
-    [r] = dg.run_due_digests(engine, config, now=datetime(2026, 3, 29, 1, 0, 1, tzinfo=UTC))  # 03:00:01+02:00
+    assert occ.run_due_digests(engine, config, now=paris(2026, 3, 29, 1, 59)) == []
+    [r] = occ.run_due_digests(engine, config, now=datetime(2026, 3, 29, 1, 0, 1, tzinfo=UTC))  # 03:00:01+02:00
     assert r.scheduled_for.astimezone(PARIS).isoformat() == "2026-03-29T03:00:00+02:00"
-    assert dg.run_due_digests(engine, config, now=paris(2026, 3, 29, 3, 45)) == []
+    assert occ.run_due_digests(engine, config, now=paris(2026, 3, 29, 3, 45)) == []
 
 
 @both_databases
@@ -216,8 +217,8 @@ def test_a_fall_back_0230_digest_runs_once(engine, config, articles):
     dg.add_digest(engine, config, spec(articles, schedule="30 2 * * SUN"), now=paris(2026, 10, 20, 12))
     first = datetime(2026, 10, 25, 0, 30, 1, tzinfo=UTC)  # 02:30:01+02:00
     second = datetime(2026, 10, 25, 1, 30, 1, tzinfo=UTC)  # 02:30:01+01:00, the repeated hour
-    assert len(dg.run_due_digests(engine, config, now=first)) == 1
-    assert dg.run_due_digests(engine, config, now=second) == []
+    assert len(occ.run_due_digests(engine, config, now=first)) == 1
+    assert occ.run_due_digests(engine, config, now=second) == []
     assert len(runs(engine)) == 1
 
 
@@ -261,7 +262,7 @@ def test_a_source_that_fails_is_retried_within_the_occurrence(config, flaky_feed
     handler, url = flaky_feed
     handler.fail_first = 2
     slept = []
-    loaded = dg.load_with_retries([url], config, delays=(0.5, 2.0), sleep=slept.append)
+    loaded = occ.load_with_retries([url], config, delays=(0.5, 2.0), sleep=slept.append)
     assert handler.calls == 3 and slept == [0.5, 2.0]
     assert [a.title for a in loaded.articles] == ["Tide tables now printed on the pier gates"] and loaded.failed == []
 
@@ -270,7 +271,7 @@ def test_a_source_still_failing_is_reported_and_the_others_are_used(config, flak
     handler, url = flaky_feed
     handler.fail_first = 99
     write_article(articles, "quay-lights", paris(2026, 12, 3, 9))
-    loaded = dg.load_with_retries([url, str(articles)], config, delays=(0, 0), sleep=lambda s: None)
+    loaded = occ.load_with_retries([url, str(articles)], config, delays=(0, 0), sleep=lambda s: None)
     assert handler.calls == 3 and loaded.failed == [url]
     assert sorted(a.title for a in loaded.articles) == ["Old News", "Quay Lights"]
     assert any("failed after 3 attempt(s)" in w and url in w for w in loaded.warnings)
@@ -280,7 +281,7 @@ def test_an_occurrence_whose_every_source_fails_is_recorded_as_failed(engine, co
     handler, url = flaky_feed
     handler.fail_first = 99
     dg.add_digest(engine, config, spec(Path("unused"), sources=[url]), now=CREATED)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
     assert r.status == "failed" and "every source failed" in r.reason and handler.calls == 2
     assert runs(engine)[0].status == "failed"
 
@@ -290,7 +291,7 @@ def test_under_min_articles_because_a_source_failed_is_skipped_and_says_so(engin
     handler.fail_first = 99
     write_article(articles, "quay-lights", paris(2026, 11, 27, 9))
     dg.add_digest(engine, config, spec(articles, sources=[url, str(articles)], min_articles=2), now=CREATED)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
     assert r.status == "skipped" and "1 source(s) failed" in r.reason
     assert any(url in w for w in r.warnings)
 
@@ -310,7 +311,7 @@ def test_a_stop_request_while_retrying_a_source_leaves_the_occurrence_for_the_ne
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()  # SIGTERM arrives while the occurrence waits to retry
     events: list[str] = []
-    done = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(60, 60),
+    done = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(60, 60),
                               stop_event=stop, on_event=events.append)
     assert done == [] and runs(engine) == [] and "left for the next pass" in events[-1]
     assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-11-30T08:00:00+01:00"
@@ -323,7 +324,7 @@ def test_a_template_that_fails_to_render_records_a_failed_occurrence_and_moves_o
     (template / "digest.txt").write_text("{{ no_such_variable }}\n")
     write_article(articles, "quay-lights", paris(2026, 11, 27, 9))
     dg.add_digest(engine, config, spec(articles, template_dir=str(template)), now=CREATED)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4))
     assert r.status == "failed" and r.reason.startswith("rendering failed") and "no_such_variable" in r.reason
     assert dg.show_digest(engine, "weekly").next_run_local.isoformat() == "2026-12-07T08:00:00+01:00"
 
@@ -342,7 +343,7 @@ def test_a_failed_source_is_in_the_workers_log_line(engine, config, articles):
     write_article(articles, "quay-lights", paris(2026, 11, 27, 9))
     dg.add_digest(engine, config, spec(articles, sources=[down, str(articles)]), now=CREATED)
     lines: list[str] = []
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,), on_event=lines.append)
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,), on_event=lines.append)
     assert r.status == "created"
     [line] = [x for x in lines if x.startswith("digest 'weekly'")]
     assert "campaign" in line and "warning: source failed after 2 attempt(s)" in line and down in line
@@ -350,10 +351,10 @@ def test_a_failed_source_is_in_the_workers_log_line(engine, config, articles):
     write_article(articles, "harbour-ferry", paris(2026, 12, 2, 9))
     dg.remove_digest(engine, "weekly")
     dg.add_digest(engine, config, spec(articles, sources=[down, str(articles)], min_articles=5), now=CREATED)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
     assert r.status == "skipped" and down in r.line() and "1 source(s) failed" in r.line()
     # Every source down: the reason already lists them; the line says each once.
     dg.remove_digest(engine, "weekly")
     dg.add_digest(engine, config, spec(articles, sources=[down]), now=CREATED)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 4), retry_delays=(0,))
     assert r.status == "failed" and r.line().count(down) == 1

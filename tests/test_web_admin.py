@@ -185,6 +185,7 @@ def test_preview_of_a_stored_recurring_digest_uses_its_own_sources_template_and_
     import shutil
 
     from newsletter.schedule import digests as dg
+    from newsletter.schedule import occurrences as occ
 
     articles = tmp_path / "harbour"
     articles.mkdir()
@@ -220,7 +221,7 @@ def test_preview_of_a_stored_recurring_digest_uses_its_own_sources_template_and_
     assert "[TEST] Harbour notes" in sent and "HARBOUR-TEMPLATE-MARK" in sent
 
     # Once an occurrence has sent them, the next one has nothing new: the preview says it would be skipped.
-    dg.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc))
+    occ.run_due_digests(engine, config, now=datetime(2026, 11, 30, 7, 0, 5, tzinfo=timezone.utc))
     page = client.get("/admin/preview", params={"digest": "harbour weekly"}).text
     assert "would be skipped" in page and "Quay Lights" not in page
     assert client.get("/admin/preview", params={"digest": "nope"}).status_code == 404

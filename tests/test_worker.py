@@ -25,6 +25,7 @@ from newsletter.config import Config
 from newsletter.dispatch.campaigns import cancel_campaign, create_campaign, get_campaign, pause_campaign, resume_campaign
 from newsletter.errors import NotFound, ScheduleError
 from newsletter.schedule import digests as dg
+from newsletter.schedule import occurrences as occ
 from newsletter.schedule.oneoff import schedule_campaign_at
 from newsletter.schedule.worker import run_worker
 from newsletter.store.db import get_engine, upgrade
@@ -169,7 +170,7 @@ def test_digests_run_now_composes_and_sends_immediately(sqlite_url, tmp_path):
         assert "campaign 1 created with 1 article(s)" in p.stdout and "sent 2" in p.stdout
         assert sorted(srv.recipient_counts().values()) == [1, 1]
         # Again right away: nothing new since the last run.
-        again = dg.run_digest_now(engine, config, "weekly")
+        again = occ.run_digest_now(engine, config, "weekly")
         assert again.status == "skipped" and "nothing new" in again.reason and len(srv.received()) == 2
 
 
@@ -180,8 +181,8 @@ def test_two_manual_runs_in_the_same_second_are_both_recorded(sqlite_url, tmp_pa
     at = datetime(2026, 11, 24, 23, 46, 27, tzinfo=UTC)
     write_article(articles, "library-late-hours", at - timedelta(days=1))
     weekly_digest(engine, config, articles)
-    first = dg.run_digest_now(engine, config, "weekly", now=at)
-    second = dg.run_digest_now(engine, config, "weekly", now=at.replace(microsecond=500))
+    first = occ.run_digest_now(engine, config, "weekly", now=at)
+    second = occ.run_digest_now(engine, config, "weekly", now=at.replace(microsecond=500))
     assert first.status == "created" and first.article_count == 1
     assert second.status == "skipped" and "nothing new" in second.reason
     assert second.scheduled_for == at + timedelta(seconds=1)
@@ -431,7 +432,7 @@ def test_digest_campaigns_carry_their_thumbnails_as_inline_images(sqlite_url, tm
     spec = dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris", sources=[str(source)],
                          lists=["weekly"])
     dg.add_digest(engine, config, spec, now=paris(2026, 11, 19, 12))
-    [run] = dg.run_due_digests(engine, config, now=paris(2026, 11, 23, 8, 0, 2))
+    [run] = occ.run_due_digests(engine, config, now=paris(2026, 11, 23, 8, 0, 2))
     assert run.status == "created" and run.article_count == 1
     campaign = get_campaign(engine, run.campaign_id)
     assert campaign.status == "scheduled" and campaign.meta["digest"] == "weekly"
@@ -523,7 +524,7 @@ def test_an_occurrence_recorded_meanwhile_by_another_process_creates_no_campaign
     articles = tmp_path / "articles"
     write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
     weekly_digest(engine, config, articles)
-    real = dg.load_with_retries
+    real = occ.load_with_retries
     when = paris(2026, 11, 30, 8, 0).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     def racing(*args, **kwargs):
@@ -534,8 +535,8 @@ def test_an_occurrence_recorded_meanwhile_by_another_process_creates_no_campaign
                 "started_at) values (1, ?, 'skipped', 0, 'other worker', '[]', 0, ?)", (when, when))
         return loaded
 
-    monkeypatch.setattr(dg, "load_with_retries", racing)
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    monkeypatch.setattr(occ, "load_with_retries", racing)
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
     assert r.status == "duplicate" and r.campaign_id is None
     assert count(engine, "digest_runs") == 1 and count(engine, "campaigns") == 0
     assert count(engine, "digest_sent_articles") == 0
@@ -553,7 +554,7 @@ def test_an_occurrence_whose_list_was_deleted_fails_and_leaves_nothing_half_made
     from newsletter.store.lists import delete_list
 
     delete_list(engine, "extra")
-    [r] = dg.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
     assert r.status == "failed" and r.campaign_id is None and "list" in r.reason
     assert count(engine, "campaigns") == 0 and count(engine, "digest_sent_articles") == 0
     assert [x.status for x in dg.show_digest(engine, "weekly").runs] == ["failed"]

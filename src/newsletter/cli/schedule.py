@@ -128,7 +128,8 @@ def digests_show(
     fmt: str = typer.Option("text", "--format", help="text or json."),
 ) -> None:
     """One digest's settings and its recent occurrences, each with its warnings (failed sources first)."""
-    from ..schedule.digests import SOURCE_FAILED, show_digest
+    from ..schedule.digests import show_digest
+    from ..schedule.occurrences import SOURCE_FAILED
 
     if fmt not in ("text", "json"):
         raise InvalidInput(f"--format {fmt!r}: expected text or json")
@@ -196,7 +197,7 @@ def digests_run(
     clock: Optional[str] = typer.Option(None, "--clock", help="Pretend the clock says this ISO instant (with offset)."),
 ) -> None:
     """Compose the new articles into this occurrence's campaign now and send it (sources are retried)."""
-    from ..schedule.digests import SOURCE_FAILED, run_digest_now
+    from ..schedule.occurrences import SOURCE_FAILED, run_digest_now
 
     if not now:
         raise InvalidInput("digests run needs --now (the schedule itself is run by `newsletter worker`)")

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import InvalidInput, NewsletterError, StateError
-from . import digests as dg
+from . import occurrences
 from .lock import WorkerLock
 
 UTC = timezone.utc
@@ -107,9 +107,9 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
 
     from ..store import queries as q
     from ..store.db import transaction
-    from ..store.digest_models import Digest
+    from ..store.digest_models import RecurringDigest
 
-    digests, campaigns = Digest.__table__, q.campaigns
+    digests, campaigns = RecurringDigest.__table__, q.campaigns
     with transaction(engine) as conn:
         name = conn.execute(select(digests.c.name).where(
             digests.c.paused == false(), digests.c.next_run_at.is_not(None),
@@ -199,7 +199,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     clock = clock or (lambda: datetime.now(UTC))
     served = {} if served is None else served
     try:
-        report.digest_runs.extend(dg.run_due_digests(engine, config, now=now, catch_up=catch_up,
+        report.digest_runs.extend(occurrences.run_due_digests(engine, config, now=now, catch_up=catch_up,
                                                      retry_delays=retry_delays, on_event=on_event,
                                                      stop_event=stop_event))
     except NewsletterError as e:
@@ -265,7 +265,7 @@ def run_worker(
     outbox: str | None = None,
     concurrency: int | None = None,
     rate: str | None = None,
-    retry_delays: Sequence[float] = dg.SOURCE_RETRY_DELAYS,
+    retry_delays: Sequence[float] = occurrences.SOURCE_RETRY_DELAYS,
     on_event: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     campaign_slice: float = 60.0,

@@ -18,11 +18,11 @@ from . import campaign_models  # noqa: F401  (digest_runs.campaign_id refers to 
 from .models import UtcDateTime, utcnow
 
 CATCH_UP_POLICIES = ("latest", "all", "none")
-# running: claimed, being composed/created (a crash leaves it here; see schedule.digests.recover_runs)
+# running: claimed, being composed/created (a crash leaves it here; see schedule.occurrences)
 RUN_STATUSES = ("running", "created", "skipped", "failed")
 
 
-class Digest(SQLModel, table=True):
+class RecurringDigest(SQLModel, table=True):
     """A recurring digest: where its articles come from, how they are chosen and rendered, who gets
     it and when. ``handled_until`` is the newest occurrence already dealt with (run, skipped or passed
     over); ``next_run_at`` the next one (NULL while paused) so that due digests are one indexed query."""

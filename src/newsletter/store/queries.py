@@ -506,9 +506,9 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     while the occurrence is composed and its campaign recorded, so no other worker runs the same
     digest meanwhile (SQLite ignores the clause: there, one worker runs at a time).
     ``exclude_ids`` are digests this pass already handled."""
-    from .digest_models import Digest
+    from .digest_models import RecurringDigest
 
-    digests = Digest.__table__
+    digests = RecurringDigest.__table__
     stmt = (
         select(digests.c.id)
         .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)

@@ -372,7 +372,7 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
     template changes, the digest runs or changes, or ``refresh`` (which fetches feeds again)."""
     from ..errors import NewsletterError
     from ..schedule.cron import get_zone
-    from ..schedule.digests import preview_digest
+    from ..schedule.occurrences import preview_digest
 
     d = info.digest
     local = [s for s in d.sources if "://" not in s] + ([d.template_dir] if d.template_dir else [])
