@@ -497,7 +497,7 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
         cur.close()
 
 
-# --- schedule (engineer E): recurring digests -----------------------------------------------------
+# --- schedule: recurring digests ------------------------------------------------------------------
 
 def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
     """The id of the most overdue active digest whose next run is at or before ``now``, row-locked

@@ -281,7 +281,7 @@ def schedule_campaign(st, campaign_id: int, when: str):
 
 
 def recurring_digests(st) -> list[Any]:
-    """The scheduled recurring digests (engineer E's schedule.digests), for the campaigns page."""
+    """The scheduled recurring digests, for the campaigns page."""
     from ..schedule.digests import list_digests
 
     return list_digests(st.engine)
