@@ -75,7 +75,7 @@ def db_url(request, tmp_path, _pg_reason) -> str:
     return request.getfixturevalue("pg_url")
 
 
-# --- SMTP test server fixtures (owner D; see tests/smtp_server.py) ---
+# --- SMTP test server fixtures (see tests/smtp_server.py) ---
 from smtp_server import smtp_server, smtp_server_factory  # noqa: E402,F401
 
 
