@@ -237,7 +237,9 @@ def test_subject_and_preheader_defaults_and_overrides(ten):
     assert ten.preheader.startswith("10 stories: Story 0")
     root = doc(ten)
     assert root.findtext(".//title") == ten.subject
-    hidden = root.xpath('//body/div[contains(@style,"display:none")]')[0].text_content()
+    [hidden_div] = root.xpath('//div[contains(@style,"display:none")]')
+    hidden = hidden_div.text_content()
+    assert "color" not in hidden_div.get("style")  # hidden by size, not by a colour like the background's
     assert hidden.startswith(ten.preheader) and hidden[len(ten.preheader):].strip("\u034f\u200c\xa0 ") == ""
     d = render([make_article(0)], Config(newsletter_name="Harbour Notes"), ComposeOptions(now=NOW, subject="Our week", preheader="Cranes!"))
     assert d.subject == "Our week" and d.preheader == "Cranes!"

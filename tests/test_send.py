@@ -715,3 +715,19 @@ def test_cancel_while_sending_skips_what_was_claimed(env, smtp_server_factory):
     assert s.status == "cancelled" and s.stopped == "cancelled"
     left = counts(engine, c.id)
     assert set(left) <= {"sent", "skipped"} and left["sent"] == len(srv.received()) < 60
+
+
+def test_a_copy_s_html_title_is_the_subject_it_is_sent_with(env, tmp_path):
+    """Filters flag a <title> that differs from the Subject (SpamAssassin HTML_TITLE_SUBJ_DIFF)."""
+    from dispatch_helpers import FakeDigest
+
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    digest = FakeDigest(html=FakeDigest().html.replace("<html>", "<html><head><title>The composed title</title></head>"))
+    c = make_campaign(engine, config, digest=digest, subject="Harbour <news> for *|NAME:reader|*")
+    send_campaign(engine, c.id, config, outbox=str(tmp_path / "out"))
+    [path] = list((tmp_path / "out").rglob("*.eml"))
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    html = msg.get_body(("html",)).get_content()
+    assert msg["Subject"] == "Harbour <news> for Reader 0"
+    assert "<title>Harbour &lt;news&gt; for Reader 0</title>" in html and "composed title" not in html

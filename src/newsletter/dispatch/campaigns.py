@@ -8,6 +8,8 @@ them on its next batch.
 
 from __future__ import annotations
 
+import html as _html
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -125,6 +127,17 @@ def _check_headers(subject: str, from_address: str, reply_to: str | None, header
         check_header_value(k, v)
 
 
+_TITLE = re.compile(r"<title>[^<]*</title>", re.I)
+
+
+def titled(html: str, subject: str) -> str:
+    """``html`` whose ``<title>`` is ``subject``: a copy's title must be the subject it is sent with
+    (a campaign's own subject, a digest's subject template), or filters flag the mismatch
+    (SpamAssassin's HTML_TITLE_SUBJ_DIFF). Merge tags in the subject are filled like the body's."""
+    escaped = _html.escape(subject, quote=False)
+    return _TITLE.sub(lambda _m: f"<title>{escaped}</title>", html, count=1)
+
+
 def create_campaign(
     engine: Engine,
     digest,
@@ -161,7 +174,8 @@ def create_campaign(
     from_address = from_address or config.from_address or getattr(digest, "from_address", "")
     reply_to = reply_to if reply_to is not None else (config.reply_to or getattr(digest, "reply_to", None))
     _check_headers(subject, from_address, reply_to, headers)
-    tags = find_tags(digest.html)
+    html = titled(digest.html, subject)
+    tags = find_tags(html)
     if not any("UNSUBSCRIBE_URL" in t.upper() for t in tags):
         raise InvalidInput("the digest HTML has no *|UNSUBSCRIBE_URL|* link: every newsletter must let readers leave")
     images = list(getattr(digest, "images", []) or [])
@@ -184,7 +198,7 @@ def create_campaign(
             list_ids.append(lid)
         res = conn.execute(q.campaigns.insert().values(
             name=name or subject, subject=subject, from_address=from_address, reply_to=reply_to,
-            preheader=getattr(digest, "preheader", "") or "", html=digest.html, text=digest.text or "",
+            preheader=getattr(digest, "preheader", "") or "", html=html, text=digest.text or "",
             headers=dict(headers or {}), meta=meta, status="draft", status_reason="",
             created_at=now, updated_at=now,
         ))
