@@ -57,8 +57,9 @@ def build_message(digest: Digest, *, to: str | None = None, message_id: str | No
     try:
         msg["Subject"] = check_header("Subject", digest.subject)
         msg["From"] = from_address
-        if to:
-            msg["To"] = check_header("To", to)
+        # digest.eml has no one reader: an empty group, as for a message whose readers are all Bcc
+        # (a message without To is MISSING_HEADERS to content filters).
+        msg["To"] = check_header("To", to) if to else "undisclosed-recipients:;"
         if digest.reply_to:
             msg["Reply-To"] = check_header("Reply-To", digest.reply_to)
     except (ValueError, IndexError, TypeError) as e:

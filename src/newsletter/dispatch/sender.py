@@ -37,7 +37,7 @@ from ..errors import ConfigError, DispatchError, InvalidInput, NewsletterError, 
 from ..store import queries as q
 from ..store.db import require_current_schema, transaction
 from ..store.models import utcnow
-from .campaigns import campaign_lists, get_campaign, transition
+from .campaigns import campaign_lists, get_campaign, titled, transition
 from .personalize import CampaignContent, MessageFactory, Recipient, check_header_value, format_address
 from .ratelimit import RateLimiter
 from .transports import ConnectFailed, Outcome, OutboxTransport
@@ -935,7 +935,7 @@ def send_one(
         msg[k] = v
     msg.set_content(text, cte="quoted-printable")
     if html:
-        msg.add_alternative(html, subtype="html", cte="quoted-printable")
+        msg.add_alternative(titled(html, subject), subtype="html", cte="quoted-printable")
         if images:
             html_part = msg.get_payload()[1]
             for img in images:
@@ -972,6 +972,7 @@ def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *
     with transaction(engine) as conn:
         row = conn.execute(select(subs.c.id, subs.c.name, subs.c.attributes).where(subs.c.email_key == rcpt.lower())).first()
     campaign.subject = "[TEST] " + campaign.subject
+    campaign.html = titled(campaign.html, campaign.subject)  # the title follows the subject sent
     factory = message_factory(engine, campaign, config)
     lists = campaign_lists(engine, campaign.id)
     lid = min(lists) if lists else 0
