@@ -162,3 +162,18 @@ def test_admin_test_send_of_a_preview(tmp_path, sa_home):
              outbox=str(tmp_path / "box"), images=digest.images)
     [path] = list((tmp_path / "box").rglob("*.eml"))
     assert_clean(path.read_bytes(), sa_home, "admin test send")
+
+
+def test_the_text_part_offers_every_link_of_the_html_part(tmp_path):
+    """A reader of the plain-text part can do everything the HTML part offers: each article, each
+    video, the site, the web version and unsubscribing (merge tags included)."""
+    import html as html_lib
+
+    from newsletter.compose.output import load_digest
+
+    for images in (None, "https://harbour.example.org/assets/"):
+        digest = load_digest(compose_dir(tmp_path, articles=REPO / "articles", asset_base_url=images, name=f"o{bool(images)}"))
+        in_html = {html_lib.unescape(u) for u in re.findall(r'<a\s[^>]*href="([^"]+)"', digest.html)}
+        in_text = {u.rstrip(".,;:)") for u in re.findall(r"(https?://\S+|\*\|[A-Z_:]+\|\*)", digest.text)}
+        assert any("youtube.com" in u for u in in_html) and "*|UNSUBSCRIBE_URL|*" in in_html
+        assert in_html <= in_text, sorted(in_html - in_text)
