@@ -19,6 +19,7 @@ from .inline import inline_css
 from .model import HTML_BUDGET_BYTES, Asset, ComposeOptions, Digest, InlineImage
 from .plaintext import render_text
 from .templates import environment, resolve_template_dir
+from .compat import layout_warnings
 
 # Merge tags the dispatcher fills per recipient; templates get them as variables.
 PLACEHOLDERS = {
@@ -167,6 +168,7 @@ def render(articles: list[Article], config: Config, options: ComposeOptions | No
     if warning:
         warnings.append(warning)
     warnings.extend(placeholder_warnings(template_dir, html, text))
+    warnings.extend(layout_warnings(template_dir))
     from_address = check_header("from_address", config.from_address or "")
     reply_to = check_header("reply_to", config.reply_to) if config.reply_to else None
     # Several cards may share one image: ship each file once.

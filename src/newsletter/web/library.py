@@ -394,7 +394,10 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
                                 error=p.problem or "nothing to show", warnings=p.warnings)
         else:
             p.digest.warnings = ([p.problem] if p.problem else []) + p.warnings
-            doc = pv.from_digest(p.digest, label, campaign_id=None)
+            from ..compose.templates import resolve_template_dir
+
+            doc = pv.from_digest(p.digest, label, campaign_id=None,
+                                 template_dir=resolve_template_dir(d.template_dir or st.config.template_dir))
     cache[d.id] = (key, doc)
     return doc
 

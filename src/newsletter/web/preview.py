@@ -54,9 +54,12 @@ class PreviewDoc:
     campaign_id: Any = None
     error: str | None = None
     digest: Any = None  # the composed Digest (for the test send), when composed from sources
+    # What the template uses that some major clients show more plainly (caniemail); the features
+    # that can break the layout are among the warnings already.
+    client_notes: list[str] = field(default_factory=list)
 
 
-def from_digest(digest, label: str, campaign_id: Any = None) -> PreviewDoc:
+def from_digest(digest, label: str, campaign_id: Any = None, template_dir: Any = None) -> PreviewDoc:
     size = digest.html_size or len(digest.html.encode("utf-8"))
     doc = PreviewDoc(
         label=label,
@@ -73,6 +76,10 @@ def from_digest(digest, label: str, campaign_id: Any = None) -> PreviewDoc:
         digest=digest,
     )
     doc.warnings = _dedupe(doc.warnings + check_html(doc))
+    if template_dir is not None:
+        from ..compose.compat import check_templates
+
+        doc.client_notes = [i.message() for i in check_templates(template_dir) if not i.layout]
     return doc
 
 
@@ -201,4 +208,6 @@ def compose_sources(config) -> PreviewDoc:
         digest = compose(config.sources, config, ComposeOptions(template_dir=config.template_dir))
     except NewsletterError as e:
         return PreviewDoc(label="configured sources", subject="", preheader="", html="", text="", error=str(e))
-    return from_digest(digest, "configured sources")
+    from ..compose.templates import resolve_template_dir
+
+    return from_digest(digest, "configured sources", template_dir=resolve_template_dir(config.template_dir))
