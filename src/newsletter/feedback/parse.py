@@ -80,7 +80,7 @@ def _walk(msg: Message):
                 stack[0:0] = [p for p in payload if isinstance(p, Message)]
 
 
-def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
+def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -> list[Bounce]:
     dsn_parts, arf_parts, originals, texts = [], [], [], []
     text_budget = MAX_TEXT
     for part in _walk(msg):
@@ -105,6 +105,16 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
 
     findings: list[Finding] = []
     source = BounceSource.HEURISTIC
+    if not dsn_parts and not arf_parts and depth == 0:
+        # A report forwarded as an attachment (a gateway wrapping the DSN): read the inner report once.
+        for inner in originals[:3]:
+            if inner.get_content_type() == "multipart/report":
+                nested = _parse(inner, rid, secret, truncated=truncated, depth=1)
+                if nested:
+                    if attribution is not None:
+                        nested = [replace(b, campaign_id=attribution[0][0], subscriber_id=attribution[0][1],
+                                          attribution=attribution[1]) if b.campaign_id is None else b for b in nested]
+                    return nested
     if arf_parts:
         source = BounceSource.ARF
         fields = read_arf(arf_parts[0])
