@@ -100,7 +100,11 @@ def address_of(value: str | None) -> str | None:
     m = _ADDR_RE.search(text)
     if m is None:
         return None
-    return m.group(0).strip(".").strip()
+    addr = m.group(0).rstrip(".").strip()
+    local = addr.rpartition("@")[0]
+    if ".." in local or local.startswith(".") or local.endswith("."):
+        return None  # an elided or mangled address ("david...@gmail.com") is nobody's
+    return addr
 
 
 def _diagnostic(value: str | None) -> str:

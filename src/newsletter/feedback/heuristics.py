@@ -140,7 +140,7 @@ def _clean(addr: str) -> str | None:
         local = local[5:]
     local = local.lstrip("<=\"'")
     domain = domain.rstrip(".-")
-    if not local or not _TLD_RE.search(domain) or ".." in domain:
+    if not local or not _TLD_RE.search(domain) or ".." in domain or ".." in local or local[0] == "." or local[-1] == ".":
         return None
     return f"{local}@{domain}"
 
