@@ -65,7 +65,54 @@ def flufl_expectations(path: Path) -> dict[str, tuple[set[str], bool]]:
 # Set by reading each message's DSN Status / diagnostic text or prose: "hard" = the address does
 # not exist / is disabled / domain unknown; "soft" = mailbox full, delayed, temporary or policy;
 # "auto-reply" = out-of-office; "none" = not a bounce. Recipient lowercased.
-BOUNCE_EMAIL_LABELS: dict[str, tuple[str | None, str]] = {}
+# Policy judgements in the labels: a server that "loops back to myself" or an ambiguous Domino name
+# is hard (the address cannot work as it is); a final give-up after connection time-outs or drops
+# (Gmail "Could not initiate SMTP conversation", "Connection was dropped") is soft, like any
+# network failure; "Messages without To: fields are not accepted" is about our message: soft.
+# tt_bounce_11 (an Exchange report naming the recipient only by display name) is left out.
+BOUNCE_EMAIL_LABELS: dict[str, tuple[str | None, str]] = {
+    "bounce-auto-respond": (None, "complaint"),  # an ARF abuse report with the address redacted
+    "malformed_bounce_01": ("mithlesh_pm@rediffmail.com", "hard"),
+    "tt_1234175799": ("agris.ameriks@amerimailzzz.lv", "hard"),
+    "tt_1234177688": ("aaaaagggrrriiiizz@inbox.lv", "hard"),
+    "tt_1234210655": ("this_doesnotexistinaac@accenture.com", "hard"),
+    "tt_1234211357": ("agris.ameriksneexistee@gmail.com", "hard"),
+    "tt_1234211929": ("jekaterina@tv5.lv", "soft"),
+    "tt_1234211931": ("info.rietumuradio.lv@mail.studio7.lv", "hard"),
+    "tt_1234211932": ("dace.balode@rigasvilni.lv", "hard"),
+    "tt_1234241665": ("annas@sfl.lv", "hard"),
+    "tt_1234285532": ("doesntexistthisemaill@yahoo.com", "hard"),
+    "tt_1234285668": ("agrisa@one.lv", "soft"),
+    "tt_bounce_01": ("thornborrow@connect4free.net", "hard"),
+    "tt_bounce_02": ("thornborrow@connect4free.net", "hard"),
+    "tt_bounce_03": ("agrisa@apollo.lv", "soft"),
+    "tt_bounce_04": ("agrisa@apollo.lv", "soft"),
+    "tt_bounce_05": ("evor@apollo.lv", "hard"),
+    "tt_bounce_06": ("info@koblenz.lv", "soft"),
+    "tt_bounce_07": ("ilona.kalnina@citrus.lv", "hard"),
+    "tt_bounce_08": ("jauatkales@gmial.com", "soft"),
+    "tt_bounce_09": ("gintsgrube@pop.ml.lv", "soft"),
+    "tt_bounce_10": ("info.rietumuradio.lv@mail.studio7.lv", "soft"),
+    "tt_bounce_12_soft": ("info@radioliepaja.lv", "soft"),
+    "tt_bounce_13": ("ilzeb@lvaei.lv", "soft"),
+    "tt_bounce_14": ("jolanta_putnina@ogreszinas.lv", "soft"),
+    "tt_bounce_15": ("info@rimibaltic.com", "hard"),
+    "tt_bounce_16": ("jekaterina@tv5.lv", "soft"),
+    "tt_bounce_17": ("agris.brivers@motosports.lv", "hard"),
+    "tt_bounce_18": ("welcome6_@one.lv", "soft"),
+    "tt_bounce_19": ("26461101@sms.id.lv", "soft"),
+    "tt_bounce_20": ("26461101@sms.id.lv", "soft"),
+    "tt_bounce_21": ("kasparsramins@gmail.com", "hard"),
+    "tt_bounce_22": ("flughafentransfer@loackertours.at", "hard"),
+    "tt_bounce_23": ("rihards_freimanis@exigengroup.com", "hard"),
+    "tt_bounce_24": ("customer.testemail@test-receive-domain.se", "hard"),
+    "tt_bounce_25": ("delar-med-frun@live.se", "hard"),
+    "undeliverable_gmail": ("undeliverable@coupa.com", "hard"),
+    "unknown_code_bounce_01": ("sdrake@tradingpost.ch", "soft"),
+    "tt_1234210666": (None, "auto-reply"),  # Latvian out-of-office subject, no RFC 3834 header
+    "tt_1234211024": (None, "auto-reply"),  # X-Autoreply
+    "tt_1234241664": (None, "none"),  # an ordinary message
+}
 
 
 def evaluate(items: list[tuple[str, bytes, set[str], str | None]]) -> dict:
@@ -88,8 +135,11 @@ def evaluate(items: list[tuple[str, bytes, set[str], str | None]]) -> dict:
                 else [b.kind.value for b in bounces]
             ours = Counter(got).most_common(1)[0][0] if got else "none"
             c["kind_labelled"] += 1
+            c["failure_labelled"] += kind in ("hard", "soft")
             if ours == kind:
                 c["kind_agree"] += 1
+            if kind in ("hard", "soft") and ours in ("hard", "soft"):
+                c["failure_agree"] += 1  # a failure was read, whichever of hard/soft
             else:
                 disagreements.append(f"{name}: expected {kind}, got {ours}")
     return {"counts": dict(c), "kind_disagreements": disagreements}
@@ -159,6 +209,10 @@ def main() -> None:
         if c.get("kind_labelled"):
             k = c["kind_labelled"]
             print(f"  kind agrees with the label:              {c['kind_agree']}/{k} = {c['kind_agree'] / k:.1%}")
+            failures = c.get("failure_labelled", 0)
+            if failures:
+                print(f"  failure read (hard or soft) when one is: {c['failure_agree']}/{failures}"
+                      f" = {c['failure_agree'] / failures:.1%}")
         for d in r["kind_disagreements"]:
             print(f"    {d}")
 
