@@ -115,12 +115,30 @@ BOUNCE_EMAIL_LABELS: dict[str, tuple[str | None, str]] = {
 }
 
 
-def evaluate(items: list[tuple[str, bytes, set[str], str | None]]) -> dict:
+class _Read:
+    """One (recipient, kind) read by a parser, shaped like a Bounce for ``evaluate``."""
+
+    def __init__(self, recipient, kind):
+        self.recipient, self.kind = recipient, kind
+
+
+def flufl_parse(raw: bytes) -> list[_Read]:
+    """flufl.bounce's reading of a message: temporary failures as soft, permanent as hard."""
+    import email
+
+    from flufl.bounce import all_failures
+
+    temporary, permanent = all_failures(email.message_from_bytes(raw))
+    return [_Read(a.decode(errors="replace"), BounceKind.SOFT) for a in temporary] + \
+        [_Read(a.decode(errors="replace"), BounceKind.HARD) for a in permanent]
+
+
+def evaluate(items: list[tuple[str, bytes, set[str], str | None]], parse=parse_message) -> dict:
     """Counts for one split. Each item: (name, raw, expected recipients, expected kind or None)."""
     c = Counter()
     disagreements = []
     for name, raw, expected, kind in items:
-        bounces = parse_message(raw)
+        bounces = parse(raw)
         failed = {b.recipient.lower() for b in bounces if b.kind in FAILED and b.recipient}
         if expected:
             c["with_recipients"] += 1
@@ -162,6 +180,8 @@ def main() -> None:
     ap.add_argument("--expected", type=Path, help="flufl.bounce's tests/test_detectors.py")
     ap.add_argument("--bounce-email", type=Path, help="the bounce_email samples folder (bounces/ and non_bounces/)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--compare-flufl", type=Path, metavar="DIR",
+                    help="also measure flufl.bounce installed in DIR (pip install --target DIR flufl.bounce)")
     args = ap.parse_args()
     expected_path = args.expected or args.samples.parent / "test_detectors.py"
     expect = flufl_expectations(expected_path)
@@ -176,6 +196,12 @@ def main() -> None:
         kind = ("soft" if temporary else "hard") if rcpts else None
         splits[split_of(name)].append((name, raw, rcpts, kind))
     report = {name: {"messages": len(items), **evaluate(items)} for name, items in splits.items()}
+    parsers = [("", parse_message)]
+    if args.compare_flufl:
+        sys.path.insert(0, str(args.compare_flufl))
+        parsers.append((" [flufl.bounce]", flufl_parse))
+        for name, items in splits.items():
+            report[name + " [flufl.bounce]"] = {"messages": len(items), **evaluate(items, flufl_parse)}
     if args.bounce_email:
         items = []
         for sub in ("bounces", "non_bounces"):
@@ -187,7 +213,8 @@ def main() -> None:
                     continue
                 rcpt, kind = label
                 items.append((path.stem, raw, {rcpt} if rcpt else set(), kind))
-        report["bounce_email (held out, hand-labelled)"] = {"messages": len(items), **evaluate(items)}
+        for suffix, parse in parsers:
+            report["bounce_email (held out, hand-labelled)" + suffix] = {"messages": len(items), **evaluate(items, parse)}
     report["speed_messages_per_second"] = round(speed(raws))
     report["speed_corpus_messages"] = len(raws)
     if args.json:
