@@ -13,6 +13,7 @@ import email
 import email.policy
 import hashlib
 import logging
+import re
 from dataclasses import replace
 from email.message import Message
 
@@ -25,7 +26,7 @@ from .verp import find_verp
 log = logging.getLogger(__name__)
 
 MAX_PARSE_BYTES = 2 * 1024 * 1024  # reports put their explanation first; the returned original may be cut
-MAX_PARTS = 200
+MAX_PARTS = 64  # MIME parts and boundaries read; a report has a handful
 # Headers where the report's envelope recipient (our VERP address) shows.
 ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "x-rcpt-to", "to",
                     "x-original-recipient", "original-recipient")
@@ -51,19 +52,37 @@ def parse_message(raw: bytes, *, secret: bytes | str | None = None) -> list[Boun
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return []
     raw = bytes(raw)
+    head, cut = _bounded(raw)
     try:
-        msg = email.message_from_bytes(raw[:MAX_PARSE_BYTES], policy=email.policy.compat32)
+        msg = email.message_from_bytes(head, policy=email.policy.compat32)
     except Exception as e:  # the email package is lenient; this is the last guard
         log.debug("unparseable message: %s", e)
         return [Bounce(BounceKind.UNKNOWN, BounceSource.HEURISTIC, reason="unreadable message",
                        report_id=report_id(raw, None))]
     rid = report_id(raw, msg)
     try:
-        return _parse(msg, rid, secret, truncated=len(raw) > MAX_PARSE_BYTES)
+        return _parse(msg, rid, secret, truncated=cut)
     except Exception as e:  # never let one odd message stop a mailbox run
         log.warning("message %s could not be read: %s: %s", rid, type(e).__name__, e)
         return [Bounce(BounceKind.UNKNOWN, BounceSource.HEURISTIC, reason=f"could not be read ({type(e).__name__})",
                        report_id=rid)]
+
+
+_STRUCTURE_RE = re.compile(rb"boundary\s*=|\ncontent-type\s*:", re.IGNORECASE)
+
+
+def _bounded(raw: bytes) -> tuple[bytes, bool]:
+    """The first MAX_PARSE_BYTES, also cut before the MAX_PARTS-th MIME part or nested boundary.
+
+    The email package checks every line against every open boundary, so deeply nested or
+    many-part input costs far more than its size; real reports have a handful of parts, and what
+    follows them (the returned original) can go.
+    """
+    head = raw[:MAX_PARSE_BYTES]
+    for count, m in enumerate(_STRUCTURE_RE.finditer(head), 1):
+        if count > MAX_PARTS:
+            return head[: m.start()], True
+    return head, len(raw) > MAX_PARSE_BYTES
 
 
 def _walk(msg: Message):
@@ -149,7 +168,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
         source = BounceSource.VERP
         findings = [Finding(BounceKind.UNKNOWN, None, None, "sent to our bounce address, but not a report we recognise")]
     if truncated:
-        findings = [replace(f, reason=_short(f.reason + " (message cut at 2 MiB)")) for f in findings]
+        findings = [replace(f, reason=_short(f.reason + " (message cut: over 2 MiB or 64 parts)")) for f in findings]
     return [_bounce(f, source, rid, attribution) for f in findings]
 
 
@@ -202,7 +221,6 @@ def _from_address(msg: Message) -> str | None:
 def _strip_html(html: str) -> str:
     """Text of an HTML explanation (tags dropped, entities decoded); linear in its length."""
     import html as _html
-    import re
 
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", html)
     text = re.sub(r"<[^<>]{0,2000}>", " ", text)
