@@ -17,12 +17,14 @@ import re
 from dataclasses import replace
 from email.message import Message
 
+from .classify import classify_smtp_reply  # noqa: F401  (re-exported: the send path classifies replies too)
 from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, original_message, part_text,
                   read_arf, read_dsn)
 from .heuristics import MAX_TEXT, auto_reply_reason, looks_like_bounce, party_addresses, read_nonstandard
 from .model import Bounce, BounceKind, BounceSource
 from .verp import find_verp
 
+__all__ = ["parse_message", "classify_smtp_reply", "report_id", "MAX_PARSE_BYTES"]
 log = logging.getLogger(__name__)
 
 MAX_PARSE_BYTES = 2 * 1024 * 1024  # reports put their explanation first; the returned original may be cut
