@@ -197,3 +197,13 @@ def test_arf_feedback_types(ftype, kind):
     raw = load("arf_complaint.eml").replace(b"Feedback-Type: abuse", b"Feedback-Type: " + ftype.encode())
     [b] = parse_message(raw, secret=SECRET)
     assert b.kind is kind and b.source is BounceSource.ARF and ftype in b.reason
+
+
+def test_report_text_cannot_smuggle_control_characters_and_utf8_addresses_are_read():
+    raw = load("dsn_postfix.eml").decode()
+    raw = raw.replace("Recipient address\r\n    rejected: User unknown", "\x1b[2J[bold]rejected\u202e: User\x00 unknown")
+    raw = raw.replace("Original-Recipient: rfc822;Gone@example.net", "Original-Recipient: utf-8;José.Müller@exämple.de")
+    hard = parse_message(raw.encode("utf-8"), secret=SECRET)[0]
+    assert hard.recipient == "José.Müller@exämple.de"
+    assert not any(ord(c) < 32 or c == "\u202e" for c in hard.reason)
+    assert "[bold]rejected" in hard.reason and hard.kind is BounceKind.HARD

@@ -16,15 +16,15 @@ from email.message import Message
 from email.utils import getaddresses
 
 from .classify import classify_text
-from .dsn import Finding, _short
+from .dsn import Finding, _short, header_text
 from .model import BounceKind
 
 MAX_TEXT = 64 * 1024
 MAX_RECIPIENTS = 100
 CONTEXT_CHARS = 700
 
-ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+\-=/!#$&*?^`{|}~]{1,64}@[A-Za-z0-9][A-Za-z0-9.\-]{0,253}")
-_TLD_RE = re.compile(r"\.[A-Za-z]{2,24}$")
+ADDRESS_RE = re.compile(r"[\w.%+\-=/!#$&*?^`{|}~]{1,64}@\w[\w.\-]{0,253}")  # \w: SMTPUTF8 addresses too
+_TLD_RE = re.compile(r"\.(?:[^\W\d_]{2,24}|xn--[a-z0-9\-]{1,59})$")
 _ROLE_LOCALS = {"mailer-daemon", "postmaster", "root", "daemon", "mail", "noreply", "no-reply", "mailerdaemon",
                 "mail-daemon", "bounce", "bounces", "nobody", "abuse", "hostmaster", "webmaster", "mdaemon"}
 
@@ -84,11 +84,11 @@ _AUTO_SUBJECT = re.compile(
 
 def decoded_subject(msg: Message) -> str:
     """The Subject with RFC 2047 encoded words decoded, on one line ('' if unreadable)."""
-    raw = msg.get("subject", "")
+    raw = header_text(msg.get("subject", ""))
     try:
-        text = str(make_header(decode_header(str(raw))))
+        text = str(make_header(decode_header(raw)))
     except Exception:
-        text = str(raw)
+        text = raw
     return " ".join(text.split())[:500]
 
 
@@ -151,7 +151,7 @@ def party_addresses(*messages: Message | None) -> set[str]:
     for msg in messages:
         if msg is None:
             continue
-        values = [str(msg.get(h, "")) for h in ("from", "sender", "reply-to", "return-path", "errors-to",
+        values = [header_text(msg.get(h, "")) for h in ("from", "sender", "reply-to", "return-path", "errors-to",
                                                   "x-original-sender", "list-post", "message-id")]
         for _, addr in getaddresses(values):
             if "@" in addr:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from email.message import Message
 
 from .classify import classify_smtp_reply  # noqa: F401  (re-exported: the send path classifies replies too)
-from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, original_message, part_text,
+from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, header_text, original_message, part_text,
                   read_arf, read_dsn)
 from .heuristics import MAX_TEXT, auto_reply_reason, looks_like_bounce, party_addresses, read_nonstandard
 from .model import Bounce, BounceKind, BounceSource
@@ -216,7 +216,7 @@ def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[in
 def _from_address(msg: Message) -> str | None:
     from email.utils import parseaddr
 
-    _, addr = parseaddr(str(msg.get("from", "")))
+    _, addr = parseaddr(header_text(msg.get("from", "")))
     return addr or None
 
 
