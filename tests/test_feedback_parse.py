@@ -46,6 +46,10 @@ CASES = {
     "domino.eml": ([("hard", "jdoe@lotus.example.com", None, "heuristic")], "verp"),
     "ses.eml": ([("hard", "missing@example.io", None, "heuristic")], "verp"),
     "forwarded_dsn.eml": ([("hard", "left@corp.example", "5.1.1", "dsn")], "verp"),
+    "postfix_plain.eml": ([("hard", "first@example.com", "5.1.1", "heuristic"),
+                           ("soft", "second@example.com", "4.2.2", "heuristic")], "verp"),
+    "yahoo.eml": ([("hard", "longgone@yahoo.com", None, "heuristic")], "verp"),
+    "o365_dsn.eml": ([("soft", "blocked@outlook.example", "5.7.1", "dsn")], "verp"),  # a block list, not the address
 }
 
 
