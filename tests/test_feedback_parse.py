@@ -211,3 +211,10 @@ def test_report_text_cannot_smuggle_control_characters_and_utf8_addresses_are_re
     assert hard.recipient == "José.Müller@exämple.de"
     assert not any(ord(c) < 32 or c == "\u202e" for c in hard.reason)
     assert "[bold]rejected" in hard.reason and hard.kind is BounceKind.HARD
+
+
+def test_a_person_writing_about_a_failed_delivery_is_not_a_bounce():
+    raw = (b"From: Alex Reader <alex@example.net>\r\nTo: news@example.org\r\nSubject: Re: This week\r\n"
+           b"Message-ID: <human-2@example.net>\r\n\r\n"
+           b"Hi, my copy to bob@example.com could not be delivered last week. User unknown, it said.\r\n")
+    assert parse_message(raw, secret=SECRET) == []

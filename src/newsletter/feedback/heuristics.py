@@ -74,6 +74,8 @@ _WARNING = re.compile(r"has not yet been delivered|not been delivered yet|will (
                       r"will be retried|still trying|no action is required|still being retried|has been postponed|"
                       r"delivery attempts will continue|will continue to try|will retry|advisory", re.IGNORECASE)
 
+_SMTP_CODE = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|\b[45][05][0-9][ -][A-Za-z]|smtp error code [45]\d\d",
+                        re.IGNORECASE)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:re:\s*)?(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|auto:|"
     r"abwesenheitsnotiz|abwesend|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|"
@@ -99,9 +101,12 @@ def looks_like_bounce(msg: Message, text: str) -> bool:
     sender = f"{msg.get('from', '')} {msg.get('return-path', '')}"
     subject = decoded_subject(msg)
     body_says = bool(_BOUNCE_BODY.search(text[:MAX_TEXT]))
-    by_sender = bool(_BOUNCE_SENDER.search(sender)) or msg.get("return-path", "").strip() in ("<>", "")
+    by_sender = bool(_BOUNCE_SENDER.search(sender)) or str(msg.get("return-path", "")).strip() == "<>"
     by_subject = bool(_BOUNCE_SUBJECT.search(subject))
-    return body_says and (by_sender or by_subject) or (by_sender and by_subject)
+    if body_says and (by_sender or by_subject) or (by_sender and by_subject):
+        return True
+    # A bounce subject over text that quotes an SMTP reply ("[SMTP Error Code 550]", "#5.1.1").
+    return by_subject and bool(_SMTP_CODE.search(text[:MAX_TEXT]))
 
 
 def auto_reply_reason(msg: Message) -> str | None:
