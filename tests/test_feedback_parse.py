@@ -218,3 +218,14 @@ def test_a_person_writing_about_a_failed_delivery_is_not_a_bounce():
            b"Message-ID: <human-2@example.net>\r\n\r\n"
            b"Hi, my copy to bob@example.com could not be delivered last week. User unknown, it said.\r\n")
     assert parse_message(raw, secret=SECRET) == []
+
+
+def test_arf_envelope_field_ranks_before_quoted_headers():
+    # The report goes to a fixed feedback address; Original-Mail-From names one copy, the quoted
+    # original's Return-Path another (a forwarded copy): the report's own field wins.
+    raw = load("arf_complaint.eml").decode()
+    ours = verp_address("news-bounces@example.org", SECRET, CAMPAIGN, SUBSCRIBER)
+    raw = raw.replace("To: " + ours, "To: fbl@example.org")
+    raw = raw.replace("Return-Path: <" + ours + ">", "Return-Path: <" + verp_address("news-bounces@example.org", SECRET, 1, 2) + ">")
+    [b] = parse_message(raw.encode(), secret=SECRET)
+    assert (b.campaign_id, b.subscriber_id, b.attribution) == (CAMPAIGN, SUBSCRIBER, "verp")

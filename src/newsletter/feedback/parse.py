@@ -121,8 +121,9 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
             texts.append(text)
             text_budget -= len(text)
     original = originals[0] if originals else None
-    attribution = _attribute(msg, original, secret)
     text = "\n".join(texts)
+    # Envelope values the report itself carries rank after its own headers, before quoted ones.
+    report_values: list[tuple[str, str]] = []
 
     findings: list[Finding] = []
     source = BounceSource.HEURISTIC
@@ -132,6 +133,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
             if inner.get_content_type() == "multipart/report":
                 nested = _parse(inner, rid, secret, truncated=truncated, depth=1)
                 if nested:
+                    attribution = _attribute(msg, original, secret, [])
                     if attribution is not None:
                         nested = [replace(b, campaign_id=attribution[0][0], subscriber_id=attribution[0][1],
                                           attribution=attribution[1]) if b.campaign_id is None else b for b in nested]
@@ -140,9 +142,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
         source = BounceSource.ARF
         fields = read_arf(arf_parts[0])
         findings = [arf_finding(fields, original)]
-        if attribution is None and secret:
-            found = find_verp(fields.get("original-mail-from", ""), secret)
-            attribution = (found, "verp") if found else None
+        report_values.append((fields.get("original-mail-from", ""), "verp"))
     elif dsn_parts:
         source = BounceSource.DSN
         per_message: dict[str, str] = {}
@@ -150,10 +150,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
             got, fields = read_dsn(part)
             findings.extend(got)
             per_message.update(fields)
-        if attribution is None and secret:
-            found = find_verp(per_message.get("original-envelope-id", ""), secret) or _token(
-                per_message.get("original-envelope-id", ""), secret)
-            attribution = (found, "envid") if found else None
+        report_values.append((per_message.get("original-envelope-id", ""), "envid"))
         if not findings:  # a report with no per-recipient block (truncated): read the prose
             source = BounceSource.HEURISTIC
             findings = read_nonstandard(msg, text, party_addresses(msg, original))
@@ -164,6 +161,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
         if reason is not None:
             sender = _from_address(msg)
             findings = [Finding(BounceKind.AUTO_REPLY, sender, None, reason)]
+    attribution = _attribute(msg, original, secret, report_values)
     if not findings:
         if attribution is None:
             return []
@@ -191,8 +189,10 @@ def _token(value: str, secret) -> tuple[int, int] | None:
     return find_verp(f"x+{value.lower()}@ref.invalid", secret)
 
 
-def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[int, int], str] | None:
-    """((campaign, subscriber), how) from our VERP address or quoted headers, else None."""
+def _attribute(msg: Message, original: Message | None, secret,
+               report_values: list[tuple[str, str]]) -> tuple[tuple[int, int], str] | None:
+    """((campaign, subscriber), how): our VERP address in the report's envelope headers, then in
+    its ARF/DSN envelope fields (``report_values``), then in the returned original's headers."""
     if not secret:
         return None
     for header in ENVELOPE_HEADERS:
@@ -204,6 +204,10 @@ def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[in
         found = find_verp(str(value), secret)
         if found:
             return found, "verp"
+    for value, how in report_values:
+        found = find_verp(value, secret) or _token(value, secret)
+        if found:
+            return found, how
     if original is not None:
         for header in QUOTED_HEADERS:
             for value in (original.get_all(header) or [])[:5]:
