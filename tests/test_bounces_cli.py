@@ -97,3 +97,16 @@ def test_table_format(run, tmp_path):
     assert r.returncode == 0
     assert "stuffed@example.com" in r.stdout and "soft" in r.stdout and "5.2.2" in r.stdout
     assert "not_a_bounce.eml: not a bounce" in r.stderr
+
+
+def test_docs_describe_every_bounces_command_and_option():
+    import typer
+
+    from newsletter.cli import app
+
+    docs = (Path(__file__).parent.parent / "docs" / "bounces-parsing.md").read_text(encoding="utf-8")
+    group = typer.main.get_command(app).commands["bounces"]
+    parse = group.commands["parse"]
+    assert "newsletter bounces parse" in docs
+    options = [o for p in parse.params for o in p.opts if o.startswith("--") and o != "--help"]
+    assert options and all(f"--{o.lstrip('-')}" in docs for o in options)
