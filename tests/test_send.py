@@ -188,21 +188,20 @@ def _scaled_defaults(config, retry_base: float):
 
 def test_tempfail_outlasting_the_early_retries_ends_in_one_copy_each(env_any, smtp_server_factory):
     """The default policy scaled 1200× down (0.05 s doubling to 3 s, for 144 s): the server answers
-    451 to everyone for 1.5 s — 30 minutes at full scale — longer than the first four retries
-    can add up to (≤ 0.75 s). Everyone is delivered, once."""
+    451 to each reader's first six attempts — more than the old limit of five attempts allowed.
+    Everyone is delivered, once, on the seventh. (Counted per reader, not timed: a loaded machine
+    cannot change how many attempts it takes.)"""
     engine, config = env_any
     _scaled_defaults(config, 0.05)
     people = add_people(engine, "weekly", 20)
-    srv = smtp_server_factory()
+    srv = smtp_server_factory(tempfail_first=6, tempfail_per="recipient")
     c = make_campaign(engine, config)
-    srv.behaviour.tempfail_until = time.time() + 1.5
     s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
     assert s.status == "finished" and s.counts == {"sent": 20}, s
     assert srv.recipient_counts() == {p: 1 for p in people}
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
-    assert min(r.attempts for r in rows) >= 6  # each needed more than the old five attempts
-    assert all(m.received_at >= srv.behaviour.tempfail_until for m in srv.received())
+    assert sorted({r.attempts for r in rows}) == [7]
 
 
 def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server_factory):
@@ -215,7 +214,7 @@ def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server
     t0 = time.monotonic()
     s = send_campaign(engine, c.id, config, smtp=srv.url)
     assert s.status == "finished" and s.counts == {"failed": 3} and srv.received() == []
-    assert 1.0 <= time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 >= 1.0  # not given up before retry_max_age
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
     assert all(r.last_reply.startswith("gave up after 1 s of retries") and "451 4.7.1" in r.last_reply for r in rows)
