@@ -16,6 +16,7 @@ from ..errors import RenderError
 from .cards import Card, day_text, make_card, one_line, safe_url, shorten, zone
 from .headers import check_header
 from .inline import inline_css
+from .mergesafe import WORD_JOINER
 from .model import HTML_BUDGET_BYTES, Asset, ComposeOptions, Digest, InlineImage
 from .plaintext import render_text
 from .templates import environment, resolve_template_dir
@@ -133,7 +134,10 @@ def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
         raise RenderError(f"{name}: not valid MJML once rendered: {e}") from None
     # MRML writes height="auto" on every <mj-image>: not valid HTML (the attribute takes pixels);
     # the inline style already says height:auto.
-    return _IMG_HEIGHT_AUTO.sub(r"\1", html)
+    html = _IMG_HEIGHT_AUTO.sub(r"\1", html)
+    # MRML writes the title into aria-label with Rust escapes: keep the joiner that makes a tag
+    # inert (compose/mergesafe.py) a character there too, not the text "\u{2060}".
+    return html.replace("\\u{2060}", WORD_JOINER)
 
 
 def size_warning(size: int) -> str | None:
