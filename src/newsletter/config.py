@@ -156,6 +156,21 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
     return SMTPServer(name=name, password=env.get(env_name), **kwargs)
 
 
+def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
+    """Settings written into every message's headers are refused at load when they could inject
+    one (issue 11): ``unsubscribe_mailto`` must be a plain address (no CR/LF, U+2028...)."""
+    if not cfg.unsubscribe_mailto:
+        return
+    from .compose.headers import check_mailto
+    from .errors import InvalidInput
+
+    try:
+        check_mailto("unsubscribe_mailto", cfg.unsubscribe_mailto)
+    except InvalidInput as e:
+        where = "environment NEWSLETTER_UNSUBSCRIBE_MAILTO" if env.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") else file
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -211,6 +226,7 @@ def load_config(
         values[key] = value
 
     cfg = Config(smtp=smtp, **values)
+    _check_header_settings(cfg, values.get("config_path"), env)
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

@@ -14,7 +14,7 @@ from ..articles.model import Article
 from ..config import Config
 from ..errors import RenderError
 from .cards import Card, day_text, make_card, one_line, safe_url, shorten, zone
-from .headers import check_header
+from .headers import check_header, header_text
 from .inline import inline_css
 from .mergesafe import WORD_JOINER
 from .model import HTML_BUDGET_BYTES, Asset, ComposeOptions, Digest, InlineImage
@@ -57,7 +57,10 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
     warnings: list[str] = []
     cards = [make_card(a, config, options, tz, files, warnings) for a in articles]
     subject = check_header("--subject", options.subject) if options.subject else None
-    subject = one_line(subject) if subject else default_subject(config, cards) if cards else one_line(config.newsletter_name)
+    if subject:
+        subject = one_line(subject)
+    else:  # made from article titles: untrusted text, made fit for a header rather than refused
+        subject = header_text(default_subject(config, cards) if cards else config.newsletter_name)
     preheader = one_line(options.preheader) if options.preheader else default_preheader(cards) if cards else ""
     context = {
         "newsletter_name": one_line(config.newsletter_name),

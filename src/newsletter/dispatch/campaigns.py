@@ -21,6 +21,7 @@ from ..store import queries as q
 from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
+from ..compose.headers import check_header_name
 from .personalize import check_header_value, find_tags, format_address
 
 lists_t = MailingList.__table__
@@ -120,8 +121,7 @@ def _check_headers(subject: str, from_address: str, reply_to: str | None, header
     if reply_to:
         format_address(reply_to, "Reply-To")
     for k, v in (headers or {}).items():
-        if not k or any(c in k for c in ":\r\n ") or not k.isascii():
-            raise InvalidInput(f"header name {k!r} is not valid")
+        check_header_name(k)
         check_header_value(k, v)
 
 
