@@ -134,13 +134,15 @@ def test_campaign_copies_from_a_hostile_title_and_reader_names_have_no_injected_
     add_named(engine, "weekly", "b64@example.com", ATTACKS[1] + " Smith")
     add_named(engine, "weekly", "ctl@example.com", "Ana\x1cBcc: x@evil.example\u2028")
     digest = compose([str(hostile_feed(tmp_path, ATTACK))], config)
-    c = create_campaign(engine, digest, ["weekly"], config)
-    send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    for subject in (None, "For *|NAME|*"):  # from the article title; with the reader's name in it
+        c = create_campaign(engine, digest, ["weekly"], config, subject=subject)
+        send_campaign(engine, c.id, config, smtp=smtp_server.url)
     got = smtp_server.received()
-    assert sorted(r for x in got for r in x.rcpt_tos) == ["atext@example.com", "b64@example.com", "ctl@example.com", "quoted@example.com"]
+    assert sorted(r for x in got for r in x.rcpt_tos) == sorted(
+        ["atext@example.com", "b64@example.com", "ctl@example.com", "quoted@example.com"] * 2)
     for x in got:
         m = assert_no_injection(x.data, x.rcpt_tos[0])
-        assert ATTACK in shown(m["Subject"])
+        assert ATTACK in shown(m["Subject"]) or m["Subject"].startswith("For ")
         assert "evil.example" not in str(m["To"].addresses[0].addr_spec)
 
 

@@ -394,7 +394,7 @@ class MessageFactory:
             return m.group(0)
         if tag[0] == "WEB_VERSION_URL":
             return self.web_version_url
-        return " ".join(self._value(tag, r, unsub).split())
+        return header_text(self._value(tag, r, unsub))  # a reader's own text: made safe, not refused
 
 
 _date_cache: list = [0, ""]
