@@ -294,3 +294,19 @@ def test_a_good_header_option_reaches_the_message(cli, sqlite_url, tmp_path):
     with engine.begin() as conn:
         assert conn.execute(select(q.campaigns.c.headers)).scalar_one() == {"X-Campaign": "autumn 1"}
     engine.dispose()
+
+
+@pytest.mark.parametrize("key,env_name,value", [
+    ("from_address", "NEWSLETTER_FROM", f"{ATTACK} <news@example.org>"),
+    ("from_address", "NEWSLETTER_FROM", "News\u2028Bcc: x@evil.example <news@example.org>"),
+    ("reply_to", "NEWSLETTER_REPLY_TO", "replies@example.org\x0bBcc: x@evil.example"),
+    ("newsletter_name", "NEWSLETTER_NEWSLETTER_NAME", "Weekly\x85Bcc: x@evil.example"),
+    ("newsletter_name", "NEWSLETTER_NEWSLETTER_NAME", "Weekly " + ATTACKS[1]),
+    ("bounce_address", "NEWSLETTER_BOUNCE_ADDRESS", "bounces@example.org\x1c"),
+])
+def test_settings_written_into_headers_are_refused_at_config_load(cli, sqlite_url, tmp_path, key, env_name, value):
+    setup_db(sqlite_url).dispose()
+    one_line_error(cli("--db", sqlite_url, "campaigns", "list", env={env_name: value}), key, env_name)
+    toml = tmp_path / "n.toml"
+    toml.write_text(f"{key} = {json.dumps(value)}\n", encoding="utf-8")
+    one_line_error(cli("--config", str(toml), "--db", sqlite_url, "campaigns", "list"), key, "n.toml")

@@ -156,19 +156,30 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
     return SMTPServer(name=name, password=env.get(env_name), **kwargs)
 
 
+# Settings written into mail headers (issue 11): refused at load when they could inject a header.
+_HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
+
+
 def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
-    """Settings written into every message's headers are refused at load when they could inject
-    one (issue 11): ``unsubscribe_mailto`` must be a plain address (no CR/LF, U+2028...)."""
-    if not cfg.unsubscribe_mailto:
-        return
-    from .compose.headers import check_mailto
+    """One-line ConfigError naming the setting when a value bound for a mail header holds a line
+    break or control character (also inside an RFC 2047 encoded word), or when
+    ``unsubscribe_mailto`` is not a plain address. The header module is imported only when a
+    value looks suspect, so a normal config load stays cheap."""
     from .errors import InvalidInput
 
-    try:
-        check_mailto("unsubscribe_mailto", cfg.unsubscribe_mailto)
-    except InvalidInput as e:
-        where = "environment NEWSLETTER_UNSUBSCRIBE_MAILTO" if env.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") else file
-        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    for key in _HEADER_SETTINGS:
+        value = getattr(cfg, key)
+        if not value or (key != "unsubscribe_mailto" and value.isprintable() and "=?" not in value):
+            continue
+        from .compose.headers import check_header, check_mailto
+
+        try:
+            check_mailto(key, value) if key == "unsubscribe_mailto" else check_header(key, value)
+        except InvalidInput as e:
+            env_name = "NEWSLETTER_FROM" if key == "from_address" else f"NEWSLETTER_{key.upper()}"
+            where = f"environment {env_name}" if env.get(env_name) == value else file
+            message = str(e) if str(e).startswith(key) else f"{key}: {e}"
+            raise ConfigError(f"{where}: {message}" if where else message) from None
 
 
 def load_config(
