@@ -310,3 +310,16 @@ def test_settings_written_into_headers_are_refused_at_config_load(cli, sqlite_ur
     toml = tmp_path / "n.toml"
     toml.write_text(f"{key} = {json.dumps(value)}\n", encoding="utf-8")
     one_line_error(cli("--config", str(toml), "--db", sqlite_url, "campaigns", "list"), key, "n.toml")
+
+
+def test_a_recipient_address_holding_a_line_break_fails_its_copy_and_nothing_is_sent_to_it(env, smtp_server):
+    """Addresses are checked where they are stored; a bad one already in the ledger still cannot inject."""
+    engine, config = env
+    add_named(engine, "weekly", "ok@example.com", "Ok")
+    add_named(engine, "weekly", "bad@example.com\u2028Bcc: all@evil.example", "Bad")
+    add_named(engine, "weekly", "vt@example.com\x0bBcc: all@evil.example", "Vt")
+    c = make_campaign(engine, config)
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    assert s.counts == {"sent": 1, "failed": 2}
+    assert [r for x in smtp_server.received() for r in x.rcpt_tos] == ["ok@example.com"]
+    assert_no_injection(smtp_server.received()[0].data, "ok@example.com")

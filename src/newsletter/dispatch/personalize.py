@@ -30,7 +30,7 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, unquote
 
-from ..compose.headers import check_header, check_header_name, check_mailto, header_text
+from ..compose.headers import UNSAFE, check_header, check_header_name, check_mailto, header_text
 from ..compose.model import InlineImage  # noqa: F401  (re-exported: data flows compose → dispatch)
 from ..errors import InvalidInput
 
@@ -359,7 +359,7 @@ class MessageFactory:
 
     def build(self, r: Recipient, *, date: str | None = None) -> Built:
         email = r.email
-        if "\r" in email or "\n" in email or "@" not in email:
+        if "@" not in email or UNSAFE.search(email):  # CR, LF, U+2028...: the ledger row fails
             raise InvalidInput(f"recipient {email!r} is not a valid address")
         unsub = self.unsubscribe_url(r)
         msgid = self.message_id(r.subscriber_id)
