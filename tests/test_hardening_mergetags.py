@@ -222,3 +222,23 @@ def test_inert_text_guards_both_ends_so_adjacent_values_cannot_join_into_a_tag()
     joined = inert_text("x *") + inert_text("|EMAIL|") + inert_text("* y")
     assert not find_tags(joined)
     assert not find_tags(inert_text("%2A") + inert_text("%7CEMAIL%7C") + inert_text("%2A"))
+
+
+def test_web_version_shows_the_feed_text_and_fills_only_the_publishers_tags(hostile, smtp_server):
+    from fastapi.testclient import TestClient
+
+    from newsletter.web import create_app
+
+    engine, config, feed, readers = hostile
+    digest = compose([str(feed)], config)
+    c = create_campaign(engine, digest, ["weekly"], config)
+    send_campaign(engine, c.id, config, smtp=smtp_server.url)
+    with TestClient(create_app(config, engine)) as client:
+        page = client.get(f"/archive/{c.id}")
+        listing = client.get("/archive/")
+    assert page.status_code == 200 and "https://evil.example/t?e=*%7CEMAIL%7C*" in page.text
+    body = page.text.replace(WORD_JOINER, "").replace("&#8288;", "")
+    assert "Hello *|NAME|* at *|EMAIL|*" in body
+    assert not any(r in page.text for r in readers) and "Lyon" not in page.text
+    assert "/unsubscribe/" not in page.text  # nobody's token: the web version has none
+    assert "Hello *|NAME|*" in listing.text.replace(WORD_JOINER, "")  # the subject, as written
