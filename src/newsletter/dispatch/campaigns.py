@@ -15,13 +15,13 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from ..compose.headers import check_header_name
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
 from ..store import queries as q
 from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
-from ..compose.headers import check_header_name
 from .personalize import check_header_value, find_tags, format_address
 
 lists_t = MailingList.__table__
