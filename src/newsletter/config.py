@@ -155,6 +155,32 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
     return SMTPServer(name=name, password=env.get(env_name), **kwargs)
 
 
+# Settings written into mail headers (issue 11): refused at load when they could inject a header.
+_HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
+
+
+def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
+    """One-line ConfigError naming the setting when a value bound for a mail header holds a line
+    break or control character (also inside an RFC 2047 encoded word), or when
+    ``unsubscribe_mailto`` is not a plain address. The header module is imported only when a
+    value looks suspect, so a normal config load stays cheap."""
+    from .errors import InvalidInput
+
+    for key in _HEADER_SETTINGS:
+        value = getattr(cfg, key)
+        if not value or (key != "unsubscribe_mailto" and value.isprintable() and "=?" not in value):
+            continue
+        from .compose.headers import check_header, check_mailto
+
+        try:
+            check_mailto(key, value) if key == "unsubscribe_mailto" else check_header(key, value)
+        except InvalidInput as e:
+            env_name = "NEWSLETTER_FROM" if key == "from_address" else f"NEWSLETTER_{key.upper()}"
+            where = f"environment {env_name}" if env.get(env_name) == value else file
+            message = str(e) if str(e).startswith(key) else f"{key}: {e}"
+            raise ConfigError(f"{where}: {message}" if where else message) from None
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -210,6 +236,7 @@ def load_config(
         values[key] = value
 
     cfg = Config(smtp=smtp, **values)
+    _check_header_settings(cfg, values.get("config_path"), env)
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

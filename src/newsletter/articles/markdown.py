@@ -159,6 +159,7 @@ def parse_markdown(
             if n not in authors:
                 authors.append(n)
 
+    merge_tags = _merge_tags(meta, name, base_url, warn)
     return Article(
         title=title,
         url=url,
@@ -176,7 +177,23 @@ def parse_markdown(
         site_name=_text_field(meta, name, "site_name") or None,
         source=name,
         guid=guid or None,
+        merge_tags=merge_tags,
     )
+
+
+def _merge_tags(meta: dict, name: str, base_url: str | None, warn: Callable[[str], None] | None) -> bool:
+    """Front matter ``merge_tags: true`` lets a publisher's own local file use *|NAME|* & co;
+    a file fetched over HTTP never may (its tags stay text), and says so in a warning."""
+    value = meta.get("merge_tags")
+    if value is None or value is False:
+        return False
+    if not isinstance(value, bool):
+        raise SourceError(name, f"front matter 'merge_tags' must be true or false, got {_kind(value)}")
+    if base_url is not None:
+        if warn:
+            warn(f"{name}: front matter 'merge_tags' is ignored: only local Markdown files may use merge tags")
+        return False
+    return True
 
 
 def _first(meta: dict, *keys: str) -> tuple[str, object]:

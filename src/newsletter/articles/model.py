@@ -49,6 +49,9 @@ class Article:
     site_name: str | None = None
     source: str = ""
     guid: str | None = None
+    # Merge tags (*|NAME|*...) in this article are filled per reader: only a publisher's own local
+    # Markdown file can ask for it (front matter ``merge_tags: true``); see compose/mergesafe.py.
+    merge_tags: bool = False
 
     def to_json_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (dates in ISO 8601), as ``newsletter articles --format json`` prints them."""

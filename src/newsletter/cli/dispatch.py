@@ -44,14 +44,20 @@ def _console(stderr: bool = False):
 
 
 def _headers(values: List[str]) -> dict[str, str]:
+    """``--header 'Name: value'`` options, each checked by the one header-safety rule."""
+    from ..compose.headers import check_header, check_header_name
     from ..errors import InvalidInput
 
     out = {}
     for v in values or []:
         k, sep, val = v.partition(":")
         if not sep or not k.strip():
-            raise InvalidInput(f"header {v!r} must look like 'Name: value'")
-        out[k.strip()] = val.strip()
+            raise InvalidInput(f"--header {v!r} must look like 'Name: value'")
+        try:
+            name = check_header_name(k)
+            out[name] = check_header(name, val.strip(" \t"))
+        except InvalidInput as e:
+            raise InvalidInput(f"--header: {e}") from None
     return out
 
 
@@ -72,6 +78,7 @@ def create_command(
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
     from ..errors import InvalidInput
 
+    extra_headers = _headers(header or [])  # before anything is opened or composed
     config, engine = _engine(ctx)
     if (from_dir is None) == (not compose_sources):
         raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")
@@ -91,7 +98,7 @@ def create_command(
     from ..dispatch.campaigns import campaign_info, create_campaign
 
     c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
-                        from_address=from_address, headers=_headers(header or []), name=name, meta=meta)
+                        from_address=from_address, headers=extra_headers, name=name, meta=meta)
     info = campaign_info(engine, c.id)
     err = _console(True)
     err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}; "

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from ..articles.model import Article
 from ..articles.text import strip_site_tail
 from ..config import Config
+from .mergesafe import inert_text, inert_url
 from .model import ComposeOptions
 from .thumbnails import CARD_WIDTH, ImageRef, card_image
 
@@ -125,7 +126,31 @@ def zone(config: Config):
 
 
 def make_card(a: Article, config: Config, options: ComposeOptions, tz, files: list, warnings: list[str]) -> Card:
-    """The card for ``a``; image files to ship are appended to ``files``, problems to ``warnings``."""
+    """The card for ``a``; image files to ship are appended to ``files``, problems to ``warnings``.
+
+    Every string taken from the article is made merge-tag inert (:mod:`.mergesafe`) unless the
+    article opted in (``merge_tags: true`` in a publisher's own Markdown file)."""
+    card = _card(a, config, options, tz, files, warnings)
+    return card if a.merge_tags else _inert(card)
+
+
+def _inert(card: Card) -> Card:
+    """The card with merge tags in its article-derived text and URLs made inert."""
+    t = inert_text
+    card.key, card.title, card.url = t(card.key), t(card.title), inert_url(card.url)
+    card.authors, card.authors_text = [t(x) for x in card.authors], t(card.authors_text)
+    card.category, card.tags, card.summary = t(card.category), [t(x) for x in card.tags], t(card.summary)
+    card.site_name = t(card.site_name)
+    refs = [card.image] + [v.thumbnail for v in card.videos]
+    for ref in refs:
+        if ref is not None:
+            ref.src, ref.alt = inert_url(ref.src), t(ref.alt)
+    for v in card.videos:
+        v.url, v.title, v.provider_name = inert_url(v.url), t(v.title), t(v.provider_name)
+    return card
+
+
+def _card(a: Article, config: Config, options: ComposeOptions, tz, files: list, warnings: list[str]) -> Card:
     # The card shows the site's name itself, so a declared "Story | Site" title loses its tail here.
     title = one_line(strip_site_tail(a.title or "", [a.site_name or ""])) or one_line(a.url)
     image = None

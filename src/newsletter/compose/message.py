@@ -48,7 +48,8 @@ def embed_relative_assets(digest: Digest) -> Digest:
 def build_message(digest: Digest, *, to: str | None = None, message_id: str | None = None) -> EmailMessage:
     """A complete, self-contained message for ``digest`` (Subject, From, Date, Message-ID,
     MIME-Version...), with relatively linked images embedded (see :func:`embed_relative_assets`).
-    Raises InvalidInput for a header value holding CR/LF or an unusable From address."""
+    Every header value goes through :func:`check_header` (line breaks and control characters,
+    also hidden in encoded words, are refused): InvalidInput then, or for an unusable From."""
     digest = embed_relative_assets(digest)
     msg = EmailMessage(policy=policy.SMTP)
     from_address = check_header("From", digest.from_address)
@@ -65,7 +66,7 @@ def build_message(digest: Digest, *, to: str | None = None, message_id: str | No
     except (ValueError, IndexError, TypeError) as e:
         raise InvalidInput(f"message header: {e}") from None
     msg["Date"] = format_datetime(digest.date or datetime.now(timezone.utc))
-    msg["Message-ID"] = message_id or make_msgid(domain=_domain(from_address))
+    msg["Message-ID"] = check_header("Message-ID", message_id) if message_id else make_msgid(domain=_domain(from_address))
     msg["MIME-Version"] = "1.0"
     msg.set_content(digest.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(digest.html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -14,8 +14,9 @@ from ..articles.model import Article
 from ..config import Config
 from ..errors import RenderError
 from .cards import Card, day_text, make_card, one_line, safe_url, shorten, zone
-from .headers import check_header
+from .headers import check_header, header_text
 from .inline import inline_css
+from .mergesafe import WORD_JOINER
 from .model import HTML_BUDGET_BYTES, Asset, ComposeOptions, Digest, InlineImage
 from .plaintext import render_text
 from .templates import environment, resolve_template_dir
@@ -57,7 +58,10 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
     warnings: list[str] = []
     cards = [make_card(a, config, options, tz, files, warnings) for a in articles]
     subject = check_header("--subject", options.subject) if options.subject else None
-    subject = one_line(subject) if subject else default_subject(config, cards) if cards else one_line(config.newsletter_name)
+    if subject:
+        subject = one_line(subject)
+    else:  # made from article titles: untrusted text, made fit for a header rather than refused
+        subject = header_text(default_subject(config, cards) if cards else config.newsletter_name)
     preheader = one_line(options.preheader) if options.preheader else default_preheader(cards) if cards else ""
     context = {
         "newsletter_name": one_line(config.newsletter_name),
@@ -134,7 +138,10 @@ def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
         raise RenderError(f"{name}: not valid MJML once rendered: {e}") from None
     # MRML writes height="auto" on every <mj-image>: not valid HTML (the attribute takes pixels);
     # the inline style already says height:auto.
-    return _IMG_HEIGHT_AUTO.sub(r"\1", html)
+    html = _IMG_HEIGHT_AUTO.sub(r"\1", html)
+    # MRML writes the title into aria-label with Rust escapes: keep the joiner that makes a tag
+    # inert (compose/mergesafe.py) a character there too, not the text "\u{2060}".
+    return html.replace("\\u{2060}", WORD_JOINER)
 
 
 def size_warning(size: int) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from ..compose.headers import check_header_name
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
 from ..store import queries as q
@@ -122,8 +123,7 @@ def _check_headers(subject: str, from_address: str, reply_to: str | None, header
     if reply_to:
         format_address(reply_to, "Reply-To")
     for k, v in (headers or {}).items():
-        if not k or any(c in k for c in ":\r\n ") or not k.isascii():
-            raise InvalidInput(f"header name {k!r} is not valid")
+        check_header_name(k)
         check_header_value(k, v)
 
 

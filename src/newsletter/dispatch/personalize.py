@@ -30,6 +30,7 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, unquote
 
+from ..compose.headers import UNSAFE, check_header, check_header_name, check_mailto, header_text
 from ..compose.model import InlineImage  # noqa: F401  (re-exported: data flows compose → dispatch)
 from ..errors import InvalidInput
 
@@ -99,11 +100,10 @@ def b64_body(data: bytes) -> bytes:
 
 # --- headers ----------------------------------------------------------------------------------
 def check_header_value(name: str, value: str | None) -> None:
-    """Refuse CR, LF (and other control characters) in a header value: they would inject headers."""
-    if value is None:
-        return
-    if any(c in value for c in "\r\n\x00") or any(ord(c) < 32 and c != "\t" for c in value):
-        raise InvalidInput(f"header {name}: value contains a line break or control character")
+    """Refuse a line break or control character in a header value, also once its RFC 2047 encoded
+    words are decoded (the one header-safety check: ``compose.headers.check_header``)."""
+    if value is not None:
+        check_header(name, value)
 
 
 def encode_header(name: str, value: str) -> bytes:
@@ -128,10 +128,13 @@ _ATEXT_NAME = re.compile(r"^[A-Za-z0-9 !#$%&'*+/=?^_`{}|~-]*$")
 
 
 def to_header_value(name: str, email: str) -> str:
-    """The To value for one recipient (fast path for plain ASCII names)."""
+    """The To value for one recipient (fast path for plain ASCII names). A name is the reader's
+    own text: control characters become spaces and encoded words are made inert (``header_text``)."""
     name = " ".join(name.split()) if name else ""
     if not name:
         return email
+    if "=?" in name or not name.isprintable():
+        name = header_text(name)
     if _ATEXT_NAME.match(name):
         return f"{name} <{email}>"
     return formataddr((name, email), charset="utf-8")
@@ -235,8 +238,9 @@ class MessageFactory:
         self._msgid_tag = hashlib.sha256(b"newsletter-message-id:" + instance_key).hexdigest()[:10]
         self.web_version_url = f"{self.base_url}/archive/{content.campaign_id}"
         mailto = unsubscribe_mailto or (parseaddr(content.reply_to)[1] if content.reply_to else self.from_email)
-        self._mailto = mailto
+        self._mailto = check_mailto("unsubscribe_mailto", mailto)
         for k, v in content.headers.items():
+            check_header_name(k)
             check_header_value(k, v)
         self._subject_tags = bool(_TAG.search(content.subject))
 
@@ -355,7 +359,7 @@ class MessageFactory:
 
     def build(self, r: Recipient, *, date: str | None = None) -> Built:
         email = r.email
-        if "\r" in email or "\n" in email or "@" not in email:
+        if "@" not in email or UNSAFE.search(email):  # CR, LF, U+2028...: the ledger row fails
             raise InvalidInput(f"recipient {email!r} is not a valid address")
         unsub = self.unsubscribe_url(r)
         msgid = self.message_id(r.subscriber_id)
@@ -390,7 +394,7 @@ class MessageFactory:
             return m.group(0)
         if tag[0] == "WEB_VERSION_URL":
             return self.web_version_url
-        return " ".join(self._value(tag, r, unsub).split())
+        return header_text(self._value(tag, r, unsub))  # a reader's own text: made safe, not refused
 
 
 _date_cache: list = [0, ""]

@@ -910,9 +910,12 @@ def send_one(
     Uses the same transports as campaigns (the outbox when no SMTP is configured) and DKIM when
     configured. Raises InvalidInput for bad headers or addresses and DispatchError when the
     server does not take it (the message names the reply, never the password)."""
+    from ..compose.headers import check_header_name
     from .dkim import make_signer
 
     from_address = from_address or config.from_address
+    for k in headers or {}:
+        check_header_name(k)
     for k, v in {"To": to, "Subject": subject, **(headers or {})}.items():
         check_header_value(k, v)
     format_address(from_address, "From")
