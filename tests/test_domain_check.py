@@ -19,7 +19,7 @@ from newsletter.config import Config, SMTPServer
 from newsletter.dispatch.dkimkeys import generate, txt_line
 from newsletter.dispatch.domain import alignment, auth_preflight, check_domain, org_domain
 from newsletter.dispatch.resolver import Resolver, parse_resolver
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, StateError
 
 RELAY = [("smtp.relay.test", "A", "192.0.2.10"), ("_spf.relay.test", "TXT", "v=spf1 ip4:192.0.2.0/28 -all")]
 
@@ -300,3 +300,33 @@ def test_cli_bad_input_is_one_line(dns, keys, tmp_path, monkeypatch, capsys):
         assert code != 0 and len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
         if env:
             monkeypatch.delenv("NEWSLETTER_DNS_RESOLVER")
+
+
+def test_send_warns_once_per_campaign_and_strict_auth_refuses_before_anything_is_sent(smtp_server, tmp_path, caplog):
+    """The real send path: DKIM d= not aligned with From warns once per campaign however often the
+    campaign is sent; with strict_auth the send is refused, the ledger untouched, nothing delivered."""
+    from dispatch_helpers import add_people, make_campaign, make_config, setup_db
+    from newsletter.dispatch.sender import send_campaign
+    from newsletter.store import queries as q
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    key = tmp_path / "k.pem"
+    generate(key)
+    config = make_config(url, tmp_path, dkim_key_file=str(key), dkim_selector="s1", dkim_domain="elsewhere.test")
+    add_people(engine, "weekly", 2)
+    strict = make_campaign(engine, config)
+    with pytest.raises(ConfigError, match=f"campaign {strict.id}: DKIM d=elsewhere.test is not aligned with the From "
+                                          "domain example.org .*strict_auth is on"):
+        send_campaign(engine, strict.id, config.replace(strict_auth=True), smtp=smtp_server.url)
+    assert smtp_server.received() == []
+    with engine.connect() as conn:
+        assert conn.execute(q.deliveries.select().where(q.deliveries.c.campaign_id == strict.id)).first() is None
+    c = make_campaign(engine, config)
+    with caplog.at_level(logging.WARNING, logger="newsletter.dispatch.domain"):
+        send_campaign(engine, c.id, config, smtp=smtp_server.url)
+        with pytest.raises(StateError):  # sent again (it is finished): the preflight ran, warned no more
+            send_campaign(engine, c.id, config, smtp=smtp_server.url, resend_ambiguous=True)
+    warned = [r.getMessage() for r in caplog.records if f"campaign {c.id}: DKIM d=elsewhere.test" in r.getMessage()]
+    assert len(warned) == 1 and len(smtp_server.received()) == 2
+    engine.dispose()
