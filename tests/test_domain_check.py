@@ -330,3 +330,22 @@ def test_send_warns_once_per_campaign_and_strict_auth_refuses_before_anything_is
     warned = [r.getMessage() for r in caplog.records if f"campaign {c.id}: DKIM d=elsewhere.test" in r.getMessage()]
     assert len(warned) == 1 and len(smtp_server.received()) == 2
     engine.dispose()
+
+
+def test_web_api_serves_the_same_report(dns, keys, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from newsletter.store.db import get_engine, upgrade
+    from newsletter.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    upgrade(url)
+    engine = get_engine(url)
+    config = cfg(dns, keys, "wrongkey.test", database_url=url, secret_key="k" * 32, admin_token="tok-0123456789abcdef")
+    with TestClient(create_app(config, engine), base_url="http://127.0.0.1:8000") as client:
+        r = client.get("/api/domain", headers={"Authorization": "Bearer tok-0123456789abcdef"})
+        assert r.status_code == 200, r.text
+        assert r.json() == check_domain(config).as_dict()
+        assert r.json()["failed_required"] == ["dkim"]
+        assert client.get("/api/domain").status_code in (401, 403)
+    engine.dispose()
