@@ -52,6 +52,7 @@ def dns(keys):
     records += zone("twospf.test", keys, spf=["v=spf1 mx -all", "v=spf1 include:_spf.relay.test -all"])
     records += zone("norelay.test", keys, spf="v=spf1 mx -all")
     records += zone("badspf.test", keys, spf="v=spf1 mx includ:_spf.relay.test -all")
+    records += zone("redirect.test", keys, spf="v=spf1 redirect=_spf.relay.test")
     records += zone("nodkim.test", keys, dkim=None)
     records += zone("wrongkey.test", keys, dkim="other")
     records += zone("nodmarc.test", keys, dmarc=None)
@@ -126,6 +127,13 @@ def test_each_broken_record_fails_its_line_with_the_record_to_publish(dns, keys,
         assert c.fix == fix
     else:
         assert c.fix.startswith(f'{domain} TXT "v=spf1 ')
+
+
+def test_relay_reached_through_redirect_counts(dns, keys):
+    report = check_domain(cfg(dns, keys, "redirect.test"))
+    assert report.ok and report.check("spf_relay").ok
+    relay = {"relay": SMTPServer(name="relay", url="smtp://smtp.relay.test:587")}
+    assert check_domain(cfg(dns, keys, "redirect.test", spf_include=None, smtp=relay)).check("spf_relay").ok
 
 
 def test_dmarc_p_none_passes_and_is_shown(dns, keys):

@@ -180,8 +180,8 @@ def _check_spf(config: Config, res: Resolver, env: str) -> list[Check]:
         return [Check("spf", False, f"SPF record at {env} is invalid: {why}: {record}", _spf_fix(env, records, wanted))]
     checks = [Check("spf", True, f"{env}: {record}")]
     if config.spf_include:
-        inc = f"include:{config.spf_include}".lower()
-        if any(t.lower().lstrip("+") == inc for t in record.split()[1:]):
+        wanted_terms = {f"include:{config.spf_include}".lower(), f"redirect={config.spf_include}".lower()}
+        if any(t.lower().lstrip("+") in wanted_terms for t in record.split()[1:]):
             checks.append(Check("spf_relay", True, f"the SPF record includes {config.spf_include} (spf_include)"))
         else:
             checks.append(Check("spf_relay", False, f"the SPF record does not include {config.spf_include} (spf_include)",
@@ -219,7 +219,7 @@ def _check_spf(config: Config, res: Resolver, env: str) -> list[Check]:
     return checks
 
 
-def _check_dkim(config: Config, res: Resolver) -> list[Check]:
+def _check_dkim(config: Config, res: Resolver, from_domain: str) -> list[Check]:
     from .dkim import configured_keys
     from .dkimkeys import public_key_equal, txt_line
 
@@ -228,9 +228,8 @@ def _check_dkim(config: Config, res: Resolver) -> list[Check]:
     except ConfigError as e:
         return [Check("dkim", False, str(e))]
     if not keys:
-        d = domain_of(config.from_address) or "example.org"
         return [Check("dkim", False, "DKIM signing is not configured (dkim_key_file, dkim_selector, dkim_domain)",
-                      f"newsletter dkim keygen --domain {d} --selector s1 --out dkim.pem, publish the record it "
+                      f"newsletter dkim keygen --domain {from_domain} --selector s1 --out dkim.pem, publish the record it "
                       "prints, then set dkim_key_file, dkim_selector and dkim_domain")]
     out = []
     for setting, selector, key in keys:
@@ -317,7 +316,7 @@ def check_domain(config: Config, domain: str | None = None, resolver: Resolver |
     report = DomainReport(dom, env, config.dkim_domain, config.dns_resolver or "system resolver")
 
     report.checks += _check_spf(config, res, env)
-    report.checks += _check_dkim(config, res)
+    report.checks += _check_dkim(config, res, dom)
     dmarc, tags = _check_dmarc(res, dom)
     report.checks.append(dmarc)
     assumed = "" if tags else " (no DMARC record read: relaxed assumed)"
