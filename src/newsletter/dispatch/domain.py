@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..config import Config
 from ..errors import ConfigError, InvalidInput
-from .resolver import LookupFailed, Resolver, spf_evaluate
+from .resolver import LookupFailed, Resolver, spf_evaluate  # light: dnspython loads on first use
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ def alignment(from_domain: str, other: str, mode: str) -> tuple[bool, str]:
     a, b = from_domain.lower().rstrip("."), other.lower().rstrip(".")
     if mode == "s":
         return (a == b), ("strict: identical" if a == b else f"strict alignment needs {a} exactly, not {b}")
-    oa, ob = org_domain(a), org_domain(b)
     if a == b:
         return True, "relaxed: identical"
+    oa, ob = org_domain(a), org_domain(b)
     if oa == ob:
         return True, f"relaxed: same organisational domain {oa}"
     return False, f"{b} is not under {oa} (organisational domains {oa} and {ob})"

@@ -12,10 +12,6 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-import dns.exception
-import dns.nameserver
-import dns.resolver
-
 from ..errors import ConfigError, NewsletterError
 
 TIMEOUT = 5.0  # seconds for one look-up, retries included
@@ -55,10 +51,13 @@ def parse_resolver(spec: str | None) -> list[tuple[str, int]]:
 class Resolver:
     """A small façade over ``dns.resolver.Resolver``: answers as Python values, failures as one line."""
 
-    resolver: dns.resolver.Resolver
+    resolver: "dns.resolver.Resolver"
 
     @classmethod
     def from_config(cls, spec: str | None, timeout: float = TIMEOUT) -> "Resolver":
+        import dns.nameserver
+        import dns.resolver
+
         servers = parse_resolver(spec)
         if servers:
             r = dns.resolver.Resolver(configure=False)
@@ -74,6 +73,9 @@ class Resolver:
         return cls(r)
 
     def _resolve(self, name: str, rdtype: str):
+        import dns.exception
+        import dns.resolver
+
         try:
             return list(self.resolver.resolve(name, rdtype, search=False))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -99,6 +101,8 @@ class Resolver:
 
     def spf_lookup(self, name, qtype, strict=True, timeout=30):
         """pyspf's ``DNSLookup`` contract: ``[((name, qtype), value), ...]``, TempError on failure."""
+        import dns.exception
+        import dns.resolver
         import spf
 
         out = []
