@@ -241,6 +241,12 @@ def test_preflight_warns_once_per_campaign_and_strict_refuses(caplog):
     with pytest.raises(ConfigError, match="campaign 904: DKIM d=other.test is not aligned.*strict_auth"):
         auth_preflight(config.replace(strict_auth=True), 904, config.from_address)
     auth_preflight(config.replace(strict_auth=True), 905, config.from_address, smtp=False)  # outbox: no refusal
+    unsigned = Config(from_address="news@good.test")
+    with caplog.at_level(logging.WARNING, logger="newsletter.dispatch.domain"):
+        auth_preflight(unsigned, 906, unsigned.from_address)  # unsigned: `domain check` says so, send does not nag
+    assert not [r for r in caplog.records if "campaign 906" in r.getMessage()]
+    with pytest.raises(ConfigError, match="campaign 907: messages are not DKIM-signed.*strict_auth"):
+        auth_preflight(unsigned.replace(strict_auth=True), 907, unsigned.from_address)
 
 
 # ---- the command ------------------------------------------------------------------------------

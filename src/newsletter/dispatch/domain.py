@@ -378,12 +378,12 @@ def dkim_alignment_problem(config: Config, from_address: str) -> str | None:
 
 def auth_preflight(config: Config, campaign_id: int, from_address: str, smtp: bool = True) -> None:
     """Before an SMTP send: warn once per campaign (and process) when DKIM d= does not align with
-    From; with ``strict_auth`` refuse instead (ConfigError, one line)."""
+    From; with ``strict_auth`` refuse instead (ConfigError, one line), unsigned mail too."""
     if not smtp:
         return
     problem = dkim_alignment_problem(config, from_address)
-    if problem is None:
-        return
+    if problem is None or (not config.dkim_domain and not config.strict_auth):
+        return  # unsigned mail is refused under strict_auth, otherwise left to `domain check` to point out
     if config.strict_auth:
         raise ConfigError(f"campaign {campaign_id}: {problem}; strict_auth is on, so nothing is sent")
     with _warned_lock:
