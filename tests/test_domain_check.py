@@ -24,6 +24,14 @@ from newsletter.errors import ConfigError, StateError
 RELAY = [("smtp.relay.test", "A", "192.0.2.10"), ("_spf.relay.test", "TXT", "v=spf1 ip4:192.0.2.0/28 -all")]
 
 
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    """The sender warns once per campaign id and process: each test starts with none said."""
+    from newsletter.dispatch import domain
+
+    domain._warned.clear()
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
@@ -362,4 +370,31 @@ def test_web_api_serves_the_same_report(dns, keys, tmp_path):
         assert r.json() == check_domain(config).as_dict()
         assert r.json()["failed_required"] == ["dkim"]
         assert client.get("/api/domain").status_code in (401, 403)
+    engine.dispose()
+
+
+def test_worker_refuses_an_unaligned_campaign_under_strict_auth_and_warns_once_otherwise(smtp_server, tmp_path, caplog):
+    from datetime import UTC, datetime
+
+    from dispatch_helpers import add_people, make_campaign, make_config, setup_db
+    from newsletter.dispatch.campaigns import get_campaign
+    from newsletter.schedule.oneoff import schedule_campaign_at
+    from newsletter.schedule.worker import run_worker
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    key = tmp_path / "k.pem"
+    generate(key)
+    config = make_config(url, tmp_path, dkim_key_file=str(key), dkim_selector="s1", dkim_domain="elsewhere.test")
+    add_people(engine, "weekly", 3)
+    cid = make_campaign(engine, config).id
+    schedule_campaign_at(engine, cid, "2026-12-01 08:00", "UTC", now=datetime(2026, 11, 30, tzinfo=UTC))
+    at = datetime(2026, 12, 1, 8, 1, tzinfo=UTC)
+    report = run_worker(engine, config.replace(strict_auth=True), once=True, now=at, smtp=smtp_server.url)
+    assert [e for e in report.errors if "strict_auth is on" in e and f"campaign {cid}" in e]
+    assert smtp_server.received() == []
+    with caplog.at_level(logging.WARNING, logger="newsletter.dispatch.domain"):
+        report = run_worker(engine, config, once=True, now=at, smtp=smtp_server.url)
+    assert report.errors == [] and len(smtp_server.received()) == 3 and get_campaign(engine, cid).status == "finished"
+    assert len([r for r in caplog.records if f"campaign {cid}: DKIM d=elsewhere.test is not aligned" in r.getMessage()]) == 1
     engine.dispose()
