@@ -96,15 +96,23 @@ def alignment(from_domain: str, other: str, mode: str) -> tuple[bool, str]:
 
 
 def domain_of(address: str | None) -> str | None:
+    """The domain of an address (``"Name <a@Example.org>"`` → ``example.org``), or None."""
     addr = parseaddr(address or "")[1]
     return addr.rpartition("@")[2].lower().rstrip(".") or None if "@" in addr else None
 
 
 def valid_domain(name: str) -> str:
-    d = name.strip().lower().rstrip(".")
+    """``name`` as a lower-case ASCII domain (internationalised names in their IDNA form);
+    InvalidInput when it is not a domain name of two labels or more."""
+    try:
+        d = name.strip().rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        d = ""
     labels = d.split(".")
-    if len(labels) < 2 or len(d) > 253 or not all(0 < len(x) < 64 and x.replace("-", "").replace("_", "").isalnum()
-                                                  and not x.startswith("-") and not x.endswith("-") for x in labels):
+    if len(labels) < 2 or len(d) > 253 or not all(
+            0 < len(x) < 64 and x.replace("-", "").replace("_", "").isascii()
+            and x.replace("-", "").replace("_", "").isalnum() and not x.startswith("-") and not x.endswith("-")
+            for x in labels):
         raise InvalidInput(f"domain {name!r}: not a domain name")
     return d
 
