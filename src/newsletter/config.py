@@ -76,6 +76,11 @@ class Config:
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
 
     # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
+    dns_resolver: str | None = None  # "127.0.0.1:5353" (comma-separated for several): where `domain check` asks; default: the system resolver
+    spf_include: str | None = None  # the relay's SPF domain, e.g. "_spf.relay.example": `domain check` wants include:<it> in the SPF record
+    dkim_ed25519_key_file: str | None = None  # a second key (Ed25519, RFC 8463): each message is then signed with both
+    dkim_ed25519_selector: str | None = None  # its selector, published at <selector>._domainkey.<dkim_domain>
+    strict_auth: bool = False  # refuse to send when DKIM d= is not aligned with the From domain (otherwise: warn once per campaign)
 
     # --- secrets: environment only ---
     secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)

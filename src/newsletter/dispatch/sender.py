@@ -657,6 +657,9 @@ def send_campaign(
     else:
         transports = list(transport) if isinstance(transport, (list, tuple)) else [transport]
     check_public_links(config, transports, allow_local_links)
+    from .domain import auth_preflight  # DKIM d= vs From: warn once per campaign, refuse with strict_auth
+    from .smtp import SMTPTransport
+    auth_preflight(config, cid, campaign.from_address, smtp=any(isinstance(t, SMTPTransport) for t in transports))
     factory = message_factory(engine, campaign, config)
     worker = worker_id or new_worker_id()
     plan = _lane_plan(transports, concurrency)

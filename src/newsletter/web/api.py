@@ -196,3 +196,33 @@ def post_campaign_action(request: Request, action: Literal["pause", "resume", "c
     st = state(request)
     library.campaign_action(st, campaign_id, action)
     return _campaign_out(library.campaign(st, campaign_id))
+
+
+# --- deliverability (issue 20): the `newsletter domain check` report; the settings page is to come ---
+
+
+class DomainCheckOut(BaseModel):
+    name: str
+    ok: bool
+    summary: str
+    fix: str | None = Field(description="the record to publish (or setting to change) when the check fails")
+    required: bool = Field(description="Gmail, Yahoo or Microsoft require it of bulk senders")
+    dns_error: bool = Field(description="DNS did not answer: neither proven nor disproven")
+
+
+class DomainReportOut(BaseModel):
+    domain: str
+    envelope_domain: str
+    dkim_domain: str | None
+    resolver: str
+    ok: bool
+    failed_required: list[str]
+    checks: list[DomainCheckOut]
+
+
+@router.get("/domain", response_model=DomainReportOut, responses=ERRORS,
+            summary="SPF, DKIM, DMARC, alignment, bounce MX and https checks of the From domain (asks DNS)")
+def get_domain_check(request: Request):
+    from ..dispatch.domain import check_domain
+
+    return DomainReportOut(**check_domain(state(request).config).as_dict())
