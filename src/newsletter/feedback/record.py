@@ -4,7 +4,8 @@
 unique), ties it to a subscriber, and acts:
 
 - hard → every subscription ``bounced``, the address suppressed;
-- soft → counted; ``soft_bounce_limit`` of them within ``soft_bounce_window`` act like a hard
+- soft → counted (except security/policy statuses ``x.7.x``: a block of our mail says nothing
+  about the reader's mailbox, so it is stored and never counted); ``soft_bounce_limit`` of them within ``soft_bounce_window`` act like a hard
   bounce. The count restarts after proof that mail reaches the person: a positive DSN, or a
   later copy accepted by our server with no bounce reported ``soft_bounce_reset_after`` after
   it (see :func:`~newsletter.store.bounces.soft_bounce_count`);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -35,7 +37,7 @@ from ..store import bounces as sql
 from ..store.db import transaction
 from ..store.models import utcnow
 from ..store.subscribers import leave_all_lists, parse_age, suppress_in
-from .model import Bounce, BounceKind
+from .model import Bounce, BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,8 @@ def _apply(conn, b: Bounce, sid: int, event_id: int, rules: Rules, now: datetime
             return "bounced"
         return "none"
     if b.kind is BounceKind.SOFT:
+        if sql.is_policy_status(b.status):  # a block of our mail (x.7.x), not the reader's mailbox
+            return "none"
         n = sql.soft_bounce_count(conn, sid, since=now - rules.soft_window, quiet_before=now - rules.reset_after)
         if n >= rules.soft_limit:
             why = _short(f"{n} soft bounces within {_age(rules.soft_window)} (last: {where}: {detail})")
@@ -276,4 +280,29 @@ def check_campaign_rates(conn, campaign_id: int, rules: Rules | Config | None = 
 
 
 __all__ = ["record_bounces", "RecordResult", "Rules", "check_campaign_rates", "rate_pause_reason", "report_id_for",
-           "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]
+           "smtp_bounce", "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]
+
+
+# An SMTP reply recorded on a ledger row at RCPT or DATA ("550 5.1.1 ..."), possibly after
+# retries ("gave up after 172800 s of retries (12 attempts): 452 4.2.2 ..."). Replies at other
+# stages carry a prefix ("MAIL: 550 ...") and say nothing about the reader's mailbox.
+_SMTP_REPLY = re.compile(r"^(?:gave up after [^:]*: )?([45]\d\d)(?:[ -](.*))?$", re.S)
+
+
+def smtp_bounce(reply: str, *, recipient: str, campaign_id: int, subscriber_id: int | None) -> Bounce | None:
+    """The bounce event for a copy our server refused for good, or None when the reply is not
+    about the recipient (connection trouble, a reply to MAIL FROM). Classified like a reply
+    quoted in a DSN (``classify_smtp_reply``); the copy itself is the report (one per copy)."""
+    from .classify import classify_smtp_reply, parse_enhanced
+
+    m = _SMTP_REPLY.match((reply or "").strip())
+    if m is None:
+        return None
+    code, text = int(m.group(1)), m.group(2) or ""
+    enhanced = parse_enhanced(text)
+    kind = classify_smtp_reply(code, enhanced, text)
+    if kind not in (BounceKind.HARD, BounceKind.SOFT):
+        kind = BounceKind.UNKNOWN
+    return Bounce(kind, BounceSource.SMTP, recipient=recipient, status=enhanced, reason=_short(reply, 300),
+                  campaign_id=campaign_id, subscriber_id=subscriber_id,
+                  report_id=f"smtp:{campaign_id}:{subscriber_id or recipient.lower()}")

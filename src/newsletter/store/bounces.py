@@ -76,6 +76,17 @@ def campaign_exists(conn: Connection, campaign_id: int) -> bool:
     return conn.execute(select(literal(1)).where(campaigns.c.id == campaign_id)).first() is not None
 
 
+def is_policy_status(status: str | None) -> bool:
+    """True for an RFC 3463 security/policy status (``4.7.1``, ``5.7.606``): the receiver
+    refused *our* mail (reputation, greylisting, content), which says nothing about the reader."""
+    parts = (status or "").split(".")
+    return len(parts) == 3 and parts[1] == "7"
+
+
+def _not_policy(col):
+    return or_(col.is_(None), ~col.like("%.7.%"))
+
+
 def _copy_time(e):
     """When the copy an event is about was accepted by our server (falls back to the event time)."""
     sent = (select(deliveries.c.sent_at)
@@ -110,7 +121,8 @@ def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, 
     reset = max([t for t in (_aware(delivered_at), _aware(quiet_at)) if t is not None], default=None)
     rows = conn.execute(
         select(e.c.occurred_at, _copy_time(e).label("copy_at"))
-        .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since)).all()
+        .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since,
+               _not_policy(e.c.status))).all()
     n = 0
     for occurred, copy_at in rows:
         at = _aware(copy_at) or _aware(occurred)
@@ -180,11 +192,6 @@ def campaign_event_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
          .where(events.c.campaign_id == campaign_id).group_by(events.c.kind))
     return {k: int(n) for k, n in conn.execute(q)}
 
-
-__all__ = ["insert_event", "set_outcome", "subscriber_key", "mailed_subscriber", "copy_exists", "campaign_exists",
-           "soft_bounce_count", "EventRow", "list_events", "campaign_event_counts", "CampaignRates", "campaign_rates"]
-
-
 @dataclass
 class CampaignRates:
     """A campaign's feedback over the copies sent: what ``campaigns show``, the API and the
@@ -226,3 +233,7 @@ def campaign_rates(conn: Connection, campaign_id: int, counts: dict[str, int] | 
     kinds = campaign_event_counts(conn, campaign_id)
     return CampaignRates(copies=counts.get("sent", 0) + counts.get("failed", 0), hard=kinds.get("hard", 0),
                          soft=kinds.get("soft", 0), complaints=kinds.get("complaint", 0))
+
+
+__all__ = ["insert_event", "set_outcome", "subscriber_key", "mailed_subscriber", "copy_exists", "campaign_exists",
+           "soft_bounce_count", "is_policy_status", "EventRow", "list_events", "campaign_event_counts", "CampaignRates", "campaign_rates"]
