@@ -197,3 +197,43 @@ def test_too_many_hard_bounces_pause_the_send_with_the_reason_stored(env_any, sm
     assert s.status == "paused" and s.counts["failed"] == 10 and s.counts.get("sent", 0) <= 1
     assert s.counts.get("pending", 0) >= 29
     assert len(events(engine)) == 10
+
+
+def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_server_factory, tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    from newsletter.cli import main
+
+    engine, config = env
+    add_people(engine, "weekly", 3)
+    srv = smtp_server_factory(reject={"reader1@example.com"})
+    c = make_campaign(engine, config)
+    send_campaign(engine, c.id, config, smtp=srv.url)
+
+    def cli(*args):
+        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", config.database_url, "bounces", "list", *args])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        return code, *capsys.readouterr()
+
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("--campaign", str(c.id), "--kind", "hard", "--format", "json")
+    assert code == 0
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert (row["recipient"], row["kind"], row["status"], row["source"], row["outcome"], row["campaign_id"]) == (
+        "reader1@example.com", "hard", "5.1.1", "smtp", "bounced", c.id)
+    code, out, _ = cli("--kind", "complaint", "--format", "json")
+    assert code == 0 and out == ""
+    code, out, _ = cli("--subscriber", "reader1@example.com")
+    assert code == 0 and "reader1@example.com" in out and "bounced" in out
+    code, out, err = cli("--campaign", "999")
+    assert code == 1 and "campaign 999 does not exist" in err and "Traceback" not in err
+    code, out, err = cli("--kind", "bogus")
+    assert code == 2 and "bogus" in err

@@ -278,11 +278,6 @@ def check_campaign_rates(conn, campaign_id: int, rules: Rules | Config | None = 
     log.warning("campaign %s %s", campaign_id, reason)
     return reason
 
-
-__all__ = ["record_bounces", "RecordResult", "Rules", "check_campaign_rates", "rate_pause_reason", "report_id_for",
-           "smtp_bounce", "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]
-
-
 # An SMTP reply recorded on a ledger row at RCPT or DATA ("550 5.1.1 ..."), possibly after
 # retries ("gave up after 172800 s of retries (12 attempts): 452 4.2.2 ..."). Replies at other
 # stages carry a prefix ("MAIL: 550 ...") and say nothing about the reader's mailbox.
@@ -306,3 +301,34 @@ def smtp_bounce(reply: str, *, recipient: str, campaign_id: int, subscriber_id: 
     return Bounce(kind, BounceSource.SMTP, recipient=recipient, status=enhanced, reason=_short(reply, 300),
                   campaign_id=campaign_id, subscriber_id=subscriber_id,
                   report_id=f"smtp:{campaign_id}:{subscriber_id or recipient.lower()}")
+
+
+def list_bounces(engine: Engine, *, campaign_id: int | None = None, kind: str | None = None,
+                 email: str | None = None, limit: int | None = None) -> list[sql.EventRow]:
+    """Stored events, newest first, filtered by campaign, kind and subscriber address (their
+    bounce history). Raises InvalidInput for an unknown kind, NotFound for an unknown campaign
+    or subscriber."""
+    from ..errors import NotFound
+    from ..store.db import require_current_schema
+
+    require_current_schema(engine)
+    if kind is not None and kind not in {k.value for k in BounceKind}:
+        raise InvalidInput(f"bounce kind {kind!r} is invalid: use one of {', '.join(k.value for k in BounceKind)}")
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"limit {limit} must be at least 1")
+    with transaction(engine) as conn:
+        if campaign_id is not None and not sql.campaign_exists(conn, campaign_id):
+            raise NotFound(f"campaign {campaign_id} does not exist")
+        sid = None
+        if email is not None:
+            from ..store.subscribers import _key_of, _subscriber_by_key
+
+            r = _subscriber_by_key(conn, _key_of(email))
+            if r is None:
+                raise NotFound(f"subscriber {email.strip()!r} does not exist")
+            sid = r["id"]
+        return sql.list_events(conn, campaign_id=campaign_id, kind=kind, subscriber_id=sid, limit=limit)
+
+
+__all__ = ["record_bounces", "RecordResult", "Rules", "check_campaign_rates", "rate_pause_reason", "report_id_for",
+           "smtp_bounce", "list_bounces", "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]
