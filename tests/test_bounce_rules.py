@@ -341,3 +341,13 @@ def test_campaign_info_shows_bounce_and_complaint_rates(env):
     fb = campaign_info(engine, c.id).feedback
     assert fb == {"copies": 8, "hard": 1, "soft": 1, "complaints": 1, "hard_rate": 0.125, "soft_rate": 0.125,
                   "complaint_rate": 0.125}
+
+
+def test_a_report_of_an_unknown_kind_is_refused_with_one_line_and_stores_nothing(env):
+    from newsletter.errors import InvalidInput
+
+    engine, config = env
+    with pytest.raises(InvalidInput, match="kind 'bogus'"):
+        record_bounces(engine, [Bounce("bogus", BounceSource.DSN, recipient="a@example.com", report_id="<z@mx>")],
+                       config=config)
+    assert rows(engine) == []

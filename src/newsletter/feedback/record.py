@@ -206,6 +206,7 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
     rules = Rules.from_config(config)
     result = RecordResult()
     for b in bounces:
+        b = _checked(b)
         t = now or utcnow()
         recipient = (b.recipient or "").strip().lower()[:320]
         with transaction(engine) as conn:
@@ -233,6 +234,17 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
                 if reason and cid not in result.paused:
                     result.paused.append(cid)
     return result
+
+
+def _checked(b: Bounce) -> Bounce:
+    """The bounce with its kind and source as the closed enums (producers may pass strings)."""
+    from dataclasses import replace
+
+    try:
+        return replace(b, kind=BounceKind(b.kind), source=BounceSource(b.source))
+    except ValueError:
+        raise InvalidInput(f"bounce report {b.report_id or '(no id)'}: kind {str(b.kind)!r} or source "
+                           f"{str(b.source)!r} is not one we know") from None
 
 
 def _with_campaign(b: Bounce, cid: int | None) -> Bounce:
