@@ -339,16 +339,13 @@ class _Run:
                                                           subscriber_id=r.get("subscriber_id"))) is not None]
         if not bounces:
             return
-        try:
-            res = record_bounces(self.engine, bounces, config=self.config)
+        try:  # the send loop checks the campaign's rates every RATES_CHECK_S, not once per failure
+            res = record_bounces(self.engine, bounces, config=self.config, check_rates=False)
         except NewsletterError as err:
             log.warning("campaign %s: could not record %d SMTP bounce(s): %s", self.cid, len(bounces), err)
             return
         with self.lock:
             self.suppressed.extend(res.suppressed)
-        if self.cid in res.paused:  # the rate guard paused it: stop now, not at the next status check
-            self.pause_reason = self.pause_reason or "paused by the bounce guard"
-            self.stop_all.set()
 
     def stopping(self) -> bool:
         return self.stop_all.is_set() or self.external_stop.is_set()

@@ -199,12 +199,16 @@ def _age(d: timedelta) -> str:
 
 
 def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime | None = None,
-                   config: Config | None = None) -> RecordResult:
+                   config: Config | None = None, check_rates: bool = True) -> RecordResult:
     """Store each event once and apply the rules (see the module docstring). One transaction per
     event: a failure leaves the events before it recorded and acted on, and recording the same
-    events again (after a crash) does nothing twice. ``now`` is injectable for tests."""
+    events again (after a crash) does nothing twice. Then, once per campaign that got a new hard
+    bounce or complaint, its rates are checked (``check_rates``; a sender checks on its own
+    schedule instead). ``now`` is injectable for tests."""
     rules = Rules.from_config(config)
     result = RecordResult()
+    to_check: list[int] = []
+    t = now
     for b in bounces:
         b = _checked(b)
         t = now or utcnow()
@@ -215,7 +219,8 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
                 "subscriber_id": sid, "campaign_id": cid, "recipient": stored, "kind": b.kind.value,
                 "status": (b.status or None) and b.status[:16], "reason": _short(b.reason, 1000),
                 "source": b.source.value, "provider": (b.provider or None) and b.provider[:32],
-                "report_id": report_id_for(b), "outcome": "none", "occurred_at": _when(b, t), "recorded_at": t,
+                "report_id": report_id_for(b), "outcome": "none" if sid is not None else "unmatched",
+                "occurred_at": _when(b, t), "recorded_at": t,
             })
             if event_id is None:
                 result.duplicates += 1
@@ -224,15 +229,16 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
             result.event_ids.append(event_id)
             if sid is None:
                 result.unmatched += 1
-                sql.set_outcome(conn, event_id, "unmatched")
                 continue
             outcome = _apply(conn, b if b.campaign_id == cid else _with_campaign(b, cid), sid, event_id, rules, t, result)
             if outcome != "none":
                 sql.set_outcome(conn, event_id, outcome)
-            if cid is not None and b.kind in (BounceKind.HARD, BounceKind.COMPLAINT):
-                reason = check_campaign_rates(conn, cid, rules, now=t)
-                if reason and cid not in result.paused:
-                    result.paused.append(cid)
+        if cid is not None and b.kind in (BounceKind.HARD, BounceKind.COMPLAINT) and cid not in to_check:
+            to_check.append(cid)
+    for cid in to_check if check_rates else ():
+        with transaction(engine) as conn:
+            if check_campaign_rates(conn, cid, rules, now=t):
+                result.paused.append(cid)
     return result
 
 
