@@ -77,14 +77,16 @@ def parse_command(
 def _table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for col in ("file", "recipient", "kind", "status", "campaign", "subscriber", "source", "reason"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["file"], r["recipient"] or "", r["kind"], r["status"] or "",
-                      "" if r["campaign_id"] is None else str(r["campaign_id"]),
-                      "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])
+    for r in rows:  # Text(): report text is shown as is, never read as rich markup
+        table.add_row(*(Text(v) for v in (
+            r["file"], r["recipient"] or "", r["kind"], r["status"] or "",
+            "" if r["campaign_id"] is None else str(r["campaign_id"]),
+            "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])))
     Console(soft_wrap=True, highlight=False).print(table)
 
 
