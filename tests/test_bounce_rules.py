@@ -351,3 +351,16 @@ def test_a_report_of_an_unknown_kind_is_refused_with_one_line_and_stores_nothing
         record_bounces(engine, [Bounce("bogus", BounceSource.DSN, recipient="a@example.com", report_id="<z@mx>")],
                        config=config)
     assert rows(engine) == []
+
+
+def test_a_delay_notice_and_the_final_failure_of_one_copy_count_once(env):
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    a = "reader0@example.com"
+    c1, c2 = deliver(engine, config, T0), deliver(engine, config, T0 + DAY)
+    h = timedelta(hours=2)
+    record_bounces(engine, [soft(a, "<delay-1@mx>", c1.id), soft(a, "<delay-2@mx>", c1.id)], now=T0 + h, config=config)
+    r = record_bounces(engine, [soft(a, "<fail-1@mx>", c1.id), soft(a, "<delay-3@mx>", c2.id)],
+                       now=T0 + DAY + h, config=config)
+    assert (r.new, r.bounced) == (2, 0)  # two copies soft-bounced, not four
+    assert statuses(engine, a) == {"weekly": "active"}

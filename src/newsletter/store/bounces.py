@@ -96,8 +96,9 @@ def _copy_time(e):
 
 
 def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, quiet_before: datetime) -> int:
-    """Soft bounces of a subscriber that still count: reported after ``since`` (the window) and
-    about a copy sent after the last proof that mail reaches them.
+    """Soft-bounced copies of a subscriber that still count: reported after ``since`` (the
+    window) and about a copy sent after the last proof that mail reaches them. Several reports
+    about one copy (a delay notice, then the failure) count once.
 
     Proof (the reset point) is the latest of: a positive DSN (``delivered`` event) — its copy's
     time; a copy our server accepted before ``quiet_before`` (so long ago that its bounce would
@@ -120,15 +121,15 @@ def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, 
                deliveries.c.sent_at <= quiet_before, ~bounced_copy)).scalar()
     reset = max([t for t in (_aware(delivered_at), _aware(quiet_at)) if t is not None], default=None)
     rows = conn.execute(
-        select(e.c.occurred_at, _copy_time(e).label("copy_at"))
+        select(e.c.id, e.c.campaign_id, e.c.occurred_at, _copy_time(e).label("copy_at"))
         .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since,
                _not_policy(e.c.status))).all()
-    n = 0
-    for occurred, copy_at in rows:
+    copies = set()  # one copy counts once: a delay notice and the final failure are one soft bounce
+    for eid, campaign_id, occurred, copy_at in rows:
         at = _aware(copy_at) or _aware(occurred)
         if reset is None or at > reset:
-            n += 1
-    return n
+            copies.add(campaign_id if campaign_id is not None else ("event", eid))
+    return len(copies)
 
 
 def _aware(v: datetime | None) -> datetime | None:
