@@ -237,3 +237,20 @@ def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_ser
     assert code == 1 and "campaign 999 does not exist" in err and "Traceback" not in err
     code, out, err = cli("--kind", "bogus")
     assert code == 2 and "bogus" in err
+
+
+def test_the_api_campaign_endpoint_carries_the_bounce_and_complaint_rates(env, smtp_server_factory):
+    from newsletter.web import create_app
+    from newsletter.web.app import Limits
+    from test_web_api import REMOTE, asgi_get
+
+    engine, config = env
+    add_people(engine, "weekly", 4)
+    srv = smtp_server_factory(reject={"reader3@example.com"})
+    c = make_campaign(engine, config)
+    send_campaign(engine, c.id, config, smtp=srv.url)
+    app = create_app(config.replace(admin_token="tok-0123456789abcdef"), engine, limits=Limits(login_per_ip=(3, 60)))
+    r = asgi_get(app, f"/api/campaigns/{c.id}", REMOTE, {"Authorization": "Bearer tok-0123456789abcdef"})
+    assert r.status_code == 200
+    assert r.json()["feedback"] == {"copies": 4, "hard": 1, "soft": 0, "complaints": 0, "hard_rate": 0.25,
+                                    "soft_rate": 0.0, "complaint_rate": 0.0}
