@@ -254,3 +254,20 @@ def test_the_api_campaign_endpoint_carries_the_bounce_and_complaint_rates(env, s
     assert r.status_code == 200
     assert r.json()["feedback"] == {"copies": 4, "hard": 1, "soft": 0, "complaints": 0, "hard_rate": 0.25,
                                     "soft_rate": 0.0, "complaint_rate": 0.0}
+
+
+def test_a_copy_whose_token_would_not_fit_goes_out_with_the_plain_envelope(env, smtp_server):
+    """The token grows with the subscriber id: the up-front check uses today's highest id, and a
+    copy for a far larger one (added later) is sent from the plain bounce address, not failed."""
+    from newsletter.dispatch.personalize import Recipient
+    from newsletter.dispatch.sender import message_factory
+
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    config.bounce_address = "newsletter-bounces-01234567@example.org"  # 27 characters: fits small ids only
+    c = make_campaign(engine, config)
+    f = message_factory(engine, c, config)
+    small = f.build(Recipient(1, 1, "a@example.com", "", {}))
+    huge = f.build(Recipient(2 ** 60, 1, "b@example.com", "", {}))
+    assert small.mail_from.startswith("newsletter-bounces-01234567+") and b"X-Newsletter-Ref: " in small.data
+    assert huge.mail_from == "newsletter-bounces-01234567@example.org" and b"X-Newsletter-Ref" not in huge.data

@@ -223,7 +223,7 @@ class MessageFactory:
         unsubscribe_mailto: str | None = None,
         envelope_from: str | None = None,
         signer: Callable[[bytes], bytes] | None = None,
-        copy_address: Callable[[int], str] | None = None,
+        copy_address: Callable[[int], str | None] | None = None,
         verp: bool = False,
         feedback_id: Callable[[str], str] | None = None,
     ):
@@ -384,9 +384,10 @@ class MessageFactory:
         mail_from = self.mail_from
         if self._copy_address is not None and r.subscriber_id > 0:
             copy = self._copy_address(r.subscriber_id)
-            head.append(b"X-Newsletter-Ref: " + copy.rpartition("@")[0].rpartition("+")[2].encode("ascii"))
-            if self._verp:
-                mail_from = copy
+            if copy:
+                head.append(b"X-Newsletter-Ref: " + copy.rpartition("@")[0].rpartition("+")[2].encode("ascii"))
+                if self._verp:
+                    mail_from = copy
         data = b"".join([
             CRLF.join(head), CRLF,
             self._list_ids.get(r.list_id, b""),

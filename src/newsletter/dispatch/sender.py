@@ -29,7 +29,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Callable, Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from ..config import Config
@@ -517,7 +517,7 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     if bounce:
         check_header_value("bounce_address", bounce)
         bounce = parseaddr(bounce)[1] or None
-    copy_address, verp, feedback = _feedback_headers(campaign, config, secret, bounce)
+    copy_address, verp, feedback = _feedback_headers(engine, campaign, config, secret, bounce)
     return MessageFactory(
         _content(engine, campaign), base_url=config.base_url,
         unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
@@ -528,24 +528,34 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     )
 
 
-def _feedback_headers(campaign, config: Config, secret: bytes, bounce: str | None):
+def _feedback_headers(engine: Engine, campaign, config: Config, secret: bytes, bounce: str | None):
     """(copy_address, verp, feedback_id) for the message factory: each copy names itself with a
     signed ``bounce_address`` + token (the From address when no bounce address is set), used as
     its envelope sender when ``verp`` is on and a bounce address is configured (a plain From
-    mailbox may not accept ``+`` addresses); Feedback-ID is campaign:list:newsletter:domain."""
+    mailbox may not accept ``+`` addresses); Feedback-ID is campaign:list:newsletter:domain.
+
+    The token grows with the ids: a bounce address too long to carry it for today's highest
+    subscriber id is refused up front; a copy for a much later id that would not fit goes out
+    with the plain envelope (``copy_address`` returns None) rather than fail."""
     from ..feedback.verp import feedback_id, verp_address
+    from ..store.models import Subscriber
 
     base = bounce or parseaddr(campaign.from_address)[1]
     verp = bool(config.verp and bounce)
+    with transaction(engine) as conn:
+        top = conn.execute(select(func.max(Subscriber.__table__.c.id))).scalar() or 1
     try:
-        verp_address(base, secret, campaign.id, 1)
+        verp_address(base, secret, campaign.id, top)
     except ValueError as e:
         if verp:
             raise ConfigError(f"bounce_address: {e} (shorten it, or set verp = false)") from None
         copy_address = None
     else:
-        def copy_address(sid: int) -> str:
-            return verp_address(base, secret, campaign.id, sid)
+        def copy_address(sid: int) -> str | None:
+            try:
+                return verp_address(base, secret, campaign.id, sid)
+            except ValueError:
+                return None
     domain = parseaddr(campaign.from_address)[1].rpartition("@")[2]
     return copy_address, verp, lambda slug: feedback_id(campaign.id, slug, domain)
 
