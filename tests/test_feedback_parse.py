@@ -229,3 +229,15 @@ def test_arf_envelope_field_ranks_before_quoted_headers():
     raw = raw.replace("Return-Path: <" + ours + ">", "Return-Path: <" + verp_address("news-bounces@example.org", SECRET, 1, 2) + ">")
     [b] = parse_message(raw.encode(), secret=SECRET)
     assert (b.campaign_id, b.subscriber_id, b.attribution) == (CAMPAIGN, SUBSCRIBER, "verp")
+
+
+def test_dsn_block_without_diagnostic_is_explained_by_the_prose_naming_the_recipient():
+    raw = load("dsn_postfix.eml").decode()
+    raw = raw.replace("Status: 5.1.1\r\n", "Status: 5.0.0\r\n")
+    start = raw.index("Diagnostic-Code: smtp; 550 5.1.1")
+    raw = raw[:start] + raw[raw.index("\r\n\r\nFinal-Recipient: rfc822; busy@"):]
+    prose_full = raw.replace("550 5.1.1\r\n    <gone@example.net>: Recipient address rejected: User unknown in virtual\r\n"
+                             "    mailbox table", "552\r\n    mailbox full, over quota")
+    hard, full = parse_message(raw.encode(), secret=SECRET)[0], parse_message(prose_full.encode(), secret=SECRET)[0]
+    assert (hard.kind, hard.status) == (BounceKind.HARD, "5.0.0") and "User unknown" in hard.reason
+    assert (full.kind, full.status) == (BounceKind.SOFT, "5.0.0") and "mailbox full" in full.reason

@@ -135,8 +135,12 @@ def _diagnostic(value: str | None) -> str:
     return (rest if sep and len(kind) < 20 else value).strip()
 
 
-def read_dsn(part: Message) -> tuple[list[Finding], dict[str, str]]:
-    """Per-recipient findings of a delivery-status part, and its per-message fields."""
+def read_dsn(part: Message, prose: str = "") -> tuple[list[Finding], dict[str, str]]:
+    """Per-recipient findings of a delivery-status part, and its per-message fields.
+
+    A recipient block without a Diagnostic-Code is explained by the report's prose (``prose``,
+    the human-readable part) where that names the recipient.
+    """
     blocks = field_blocks(part)
     per_message: dict[str, str] = {}
     findings: list[Finding] = []
@@ -146,7 +150,7 @@ def read_dsn(part: Message) -> tuple[list[Finding], dict[str, str]]:
             continue
         recipient = address_of(block.get("original-recipient")) or address_of(block.get("final-recipient"))
         action = (block.get("action") or "").strip().lower().split(" ")[0].rstrip(";")
-        diag = _diagnostic(block.get("diagnostic-code"))
+        diag = _diagnostic(block.get("diagnostic-code")) or _prose_about(prose, recipient)
         status = parse_enhanced(block.get("status")) or parse_enhanced(diag)
         if action in ("delivered", "relayed", "expanded"):
             kind = BounceKind.DELIVERED
@@ -161,6 +165,16 @@ def read_dsn(part: Message) -> tuple[list[Finding], dict[str, str]]:
             reason = f"delayed: {diag}"
         findings.append(Finding(kind, recipient, status, _short(reason)))
     return findings, per_message
+
+
+def _prose_about(prose: str, recipient: str | None, limit: int = 400) -> str:
+    """The prose from where it names ``recipient``, up to ``limit`` characters ('' if it does not)."""
+    if not prose or not recipient:
+        return ""
+    at = prose.lower().find(recipient.lower())
+    if at < 0:
+        return ""
+    return prose[at: at + limit]
 
 
 FEEDBACK_COMPLAINTS = {"abuse", "fraud", "virus", "other", ""}

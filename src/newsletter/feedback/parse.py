@@ -20,7 +20,7 @@ from email.message import Message
 from .classify import classify_smtp_reply  # noqa: F401  (re-exported: the send path classifies replies too)
 from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, header_text, original_message, part_text,
                   read_arf, read_dsn)
-from .heuristics import MAX_TEXT, auto_reply_reason, looks_like_bounce, party_addresses, read_nonstandard
+from .heuristics import MAX_TEXT, auto_reply_reason, explanation, looks_like_bounce, party_addresses, read_nonstandard
 from .model import Bounce, BounceKind, BounceSource
 from .verp import find_verp
 
@@ -147,7 +147,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -
         source = BounceSource.DSN
         per_message: dict[str, str] = {}
         for part in dsn_parts[:5]:
-            got, fields = read_dsn(part)
+            got, fields = read_dsn(part, explanation(text))
             findings.extend(got)
             per_message.update(fields)
         report_values.append((per_message.get("original-envelope-id", ""), "envid"))
