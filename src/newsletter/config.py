@@ -8,6 +8,7 @@ environment only, are never read from the TOML file and never appear in ``repr()
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -73,6 +74,10 @@ class Config:
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
     trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
     # --- fetch safety (issue 11) ---
+    allow_private_fetch: bool = False  # let fetches reach loopback/private/reserved addresses (docs/fetching.md)
+    fetch_allow_networks: list[str] = field(default_factory=list)  # networks fetches may reach anyway, e.g. ["10.1.0.0/16"]
+    local_image_dirs: list[str] = field(default_factory=list)  # folders besides a source's own tree local images may come from
+    source_time_budget: float = 60.0  # seconds of parsing one source may take before it is skipped with a warning
 
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
 
@@ -211,6 +216,11 @@ def load_config(
         values[key] = value
 
     cfg = Config(smtp=smtp, **values)
+    for net in cfg.fetch_allow_networks:  # fetch safety (issue 11): a typo must not silently allow nothing
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

@@ -118,6 +118,11 @@ def parse_feed(
         except SourceError as e:
             if warn:
                 warn(e)
+        except Exception as e:  # noqa: BLE001 - one hostile entry is skipped, never the whole feed
+            if isinstance(e, MemoryError):
+                raise
+            if warn:
+                warn(SourceError(f"{source}: entry {index}", f"unexpected failure ({type(e).__name__}: {e})"))
     if warn:
         for n in notes:
             warn(n)
@@ -497,6 +502,11 @@ def parse_json_feed(
         except SourceError as e:
             if warn:
                 warn(e)
+        except Exception as e:  # noqa: BLE001 - one hostile item is skipped, never the whole feed
+            if isinstance(e, MemoryError):
+                raise
+            if warn:
+                warn(SourceError(f"{source}: item {index}", f"unexpected failure ({type(e).__name__}: {e})"))
     if warn:
         for n in notes:
             warn(n)

@@ -336,10 +336,17 @@ def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = 
         return ref
     if ref.startswith("//"):
         return "https:" + ref
-    if base_url and not scheme:
-        return urllib.parse.urljoin(base_url, ref)
+    if base_url:
+        # Fetched over http(s): the image is on the web or nowhere. "x:/../../etc/passwd" (a
+        # one-letter scheme that looks like a Windows drive) must never become a local path.
+        joined = urllib.parse.urljoin(base_url, ref) if not scheme else ref
+        if urllib.parse.urlsplit(joined).scheme.lower() not in {"http", "https"}:
+            raise SourceError(name, f"image {ref[:40]!r} must be an http(s) URL (a remote Markdown file cannot name a local file)")
+        return joined
     if scheme and len(scheme) > 1:  # data:, javascript:, ftp: ... (a Windows drive letter has length 1)
         raise SourceError(name, f"image {ref[:40]!r} must be a local path or an http(s) URL")
+    if re.search(r"[\x00-\x1f\x7f]", urllib.parse.unquote(ref)):  # photo%00.png: no file has that name
+        raise SourceError(name, f"image {ref[:40]!r} holds a control character (NUL, newline...)")
     local = Path(urllib.parse.unquote(ref)).expanduser()
     if not local.is_absolute():
         local = path.parent / local
