@@ -77,7 +77,7 @@ class Config:
     allow_private_fetch: bool = False  # let fetches reach loopback/private/reserved addresses (docs/fetching.md)
     fetch_allow_networks: list[str] = field(default_factory=list)  # networks fetches may reach anyway, e.g. ["10.1.0.0/16"]
     local_image_dirs: list[str] = field(default_factory=list)  # folders besides a source's own tree local images may come from
-    source_time_budget: float = 60.0  # seconds of parsing one source may take before it is skipped with a warning
+    source_time_budget: float = 30.0  # seconds reading one source document may take before it is skipped (0: no limit)
 
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
 

@@ -22,7 +22,7 @@ import feedparser
 
 from ..config import Config
 from ..errors import SourceError
-from . import dates, readtime, sanitize, text, video
+from . import budget, dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
 
@@ -55,8 +55,8 @@ _NOT_A_PICTURE_DIR = re.compile(r"gravatar\.com|/(?:avatars?|icons?|emoji|emojis
 _NOT_A_PICTURE_NAME = re.compile(
     r"^(?:[a-z]+[_-])?(?:icon|favicon|logo|emoji|share|button|badge|avatar|spacer)(?:[_-][a-z]+)?$", re.IGNORECASE
 )
-_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
+_IMG_TAG = re.compile(r"<img\b[^<>]*>", re.IGNORECASE)  # [^<>]: "<img <img <img" is scanned once
+_EMAIL_NAME = re.compile(r"^\s*[^\s@()]+@[^\s()]+\s*\((.+)\)\s*$")  # "a@b.org (Name)": no two ways to split
 
 
 def parse_feed(
@@ -112,6 +112,7 @@ def parse_feed(
     articles: list[Article] = []
     notes: list[str] = []
     for index, entry in enumerate(d.entries, start=1):
+        budget.check()  # a feed over its time budget is given up (named in the warning)
         item_image = item_images[index - 1] if len(item_images) == len(d.entries) else None
         try:
             articles.append(_entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image, notes))
@@ -344,7 +345,7 @@ def _drop_pixels(html: str) -> str:
 
 
 def _looks_like_html(value: str) -> bool:
-    return bool(re.search(r"<[a-zA-Z][^>]*>|&[a-zA-Z#0-9]+;", value or ""))
+    return bool(re.search(r"<[a-zA-Z][^<>]*>|&[a-zA-Z#0-9]+;", value or ""))
 
 
 def _escape(value: str) -> str:
@@ -493,6 +494,7 @@ def parse_json_feed(
     articles: list[Article] = []
     notes: list[SourceError] = []
     for index, item in enumerate(items, start=1):
+        budget.check()
         if not isinstance(item, dict):
             if warn:
                 warn(SourceError(f"{source}: item {index}", "is not an object"))

@@ -27,7 +27,7 @@ from markdown_it import MarkdownIt
 
 from ..config import Config
 from ..errors import ConfigError, SourceError
-from . import dates, readtime, sanitize, text, video
+from . import budget, dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd", ".mkdn"}
@@ -35,7 +35,8 @@ _FENCE = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n")
 _CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[-_ ]")
 _H1 = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\n|\Z)")
-_IMG_MD = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# [^\[\]]: a scan for the closing bracket stops at the next "[", so "![![![..." is linear.
+_IMG_MD = re.compile(r"!\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]+)>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
 
 # libyaml's safe loader when PyYAML was built with it (front matter parsing is the slow part), else the pure-Python one.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -105,7 +106,9 @@ def parse_markdown(
     # A trailing "watch this video" block becomes a video card rather than body text.
     body, trailing_video = _lift_trailing_video(body)
 
+    budget.check()
     html = render_markdown(body)
+    budget.check()
     slug = meta.get("slug")
     slug = text.slugify(str(slug)) if slug else text.slugify(_DATE_PREFIX.sub("", path.stem)) or text.slugify(title)
     url = meta.get("url") or meta.get("link")
@@ -307,7 +310,8 @@ def _link_text(block: str) -> str | None:
     if not m:
         return None
     label = " ".join(m.group(1).split())
-    if re.match(r"https?://", label) or _GENERIC_VIDEO_TEXT.match(label.strip("*_ ")):
+    # Generic texts are short; the length check also keeps the regex off long labels.
+    if re.match(r"https?://", label) or (len(label) <= 100 and _GENERIC_VIDEO_TEXT.match(label.strip("*_ "))):
         return None
     return label
 
@@ -325,8 +329,24 @@ def _plain_block(block: str) -> str:
     return " ".join(b.split())
 
 
+_HEADING_TAG = re.compile(r"<(/?)h[1-6]\b[^<>]*>", re.IGNORECASE)
+
+
 def _without_headings(html: str) -> str:
-    return re.sub(r"<h[1-6][^>]*>.*?</h[1-6]>", "", html, flags=re.DOTALL | re.IGNORECASE)
+    """The HTML without its headings (<h1>...</h1> to <h6>), in one pass over the tags: a regex
+    with ``.*?`` between them rescans the rest of the text for every unclosed heading."""
+    out: list[str] = []
+    pos = 0
+    opened: int | None = None
+    for m in _HEADING_TAG.finditer(html):
+        if not m.group(1) and opened is None:
+            out.append(html[pos:m.start()])
+            opened = m.start()
+        elif m.group(1) and opened is not None:
+            pos = m.end()
+            opened = None
+    out.append(html[pos:] if opened is None else html[opened:])  # an unclosed heading stays
+    return "".join(out)
 
 
 def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = None) -> str:

@@ -55,8 +55,9 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
-_LAZY_IMG = re.compile(r"<img\b[^>]*\bdata-(?:src|lazy-src|original)\s*=[^>]*>", re.IGNORECASE)
-_IMG_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+# [^<>] and (?<!...): each scan stops at the next tag / starts at a name's first letter (linear).
+_LAZY_IMG = re.compile(r"<img\b[^<>]*\bdata-(?:src|lazy-src|original)\s*=[^<>]*>", re.IGNORECASE)
+_IMG_ATTR = re.compile(r"""(?<![a-zA-Z_:-])([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 
 
 def tag_attributes(tag: str) -> dict[str, str]:

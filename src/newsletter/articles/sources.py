@@ -18,10 +18,10 @@ from typing import Callable
 from ..config import Config
 from ..errors import NewsletterError, SourceError
 from . import fetch as fetching
-from . import feeds, markdown
+from . import budget, feeds, markdown
 from .localfiles import confine_images
 from .model import Article
-from .text import slugify
+from .text import skip_prolog, slugify
 
 MARKDOWN, FEED, HTML, URL_LIST = "markdown", "feed", "html", "url-list"
 # Files in a source directory that are assets, not articles: skipped silently.
@@ -31,7 +31,6 @@ _ASSET_SUFFIXES = {
 }
 _FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*", re.DOTALL | re.IGNORECASE)
 _ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _URL_LINE = re.compile(r"^https?://\S+$", re.IGNORECASE)
 FETCH_WORKERS = 4
@@ -69,7 +68,7 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
     if re.match(rb"---[ \t]*\r?\n", stripped):
         return MARKDOWN
     if stripped.startswith(b"<"):
-        rest = _PROLOG.sub(b"", stripped, count=1)
+        rest = stripped[skip_prolog(stripped):]
         m = _ROOT.match(rest)
         root = m.group(1).decode("ascii", "ignore").lower() if m else ""
         local = root.split(":")[-1]
@@ -190,8 +189,9 @@ def parse_content(
     Whatever a parser raises on hostile input (a ValueError deep in a library) becomes a
     SourceError naming the source, so one bad file is skipped like any other bad article."""
     try:
-        return _parse_content(content, source, config, warn, base_url=base_url, content_type=content_type,
-                              charset=charset, nested=nested, path=path)
+        with budget.reading(source, getattr(config, "source_time_budget", None)):
+            return _parse_content(content, source, config, warn, base_url=base_url, content_type=content_type,
+                                  charset=charset, nested=nested, path=path)
     except (NewsletterError, MemoryError):  # SourceError, and ConfigError (a bad site_url) stays one
         raise
     except Exception as e:  # noqa: BLE001 - untrusted input must never abort the whole load
@@ -251,7 +251,7 @@ def _parse_page(content: bytes, source: str, url: str, charset: str | None, conf
         if e.name and e.name.endswith("articles.pages"):
             raise SourceError(source, "HTML pages are not supported yet") from None
         raise
-    article = pages.parse_page(content, url, charset=charset)
+    article = pages.parse_page(content, url, charset=charset, warn=warn)
     if not article.source:
         article.source = source
     if not fetching.is_url(article.url or ""):
