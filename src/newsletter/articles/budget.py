@@ -26,14 +26,18 @@ class OverBudget(SourceError):
     """A source took longer than its time budget to read."""
 
 
-class Budget:
-    """The deadline of one document; ``clock`` is injectable for tests."""
+# The clock budgets are measured with (tests replace it with one they drive).
+clock: Callable[[], float] = time.monotonic
 
-    def __init__(self, source: str, seconds: float, clock: Callable[[], float] = time.monotonic):
+
+class Budget:
+    """The deadline of one document; ``clock`` defaults to the module's ``clock``."""
+
+    def __init__(self, source: str, seconds: float, clock: Callable[[], float] | None = None):
         self.source = source
         self.seconds = seconds
-        self.clock = clock
-        self.ends = clock() + seconds
+        self.clock = clock or globals()["clock"]
+        self.ends = self.clock() + seconds
 
     def check(self) -> None:
         if self.seconds > 0 and self.clock() >= self.ends:  # 0 (or less) turns the budget off
@@ -44,7 +48,7 @@ _current: ContextVar[Budget | None] = ContextVar("newsletter_source_budget", def
 
 
 @contextmanager
-def reading(source: str, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> Iterator[Budget]:
+def reading(source: str, seconds: float | None, clock: Callable[[], float] | None = None) -> Iterator[Budget]:
     """Run the body with a budget of ``seconds`` for ``source`` (the innermost one applies)."""
     budget = Budget(source, DEFAULT_SECONDS if seconds is None else float(seconds), clock)
     token = _current.set(budget)
