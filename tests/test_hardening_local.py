@@ -180,6 +180,21 @@ def test_a_local_feed_naming_an_outside_file_gets_no_image(tmp_path, private_png
     assert not compose([str(src / "feed.xml")], Config(), ComposeOptions(now=NOW)).assets
 
 
+def test_unresolvable_image_paths_are_one_line_problems(tmp_path):
+    src = tmp_path / "content"
+    src.mkdir()
+    (src / "loop1").symlink_to(src / "loop2")
+    (src / "loop2").symlink_to(src / "loop1")
+    (src / "user.md").write_text(md("User", "~nosuchuser-i11/x.png"))
+    (src / "loop.md").write_text(md("Loop", "loop1/x.png"))
+    (src / "ok.md").write_text(md("Fine"))
+    result = load_sources([str(src)], Config())
+    assert [a.title for a in result.articles] == ["Fine"]
+    assert not [w for w in result.warnings if "unexpected failure" in w], result.warnings
+    assert any("user.md" in w and "cannot be resolved" in w for w in result.warnings)
+    assert any("loop.md" in w and "cannot be resolved" in w for w in result.warnings)
+
+
 def test_local_image_path_rules(tmp_path):
     root = tmp_path.resolve()
     art = str(root / "a.md")

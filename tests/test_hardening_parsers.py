@@ -66,6 +66,8 @@ def test_a_feed_behind_many_comments_is_still_recognised_as_a_feed():
     " " * 100000 + ",",                                  # name-list splitting
     "(" * 100000,                                        # bylines with parentheses
     "<!--" * 30000,                                      # unterminated comments
+    "<a " * 30000,                                       # unterminated tags (the standard HTMLParser)
+    '<a href="' * 30000,
 ])
 def test_hostile_text_through_every_parser_finishes(hostile):
     """The strings that made the old regexes quadratic or worse, through the real parsers."""

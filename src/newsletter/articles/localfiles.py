@@ -71,12 +71,15 @@ def local_image_path(url: str, article_source: str, roots: list[Path]) -> Path:
         raw = url
     if "\x00" in raw:
         raise ValueError("a NUL byte in the path")
-    p = Path(raw).expanduser()
-    if not p.is_absolute():
-        src = Path(article_source)
-        base = src if src.is_dir() else src.parent
-        p = base / p
-    resolved = p.resolve()
+    try:
+        p = Path(raw).expanduser()
+        if not p.is_absolute():
+            src = Path(article_source)
+            base = src if src.is_dir() else src.parent
+            p = base / p
+        resolved = p.resolve()
+    except (OSError, RuntimeError) as e:  # "~nobody/x.png", a symlink loop
+        raise ValueError(f"cannot be resolved ({e})") from None
     if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
         raise ValueError("outside the source's folder (list its folder in local_image_dirs to allow it)")
     return resolved

@@ -367,10 +367,13 @@ def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = 
         raise SourceError(name, f"image {ref[:40]!r} must be a local path or an http(s) URL")
     if re.search(r"[\x00-\x1f\x7f]", urllib.parse.unquote(ref)):  # photo%00.png: no file has that name
         raise SourceError(name, f"image {ref[:40]!r} holds a control character (NUL, newline...)")
-    local = Path(urllib.parse.unquote(ref)).expanduser()
-    if not local.is_absolute():
-        local = path.parent / local
-    return str(local.resolve())
+    try:
+        local = Path(urllib.parse.unquote(ref)).expanduser()
+        if not local.is_absolute():
+            local = path.parent / local
+        return str(local.resolve())
+    except (OSError, RuntimeError) as e:  # "~nobody/x.png" (no such user), a symlink loop
+        raise SourceError(name, f"image {ref[:40]!r} cannot be resolved ({e})") from None
 
 
 def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: str | None = None) -> Image | None:
