@@ -305,3 +305,20 @@ def test_bom_and_http_rules_hold():
     assert decode_html(ru, "windows-1251")[1] == "cp1251"
     # ASCII-only pages: nothing to decide, the declaration stands.
     assert decode_html(html_doc("Plain", "Text.", "gb2312").encode())[1] == "gb18030"
+
+
+def test_markdown_with_a_flood_of_brackets_renders_them_as_text():
+    from newsletter.articles.markdown import MAX_BRACKETS_PER_BLOCK, render_markdown
+
+    flood = "![" * (MAX_BRACKETS_PER_BLOCK + 1)
+    html = render_markdown(f"[a link](https://example.org/a)\n\n{flood}\n\n![pic](p.png)\n")
+    assert '<a href="https://example.org/a">a link</a>' in html and '<img src="p.png" alt="pic" />' in html
+    assert flood in html  # the flooded paragraph is plain text
+    assert '<a href="https://example.org/b">b</a>' in render_markdown("[b](https://example.org/b) " + "[x] " * 100)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "1e400", "99999999999999999999"])
+def test_an_infinite_or_absurd_read_time_is_a_field_error_not_a_crash(tmp_path, value):
+    """Found by the front matter fuzz test: `read_time: .inf` raised OverflowError."""
+    with pytest.raises(SourceError, match="front matter 'read_time' must be a number of minutes"):
+        parse_markdown(f"---\ntitle: T\nurl: https://example.org/t\nread_time: {value}\n---\n\nx\n", tmp_path / "a.md", Config())

@@ -43,8 +43,16 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
 
 
+# markdown-it's link-label scan is quadratic in the brackets of one paragraph ("![" x 20,000:
+# 3 s, x 50,000: 20 s). No real paragraph holds this many; in one that does they are escaped.
+MAX_BRACKETS_PER_BLOCK = 1000
+
+
 def render_markdown(body: str) -> str:
     """Markdown → HTML (CommonMark plus tables and strikethrough; raw HTML is sanitized later)."""
+    if body.count("[") > MAX_BRACKETS_PER_BLOCK:
+        blocks = re.split(r"(\n[ \t]*\n)", body)
+        body = "".join(b.replace("[", "\\[") if b.count("[") > MAX_BRACKETS_PER_BLOCK else b for b in blocks)
     return _md.render(body)
 
 
