@@ -290,3 +290,21 @@ def test_a_trickling_source_is_a_one_line_error_from_the_cli():
         assert r.stderr.strip() == f"error: {server.url}: timed out after 1 s"
     finally:
         server.close()
+
+
+def test_the_connection_goes_to_an_address_that_passed_the_check(inner):
+    """A name is resolved once and the socket is opened to a checked address (not to the name
+    again, which a DNS answer changing in between could point elsewhere). "localhost" may resolve
+    to ::1 and 127.0.0.1: with only 127.0.0.1 allowed, that is where the socket goes."""
+    from newsletter.articles.netpolicy import Deadline, parse_networks
+
+    only_v4 = FetchPolicy(allow_networks=parse_networks(["127.0.0.1/32"]))
+    with Deadline("http://localhost/", 5, only_v4) as d:
+        sock = d.connect(("localhost", inner.server_port))
+        try:
+            assert sock.getpeername()[0] == "127.0.0.1"
+        finally:
+            sock.close()
+    with Deadline("http://localhost/", 5, FetchPolicy(allow_networks=parse_networks(["10.0.0.0/8"]))) as d:
+        with pytest.raises(SourceError, match="refused to connect to localhost"):
+            d.connect(("localhost", inner.server_port))
