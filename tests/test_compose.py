@@ -267,7 +267,7 @@ def test_compose_from_a_feed_served_over_http_on_loopback(fixtures_dir):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
-        d = compose([url], Config(), ComposeOptions(since="2026-11-22", now=NOW))
+        d = compose([url], Config(allow_private_fetch=True), ComposeOptions(since="2026-11-22", now=NOW))
     finally:
         server.shutdown()
         server.server_close()

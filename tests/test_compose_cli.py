@@ -118,7 +118,8 @@ def test_feed_url_that_does_not_answer_is_a_one_line_error(tmp_path):
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/feed.xml"
     try:
         r = subprocess.run([sys.executable, "-m", "newsletter", "compose", url, "--out", str(tmp_path / "o")],
-                           capture_output=True, text=True, timeout=60, env={**os.environ, "NEWSLETTER_FETCH_TIMEOUT": "0.5"})
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "NEWSLETTER_FETCH_TIMEOUT": "0.5",
+                                                                             "NEWSLETTER_ALLOW_PRIVATE_FETCH": "true"})
     finally:
         silent.close()
     assert r.returncode == 1 and "Traceback" not in r.stderr

@@ -16,7 +16,8 @@ import pytest
 
 from newsletter import __version__
 from newsletter.articles import load_sources
-from newsletter.articles.fetch import fetch, user_agent
+from newsletter.articles.fetch import fetch as _fetch, user_agent
+from newsletter.articles.netpolicy import FetchPolicy
 from newsletter.config import Config
 from newsletter.errors import SourceError
 
@@ -72,8 +73,22 @@ def server():
     httpd.server_close()
 
 
+# The test server is on 127.0.0.1, which fetches refuse by default: these tests turn the switch on.
+LOOPBACK_OK = FetchPolicy(allow_private=True)
+
+
+def fetch(url, **kw):
+    return _fetch(url, policy=LOOPBACK_OK, **kw)
+
+
 def cfg(**kw) -> Config:
-    return Config(site_url="https://news.example.org", **kw)
+    return Config(site_url="https://news.example.org", allow_private_fetch=True, **kw)
+
+
+def cli_env() -> dict:
+    import os
+
+    return {**os.environ, "NEWSLETTER_ALLOW_PRIVATE_FETCH": "true"}
 
 
 def test_fetch_returns_body_type_charset_and_sends_a_clear_user_agent(server):
@@ -221,7 +236,7 @@ def test_cli_reads_a_feed_by_url(server):
     server.routes["/feed"] = (200, {"Content-Type": "application/rss+xml"}, RSS)
     r = subprocess.run(
         [sys.executable, "-m", "newsletter", "articles", server.url + "/feed", "--format", "json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=cli_env(),
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[0])["title"] == "Cranes & Containers: A Busy Week"
@@ -231,7 +246,7 @@ def test_cli_reads_a_feed_by_url(server):
 def test_cli_unreachable_url_is_a_one_line_error(server):
     r = subprocess.run(
         [sys.executable, "-m", "newsletter", "articles", server.url + "/nothing"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=cli_env(),
     )
     assert r.returncode == 1
     assert r.stderr.strip() == f"error: {server.url}/nothing: HTTP 404 Not Found"

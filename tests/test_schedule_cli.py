@@ -153,7 +153,7 @@ def test_digests_show_text_lists_each_runs_failed_sources(db, tmp_path, run):
     (articles / "quay.md").write_text("---\ntitle: Quay lights\ndate: 2026-11-27T09:00:00+01:00\n"
                                       "url: https://example.org/quay\n---\n\nLights on the quay.\n", encoding="utf-8")
     engine = get_engine(db)
-    config = Config(database_url=db, outbox=str(tmp_path / "outbox"))
+    config = Config(database_url=db, outbox=str(tmp_path / "outbox"), allow_private_fetch=True)
     dg.add_digest(engine, config, dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
                                                 sources=[down, str(articles)], lists=["weekly"]),
                   now=datetime(2026, 11, 24, 12, tzinfo=timezone.utc))

@@ -49,7 +49,7 @@ def engine(url):
 
 @pytest.fixture
 def config(url, tmp_path) -> Config:
-    return Config(database_url=url, timezone="Europe/Paris", outbox=str(tmp_path / "outbox"))
+    return Config(database_url=url, timezone="Europe/Paris", outbox=str(tmp_path / "outbox"), allow_private_fetch=True)
 
 
 both_databases = pytest.mark.parametrize("url", [

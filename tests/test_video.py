@@ -152,7 +152,7 @@ def _oembed_requests(server):
 
 
 def _cfg(server, **kw):
-    return Config(site_url="https://news.example.org", vimeo_oembed_url=server.url + "/oembed", **kw)
+    return Config(site_url="https://news.example.org", vimeo_oembed_url=server.url + "/oembed", allow_private_fetch=True, **kw)
 
 
 def test_a_vimeo_video_gets_its_thumbnail_and_title_from_oembed_and_the_card_shows_it(server, tmp_path):

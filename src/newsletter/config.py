@@ -8,6 +8,7 @@ environment only, are never read from the TOML file and never appear in ``repr()
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ class Config:
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
     trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
     # --- fetch safety (issue 11) ---
+    allow_private_fetch: bool = False  # let fetches reach loopback/private/reserved addresses (docs/fetching.md)
+    fetch_allow_networks: list[str] = field(default_factory=list)  # networks fetches may reach anyway, e.g. ["10.1.0.0/16"]
+    local_image_dirs: list[str] = field(default_factory=list)  # folders besides a source's own tree local images may come from
+    source_time_budget: float = 30.0  # seconds reading one source document may take before it is skipped (0: no limit)
 
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
     soft_bounce_limit: int = 3  # soft bounces within soft_bounce_window that act like a hard bounce
@@ -249,6 +254,11 @@ def load_config(
 
     cfg = Config(smtp=smtp, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
+    for net in cfg.fetch_allow_networks:  # fetch safety (issue 11): a typo must not silently allow nothing
+        try:
+            ipaddress.ip_network(net.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

@@ -22,7 +22,7 @@ import feedparser
 
 from ..config import Config
 from ..errors import SourceError
-from . import dates, readtime, sanitize, text, video
+from . import budget, dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
 
@@ -55,8 +55,33 @@ _NOT_A_PICTURE_DIR = re.compile(r"gravatar\.com|/(?:avatars?|icons?|emoji|emojis
 _NOT_A_PICTURE_NAME = re.compile(
     r"^(?:[a-z]+[_-])?(?:icon|favicon|logo|emoji|share|button|badge|avatar|spacer)(?:[_-][a-z]+)?$", re.IGNORECASE
 )
-_IMG_TAG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
-_EMAIL_NAME = re.compile(r"^\s*\S+@\S+\s*\((.+)\)\s*$")
+_IMG_TAG = re.compile(r"<img\b[^<>]*>", re.IGNORECASE)  # [^<>]: "<img <img <img" is scanned once
+_EMAIL_NAME = re.compile(r"^\s*[^\s@()]+@[^\s()]+\s*\((.+)\)\s*$")  # "a@b.org (Name)": no two ways to split
+
+
+# Elements feedparser reads a person from, and then searches for an e-mail address with a regex
+# that is quadratic in the length of the text (50 KB took minutes): no real name is this long.
+_AUTHOR_FIELD = re.compile(
+    rb"(<(?:[\w-]{1,32}:)?(?:author|creator|contributor|publisher|managingEditor|webMaster|name|email)\b[^<>]{0,512}>"
+    rb"(?:\s{0,64}<!\[CDATA\[)?)([^<\]]{%d})[^<\]]*" % 512,
+    re.IGNORECASE,
+)
+
+
+def _short_author_fields(content: bytes) -> bytes:
+    """The feed with every person field cut to 512 bytes (at a UTF-8 character boundary)."""
+    if len(content) < 600:
+        return content
+
+    def cut(m: re.Match) -> bytes:
+        text = m.group(2)
+        while text and (text[-1] & 0xC0) == 0x80:  # continuation bytes of a cut character
+            text = text[:-1]
+        if text and text[-1] >= 0xC0:  # its lead byte
+            text = text[:-1]
+        return m.group(1) + text
+
+    return _AUTHOR_FIELD.sub(cut, content)
 
 
 def parse_feed(
@@ -84,6 +109,7 @@ def parse_feed(
     if content_type or charset:
         headers["content-type"] = (content_type or "application/xml") + (f"; charset={charset}" if charset else "")
     try:
+        content = _short_author_fields(content) if isinstance(content, bytes) else content
         d = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
     except Exception as e:  # feedparser is meant never to raise; keep the promise of one-line errors anyway
         raise SourceError(source, f"cannot parse feed: {type(e).__name__}: {e}") from None
@@ -112,12 +138,18 @@ def parse_feed(
     articles: list[Article] = []
     notes: list[str] = []
     for index, entry in enumerate(d.entries, start=1):
+        budget.check()  # a feed over its time budget is given up (named in the warning)
         item_image = item_images[index - 1] if len(item_images) == len(d.entries) else None
         try:
             articles.append(_entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image, notes))
         except SourceError as e:
             if warn:
                 warn(e)
+        except Exception as e:  # noqa: BLE001 - one hostile entry is skipped, never the whole feed
+            if isinstance(e, MemoryError):
+                raise
+            if warn:
+                warn(SourceError(f"{source}: entry {index}", f"unexpected failure ({type(e).__name__}: {e})"))
     if warn:
         for n in notes:
             warn(n)
@@ -339,7 +371,7 @@ def _drop_pixels(html: str) -> str:
 
 
 def _looks_like_html(value: str) -> bool:
-    return bool(re.search(r"<[a-zA-Z][^>]*>|&[a-zA-Z#0-9]+;", value or ""))
+    return bool(re.search(r"<[a-zA-Z][^<>]*>|&[a-zA-Z#0-9]+;", value or ""))
 
 
 def _escape(value: str) -> str:
@@ -488,6 +520,7 @@ def parse_json_feed(
     articles: list[Article] = []
     notes: list[SourceError] = []
     for index, item in enumerate(items, start=1):
+        budget.check()
         if not isinstance(item, dict):
             if warn:
                 warn(SourceError(f"{source}: item {index}", "is not an object"))
@@ -497,6 +530,11 @@ def parse_json_feed(
         except SourceError as e:
             if warn:
                 warn(e)
+        except Exception as e:  # noqa: BLE001 - one hostile item is skipped, never the whole feed
+            if isinstance(e, MemoryError):
+                raise
+            if warn:
+                warn(SourceError(f"{source}: item {index}", f"unexpected failure ({type(e).__name__}: {e})"))
     if warn:
         for n in notes:
             warn(n)

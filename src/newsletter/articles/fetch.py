@@ -1,5 +1,7 @@
-"""HTTP(S) fetching for every remote source: one function with a timeout, a size cap,
-a clear User-Agent, a bounded number of redirects, and the charset from the HTTP header.
+"""HTTP(S) fetching for every remote source: one function with a total deadline, a size cap,
+a clear User-Agent, a bounded number of redirects, the charset from the HTTP header, and the
+address policy of ``netpolicy`` (no loopback, private or reserved addresses unless allowed)
+checked on every connection, redirects included.
 
 Built on the standard library's ``urllib`` rather than httpx: httpx is only a test
 dependency here, and urllib gives everything a source fetch needs (redirect control
@@ -12,7 +14,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..errors import SourceError
+from .netpolicy import Deadline, FetchPolicy
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -82,6 +84,38 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
+class _HTTPHandler(urllib.request.HTTPHandler):
+    """Plain HTTP through connections that check the address and obey the fetch's deadline."""
+
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        def connection(host, **kw):
+            conn = http.client.HTTPConnection(host, **kw)
+            conn._create_connection = self.deadline.connect
+            return conn
+
+        return self.do_open(connection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """HTTPS likewise: the TCP connection goes to the checked address, TLS still verifies the host name."""
+
+    def __init__(self, deadline: Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        def connection(host, **kw):
+            conn = http.client.HTTPSConnection(host, **kw)
+            conn._create_connection = self.deadline.connect
+            return conn
+
+        return self.do_open(connection, req, context=self._context)
+
+
 def fetch(
     url: str,
     *,
@@ -90,12 +124,15 @@ def fetch(
     user_agent_string: str | None = None,
     max_redirects: int = MAX_REDIRECTS,
     accept: str = "*/*",
+    policy: FetchPolicy | None = None,
 ) -> Fetched:
     """GET ``url`` and return its body; raise ``SourceError`` naming the URL on any failure.
 
-    ``timeout`` bounds the whole fetch (connect plus reading the body), not each socket
-    read; ``max_bytes`` caps the (decompressed) body; redirects are followed up to
-    ``max_redirects`` and a loop is an error.
+    ``timeout`` bounds the whole fetch (name resolution, connect, headers, body, every
+    redirect), not each socket read; ``max_bytes`` caps the (decompressed) body; redirects
+    are followed up to ``max_redirects`` and a loop is an error. ``policy`` says which
+    addresses may be connected to (default: public ones only); proxies from the environment
+    are not used, since the policy checks the address actually connected to.
     """
     url = url.strip()
     try:
@@ -108,7 +145,10 @@ def fetch(
     if not parts.hostname:
         raise SourceError(url, "URL has no host name")
 
-    opener = urllib.request.build_opener(_RedirectHandler(url, max_redirects))
+    deadline = Deadline(url, timeout, policy or FetchPolicy())
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), _HTTPHandler(deadline), _HTTPSHandler(deadline), _RedirectHandler(url, max_redirects)
+    )
     request = urllib.request.Request(
         url,
         headers={
@@ -117,44 +157,55 @@ def fetch(
             "Accept-Encoding": "gzip, deflate",
         },
     )
-    deadline = time.monotonic() + timeout
-    try:
-        with opener.open(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes and not resp.headers.get("Content-Encoding"):
-                raise SourceError(url, f"too large: {int(length)} bytes (limit {max_bytes})")
-            content = _read_capped(resp, url, max_bytes, deadline, timeout)
-            content_type = resp.headers.get_content_type() if resp.headers.get("Content-Type") else None
-            charset = resp.headers.get_content_charset()
-            final_url = resp.geturl()
-    except SourceError:
-        raise
-    except urllib.error.HTTPError as e:
-        reason = e.reason if isinstance(e.reason, str) else http.client.responses.get(e.code, "")
-        if e.code in (301, 302, 303, 307, 308):
-            raise SourceError(url, f"redirect (HTTP {e.code}) that cannot be followed") from None
-        raise SourceError(url, f"HTTP {e.code} {reason}".rstrip()) from None
-    except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise SourceError(url, f"timed out after {timeout:g} s") from None
-        if isinstance(reason, ssl.SSLError):
-            raise SourceError(url, f"TLS error: {reason}") from None
-        if isinstance(reason, socket.gaierror):
-            raise SourceError(url, f"cannot resolve host {parts.hostname!r}") from None
-        if isinstance(reason, ConnectionRefusedError):
-            raise SourceError(url, "connection refused") from None
-        raise SourceError(url, f"cannot connect: {reason}") from None
-    except (socket.timeout, TimeoutError):
-        raise SourceError(url, f"timed out after {timeout:g} s") from None
-    except (http.client.HTTPException, ConnectionError, OSError) as e:
-        raise SourceError(url, f"connection failed: {type(e).__name__} {e}".strip()) from None
-    except ValueError as e:  # malformed URL details urllib notices late (bad port, ...)
-        raise SourceError(url, f"invalid URL: {e}") from None
+    with deadline:
+        try:
+            with opener.open(request, timeout=timeout) as resp:
+                length = resp.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > max_bytes and not resp.headers.get("Content-Encoding"):
+                    raise SourceError(url, f"too large: {int(length)} bytes (limit {max_bytes})")
+                content = _read_capped(resp, url, max_bytes, deadline)
+                content_type = resp.headers.get_content_type() if resp.headers.get("Content-Type") else None
+                charset = resp.headers.get_content_charset()
+                final_url = resp.geturl()
+        except SourceError:
+            raise
+        except Exception as e:
+            if deadline.expired:  # the timer shut the sockets down: whatever broke, time ran out
+                raise SourceError(url, f"timed out after {timeout:g} s") from None
+            raise _explain(e, url, parts, timeout) from None
+        if deadline.expired:  # a body cut short by the timer is not a body
+            raise SourceError(url, f"timed out after {timeout:g} s")
     return Fetched(url=url, final_url=final_url, content=content, content_type=content_type, charset=charset)
 
 
-def _read_capped(resp, url: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+def _explain(e: Exception, url: str, parts, timeout: float) -> SourceError | Exception:
+    """The one-line SourceError for what urllib/http.client raised (anything else is re-raised)."""
+    if isinstance(e, urllib.error.HTTPError):
+        reason = e.reason if isinstance(e.reason, str) else http.client.responses.get(e.code, "")
+        if e.code in (301, 302, 303, 307, 308):
+            return SourceError(url, f"redirect (HTTP {e.code}) that cannot be followed")
+        return SourceError(url, f"HTTP {e.code} {reason}".rstrip())
+    if isinstance(e, urllib.error.URLError):
+        reason = e.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return SourceError(url, f"timed out after {timeout:g} s")
+        if isinstance(reason, ssl.SSLError):
+            return SourceError(url, f"TLS error: {reason}")
+        if isinstance(reason, socket.gaierror):
+            return SourceError(url, f"cannot resolve host {parts.hostname!r}")
+        if isinstance(reason, ConnectionRefusedError):
+            return SourceError(url, "connection refused")
+        return SourceError(url, f"cannot connect: {reason}")
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return SourceError(url, f"timed out after {timeout:g} s")
+    if isinstance(e, (http.client.HTTPException, ConnectionError, OSError)):
+        return SourceError(url, f"connection failed: {type(e).__name__} {e}".strip())
+    if isinstance(e, ValueError):  # malformed URL details urllib notices late (bad port, ...)
+        return SourceError(url, f"invalid URL: {e}")
+    return e
+
+
+def _read_capped(resp, url: str, max_bytes: int, deadline: Deadline) -> bytes:
     """Read the body in chunks, decompressing gzip/deflate, stopping at the cap or the deadline."""
     encoding = (resp.headers.get("Content-Encoding") or "").strip().lower()
     decomp = None
@@ -164,8 +215,7 @@ def _read_capped(resp, url: str, max_bytes: int, deadline: float, timeout: float
         decomp = zlib.decompressobj()
     out = bytearray()
     while True:
-        if time.monotonic() > deadline:
-            raise SourceError(url, f"timed out after {timeout:g} s")
+        deadline.remaining()  # raises once the budget is spent
         chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
         if not chunk:
             break

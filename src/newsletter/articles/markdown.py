@@ -27,7 +27,7 @@ from markdown_it import MarkdownIt
 
 from ..config import Config
 from ..errors import ConfigError, SourceError
-from . import dates, readtime, sanitize, text, video
+from . import budget, dates, readtime, sanitize, text, video
 from .model import Article, Image, Video
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd", ".mkdn"}
@@ -35,15 +35,24 @@ _FENCE = re.compile(r"\A(?:\ufeff)?---[ \t]*\r?\n")
 _CLOSE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[-_ ]")
 _H1 = re.compile(r"\A\s*#\s+(.+?)\s*#*\s*(?:\n|\Z)")
-_IMG_MD = re.compile(r"!\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# [^\[\]]: a scan for the closing bracket stops at the next "[", so "![![![..." is linear.
+_IMG_MD = re.compile(r"!\[([^\[\]]{0,1000})\]\(\s*<?([^()\s<>]+)>?(?:\s+\"[^\"]{0,1000}\")?\s*\)")
 
 # libyaml's safe loader when PyYAML was built with it (front matter parsing is the slow part), else the pure-Python one.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
 
 
+# markdown-it's link-label scan is quadratic in the brackets of one paragraph ("![" x 20,000:
+# 3 s, x 50,000: 20 s). No real paragraph holds this many; in one that does they are escaped.
+MAX_BRACKETS_PER_BLOCK = 1000
+
+
 def render_markdown(body: str) -> str:
     """Markdown → HTML (CommonMark plus tables and strikethrough; raw HTML is sanitized later)."""
+    if body.count("[") > MAX_BRACKETS_PER_BLOCK:
+        blocks = re.split(r"(\n[ \t]*\n)", body)
+        body = "".join(b.replace("[", "\\[") if b.count("[") > MAX_BRACKETS_PER_BLOCK else b for b in blocks)
     return _md.render(body)
 
 
@@ -105,7 +114,9 @@ def parse_markdown(
     # A trailing "watch this video" block becomes a video card rather than body text.
     body, trailing_video = _lift_trailing_video(body)
 
+    budget.check()
     html = render_markdown(body)
+    budget.check()
     slug = meta.get("slug")
     slug = text.slugify(str(slug)) if slug else text.slugify(_DATE_PREFIX.sub("", path.stem)) or text.slugify(title)
     url = meta.get("url") or meta.get("link")
@@ -324,7 +335,8 @@ def _link_text(block: str) -> str | None:
     if not m:
         return None
     label = " ".join(m.group(1).split())
-    if re.match(r"https?://", label) or _GENERIC_VIDEO_TEXT.match(label.strip("*_ ")):
+    # Generic texts are short; the length check also keeps the regex off long labels.
+    if re.match(r"https?://", label) or (len(label) <= 100 and _GENERIC_VIDEO_TEXT.match(label.strip("*_ "))):
         return None
     return label
 
@@ -342,8 +354,24 @@ def _plain_block(block: str) -> str:
     return " ".join(b.split())
 
 
+_HEADING_TAG = re.compile(r"<(/?)h[1-6]\b[^<>]*>", re.IGNORECASE)
+
+
 def _without_headings(html: str) -> str:
-    return re.sub(r"<h[1-6][^>]*>.*?</h[1-6]>", "", html, flags=re.DOTALL | re.IGNORECASE)
+    """The HTML without its headings (<h1>...</h1> to <h6>), in one pass over the tags: a regex
+    with ``.*?`` between them rescans the rest of the text for every unclosed heading."""
+    out: list[str] = []
+    pos = 0
+    opened: int | None = None
+    for m in _HEADING_TAG.finditer(html):
+        if not m.group(1) and opened is None:
+            out.append(html[pos:m.start()])
+            opened = m.start()
+        elif m.group(1) and opened is not None:
+            pos = m.end()
+            opened = None
+    out.append(html[pos:] if opened is None else html[opened:])  # an unclosed heading stays
+    return "".join(out)
 
 
 def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = None) -> str:
@@ -353,14 +381,24 @@ def _resolve_image_path(ref: str, path: Path, name: str, base_url: str | None = 
         return ref
     if ref.startswith("//"):
         return "https:" + ref
-    if base_url and not scheme:
-        return urllib.parse.urljoin(base_url, ref)
+    if base_url:
+        # Fetched over http(s): the image is on the web or nowhere. "x:/../../etc/passwd" (a
+        # one-letter scheme that looks like a Windows drive) must never become a local path.
+        joined = urllib.parse.urljoin(base_url, ref) if not scheme else ref
+        if urllib.parse.urlsplit(joined).scheme.lower() not in {"http", "https"}:
+            raise SourceError(name, f"image {ref[:40]!r} must be an http(s) URL (a remote Markdown file cannot name a local file)")
+        return joined
     if scheme and len(scheme) > 1:  # data:, javascript:, ftp: ... (a Windows drive letter has length 1)
         raise SourceError(name, f"image {ref[:40]!r} must be a local path or an http(s) URL")
-    local = Path(urllib.parse.unquote(ref)).expanduser()
-    if not local.is_absolute():
-        local = path.parent / local
-    return str(local.resolve())
+    if re.search(r"[\x00-\x1f\x7f]", urllib.parse.unquote(ref)):  # photo%00.png: no file has that name
+        raise SourceError(name, f"image {ref[:40]!r} holds a control character (NUL, newline...)")
+    try:
+        local = Path(urllib.parse.unquote(ref)).expanduser()
+        if not local.is_absolute():
+            local = path.parent / local
+        return str(local.resolve())
+    except (OSError, RuntimeError) as e:  # "~nobody/x.png" (no such user), a symlink loop
+        raise SourceError(name, f"image {ref[:40]!r} cannot be resolved ({e})") from None
 
 
 def _image(meta: dict, body: str, path: Path, title: str, name: str, base_url: str | None = None) -> Image | None:

@@ -454,7 +454,7 @@ _NAME_PARTICLES = {"de", "da", "del", "der", "den", "di", "du", "van", "von", "l
 
 def _looks_like_name(text: str) -> bool:
     """A visible byline candidate reads like names: short, capitalised words (any script without case passes)."""
-    words = re.sub(r"\([^)]*\)", " ", text).split()  # "Name (avec X et Y)": judge the name itself
+    words = re.sub(r"\([^()]*\)", " ", text).split()  # "Name (avec X et Y)": judge the name itself
     if not words or len(words) > 8:
         return False
     for w in words:
@@ -491,7 +491,7 @@ def clean_author(value: str) -> str:
 
 def _split_authors(value: str) -> list[str]:
     """A list from "A, B and C" when every part reads like a full name; else the value as one name."""
-    parts = [p.strip() for p in re.split(r"\s*(?:,|;|\band\b|&|\bund\b|\bet\b|、)\s*", value) if p.strip()]
+    parts = [p.strip() for p in re.split(r"(?<!\s)\s*(?:,|;|\band\b|&|\bund\b|\bet\b|、)\s*", value) if p.strip()]
     if len(parts) > 1 and all(len(p.split()) >= 2 for p in parts):
         return parts
     return [value]

@@ -18,8 +18,10 @@ import re
 from urllib.parse import urlsplit
 
 from ..errors import SourceError
+from . import budget
 from . import page_meta as pm
 from .model import Article, Image, Video
+from .text import skip_prolog
 
 SUMMARY_CHARS = 300
 
@@ -35,13 +37,14 @@ _BOMS = (
     (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
     (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_META_CHARSET = re.compile(rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]+)""", re.I)
+# [^<>]: a scan for "charset" stops at the next tag, so "<meta<meta<meta..." is not quadratic.
+_META_CHARSET = re.compile(rb"""<meta\b[^<>]{0,2048}?charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]+)""", re.I)
 _HTML_MARKUP = re.compile(
     r"<\s*(?:!doctype\s+html|html|head|body|title|meta|article|main|section|div|p|h[1-6]|span|a|table|ul|ol|img|br|header|nav)\b",
     re.I,
 )
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
-_FEED_ROOT = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<\s*(?:rss|feed|rdf:RDF)\b", re.I | re.S)
+_FEED_ROOT = re.compile(r"<\s*(?:rss|feed|rdf:RDF)\b", re.I)  # matched after text.skip_prolog
 
 
 def _codec(name: str | None) -> str | None:
@@ -81,35 +84,66 @@ def _sniff(content: bytes) -> str | None:
         return None
 
 
+def _really_utf8(content: bytes) -> bool:
+    """True when the bytes are valid UTF-8 holding multi-byte sequences: text re-encoded to UTF-8
+    by a server that left the old ``<meta charset>`` behind (legacy bytes are almost never valid
+    UTF-8 once they hold any non-ASCII character)."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return any(ord(ch) > 127 for ch in text)
+
+
 def decode_html(content: bytes, charset: str | None = None) -> tuple[str, str]:
     """(text, codec name): a BOM, else the HTTP charset, else ``<meta charset>``, else a sniffed guess.
+    (``decode_html_noting`` also says when a declared legacy charset was overruled.)"""
+    text, codec, _ = decode_html_noting(content, charset)
+    return text, codec
+
+
+def decode_html_noting(content: bytes, charset: str | None = None) -> tuple[str, str, str | None]:
+    """(text, codec name, note): the rules of ``decode_html``; ``note`` says when a declared
+    legacy charset was overruled because the bytes are plainly UTF-8.
 
     The byte-order mark beats the HTTP header, as in browsers (the HTML standard's encoding
     sniffing): a server's default ``charset=iso-8859-1`` is a weaker claim than the bytes'
     own mark. A page declared UTF-8 (by the header or the meta tag) whose bytes are plainly not
-    UTF-8 is mislabelled; the next declaration, then the guess, is used instead. Undecodable
-    bytes become U+FFFD rather than errors: a page with a few broken bytes is still a page.
+    UTF-8 is mislabelled; the next declaration, then the guess, is used instead. The other way
+    round too: a page declared in a legacy charset (gb2312, windows-1251...) whose bytes are
+    valid UTF-8 with non-ASCII text was re-encoded by its server, and is read as UTF-8 (with a
+    note). Undecodable bytes become U+FFFD rather than errors: a page with a few broken bytes
+    is still a page.
     """
     for bom, name in _BOMS:
         if content.startswith(bom):
-            return content[len(bom):].decode(name, errors="replace"), name
+            return content[len(bom):].decode(name, errors="replace"), name, None
     header = _codec(charset)
     if header and not (header == "utf-8" and _not_really_utf8(content)):
-        return content.decode(header, errors="replace").lstrip("\ufeff"), header
+        if header != "utf-8" and not header.startswith(("utf-16", "utf-32")) and _really_utf8(content):
+            return content.decode("utf-8").lstrip("\ufeff"), "utf-8", _overruled("the HTTP header", charset)
+        return content.decode(header, errors="replace").lstrip("\ufeff"), header, None
     m = _META_CHARSET.search(content[:16_384])  # browsers look at 1 KB; real pages put it later
-    meta = _codec(m.group(1).decode("ascii", "replace")) if m else None
+    declared = m.group(1).decode("ascii", "replace") if m else None
+    meta = _codec(declared)
     if meta and meta.startswith(("utf-16", "utf-32")):
         meta = "utf-8"  # a meta tag readable as ASCII means the bytes are not UTF-16
     if meta and meta != header and not (meta == "utf-8" and _not_really_utf8(content)):
-        return content.decode(meta, errors="replace"), meta
+        if meta != "utf-8" and _really_utf8(content):
+            return content.decode("utf-8"), "utf-8", _overruled("<meta charset>", declared)
+        return content.decode(meta, errors="replace"), meta, None
     try:
-        return content.decode("utf-8"), "utf-8"
+        return content.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError:
         pass
     guess = _sniff(content)
     if guess:
-        return content.decode(guess, errors="replace"), guess
-    return content.decode("cp1252", errors="replace"), "cp1252"
+        return content.decode(guess, errors="replace"), guess, None
+    return content.decode("cp1252", errors="replace"), "cp1252", None
+
+
+def _overruled(where: str, declared: str | None) -> str:
+    return f"{where} says {declared!s}, but the bytes are UTF-8 (re-encoded by the server?); read as UTF-8"
 
 
 def _check_bytes(content: bytes, url: str, charset: str | None) -> None:
@@ -131,7 +165,7 @@ def _check_text(text: str, url: str) -> None:
     sample = text[:200_000]
     if not sample.strip():
         raise SourceError(url, "empty page")
-    if _FEED_ROOT.match(sample):
+    if _FEED_ROOT.match(sample, skip_prolog(sample)):
         raise SourceError(url, "not an HTML page (it is an RSS/Atom feed)")
     if not _HTML_MARKUP.search(sample):
         raise SourceError(url, "not an HTML page (no HTML markup found)")
@@ -306,14 +340,15 @@ def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
 INTERNAL_ERROR = "unexpected failure while reading the page"
 
 
-def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Article:
+def parse_page(content: bytes, url: str, *, charset: str | None = None, warn=None) -> Article:
     """Parse an HTML article page read from ``url`` (an http(s) URL or a file path) into an ``Article``.
 
     ``charset`` is the one the HTTP response declared, if any. Raises ``SourceError`` naming
-    ``url`` for a page that is empty, binary, not HTML, or has no title at all.
+    ``url`` for a page that is empty, binary, not HTML, or has no title at all. ``warn``
+    receives notes (a declared charset overruled).
     """
     try:
-        return _parse_page(content, url, charset)
+        return _parse_page(content, url, charset, warn)
     except (SourceError, MemoryError):
         raise
     except Exception as e:  # noqa: BLE001
@@ -321,11 +356,15 @@ def parse_page(content: bytes, url: str, *, charset: str | None = None) -> Artic
         raise SourceError(url, f"{INTERNAL_ERROR} ({type(e).__name__}: {e})") from e
 
 
-def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
+def _parse_page(content: bytes, url: str, charset: str | None, warn=None) -> Article:
     _check_bytes(content, url, charset)
-    text, _ = decode_html(bytes(content), charset)
+    text, _, note = decode_html_noting(bytes(content), charset)
+    if note and warn is not None:
+        warn(f"{url}: {note}")
     _check_text(text, url)
+    budget.check()
     doc = _parse_tree(text, url)
+    budget.check()
 
     sig = pm.collect(doc, url)
     container = pm.article_container(doc)
@@ -344,6 +383,7 @@ def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
     from .sanitize import html_paragraphs, sanitize_html
 
     videos = _videos(sig, doc, container)
+    budget.check()
     _drop_hidden(doc)
     base = sig.base if pm.usable_base(sig.base) else None
     if base:
@@ -353,9 +393,11 @@ def _parse_page(content: bytes, url: str, charset: str | None) -> Article:
         except ValueError:
             pass
     main = _main_html(copy.deepcopy(doc), url, sum(1 for _ in doc.iter()))
+    budget.check()
     if not main.strip():
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=base)
+    budget.check()
     headline = pm.strip_site_tail(title, site_names)  # the title as a reader sees it on the page
     body = _without_leading_title(body, headline)
     paragraphs = html_paragraphs(body)

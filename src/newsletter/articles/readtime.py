@@ -30,9 +30,10 @@ def parse_read_time(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return max(1, round(value)) if value > 0 else None
+        # YAML's .inf and .nan are floats too: no reading time (round(inf) would raise).
+        return max(1, round(value)) if math.isfinite(value) and 0 < value < 10_000 else None
     if isinstance(value, str):
         m = re.match(r"^\s*(\d+)\s*(m|min|mins|minutes?)?(\s+read)?\s*$", value, re.IGNORECASE)
-        if m and int(m.group(1)) > 0:
+        if m and 0 < int(m.group(1)) < 10_000:
             return int(m.group(1))
     return None

@@ -55,8 +55,9 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
-_LAZY_IMG = re.compile(r"<img\b[^>]*\bdata-(?:src|lazy-src|original)\s*=[^>]*>", re.IGNORECASE)
-_IMG_ATTR = re.compile(r"""([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+# [^<>] and (?<!...): each scan stops at the next tag / starts at a name's first letter (linear).
+_LAZY_IMG = re.compile(r"<img\b[^<>]*\bdata-(?:src|lazy-src|original)\s*=[^<>]*>", re.IGNORECASE)
+_IMG_ATTR = re.compile(r"""(?<![a-zA-Z_:-])([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 
 
 def tag_attributes(tag: str) -> dict[str, str]:
@@ -159,6 +160,12 @@ def html_paragraphs(html: str | None) -> list[str]:
         return [b for b in (" ".join(p.split()) for p in re.split(r"\n\s*\n", text)) if b]
     parser = _TextExtractor()
     try:
+        # Through html5ever (nh3) first: the standard library's HTMLParser is quadratic on
+        # unterminated constructs ("<a " x 10,000 took 30 s, "<!--" x 10,000 4 s); what html5ever
+        # serializes is well formed, which HTMLParser reads in one pass. Only block tags (for the
+        # paragraph breaks) and the skipped ones (with their content) matter here.
+        html = nh3.clean(html, tags=_BLOCK_TAGS - _SKIP_TAGS, clean_content_tags=_SKIP_TAGS, attributes={},
+                         strip_comments=True, link_rel=None)
         parser.feed(html)
         parser.close()
     except Exception:  # HTMLParser is lenient; anything it still chokes on yields no text

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Config
-from ..errors import SourceError
+from ..errors import NewsletterError, SourceError
 from . import fetch as fetching
-from . import feeds, markdown
+from . import budget, feeds, markdown
+from .localfiles import confine_images
 from .model import Article
-from .text import slugify
+from .text import skip_prolog, slugify
 
 MARKDOWN, FEED, HTML, URL_LIST = "markdown", "feed", "html", "url-list"
 # Files in a source directory that are assets, not articles: skipped silently.
@@ -30,7 +31,6 @@ _ASSET_SUFFIXES = {
 }
 _FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
-_PROLOG = re.compile(rb"\A(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*", re.DOTALL | re.IGNORECASE)
 _ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 _URL_LINE = re.compile(r"^https?://\S+$", re.IGNORECASE)
 FETCH_WORKERS = 4
@@ -68,7 +68,7 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
     if re.match(rb"---[ \t]*\r?\n", stripped):
         return MARKDOWN
     if stripped.startswith(b"<"):
-        rest = _PROLOG.sub(b"", stripped, count=1)
+        rest = stripped[skip_prolog(stripped):]
         m = _ROOT.match(rest)
         root = m.group(1).decode("ascii", "ignore").lower() if m else ""
         local = root.split(":")[-1]
@@ -116,19 +116,22 @@ def load_source(source: str, config: Config, warn: Warn, *, nested: bool = False
             max_bytes=config.fetch_max_bytes,
             user_agent_string=fetching.user_agent(config.site_url),
             accept="application/rss+xml, application/atom+xml, application/xml;q=0.9, text/html;q=0.9, */*;q=0.5",
+            policy=fetching.FetchPolicy.from_config(config),
         )
-        return parse_content(got.content, source, config, warn, base_url=got.final_url,
-                             content_type=got.content_type, charset=got.charset, nested=nested)
+        articles = parse_content(got.content, source, config, warn, base_url=got.final_url,
+                                 content_type=got.content_type, charset=got.charset, nested=nested)
+        return confine_images(articles, None, config.local_image_dirs, warn)  # remote: never a local file
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", source):
         raise SourceError(source, "only http:// and https:// URLs are supported")
     path = Path(source).expanduser()
     if path.is_dir():
-        return _load_directory(path, config, warn)
+        return confine_images(_load_directory(path, config, warn), path, config.local_image_dirs, warn)
     if not path.exists():
         if re.match(r"^(?:www\.)?[\w-]+(?:\.[\w-]+)+(?:/|$)", source) and not source.endswith((".md", ".xml", ".txt", ".html")):
             raise SourceError(source, "no such file or directory (for a web address, start it with https://)")
         raise SourceError(source, "no such file or directory")
-    return _load_file(path, config, warn, nested=nested)
+    # Local images stay inside the folder of the file given (or local_image_dirs).
+    return confine_images(_load_file(path, config, warn, nested=nested), path.parent, config.local_image_dirs, warn)
 
 
 def _special_kind(path: Path) -> str | None:
@@ -181,7 +184,21 @@ def parse_content(
     nested: bool = False,
     path: Path | None = None,
 ) -> list[Article]:
-    """Detect what ``content`` is and parse it. ``source`` names it in errors and in ``Article.source``."""
+    """Detect what ``content`` is and parse it. ``source`` names it in errors and in ``Article.source``.
+
+    Whatever a parser raises on hostile input (a ValueError deep in a library) becomes a
+    SourceError naming the source, so one bad file is skipped like any other bad article."""
+    try:
+        with budget.reading(source, getattr(config, "source_time_budget", None)):
+            return _parse_content(content, source, config, warn, base_url=base_url, content_type=content_type,
+                                  charset=charset, nested=nested, path=path)
+    except (NewsletterError, MemoryError):  # SourceError, and ConfigError (a bad site_url) stays one
+        raise
+    except Exception as e:  # noqa: BLE001 - untrusted input must never abort the whole load
+        raise SourceError(source, f"unexpected failure while reading it ({type(e).__name__}: {e})") from e
+
+
+def _parse_content(content, source, config, warn, *, base_url, content_type, charset, nested, path) -> list[Article]:
     if not content.strip():
         raise SourceError(source, "empty document")
     kind = detect_kind(content, source, content_type)
@@ -234,7 +251,7 @@ def _parse_page(content: bytes, source: str, url: str, charset: str | None, conf
         if e.name and e.name.endswith("articles.pages"):
             raise SourceError(source, "HTML pages are not supported yet") from None
         raise
-    article = pages.parse_page(content, url, charset=charset)
+    article = pages.parse_page(content, url, charset=charset, warn=warn)
     if not article.source:
         article.source = source
     if not fetching.is_url(article.url or ""):

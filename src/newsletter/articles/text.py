@@ -13,6 +13,34 @@ _RTL_CHAR = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
 _LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
+def skip_prolog(data, start: int = 0) -> int:
+    """The index after the whitespace, comments (``<!-- -->``), processing instructions
+    (``<?xml ?>``) and DOCTYPE that may open an XML or HTML document (``str`` or ``bytes``).
+
+    A loop over ``find`` rather than a regex: ``(?:<!--.*?-->\\s*)*`` backtracks exponentially
+    on a page opening with many comments (issue 11); this is linear in the input."""
+    def lit(s: str):
+        return s.encode("ascii") if isinstance(data, bytes) else s
+
+    n = len(data)
+    i = start
+    while i < n:
+        while i < n and data[i:i + 1].isspace():
+            i += 1
+        if data.startswith(lit("<!--"), i):
+            end, width = data.find(lit("-->"), i + 4), 3
+        elif data.startswith(lit("<?"), i):
+            end, width = data.find(lit("?>"), i + 2), 2
+        elif data[i:i + 9].lower() == lit("<!doctype"):
+            end, width = data.find(lit(">"), i + 9), 1
+        else:
+            break
+        if end < 0:
+            return n  # an unterminated comment: nothing follows it
+        i = end + width
+    return i
+
+
 def truncate_words(text: str, limit: int = SUMMARY_CHARS) -> str:
     """``text`` on one line, cut at the last whole word before ``limit`` characters, with "…"."""
     text = " ".join((text or "").split())
@@ -58,7 +86,8 @@ def split_names(value: object) -> list[str]:
         if isinstance(item, dict):
             item = item.get("name") or ""
         item = str(item)
-        for part in re.split(r"\s*,\s*|\s*;\s*|\s+&\s+|\s+and\s+", item):
+        # (?<!\s): a separator starts where its spaces start, so a long run of spaces is scanned once.
+        for part in re.split(r"(?<!\s)(?:\s*,\s*|\s*;\s*|\s+&\s+|\s+and\s+)", item):
             part = " ".join(part.split())
             if part and part not in items:
                 items.append(part)

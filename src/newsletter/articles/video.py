@@ -239,6 +239,7 @@ def _vimeo_oembed(endpoint: str, video_url: str, config) -> tuple[str, str | Non
             max_bytes=min(config.fetch_max_bytes, 1024 * 1024),  # an oEmbed answer is a few hundred bytes
             user_agent_string=fetching.user_agent(config.site_url),
             accept="application/json",
+            policy=fetching.FetchPolicy.from_config(config),
         )
     except SourceError as e:
         raise _LookupFailed(f"oEmbed {e.problem}") from None

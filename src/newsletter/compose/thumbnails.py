@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -53,7 +54,11 @@ _cache_lock = threading.Lock()
 
 
 def is_remote(url: str) -> bool:
-    return urlparse(url).scheme.lower() in {"http", "https"}
+    """True for an http(s) URL (the image stays on the web; the article came from the web)."""
+    try:
+        return urlparse(url).scheme.lower() in {"http", "https"}
+    except ValueError:
+        return False
 
 
 def local_path(url: str, article: Article) -> Path:
@@ -178,11 +183,18 @@ def card_image(
             height = round(CARD_WIDTH * image.height / image.width)
         return ImageRef(url, alt, CARD_WIDTH, height), None, None
     scheme = urlparse(url).scheme.lower()
-    if scheme not in {"", "file"} and not re.match(r"^[a-zA-Z]:[\\/]", url):
+    # "x:/..." is a Windows drive only on Windows; elsewhere it is an unknown scheme, never a path.
+    if scheme not in {"", "file"} and not (os.name == "nt" and re.match(r"^[a-zA-Z]:[\\/]", url)):
         return None, None, f"{article.source or article.url}: image {url[:80]!r} is not a local file or http(s) URL; card shown without it"
-    path = local_path(url, article)
-    if path.exists() and not path.is_file():  # a FIFO or device would block Pillow forever
-        return None, None, f"{article.source or article.url}: image {url} is not a regular file; card shown without it"
+    if is_remote(article.source or ""):
+        # An article fetched over http(s) never names a local file (docs/fetching.md).
+        return None, None, f"{article.source}: image {url[:80]!r} is a local path in a remote article; card shown without it"
+    try:
+        path = local_path(url, article)
+        if path.exists() and not path.is_file():  # a FIFO or device would block Pillow forever
+            return None, None, f"{article.source or article.url}: image {url} is not a regular file; card shown without it"
+    except (ValueError, OSError) as e:  # a NUL byte in the path, a name too long...
+        return None, None, f"{article.source or article.url}: image {url[:80]!r} is not a usable path ({e}); card shown without it"
     try:
         thumb = make_thumbnail(path)
     except FileNotFoundError:
