@@ -725,6 +725,15 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
         writer = None
         merged: dict[str, list] = {}
 
+        def finish(item) -> None:
+            """Close the rejects file, then hand over the last item: the importer may return (and its
+            caller read the rejects file) as soon as it has it, and a reader process is gone by then."""
+            nonlocal rejects_file
+            if rejects_file is not None:
+                rejects_file.close()
+                rejects_file = None
+            put(item)
+
         def reject(line: int, email: str, reason: str) -> None:
             nonlocal invalid, writer, rejects_file
             invalid += 1
@@ -792,9 +801,9 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             return
         if merged and not emit(final=True):  # people carried over from the last batch
             return
-        put(None)
+        finish(None)
     except BaseException as e:  # handed to the writing side, which raises it
-        put(_Failed(str(e) or type(e).__name__, isinstance(e, InvalidInput)))
+        finish(_Failed(str(e) or type(e).__name__, isinstance(e, InvalidInput)))
     finally:
         if rejects_file is not None:
             rejects_file.close()
@@ -872,6 +881,7 @@ class _ProcessReader:
         import subprocess
         import tempfile
 
+        self.finished = False  # the child sent its end marker (None or _Failed)
         self.stderr = tempfile.TemporaryFile()
         self.child = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         pickle.dump((path, opts, fmt, rejects_path, copy), self.child.stdin)
@@ -881,7 +891,9 @@ class _ProcessReader:
         import pickle
 
         try:
-            return pickle.load(self.child.stdout)
+            item = pickle.load(self.child.stdout)
+            self.finished = item is None or isinstance(item, _Failed)
+            return item
         except (EOFError, pickle.UnpicklingError, OSError):
             code = self.child.wait(10)
             self.stderr.seek(0)
@@ -890,8 +902,15 @@ class _ProcessReader:
             return _Failed(f"the reader process ended unexpectedly (exit code {code}){why}", False)
 
     def close(self) -> None:
+        import subprocess
+
+        if self.finished:
+            try:  # it sent its last item after closing the rejects file: let it exit on its own
+                self.child.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         if self.child.poll() is None:
-            self.child.kill()  # it only reads the input and writes the rejects file: nothing to lose
+            self.child.kill()  # stopped early: it only reads the input and writes the rejects file
         self.child.stdout.close()
         self.child.wait(10)
         self.stderr.close()
