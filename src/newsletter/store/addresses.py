@@ -15,6 +15,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import InvalidInput
+from .textrules import control_problem
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _FAST = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9.-]+)")
@@ -54,6 +55,9 @@ def normalize_email(raw: str) -> tuple[str, str]:
     address = raw.strip()
     if not address:
         raise AddressError(address, "no address given")
+    problem = control_problem(address)
+    if problem:
+        raise AddressError(address, problem)
     m = _FAST.fullmatch(address)
     if m is None or len(m.group(1)) > MAX_LOCAL or len(address) > MAX_ADDRESS or m.group(2).startswith("xn--") or ".xn--" in m.group(2):
         return _slow(address)

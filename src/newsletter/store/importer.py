@@ -34,6 +34,7 @@ from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
 from .subscribers import _list_row, safe_cell
+from .textrules import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_NAMES_PER_FILE, MAX_COLUMNS, attributes_problem, control_problem
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -162,6 +163,14 @@ def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimi
     """For each column: ("email"|"name"|"status"|"attr"|"skip", attribute name)."""
     if not header or all(not h.strip() for h in header):
         raise InvalidInput(f"{path}: the first line must be a header naming the columns (e.g. email,name)")
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(f"{path}: the header has {len(header)} columns: at most {MAX_COLUMNS}")
+    for number, h in enumerate(header, 1):
+        problem = control_problem(h)
+        if problem:
+            raise InvalidInput(f"{path}: column {number}'s name {problem}")
+        if len(h.strip()) > MAX_ATTRIBUTE_NAME:
+            raise InvalidInput(f"{path}: column {number}'s name is longer than {MAX_ATTRIBUTE_NAME} characters")
     mapping_l = {k.strip().lower(): v for k, v in mapping.items()}
     known = {h.strip().lower() for h in header}
     for col in mapping_l:
@@ -257,13 +266,16 @@ def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator
     for number, line in enumerate(_lines(path, opts.encoding), 1):
         if not line.strip():
             continue
+        deep = False
         try:
             obj = json.loads(line)
             problem = None if isinstance(obj, dict) else f"not a JSON object (a JSON {_json_kind(obj)})"
         except json.JSONDecodeError as e:
             problem = f"invalid JSON: {e.msg} (column {e.colno})"
+        except RecursionError:  # still a JSON Lines file: this one line is rejected
+            problem, deep = "JSON nested too deeply", True
         if problem is not None:
-            if first:
+            if first and not deep:
                 raise InvalidInput(
                     f"{path}: line {number}: {problem}: not a JSON Lines file (one {{...}} object per line)"
                 )
@@ -749,6 +761,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
 
         previous: set[str] = set()
+        attr_names: set[str] = set()  # every attribute name met so far (capped per file)
 
         def emit(final: bool = False) -> bool:
             nonlocal rejects, previous
@@ -777,13 +790,30 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             if status_text not in STATUS_VALUES:
                 reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
                 continue
+            problem = control_problem(email) if isinstance(email, str) else None
+            if problem:
+                reject(line, _shown(email), f"address {problem}")
+                continue
             try:
                 address, key = normalize_email(email)
             except AddressError as e:
                 reject(line, email, e.reason)
                 continue
             status = STATUS_VALUES[status_text]
-            name = name.replace("\x00", "").strip() if name else ""  # NUL is no character to PostgreSQL
+            name = name.strip() if name else ""
+            problem = control_problem(name)
+            if problem is None and attrs:
+                problem = attributes_problem(attrs)
+                if problem is None and not attr_names.issuperset(attrs):
+                    attr_names.update(attrs)
+                    if len(attr_names) > MAX_ATTRIBUTE_NAMES_PER_FILE:
+                        attr_names.difference_update(attrs)
+                        problem = f"more than {MAX_ATTRIBUTE_NAMES_PER_FILE} different attribute names in this file"
+            elif problem:
+                problem = f"name {problem}"
+            if problem:
+                reject(line, address, problem)
+                continue
             prev = merged.get(key)
             if prev is None:
                 merged[key] = [address, key, name, attrs, status]
@@ -807,6 +837,11 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
     finally:
         if rejects_file is not None:
             rejects_file.close()
+
+
+def _shown(text: str) -> str:
+    """Text for the report and rejects file with its control characters written as escapes."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def reader_child_main() -> None:

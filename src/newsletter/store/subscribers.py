@@ -24,6 +24,7 @@ from ..errors import InvalidInput, NotFound, StateError
 from . import tokens
 from .addresses import AddressError, _domain, domain_of, normalize_email
 from .db import transaction
+from .textrules import check_attributes, check_text
 from .models import (
     OPTED_OUT_STATUSES,
     SUBSCRIPTION_STATUSES,
@@ -257,7 +258,7 @@ def _clean_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
         if not k:
             raise InvalidInput("attribute names cannot be empty")
         out[k] = v
-    return out
+    return check_attributes(out)
 
 
 def add_subscriber(
@@ -278,6 +279,8 @@ def add_subscriber(
     someone who left the list, unless ``resubscribe`` says they gave fresh consent."""
     address, key = normalize_email(email)
     attrs = _clean_attributes(attributes)
+    check_text("the name", (name or "").strip())
+    check_text("the consent source", source)
     now = now or utcnow()
     with transaction(engine) as conn:
         lst = _list_row(conn, list_slug) if list_slug else None
@@ -300,7 +303,7 @@ def add_subscriber(
             changed = True
         else:
             new_name = (name or "").strip() or r["name"]
-            new_attrs = {**(r["attributes"] or {}), **attrs}
+            new_attrs = check_attributes({**(r["attributes"] or {}), **attrs})
             changed = new_name != r["name"] or new_attrs != (r["attributes"] or {})
             if changed:
                 conn.execute(

@@ -1,9 +1,10 @@
-"""A small queue for the emails the public pages send (double opt-in confirmations): the request
-only enqueues, one background thread talks to SMTP.
+"""A small queue for the work of the public signup form: the request only enqueues, one
+background thread does the database work and talks to SMTP (confirmation emails).
 
 So the signup answer neither waits for the mail server nor takes longer for a new address than
-for a known one (which would tell an observer who is subscribed). The queue lives in the server's
-memory: on shutdown the app waits a bounded time for it to empty; a confirmation lost in a crash
+for a known one (which would tell an observer who is subscribed): every signup's database work
+happens here, after the answer. The queue lives in the server's
+memory: on shutdown the app waits a bounded time for it to empty; a signup or confirmation lost in a crash
 is the same as one the mail server refused — the visitor sends the form again, or
 ``newsletter subscribers send-confirmations`` mails everyone not yet mailed.
 """
@@ -62,6 +63,18 @@ class Mailer:
 
     def pending(self) -> int:
         return self._queue.unfinished_tasks
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted job has run (or ``timeout`` seconds); True if none is left."""
+        deadline = time.monotonic() + timeout
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                done.wait(left)
+        return True
 
     def close(self, timeout: float) -> bool:
         """Stop taking jobs and wait up to ``timeout`` seconds for the queued ones; True if all ran."""
