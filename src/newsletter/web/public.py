@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from . import library
 from ..errors import InvalidToken
@@ -65,8 +66,10 @@ def subscribe(
     except library.InvalidInput as e:
         return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=str(e))
     rate_limit(request, "subscribe_address", address.lower(), "sign-ups for this address")
-    library.subscribe(st, lst, address, name)  # only queued: the answer is the same for every address
-    return page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
+    answer = page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
+    # Queued once the answer has gone out, so even the queue's work cannot slow the answer down.
+    answer.background = BackgroundTask(library.subscribe, st, lst, address, name)
+    return answer
 
 
 # --- confirm -----------------------------------------------------------------------------------
