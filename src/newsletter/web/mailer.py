@@ -30,6 +30,8 @@ class Mailer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._ran = 0  # jobs finished so far (for callers that wait for a given one)
+        self._ran_changed = threading.Condition()
 
     def submit(self, job: Callable[[], None], what: str) -> bool:
         """Queue ``job``; False (and a log line) when the queue is full or closed."""
@@ -58,11 +60,19 @@ class Mailer:
                     job()
                 except Exception:  # one bad job must not stop the others
                     log.exception("%s: unexpected error", what)
+                with self._ran_changed:
+                    self._ran += 1
+                    self._ran_changed.notify_all()
             finally:
                 self._queue.task_done()
 
     def pending(self) -> int:
         return self._queue.unfinished_tasks
+
+    def wait_ran(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` jobs in all have run (or ``timeout`` seconds); True if they have."""
+        with self._ran_changed:
+            return self._ran_changed.wait_for(lambda: self._ran >= count, timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every submitted job has run (or ``timeout`` seconds); True if none is left."""
