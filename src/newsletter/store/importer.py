@@ -33,7 +33,7 @@ from ..errors import InvalidInput, NewsletterError
 from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import _list_row, safe_cell
+from .subscribers import EXPORT_MARKER, _list_row, safe_cell, unguard_cell
 from .textrules import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_NAMES_PER_FILE, MAX_COLUMNS, attributes_problem, control_problem
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -53,7 +53,7 @@ FIELDS = ("email", "name", "status")
 ALIASES = {"email": "email", "e_mail": "email", "email_address": "email", "mail": "email",
            "name": "name", "full_name": "name", "status": "status"}
 # Columns our own export writes that are not attributes.
-EXPORT_COLUMNS = {"lists", "consent_source", "created_at"}
+EXPORT_COLUMNS = {"lists", "consent_source", "created_at", EXPORT_MARKER}
 STATUS_VALUES = {"": None, "active": None, "subscribed": None, "unconfirmed": None,
                  "unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}
 
@@ -159,6 +159,16 @@ def _norm_header(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", "_").split())
 
 
+def _our_export_plan(header: list[str]) -> list[tuple[str, str]] | None:
+    """The columns of a file written by ``export_csv`` (its header ends with EXPORT_MARKER), taken
+    by position: attribute names exactly as exported, no aliases; None for any other file."""
+    if len(header) < 6 or header[-1] != EXPORT_MARKER or header[:2] != ["email", "name"] \
+            or header[2] not in ("status", "lists") or header[3:5] != ["consent_source", "created_at"]:
+        return None
+    first = [("email", ""), ("name", ""), ("status" if header[2] == "status" else "skip", ""), ("skip", ""), ("skip", "")]
+    return first + [("attr", h) if h else ("skip", "") for h in header[5:-1]] + [("skip", "")]
+
+
 def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimiter: str) -> list[tuple[str, str]]:
     """For each column: ("email"|"name"|"status"|"attr"|"skip", attribute name)."""
     if not header or all(not h.strip() for h in header):
@@ -176,6 +186,10 @@ def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimi
     for col in mapping_l:
         if col not in known:
             raise InvalidInput(f"{path}: --map names column {col!r}, which is not in the header ({', '.join(h.strip() for h in header)})")
+    if not mapping:
+        ours = _our_export_plan(header)
+        if ours is not None:
+            return ours
     plan, seen = [], set()
     for h in header:
         target = mapping_l.get(h.strip().lower())
@@ -220,6 +234,9 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
         header = next(reader, None)
         if header is None:
             raise InvalidInput(f"{path}: the file is empty (expected a header line such as email,name)")
+        ours = bool(header) and header[-1] == EXPORT_MARKER  # our export: take off the CSV-injection guard
+        if ours:
+            header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
         plan = _plan_columns(path, header, opts.mapping, opts.delimiter)
         fields = {kind: i for i, (kind, _) in enumerate(plan) if kind in FIELDS}
         email_i, name_i, status_i = fields["email"], fields.get("name"), fields.get("status")
@@ -235,6 +252,8 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
                     f"{path}: line {start + 1}: {len(row)} fields where the header has {width} "
                     "(unbalanced quote or wrong delimiter?)"
                 )
+            if ours:
+                row = [unguard_cell(c) for c in row]
             if build:
                 yield (
                     start + 1,
