@@ -34,7 +34,9 @@ from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
 from .subscribers import EXPORT_MARKER, _list_row, safe_cell, unguard_cell
-from .textrules import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_NAMES_PER_FILE, MAX_COLUMNS, attributes_problem, control_problem
+from .textrules import (
+    MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_NAMES_PER_FILE, MAX_COLUMNS, attributes_problem, check_text, control_problem,
+)
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -992,7 +994,8 @@ def import_file(
         lst = _list_row(conn, opts.list_slug)
     total = check_file(p, opts)
     report = ImportReport(path=str(p), list_slug=opts.list_slug)
-    writer = _Writer(engine, lst["id"], lst["opt_in"], opts, opts.source or f"import:{p.name}", report)
+    source = check_text("the consent source", opts.source or f"import:{p.name}")
+    writer = _Writer(engine, lst["id"], lst["opt_in"], opts, source, report)
     rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.stem + ".rejects.csv")
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it

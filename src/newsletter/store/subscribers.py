@@ -225,6 +225,7 @@ def suppress(engine: Engine, value: str, *, reason: str = "") -> tuple[Suppressi
     left as they are, but nothing is ever sent to a suppressed address and no import or add
     can subscribe it."""
     kind, stored = _suppression_value(value)
+    check_text("the suppression reason", reason or "", multiline=True)
     with transaction(engine) as conn:
         r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
         if r is not None:
