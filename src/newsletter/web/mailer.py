@@ -3,9 +3,9 @@ background thread does the database work and talks to SMTP (confirmation emails)
 
 So the signup answer neither waits for the mail server nor takes longer for a new address than
 for a known one (which would tell an observer who is subscribed): every signup's database work
-happens here, after the answer. The queue lives in the server's
-memory: on shutdown the app waits a bounded time for it to empty; a signup or confirmation lost in a crash
-is the same as one the mail server refused — the visitor sends the form again, or
+happens here, after the answer. The queue lives in the server's memory: on shutdown the app
+waits a bounded time for it to empty; a signup or confirmation lost in a crash is the same as
+one the mail server refused — the visitor sends the form again, or
 ``newsletter subscribers send-confirmations`` mails everyone not yet mailed.
 """
 
