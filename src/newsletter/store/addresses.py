@@ -41,6 +41,9 @@ def _domain(domain: str) -> str | Exception:
 
 
 def _slow(address: str) -> tuple[str, str]:
+    problem = control_problem(address)  # the fast path's pattern admits none
+    if problem:
+        raise AddressError(address, problem)
     try:
         normalized = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as e:
@@ -55,9 +58,6 @@ def normalize_email(raw: str) -> tuple[str, str]:
     address = raw.strip()
     if not address:
         raise AddressError(address, "no address given")
-    problem = control_problem(address)
-    if problem:
-        raise AddressError(address, problem)
     m = _FAST.fullmatch(address)
     if m is None or len(m.group(1)) > MAX_LOCAL or len(address) > MAX_ADDRESS or m.group(2).startswith("xn--") or ".xn--" in m.group(2):
         return _slow(address)

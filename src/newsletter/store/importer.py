@@ -811,25 +811,25 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             if status_text not in STATUS_VALUES:
                 reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
                 continue
-            problem = control_problem(email) if isinstance(email, str) else None
-            if problem:
-                reject(line, _shown(email), f"address {problem}")
-                continue
             try:
                 address, key = normalize_email(email)
             except AddressError as e:
-                reject(line, email, e.reason)
+                if isinstance(email, str) and control_problem(email):
+                    reject(line, _shown(email), f"address {e.reason}")  # the reason names the character
+                else:
+                    reject(line, email, e.reason)
                 continue
             status = STATUS_VALUES[status_text]
             name = name.strip() if name else ""
             problem = control_problem(name)
             if problem is None and attrs:
-                problem = attributes_problem(attrs)
-                if problem is None and not attr_names.issuperset(attrs):
-                    attr_names.update(attrs)
-                    if len(attr_names) > MAX_ATTRIBUTE_NAMES_PER_FILE:
-                        attr_names.difference_update(attrs)
+                problem = attributes_problem(attrs, attr_names)
+                if problem is None and not attr_names.issuperset(attrs):  # usually a superset: the fast path
+                    new_names = set(attrs).difference(attr_names)
+                    if len(attr_names) + len(new_names) > MAX_ATTRIBUTE_NAMES_PER_FILE:
                         problem = f"more than {MAX_ATTRIBUTE_NAMES_PER_FILE} different attribute names in this file"
+                    else:
+                        attr_names.update(new_names)
             elif problem:
                 problem = f"name {problem}"
             if problem:
