@@ -15,6 +15,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import InvalidInput
+from .textrules import control_problem
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _FAST = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9.-]+)")
@@ -40,6 +41,9 @@ def _domain(domain: str) -> str | Exception:
 
 
 def _slow(address: str) -> tuple[str, str]:
+    problem = control_problem(address)  # the fast path's pattern admits none
+    if problem:
+        raise AddressError(address, problem)
     try:
         normalized = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as e:

@@ -33,7 +33,10 @@ from ..errors import InvalidInput, NewsletterError
 from .addresses import AddressError, domain_of, normalize_email
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import _list_row, safe_cell
+from .subscribers import EXPORT_MARKER, _list_row, safe_cell, unguard_cell
+from .textrules import (
+    MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_NAMES_PER_FILE, MAX_COLUMNS, attributes_problem, check_text, control_problem,
+)
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -52,7 +55,7 @@ FIELDS = ("email", "name", "status")
 ALIASES = {"email": "email", "e_mail": "email", "email_address": "email", "mail": "email",
            "name": "name", "full_name": "name", "status": "status"}
 # Columns our own export writes that are not attributes.
-EXPORT_COLUMNS = {"lists", "consent_source", "created_at"}
+EXPORT_COLUMNS = {"lists", "consent_source", "created_at", EXPORT_MARKER}
 STATUS_VALUES = {"": None, "active": None, "subscribed": None, "unconfirmed": None,
                  "unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}
 
@@ -158,15 +161,37 @@ def _norm_header(name: str) -> str:
     return "_".join(name.strip().lower().replace("-", "_").split())
 
 
+def _our_export_plan(header: list[str]) -> list[tuple[str, str]] | None:
+    """The columns of a file written by ``export_csv`` (its header ends with EXPORT_MARKER), taken
+    by position: attribute names exactly as exported, no aliases; None for any other file."""
+    if len(header) < 6 or header[-1] != EXPORT_MARKER or header[:2] != ["email", "name"] \
+            or header[2] not in ("status", "lists") or header[3:5] != ["consent_source", "created_at"]:
+        return None
+    first = [("email", ""), ("name", ""), ("status" if header[2] == "status" else "skip", ""), ("skip", ""), ("skip", "")]
+    return first + [("attr", h) if h else ("skip", "") for h in header[5:-1]] + [("skip", "")]
+
+
 def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimiter: str) -> list[tuple[str, str]]:
     """For each column: ("email"|"name"|"status"|"attr"|"skip", attribute name)."""
     if not header or all(not h.strip() for h in header):
         raise InvalidInput(f"{path}: the first line must be a header naming the columns (e.g. email,name)")
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(f"{path}: the header has {len(header)} columns: at most {MAX_COLUMNS}")
+    for number, h in enumerate(header, 1):
+        problem = control_problem(h)
+        if problem:
+            raise InvalidInput(f"{path}: column {number}'s name {problem}")
+        if len(h.strip()) > MAX_ATTRIBUTE_NAME:
+            raise InvalidInput(f"{path}: column {number}'s name is longer than {MAX_ATTRIBUTE_NAME} characters")
     mapping_l = {k.strip().lower(): v for k, v in mapping.items()}
     known = {h.strip().lower() for h in header}
     for col in mapping_l:
         if col not in known:
             raise InvalidInput(f"{path}: --map names column {col!r}, which is not in the header ({', '.join(h.strip() for h in header)})")
+    if not mapping:
+        ours = _our_export_plan(header)
+        if ours is not None:
+            return ours
     plan, seen = [], set()
     for h in header:
         target = mapping_l.get(h.strip().lower())
@@ -211,6 +236,9 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
         header = next(reader, None)
         if header is None:
             raise InvalidInput(f"{path}: the file is empty (expected a header line such as email,name)")
+        ours = bool(header) and header[-1] == EXPORT_MARKER  # our export: take off the CSV-injection guard
+        if ours:
+            header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
         plan = _plan_columns(path, header, opts.mapping, opts.delimiter)
         fields = {kind: i for i, (kind, _) in enumerate(plan) if kind in FIELDS}
         email_i, name_i, status_i = fields["email"], fields.get("name"), fields.get("status")
@@ -226,6 +254,8 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
                     f"{path}: line {start + 1}: {len(row)} fields where the header has {width} "
                     "(unbalanced quote or wrong delimiter?)"
                 )
+            if ours:
+                row = [unguard_cell(c) for c in row]
             if build:
                 yield (
                     start + 1,
@@ -257,13 +287,16 @@ def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator
     for number, line in enumerate(_lines(path, opts.encoding), 1):
         if not line.strip():
             continue
+        deep = False
         try:
             obj = json.loads(line)
             problem = None if isinstance(obj, dict) else f"not a JSON object (a JSON {_json_kind(obj)})"
         except json.JSONDecodeError as e:
             problem = f"invalid JSON: {e.msg} (column {e.colno})"
+        except RecursionError:  # still a JSON Lines file: this one line is rejected
+            problem, deep = "JSON nested too deeply", True
         if problem is not None:
-            if first:
+            if first and not deep:
                 raise InvalidInput(
                     f"{path}: line {number}: {problem}: not a JSON Lines file (one {{...}} object per line)"
                 )
@@ -725,6 +758,15 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
         writer = None
         merged: dict[str, list] = {}
 
+        def finish(item) -> None:
+            """Close the rejects file, then hand over the last item: the importer may return (and its
+            caller read the rejects file) as soon as it has it, and a reader process is gone by then."""
+            nonlocal rejects_file
+            if rejects_file is not None:
+                rejects_file.close()
+                rejects_file = None
+            put(item)
+
         def reject(line: int, email: str, reason: str) -> None:
             nonlocal invalid, writer, rejects_file
             invalid += 1
@@ -740,6 +782,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             writer.writerow([line, safe_cell(email), safe_cell(reason)])  # opened in spreadsheets too
 
         previous: set[str] = set()
+        attr_names: set[str] = set()  # every attribute name met so far (capped per file)
 
         def emit(final: bool = False) -> bool:
             nonlocal rejects, previous
@@ -771,10 +814,27 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             try:
                 address, key = normalize_email(email)
             except AddressError as e:
-                reject(line, email, e.reason)
+                if isinstance(email, str) and control_problem(email):
+                    reject(line, _shown(email), f"address {e.reason}")  # the reason names the character
+                else:
+                    reject(line, email, e.reason)
                 continue
             status = STATUS_VALUES[status_text]
-            name = name.replace("\x00", "").strip() if name else ""  # NUL is no character to PostgreSQL
+            name = name.strip() if name else ""
+            problem = control_problem(name)
+            if problem is None and attrs:
+                problem = attributes_problem(attrs, attr_names)
+                if problem is None and not attr_names.issuperset(attrs):  # usually a superset: the fast path
+                    new_names = set(attrs).difference(attr_names)
+                    if len(attr_names) + len(new_names) > MAX_ATTRIBUTE_NAMES_PER_FILE:
+                        problem = f"more than {MAX_ATTRIBUTE_NAMES_PER_FILE} different attribute names in this file"
+                    else:
+                        attr_names.update(new_names)
+            elif problem:
+                problem = f"name {problem}"
+            if problem:
+                reject(line, address, problem)
+                continue
             prev = merged.get(key)
             if prev is None:
                 merged[key] = [address, key, name, attrs, status]
@@ -792,12 +852,17 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             return
         if merged and not emit(final=True):  # people carried over from the last batch
             return
-        put(None)
+        finish(None)
     except BaseException as e:  # handed to the writing side, which raises it
-        put(_Failed(str(e) or type(e).__name__, isinstance(e, InvalidInput)))
+        finish(_Failed(str(e) or type(e).__name__, isinstance(e, InvalidInput)))
     finally:
         if rejects_file is not None:
             rejects_file.close()
+
+
+def _shown(text: str) -> str:
+    """Text for the report and rejects file with its control characters written as escapes."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def reader_child_main() -> None:
@@ -872,6 +937,7 @@ class _ProcessReader:
         import subprocess
         import tempfile
 
+        self.finished = False  # the child sent its end marker (None or _Failed)
         self.stderr = tempfile.TemporaryFile()
         self.child = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
         pickle.dump((path, opts, fmt, rejects_path, copy), self.child.stdin)
@@ -881,7 +947,9 @@ class _ProcessReader:
         import pickle
 
         try:
-            return pickle.load(self.child.stdout)
+            item = pickle.load(self.child.stdout)
+            self.finished = item is None or isinstance(item, _Failed)
+            return item
         except (EOFError, pickle.UnpicklingError, OSError):
             code = self.child.wait(10)
             self.stderr.seek(0)
@@ -890,8 +958,15 @@ class _ProcessReader:
             return _Failed(f"the reader process ended unexpectedly (exit code {code}){why}", False)
 
     def close(self) -> None:
+        import subprocess
+
+        if self.finished:
+            try:  # it sent its last item after closing the rejects file: let it exit on its own
+                self.child.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         if self.child.poll() is None:
-            self.child.kill()  # it only reads the input and writes the rejects file: nothing to lose
+            self.child.kill()  # stopped early: it only reads the input and writes the rejects file
         self.child.stdout.close()
         self.child.wait(10)
         self.stderr.close()
@@ -919,7 +994,8 @@ def import_file(
         lst = _list_row(conn, opts.list_slug)
     total = check_file(p, opts)
     report = ImportReport(path=str(p), list_slug=opts.list_slug)
-    writer = _Writer(engine, lst["id"], lst["opt_in"], opts, opts.source or f"import:{p.name}", report)
+    source = check_text("the consent source", opts.source or f"import:{p.name}")
+    writer = _Writer(engine, lst["id"], lst["opt_in"], opts, source, report)
     rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.stem + ".rejects.csv")
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from ..errors import InvalidInput, NotFound, StateError
 from .db import session_scope, transaction
+from .textrules import check_text
 from .models import OPT_IN_MODES, SUBSCRIPTION_STATUSES, MailingList, Subscription, utcnow
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -66,6 +67,8 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
     """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first)."""
     check_slug(slug)
     _check_opt_in(opt_in)
+    check_text("the list name", name or "")
+    check_text("the list description", description or "", multiline=True)
     with session_scope(engine) as s:
         if s.execute(select(MailingList.id).where(MailingList.slug == slug)).first():
             raise StateError(f"list {slug!r} already exists")
@@ -81,9 +84,9 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
     with session_scope(engine) as s:
         ml = find_list(s, slug)
         if name is not None:
-            ml.name = name.strip() or ml.name
+            ml.name = check_text("the list name", name).strip() or ml.name
         if description is not None:
-            ml.description = description
+            ml.description = check_text("the list description", description, multiline=True)
         if opt_in is not None:
             ml.opt_in = _check_opt_in(opt_in)
         ml.updated_at = utcnow()

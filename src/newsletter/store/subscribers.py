@@ -24,6 +24,7 @@ from ..errors import InvalidInput, NotFound, StateError
 from . import tokens
 from .addresses import AddressError, _domain, domain_of, normalize_email
 from .db import transaction
+from .textrules import check_attributes, check_text
 from .models import (
     OPTED_OUT_STATUSES,
     SUBSCRIPTION_STATUSES,
@@ -223,6 +224,7 @@ def suppress(engine: Engine, value: str, *, reason: str = "") -> tuple[Suppressi
     Returns (entry, created); suppressing twice keeps the first entry. Subscriptions are
     left as they are, but nothing is ever sent to a suppressed address and no import or add
     can subscribe it."""
+    check_text("the suppression reason", reason or "", multiline=True)
     with transaction(engine) as conn:
         return suppress_in(conn, value, reason=reason)
 
@@ -266,7 +268,7 @@ def _clean_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
         if not k:
             raise InvalidInput("attribute names cannot be empty")
         out[k] = v
-    return out
+    return check_attributes(out)
 
 
 def add_subscriber(
@@ -287,6 +289,8 @@ def add_subscriber(
     someone who left the list, unless ``resubscribe`` says they gave fresh consent."""
     address, key = normalize_email(email)
     attrs = _clean_attributes(attributes)
+    check_text("the name", (name or "").strip())
+    check_text("the consent source", source)
     now = now or utcnow()
     with transaction(engine) as conn:
         lst = _list_row(conn, list_slug) if list_slug else None
@@ -309,7 +313,7 @@ def add_subscriber(
             changed = True
         else:
             new_name = (name or "").strip() or r["name"]
-            new_attrs = {**(r["attributes"] or {}), **attrs}
+            new_attrs = check_attributes({**(r["attributes"] or {}), **attrs})
             changed = new_name != r["name"] or new_attrs != (r["attributes"] or {})
             if changed:
                 conn.execute(
@@ -419,10 +423,13 @@ def iter_subscribers(
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_GUARDED = (*_FORMULA_START, "'")  # a cell that starts with ' is guarded too, so the guard can be undone exactly
+EXPORT_MARKER = "newsletter_export_v1"  # last header cell of export_csv: the import then undoes the guard
 
 
 def safe_cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula (CSV injection): risky cells get a leading '."""
+    """A CSV cell that a spreadsheet will not run as a formula (CSV injection): a cell starting with
+    = + - @ TAB or CR — or with ' itself — gets a leading ' (``unguard_cell`` takes it off again)."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
@@ -431,25 +438,32 @@ def safe_cell(value: Any) -> str:
         text = value.isoformat(timespec="seconds")
     else:
         text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(_GUARDED) else text
+
+
+def unguard_cell(text: str) -> str:
+    """The value ``safe_cell`` guarded (a cell of our own export, see EXPORT_MARKER)."""
+    return text[1:] if text.startswith("'") else text
 
 
 def export_csv(engine: Engine, out: IO[str], *, list_slug: str | None = None, status: str | None = None) -> int:
     """Write matching subscribers as CSV (header: email, name, status or lists, consent_source,
-    created_at, then one column per attribute) that re-imports cleanly. Returns the row count."""
+    created_at, one column per attribute, then EXPORT_MARKER) that re-imports exactly: every cell
+    is guarded against CSV injection (``safe_cell``), and the import takes the guard off again in
+    a file whose header ends with the marker. Returns the row count."""
     attr_keys: set[str] = set()
     for row in iter_subscribers(engine, list_slug=list_slug, status=status):
         attr_keys.update(row.attributes)
-    reserved = {"email", "name", "status", "lists", "consent_source", "created_at"}
+    reserved = {"email", "name", "status", "lists", "consent_source", "created_at", EXPORT_MARKER}
     keys = sorted(k for k in attr_keys if k not in reserved)
     writer = csv.writer(out, lineterminator="\r\n")
     head = ["email", "name", "status" if list_slug else "lists", "consent_source", "created_at", *keys]
-    writer.writerow(head)
+    writer.writerow([safe_cell(h) for h in head] + [EXPORT_MARKER])
     n = 0
     for row in iter_subscribers(engine, list_slug=list_slug, status=status):
         where = row.status if list_slug else " ".join(f"{slug}:{st}" for slug, st in row.lists.items())
         cells = [row.email, row.name, where, row.consent_source, row.created_at, *(row.attributes.get(k) for k in keys)]
-        writer.writerow([safe_cell(c) for c in cells])
+        writer.writerow([safe_cell(c) for c in cells] + [""])
         n += 1
     return n
 

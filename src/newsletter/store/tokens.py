@@ -29,9 +29,10 @@ DEFAULT_CONFIRM_TTL = timedelta(days=7)
 _UNSUBSCRIBE = b"u"
 _CONFIRM = b"c"
 _BOUNCE = b"b"
+_REJOIN = b"r"  # a signup by a known address: names the list and when it was asked for (see store/signup.py)
 _PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1",
-            _BOUNCE: b"newsletter/bounce/v1"}
-_NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation", _BOUNCE: "bounce"}
+            _BOUNCE: b"newsletter/bounce/v1", _REJOIN: b"newsletter/rejoin/v1"}
+_NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation", _BOUNCE: "bounce", _REJOIN: "confirmation"}
 _MAC_LEN = {_BOUNCE: 12}  # shorter than MAC_BYTES: a VERP local part must fit in 64 octets
 
 
@@ -174,3 +175,27 @@ def verify_bounce_token(secret: bytes, token: str) -> tuple[int, int]:
         raise _invalid(_BOUNCE, "malformed", "not canonical base32")
     cid, sid = _check(secret, _BOUNCE, raw, 2)
     return cid, sid
+
+
+def rejoin_token(secret: bytes, subscriber_id: int, list_id: int, *, now: datetime | float | None = None) -> str:
+    """A token by which a person already stored joins ``list_id`` (again), valid for
+    DEFAULT_CONFIRM_TTL; it carries when it was issued (milliseconds), so an opt-out made after
+    it was sent wins over it."""
+    return _sign(secret, _REJOIN, [subscriber_id, list_id, int(_timestamp(now) * 1000)])
+
+
+def verify_rejoin_token(secret: bytes, token: str, *, now: datetime | float | None = None) -> tuple[int, int, float]:
+    """(subscriber_id, list_id, issued as a POSIX timestamp) of a genuine, unexpired rejoin token."""
+    sid, lid, issued_ms = _open(secret, _REJOIN, token, 3)
+    if _timestamp(now) > issued_ms / 1000 + DEFAULT_CONFIRM_TTL.total_seconds():
+        raise _invalid(_REJOIN, "expired", "ask for a new confirmation email")
+    return sid, lid, issued_ms / 1000
+
+
+def is_rejoin_token(token: str) -> bool:
+    """Whether a /confirm/ link's token is a rejoin token (by its kind byte; not verified)."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)) if isinstance(token, str) and len(token) <= 200 else b""
+    except (binascii.Error, ValueError):
+        return False
+    return raw[1:2] == _REJOIN

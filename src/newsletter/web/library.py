@@ -40,41 +40,44 @@ def normalize_address(email: str) -> str:
     return normalize_email(email)[0]
 
 
-def subscribe(st, lst, address: str, name: str) -> None:
-    """Subscribe from the public form; the visitor sees the same answer whatever happens here.
+def check_name(name: str) -> str:
+    """The name from the signup form, or InvalidInput when it holds a control character."""
+    from ..store.textrules import check_text
 
-    On a double-opt-in list a fresh (or still unconfirmed) subscription gets the confirmation
-    email; someone who left may sign up again only through that confirmation. Suppressed
-    addresses, and people who left a single-opt-in list, are not changed (no one can re-add
-    someone else without the confirmation step). The email is only queued here and sent by the
-    app's mailer thread: the answer does not wait for the mail server, and a new address is not
-    answered more slowly than a known one."""
-    from ..store.subscribers import add_subscriber
+    return check_text("the name", name)
 
-    double = lst.opt_in == "double"
+
+def subscribe(st, lst, address: str, name: str) -> bool:
+    """Queue a signup from the public form; the visitor sees the same answer whatever happens.
+
+    Everything that depends on who the address belongs to — the database work and the email —
+    runs later on the app's mailer thread (``signup_job``), so the answer takes the same time for
+    every address. The rule itself is the store's (store/signup.py). False if the queue is full."""
+    return st.mailer.submit(lambda: signup_job(st, lst, address, name), f"signup for list {lst.slug}")
+
+
+def signup_job(st, lst, address: str, name: str) -> bool:
+    """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
+    True when an email went out."""
+    from ..store.signup import request_signup, signup_url
+    from ..store.subscribers import record_confirmation_sent
+
     try:
-        result = add_subscriber(st.engine, address, list_slug=lst.slug, name=name or None, source="web form", resubscribe=double)
-    except StateError as e:
+        plan = request_signup(st.engine, lst.slug, address, name)
+    except (StateError, NotFound, InvalidInput) as e:
         log.info("signup for %s not changed: %s", lst.slug, e)
-        return
-    if result.needs_confirmation:
-        st.mailer.submit(lambda: mail_confirmation(st, lst, result.email, name, result.subscriber_id, result.list_id),
-                         f"confirmation email for list {lst.slug}")
-
-
-def mail_confirmation(st, lst, address: str, name: str, subscriber_id: int, list_id: int) -> bool:
-    """Send one confirmation email (on the mailer thread) and record when it went out."""
-    from ..store.subscribers import confirm_url, record_confirmation_sent
-
-    url = confirm_url(st.config, subscriber_id, list_id, secret=_secret(st))
+        return False
+    if plan.mail == "none":
+        return False
+    url = signup_url(st.config, plan, secret=_secret(st))
     try:
-        send_confirmation(st, address, name, lst, url)
+        send_confirmation(st, plan.email, plan.name, lst, url)
     except DispatchError as e:
         # The visitor got the usual answer (a refusal must not tell whether an address exists);
         # sending the form again sends a fresh confirmation.
         log.error("confirmation email for list %s not sent: %s", lst.slug, e)
         return False
-    record_confirmation_sent(st.engine, subscriber_id, list_id)
+    record_confirmation_sent(st.engine, plan.subscriber_id, plan.list_id)  # no row yet for a rejoin to a new list
     return True
 
 
@@ -89,15 +92,15 @@ def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
 
 
 def peek_confirm(st, token: str):
-    from ..store.subscribers import peek_token
+    from ..store.signup import peek_link
 
-    return peek_token(st.engine, _secret(st), token, kind="confirm")
+    return peek_link(st.engine, _secret(st), token)
 
 
 def confirm(st, token: str):
-    from ..store.subscribers import confirm_by_token
+    from ..store.signup import confirm_link
 
-    return confirm_by_token(st.engine, _secret(st), token)
+    return confirm_link(st.engine, _secret(st), token)
 
 
 def peek_unsubscribe(st, token: str):

@@ -1,10 +1,11 @@
-"""A small queue for the emails the public pages send (double opt-in confirmations): the request
-only enqueues, one background thread talks to SMTP.
+"""A small queue for the work of the public signup form: the request only enqueues, one
+background thread does the database work and talks to SMTP (confirmation emails).
 
 So the signup answer neither waits for the mail server nor takes longer for a new address than
-for a known one (which would tell an observer who is subscribed). The queue lives in the server's
-memory: on shutdown the app waits a bounded time for it to empty; a confirmation lost in a crash
-is the same as one the mail server refused — the visitor sends the form again, or
+for a known one (which would tell an observer who is subscribed): every signup's database work
+happens here, after the answer. The queue lives in the server's memory: on shutdown the app
+waits a bounded time for it to empty; a signup or confirmation lost in a crash is the same as
+one the mail server refused — the visitor sends the form again, or
 ``newsletter subscribers send-confirmations`` mails everyone not yet mailed.
 """
 
@@ -29,6 +30,8 @@ class Mailer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._ran = 0  # jobs finished so far (for callers that wait for a given one)
+        self._ran_changed = threading.Condition()
 
     def submit(self, job: Callable[[], None], what: str) -> bool:
         """Queue ``job``; False (and a log line) when the queue is full or closed."""
@@ -57,11 +60,31 @@ class Mailer:
                     job()
                 except Exception:  # one bad job must not stop the others
                     log.exception("%s: unexpected error", what)
+                with self._ran_changed:
+                    self._ran += 1
+                    self._ran_changed.notify_all()
             finally:
                 self._queue.task_done()
 
     def pending(self) -> int:
         return self._queue.unfinished_tasks
+
+    def wait_ran(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` jobs in all have run (or ``timeout`` seconds); True if they have."""
+        with self._ran_changed:
+            return self._ran_changed.wait_for(lambda: self._ran >= count, timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every submitted job has run (or ``timeout`` seconds); True if none is left."""
+        deadline = time.monotonic() + timeout
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                done.wait(left)
+        return True
 
     def close(self, timeout: float) -> bool:
         """Stop taking jobs and wait up to ``timeout`` seconds for the queued ones; True if all ran."""

@@ -1,6 +1,7 @@
 """Public pages: subscribe, confirm, unsubscribe (incl. RFC 8058 one-click) and the archive.
 
-No page reveals whether an address is known; confirmation and unsubscription happen only on
+No page reveals whether an address is known, not even by its timing: a signup only queues its
+work (store/signup.py holds the rule; web/mailer.py the queue); confirmation and unsubscription happen only on
 POST (mail scanners prefetch GET links); every error is a short page with the right status.
 Confirm and unsubscribe rest on their signed token alone (the token is the capability: no
 cookie, no CSRF token), so they work in browsers that block cookies; the signup form takes the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from . import library
 from ..errors import InvalidToken
@@ -60,11 +62,14 @@ def subscribe(
         return page(request, "public/subscribed.html", lst=lst, email=email, double=lst.opt_in == "double")
     try:
         address = library.normalize_address(email)
+        library.check_name(name)
     except library.InvalidInput as e:
         return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=str(e))
     rate_limit(request, "subscribe_address", address.lower(), "sign-ups for this address")
-    library.subscribe(st, lst, address, name)
-    return page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
+    answer = page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
+    # Queued once the answer has gone out, so even the queue's work cannot slow the answer down.
+    answer.background = BackgroundTask(library.subscribe, st, lst, address, name)
+    return answer
 
 
 # --- confirm -----------------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""The public signup rule: what a form anyone can fill in may do, and the links that finish it.
+
+A signup for an address we do not know stores it, as the list's opt-in says (double: unconfirmed
+and a confirmation email; single: active). A signup for an address we DO know changes nothing
+stored — not the name, not a status, not an unsubscribe date, not the consent record — until the
+person uses the link we mail them (a *rejoin* token naming the person, the list and when it was
+asked for); only then does their membership of that list change, with fresh consent evidence.
+This holds on single opt-in lists too: someone who left one is asked to confirm. Someone already
+active, or suppressed, gets nothing. Confirmation emails to one address for one list are rate
+limited: RESEND_AFTER for a pending signup, REMAIL_AFTER for someone who left.
+
+The web form runs ``request_signup`` on its background queue, never in the request (see
+web/mailer.py), so the answer costs the same whoever the address belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from ..errors import NotFound, StateError
+from . import tokens
+from .db import transaction
+from .models import OPTED_OUT_STATUSES, utcnow
+from .subscribers import (
+    TokenResult, _find_suppression, _list_row, _lists_of, _subscriber_by_key, confirm_by_token, confirm_url,
+    lists_t, peek_token, subs_t, subscribers_t,
+)
+from .addresses import normalize_email
+from .textrules import check_text
+
+REMAIL_AFTER = timedelta(hours=24)  # at most one confirmation email a day to someone who left the list
+RESEND_AFTER = timedelta(minutes=10)  # and one per 10 minutes while a signup awaits confirmation
+SOURCE = "web form"
+
+
+@dataclass
+class SignupPlan:
+    """What a signup asks of the mailer: ``mail`` is none | confirm (a new, unconfirmed
+    subscription) | rejoin (a known person: nothing stored until they use the link)."""
+
+    mail: str
+    email: str = ""
+    name: str = ""  # for the greeting: the stored name for a known person, never the posted one
+    subscriber_id: int = 0
+    list_id: int = 0
+
+
+def _due(sent_at: datetime | None, every: timedelta, now: datetime) -> bool:
+    if sent_at is None:
+        return True
+    if sent_at.tzinfo is None:
+        sent_at = sent_at.replace(tzinfo=timezone.utc)
+    return sent_at <= now - every
+
+
+def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *, source: str = SOURCE,
+                   now: datetime | None = None) -> SignupPlan:
+    """Apply the signup rule to one form post and say which email (if any) to send."""
+    address, key = normalize_email(email)
+    name = check_text("the name", (name or "").strip())
+    now = now or utcnow()
+    with transaction(engine) as conn:
+        lst = _list_row(conn, list_slug)
+        if _find_suppression(conn, key) is not None:
+            return SignupPlan("none")
+        person = _subscriber_by_key(conn, key)
+        double = lst["opt_in"] == "double"
+        if person is None:
+            conn.execute(subscribers_t.insert().values(
+                email=address, email_key=key, name=name, attributes={}, consent_source=source, consent_at=now,
+                created_at=now, updated_at=now))
+            sid = _subscriber_by_key(conn, key)["id"]
+            status = "unconfirmed" if double else "active"
+            conn.execute(subs_t.insert().values(
+                subscriber_id=sid, list_id=lst["id"], status=status, source=source, created_at=now, updated_at=now,
+                confirmed_at=None if double else now))
+            return SignupPlan("confirm" if double else "none", address, name, sid, lst["id"])
+        sid = person["id"]
+        sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lst["id"])).mappings().first()
+    plan = SignupPlan("none", person["email"], person["name"], sid, lst["id"])
+    if sub is None:
+        plan.mail = "rejoin"  # nothing stored to rate-limit by: the web form's per-address limit applies
+    elif sub["status"] == "unconfirmed" and _due(sub["confirmation_sent_at"], RESEND_AFTER, now):
+        plan.mail = "confirm"
+    elif sub["status"] in OPTED_OUT_STATUSES and _due(sub["confirmation_sent_at"], REMAIL_AFTER, now):
+        plan.mail = "rejoin"
+    return plan
+
+
+def signup_url(config, plan: SignupPlan, *, secret: bytes, now: datetime | None = None) -> str:
+    """The link the confirmation email carries for this plan."""
+    if plan.mail == "confirm":
+        return confirm_url(config, plan.subscriber_id, plan.list_id, secret=secret, now=now)
+    token = tokens.rejoin_token(secret, plan.subscriber_id, plan.list_id, now=now)
+    return f"{config.base_url.rstrip('/')}/confirm/{token}"
+
+
+def _rejoin_target(conn, sid: int, lid: int):
+    person = conn.execute(select(subscribers_t).where(subscribers_t.c.id == sid)).mappings().first()
+    lst = conn.execute(select(lists_t).where(lists_t.c.id == lid)).mappings().first()
+    if person is None or lst is None:
+        raise NotFound("the subscription this link was made for no longer exists")
+    sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lid)).mappings().first()
+    return person, lst, sub
+
+
+def peek_link(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None) -> TokenResult:
+    """Describe what a /confirm/ link (confirm or rejoin token) is for, changing nothing."""
+    if not tokens.is_rejoin_token(token):
+        return peek_token(engine, secret, token, "confirm", now=now)
+    sid, lid, _ = tokens.verify_rejoin_token(secret, token, now=now)
+    with transaction(engine) as conn:
+        person, lst, sub = _rejoin_target(conn, sid, lid)
+        lists = _lists_of(conn, [sid])[sid]
+    return TokenResult(sid, person["email"], lid, lst["slug"], lst["name"], sub["status"] if sub else "none", False, lists)
+
+
+def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOURCE, now: datetime | None = None) -> TokenResult:
+    """Use a /confirm/ link. A confirm token activates its unconfirmed subscription; a rejoin token
+    makes the person active on its list (subscribing them, or bringing them back) with fresh
+    consent — unless they opted out after the link was sent, or are suppressed (StateError)."""
+    if not tokens.is_rejoin_token(token):
+        return confirm_by_token(engine, secret, token, now=now)
+    sid, lid, issued = tokens.verify_rejoin_token(secret, token, now=now)
+    when = now or utcnow()
+    with transaction(engine) as conn:
+        person, lst, sub = _rejoin_target(conn, sid, lid)
+        if _find_suppression(conn, person["email_key"]) is not None:
+            raise StateError(f"{person['email']} is suppressed: not subscribed")
+        changed = True
+        if sub is None:
+            conn.execute(subs_t.insert().values(
+                subscriber_id=sid, list_id=lid, status="active", source=source, created_at=when, updated_at=when,
+                confirmed_at=when))
+        elif sub["status"] == "active":
+            changed = False
+        else:
+            if sub["status"] in OPTED_OUT_STATUSES:
+                left = sub["unsubscribed_at"] or sub["updated_at"]
+                if left.tzinfo is None:
+                    left = left.replace(tzinfo=timezone.utc)
+                if left.timestamp() >= issued:
+                    raise StateError(f"{person['email']} left list {lst['slug']!r} after this link was sent: "
+                                     "it no longer applies (sign up again)")
+            conn.execute(subs_t.update().where(subs_t.c.id == sub["id"]).values(
+                status="active", source=source, confirmed_at=when, unsubscribed_at=None, updated_at=when))
+        if changed:
+            conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_source=source, consent_at=when))
+        lists = _lists_of(conn, [sid])[sid]
+    return TokenResult(sid, person["email"], lid, lst["slug"], lst["name"], "active", changed, lists)
