@@ -11,8 +11,12 @@ import contextvars
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, NewsletterError
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 TIMEOUT = 5.0  # seconds for one look-up, retries included
 
