@@ -115,11 +115,15 @@ class WarmupGate:
         return int(sent) + int(flying), self.warmup.quota(start.date())
 
     def room(self, conn) -> int:
-        """How many more copies may be claimed today. On PostgreSQL a transaction-scoped advisory
-        lock serialises this count with the claim that follows in the caller's transaction, so two
-        workers never both take the last slots."""
+        """How many more copies may be claimed today. The count and the claim that follows in the
+        caller's transaction are serialised across processes, so two senders never both take the
+        last slots: on PostgreSQL by a transaction-scoped advisory lock, on SQLite by taking the
+        database's write lock first (a write statement that matches no row) so the count sees
+        every committed claim."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("select pg_advisory_xact_lock(hashtext('newsletter-warmup'))"))
+        elif conn.dialect.name == "sqlite":
+            conn.execute(text("update campaigns set id = id where 0 = 1"))
         used, quota = self.usage(conn)
         return max(0, quota - used)
 
