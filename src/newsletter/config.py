@@ -81,7 +81,7 @@ class Config:
     dkim_ed25519_key_file: str | None = None  # a second key (Ed25519, RFC 8463): each message is then signed with both
     dkim_ed25519_selector: str | None = None  # its selector, published at <selector>._domainkey.<dkim_domain>
     strict_auth: bool = False  # refuse to send when DKIM d= is not aligned with the From domain (otherwise: warn once per campaign)
-    warmup: str | None = None  # daily volume ramp of a new sending domain, "200/d x2 up to 50000" (start, factor per UTC day, cap); see The sending domain
+    warmup: str | None = None  # daily volume ramp of a new sending domain, "200/d x2 up to 50000" (start, factor per UTC day, cap); see Warm-up and per-domain limits
     warmup_start: str | None = None  # first UTC day of the warm-up ramp, YYYY-MM-DD (required with warmup)
     rate_per_domain: dict[str, str] = field(default_factory=dict)  # recipient-domain limits on top of rate, {"gmail.com" = "20/s"} (env: gmail.com=20/s,outlook.com=10/s)
 
