@@ -72,6 +72,7 @@ def test_the_quota_ramps_per_utc_day_and_stops_at_the_cap():
     ('warmup = "0/d"\nwarmup_start = "2026-12-01"', "warmup", "must be positive"),
     ('warmup = "200/d x2"', "warmup_start", "required when warmup is set"),
     ('warmup = "200/d x2"\nwarmup_start = "first of December"', "warmup_start", "expected a date YYYY-MM-DD"),
+    ('warmup_start = "2026-13-01"', "warmup_start", "expected a date YYYY-MM-DD"),
     ('rate_per_domain = {"gmail.com" = "fast"}', "rate_per_domain gmail.com", "expected N/s"),
     ('rate_per_domain = {"someone@gmail.com" = "20/s"}', "rate_per_domain", "is not a domain name"),
     ('rate_per_domain = "gmail.com 20/s"', "rate_per_domain", "NAME=VALUE"),

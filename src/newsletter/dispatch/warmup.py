@@ -61,6 +61,7 @@ def parse_warmup(spec: str | None, start: str | None, *, where: str = "") -> War
     ConfigError (one line naming the key) for a malformed spec, a factor below 1, a cap below the
     start, or a missing or malformed start date."""
     at = f"{where}: " if where else ""
+    since = _start_date(start, at) if start is not None and str(start).strip() else None
     if spec is None or not str(spec).strip() or str(spec).strip().lower() in ("off", "none", "0"):
         return None
     m = _SPEC.match(str(spec))
@@ -75,13 +76,16 @@ def parse_warmup(spec: str | None, start: str | None, *, where: str = "") -> War
         raise ConfigError(f"{at}warmup {spec!r}: the factor must be at least 1 (a ramp does not shrink)")
     if cap is not None and cap < first:
         raise ConfigError(f"{at}warmup {spec!r}: the cap ({cap}) is below the start volume ({first})")
-    if start is None or not str(start).strip():
+    if since is None:
         raise ConfigError(f"{at}warmup_start: required when warmup is set (the first UTC day of the ramp, e.g. 2026-12-01)")
+    return Warmup(first, factor, cap, since)
+
+
+def _start_date(start, at: str) -> date:
     try:
-        since = date.fromisoformat(str(start).strip())
+        return date.fromisoformat(str(start).strip())
     except ValueError:
         raise ConfigError(f"{at}warmup_start {start!r}: expected a date YYYY-MM-DD") from None
-    return Warmup(first, factor, cap, since)
 
 
 def day_bounds(now: datetime) -> tuple[datetime, datetime]:
