@@ -118,21 +118,21 @@ def test_threads_on_one_slow_domain_neither_deadlock_nor_spin():
 
 
 def test_a_send_spaces_copies_per_domain_at_the_server(sqlite_url, tmp_path, smtp_server):
-    """12 gmail.com and 12 example.com readers, 4 connections, gmail.com at 20/s and no global
-    rate: the server's receive times of the gmail copies keep the GCRA bound at 20/s (how far other
+    """6 gmail.com and 12 example.com readers, 4 connections, gmail.com at 5/s and no global
+    rate: the server's receive times of the gmail copies keep the GCRA bound at 5/s (how far other
     domains are held up is measured with the injected clock above, not with wall time here)."""
     engine = setup_db(sqlite_url)
-    config = make_config(sqlite_url, tmp_path, rate_per_domain={"gmail.com": "20/s"}, concurrency=4)
-    add_people(engine, "weekly", 12, domain="gmail.com")
+    config = make_config(sqlite_url, tmp_path, rate_per_domain={"gmail.com": "5/s"}, concurrency=4)
+    add_people(engine, "weekly", 6, domain="gmail.com")
     add_people(engine, "weekly", 12, start=100, domain="example.com")
     c = make_campaign(engine, config)
     s = send_campaign(engine, c.id, config, smtp=smtp_server.url)
-    assert s.status == "finished" and s.counts == {"sent": 24}
+    assert s.status == "finished" and s.counts == {"sent": 18}
     got = smtp_server.received()
     gmail = sorted(m.received_at for m in got if m.rcpt_tos[0].endswith("@gmail.com"))
     rest = sorted(m.received_at for m in got if m.rcpt_tos[0].endswith("@example.com"))
-    assert len(gmail) == 12 and len(rest) == 12
-    interval = 1 / 20
+    assert len(gmail) == 6 and len(rest) == 12
+    interval = 1 / 5  # wide enough that the server's receive-time jitter on a loaded machine stays below it
     for k in (2, 5):
         assert max_in_window(gmail, k * interval) <= k + 1
     assert gmail[-1] - gmail[0] >= (len(gmail) - 2) * interval
