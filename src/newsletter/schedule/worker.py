@@ -209,7 +209,11 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         return False
     idle = waiting_on_retries_only(engine)
     from ..dispatch.warmup import resume_warmed_up  # a new UTC day: warm-up-paused campaigns carry on
-    resume_warmed_up(engine, config, now, on_event)
+    try:
+        resume_warmed_up(engine, config, now, on_event)
+    except NewsletterError as e:  # e.g. the database is busy: the next pass tries again
+        report.errors.append(str(e))
+        on_event(f"warm-up: {e}")
     running = start_due_campaigns(engine, now, on_event)
     running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
     for cid in running:
