@@ -93,6 +93,9 @@ class Config:
     dkim_ed25519_key_file: str | None = None  # a second key (Ed25519, RFC 8463): each message is then signed with both
     dkim_ed25519_selector: str | None = None  # its selector, published at <selector>._domainkey.<dkim_domain>
     strict_auth: bool = False  # refuse to send when DKIM d= is not aligned with the From domain (otherwise: warn once per campaign)
+    warmup: str | None = None  # daily volume ramp of a new sending domain, "200/d x2 up to 50000" (start, factor per UTC day, cap); see Warm-up and per-domain limits
+    warmup_start: str | None = None  # first UTC day of the warm-up ramp, YYYY-MM-DD (required with warmup)
+    rate_per_domain: dict[str, str] = field(default_factory=dict)  # recipient-domain limits on top of rate, {"gmail.com" = "20/s"} (env: gmail.com=20/s,outlook.com=10/s)
 
     # --- secrets: environment only ---
     secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)
@@ -148,6 +151,15 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of strings")
             return value
+        if typ.startswith("dict"):  # {"gmail.com" = "20/s"}, or "gmail.com=20/s,outlook.com=10/s" from the environment
+            if isinstance(value, str):
+                pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+                if any(not sep for _, sep, _ in pairs):
+                    raise ValueError("expected NAME=VALUE pairs separated by commas")
+                value = {k.strip(): v.strip() for k, _, v in pairs}
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise ValueError("expected a table of strings")
+            return dict(value)
         if not isinstance(value, str):
             raise ValueError("expected a string")
         return value
@@ -196,6 +208,17 @@ def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]
             where = f"environment {env_name}" if env.get(env_name) == value else file
             message = str(e) if str(e).startswith(key) else f"{key}: {e}"
             raise ConfigError(f"{where}: {message}" if where else message) from None
+
+
+def _check_deliverability(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming the key for a bad warmup, warmup_start or rate_per_domain (issue 20)."""
+    if not (cfg.warmup or cfg.warmup_start or cfg.rate_per_domain):
+        return
+    from .dispatch.ratelimit import parse_domain_rates
+    from .dispatch.warmup import parse_warmup
+
+    parse_warmup(cfg.warmup, cfg.warmup_start, where=file or "")
+    parse_domain_rates(cfg.rate_per_domain, where=file or "")
 
 
 def load_config(
@@ -259,6 +282,7 @@ def load_config(
             ipaddress.ip_network(net.strip(), strict=False)
         except ValueError:
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
+    _check_deliverability(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

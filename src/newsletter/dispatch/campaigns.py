@@ -303,7 +303,9 @@ def pause_campaign(engine: Engine, campaign_id: int | str, reason: str = "paused
     """Stop sending after the messages in flight; ``resume`` (or ``send``) continues."""
     c = get_campaign(engine, campaign_id)
     with transaction(engine) as conn:
-        transition(conn, c.id, "paused", reason=reason)
+        if transition(conn, c.id, "paused", reason=reason) == "paused":
+            # Already auto-paused (e.g. warm-up): the user's pause replaces the reason, so nothing resumes it by itself.
+            q.set_campaign_status(conn, c.id, ["paused"], "paused", reason=reason)
     return get_campaign(engine, c.id)
 
 

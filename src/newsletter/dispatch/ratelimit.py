@@ -5,6 +5,14 @@ bucket run as a GCRA: messages are spaced evenly at the stated rate with a burst
 window of the stated length ever holds more than N messages. Provider quotas such as "2,000 per
 day" are sliding windows (``rate_window = "500/h,2000/d"``): the timestamps of the last window's
 sends are kept (and may be seeded from the ledger so a restart does not forget them).
+
+``rate_per_domain = {"gmail.com" = "20/s"}`` adds a bucket per recipient domain (the domain and
+its subdomains): a copy to a gmail.com reader needs a slot in the gmail bucket *and* in the
+global ones, taken together under one lock. A copy waiting for a busy domain holds no global
+slot, so the other connections keep sending to other domains at the full global rate; the price
+is that the connection holding it waits (at most that domain's interval per copy) — with every
+connection waiting on the same slow domain, the send runs at that domain's pace until a copy for
+another domain comes up. Waiting is sleeping until the computed instant: no spinning.
 """
 
 from __future__ import annotations
@@ -48,6 +56,31 @@ def parse_rates(spec: str | None, *, what: str = "rate") -> list[Rate]:
             raise ConfigError(f"{what} {spec!r}: the count must be positive")
         rates.append(Rate(count, _UNITS[m.group(2).lower()]))
     return rates
+
+
+def parse_domain_rates(spec: dict | None, *, where: str = "") -> dict[str, list[Rate]]:
+    """``{"gmail.com": "20/s"}`` → {domain: [Rate]} (domains lower-cased, IDNA-encoded).
+    ConfigError naming ``rate_per_domain`` and the domain for a bad entry."""
+    at = f"{where}: " if where else ""
+    out: dict[str, list[Rate]] = {}
+    for raw, rate in (spec or {}).items():
+        name = str(raw).strip().strip(".").lower()
+        if not name or "@" in name or any(c.isspace() for c in name):
+            raise ConfigError(f"{at}rate_per_domain: {raw!r} is not a domain name")
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ConfigError(f"{at}rate_per_domain: {raw!r} is not a valid domain name") from None
+        if not isinstance(rate, str):
+            raise ConfigError(f"{at}rate_per_domain: {raw}: expected a rate string such as \"20/s\"")
+        rates = parse_rates(rate, what=f"{at}rate_per_domain {name} =")
+        if rates:
+            out[name] = rates
+    return out
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().rstrip(".").lower()
 
 
 class _Gcra:
@@ -95,16 +128,30 @@ class RateLimiter:
     """
 
     def __init__(self, rates: Iterable[Rate] = (), windows: Iterable[Rate] = (), *, burst: int = 1,
-                 clock=time.monotonic):
+                 clock=time.monotonic, per_domain: dict[str, Iterable[Rate]] | None = None):
         self._buckets = [_Gcra(r, burst) for r in rates]
         self._windows = [_Window(w) for w in windows]
+        self._domains = {d.lower(): [_Gcra(r, burst) for r in rs] for d, rs in (per_domain or {}).items()}
         self._lock = threading.Lock()
         self._clock = clock
-        self.limited = bool(self._buckets or self._windows)
+        self.limited = bool(self._buckets or self._windows or self._domains)
 
     @classmethod
-    def from_specs(cls, rate: str | None, window: str | None = None, **kw) -> "RateLimiter":
-        return cls(parse_rates(rate), parse_rates(window, what="rate window"), **kw)
+    def from_specs(cls, rate: str | None, window: str | None = None, *, per_domain: dict | None = None,
+                   **kw) -> "RateLimiter":
+        return cls(parse_rates(rate), parse_rates(window, what="rate window"),
+                   per_domain=parse_domain_rates(per_domain), **kw)
+
+    def _domain_buckets(self, recipient: str | None) -> list[_Gcra]:
+        """The buckets of the recipient's domain: its own, or the closest configured parent's."""
+        if not recipient or not self._domains:
+            return []
+        d = _domain_of(recipient)
+        while d:
+            if d in self._domains:
+                return self._domains[d]
+            d = d.partition(".")[2]
+        return []
 
     def seed(self, ages: Iterable[float]) -> None:
         """Count earlier sends (seconds ago, e.g. from the ledger) against the sliding windows."""
@@ -119,27 +166,34 @@ class RateLimiter:
             now = self._clock()
             return max([0.0] + [b.wait_time(now) for b in self._buckets] + [w.wait_time(now) for w in self._windows])
 
-    def try_acquire(self) -> float:
-        """Take a slot if one is free now (returns 0.0), else return how long to wait."""
+    def try_acquire(self, recipient: str | None = None) -> float:
+        """Take a slot if one is free now (returns 0.0), else return how long to wait. With
+        ``recipient`` (an address or a domain) its domain's buckets must have a slot too; all
+        slots are taken together or none is."""
         if not self.limited:
             return 0.0
         with self._lock:
             now = self._clock()
-            wait = max([0.0] + [b.wait_time(now) for b in self._buckets] + [w.wait_time(now) for w in self._windows])
+            mine = self._domain_buckets(recipient)
+            wait = max([0.0] + [b.wait_time(now) for b in self._buckets] + [w.wait_time(now) for w in self._windows]
+                       + [b.wait_time(now) for b in mine])
             if wait <= 0:
                 for b in self._buckets:
                     b.take(now)
                 for w in self._windows:
                     w.take(now)
+                for b in mine:
+                    b.take(now)
             return wait
 
-    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
+    def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None,
+                recipient: str | None = None) -> bool:
         """Wait for a slot and take it; False when ``stop`` is set (or ``max_wait`` passes) first."""
         if not self.limited:
             return True
         deadline = None if max_wait is None else self._clock() + max_wait
         while True:
-            wait = self.try_acquire()
+            wait = self.try_acquire(recipient)
             if wait <= 0:
                 return True
             if deadline is not None:

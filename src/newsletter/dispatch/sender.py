@@ -208,6 +208,7 @@ class _GroupCommit:
         self.pending: list[dict] = []
         self.leader = False
         self.suppress = on_failed_suppress
+        self.clock: Callable[[], datetime] | None = None  # stamps sent_at (send_campaign's clock)
 
     def run(self, results: Sequence[dict] = (), sending: Sequence[int] = ()) -> None:
         ticket = {"results": list(results), "sending": list(sending), "done": False, "error": None}
@@ -250,7 +251,7 @@ class _GroupCommit:
             if self.conn is None:
                 self.conn = self.engine.connect()
             with self.conn.begin():
-                q.record_and_mark_sending(self.conn, results, sending)
+                q.record_and_mark_sending(self.conn, results, sending, now=self.clock() if self.clock else None)
         except sa_exc.SQLAlchemyError as e:
             self.close()
             raise describe_db_error(e, self.engine.url) from None
@@ -458,7 +459,7 @@ class _Lane(threading.Thread):
         r = self.r
         if item.id in r.unwanted:
             return carry
-        if not r.limiter.acquire(r.stop_all) or not self.t_limiter_acquire():
+        if not r.limiter.acquire(r.stop_all, recipient=item.recipient.email) or not self.t_limiter_acquire():
             r.queue.put(item)
             return carry
         # After the rate limiter's wait, so the check is as close to the send as it can be.
@@ -658,6 +659,7 @@ def send_campaign(
     batch_size: int | None = None,
     wait_deferred: bool = True,
     allow_local_links: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> SendSummary:
     """Send (or continue sending) a campaign through the ledger and return a summary.
 
@@ -671,7 +673,8 @@ def send_campaign(
     reason. ``transport`` may be one transport or a list; by default it
     comes from ``smtp``/``outbox``/config (see :func:`make_transports`). An SMTP send refuses a
     ``base_url`` readers cannot reach (see :func:`check_public_links`) unless ``allow_local_links``
-    (default: ``config.allow_local_links``)."""
+    (default: ``config.allow_local_links``). ``clock`` (aware UTC datetimes; the worker's, in
+    tests injected) says which UTC day the warm-up quota is for and stamps the ledger's sent_at."""
     t0 = time.monotonic()
     require_current_schema(engine)
     campaign = get_campaign(engine, campaign_id)
@@ -690,7 +693,10 @@ def send_campaign(
     from ..feedback.record import Rules, check_campaign_rates
 
     rules = Rules.from_config(config)  # bad bounce settings stop the send before anything goes out
-    limiter = RateLimiter.from_specs(rate if rate is not None else config.rate, config.rate_window)
+    limiter = RateLimiter.from_specs(rate if rate is not None else config.rate, config.rate_window,
+                                     per_domain=config.rate_per_domain)
+    from .warmup import gate_for  # the warm-up quota: claims stop at today's allowance (issue 20)
+    warmup = gate_for(config, clock)
     if config.rate_window:  # provider quotas remember what was sent before this process started
         from .ratelimit import parse_rates
 
@@ -736,6 +742,7 @@ def send_campaign(
             s.close()
         raise
     run = _Run(engine, config, cid, worker, factory, transports, limiter, stop_event)
+    run.commit.clock = clock
     ambiguous: list[str] = []
     ambiguous_resent: list[str] = []
     resent = 0
@@ -826,7 +833,8 @@ def send_campaign(
                 run.external_stop.wait(0.01)
                 continue
             with transaction(engine) as conn:
-                ids = q.claim_batch(conn, cid, worker, batch)
+                room = batch if warmup is None else min(batch, warmup.room(conn))
+                ids = q.claim_batch(conn, cid, worker, room) if room > 0 else []
                 if ids:
                     skipped_now += q.skip_unwanted(conn, cid, ids)
                     rows = q.claimed_recipients(conn, ids)
@@ -849,6 +857,13 @@ def send_campaign(
             with transaction(engine) as conn:  # a worker that died meanwhile: its rows come back
                 again = recover(conn)
                 resent += again
+            if warmup is not None and (counts.get("pending") or (retry_at is not None and retry_at <= utcnow())):
+                with transaction(engine) as conn:
+                    if warmup.room(conn) == 0:  # today's quota is used up: pause until the next UTC day
+                        run.pause_reason = warmup.pause_reason(conn)
+                if run.pause_reason:
+                    stopped = run.pause_reason
+                    break
             if again or counts.get("pending") or (counts.get("claimed", 0) and not others):
                 run.external_stop.wait(0.01)
                 continue

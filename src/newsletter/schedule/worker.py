@@ -208,6 +208,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     if stop_event.is_set():
         return False
     idle = waiting_on_retries_only(engine)
+    from ..dispatch.warmup import resume_warmed_up  # a new UTC day: warm-up-paused campaigns carry on
+    try:
+        resume_warmed_up(engine, config, now, on_event)
+    except NewsletterError as e:  # e.g. the database is busy: the next pass tries again
+        report.errors.append(str(e))
+        on_event(f"warm-up: {e}")
     running = start_due_campaigns(engine, now, on_event)
     running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
     for cid in running:
@@ -219,7 +225,8 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                               stop_event=stop_event, idle=idle)
         try:
             with watch:
-                summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False, **send_options)
+                summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False,
+                                        clock=clock if config.warmup else None, **send_options)
         except Exception as e:  # a long-running worker reports and carries on with the next campaign
             text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
             if not isinstance(e, NewsletterError):

@@ -456,6 +456,25 @@ def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterab
     return (conn.execute(stmt).rowcount or 0) == 1
 
 
+def campaigns_paused_with(conn: Connection, prefix: str) -> list[int]:
+    """Ids of paused campaigns whose status reason starts with ``prefix`` (an auto-pause kind)."""
+    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
+        campaigns.c.status == "paused", campaigns.c.status_reason.startswith(prefix, autoescape=True))
+        .order_by(campaigns.c.id))]
+
+
+def resume_paused_with(conn: Connection, campaign_id: int, prefix: str, now: datetime | None = None) -> bool:
+    """Compare-and-set ``paused`` → ``running`` only while the reason still starts with ``prefix``:
+    ``UPDATE campaigns SET status='running', status_reason='' WHERE id=:c AND status='paused' AND
+    status_reason LIKE :prefix%`` (a pause by a user meanwhile changed the reason: no match)."""
+    now = now or utcnow()
+    stmt = campaigns.update().where(
+        campaigns.c.id == campaign_id, campaigns.c.status == "paused",
+        campaigns.c.status_reason.startswith(prefix, autoescape=True)).values(
+        status="running", status_reason="", updated_at=now, finished_at=None)
+    return (conn.execute(stmt).rowcount or 0) == 1
+
+
 # --- the per-message hot path -----------------------------------------------------------------
 _RESULT_SQL = (
     "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
