@@ -296,10 +296,18 @@ def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
     spans, lock, real = [], threading.Lock(), importer._Writer.write
+    started, second = [0], threading.Event()
 
     def timed(self, rows, copy=None):
         start = time.monotonic()
-        time.sleep(0.05)
+        with lock:
+            started[0] += 1
+            first = started[0] == 1
+        if first:  # the first batch waits (bounded) until a second one is being written beside it
+            second.wait(30)
+        else:
+            second.set()
+        time.sleep(0.05)  # widens the window in which a batch sharing a person could wrongly start
         real(self, rows, copy)
         with lock:
             spans.append(({r[1] for r in rows}, start, time.monotonic()))

@@ -187,22 +187,22 @@ def _scaled_defaults(config, retry_base: float):
 
 
 def test_tempfail_outlasting_the_early_retries_ends_in_one_copy_each(env_any, smtp_server_factory):
-    """The default policy scaled 1200× down (0.05 s doubling to 3 s, for 144 s): the server answers
-    451 to everyone for 1.5 s — 30 minutes at full scale — longer than the first four retries
-    can add up to (≤ 0.75 s). Everyone is delivered, once."""
+    """The default policy scaled 6000× down (0.01 s doubling to 0.6 s, for 29 s): the server answers
+    451 to each reader's first six attempts — an outage longer than the first five retries add up
+    to, and more attempts than the old limit of five. Counted in attempts, not seconds, so a slow
+    machine sees the same thing. Everyone is delivered, once."""
     engine, config = env_any
-    _scaled_defaults(config, 0.05)
+    _scaled_defaults(config, 0.01)
     people = add_people(engine, "weekly", 20)
-    srv = smtp_server_factory()
+    srv = smtp_server_factory(tempfail_first=6)
     c = make_campaign(engine, config)
-    srv.behaviour.tempfail_until = time.time() + 1.5
     s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
     assert s.status == "finished" and s.counts == {"sent": 20}, s
     assert srv.recipient_counts() == {p: 1 for p in people}
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
-    assert min(r.attempts for r in rows) >= 6  # each needed more than the old five attempts
-    assert all(m.received_at >= srv.behaviour.tempfail_until for m in srv.received())
+    assert {r.attempts for r in rows} == {7}  # six refusals, then the copy that went
+    assert srv.stats.tempfailed == 6 * 20
 
 
 def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server_factory):
@@ -219,7 +219,8 @@ def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
     assert all(r.last_reply.startswith("gave up after 1 s of retries") and "451 4.7.1" in r.last_reply for r in rows)
-    assert all(6 <= r.attempts < config.max_attempts for r in rows)
+    # how many attempts fit in 1 s depends on the machine; that the limit is the age, not a count, does not
+    assert all(2 <= r.attempts < config.max_attempts for r in rows)
 
 
 def test_permanent_failure_and_unknown_user_suppressed_others_unaffected(env_any, smtp_server_factory):
@@ -284,11 +285,17 @@ def test_slow_server_beyond_timeout_defers_then_sends(env, smtp_server_factory):
     engine, config = env
     config.smtp_timeout = 0.3
     add_people(engine, "weekly", 3)
-    srv = smtp_server_factory(delay=0.6)
+    srv = smtp_server_factory(delay=2.0)  # far beyond the client's 0.3 s, even on a busy machine
     c = make_campaign(engine, config)
 
-    def speed_up():
-        srv.wait_for(1, timeout=5) if False else time.sleep(0.8)
+    def gave_up_once() -> bool:  # a copy was deferred after the timeout (or already retried)
+        with engine.begin() as conn:
+            return any(r.state == "deferred" or r.attempts >= 2 for r in q.delivery_rows(conn, c.id))
+
+    def speed_up():  # once the sender has given up on a first copy, not after a guessed time
+        deadline = time.monotonic() + 30
+        while not gave_up_once() and time.monotonic() < deadline:
+            time.sleep(0.01)
         srv.behaviour.delay = 0.01
 
     threading.Thread(target=speed_up, daemon=True).start()
@@ -435,7 +442,8 @@ def test_keyboard_interrupt_in_the_callers_thread_stops_the_lanes_too(env_any, s
 
     with pytest.raises(KeyboardInterrupt):
         send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=2, rate="4/s", progress_callback=progress)
-    time.sleep(0.6)  # a lane left running would send another copy in this time
+    # no lane is left running (rather than sleeping and hoping one would show itself)
+    assert not [t for t in threading.enumerate() if t.name.startswith("send-lane-") and t.is_alive()]
     got = smtp_server.received()
     assert len([m for m in got if m.received_at > at[0]]) <= 2
     assert counts(engine, c.id) == {"sent": len(got), "pending": 20 - len(got)}
