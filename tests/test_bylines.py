@@ -75,6 +75,18 @@ def test_names_in_comments_share_widgets_and_other_stories_are_not_the_author(wi
     assert authors(f"<article><h1>Harbour wall</h1>{PROSE}{widget}{byline}</article>") == ["Marisol Vega"]
 
 
+@pytest.mark.parametrize("wrapper, article", [
+    ('<div class="page page-twitter-lite-launch">', '<article>'),
+    ('<div id="social-media-week">', '<article class="post tag-comments category-social">'),
+])
+def test_widget_words_in_the_classes_around_the_article_do_not_hide_its_byline(wrapper, article):
+    """Slugs, tags and categories end up in the class names of the article and its wrappers; a
+    widget sits inside or beside the article, never around it."""
+    body = (f'{wrapper}{article}<h1>Harbour wall</h1><p class="byline">By <a rel="author" href="/a/mv">Marisol Vega</a>'
+            f'</p>{PROSE}<div class="comments"><span class="author">Harriet Vane</span></div></article></div>')
+    assert authors(body) == ["Marisol Vega"]
+
+
 @pytest.mark.parametrize("handle", ["@kestrel", "kestrel_news", "jdoe42", "lena.paints", "u/throwaway", "Otto_K"])
 def test_a_user_handle_is_not_a_byline(handle):
     assert authors(f'<article><h1>Harbour wall</h1><span class="author">{handle}</span>{PROSE}</article>') == []

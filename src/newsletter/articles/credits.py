@@ -109,9 +109,18 @@ def is_widget(el) -> bool:
                for word in f"{el.get('class') or ''} {el.get('id') or ''}".split())
 
 
-def in_widget(el) -> bool:
-    """True when ``el`` or one of its ancestors (up to ``<body>``) is such a widget."""
+def in_widget(el, container=None) -> bool:
+    """True when ``el`` or one of its ancestors is such a widget. The walk stops at the article's
+    ``container`` and at anything around it: a widget sits inside or beside the article, never
+    around it — class names built from the story's slug or tags ("page-twitter-lite",
+    "tag-comments") on the article or its wrappers say nothing about a byline inside."""
+    around = set()
+    while container is not None:
+        around.add(container)
+        container = container.getparent()
     while el is not None and isinstance(getattr(el, "tag", None), str) and el.tag not in ("body", "html"):
+        if el in around:
+            return False
         if is_widget(el):
             return True
         el = el.getparent()

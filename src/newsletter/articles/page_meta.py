@@ -522,10 +522,10 @@ def _dedupe_names(names: Iterable[str]) -> list[str]:
     return out
 
 
-def _credited(el) -> bool:
+def _credited(el, container) -> bool:
     """False for a name that is not the article's writer: in a comment, a share widget, an embedded
     post or another story's teaser, or labelled with another role ("… edited by <a>B</a>")."""
-    return not credits.in_widget(el) and credits.role_before(el) != "other"
+    return not credits.in_widget(el, container) and credits.role_before(el) != "other"
 
 
 def _credit_names(text: str) -> list[str]:
@@ -541,10 +541,10 @@ def visible_byline(doc, container) -> list[str]:
     scopes = [container, doc] if container is not doc else [doc]
     for scope in scopes:
         for el in scope.xpath('.//a[contains(concat(" ", normalize-space(@rel), " "), " author ")]'):
-            if _credited(el):
+            if _credited(el, container):
                 candidates.append(clean_text(credits.shown_text(el), markup=False))
         for el in scope.xpath('.//*[contains(concat(" ", normalize-space(@itemprop), " "), " author ")]'):
-            if not _credited(el):
+            if not _credited(el, container):
                 continue
             names = el.xpath('.//*[@itemprop="name"]')
             if names:
@@ -558,7 +558,7 @@ def visible_byline(doc, container) -> list[str]:
         if not isinstance(el.tag, str) or el.tag in ("script", "style", "meta", "link", "body", "html"):
             continue
         hint = " ".join(el.get(a) or "" for a in ("class", "id", "rel", "itemprop"))
-        if not _BYLINE_HINT.search(hint) or not _credited(el):
+        if not _BYLINE_HINT.search(hint) or not _credited(el, container):
             continue
         text = clean_text(credits.shown_text(el), markup=False)
         if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text):
