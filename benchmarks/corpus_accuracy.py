@@ -1,6 +1,7 @@
 """Per-field accuracy of the HTML page parser on a corpus of real pages, beside trafilatura's.
 
-Usage:  python benchmarks/corpus_accuracy.py PATH [--split all|tune|measure] [--misses FIELD ...] [--main-text]
+Usage:  python benchmarks/corpus_accuracy.py PATH [--split all|tune|measure] [--distractors] [--misses FIELD ...]
+        python benchmarks/corpus_accuracy.py PATH --main-text
 
 PATH holds one folder per page, ``NAME/source.html`` with ``NAME/expected-metadata.json``
 (the layout of Mozilla Readability's test pages). For every page the script runs
@@ -90,6 +91,27 @@ def match(field: str, expected, got) -> bool:
 
 SPLITS = ("all", "tune", "measure")
 
+# --distractors: names that are not the author, put where real pages put them — a share bar and a
+# related-stories teaser at the top of <body>, a comment thread at its end. A byline (or its
+# absence) must come out the same as without them.
+_TOP = ('<div class="share-bar"><a rel="author" href="https://social.example/@qmarsh">Quentin Marsh</a> '
+        '<span class="author">Shared by Quentin Marsh</span></div>'
+        '<aside class="related-stories"><div class="byline">By Harriet Vane</div></aside>')
+_END = ('<section id="comments"><div class="comment"><div class="comment-author vcard"><cite class="fn">Harriet Vane'
+        '</cite></div><p>Lovely piece.</p></div><div itemprop="comment" itemscope itemtype="https://schema.org/Comment">'
+        '<span itemprop="author" itemscope itemtype="https://schema.org/Person"><span itemprop="name">Quentin Marsh'
+        '</span></span></div></section>')
+
+
+def with_distractors(source: bytes) -> bytes:
+    """The page with the share bar, teaser and comments above inserted inside its <body>."""
+    m = re.search(rb"<body\b[^>]*>", source, re.I)
+    at = m.end() if m else 0
+    source = source[:at] + _TOP.encode() + source[at:]
+    end = source.lower().rfind(b"</body>")
+    end = end if end >= 0 else len(source)
+    return source[:end] + _END.encode() + source[end:]
+
 
 def part_of(name: str) -> str:
     """"measure" for one page name in three (by a hash of the name, stable everywhere), else "tune"."""
@@ -160,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also list the pages each named field misses (ours), with both values")
     ap.add_argument("--split", choices=SPLITS, default="all",
                     help="score only the tune part, only the held-out measure part, or all pages (default)")
+    ap.add_argument("--distractors", action="store_true",
+                    help="insert a share bar, a related-stories teaser and a comment thread naming other people "
+                         "into every page first (a robustness probe for bylines)")
     ap.add_argument("--main-text", action="store_true",
                     help="instead, compare trafilatura's main-text modes (default, fast, favor_precision)")
     args = ap.parse_args(argv)
@@ -187,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     theirs(first, "https://example.org/warmup/")
     for page in pages:
         source = (page / "source.html").read_bytes()
+        if args.distractors:
+            source = with_distractors(source)
         expected = json.loads((page / "expected-metadata.json").read_text(encoding="utf-8"))
         url = f"https://example.org/{page.name}/"
         t0 = time.perf_counter()
@@ -209,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     misses[f].append(f"  {page.name}: expected {norm(expected[f])[:70]!r}, ours {norm(got[side].get(f))[:70]!r}")
 
     n = len(pages)
-    print(f"{n} pages ({args.split}) in {args.path} — {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+    print(f"{n} pages ({args.split}{', with distractors' if args.distractors else ''}) in {args.path} — {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
           f"{platform.machine()} {platform.processor() or ''} Python {platform.python_version()}")
     print(f"{'field':<14} {'pages':>5}  {'ours':>7}  {'trafilatura':>11}")
     for f in FIELDS:
