@@ -130,11 +130,15 @@ def in_widget(el, container=None) -> bool:
 _NOT_SHOWN = {"script", "style", "noscript", "template", "svg", "button"}
 
 
-def shown_text(el) -> str:
+def shown_text(el, max_elements: int = 64) -> str:
     """The text of ``el`` as a reader sees it in a byline: without scripts and styles (an address
-    obfuscator inside a byline) and without the widgets in it (a "@handle" follow link)."""
-    out, stack = [el.text or ""], [(iter(el), "")]
+    obfuscator inside a byline) and without the widgets in it (a "@handle" follow link). A byline
+    holds a few elements; past ``max_elements`` this is no byline, and its whole text is returned."""
+    out, stack, seen = [el.text or ""], [(iter(el), "")], 0
     while stack:
+        seen += 1
+        if seen > max_elements:
+            return _text(el)
         it, tail = stack[-1]
         child = next(it, None)
         if child is None:

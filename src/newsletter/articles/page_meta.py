@@ -558,10 +558,10 @@ def visible_byline(doc, container) -> list[str]:
         if not isinstance(el.tag, str) or el.tag in ("script", "style", "meta", "link", "body", "html"):
             continue
         hint = " ".join(el.get(a) or "" for a in ("class", "id", "rel", "itemprop"))
-        if not _BYLINE_HINT.search(hint) or not _credited(el, container):
+        if not _BYLINE_HINT.search(hint):
             continue
         text = clean_text(credits.shown_text(el), markup=False)
-        if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text):
+        if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text) and _credited(el, container):
             for name in _credit_names(text):
                 if name and _looks_like_name(name):
                     return [name]
