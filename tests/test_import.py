@@ -515,7 +515,9 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path):
-    total, batch = 20_000, 400
+    # Small batches: the kill comes after 3 of 200, so a busy machine that runs this test's polling
+    # late still finds the import far from done (with 400-row batches it once finished first).
+    total, batch = 20_000, 100
     src = tmp_path / "big.csv"
     with open(src, "w", encoding="utf-8") as f:
         f.write("email,name\n")
@@ -546,7 +548,7 @@ def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path
     assert 0 < subs < total
     assert subs == memberships and subs % batch == 0  # whole batches only, each consistent
 
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd[:-1] + ["1000"], env=env, capture_output=True, text=True, timeout=300)  # resume in big batches
     assert done.returncode == 0, done.stderr
     assert counts(engine) == (total, total)
     assert f"added                    {total - subs}" in done.stdout
@@ -556,7 +558,9 @@ def test_import_killed_mid_way_resumes_without_duplicates(migrated_url, tmp_path
 
 @pytest.mark.slow
 def test_ctrl_c_stops_an_import_between_batches_and_ends_its_reader(migrated_sqlite_url, tmp_path):
-    total, batch = 20_000, 400
+    # 200 small batches, interrupted after 2: room for a busy machine to run the polling late (with
+    # 400-row batches the import once finished before the test looked, under `stress --cpu 2`).
+    total, batch = 20_000, 100
     src = tmp_path / "big.csv"
     src.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(total)))
     engine = db.get_engine(migrated_sqlite_url)
