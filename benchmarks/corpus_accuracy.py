@@ -1,6 +1,7 @@
 """Per-field accuracy of the HTML page parser on a corpus of real pages, beside trafilatura's.
 
-Usage:  python benchmarks/corpus_accuracy.py PATH [--misses FIELD ...] [--main-text]
+Usage:  python benchmarks/corpus_accuracy.py PATH [--split all|tune|measure] [--distractors] [--misses FIELD ...]
+        python benchmarks/corpus_accuracy.py PATH --main-text
 
 PATH holds one folder per page, ``NAME/source.html`` with ``NAME/expected-metadata.json``
 (the layout of Mozilla Readability's test pages). For every page the script runs
@@ -27,6 +28,12 @@ compares both with the expected values, field by field, under the SAME rules:
                    both sides; trafilatura has no direction, so it always says "ltr"
   A page our parser refuses (SourceError) counts as all-empty for our column.
 
+Tune and measure parts (``--split``): a page belongs to the *measure* part when the SHA-256
+of its folder name, read as a big-endian integer, is divisible by 3, else to the *tune* part
+(86 pages: 55 tune, 31 measure). The split depends on the name only, so it is the same on
+every machine and does not move when pages are added. Heuristics are adjusted while looking
+at the tune part only; the measure part is run to report, never to find what to fix.
+
 The run also reports the mean time per page of each side (parse_page includes the main
 text extraction by trafilatura; extract_metadata is metadata only). The machine is
 shared, so timings wander; compare the two columns of one run, not runs.
@@ -35,6 +42,7 @@ shared, so timings wander; compare the two columns of one run, not runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import re
@@ -79,6 +87,35 @@ def match(field: str, expected, got) -> bool:
     if field in ("siteName", "lang"):
         return exp.casefold() == ours.casefold()
     raise ValueError(field)
+
+
+SPLITS = ("all", "tune", "measure")
+
+# --distractors: names that are not the author, put where real pages put them — a share bar and a
+# related-stories teaser at the top of <body>, a comment thread at its end. A byline (or its
+# absence) must come out the same as without them.
+_TOP = ('<div class="share-bar"><a rel="author" href="https://social.example/@qmarsh">Quentin Marsh</a> '
+        '<span class="author">Shared by Quentin Marsh</span></div>'
+        '<aside class="related-stories"><div class="byline">By Harriet Vane</div></aside>')
+_END = ('<section id="comments"><div class="comment"><div class="comment-author vcard"><cite class="fn">Harriet Vane'
+        '</cite></div><p>Lovely piece.</p></div><div itemprop="comment" itemscope itemtype="https://schema.org/Comment">'
+        '<span itemprop="author" itemscope itemtype="https://schema.org/Person"><span itemprop="name">Quentin Marsh'
+        '</span></span></div></section>')
+
+
+def with_distractors(source: bytes) -> bytes:
+    """The page with the share bar, teaser and comments above inserted inside its <body>."""
+    m = re.search(rb"<body\b[^>]*>", source, re.I)
+    at = m.end() if m else 0
+    source = source[:at] + _TOP.encode() + source[at:]
+    end = source.lower().rfind(b"</body>")
+    end = end if end >= 0 else len(source)
+    return source[:end] + _END.encode() + source[end:]
+
+
+def part_of(name: str) -> str:
+    """"measure" for one page name in three (by a hash of the name, stable everywhere), else "tune"."""
+    return "measure" if int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest(), "big") % 3 == 0 else "tune"
 
 
 def ours(source: bytes, url: str) -> dict:
@@ -143,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("path", type=Path, help="folder of NAME/source.html + NAME/expected-metadata.json")
     ap.add_argument("--misses", nargs="*", default=[], metavar="FIELD",
                     help="also list the pages each named field misses (ours), with both values")
+    ap.add_argument("--split", choices=SPLITS, default="all",
+                    help="score only the tune part, only the held-out measure part, or all pages (default)")
+    ap.add_argument("--distractors", action="store_true",
+                    help="insert a share bar, a related-stories teaser and a comment thread naming other people "
+                         "into every page first (a robustness probe for bylines)")
     ap.add_argument("--main-text", action="store_true",
                     help="instead, compare trafilatura's main-text modes (default, fast, favor_precision)")
     args = ap.parse_args(argv)
@@ -153,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
     pages = sorted(p for p in args.path.iterdir() if (p / "source.html").is_file() and (p / "expected-metadata.json").is_file())
+    if args.split != "all":
+        pages = [p for p in pages if part_of(p.name) == args.split]
     if not pages:
         print(f"{args.path}: no NAME/source.html with NAME/expected-metadata.json inside", file=sys.stderr)
         return 2
@@ -168,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     theirs(first, "https://example.org/warmup/")
     for page in pages:
         source = (page / "source.html").read_bytes()
+        if args.distractors:
+            source = with_distractors(source)
         expected = json.loads((page / "expected-metadata.json").read_text(encoding="utf-8"))
         url = f"https://example.org/{page.name}/"
         t0 = time.perf_counter()
@@ -190,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                     misses[f].append(f"  {page.name}: expected {norm(expected[f])[:70]!r}, ours {norm(got[side].get(f))[:70]!r}")
 
     n = len(pages)
-    print(f"{n} pages in {args.path} — {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+    print(f"{n} pages ({args.split}{', with distractors' if args.distractors else ''}) in {args.path} — {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
           f"{platform.machine()} {platform.processor() or ''} Python {platform.python_version()}")
     print(f"{'field':<14} {'pages':>5}  {'ours':>7}  {'trafilatura':>11}")
     for f in FIELDS:

@@ -79,6 +79,18 @@ def db_url(request, tmp_path, _pg_reason) -> str:
 from smtp_server import smtp_server, smtp_server_factory  # noqa: E402,F401
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_child_processes():
+    """A shell without job control starts background commands with SIGINT ignored; pytest run that
+    way would pass "ignored" on to every process it starts, and tests that press Ctrl-C on a child
+    (an import, a send) would see it run to the end. Give SIGINT back its default meaning."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _no_vimeo_oembed(monkeypatch):
     """Tests never reach vimeo.com: Vimeo thumbnail lookups are off unless a test points

@@ -296,10 +296,18 @@ def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
     spans, lock, real = [], threading.Lock(), importer._Writer.write
+    started, second = [0], threading.Event()
 
     def timed(self, rows, copy=None):
         start = time.monotonic()
-        time.sleep(0.05)
+        with lock:
+            started[0] += 1
+            first = started[0] == 1
+        if first:  # the first batch waits (bounded) until a second one is being written beside it
+            second.wait(30)
+        else:
+            second.set()
+        time.sleep(0.05)  # widens the window in which a batch sharing a person could wrongly start
         real(self, rows, copy)
         with lock:
             spans.append(({r[1] for r in rows}, start, time.monotonic()))
@@ -556,13 +564,16 @@ def test_ctrl_c_stops_an_import_between_batches_and_ends_its_reader(migrated_sql
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": migrated_sqlite_url}
     cmd = [sys.executable, "-m", "newsletter", "subscribers", "import", str(src), "--list", "weekly", "--batch-size", str(batch)]
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and child.poll() is None and counts(engine)[0] < 2 * batch:
+    deadline, seen = time.monotonic() + 60, []
+    while time.monotonic() < deadline and child.poll() is None:
+        seen.append(counts(engine)[0])
+        if seen[-1] >= 2 * batch:
+            break
         time.sleep(0.01)
     readers = _children(child.pid)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)
-    assert child.returncode == 130, "the import finished before it could be interrupted"
+    assert child.returncode == 130, f"the import finished before it could be interrupted (counts seen: {seen[-8:]}, {len(seen)} polls)"
     assert err.strip().splitlines()[-1].startswith("interrupted: the batches written so far are kept") and "Traceback" not in err
     gone = time.monotonic() + 10
     while any(_running(pid) for pid in readers) and time.monotonic() < gone:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -187,21 +188,22 @@ def _scaled_defaults(config, retry_base: float):
 
 
 def test_tempfail_outlasting_the_early_retries_ends_in_one_copy_each(env_any, smtp_server_factory):
-    """The default policy scaled 1200× down (0.05 s doubling to 3 s, for 144 s): the server answers
-    451 to each reader's first six attempts — more than the old limit of five attempts allowed.
-    Everyone is delivered, once, on the seventh. (Counted per reader, not timed: a loaded machine
-    cannot change how many attempts it takes.)"""
+    """The default policy scaled 6000× down (0.01 s doubling to 0.6 s, for 29 s): the server answers
+    451 to each reader's first six attempts — an outage longer than the first five retries add up
+    to, and more attempts than the old limit of five. Counted in attempts, not seconds, so a slow
+    machine sees the same thing. Everyone is delivered, once."""
     engine, config = env_any
-    _scaled_defaults(config, 0.05)
+    _scaled_defaults(config, 0.01)
     people = add_people(engine, "weekly", 20)
-    srv = smtp_server_factory(tempfail_first=6, tempfail_per="recipient")
+    srv = smtp_server_factory(tempfail_first=6)
     c = make_campaign(engine, config)
     s = send_campaign(engine, c.id, config, smtp=srv.url, concurrency=2)
     assert s.status == "finished" and s.counts == {"sent": 20}, s
     assert srv.recipient_counts() == {p: 1 for p in people}
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
-    assert sorted({r.attempts for r in rows}) == [7]
+    assert {r.attempts for r in rows} == {7}  # six refusals, then the copy that went
+    assert srv.stats.tempfailed == 6 * 20
 
 
 def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server_factory):
@@ -217,8 +219,10 @@ def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server
     assert time.monotonic() - t0 >= 1.0  # not given up before retry_max_age
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
-    assert all(r.last_reply.startswith("gave up after 1 s of retries") and "451 4.7.1" in r.last_reply for r in rows)
-    assert all(6 <= r.attempts < config.max_attempts for r in rows)
+    # the age is at least retry_max_age (1 s); a loaded machine may make it 2 s by the time it is checked
+    assert all(re.match(r"gave up after [12] s of retries", r.last_reply) and "451 4.7.1" in r.last_reply for r in rows)
+    # how many attempts fit in 1 s depends on the machine; that the limit is the age, not a count, does not
+    assert all(2 <= r.attempts < config.max_attempts for r in rows)
 
 
 def test_permanent_failure_and_unknown_user_suppressed_others_unaffected(env_any, smtp_server_factory):
@@ -283,11 +287,17 @@ def test_slow_server_beyond_timeout_defers_then_sends(env, smtp_server_factory):
     engine, config = env
     config.smtp_timeout = 0.3
     add_people(engine, "weekly", 3)
-    srv = smtp_server_factory(delay=0.6)
+    srv = smtp_server_factory(delay=2.0)  # far beyond the client's 0.3 s, even on a busy machine
     c = make_campaign(engine, config)
 
-    def speed_up():
-        srv.wait_for(1, timeout=5) if False else time.sleep(0.8)
+    def gave_up_once() -> bool:  # a copy was deferred after the timeout (or already retried)
+        with engine.begin() as conn:
+            return any(r.state == "deferred" or r.attempts >= 2 for r in q.delivery_rows(conn, c.id))
+
+    def speed_up():  # once the sender has given up on a first copy, not after a guessed time
+        deadline = time.monotonic() + 30
+        while not gave_up_once() and time.monotonic() < deadline:
+            time.sleep(0.01)
         srv.behaviour.delay = 0.01
 
     threading.Thread(target=speed_up, daemon=True).start()
@@ -308,14 +318,47 @@ def test_slow_server_within_timeout_is_just_slow(env, smtp_server_factory):
     assert srv.stats.peak_connections <= 3
 
 
+def record_grants(monkeypatch) -> dict[str, list[float]]:
+    """Every rate limiter the sender builds (``RateLimiter.from_specs``) records, by rate spec, the
+    clock reading each grant was decided at. The limiters run unchanged; the test only watches.
+
+    Pacing is checked on these grant times, not on the server's receive times: between a grant and
+    the server's receipt lie a build, a ledger commit and SMTP round trips, whose latency a busy
+    machine stretches unevenly — a test on receive times depends on the machine's speed."""
+    from newsletter.dispatch import ratelimit
+
+    grants: dict[str, list[float]] = {}
+    real = ratelimit.RateLimiter.from_specs.__func__
+
+    def from_specs(cls, rate, window=None, **kw):
+        seen = threading.local()
+
+        def clock() -> float:
+            seen.last = time.monotonic()
+            return seen.last
+
+        lim = real(cls, rate, window, clock=clock, **kw)
+        stamps, real_try = grants.setdefault(str(rate), []), lim.try_acquire
+
+        def try_acquire() -> float:
+            wait = real_try()
+            if wait <= 0 and lim.limited:
+                stamps.append(seen.last)  # the reading this thread's grant was decided at
+            return wait
+
+        lim.try_acquire = try_acquire
+        return lim
+
+    monkeypatch.setattr(ratelimit.RateLimiter, "from_specs", classmethod(from_specs))
+    return grants
+
+
 def assert_paced(stamps, rate: float, what: str = "") -> None:
-    """The bound a token bucket with a burst of 1 (GCRA) keeps, checked on the server's receive times.
+    """The bound a token bucket with a burst of 1 (GCRA) keeps, checked on its grant times.
 
     The limiter grants messages at least 1/rate apart, so a closed window of W seconds holds at
     most floor(rate·W) + 1 grants — exactly rate·W + 1 when W is a whole number of intervals, as
-    here. The server stamps each message a little after its grant (build, ledger commit, SMTP
-    round trips); as long as that latency varies by less than one interval between messages,
-    the same bound holds at the server. Short windows catch bursts a one-second count would hide."""
+    here. Short windows catch bursts a one-second count would hide."""
     stamps = sorted(stamps)
     interval = 1 / rate
     for k in (2, 5, 10, int(rate)):  # windows of 2, 5, 10 intervals and of one second
@@ -325,13 +368,15 @@ def assert_paced(stamps, rate: float, what: str = "") -> None:
     assert stamps[-1] - stamps[0] >= (len(stamps) - 2) * interval, what
 
 
-def test_rate_limit_holds_across_connections(env, smtp_server):
+def test_rate_limit_holds_across_connections(env, smtp_server, monkeypatch):
     engine, config = env
+    grants = record_grants(monkeypatch)
     add_people(engine, "weekly", 30)
     c = make_campaign(engine, config)
     s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=4, rate="20/s")
     assert s.counts == {"sent": 30}
-    assert_paced(smtp_server.timestamps(), 20)
+    assert len(grants["20/s"]) == len(smtp_server.received()) == 30  # every message went through the limiter
+    assert_paced(grants["20/s"], 20)
 
 
 def test_unsubscribed_or_suppressed_mid_send_are_skipped(env_any, smtp_server):
@@ -434,7 +479,8 @@ def test_keyboard_interrupt_in_the_callers_thread_stops_the_lanes_too(env_any, s
 
     with pytest.raises(KeyboardInterrupt):
         send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=2, rate="4/s", progress_callback=progress)
-    time.sleep(0.6)  # a lane left running would send another copy in this time
+    # no lane is left running (rather than sleeping and hoping one would show itself)
+    assert not [t for t in threading.enumerate() if t.name.startswith("send-lane-") and t.is_alive()]
     got = smtp_server.received()
     assert len([m for m in got if m.received_at > at[0]]) <= 2
     assert counts(engine, c.id) == {"sent": len(got), "pending": 20 - len(got)}
@@ -459,10 +505,11 @@ def test_auto_pause_after_consecutive_connection_failures(env, smtp_server_facto
     assert s2.resumed_from and s2.resumed_from.startswith("auto-paused after 3 consecutive connection failures")
 
 
-def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, smtp_server_factory):
+def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, smtp_server_factory, monkeypatch):
     from newsletter.config import SMTPServer
 
     engine, config = env
+    grants = record_grants(monkeypatch)
     config.max_connection_failures = 2
     a, b = smtp_server_factory(), smtp_server_factory()
     with RefusingServer() as dead:  # up, but greets every connection with 421 and hangs up
@@ -478,15 +525,16 @@ def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, s
     got = a.recipient_counts() + b.recipient_counts()
     assert len(got) == 60 and max(got.values()) == 1
     assert a.stats.peak_connections <= 2 and b.stats.peak_connections <= 2
-    # each server's own rate holds, from its own receive times (30/s together: about 2 s)
-    assert_paced(a.timestamps(), 20, "a")
-    assert_paced(b.timestamps(), 10, "b")
+    # each server's own rate holds, from its own limiter's grants (30/s together: about 2 s)
+    assert len(grants["20/s"]) >= len(a.received()) and len(grants["10/s"]) >= len(b.received())
+    assert_paced(grants["20/s"], 20, "a")
+    assert_paced(grants["10/s"], 10, "b")
     assert len(b.received()) >= 10 and len(a.received()) >= 20  # both carried their share
     # dead: tried when the send started, then by its lane until max_connection_failures in a row,
     # then never again while a and b carried on
     assert len(dead.connections) == 1 + config.max_connection_failures
     last_try = max(dead.connections)
-    assert sum(1 for t in a.timestamps() + b.timestamps() if t > last_try + 0.5) >= 10
+    assert sum(1 for t in a.timestamps() + b.timestamps() if t > last_try) >= 10
 
 
 def test_auth_login_and_refused_login_leaves_ledger_unchanged(env_any, smtp_server_factory, monkeypatch):

@@ -51,12 +51,12 @@ def test_tempfail_first_n_per_message(smtp_server_factory):
 def test_tempfail_until_a_time(smtp_server_factory):
     import time
 
-    srv = smtp_server_factory(tempfail_until=time.time() + 0.3)
+    srv = smtp_server_factory(tempfail_until=time.time() + 3600)
     with smtplib.SMTP(srv.host, srv.port, timeout=5) as c:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
             c.sendmail("a@example.org", ["b@example.com"], MSG)
         assert e.value.recipients["b@example.com"][0] == 451
-        time.sleep(0.35)
+        srv.behaviour.tempfail_until = time.time() - 1  # the time has come (moved, not slept for)
         c.sendmail("a@example.org", ["b@example.com"], MSG)
     assert srv.recipient_counts() == {"b@example.com": 1} and srv.stats.tempfailed == 1
 
@@ -81,7 +81,7 @@ def test_drop_mid_data(smtp_server_factory):
 
 
 def test_slow_answer_trips_client_timeout(smtp_server_factory):
-    srv = smtp_server_factory(delay=1.0)
+    srv = smtp_server_factory(delay=5.0)  # far beyond the 0.3 s timeout, even on a busy machine
     with pytest.raises((TimeoutError, smtplib.SMTPServerDisconnected)):
         with smtplib.SMTP(srv.host, srv.port, timeout=0.3) as c:
             c.sendmail("a@example.org", ["b@example.com"], MSG)

@@ -2,11 +2,13 @@
 real worker processes share PostgreSQL without duplicates, and stop cleanly on SIGTERM.
 
 Real databases, a real SMTP server on 127.0.0.1 (tests/smtp_server.py), real processes; the
-clock is passed in (``now=`` / ``--now``), never slept for.
+clock is passed in (``now=`` / ``--now``, or a ``ManualClock`` the test moves), never slept for;
+threads are waited for on events (the worker's lines, its ``on_turn`` hook, the server's hold).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,6 +86,58 @@ def count(engine, table: str, where: str = "") -> int:
 def counts_by_state(engine) -> dict[str, int]:
     with engine.connect() as conn:
         return dict(conn.exec_driver_sql("select state, count(*) from deliveries group by state").all())
+
+
+class ManualClock:
+    """The worker's clock in these tests: it stands still until the test moves it (``set``), so
+    nothing depends on how fast the machine runs; ``reads`` counts how often the worker looked
+    (once per pass, and at each look of a send's schedule watch)."""
+
+    def __init__(self, start: datetime):
+        self._now = start.astimezone(UTC)
+        self._cond = threading.Condition()
+        self.reads = 0
+
+    def __call__(self) -> datetime:
+        with self._cond:
+            self.reads += 1
+            self._cond.notify_all()
+            return self._now
+
+    def set(self, when: datetime) -> None:
+        with self._cond:
+            self._now = when.astimezone(UTC)
+
+    def wait_reads(self, n: int, timeout: float = 30) -> bool:
+        """Block until the clock has been read ``n`` times in all (bounded); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.reads >= n, timeout)
+
+
+def wait_until(condition, timeout: float = 60) -> bool:
+    """Poll ``condition`` (the real server's or database's state) until it holds; False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@contextlib.contextmanager
+def worker_thread(engine, config, **kwargs):
+    """run_worker in a thread for the duration of the block, then a clean stop; yields its log lines."""
+    lines: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=run_worker, args=(engine, config),
+                         kwargs=dict(stop_event=stop, on_event=lines.append, **kwargs))
+    t.start()
+    try:
+        yield lines
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive(), "the worker did not stop within 30 s"
 
 
 def weekly_digest(engine, config, articles: Path, **kw) -> None:
@@ -287,28 +341,21 @@ def test_pause_during_sending_stops_it_and_resume_finishes_with_one_copy_each(sq
     config = config_for(sqlite_url, tmp_path)
     cid = draft_campaign(engine, config)
     schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
+    clock = ManualClock(paris(2026, 12, 1, 8, 0, 1))
     with SMTPTestServer(delay=0.03) as srv:
-        stop = threading.Event()
-        t = threading.Thread(target=run_worker, args=(engine, config),
-                             kwargs=dict(now=paris(2026, 12, 1, 8, 0, 1), poll_interval=0.1, smtp=srv.url,
-                                         concurrency=2, stop_event=stop))
-        t.start()
-        try:
+        with worker_thread(engine, config, clock=clock, poll_interval=0.1, smtp=srv.url, concurrency=2) as lines:
             assert srv.wait_for(10, timeout=30)
             pause_campaign(engine, cid)
-            time.sleep(0.5)  # lets in-flight messages land; not a scheduling decision
+            # The send ends (its in-flight copies landed and were recorded) and the worker says so.
+            assert wait_until(lambda: any(x.startswith(f"campaign {cid}: paused") for x in list(lines)), 30), lines
             paused_at = len(srv.received())
-            time.sleep(0.5)
-            assert len(srv.received()) == paused_at < 60  # nothing more while paused
+            assert clock.wait_reads(clock.reads + 3)  # three more passes of the worker...
+            assert len(srv.received()) == paused_at < 60  # ...sent nothing while paused
             assert get_campaign(engine, cid).status == "paused"
             resume_campaign(engine, cid)
             assert srv.wait_for(60, timeout=60)
-            deadline = time.monotonic() + 30
-            while get_campaign(engine, cid).status != "finished" and time.monotonic() < deadline:
-                time.sleep(0.05)  # the worker records the last results after the server has them
-        finally:
-            stop.set()
-            t.join(30)
+            # the worker records the last results after the server has them
+            assert wait_until(lambda: get_campaign(engine, cid).status == "finished", 30)
         assert sorted(set(srv.recipient_counts().values())) == [1] and len(srv.recipient_counts()) == 60
     assert get_campaign(engine, cid).status == "finished"
 
@@ -446,21 +493,13 @@ def test_cancel_during_sending_stops_it_for_good(sqlite_url, tmp_path):
     cid = draft_campaign(engine, config)
     schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
     with SMTPTestServer(delay=0.03) as srv:
-        stop = threading.Event()
-        t = threading.Thread(target=run_worker, args=(engine, config),
-                             kwargs=dict(now=paris(2026, 12, 1, 8, 0, 1), poll_interval=0.1, smtp=srv.url,
-                                         concurrency=2, stop_event=stop))
-        t.start()
-        try:
+        with worker_thread(engine, config, now=paris(2026, 12, 1, 8, 0, 1), poll_interval=0.1, smtp=srv.url,
+                           concurrency=2) as lines:
             assert srv.wait_for(5, timeout=30)
             cancel_campaign(engine, cid)
-            deadline = time.monotonic() + 30
-            while counts_by_state(engine).get("sending", 0) and time.monotonic() < deadline:
-                time.sleep(0.05)  # in-flight copies land and are recorded
-            time.sleep(0.5)
-        finally:
-            stop.set()
-            t.join(30)
+            # the send ends (in-flight copies landed and were recorded) and the worker says so
+            assert wait_until(lambda: any(x.startswith(f"campaign {cid}: ") and "cancelled" in x
+                                          for x in list(lines)), 30), lines
         got = srv.recipient_counts()
         states = counts_by_state(engine)
         run_worker(engine, config, once=True, now=paris(2026, 12, 1, 9), smtp=srv.url)  # a later pass
@@ -562,12 +601,6 @@ def test_an_occurrence_whose_list_was_deleted_fails_and_leaves_nothing_half_made
 
 # --- a long send does not hold up the schedule -----------------------------------------------
 
-def fast_clock(start: datetime, speed: float):
-    """A clock starting at ``start`` and running ``speed`` times faster than real time."""
-    base, t0 = start.astimezone(UTC), time.monotonic()
-    return lambda: base + timedelta(seconds=(time.monotonic() - t0) * speed)
-
-
 def campaign_titled(engine, config, subject: str) -> int:
     from newsletter.articles.model import Article
     from newsletter.compose import ComposeOptions
@@ -579,27 +612,25 @@ def campaign_titled(engine, config, subject: str) -> int:
     return create_campaign(engine, digest, ["weekly"], config).id
 
 
-def run_worker_until(engine, condition, timeout: float = 60, **kwargs) -> list[str]:
-    """run_worker in a thread until ``condition()`` holds (bounded), then a clean stop; its log lines."""
-    lines: list[str] = []
-    stop = threading.Event()
-    t = threading.Thread(target=run_worker, args=(engine, kwargs.pop("config")),
-                         kwargs=dict(stop_event=stop, on_event=lines.append, **kwargs))
-    t.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        t.join(30)
-    return lines
+def finished(engine, *cids: int) -> bool:
+    return all(get_campaign(engine, cid).status == "finished" for cid in cids)
+
+
+def digest_done(engine, long_send: int) -> bool:
+    """The weekly digest's occurrence was handled: not created (a failure, seen at once), or its
+    campaign and the long send both finished."""
+    runs = dg.show_digest(engine, "weekly").runs
+    if not runs:
+        return False
+    return runs[0].status != "created" or finished(engine, long_send, runs[0].campaign_id)
 
 
 def test_a_digest_that_comes_due_during_a_long_send_runs_on_time(sqlite_url, tmp_path):
-    """A 40-copy send at 0.05 s a copy takes 2 s; the clock runs 600 times faster, so the send lasts
-    20 "minutes" and the Monday 08:00 digest (catch-up none: at most 5 minutes late) falls in the
-    middle of it. The worker must notice it while sending, not after (when it is too late)."""
+    """The long send is under way — the server holds its first copy — when the clock passes the
+    Monday 08:00 digest (catch-up none: at most 5 minutes late). The worker must notice it while
+    sending, not after (when it would be too late). The server lets the copy through only once the
+    worker has decided to make way (``on_turn``), so the send cannot end first, however fast or
+    slow the machine is; and the clock moves only when the test moves it."""
     engine = setup_db(sqlite_url, 40)
     config = config_for(sqlite_url, tmp_path)
     articles = tmp_path / "articles"
@@ -607,24 +638,33 @@ def test_a_digest_that_comes_due_during_a_long_send_runs_on_time(sqlite_url, tmp
     weekly_digest(engine, config, articles, catch_up="none")
     long_send = campaign_titled(engine, config, "Winter opening hours")
     schedule_campaign_at(engine, long_send, "2026-11-30 07:50", "Europe/Paris", now=paris(2026, 11, 24))
-    with SMTPTestServer(delay=0.05) as srv:
-        def both_finished():
-            with engine.connect() as conn:
-                return conn.exec_driver_sql("select count(*) from campaigns where status = 'finished'").scalar() == 2
+    clock, gate, turns = ManualClock(paris(2026, 11, 30, 7, 59, 30)), threading.Event(), []
 
-        lines = run_worker_until(engine, both_finished, config=config, clock=fast_clock(paris(2026, 11, 30, 7, 59, 30), 600),
-                                 poll_interval=0.1, smtp=srv.url, concurrency=1, retry_delays=(0,))
+    def on_turn(cid, reason):
+        turns.append((cid, reason))
+        gate.set()
+
+    with SMTPTestServer(hold=gate) as srv:
+        with worker_thread(engine, config, clock=clock, poll_interval=0.1, smtp=srv.url, concurrency=1,
+                           retry_delays=(0,), on_turn=on_turn) as lines:
+            try:
+                assert wait_until(lambda: srv.stats.rcpt_attempts > 0, 30), lines  # the long send's first copy
+                clock.set(paris(2026, 11, 30, 8, 0, 30))
+                assert wait_until(lambda: digest_done(engine, long_send), 60), lines
+            finally:
+                gate.set()
         counts = srv.recipient_counts()
+    assert turns == [(long_send, "digest 'weekly' came due")], lines
     [run] = dg.show_digest(engine, "weekly").runs
     assert run.status == "created", lines
     assert not [x for x in lines if x.startswith("warning: ")], lines
     created = next(i for i, x in enumerate(lines) if f"campaign {run.campaign_id} created" in x)
-    finished = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
-    assert created < finished, lines  # the digest ran while the long send was still going
+    done = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
+    assert created < done, lines  # the digest ran while the long send was still going
     assert any(f"campaign {long_send}: running (interrupted: digest 'weekly' came due" in x for x in lines), lines
     # The interrupted send lost and doubled nothing; both went to everyone once.
     assert len(counts) == 40 and set(counts.values()) == {2}
-    assert get_campaign(engine, long_send).status == "finished" and get_campaign(engine, run.campaign_id).status == "finished"
+    assert finished(engine, long_send, run.campaign_id)
 
 
 def test_a_scheduled_campaign_that_comes_due_during_a_long_send_starts_at_its_time(sqlite_url, tmp_path):
@@ -634,14 +674,21 @@ def test_a_scheduled_campaign_that_comes_due_during_a_long_send_starts_at_its_ti
     notice = campaign_titled(engine, config, "Road closure tonight")
     schedule_campaign_at(engine, long_send, "2026-12-01 07:50", "Europe/Paris", now=paris(2026, 11, 24))
     schedule_campaign_at(engine, notice, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
-    with SMTPTestServer(delay=0.05) as srv:
-        lines = run_worker_until(engine, lambda: get_campaign(engine, long_send).status == "finished", config=config,
-                                 clock=fast_clock(paris(2026, 12, 1, 7, 59, 50), 60), poll_interval=0.1, smtp=srv.url,
-                                 concurrency=1)
+    clock, gate = ManualClock(paris(2026, 12, 1, 7, 59, 50)), threading.Event()
+    with SMTPTestServer(hold=gate) as srv:  # the long send's first copy waits until the worker makes way
+        with worker_thread(engine, config, clock=clock, poll_interval=0.1, smtp=srv.url, concurrency=1,
+                           on_turn=lambda cid, reason: gate.set()) as lines:
+            try:
+                assert wait_until(lambda: srv.stats.rcpt_attempts > 0, 30), lines
+                clock.set(paris(2026, 12, 1, 8, 0, 1))
+                assert wait_until(lambda: finished(engine, long_send, notice), 60), lines
+            finally:
+                gate.set()
         subjects = [m.headers["Subject"] for m in srv.received()]
     started = next(i for i, x in enumerate(lines) if f"campaign {notice}: scheduled time reached" in x)
-    finished = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
-    assert started < finished, lines
+    done = next(i for i, x in enumerate(lines) if x.startswith(f"campaign {long_send}: finished"))
+    assert started < done, lines
+    assert any(f"campaign {long_send}: running (interrupted: campaign {notice} came due" in x for x in lines), lines
     # ... and it is sent then too, not after the long one: its copies come before the long one's last.
     assert subjects.index("Road closure tonight") < len(subjects) - 1 - subjects[::-1].index("Winter opening hours")
 
@@ -653,14 +700,22 @@ def test_two_running_campaigns_take_turns(sqlite_url, tmp_path):
     second = campaign_titled(engine, config, "Road closure tonight")
     for cid in (first, second):
         schedule_campaign_at(engine, cid, "2026-12-01 08:00", "Europe/Paris", now=paris(2026, 11, 24))
-    with SMTPTestServer(delay=0.05) as srv:
+    gate, turns = threading.Event(), []
+
+    def on_turn(cid, reason):
+        turns.append((cid, reason))
+        gate.set()
+
+    # The first campaign's first copy waits at the server until its slice is over and it makes way.
+    with SMTPTestServer(hold=gate) as srv:
         report = run_worker(engine, config, once=True, now=paris(2026, 12, 1, 8, 0, 1), smtp=srv.url, concurrency=1,
-                            poll_interval=0.1, campaign_slice=0.3)
+                            poll_interval=0.1, campaign_slice=0.3, on_turn=on_turn)
         subjects = [m.headers["Subject"] for m in srv.received()]
         counts = srv.recipient_counts()
     # One `--once` run finishes both, and neither waited for the other to end.
     assert get_campaign(engine, first).status == get_campaign(engine, second).status == "finished"
-    assert report.passes > 2 and not report.errors
+    assert turns[0] == (first, f"campaign {second}'s turn")
+    assert report.passes >= 2 and not report.errors
     last_first = len(subjects) - 1 - subjects[::-1].index("Winter opening hours")
     assert subjects.index("Road closure tonight") < last_first, subjects
     assert len(counts) == 20 and set(counts.values()) == {2}

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
+from . import credits
 from .text import _TITLE_SEPARATORS, strip_site_tail
 
 # schema.org types whose properties describe the article itself.
@@ -453,9 +454,10 @@ _NAME_PARTICLES = {"de", "da", "del", "der", "den", "di", "du", "van", "von", "l
 
 
 def _looks_like_name(text: str) -> bool:
-    """A visible byline candidate reads like names: short, capitalised words (any script without case passes)."""
+    """A visible byline candidate reads like names: short, capitalised words (any script without case
+    passes), not a user name ("@kestrel", "otto_k", "jdoe42")."""
     words = re.sub(r"\([^()]*\)", " ", text).split()  # "Name (avec X et Y)": judge the name itself
-    if not words or len(words) > 8:
+    if not words or len(words) > 8 or credits.looks_like_handle(" ".join(words)):
         return False
     for w in words:
         first = next((ch for ch in w if ch.isalpha()), "")
@@ -520,20 +522,36 @@ def _dedupe_names(names: Iterable[str]) -> list[str]:
     return out
 
 
+def _credited(el, container) -> bool:
+    """False for a name that is not the article's writer: in a comment, a share widget, an embedded
+    post or another story's teaser, or labelled with another role ("… edited by <a>B</a>")."""
+    return not credits.in_widget(el, container) and credits.role_before(el) != "other"
+
+
+def _credit_names(text: str) -> list[str]:
+    """The writers a visible credit names: "Written by A / Edited by B" gives A, "Edited by B" nobody."""
+    parts = credits.author_parts(text)
+    return [byline_text(p) for p in (parts if parts is not None else [text])]
+
+
 def visible_byline(doc, container) -> list[str]:
-    """Authors shown on the page: ``rel=author`` links, ``itemprop=author``, then byline-looking elements."""
+    """Authors shown on the page: ``rel=author`` links, ``itemprop=author``, then byline-looking elements;
+    names in comments, share widgets and other stories, and editors, reviewers, photographers... are not."""
     candidates: list[str] = []
     scopes = [container, doc] if container is not doc else [doc]
     for scope in scopes:
         for el in scope.xpath('.//a[contains(concat(" ", normalize-space(@rel), " "), " author ")]'):
-            candidates.append(_text_of(el))
+            if _credited(el, container):
+                candidates.append(clean_text(credits.shown_text(el), markup=False))
         for el in scope.xpath('.//*[contains(concat(" ", normalize-space(@itemprop), " "), " author ")]'):
+            if not _credited(el, container):
+                continue
             names = el.xpath('.//*[@itemprop="name"]')
             if names:
                 candidates.extend(_text_of(n) or (n.get("content") or "") for n in names)
             else:
                 candidates.append(_text_of(el) or el.get("content") or "")
-        names = [n for n in _dedupe_names(byline_text(c) for c in candidates) if _looks_like_name(n)]
+        names = [n for n in _dedupe_names(x for c in candidates for x in _credit_names(c)) if _looks_like_name(n)]
         if names:
             return names
     for el in doc.iter():
@@ -542,11 +560,11 @@ def visible_byline(doc, container) -> list[str]:
         hint = " ".join(el.get(a) or "" for a in ("class", "id", "rel", "itemprop"))
         if not _BYLINE_HINT.search(hint):
             continue
-        text = _text_of(el)
-        if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text):
-            name = byline_text(text)
-            if name and _looks_like_name(name):
-                return [name]
+        text = clean_text(credits.shown_text(el), markup=False)
+        if 0 < len(text) < 100 and re.search(r"[^\W\d_]", text) and _credited(el, container):
+            for name in _credit_names(text):
+                if name and _looks_like_name(name):
+                    return [name]
     return []
 
 

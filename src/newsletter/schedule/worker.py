@@ -140,12 +140,16 @@ class ScheduleWatch:
     when something comes due — or, after ``campaign_slice`` seconds, another running campaign is
     waiting for its turn — set ``turn``, the send's stop event: in-flight messages finish, claimed
     ones go back to pending (nothing lost or doubled), and the worker runs a new pass at once, in
-    which this campaign carries on. A real stop request (``stop_event``) sets ``turn`` too."""
+    which this campaign carries on. A real stop request (``stop_event``) sets ``turn`` too.
+    ``on_turn(cid, reason)``, if given, is called (in the watch's thread) right after the watch
+    sets ``turn`` for the schedule: a hook for tests to wait on instead of timing the send."""
 
     def __init__(self, engine: Engine, cid: int, *, since: datetime, clock: Callable[[], datetime], poll: float,
-                 campaign_slice: float, stop_event: threading.Event, idle: Callable[[int], bool]):
+                 campaign_slice: float, stop_event: threading.Event, idle: Callable[[int], bool],
+                 on_turn: Callable[[int, str], None] | None = None):
         self.engine, self.cid, self.since, self.clock = engine, cid, since, clock
         self.poll, self.campaign_slice, self.stop_event, self.idle = poll, campaign_slice, stop_event, idle
+        self.on_turn = on_turn
         self.turn = threading.Event()
         self.reason: str | None = None
         self._done = threading.Event()
@@ -184,13 +188,16 @@ class ScheduleWatch:
             if reason is not None:
                 self.reason = reason
                 self.turn.set()
+                if self.on_turn is not None:
+                    self.on_turn(self.cid, reason)
                 return
 
 
 def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
              stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
              retry_delays: Sequence[float], seen_errors: dict, clock: Callable[[], datetime] | None = None,
-             poll: float = 5.0, campaign_slice: float = 60.0, served: dict | None = None) -> bool:
+             poll: float = 5.0, campaign_slice: float = 60.0, served: dict | None = None,
+             on_turn: Callable[[int, str], None] | None = None) -> bool:
     """One pass: due digest occurrences, then due and running campaigns — the one this worker served
     longest ago first. A send is interrupted (cleanly) when the schedule needs the worker: then the
     pass ends early and returns True, and the caller starts the next pass at once."""
@@ -222,7 +229,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         if idle(cid):
             continue
         watch = ScheduleWatch(engine, cid, since=now, clock=clock, poll=poll, campaign_slice=campaign_slice,
-                              stop_event=stop_event, idle=idle)
+                              stop_event=stop_event, idle=idle, on_turn=on_turn)
         try:
             with watch:
                 summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False,
@@ -276,6 +283,7 @@ def run_worker(
     on_event: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     campaign_slice: float = 60.0,
+    on_turn: Callable[[int, str], None] | None = None,
 ) -> WorkerReport:
     """Run passes every ``poll_interval`` seconds (config ``poll_interval``, 5 s) until ``stop_event``
     is set, or one pass with ``once``. ``now`` pins the clock (tests, catch-up by hand); ``clock``
@@ -288,7 +296,8 @@ def run_worker(
     worker looks for a digest occurrence or a scheduled campaign that came due; if there is one the
     send is interrupted cleanly, a new pass runs what came due, and the send carries on. Two running
     campaigns take turns of ``campaign_slice`` seconds. ``once`` runs passes until one ends without
-    such an interruption."""
+    such an interruption. ``on_turn(cid, reason)`` is told each time a send is asked to make way
+    (see ``ScheduleWatch``): tests wait on it rather than on how fast the machine is."""
     from ..dispatch.sender import new_worker_id
     from ..store.db import require_current_schema, sqlite_path
 
@@ -320,7 +329,7 @@ def run_worker(
             interrupted = run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options,
                                    stop_event=stop_event, on_event=emit, report=report, retry_delays=retry_delays,
                                    seen_errors=seen_errors, clock=clock, poll=poll, campaign_slice=campaign_slice,
-                                   served=served)
+                                   served=served, on_turn=on_turn)
             report.passes += 1
             if stop_event.is_set():
                 report.stopped_by = "stop requested"
