@@ -219,8 +219,8 @@ def test_permanent_tempfail_fails_when_the_retry_age_is_reached(env, smtp_server
     assert time.monotonic() - t0 >= 1.0  # not given up before retry_max_age
     with engine.begin() as conn:
         rows = q.delivery_rows(conn, c.id)
-    # the age is at least retry_max_age (1 s); a loaded machine may make it 2 s by the time it is checked
-    assert all(re.match(r"gave up after [12] s of retries", r.last_reply) and "451 4.7.1" in r.last_reply for r in rows)
+    # at least retry_max_age (1 s, checked above); a loaded machine may reach it later
+    assert all(re.match(r"gave up after \d+ s of retries", r.last_reply) and "451 4.7.1" in r.last_reply for r in rows)
     # how many attempts fit in 1 s depends on the machine; that the limit is the age, not a count, does not
     assert all(2 <= r.attempts < config.max_attempts for r in rows)
 
