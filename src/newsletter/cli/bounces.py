@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -88,3 +88,50 @@ def _table(rows: list[dict]) -> None:
             "" if r["campaign_id"] is None else str(r["campaign_id"]),
             "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])))
     Console(soft_wrap=True, highlight=False).print(table)
+
+
+# ---------------------------------------------------------------- bounces list (stored events)
+
+
+class Kind(str, Enum):
+    hard = "hard"
+    soft = "soft"
+    complaint = "complaint"
+    auto_reply = "auto-reply"
+    delivered = "delivered"
+    unknown = "unknown"
+
+
+@bounces_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    campaign: Optional[int] = typer.Option(None, "--campaign", help="Only events tied to this campaign id."),
+    kind: Optional[Kind] = typer.Option(None, "--kind", help="Only this kind of event."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Only this subscriber's history (address)."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many events, newest first."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, or json (one JSON object a line)."),
+) -> None:
+    """Stored bounce events (mailbox, webhooks, SMTP replies), newest first, with what each one did."""
+    from ..feedback.record import list_bounces
+    from ..store.db import get_engine
+
+    config = get_config(ctx)
+    rows = list_bounces(get_engine(config.database_url, readonly=True), campaign_id=campaign,
+                        kind=kind.value if kind else None, email=subscriber, limit=limit)
+    if fmt is Fmt.json:
+        for r in rows:
+            typer.echo(json.dumps(r.as_json(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("when", "recipient", "kind", "status", "campaign", "source", "outcome", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(f"{r.occurred_at:%Y-%m-%d %H:%M}", r.recipient or "-", r.kind, r.status or "",
+                      "" if r.campaign_id is None else str(r.campaign_id), r.source + (f"/{r.provider}" if r.provider else ""),
+                      r.outcome, r.reason)
+    Console(soft_wrap=True, highlight=False).print(table)
+    if not rows:
+        _err("no bounce events match")

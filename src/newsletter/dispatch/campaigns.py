@@ -21,6 +21,7 @@ from ..compose.headers import check_header_name
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
 from ..store import queries as q
+from ..store.bounces import campaign_rates
 from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
@@ -102,6 +103,8 @@ class CampaignInfo:
     html_size: int = 0
     images: int = 0
     meta: dict = field(default_factory=dict)
+    # Bounces and complaints over copies sent (``store.bounces.CampaignRates.as_dict``).
+    feedback: dict = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -251,6 +254,7 @@ def _info(conn, row, *, detail: bool) -> CampaignInfo:
         from_address=row["from_address"], reply_to=row["reply_to"], lists=slugs, created_at=row["created_at"],
         scheduled_at=row["scheduled_at"], started_at=row["started_at"], finished_at=row["finished_at"], counts=counts,
         preheader=row["preheader"], meta=row["meta"] or {},
+        feedback=campaign_rates(conn, row["id"], counts).as_dict(),
     )
     if detail:
         info.html_size = len(row["html"].encode("utf-8"))
@@ -307,9 +311,15 @@ def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     """Mark a paused campaign running again (a sender or worker then carries on) — or, when it
     was paused while scheduled, before it started, scheduled again for its time."""
     c = get_campaign(engine, campaign_id)
+    from ..feedback.record import RATE_PAUSE_OVERRIDE, RATE_PAUSE_PREFIX
+
     back_to = "scheduled" if c.started_at is None and c.scheduled_at is not None else "running"
     with transaction(engine) as conn:
         transition(conn, c.id, back_to, reason="", allow_from=("paused",))
+        if c.status == "paused" and c.status_reason.startswith(RATE_PAUSE_PREFIX):
+            # A person looked at the rates and chose to go on: the bounce guard stays off for it.
+            meta = dict(c.meta or {}, **{RATE_PAUSE_OVERRIDE: {"at": utcnow().isoformat(), "reason": c.status_reason}})
+            conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(meta=meta))
     return get_campaign(engine, c.id)
 
 
