@@ -211,8 +211,8 @@ def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_ser
     c = make_campaign(engine, config)
     send_campaign(engine, c.id, config, smtp=srv.url)
 
-    def cli(*args):
-        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", config.database_url, "bounces", "list", *args])
+    def cli(*args, cmd=("bounces", "list")):
+        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", config.database_url, *cmd, *args])
         capsys.readouterr()
         try:
             main()
@@ -233,6 +233,8 @@ def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_ser
     assert code == 0 and out == ""
     code, out, _ = cli("--subscriber", "reader1@example.com")
     assert code == 0 and "reader1@example.com" in out and "bounced" in out
+    code, out, _ = cli("campaigns", "show", str(c.id), cmd=())
+    assert code == 0 and "feedback   hard 1 (33.33%), soft 0 (0.00%), complaints 0 (0.00%) of 3 copies" in out
     code, out, err = cli("--campaign", "999")
     assert code == 1 and "campaign 999 does not exist" in err and "Traceback" not in err
     code, out, err = cli("--kind", "bogus")

@@ -161,7 +161,7 @@ def _take_off(conn, sid: int, status: str, reason: str, now: datetime, result: R
     return changed
 
 
-def _apply(conn, b: Bounce, sid: int, event_id: int, rules: Rules, now: datetime, result: RecordResult) -> str:
+def _apply(conn, b: Bounce, sid: int, rules: Rules, now: datetime, result: RecordResult) -> str:
     """Apply the rule for one new event; returns its outcome."""
     where = f"{b.source.value}" + (f", campaign {b.campaign_id}" if b.campaign_id else "")
     detail = _short(" ".join(x for x in (b.status or "", b.reason) if x), 160)
@@ -173,6 +173,7 @@ def _apply(conn, b: Bounce, sid: int, event_id: int, rules: Rules, now: datetime
     if b.kind is BounceKind.SOFT:
         if sql.is_policy_status(b.status):  # a block of our mail (x.7.x), not the reader's mailbox
             return "none"
+        sql.lock_subscriber(conn, sid)  # two processes counting the same reader's bounces take turns
         n = sql.soft_bounce_count(conn, sid, since=now - rules.soft_window, quiet_before=now - rules.reset_after)
         if n >= rules.soft_limit:
             why = _short(f"{n} soft bounces within {_age(rules.soft_window)} (last: {where}: {detail})")
@@ -230,7 +231,7 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
             if sid is None:
                 result.unmatched += 1
                 continue
-            outcome = _apply(conn, b if b.campaign_id == cid else _with_campaign(b, cid), sid, event_id, rules, t, result)
+            outcome = _apply(conn, b if b.campaign_id == cid else _with_campaign(b, cid), sid, rules, t, result)
             if outcome != "none":
                 sql.set_outcome(conn, event_id, outcome)
         if cid is not None and b.kind in (BounceKind.HARD, BounceKind.COMPLAINT) and cid not in to_check:

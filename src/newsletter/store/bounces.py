@@ -52,6 +52,13 @@ def subscriber_key(conn: Connection, subscriber_id: int) -> str | None:
     return conn.execute(select(subscribers.c.email_key).where(subscribers.c.id == subscriber_id)).scalar()
 
 
+def lock_subscriber(conn: Connection, subscriber_id: int) -> None:
+    """Hold the subscriber's row until the transaction ends (``SELECT … FOR UPDATE`` on
+    PostgreSQL; SQLite has one writer at a time anyway), so concurrent recorders of the same
+    reader's soft bounces count one after the other and the limit is never missed."""
+    conn.execute(select(subscribers.c.id).where(subscribers.c.id == subscriber_id).with_for_update())
+
+
 def mailed_subscriber(conn: Connection, address_key: str) -> int | None:
     """The id of the subscriber with this address if we ever mailed them, else None.
 
@@ -236,5 +243,5 @@ def campaign_rates(conn: Connection, campaign_id: int, counts: dict[str, int] | 
                          soft=kinds.get("soft", 0), complaints=kinds.get("complaint", 0))
 
 
-__all__ = ["insert_event", "set_outcome", "subscriber_key", "mailed_subscriber", "copy_exists", "campaign_exists",
+__all__ = ["insert_event", "set_outcome", "subscriber_key", "lock_subscriber", "mailed_subscriber", "copy_exists", "campaign_exists",
            "soft_bounce_count", "is_policy_status", "EventRow", "list_events", "campaign_event_counts", "CampaignRates", "campaign_rates"]
