@@ -387,3 +387,42 @@ def test_replay_guard_is_bounded_and_expires():
     assert len(g) == 3 and g.claim("a", 1.0, 10.0)  # the oldest went first
     assert not g.claim("d", 1.0, 10.0)
     assert g.claim("d", 11.0, 10.0)  # expired
+
+
+def test_webhooks_are_rate_limited_per_address_and_need_no_admin_login(sqlite_url, tmp_path, certs):
+    from newsletter.web.app import Limits
+
+    engine = setup_db(sqlite_url)
+    config = make_config(sqlite_url, tmp_path, secret_key=SECRET, webhook_mailgun_key=MG_KEY, admin_password="admin-pw-123456")
+    add_people(engine, "weekly", 4)
+    deliver(engine, config, T0)
+    receiver = WebhookReceiver(config, clock=lambda: NOW)
+    app = create_app(config, engine, webhooks=receiver, limits=Limits(webhook_per_ip=(2, 60.0)))
+    with TestClient(app, base_url="https://news.example.org", client=("198.51.100.20", 1000)) as client:
+        assert client.get("/api/campaigns").status_code == 401  # the admin API wants a login here...
+        for i in range(2):  # ...the webhook does not
+            body = mailgun_body(MG_KEY, mg_failed(f"reader{i}@example.com", f"mg-r{i}"), ts=int(NOW), token=f"tok{i}" * 10)
+            assert client.post("/webhooks/mailgun", content=body).status_code == 200
+        body = mailgun_body(MG_KEY, mg_failed("reader2@example.com", "mg-r2"), ts=int(NOW), token="tok2" * 10)
+        r = client.post("/webhooks/mailgun", content=body)
+        assert r.status_code == 429 and "retry-after" in r.headers
+    assert lists(engine, "reader2@example.com") == {"weekly": "active"} and n_events(engine) == 2
+    engine.dispose()
+
+
+def test_live_server_takes_a_signed_sendgrid_batch(sqlite_url, tmp_path, certs):
+    import httpx
+
+    from fixtures.web.harness import LiveServer
+
+    engine, config, campaign, client, receiver = _setup(sqlite_url, tmp_path, certs)
+    client.close()
+    with LiveServer(create_app(config, engine, webhooks=receiver)) as server:
+        body = sg_events()
+        r = httpx.post(f"{server.url}/webhooks/sendgrid", content=body, headers=SG.headers(body, int(NOW)), timeout=30)
+        assert r.status_code == 200, r.text
+        r = httpx.post(f"{server.url}/webhooks/sendgrid", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 401
+    assert lists(engine, "reader0@example.com") == {"weekly": "bounced"}
+    assert lists(engine, "reader1@example.com") == {"weekly": "complained"}
+    engine.dispose()
