@@ -240,6 +240,8 @@ def test_sendgrid_signed_batch_bounces_and_complains(env):
     assert find_suppression(engine, "reader1@example.com").reason == "complaint"
     assert lists(engine, "reader2@example.com") == lists(engine, "reader3@example.com") == {"weekly": "active"}
     assert {r["report_id"] for r in event_rows(engine)} == {"sendgrid:sg-1", "sendgrid:sg-2", "sendgrid:sg-4"}
+    # SendGrid echoes nothing of ours: tied by address, and to the latest copy mailed to it
+    assert {r["campaign_id"] for r in event_rows(engine)} == {campaign.id}
 
 
 def test_sendgrid_refuses_bad_signatures_stale_and_replays(lite):
@@ -425,4 +427,30 @@ def test_live_server_takes_a_signed_sendgrid_batch(sqlite_url, tmp_path, certs):
         assert r.status_code == 401
     assert lists(engine, "reader0@example.com") == {"weekly": "bounced"}
     assert lists(engine, "reader1@example.com") == {"weekly": "complained"}
+    engine.dispose()
+
+
+def test_campaign_page_shows_bounce_and_complaint_rates_and_suppressions_say_why(sqlite_url, tmp_path, certs):
+    import re
+
+    engine, config, campaign, client, receiver = _setup(sqlite_url, tmp_path, certs)
+    client.close()
+    app = create_app(config, engine, webhooks=receiver)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 40000)) as admin:
+        page = admin.get(f"/admin/campaigns/{campaign.id}")
+        assert page.status_code == 200 and re.search(r'data-feedback="hard">0<', page.text)
+        assert "Nobody is suppressed" in admin.get("/admin/suppressions").text
+        body = sg_events()
+        assert admin.post("/webhooks/sendgrid", content=body, headers=SG.headers(body, int(NOW))).status_code == 200
+        page = admin.get(f"/admin/campaigns/{campaign.id}").text
+        # 4 copies sent: one hard bounce (25 %), one complaint (25 %), both past their pause rates
+        assert re.search(r'<li class="warn"><b data-feedback="hard">1</b>Hard bounces <span class="muted" data-feedback-rate="hard">25.00 %', page)
+        assert re.search(r'<li class="warn"><b data-feedback="complaints">1</b>Complaints <span class="muted" data-feedback-rate="complaints">25.00 %', page)
+        assert re.search(r'<li><b data-feedback="soft">0</b>', page)
+        assert "Of 4 copies sent" in page
+        sup = admin.get("/admin/suppressions").text
+        rows = dict(re.findall(r"<tr><td>([^<]+)</td>\s*<td>(.*?)</td>", sup, re.S))
+        assert set(rows) == {"reader0@example.com", "reader1@example.com"}
+        assert rows["reader0@example.com"].startswith("hard bounce (webhook, campaign") and "5.1.1" in rows["reader0@example.com"]
+        assert "complaint" in rows["reader1@example.com"]
     engine.dispose()

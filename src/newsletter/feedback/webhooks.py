@@ -189,6 +189,7 @@ class WebhookReceiver:
         bounces, ignored = getattr(providers, f"{provider}_events")(v.payload, secret)
         result = WebhookResult(provider, events=len(bounces), ignored=ignored)
         if bounces:
+            bounces = with_recent_campaign(engine, bounces, self.clock())
             result.recorded = record_bounces(engine, bounces, config=self.config)
             if provider == "postmark" and result.recorded.new == 0:
                 # Postmark's request carries no signed time: a replay after the in-memory record
@@ -384,6 +385,40 @@ class WebhookReceiver:
         if not isinstance(record, dict):
             raise WebhookRejected("Postmark payload is not a JSON object", 400)
         return _Verified(f"postmark:{providers.postmark_event_id(record)}", POSTMARK_REPLAY_TTL, record)
+
+
+CAMPAIGN_LOOKBACK = 30 * 86400  # a provider event is tied to a copy sent at most this long before it
+
+
+def with_recent_campaign(engine, bounces: list, now: float) -> list:
+    """Events the provider did not tie to a campaign (no VERP address or ref echoed) get the
+    campaign of the latest copy we handed over for their recipient before the event (within
+    ``CAMPAIGN_LOOKBACK``), so per-campaign rates count them; the subscriber is still found by
+    address in record_bounces. Read-only."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from ..store.bounces import MAILED_STATES, deliveries, subscribers
+    from ..store.db import transaction
+
+    out = []
+    with transaction(engine) as conn:
+        for b in bounces:
+            if b.campaign_id is None and b.subscriber_id is None and b.recipient:
+                when = min(b.occurred_at or datetime.fromtimestamp(now, tz=timezone.utc),
+                           datetime.fromtimestamp(now, tz=timezone.utc))
+                cid = conn.execute(
+                    select(deliveries.c.campaign_id)
+                    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                    .where(subscribers.c.email_key == b.recipient.strip().lower(), deliveries.c.state.in_(MAILED_STATES),
+                           deliveries.c.sent_at <= when, deliveries.c.sent_at >= when - timedelta(seconds=CAMPAIGN_LOOKBACK))
+                    .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc()).limit(1)).scalar()
+                if cid is not None:
+                    b = replace(b, campaign_id=cid, attribution="recent-copy")
+            out.append(b)
+    return out
 
 
 def _json(body: bytes, what: str) -> Any:
