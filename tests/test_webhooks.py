@@ -251,6 +251,9 @@ def test_sendgrid_refuses_bad_signatures_stale_and_replays(lite):
     assert client.post("/webhooks/sendgrid", content=body, headers={"Content-Type": "application/json"}).status_code == 401
     assert client.post("/webhooks/sendgrid", content=body + b" ", headers=h).status_code == 401  # body changed
     assert client.post("/webhooks/sendgrid", content=body, headers=dict(h, **{
+        "X-Twilio-Email-Event-Webhook-Signature": "not base64!"})).status_code == 401
+    assert client.post("/webhooks/sendgrid", content=b"[" * 100000, headers=SG.headers(b"[" * 100000, int(NOW))).status_code == 400
+    assert client.post("/webhooks/sendgrid", content=body, headers=dict(h, **{
         "X-Twilio-Email-Event-Webhook-Timestamp": str(int(NOW) + 1)})).status_code == 401  # timestamp changed
     assert client.post("/webhooks/sendgrid", content=body, headers=SG.headers(body, int(NOW), key=SendGridSigner().key)).status_code == 401
     r = client.post("/webhooks/sendgrid", content=body, headers=SG.headers(body, int(NOW) - 301))
@@ -296,6 +299,11 @@ def test_mailgun_refuses_bad_hmac_stale_and_reused_tokens(lite, caplog):
     assert client.post("/webhooks/mailgun", content=mailgun_body("wrong-key", ev, ts=int(NOW), token="a" * 50)).status_code == 401
     unsigned = json.dumps({"event-data": ev}).encode()
     assert client.post("/webhooks/mailgun", content=unsigned).status_code == 401
+    odd = json.loads(good)
+    odd["signature"]["signature"] = "é" * 64
+    assert client.post("/webhooks/mailgun", content=json.dumps(odd).encode()).status_code == 401
+    odd["signature"]["timestamp"] = "²"
+    assert client.post("/webhooks/mailgun", content=json.dumps(odd).encode()).status_code == 400
     payload = json.loads(good)
     payload["event-data"]["recipient"] = "reader1@example.com"  # signature covers timestamp+token only: the token replay guard
     stale = mailgun_body(MG_KEY, ev, ts=int(NOW) - 400, token="b" * 50)
@@ -454,3 +462,46 @@ def test_campaign_page_shows_bounce_and_complaint_rates_and_suppressions_say_why
         assert rows["reader0@example.com"].startswith("hard bounce (webhook, campaign") and "5.1.1" in rows["reader0@example.com"]
         assert "complaint" in rows["reader1@example.com"]
     engine.dispose()
+
+
+def test_provider_events_map_to_the_closed_kinds():
+    from newsletter.feedback import providers as p
+
+    def ses(btype, status, diag="", sub="General"):
+        msg = {"notificationType": "Bounce", "mail": {"source": "x@example.org"},
+               "bounce": {"bounceType": btype, "bounceSubType": sub, "feedbackId": "f",
+                          "bouncedRecipients": [{"emailAddress": "A@Example.com", "status": status, "diagnosticCode": diag}]}}
+        (b,), _ = p.ses_events(msg, b"k" * 32)
+        return b.kind.value, b.recipient, b.status
+    assert ses("Permanent", "5.1.1", "smtp; 550 5.1.1 user unknown") == ("hard", "a@example.com", "5.1.1")
+    assert ses("Permanent", "5.2.2", "smtp; 552 5.2.2 mailbox full")[0] == "soft"
+    assert ses("Transient", "4.4.7", "", "MailboxFull")[0] == "soft"
+    assert ses("Undetermined", "", "")[0] == "unknown"
+    assert p.ses_events({"notificationType": "Send", "mail": {}}, b"k" * 32) == ([], 1)
+
+    events = [{"event": e, "email": "b@example.com", "sg_event_id": f"id{i}", "reason": r, "type": t, "timestamp": 1}
+              for i, (e, r, t) in enumerate([("bounce", "550 5.1.1 no such user", "bounce"), ("bounce", "550 5.7.1 blocked", "blocked"),
+                                             ("dropped", "Bounced Address", None), ("dropped", "Spam Reporting Address", None),
+                                             ("dropped", "Unsubscribed Address", None), ("deferred", "421 try later", None),
+                                             ("click", "", None), ("spamreport", "", None)])]
+    out, skipped = p.sendgrid_events(events, b"k" * 32)
+    assert [b.kind.value for b in out] == ["hard", "soft", "hard", "complaint", "complaint"] and skipped == 3
+    assert out[0].report_id == "sendgrid:id0" and out[0].status == "5.1.1"
+
+    def mg(event, severity=None, **kw):
+        out, skipped = p.mailgun_events(dict({"event": event, "severity": severity, "id": "e", "recipient": "c@example.com",
+                                              "delivery-status": {"code": 550, "message": "5.1.1 no such user"}}, **kw), b"k" * 32)
+        return out[0].kind.value if out else None
+    assert (mg("failed", "permanent"), mg("failed", "temporary"), mg("complained"), mg("delivered"), mg("opened")) == \
+        ("hard", "soft", "complaint", "delivered", None)
+
+    def pm(btype, record="Bounce"):
+        (b,), _ = p.postmark_events({"RecordType": record, "ID": 1, "Type": btype, "Email": "d@example.com"}, b"k" * 32)
+        return b.kind.value
+    assert [pm(t) for t in ("HardBounce", "BadEmailAddress", "SoftBounce", "Transient", "AutoResponder", "Unsubscribe")] == \
+        ["hard", "hard", "soft", "soft", "auto-reply", "unknown"]
+    assert pm("SpamComplaint", "SpamComplaint") == "complaint"
+    assert p.postmark_events({"RecordType": "Open", "MessageID": "m"}, b"k" * 32) == ([], 1)
+    # an event without an id is keyed by its content (record_bounces' digest), never by a shared empty id
+    (b,), _ = p.mailgun_events({"event": "complained", "recipient": "e@example.com"}, b"k" * 32)
+    assert b.report_id is None

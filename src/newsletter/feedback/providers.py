@@ -81,8 +81,10 @@ def _when_unix(value: Any) -> datetime | None:
 def _bounce(kind: BounceKind, provider: str, event_id: Any, recipient: str | None, *, status: str | None = None,
             reason: str = "", when: datetime | None = None, ref: tuple[int, int] | None = None) -> Bounce:
     cid, sid = ref if ref else (None, None)
+    eid = _text(event_id, 200)
+    # Without an event id the report is keyed by what it says (record_bounces' digest).
     return Bounce(kind, BounceSource.WEBHOOK, recipient=recipient, status=status, reason=_text(reason, 300),
-                  campaign_id=cid, subscriber_id=sid, report_id=f"{provider}:{_text(event_id, 200)}",
+                  campaign_id=cid, subscriber_id=sid, report_id=f"{provider}:{eid}" if eid else None,
                   occurred_at=when, provider=provider, attribution="verp" if ref else None)
 
 
@@ -145,7 +147,7 @@ def ses_events(message: dict, secret: bytes) -> tuple[list[Bounce], int]:
     if what == "Delivery":
         d = _need(message.get("delivery"), dict, "SES delivery")
         for addr in _need(d.get("recipients", []), list, "SES delivery recipients")[:MAX_EVENTS]:
-            out.append(_bounce(BounceKind.DELIVERED, "ses", f"delivery:{_text(mail.get('messageId'), 120)}",
+            out.append(_bounce(BounceKind.DELIVERED, "ses", mail.get("messageId") and f"delivery:{_text(mail.get('messageId'), 120)}",
                                _address(addr), status=parse_enhanced(_text(d.get("smtpResponse"))),
                                reason=_text(d.get("smtpResponse")), when=_when_iso(d.get("timestamp")), ref=ref))
         return out, 0

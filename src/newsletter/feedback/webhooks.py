@@ -260,13 +260,13 @@ class WebhookReceiver:
                 data = fetch(url)
                 cert = x509.load_pem_x509_certificate(data)
             except (OSError, ValueError) as e:
-                raise WebhookRejected(f"SNS signing certificate {url[:200]} could not be read: {str(e)[:120]}", 502) from None
+                raise WebhookRejected(f"SNS signing certificate {url[:200]!r} could not be read: {str(e)[:120]!r}", 502) from None
             self._certs[url] = cert
             while len(self._certs) > 32:
                 self._certs.popitem(last=False)
         now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
         if not (cert.not_valid_before_utc <= now <= cert.not_valid_after_utc):
-            raise WebhookRejected(f"SNS signing certificate {url[:200]} is expired or not yet valid", 401)
+            raise WebhookRejected(f"SNS signing certificate {url[:200]!r} is expired or not yet valid", 401)
         return cert
 
     @staticmethod
@@ -363,7 +363,7 @@ class WebhookReceiver:
             raise WebhookRejected("mailgun webhook: the token is too long", 400)
         self._fresh("mailgun", _int_seconds(sig["timestamp"]))
         expected = hmac.new(secret.encode("utf-8"), (sig["timestamp"] + sig["token"]).encode("utf-8"), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig["signature"].strip().lower()):
+        if not hmac.compare_digest(expected.encode("ascii"), sig["signature"].strip().lower().encode("utf-8")):
             raise WebhookRejected("mailgun webhook: the signature does not verify", 401)
         return _Verified(f"mailgun:{sig['token']}", self._ttl(), payload.get("event-data"))
 
@@ -438,7 +438,7 @@ def _iso_seconds(value: Any) -> float | None:
 
 def _int_seconds(value: Any) -> float | None:
     text = str(value).strip()
-    return float(text) if text.isdigit() and len(text) <= 12 else None
+    return float(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
 
 
 def _basic_auth(header: str) -> tuple[str, str]:
