@@ -201,6 +201,8 @@ class WebhookReceiver:
 
     def _fresh(self, provider: str, when: float | None) -> None:
         max_age = self.config.webhook_max_age
+        if max_age < 1:
+            raise ConfigError(f"webhook_max_age: {max_age} must be at least 1 second")
         if when is None:
             raise WebhookRejected(f"{provider} webhook: the timestamp is missing or malformed", 400)
         age = self.clock() - when
