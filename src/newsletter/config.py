@@ -86,6 +86,14 @@ class Config:
     bounce_pause_rate: float = 0.05  # ... or when hard bounces / copies passes this (0.05 = 5 %)
     pause_min_sent: int = 1000  # ... once at least this many copies were sent
     verp: bool = True  # with bounce_address set, each copy's envelope sender carries a signed token (VERP)
+    webhook_max_age: int = 300  # seconds: a signed webhook request (or SNS message) older than this, or as far in the future, is refused
+    webhook_ses_topics: list[str] = field(default_factory=list)  # SNS topic ARNs whose SES notifications /webhooks/ses accepts (none: endpoint off)
+    webhook_ses_confirm: bool = False  # confirm SNS SubscriptionConfirmation requests for those topics (fetch their SubscribeURL)
+    webhook_sendgrid_key: str | None = None  # SendGrid event webhook verification key (base64 public key; env NEWSLETTER_WEBHOOK_SENDGRID_KEY)
+    webhook_mailgun_key: str | None = field(default=None, repr=False)  # Mailgun webhook signing key (env NEWSLETTER_WEBHOOK_MAILGUN_KEY only)
+    webhook_postmark_user: str | None = None  # user of the basic-auth credentials in the Postmark webhook URL (env NEWSLETTER_WEBHOOK_POSTMARK_USER)
+    webhook_postmark_password: str | None = field(default=None, repr=False)  # their password (env NEWSLETTER_WEBHOOK_POSTMARK_PASSWORD only)
+    webhook_postmark_ips: list[str] = field(default_factory=list)  # if set, Postmark webhooks only from these addresses/networks
 
     # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
     dns_resolver: str | None = None  # "127.0.0.1:5353" (comma-separated for several): where `domain check` asks; default: the system resolver
@@ -122,7 +130,7 @@ class Config:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_SECRET_KEYS = {"secret_key", "admin_password", "admin_token"}
+_SECRET_KEYS = {"secret_key", "admin_password", "admin_token", "webhook_mailgun_key", "webhook_postmark_password"}
 _SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
 _ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}

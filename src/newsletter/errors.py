@@ -68,3 +68,12 @@ class DispatchError(NewsletterError):
 
 class ScheduleError(NewsletterError):
     """A schedule (cron expression, time zone, time) is invalid."""
+
+
+class WebhookRejected(InvalidInput):
+    """A provider's webhook request is unsigned, badly signed, stale, replayed or not for us;
+    ``status`` is the HTTP answer (401, 403, 404, 409, 400) and nothing was changed."""
+
+    def __init__(self, message: str, status: int = 400):
+        self.status = status
+        super().__init__(message)

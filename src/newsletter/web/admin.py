@@ -217,6 +217,16 @@ def subscribers(request: Request, q: str = "", list: str = "", status: str = "",
     return _subscribers_page(request, q.strip()[:200], list, status, page)
 
 
+@guarded.get("/suppressions")
+def suppressions_page(request: Request):
+    rows = library.suppressions(state(request))
+    return page(request, "admin/suppressions.html", admin=True, active="suppressions", title="Suppression list",
+                rows=rows[:SUPPRESSIONS_SHOWN], total=len(rows), shown=SUPPRESSIONS_SHOWN)
+
+
+SUPPRESSIONS_SHOWN = 1000  # newest first; `newsletter suppress list` shows them all
+
+
 @guarded.post("/subscribers/add")
 def subscriber_add(request: Request, email: str = Form(""), name: str = Form(""), list: str = Form(""),
                    resubscribe: str = Form(""), csrf_token: str = Form("")):

@@ -46,6 +46,8 @@ HERE = Path(__file__).parent
 MAX_BODY = 256 * 1024  # forms and JSON
 MAX_UPLOAD = 20 * 1024 * 1024  # CSV import
 UPLOAD_PATHS = ("/admin/subscribers/import", "/api/subscribers/import")
+MAX_WEBHOOK = 4 * 1024 * 1024  # provider webhooks (SendGrid posts batches of up to ~1 MB; SES/Postmark may include content)
+WEBHOOK_PATHS = ("/webhooks/",)
 # The app's own pages: scripts only from /static (no inline script), frames only from this site.
 # Email frames and archive pages set a stricter policy of their own.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
@@ -60,6 +62,7 @@ class Limits:
     subscribe_per_address: tuple[int, float] = (3, 3600.0)
     login_per_ip: tuple[int, float] = (10, 600.0)
     token_per_ip: tuple[int, float] = (60, 600.0)
+    webhook_per_ip: tuple[int, float] = (600, 60.0)  # provider webhooks (SendGrid, SES... post often)
 
 
 @dataclass
@@ -163,6 +166,8 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_upload if scope["path"].startswith(UPLOAD_PATHS) else self.max_body
+        if scope["path"].startswith(WEBHOOK_PATHS):
+            limit = MAX_WEBHOOK
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -242,9 +247,12 @@ def create_app(
     *,
     watch: list[str | Path] | None = None,
     limits: Limits | None = None,
+    webhooks=None,
 ) -> FastAPI:
     """Build the web app for ``config``; ``engine`` defaults to one for ``config.database_url``
-    (created on first use, so the public pages can start before the database is reachable)."""
+    (created on first use, so the public pages can start before the database is reachable).
+    ``webhooks`` is a :class:`~newsletter.feedback.webhooks.WebhookReceiver` (tests pass one
+    with a test certificate fetcher); by default one for ``config``."""
     from ..store.secret import secret_key
 
     limits = limits or Limits()
@@ -263,6 +271,7 @@ def create_app(
             "subscribe_address": RateLimiter(*limits.subscribe_per_address),
             "login_ip": RateLimiter(*limits.login_per_ip),
             "token_ip": RateLimiter(*limits.token_per_ip),
+            "webhook_ip": RateLimiter(*limits.webhook_per_ip),
         },
         templates=templates,
         watch=[Path(w) for w in (watch or [])],
@@ -288,6 +297,11 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.web = st
+    if webhooks is None:
+        from ..feedback.webhooks import WebhookReceiver
+
+        webhooks = WebhookReceiver(config)
+    app.state.webhooks = webhooks
 
     @app.middleware("http")
     async def session_and_headers(request: Request, call_next):
@@ -336,9 +350,10 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
 
-    from . import admin, api, public
+    from . import admin, api, public, webhooks as webhook_routes
 
     app.include_router(public.router)
+    app.include_router(webhook_routes.router)
     app.include_router(admin.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -422,3 +422,10 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     text = pv.fill_merge_tags(digest.text, html=False, **values)
     send_one(st.config, address, f"[TEST] {doc.subject}", html, text, images=digest.images)
     return address
+
+
+def suppressions(st) -> list:
+    """Every suppression entry, newest first, with the reason it was added (bounce, complaint, by hand)."""
+    from ..store.subscribers import list_suppressions
+
+    return list_suppressions(st.engine)
