@@ -75,6 +75,14 @@ class Config:
     # --- fetch safety (issue 11) ---
 
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
+    # mailbox (i13-mailbox): where bounce reports and mailto unsubscribes arrive; see docs/bounces-mailbox.md
+    bounce_mailbox: str | None = None  # imaps://user@host:993/INBOX, imap://… (STARTTLS), pop3s://user@host, maildir:///path, mbox:///path
+    unsubscribe_mailbox: str | None = None  # where List-Unsubscribe mailto requests arrive; may equal bounce_mailbox
+    bounce_processed_folder: str = "newsletter-processed"  # IMAP folder / Maildir subfolder processed messages move to (created if missing)
+    bounce_poll_interval: float = 300.0  # seconds between mailbox polls in `newsletter worker` (0: never)
+    bounce_max_message_bytes: int = 10 * 1024 * 1024  # larger messages are left in place and counted, never fetched
+    bounce_mailbox_timeout: float = 30.0  # seconds per IMAP/POP3 network operation
+    bounce_pop3_delete: bool = False  # POP3: delete a message once processed (never one we have not processed)
 
     # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
 
@@ -82,6 +90,8 @@ class Config:
     secret_key: str | None = field(default=None, repr=False)
     admin_password: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    bounce_mailbox_password: str | None = field(default=None, repr=False)  # NEWSLETTER_BOUNCE_MAILBOX_PASSWORD
+    unsubscribe_mailbox_password: str | None = field(default=None, repr=False)  # NEWSLETTER_UNSUBSCRIBE_MAILBOX_PASSWORD
     config_path: str | None = None
 
     def smtp_server(self, name: str | None = None) -> SMTPServer:
@@ -104,6 +114,7 @@ class Config:
 
 
 _SECRET_KEYS = {"secret_key", "admin_password", "admin_token"}
+_SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins (issue 13)
 _SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
 _ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}

@@ -68,3 +68,7 @@ class DispatchError(NewsletterError):
 
 class ScheduleError(NewsletterError):
     """A schedule (cron expression, time zone, time) is invalid."""
+
+
+class MailboxError(NewsletterError):
+    """A bounce or unsubscribe mailbox cannot be opened, logged into or read (named without its password)."""

@@ -1,0 +1,321 @@
+"""A real Dovecot (Debian's dovecot-imapd / dovecot-pop3d) for tests: ``/usr/sbin/dovecot -F`` with a
+throwaway config, on free loopback ports, one passwd-file user, a Maildir in the test's directory,
+a self-signed certificate (openssl) for IMAPS, IMAP STARTTLS, POP3S and POP3 STLS, and its log in
+a file. Stopped at teardown.
+
+Use the ``dovecot`` fixture (function scope)::
+
+    def test_x(dovecot):
+        dovecot.deliver(raw_bytes)                  # a file in the Maildir's new/
+        dovecot.append(raw_bytes)                   # or through IMAP APPEND
+        url = dovecot.url("imaps")                  # imaps://bounces@127.0.0.1:PORT/INBOX
+        ... NEWSLETTER_BOUNCE_MAILBOX_PASSWORD=dovecot.password, SSL_CERT_FILE=dovecot.cert
+
+Under CI=true a missing dovecot is a failure; elsewhere the test skips with the reason. A small
+``DroppingProxy`` sits in front of a port and cuts the connection after N bytes from the server,
+which is what a client sees when the server dies in the middle of a FETCH.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+DOVECOT = "/usr/sbin/dovecot"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+def missing_reason() -> str | None:
+    """Why Dovecot cannot run here, or None."""
+    if not Path(DOVECOT).exists():
+        return f"{DOVECOT} not found (apt-get install dovecot-imapd dovecot-pop3d)"
+    if not Path("/usr/lib/dovecot/imap").exists() or not Path("/usr/lib/dovecot/pop3").exists():
+        return "dovecot-imapd or dovecot-pop3d is not installed"
+    if shutil.which("openssl") is None:
+        return "openssl not found (needed for the test certificate)"
+    return None
+
+
+class Dovecot:
+    """A running Dovecot; see the module docstring."""
+
+    user = "bounces"
+    password = "s3cret-Pass"
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.maildir = directory / "Maildir"
+        self.log = directory / "dovecot.log"
+        self.ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
+        self.proc: subprocess.Popen | None = None
+        self.cert: Path | None = None
+
+    def _config(self) -> str:
+        uid, gid = os.getuid(), os.getgid()
+        root = os.getuid() == 0
+        # As root, mail processes run as a normal user (Dovecot refuses UID 0 for mail access).
+        mail_uid = 65534 if root else uid
+        mail_gid = 65534 if root else gid
+        users = "" if root else f"default_internal_user = {os.environ.get('USER', 'nobody')}\ndefault_login_user = {os.environ.get('USER', 'nobody')}\n"
+        p = self.ports
+        return f"""
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+instance_name = nltest-{self.dir.name}
+log_path = {self.log}
+info_log_path = {self.log}
+debug_log_path = {self.log}
+{users}protocols = imap pop3
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{self.dir}/key.pem
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+mail_location = maildir:{self.maildir}
+mail_uid = {mail_uid}
+mail_gid = {mail_gid}
+pop3_uidl_format = %08Xu%08Xv
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.dir}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={mail_uid} gid={mail_gid} home={self.dir}/home
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {p['imap']}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {p['imaps']}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {p['pop3']}
+  }}
+  inet_listener pop3s {{
+    address = 127.0.0.1
+    port = {p['pop3s']}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service stats {{
+  chroot =
+}}
+"""
+
+    def start(self) -> "Dovecot":
+        self.cert, _ = _self_signed(self.dir)
+        (self.dir / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        for d in (self.maildir / "cur", self.maildir / "new", self.maildir / "tmp", self.dir / "home",
+                  self.dir / "run", self.dir / "state"):
+            d.mkdir(parents=True, exist_ok=True)
+        if os.getuid() == 0:
+            # pytest's temporary directories are private to root: let the mail user reach its Maildir.
+            for p in [self.dir, *self.dir.parents]:
+                if p == Path("/") or p == Path(tempfile.gettempdir()):
+                    break
+                os.chmod(p, os.stat(p).st_mode | 0o011)
+            for p in (self.maildir, self.maildir / "cur", self.maildir / "new", self.maildir / "tmp", self.dir / "home"):
+                os.chown(p, 65534, 65534)
+        conf = self.dir / "dovecot.conf"
+        conf.write_text(self._config())
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "dovecot.stderr", "wb"), start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dovecot exited with {self.proc.returncode}: "
+                                   f"{(self.dir / 'dovecot.stderr').read_text(errors='replace')[-2000:]}"
+                                   f"{self.log.read_text(errors='replace')[-2000:] if self.log.exists() else ''}")
+            if all(self._listening(port) for port in self.ports.values()):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("dovecot did not start listening within 30 s")
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    # --- what tests use ---------------------------------------------------------------------
+
+    def url(self, scheme: str = "imaps", folder: str = "INBOX", tls: str | None = None) -> str:
+        port = self.ports[{"imaps": "imaps", "imap": "imap", "pop3s": "pop3s", "pop3": "pop3"}[scheme]]
+        path = f"/{folder}" if scheme.startswith("imap") else ""
+        return f"{scheme}://{self.user}@127.0.0.1:{port}{path}" + (f"?tls={tls}" if tls else "")
+
+    def env(self) -> dict[str, str]:
+        """Environment for a ``newsletter`` process that reads this mailbox."""
+        return {"NEWSLETTER_BOUNCE_MAILBOX_PASSWORD": self.password, "SSL_CERT_FILE": str(self.cert)}
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+    def deliver(self, raw: bytes, name: str | None = None) -> Path:
+        """Put a message in the Maildir's new/ the way an MDA does (tmp/ then rename)."""
+        name = name or f"{time.time_ns()}.P{os.getpid()}Q{threading.get_ident()}.nltest"
+        tmp = self.maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        target = self.maildir / "new" / name
+        os.rename(tmp, target)
+        if os.getuid() == 0:
+            os.chown(target, 65534, 65534)
+        return target
+
+    def imap(self) -> imaplib.IMAP4_SSL:
+        c = imaplib.IMAP4_SSL("127.0.0.1", self.ports["imaps"], ssl_context=self.client_context(), timeout=30)
+        c.login(self.user, self.password)
+        return c
+
+    def append(self, *messages: bytes, folder: str = "INBOX") -> None:
+        c = self.imap()
+        try:
+            for raw in messages:
+                typ, data = c.append(folder, None, None, raw)
+                assert typ == "OK", data
+        finally:
+            c.logout()
+
+    def folder_count(self, folder: str = "INBOX") -> int:
+        """How many messages a folder holds (0 when it does not exist), as Dovecot says."""
+        c = self.imap()
+        try:
+            typ, data = c.select(f'"{folder}"', readonly=True)
+            return int(data[0]) if typ == "OK" else 0
+        finally:
+            c.logout()
+
+
+class DroppingProxy:
+    """A TCP proxy to 127.0.0.1:``target`` that closes both sides once ``limit`` bytes have come
+    from the server (``limit=None``: never). Plain TCP, so put it in front of a plain/STARTTLS port."""
+
+    def __init__(self, target: int, limit: int | None):
+        self.target, self.limit = target, limit
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.dropped = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "DroppingProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.sock.close()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target), timeout=30)
+        sent = [0]
+
+        def up():
+            try:
+                while data := client.recv(65536):
+                    server.sendall(data)
+            except OSError:
+                pass
+
+        threading.Thread(target=up, daemon=True).start()
+        try:
+            while data := server.recv(65536):
+                if self.limit is not None and sent[0] + len(data) >= self.limit:
+                    client.sendall(data[: self.limit - sent[0]])
+                    self.dropped.set()
+                    break
+                client.sendall(data)
+                sent[0] += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (client, server):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+
+@pytest.fixture
+def dovecot(tmp_path):
+    """A running Dovecot with an empty Maildir (see the module docstring)."""
+    reason = missing_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    d = tmp_path / "dovecot"
+    d.mkdir()
+    server = Dovecot(d).start()
+    try:
+        yield server
+    finally:
+        server.stop()
