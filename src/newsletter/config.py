@@ -75,6 +75,13 @@ class Config:
     # --- fetch safety (issue 11) ---
 
     # --- bounces, complaints and the feedback mailbox (issue 13) ---
+    soft_bounce_limit: int = 3  # soft bounces within soft_bounce_window that act like a hard bounce
+    soft_bounce_window: str = "30d"  # how far back soft bounces count (30m, 12h, 3d, 2w)
+    soft_bounce_reset_after: str = "3d"  # a later copy accepted and not bounced this long after resets the count
+    complaint_pause_rate: float = 0.003  # a campaign pauses when complaints / copies passes this (0.003 = 0.3 %)
+    bounce_pause_rate: float = 0.05  # ... or when hard bounces / copies passes this (0.05 = 5 %)
+    pause_min_sent: int = 1000  # ... once at least this many copies were sent
+    verp: bool = True  # with bounce_address set, each copy's envelope sender carries a signed token (VERP)
     # mailbox (i13-mailbox): where bounce reports and mailto unsubscribes arrive; see docs/bounces-mailbox.md
     bounce_mailbox: str | None = None  # imaps://user@host:993/INBOX, imap://… (STARTTLS), pop3s://user@host, maildir:///path, mbox:///path
     unsubscribe_mailbox: str | None = None  # where List-Unsubscribe mailto requests arrive; may equal bounce_mailbox

@@ -293,9 +293,15 @@ def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     """Mark a paused campaign running again (a sender or worker then carries on) — or, when it
     was paused while scheduled, before it started, scheduled again for its time."""
     c = get_campaign(engine, campaign_id)
+    from ..feedback.record import RATE_PAUSE_OVERRIDE, RATE_PAUSE_PREFIX
+
     back_to = "scheduled" if c.started_at is None and c.scheduled_at is not None else "running"
     with transaction(engine) as conn:
         transition(conn, c.id, back_to, reason="", allow_from=("paused",))
+        if c.status == "paused" and c.status_reason.startswith(RATE_PAUSE_PREFIX):
+            # A person looked at the rates and chose to go on: the bounce guard stays off for it.
+            meta = dict(c.meta or {}, **{RATE_PAUSE_OVERRIDE: {"at": utcnow().isoformat(), "reason": c.status_reason}})
+            conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(meta=meta))
     return get_campaign(engine, c.id)
 
 

@@ -107,6 +107,8 @@ class Delivery(SQLModel, table=True):
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
         sa.Index("ix_deliveries_worker", "worker_id"),
+        # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
+        sa.Index("ix_deliveries_subscriber", "subscriber_id"),
         {"sqlite_autoincrement": True},
     )
 

@@ -44,7 +44,7 @@ __all__ = [
     "get_subscriber", "get_subscriber_by_id", "peek_token", "list_subscribers", "iter_subscribers", "export_csv", "safe_cell",
     "erase_subscriber", "unsubscribe", "unsubscribe_by_token", "confirm_by_token", "unsubscribe_url",
     "confirm_url", "confirmation_message", "ConfirmationMessage", "send_confirmations", "ConfirmationRun",
-    "record_confirmation_sent", "parse_age", "DEFAULT_REMIND_AFTER", "suppress", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
+    "record_confirmation_sent", "parse_age", "DEFAULT_REMIND_AFTER", "suppress", "suppress_in", "leave_all_lists", "unsuppress", "list_suppressions", "find_suppression", "suppressed_condition",
 ]
 
 
@@ -223,14 +223,20 @@ def suppress(engine: Engine, value: str, *, reason: str = "") -> tuple[Suppressi
     Returns (entry, created); suppressing twice keeps the first entry. Subscriptions are
     left as they are, but nothing is ever sent to a suppressed address and no import or add
     can subscribe it."""
-    kind, stored = _suppression_value(value)
     with transaction(engine) as conn:
-        r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
-        if r is not None:
-            return Suppression(**r), False
-        conn.execute(supp_t.insert().values(kind=kind, value=stored, reason=reason or "", created_at=utcnow()))
-        r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
-        return Suppression(**r), True
+        return suppress_in(conn, value, reason=reason)
+
+
+def suppress_in(conn: Connection, value: str, *, reason: str = "") -> tuple[Suppression, bool]:
+    """:func:`suppress` inside the caller's transaction (the bounce rules suppress and change
+    subscriptions together)."""
+    kind, stored = _suppression_value(value)
+    r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
+    if r is not None:
+        return Suppression(**r), False
+    conn.execute(supp_t.insert().values(kind=kind, value=stored, reason=reason or "", created_at=utcnow()))
+    r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
+    return Suppression(**r), True
 
 
 def unsuppress(engine: Engine, value: str) -> bool:
@@ -459,6 +465,10 @@ def erase_subscriber(engine: Engine, email: str, *, suppress_address: bool = Fal
             raise NotFound(f"subscriber {email.strip()!r} does not exist")
         row = _row(r, _lists_of(conn, [r["id"]])[r["id"]])
         conn.execute(subs_t.delete().where(subs_t.c.subscriber_id == r["id"]))
+        from .bounce_models import BounceEvent  # their bounce history goes too, address included
+
+        bounces_t = BounceEvent.__table__
+        conn.execute(bounces_t.delete().where(or_(bounces_t.c.subscriber_id == r["id"], bounces_t.c.recipient == key)))
         conn.execute(subscribers_t.delete().where(subscribers_t.c.id == r["id"]))
         if suppress_address and not conn.execute(
             select(supp_t.c.id).where(supp_t.c.kind == "address", supp_t.c.value == key)
@@ -467,12 +477,22 @@ def erase_subscriber(engine: Engine, email: str, *, suppress_address: bool = Fal
     return row
 
 
-def _set_unsubscribed(conn: Connection, where, now: datetime) -> int:
+def _set_unsubscribed(conn: Connection, where, now: datetime, status: str = "unsubscribed") -> int:
+    """Take subscriptions matching ``where`` that are active or unconfirmed out: to ``unsubscribed``,
+    or ``bounced``/``complained`` (the bounce rules). Someone already out keeps their status."""
+    if status not in OPTED_OUT_STATUSES:
+        raise InvalidInput(f"status {status!r} is not a way of leaving a list")
     return conn.execute(
         subs_t.update()
         .where(where, subs_t.c.status.in_(("active", "unconfirmed")))
-        .values(status="unsubscribed", unsubscribed_at=now, updated_at=now)
+        .values(status=status, unsubscribed_at=now, updated_at=now)
     ).rowcount
+
+
+def leave_all_lists(conn: Connection, subscriber_id: int, status: str, now: datetime) -> int:
+    """Take a subscriber off every list they are on (``bounced``, ``complained`` or
+    ``unsubscribed``) in the caller's transaction; returns how many subscriptions changed."""
+    return _set_unsubscribed(conn, subs_t.c.subscriber_id == subscriber_id, now, status)
 
 
 def unsubscribe(engine: Engine, email: str, list_slug: str | None = None, *, now: datetime | None = None) -> list[str]:

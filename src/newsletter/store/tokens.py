@@ -6,6 +6,10 @@ HMAC-SHA256 under a key derived per purpose from the secret. Unsubscribe tokens 
 (subscriber, list) and never expire (a reader may click an old email years later);
 confirm tokens also carry an expiry time. Subscriber ids are never reused, so a token
 cannot act on another address. Verification compares MACs in constant time.
+
+Bounce tokens (VERP, the envelope sender of one copy) name (campaign, subscriber) and are
+written in lowercase unpadded base32 with a 12-byte MAC, so they stay short, survive an MTA
+that changes the case of a local part, and hold only ``[a-z2-7]``.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ MAC_BYTES = 16
 DEFAULT_CONFIRM_TTL = timedelta(days=7)
 _UNSUBSCRIBE = b"u"
 _CONFIRM = b"c"
-_PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1"}
-_NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation"}
+_BOUNCE = b"b"
+_PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1",
+            _BOUNCE: b"newsletter/bounce/v1"}
+_NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation", _BOUNCE: "bounce"}
+_MAC_LEN = {_BOUNCE: 12}  # shorter than MAC_BYTES: a VERP local part must fit in 64 octets
 
 
 def _invalid(kind: bytes, reason: str, detail: str) -> InvalidToken:
@@ -73,10 +80,14 @@ def _read_varints(data: bytes, count: int) -> list[int] | None:
     return values if pos == len(data) else None
 
 
-def _sign(secret: bytes, kind: bytes, fields: list[int]) -> str:
+def _signed(secret: bytes, kind: bytes, fields: list[int]) -> bytes:
     payload = bytes([VERSION]) + kind + b"".join(_varint(int(f)) for f in fields)
-    mac = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:MAC_BYTES]
-    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+    mac = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:_MAC_LEN.get(kind, MAC_BYTES)]
+    return payload + mac
+
+
+def _sign(secret: bytes, kind: bytes, fields: list[int]) -> str:
+    return base64.urlsafe_b64encode(_signed(secret, kind, fields)).rstrip(b"=").decode("ascii")
 
 
 def _open(secret: bytes, kind: bytes, token: str, count: int) -> list[int]:
@@ -88,10 +99,15 @@ def _open(secret: bytes, kind: bytes, token: str, count: int) -> list[int]:
         raise _invalid(kind, "malformed", "not base64url") from None
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
         raise _invalid(kind, "malformed", "not canonical base64url")
-    if len(raw) < 2 + MAC_BYTES + count or raw[0] != VERSION or raw[1:2] != kind:
+    return _check(secret, kind, raw, count)
+
+
+def _check(secret: bytes, kind: bytes, raw: bytes, count: int) -> list[int]:
+    mac_len = _MAC_LEN.get(kind, MAC_BYTES)
+    if len(raw) < 2 + mac_len + count or raw[0] != VERSION or raw[1:2] != kind:
         raise _invalid(kind, "malformed", "wrong length, version or kind")
-    payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-    expected = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:MAC_BYTES]
+    payload, mac = raw[:-mac_len], raw[-mac_len:]
+    expected = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:mac_len]
     if not hmac.compare_digest(mac, expected):
         raise _invalid(kind, "forged", "signature does not match")
     fields = _read_varints(payload[2:], count)
@@ -138,3 +154,23 @@ def verify_confirm_token(secret: bytes, token: str, *, now: datetime | float | N
     if _timestamp(now) > expires:
         raise _invalid(_CONFIRM, "expired", "ask for a new confirmation email")
     return sid, lid
+
+
+def bounce_token(secret: bytes, campaign_id: int, subscriber_id: int) -> str:
+    """A non-expiring token for a VERP local part naming one copy: lowercase base32, ``[a-z2-7]`` only."""
+    return base64.b32encode(_signed(secret, _BOUNCE, [campaign_id, subscriber_id])).rstrip(b"=").decode("ascii").lower()
+
+
+def verify_bounce_token(secret: bytes, token: str) -> tuple[int, int]:
+    """(campaign_id, subscriber_id) of a genuine bounce token, in any letter case; InvalidToken otherwise."""
+    if not isinstance(token, str) or not token or len(token) > 100:
+        raise _invalid(_BOUNCE, "malformed", "empty or too long")
+    upper = token.upper()
+    try:
+        raw = base64.b32decode(upper + "=" * (-len(upper) % 8))
+    except (binascii.Error, ValueError):
+        raise _invalid(_BOUNCE, "malformed", "not base32") from None
+    if base64.b32encode(raw).rstrip(b"=").decode("ascii") != upper:
+        raise _invalid(_BOUNCE, "malformed", "not canonical base32")
+    cid, sid = _check(secret, _BOUNCE, raw, 2)
+    return cid, sid

@@ -3,7 +3,7 @@ one was and what was done, so processing is idempotent and resumable, and email 
 keep their evidence.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from newsletter.store.models import UtcDateTime
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"  # written against "0005"; re-chained after i13-store's 0006 (one head)
 branch_labels = None
 depends_on = None
 
