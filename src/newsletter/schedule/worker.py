@@ -305,9 +305,16 @@ def run_worker(
     worker_id = new_worker_id()
     send_options = dict(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
     seen_errors: dict = {}
+    from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
+
+    mailbox_poller = MailboxPoller.for_config(engine, config, emit)
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
+        if mailbox_poller is not None and once:
+            mailbox_poller.poll_once()
+        elif mailbox_poller is not None:
+            mailbox_poller.start()
         served: dict = {}
         while True:
             interrupted = run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options,
@@ -328,5 +335,7 @@ def run_worker(
                 break
         emit(f"worker {worker_id} stopped: {report.stopped_by}")
     finally:
+        if mailbox_poller is not None:
+            mailbox_poller.stop()
         lock.release()
     return report
