@@ -63,6 +63,7 @@ def _register() -> None:
     from . import schedule  # noqa: F401
     from . import web  # noqa: F401
     from . import demo  # noqa: F401
+    from . import bounces  # noqa: F401
 
 
 _register()

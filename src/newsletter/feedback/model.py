@@ -48,6 +48,7 @@ class Bounce:
     report_id: str | None = None  # identity of the report (Message-ID, provider event id) for idempotency
     occurred_at: datetime | None = None
     provider: str | None = None  # "ses", "sendgrid", ... for webhook events
+    attribution: str | None = None  # how campaign/subscriber were found: "verp", "envid", "quoted" (None: not tied)
 
     def as_json(self) -> dict:
         """The fields as plain JSON values (``bounces parse --format json``)."""

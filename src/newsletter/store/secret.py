@@ -69,3 +69,17 @@ def _read_or_create(path: Path) -> bytes:
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(key + "\n")
     return key.encode("ascii")
+
+
+def existing_secret_key(config: Config) -> bytes | None:
+    """The signing key if one is already set or generated (never creates one), else None.
+
+    Read-only tools (``bounces parse``) use it to check VERP tokens without leaving a key file
+    behind in whatever directory they were run from.
+    """
+    if config.secret_key:
+        return secret_key(config)
+    path = dev_key_path(config)
+    if not path.is_file():
+        return None
+    return _read_or_create(path)

@@ -1,0 +1,88 @@
+"""CLI commands for the feedback loop: ``bounces parse`` (no database); ``list`` and ``process`` join later.
+
+A thin shell over ``newsletter.feedback``: read files, call ``parse_message``, format the records.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List
+
+import typer
+
+from . import app, get_config
+
+bounces_app = typer.Typer(help="Bounces and complaints: parse reports, process the bounce mailbox, list events.",
+                          no_args_is_help=True)
+app.add_typer(bounces_app, name="bounces")
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _err(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+
+
+def _verp_secret(ctx: typer.Context) -> bytes | None:
+    """The signing key if one exists (env or development key file); never creates one."""
+    from ..errors import NewsletterError
+    from ..store.secret import existing_secret_key
+
+    try:
+        return existing_secret_key(get_config(ctx))
+    except NewsletterError as e:
+        _err(f"warning: {e}; reading without VERP attribution")
+        return None
+
+
+@bounces_app.command("parse")
+def parse_command(
+    ctx: typer.Context,
+    files: List[Path] = typer.Argument(..., help="Raw messages (.eml) to read; nothing is stored."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, or json (one JSON object a line)."),
+) -> None:
+    """Print what each message reports: one line per bounced recipient (kind, status, reason, campaign)."""
+    from ..feedback.parse import MAX_PARSE_BYTES, parse_message
+
+    secret = _verp_secret(ctx)
+    if secret is None:
+        _err("note: no secret key (NEWSLETTER_SECRET_KEY or a development key file): VERP addresses are not read")
+    rows, failed = [], 0
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_PARSE_BYTES + 1)
+        except OSError as e:
+            _err(f"error: {path}: cannot read: {e.strerror or type(e).__name__}")
+            failed += 1
+            continue
+        for bounce in parse_message(raw, secret=secret):
+            rows.append({"file": str(path), **bounce.as_json()})
+        if not any(r["file"] == str(path) for r in rows) and fmt is Fmt.table:
+            _err(f"{path}: not a bounce, complaint or auto-reply")
+    if fmt is Fmt.json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        _table(rows)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _table(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("file", "recipient", "kind", "status", "campaign", "subscriber", "source", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["file"], r["recipient"] or "", r["kind"], r["status"] or "",
+                      "" if r["campaign_id"] is None else str(r["campaign_id"]),
+                      "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])
+    Console(soft_wrap=True, highlight=False).print(table)

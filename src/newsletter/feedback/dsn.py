@@ -1,0 +1,184 @@
+"""Structured reports read field by field: RFC 3464 DSNs and RFC 5965 ARF feedback reports.
+
+Both are ``multipart/report`` messages whose machine-readable part is a set of header-like field
+blocks (``message/delivery-status``: one block per message, then one per recipient;
+``message/feedback-report``: one block). The blocks are read from the parsed part when the email
+package split them, or from its text otherwise (a truncated or mislabelled report).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import HeaderParser
+
+from .classify import classify_smtp_reply, parse_enhanced, parse_reply_code
+from .model import BounceKind
+
+DSN_TYPES = ("message/delivery-status", "message/global-delivery-status", "text/delivery-status")
+ARF_TYPES = ("message/feedback-report",)
+ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers",
+                  "text/rfc822", "message/global-headers")
+MAX_FIELD_TEXT = 64 * 1024
+MAX_BLOCKS = 500  # recipients per report; a report naming more is cut here
+_ADDR_RE = re.compile(r"[^\s<>()\[\];,:\"']{1,200}@[a-z0-9][a-z0-9.\-]{0,250}", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One recipient's outcome read from a report, before attribution."""
+
+    kind: BounceKind
+    recipient: str | None
+    status: str | None
+    reason: str
+
+
+def part_text(part: Message, limit: int = MAX_FIELD_TEXT) -> str:
+    """The decoded text of a leaf part, at most ``limit`` characters; '' when it cannot be read."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        if isinstance(raw, str):
+            return raw[:limit]
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload[: limit * 4].decode(charset, errors="replace")[:limit]
+    except LookupError:
+        return payload[: limit * 4].decode("utf-8", errors="replace")[:limit]
+
+
+def field_blocks(part: Message) -> list[dict[str, str]]:
+    """The field blocks of a delivery-status or feedback-report part, keys lowercased."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
+        blocks = []
+        for sub in payload[:MAX_BLOCKS]:
+            fields = {}
+            for key, value in sub.items():
+                fields.setdefault(key.strip().lower(), " ".join(str(value).split()))
+            blocks.append(fields)
+        return blocks
+    return parse_field_text(part_text(part))
+
+
+def parse_field_text(text: str) -> list[dict[str, str]]:
+    """Header-like ``Name: value`` blocks separated by blank lines (with folded continuations)."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last = None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                if len(blocks) >= MAX_BLOCKS:
+                    return blocks
+            current, last = {}, None
+            continue
+        if line[0] in " \t" and last is not None:
+            current[last] = (current[last] + " " + line.strip())[:2000]
+            continue
+        name, sep, value = line.partition(":")
+        if sep and name.strip() and " " not in name.strip():
+            last = name.strip().lower()
+            current.setdefault(last, value.strip()[:2000])
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def address_of(value: str | None) -> str | None:
+    """The address in a DSN/ARF address field (``rfc822; <a@b>``), lowercased domain kept as given."""
+    if not value:
+        return None
+    text = value.split(";", 1)[1] if ";" in value else value
+    m = _ADDR_RE.search(text)
+    if m is None:
+        return None
+    return m.group(0).strip(".").strip()
+
+
+def _diagnostic(value: str | None) -> str:
+    if not value:
+        return ""
+    kind, sep, rest = value.partition(";")
+    return (rest if sep and len(kind) < 20 else value).strip()
+
+
+def read_dsn(part: Message) -> tuple[list[Finding], dict[str, str]]:
+    """Per-recipient findings of a delivery-status part, and its per-message fields."""
+    blocks = field_blocks(part)
+    per_message: dict[str, str] = {}
+    findings: list[Finding] = []
+    for block in blocks:
+        if not any(k in block for k in ("final-recipient", "original-recipient", "action", "status")):
+            per_message.update({k: v for k, v in block.items() if k not in per_message})
+            continue
+        recipient = address_of(block.get("original-recipient")) or address_of(block.get("final-recipient"))
+        action = (block.get("action") or "").strip().lower().split(" ")[0].rstrip(";")
+        diag = _diagnostic(block.get("diagnostic-code"))
+        status = parse_enhanced(block.get("status")) or parse_enhanced(diag)
+        if action in ("delivered", "relayed", "expanded"):
+            kind = BounceKind.DELIVERED
+        elif action == "delayed":
+            kind = BounceKind.SOFT
+        else:
+            kind = classify_smtp_reply(parse_reply_code(diag), status, diag)
+            if kind is BounceKind.DELIVERED and action == "failed":
+                kind = BounceKind.UNKNOWN  # a "failed" action with a 2.x.x status contradicts itself
+        reason = diag or (f"{action or 'no action'}" + (f" ({status})" if status else ""))
+        if action == "delayed" and diag:
+            reason = f"delayed: {diag}"
+        findings.append(Finding(kind, recipient, status, _short(reason)))
+    return findings, per_message
+
+
+FEEDBACK_COMPLAINTS = {"abuse", "fraud", "virus", "other", ""}
+
+
+def read_arf(part: Message) -> dict[str, str]:
+    """The fields of a feedback-report part (one block), keys lowercased."""
+    merged: dict[str, str] = {}
+    for block in field_blocks(part):
+        for k, v in block.items():
+            merged.setdefault(k, v)
+    return merged
+
+
+def arf_finding(fields: dict[str, str], original: Message | None) -> Finding:
+    """A complaint (or UNKNOWN for not-spam and authentication-failure reports) for one report."""
+    ftype = (fields.get("feedback-type") or "").strip().lower()
+    recipient = address_of(fields.get("original-rcpt-to"))
+    if recipient is None and original is not None:
+        recipient = address_of(str(original.get("to") or ""))
+    kind = BounceKind.COMPLAINT if ftype in FEEDBACK_COMPLAINTS else BounceKind.UNKNOWN
+    reason = f"feedback-type {ftype or 'missing'}"
+    ua = fields.get("user-agent")
+    if ua:
+        reason += f" from {ua}"
+    return Finding(kind, recipient, None, _short(reason))
+
+
+def original_message(part: Message) -> Message | None:
+    """The returned original (full message or headers only) carried by a report part."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    text = part_text(part)
+    if not text.strip():
+        return None
+    try:
+        return HeaderParser().parsestr(text, headersonly=True)
+    except Exception:
+        return None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """One line, at most ``limit`` characters: the reason is shown in tables and stored."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

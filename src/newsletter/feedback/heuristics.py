@@ -1,0 +1,212 @@
+"""Reports without a standard structure: free-text bounces and RFC 3834 auto-replies.
+
+Exim, qmail, Postfix without DSN, Sendmail, Exchange, Domino, Yahoo and others explain a failure
+in prose. We read the human-readable part up to where the returned original starts, take the
+addresses it names (preferring those in the places MTAs put the failed recipient: alone on a
+line, after ``RCPT TO:``, ``<addr>:`` or ``<addr>...``, ``X-Failed-Recipients``), skip the
+report's own parties, and classify the text that follows each address. Every loop is bounded by
+the capped text; nothing here raises on odd input.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+from email.utils import getaddresses
+
+from .classify import classify_text
+from .dsn import Finding, _short
+from .model import BounceKind
+
+MAX_TEXT = 64 * 1024
+MAX_RECIPIENTS = 100
+CONTEXT_CHARS = 700
+
+ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+\-=/!#$&*?^`{|}~]{1,64}@[A-Za-z0-9][A-Za-z0-9.\-]{0,253}")
+_TLD_RE = re.compile(r"\.[A-Za-z]{2,24}$")
+_ROLE_LOCALS = {"mailer-daemon", "postmaster", "root", "daemon", "mail", "noreply", "no-reply", "mailerdaemon",
+                "mail-daemon", "bounce", "bounces", "nobody", "abuse", "hostmaster", "webmaster", "mdaemon"}
+
+# Where the returned original (or its headers) starts: everything after is not the explanation.
+_ORIGINAL_START = re.compile(
+    r"^[ \t]*(?:-{2,}|={2,}|_{2,}|\*{2,})?[ \t]*(?:this is a copy of|below this line is a copy|original message|"
+    r"the original message|returned message|unsent message|undelivered message|message removed|"
+    r"text of (?:the )?message|headers of the|rfc822|original message follows|copy of (?:the |your )?message|"
+    r"the message you sent|start of returned|your original message|message headers follow|"
+    r"the body of the message|included message|enclosed (?:is|are)|beginning of message)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_STRONG_PATTERNS = [
+    re.compile(r"^[ \t]*<?(%s)>?:?[ \t]*$" % ADDRESS_RE.pattern, re.MULTILINE),  # alone on a line
+    re.compile(r"RCPT TO:?[ \t]*\n?[ \t]*<(%s)>" % ADDRESS_RE.pattern, re.IGNORECASE),
+    re.compile(r"<(%s)>(?:\.\.\.|:|,? *\(| *\r?\n)" % ADDRESS_RE.pattern),
+    re.compile(r"\bSMTP=(%s)" % ADDRESS_RE.pattern, re.IGNORECASE),
+    re.compile(r"(?:recipient|address|user|mailbox|addressee)s?(?:\(es\))?(?:\(s\))?[^\n@]{0,60}?[:\s]<?(%s)>?"
+               % ADDRESS_RE.pattern, re.IGNORECASE),
+    re.compile(r"(%s)(?:\.\.\.|:)[ \t]*(?:user unknown|unknown user|no such|mailbox|host|said|remote|[45]\d\d)"
+               % ADDRESS_RE.pattern, re.IGNORECASE),
+]
+
+_BOUNCE_SENDER = re.compile(r"mailer-daemon|postmaster|mail ?delivery|mail administrator|mail system|"
+                            r"delivery subsystem|mdaemon|notification", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (status notification|failure|failed|report|problem|notification)|"
+    r"returned mail|failure notice|mail delivery failed|non[- ]?delivery|could not be delivered|"
+    r"delivery has failed|not delivered|unable to deliver|warning: could not send|message status|"
+    r"failed delivery|failure delivery|nondeliverable|rejected|returned to sender|delivery notification|"
+    r"mail system error|bounced|unknown user|user unknown|delayed", re.IGNORECASE)
+_BOUNCE_BODY = re.compile(
+    r"could not be delivered|couldn't be delivered|wasn't able to deliver|was not able to deliver|unable to deliver|"
+    r"delivery (?:to the following recipients? )?(?:has )?failed|permanent(?:ly)? (?:error|fatal|failed)|"
+    r"the following address(?:\(es\)|es)? failed|did not reach the following|user unknown|unknown user|"
+    r"no such (?:user|mailbox)|undeliverable|failed permanently|not delivered|delivery failure|"
+    r"could not deliver|cannot be delivered|returned to the sender|rejected your message|has not yet been delivered|"
+    r"delivery to the following|mail delivery failed|message was not delivered|delivery problem|"
+    r"an error occurred while trying to deliver|qmail-send program|transcript of session|fatal error",
+    re.IGNORECASE)
+_WARNING = re.compile(r"has not yet been delivered|not been delivered yet|delayed|will (?:continue|keep) (?:trying|to try)|"
+                      r"will be retried|still trying|warning|no action is required|still being retried|"
+                      r"will retry|temporar(?:y|ily) (?:failure|problem|error)", re.IGNORECASE)
+
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(?:re:\s*)?(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|auto:|"
+    r"abwesenheitsnotiz|abwesend|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|"
+    r"resposta autom[áa]tica|automatisch antwoord|automatyczna odpowied|(?:on )?vacation|away from|"
+    r"i am (?:currently )?(?:out|away)|i'm (?:currently )?(?:out|away)|autosvar|automaattinen vastaus)",
+    re.IGNORECASE)
+
+
+def looks_like_bounce(msg: Message, text: str) -> bool:
+    """True when headers or the explanation say delivery failed (or is delayed)."""
+    if msg.get("x-failed-recipients"):
+        return True
+    sender = f"{msg.get('from', '')} {msg.get('return-path', '')}"
+    subject = str(msg.get("subject", ""))
+    body_says = bool(_BOUNCE_BODY.search(text[:MAX_TEXT]))
+    by_sender = bool(_BOUNCE_SENDER.search(sender)) or msg.get("return-path", "").strip() in ("<>", "")
+    by_subject = bool(_BOUNCE_SUBJECT.search(subject))
+    return body_says and (by_sender or by_subject) or (by_sender and by_subject)
+
+
+def auto_reply_reason(msg: Message) -> str | None:
+    """Why this message is an RFC 3834 auto-reply (or an out-of-office by its subject), else None."""
+    auto = str(msg.get("auto-submitted", "")).strip().lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto.split(';')[0][:40]}"
+    for header in ("x-autoreply", "x-autorespond", "x-autoresponder", "x-vacation"):
+        if msg.get(header) is not None:
+            return f"{header} header"
+    precedence = str(msg.get("precedence", "")).strip().lower()
+    if precedence == "auto_reply":
+        return "Precedence: auto_reply"
+    if str(msg.get("x-auto-response-suppress", "")) and str(msg.get("x-ms-exchange-inbox-rules-loop", "")):
+        return "Exchange inbox rule reply"
+    subject = str(msg.get("subject", ""))
+    if _AUTO_SUBJECT.search(subject):
+        return f"subject {_short(subject, 60)!r}"
+    return None
+
+
+def explanation(text: str) -> str:
+    """The part of a bounce's text before the returned original begins."""
+    text = text[:MAX_TEXT]
+    m = _ORIGINAL_START.search(text)
+    # A marker in the first lines is a heading ("Your original message ..."), not the cut.
+    if m and m.start() > 40:
+        return text[: m.start()]
+    return text
+
+
+def _clean(addr: str) -> str | None:
+    addr = addr.strip().strip(".-")
+    local, _, domain = addr.rpartition("@")
+    if local.lower().startswith("smtp="):
+        local = local[5:]
+    local = local.lstrip("<=\"'")
+    domain = domain.rstrip(".-")
+    if not local or not _TLD_RE.search(domain) or ".." in domain:
+        return None
+    return f"{local}@{domain}"
+
+
+def party_addresses(*messages: Message | None) -> set[str]:
+    """Lowercased addresses of the report's own parties (sender, list, reporting daemon)."""
+    out: set[str] = set()
+    for msg in messages:
+        if msg is None:
+            continue
+        values = [str(msg.get(h, "")) for h in ("from", "sender", "reply-to", "return-path", "errors-to",
+                                                  "x-original-sender", "list-post", "message-id")]
+        for _, addr in getaddresses(values):
+            if "@" in addr:
+                out.add(addr.strip("<>").lower())
+    return out
+
+
+def find_recipients(text: str, exclude: set[str]) -> list[tuple[str, int]]:
+    """Failed recipients named in an explanation, with their position; strong placements first."""
+    def keep(addr: str) -> str | None:
+        clean = _clean(addr)
+        if clean is None:
+            return None
+        low = clean.lower()
+        if low in exclude or low.split("@")[0] in _ROLE_LOCALS:
+            return None
+        return clean
+
+    found: dict[str, tuple[str, int]] = {}
+    for pattern in _STRONG_PATTERNS:
+        for m in pattern.finditer(text):
+            addr = keep(m.group(1))
+            if addr and addr.lower() not in found:
+                found[addr.lower()] = (addr, m.start(1))
+            if len(found) >= MAX_RECIPIENTS:
+                break
+    if not found:
+        for m in ADDRESS_RE.finditer(text):
+            addr = keep(m.group(0))
+            if addr and addr.lower() not in found:
+                found[addr.lower()] = (addr, m.start())
+            if len(found) >= MAX_RECIPIENTS:
+                break
+    return sorted(found.values(), key=lambda item: item[1])
+
+
+def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding]:
+    """Findings for a prose bounce: one per named recipient (or one without a recipient)."""
+    part = explanation(text)
+    subject = str(msg.get("subject", ""))
+    recipients: list[tuple[str, int]] = []
+    failed_header = str(msg.get("x-failed-recipients", ""))
+    for _, addr in getaddresses([failed_header])[:MAX_RECIPIENTS]:
+        clean = _clean(addr) if "@" in addr else None
+        if clean:
+            pos = part.lower().find(clean.lower())
+            recipients.append((clean, max(pos, 0)))
+    if not recipients:
+        recipients = find_recipients(part, exclude)
+    warning = bool(_WARNING.search(subject)) or bool(_WARNING.search(part[:3000]))
+    overall_kind, overall_status = classify_text(part)
+    findings = []
+    positions = [p for _, p in recipients] + [len(part)]
+    for i, (addr, pos) in enumerate(recipients or [(None, 0)]):
+        end = min(positions[i + 1] if recipients else len(part), pos + CONTEXT_CHARS)
+        if recipients and end <= pos + len(addr):
+            end = pos + CONTEXT_CHARS
+        context = part[pos:end]
+        kind, status = classify_text(context) if recipients else (overall_kind, overall_status)
+        if kind in (BounceKind.UNKNOWN, BounceKind.DELIVERED):
+            kind, status = overall_kind, status or overall_status
+        if warning and kind is not BounceKind.SOFT and not status:
+            kind = BounceKind.SOFT
+        if kind in (BounceKind.UNKNOWN, BounceKind.DELIVERED):
+            kind = BounceKind.HARD  # a final failure notice without a code or known wording
+        findings.append(Finding(kind, addr, status, _reason(context if recipients else part, addr)))
+    return findings
+
+
+def _reason(context: str, addr: str | None) -> str:
+    lines = [ln.strip() for ln in context.splitlines() if ln.strip()]
+    if addr:
+        lines = [ln for ln in lines if ln.strip("<>:") != addr] or lines
+    return _short(" ".join(lines[:4]), 200) or "non-standard bounce"
