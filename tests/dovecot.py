@@ -167,11 +167,24 @@ service stats {{
                 raise RuntimeError(f"dovecot exited with {self.proc.returncode}: "
                                    f"{(self.dir / 'dovecot.stderr').read_text(errors='replace')[-2000:]}"
                                    f"{self.log.read_text(errors='replace')[-2000:] if self.log.exists() else ''}")
-            if all(self._listening(port) for port in self.ports.values()):
+            if all(self._listening(port) for port in self.ports.values()) and self._can_log_in():
                 return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("dovecot did not start listening within 30 s")
+
+    def _can_log_in(self) -> bool:
+        """Ready means a login works: the auth process answers (right after start, a login may get
+        "[UNAVAILABLE] Temporary authentication failure" on a loaded machine)."""
+        try:
+            c = imaplib.IMAP4("127.0.0.1", self.ports["imap"], timeout=10)
+            try:
+                c.login(self.user, self.password)
+            finally:
+                c.shutdown()
+            return True
+        except (imaplib.IMAP4.error, OSError):
+            return False
 
     @staticmethod
     def _listening(port: int) -> bool:
@@ -251,6 +264,7 @@ class DroppingProxy:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
+        self.sock.settimeout(0.2)  # accept() wakes up to see the stop flag
         self.port = self.sock.getsockname()[1]
         self.dropped = threading.Event()
         self._stop = threading.Event()
@@ -269,8 +283,11 @@ class DroppingProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
 
     def _pipe(self, client: socket.socket) -> None:
