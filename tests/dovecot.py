@@ -232,9 +232,17 @@ service stats {{
         return target
 
     def imap(self) -> imaplib.IMAP4_SSL:
-        c = imaplib.IMAP4_SSL("127.0.0.1", self.ports["imaps"], ssl_context=self.client_context(), timeout=30)
-        c.login(self.user, self.password)
-        return c
+        for attempt in range(5):
+            c = imaplib.IMAP4_SSL("127.0.0.1", self.ports["imaps"], ssl_context=self.client_context(), timeout=30)
+            try:
+                c.login(self.user, self.password)
+                return c
+            except imaplib.IMAP4.error as e:  # "[UNAVAILABLE] Temporary authentication failure": busy auth process
+                c.shutdown()
+                if "UNAVAILABLE" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def append(self, *messages: bytes, folder: str = "INBOX") -> None:
         c = self.imap()

@@ -15,10 +15,13 @@ import poplib
 import re
 import socket
 import ssl
+import time
 
 from ..errors import MailboxError
 from .mailbox import MailboxOptions, MailboxSpec, MessageRef, TooLarge, _check_folder_name
 
+LOGIN_ATTEMPTS = 3
+LOGIN_RETRY_PAUSE = 1.0  # seconds
 _NET_ERRORS = (OSError, EOFError, ssl.SSLError, imaplib.IMAP4.abort, poplib.error_proto)
 
 
@@ -69,12 +72,17 @@ class IMAPMailbox:
             raise MailboxError(f"{self.name}: cannot connect: {_text(e)}") from None
         self._imap = imap
         try:
-            try:
-                imap.login(s.user, s.password or "")
-            except imaplib.IMAP4.abort as e:
-                raise MailboxError(f"{self.name}: connection lost at login: {_text(e)}") from None
-            except imaplib.IMAP4.error as e:
-                raise MailboxError(f"{self.name}: login refused for {s.user!r}: {_text(e)}") from None
+            for attempt in range(LOGIN_ATTEMPTS):
+                try:
+                    imap.login(s.user, s.password or "")
+                    break
+                except imaplib.IMAP4.abort as e:
+                    raise MailboxError(f"{self.name}: connection lost at login: {_text(e)}") from None
+                except imaplib.IMAP4.error as e:
+                    # [UNAVAILABLE] (RFC 5530) is the server's own "try again": its auth service was busy
+                    if "[UNAVAILABLE]" not in _text(e) or attempt == LOGIN_ATTEMPTS - 1:
+                        raise MailboxError(f"{self.name}: login refused for {s.user!r}: {_text(e)}") from None
+                    time.sleep(LOGIN_RETRY_PAUSE)
             typ, data = self._call("capability")  # after login: MOVE, UIDPLUS... are often only listed now
             words = (data[0] or b"").decode("ascii", "replace").split() if typ == "OK" and data else []
             self._caps = {c.upper() for c in [*imap.capabilities, *words]}
@@ -212,15 +220,20 @@ class POP3Mailbox:
         except _NET_ERRORS as e:
             raise MailboxError(f"{self.name}: cannot connect: {_text(e)}") from None
         self._pop = pop
-        try:
-            pop.user(s.user)
-            pop.pass_(s.password or "")
-        except poplib.error_proto as e:
-            self._abandon()
-            raise MailboxError(f"{self.name}: login refused for {s.user!r}: {_text(e)}") from None
-        except _NET_ERRORS as e:
-            self._abandon()
-            raise MailboxError(f"{self.name}: connection lost at login: {_text(e)}") from None
+        for attempt in range(LOGIN_ATTEMPTS):
+            try:
+                pop.user(s.user)
+                pop.pass_(s.password or "")
+                break
+            except poplib.error_proto as e:
+                # [SYS/TEMP] (RFC 3206) is the server's own "try again": its auth service was busy
+                if "[SYS/TEMP]" not in _text(e) or attempt == LOGIN_ATTEMPTS - 1:
+                    self._abandon()
+                    raise MailboxError(f"{self.name}: login refused for {s.user!r}: {_text(e)}") from None
+                time.sleep(LOGIN_RETRY_PAUSE)
+            except _NET_ERRORS as e:
+                self._abandon()
+                raise MailboxError(f"{self.name}: connection lost at login: {_text(e)}") from None
         return self
 
     def _abandon(self) -> None:
