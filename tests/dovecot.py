@@ -69,7 +69,8 @@ class Dovecot:
     user = "bounces"
     password = "s3cret-Pass"
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, extra_config: str = ""):
+        self.extra_config = extra_config
         self.dir = directory
         self.maildir = directory / "Maildir"
         self.log = directory / "dovecot.log"
@@ -113,7 +114,13 @@ userdb {{
   driver = static
   args = uid={mail_uid} gid={mail_gid} home={self.dir}/home
 }}
+# Long-lived login processes, connected to auth before any client comes: on a loaded machine a
+# login process spawned per connection may not have met auth in time ("Temporary authentication
+# failure"). Failed logins are answered at once (no 2 s delay): tests only.
+auth_failure_delay = 0
 service imap-login {{
+  service_count = 0
+  process_min_avail = 1
   inet_listener imap {{
     address = 127.0.0.1
     port = {p['imap']}
@@ -125,6 +132,8 @@ service imap-login {{
   }}
 }}
 service pop3-login {{
+  service_count = 0
+  process_min_avail = 1
   inet_listener pop3 {{
     address = 127.0.0.1
     port = {p['pop3']}
@@ -141,6 +150,7 @@ service anvil {{
 service stats {{
   chroot =
 }}
+{self.extra_config}
 """
 
     def start(self) -> "Dovecot":
@@ -330,17 +340,29 @@ class DroppingProxy:
 
 
 @pytest.fixture
-def dovecot(tmp_path):
-    """A running Dovecot with an empty Maildir (see the module docstring)."""
+def dovecot_factory(tmp_path):
+    """``make(extra_config="")`` starts a Dovecot (several may run); all stop at teardown."""
     reason = missing_reason()
     if reason:
         if IN_CI:
             pytest.fail(reason)
         pytest.skip(reason)
-    d = tmp_path / "dovecot"
-    d.mkdir()
-    server = Dovecot(d).start()
+    servers: list[Dovecot] = []
+
+    def make(extra_config: str = "") -> Dovecot:
+        d = tmp_path / f"dovecot{len(servers) or ''}"
+        d.mkdir()
+        servers.append(Dovecot(d, extra_config))
+        return servers[-1].start()
+
     try:
-        yield server
+        yield make
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def dovecot(dovecot_factory):
+    """A running Dovecot with an empty Maildir (see the module docstring)."""
+    return dovecot_factory()

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch_helpers import SECRET, add_people, make_campaign, make_config, setup_db
-from dovecot import DroppingProxy, dovecot  # noqa: F401  (fixture)
+from dovecot import DroppingProxy, dovecot, dovecot_factory  # noqa: F401  (fixtures)
 from newsletter.dispatch.sender import send_campaign
 from newsletter.errors import ConfigError, MailboxError
 from newsletter.feedback.mailbox import parse_mailbox_url
@@ -362,3 +362,42 @@ def test_the_same_message_twice_counts_once_and_a_message_not_ours_stays(env, do
     assert (dovecot.folder_count("INBOX"), dovecot.folder_count("newsletter-processed")) == (1, 2)
     r2 = process_mailboxes(engine, cfg, on_event=lambda l: None)
     assert (r2.read, r2.left) == (0, 1)  # not fetched again
+
+
+def test_erasing_a_person_removes_their_emails_traces_but_not_the_message_keys(env, tmp_path):
+    from newsletter.store.subscribers import erase_subscriber
+
+    engine, config = env
+    add_people(engine, "weekly", 2)
+    md = make_maildir(tmp_path / "Maildir")
+    deliver(md, mail(f"unsubscribe {token_for(engine, 'reader1@example.com')}"), "1.x")
+    deliver(md, mail("unsubscribe me", sender="reader0@example.com"), "2.x")
+    config = dataclasses.replace(config, unsubscribe_mailbox=f"maildir://{md}")
+    process_mailboxes(engine, config, on_event=lambda line: None)
+    erase_subscriber(engine, "reader1@example.com")
+    erase_subscriber(engine, "reader0@example.com")
+    kept = rows(engine)
+    assert len(kept) == 2 and all(r["from_address"] is None and r["subject"] == "" and r["message_id"] is None for r in kept)
+    assert list_requests(engine)[0]["from"] is None
+    for f in (md / ".newsletter-processed" / "cur").iterdir():  # the same messages met again: not read again
+        f.rename(md / "new" / f.name.split(":")[0])
+    again = process_mailboxes(engine, config, on_event=lambda line: None)
+    assert (again.read, again.already, again.requests) == (0, 2, 0)
+
+
+def test_without_move_only_our_uid_is_expunged_never_another_clients_deleted_mail(env, dovecot_factory):
+    server = dovecot_factory("imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS")
+    engine, config = env
+    add_people(engine, "weekly", 2)
+    server.append(mail("a note someone else flagged for deletion", sender="x@elsewhere.example"),
+                  mail(f"unsubscribe {token_for(engine, 'reader1@example.com')}"))
+    c = server.imap()
+    try:
+        c.select("INBOX")
+        c.store("1", "+FLAGS", r"(\Deleted)")  # another client's pending deletion: not ours to expunge
+    finally:
+        c.logout()
+    cfg = dataclasses.replace(config, unsubscribe_mailbox=server.url("imap", tls="none"), unsubscribe_mailbox_password=server.password)
+    r = process_mailboxes(engine, cfg, on_event=lambda l: None)
+    assert (r.unsubscribed, r.left, r.errors) == (1, 1, [])
+    assert (server.folder_count("INBOX"), server.folder_count("newsletter-processed")) == (1, 1)

@@ -16,7 +16,7 @@ from email.utils import make_msgid
 import pytest
 
 from dispatch_helpers import add_people, make_campaign, make_config, setup_db
-from dovecot import dovecot  # noqa: F401  (fixture)
+from dovecot import dovecot, dovecot_factory  # noqa: F401  (fixtures)
 from newsletter.dispatch.sender import send_campaign
 from newsletter.feedback.process import process_mailboxes
 from newsletter.schedule.worker import run_worker

@@ -32,8 +32,10 @@ from ..store.mailbox_models import MailboxMessage, MailboxMessageKind as Kind
 from ..store.models import utcnow
 from .mailbox import MailboxOptions, MailboxSpec, MessageRef, TooLarge, open_mailbox, parse_mailbox_url
 from .mailto import Reading, clean, read_message
+from .model import BounceKind
 
 log = logging.getLogger("newsletter.bounces")
+_ACTED_ON = (BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT)
 messages_t = MailboxMessage.__table__
 
 
@@ -186,7 +188,7 @@ def _handle(engine, config, spec, roles, ref: MessageRef, raw: bytes, secret, no
            "subject": reading.subject, "sent_at": reading.sent_at}
     if reading.forged:
         emit(f"warning: {where}: unsubscribe token with a bad signature ignored ({', '.join(reading.forged[:3])})")
-    if reading.token:
+    if reading.token and reading.in_subject:  # the subject our mailto writes: a request, whatever the body
         return _unsubscribe(engine, secret, reading, row, where, now, emit, result)
     try:
         bounces = _parse(raw, secret)
@@ -194,6 +196,8 @@ def _handle(engine, config, spec, roles, ref: MessageRef, raw: bytes, secret, no
         result.unreadable += 1
         emit(f"warning: {where}: cannot be parsed ({type(e).__name__}: {clean(str(e), 120)}): left in place")
         return False
+    if reading.token and not any(b.kind in _ACTED_ON for b in bounces):  # a body token, in no bounce of our copy
+        return _unsubscribe(engine, secret, reading, row, where, now, emit, result)
     if bounces:
         from .record import record_bounces
 
