@@ -65,15 +65,81 @@ def flufl_expectations(path: Path) -> dict[str, tuple[set[str], bool]]:
 # Set by reading each message's DSN Status / diagnostic text or prose: "hard" = the address does
 # not exist / is disabled / domain unknown; "soft" = mailbox full, delayed, temporary or policy;
 # "auto-reply" = out-of-office; "none" = not a bounce. Recipient lowercased.
-BOUNCE_EMAIL_LABELS: dict[str, tuple[str | None, str]] = {}
+# Policy judgements in the labels: a server that "loops back to myself" or an ambiguous Domino name
+# is hard (the address cannot work as it is); a final give-up after connection time-outs or drops
+# (Gmail "Could not initiate SMTP conversation", "Connection was dropped") is soft, like any
+# network failure; "Messages without To: fields are not accepted" is about our message: soft.
+# tt_bounce_11 (an Exchange report naming the recipient only by display name) is left out. The
+# recipient is the address that was mailed (a DSN's Original-Recipient when it differs).
+BOUNCE_EMAIL_LABELS: dict[str, tuple[str | None, str]] = {
+    "bounce-auto-respond": (None, "complaint"),  # an ARF abuse report with the address redacted
+    "malformed_bounce_01": ("mithlesh_pm@rediffmail.com", "hard"),
+    "tt_1234175799": ("agris.ameriks@amerimailzzz.lv", "hard"),
+    "tt_1234177688": ("aaaaagggrrriiiizz@inbox.lv", "hard"),
+    "tt_1234210655": ("this_doesnotexistinaac@accenture.com", "hard"),
+    "tt_1234211357": ("agris.ameriksneexistee@gmail.com", "hard"),
+    "tt_1234211929": ("jekaterina@tv5.lv", "soft"),
+    "tt_1234211931": ("info.rietumuradio.lv@mail.studio7.lv", "hard"),
+    "tt_1234211932": ("dace.balode@rigasvilni.lv", "hard"),
+    "tt_1234241665": ("annas@sfl.lv", "hard"),
+    "tt_1234285532": ("doesntexistthisemaill@yahoo.com", "hard"),
+    "tt_1234285668": ("agrisa@one.lv", "soft"),
+    "tt_bounce_01": ("thornborrow@connect4free.net", "hard"),
+    "tt_bounce_02": ("thornborrow@connect4free.net", "hard"),
+    "tt_bounce_03": ("agrisa@apollo.lv", "soft"),
+    "tt_bounce_04": ("agrisa@apollo.lv", "soft"),
+    "tt_bounce_05": ("evor@apollo.lv", "hard"),
+    "tt_bounce_06": ("info@koblenz.lv", "soft"),
+    "tt_bounce_07": ("ilona.kalnina@citrus.lv", "hard"),
+    "tt_bounce_08": ("jauatkales@gmial.com", "soft"),
+    "tt_bounce_09": ("gintsgrube@pop.ml.lv", "soft"),
+    "tt_bounce_10": ("info.rietumuradio.lv@mail.studio7.lv", "soft"),
+    "tt_bounce_12_soft": ("info@radioliepaja.lv", "soft"),
+    "tt_bounce_13": ("ilzeb@lvaei.lv", "soft"),
+    "tt_bounce_14": ("jolanta_putnina@ogreszinas.lv", "soft"),
+    "tt_bounce_15": ("info@rimibaltic.com", "hard"),
+    "tt_bounce_16": ("notikums@tv5.lv", "soft"),  # Original-Recipient (what was mailed), forwarded to jekaterina@
+    "tt_bounce_17": ("agris.brivers@motosports.lv", "hard"),
+    "tt_bounce_18": ("welcome6_@one.lv", "soft"),
+    "tt_bounce_19": ("26461101@sms.id.lv", "soft"),
+    "tt_bounce_20": ("26461101@sms.id.lv", "soft"),
+    "tt_bounce_21": ("kasparsramins@gmail.com", "hard"),
+    "tt_bounce_22": ("flughafentransfer@loackertours.at", "hard"),
+    "tt_bounce_23": ("rihards_freimanis@exigengroup.com", "hard"),
+    "tt_bounce_24": ("customer.testemail@test-receive-domain.se", "hard"),
+    "tt_bounce_25": ("delar-med-frun@live.se", "hard"),
+    "undeliverable_gmail": ("undeliverable@coupa.com", "hard"),
+    "unknown_code_bounce_01": ("sdrake@tradingpost.ch", "soft"),
+    "tt_1234210666": (None, "auto-reply"),  # Latvian out-of-office subject, no RFC 3834 header
+    "tt_1234211024": (None, "auto-reply"),  # X-Autoreply
+    "tt_1234241664": (None, "none"),  # an ordinary message
+}
 
 
-def evaluate(items: list[tuple[str, bytes, set[str], str | None]]) -> dict:
+class _Read:
+    """One (recipient, kind) read by a parser, shaped like a Bounce for ``evaluate``."""
+
+    def __init__(self, recipient, kind):
+        self.recipient, self.kind = recipient, kind
+
+
+def flufl_parse(raw: bytes) -> list[_Read]:
+    """flufl.bounce's reading of a message: temporary failures as soft, permanent as hard."""
+    import email
+
+    from flufl.bounce import all_failures
+
+    temporary, permanent = all_failures(email.message_from_bytes(raw))
+    return [_Read(a.decode(errors="replace"), BounceKind.SOFT) for a in temporary] + \
+        [_Read(a.decode(errors="replace"), BounceKind.HARD) for a in permanent]
+
+
+def evaluate(items: list[tuple[str, bytes, set[str], str | None]], parse=parse_message) -> dict:
     """Counts for one split. Each item: (name, raw, expected recipients, expected kind or None)."""
     c = Counter()
     disagreements = []
     for name, raw, expected, kind in items:
-        bounces = parse_message(raw)
+        bounces = parse(raw)
         failed = {b.recipient.lower() for b in bounces if b.kind in FAILED and b.recipient}
         if expected:
             c["with_recipients"] += 1
@@ -88,6 +154,9 @@ def evaluate(items: list[tuple[str, bytes, set[str], str | None]]) -> dict:
                 else [b.kind.value for b in bounces]
             ours = Counter(got).most_common(1)[0][0] if got else "none"
             c["kind_labelled"] += 1
+            c["failure_labelled"] += kind in ("hard", "soft")
+            if kind in ("hard", "soft") and ours in ("hard", "soft"):
+                c["failure_agree"] += 1  # a failure was read, whichever of hard/soft
             if ours == kind:
                 c["kind_agree"] += 1
             else:
@@ -112,6 +181,8 @@ def main() -> None:
     ap.add_argument("--expected", type=Path, help="flufl.bounce's tests/test_detectors.py")
     ap.add_argument("--bounce-email", type=Path, help="the bounce_email samples folder (bounces/ and non_bounces/)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--compare-flufl", type=Path, metavar="DIR",
+                    help="also measure flufl.bounce installed in DIR (pip install --target DIR flufl.bounce)")
     args = ap.parse_args()
     expected_path = args.expected or args.samples.parent / "test_detectors.py"
     expect = flufl_expectations(expected_path)
@@ -126,6 +197,12 @@ def main() -> None:
         kind = ("soft" if temporary else "hard") if rcpts else None
         splits[split_of(name)].append((name, raw, rcpts, kind))
     report = {name: {"messages": len(items), **evaluate(items)} for name, items in splits.items()}
+    parsers = [("", parse_message)]
+    if args.compare_flufl:
+        sys.path.insert(0, str(args.compare_flufl))
+        parsers.append((" [flufl.bounce]", flufl_parse))
+        for name, items in splits.items():
+            report[name + " [flufl.bounce]"] = {"messages": len(items), **evaluate(items, flufl_parse)}
     if args.bounce_email:
         items = []
         for sub in ("bounces", "non_bounces"):
@@ -137,7 +214,8 @@ def main() -> None:
                     continue
                 rcpt, kind = label
                 items.append((path.stem, raw, {rcpt} if rcpt else set(), kind))
-        report["bounce_email (held out, hand-labelled)"] = {"messages": len(items), **evaluate(items)}
+        for suffix, parse in parsers:
+            report["bounce_email (held out, hand-labelled)" + suffix] = {"messages": len(items), **evaluate(items, parse)}
     report["speed_messages_per_second"] = round(speed(raws))
     report["speed_corpus_messages"] = len(raws)
     if args.json:
@@ -159,6 +237,10 @@ def main() -> None:
         if c.get("kind_labelled"):
             k = c["kind_labelled"]
             print(f"  kind agrees with the label:              {c['kind_agree']}/{k} = {c['kind_agree'] / k:.1%}")
+            failures = c.get("failure_labelled", 0)
+            if failures:
+                print(f"  failure read (hard or soft) when one is: {c['failure_agree']}/{failures}"
+                      f" = {c['failure_agree'] / failures:.1%}")
         for d in r["kind_disagreements"]:
             print(f"    {d}")
 

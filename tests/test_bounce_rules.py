@@ -310,3 +310,57 @@ def test_bad_rule_settings_are_one_line_config_errors(env):
     config.complaint_pause_rate = 0.3 * 100
     with pytest.raises(ConfigError, match="complaint_pause_rate.*fraction"):
         record_bounces(engine, [], config=config)
+
+
+def test_policy_blocks_are_stored_as_soft_but_never_count(env):
+    """4.7.x/5.7.x say the receiver refused *our* mail (reputation, greylisting): three of them
+    must not take a reader off the list."""
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    a = "reader0@example.com"
+    cs = [deliver(engine, config, T0 + i * DAY) for i in range(3)]
+    rs = [record_bounces(engine, [Bounce(BounceKind.SOFT, BounceSource.DSN, recipient=a, status="5.7.1",
+                                         reason="blocked by spamhaus", report_id=f"<p{i}@mx>", campaign_id=c.id)],
+                         now=T0 + i * DAY + timedelta(hours=1), config=config) for i, c in enumerate(cs)]
+    assert [r.counted for r in rs] == [0, 0, 0] and sum(r.bounced for r in rs) == 0
+    assert statuses(engine, a) == {"weekly": "active"}
+    assert {e["outcome"] for e in rows(engine)} == {"none"} and {e["kind"] for e in rows(engine)} == {"soft"}
+
+
+def test_campaign_info_shows_bounce_and_complaint_rates(env):
+    from newsletter.dispatch.campaigns import campaign_info
+
+    engine, config = env
+    add_people(engine, "weekly", 8)
+    c = deliver(engine, config, T0)
+    record_bounces(engine, [hard("reader0@example.com", "<h0@mx>", campaign_id=c.id),
+                            hard("reader0@example.com", "<h0-again@mx>", campaign_id=c.id),  # one reader, once
+                            soft("reader1@example.com", "<s1@mx>", c.id),
+                            Bounce(BounceKind.COMPLAINT, BounceSource.ARF, recipient="reader2@example.com",
+                                   report_id="<f2@fbl>", campaign_id=c.id)], now=T0 + DAY, config=config)
+    fb = campaign_info(engine, c.id).feedback
+    assert fb == {"copies": 8, "hard": 1, "soft": 1, "complaints": 1, "hard_rate": 0.125, "soft_rate": 0.125,
+                  "complaint_rate": 0.125}
+
+
+def test_a_report_of_an_unknown_kind_is_refused_with_one_line_and_stores_nothing(env):
+    from newsletter.errors import InvalidInput
+
+    engine, config = env
+    with pytest.raises(InvalidInput, match="kind 'bogus'"):
+        record_bounces(engine, [Bounce("bogus", BounceSource.DSN, recipient="a@example.com", report_id="<z@mx>")],
+                       config=config)
+    assert rows(engine) == []
+
+
+def test_a_delay_notice_and_the_final_failure_of_one_copy_count_once(env):
+    engine, config = env
+    add_people(engine, "weekly", 1)
+    a = "reader0@example.com"
+    c1, c2 = deliver(engine, config, T0), deliver(engine, config, T0 + DAY)
+    h = timedelta(hours=2)
+    record_bounces(engine, [soft(a, "<delay-1@mx>", c1.id), soft(a, "<delay-2@mx>", c1.id)], now=T0 + h, config=config)
+    r = record_bounces(engine, [soft(a, "<fail-1@mx>", c1.id), soft(a, "<delay-3@mx>", c2.id)],
+                       now=T0 + DAY + h, config=config)
+    assert (r.new, r.bounced) == (2, 0)  # two copies soft-bounced, not four
+    assert statuses(engine, a) == {"weekly": "active"}

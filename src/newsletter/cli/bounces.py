@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -77,15 +77,64 @@ def parse_command(
 def _table(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for col in ("file", "recipient", "kind", "status", "campaign", "subscriber", "source", "reason"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["file"], r["recipient"] or "", r["kind"], r["status"] or "",
-                      "" if r["campaign_id"] is None else str(r["campaign_id"]),
-                      "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])
+    for r in rows:  # Text(): report text is shown as is, never read as rich markup
+        table.add_row(*(Text(v) for v in (
+            r["file"], r["recipient"] or "", r["kind"], r["status"] or "",
+            "" if r["campaign_id"] is None else str(r["campaign_id"]),
+            "" if r["subscriber_id"] is None else str(r["subscriber_id"]), r["source"], r["reason"])))
     Console(soft_wrap=True, highlight=False).print(table)
+
+
+# ---------------------------------------------------------------- bounces list (stored events)
+
+
+class Kind(str, Enum):
+    hard = "hard"
+    soft = "soft"
+    complaint = "complaint"
+    auto_reply = "auto-reply"
+    delivered = "delivered"
+    unknown = "unknown"
+
+
+@bounces_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    campaign: Optional[int] = typer.Option(None, "--campaign", help="Only events tied to this campaign id."),
+    kind: Optional[Kind] = typer.Option(None, "--kind", help="Only this kind of event."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Only this subscriber's history (address)."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many events, newest first."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, or json (one JSON object a line)."),
+) -> None:
+    """Stored bounce events (mailbox, webhooks, SMTP replies), newest first, with what each one did."""
+    from ..feedback.record import list_bounces
+    from ..store.db import get_engine
+
+    config = get_config(ctx)
+    rows = list_bounces(get_engine(config.database_url, readonly=True), campaign_id=campaign,
+                        kind=kind.value if kind else None, email=subscriber, limit=limit)
+    if fmt is Fmt.json:
+        for r in rows:
+            typer.echo(json.dumps(r.as_json(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("when", "recipient", "kind", "status", "campaign", "source", "outcome", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(f"{r.occurred_at:%Y-%m-%d %H:%M}", r.recipient or "-", r.kind, r.status or "",
+                      "" if r.campaign_id is None else str(r.campaign_id), r.source + (f"/{r.provider}" if r.provider else ""),
+                      r.outcome, r.reason)
+    Console(soft_wrap=True, highlight=False).print(table)
+    if not rows:
+        _err("no bounce events match")
 
 
 # --- the mailboxes: `bounces process`, `bounces requests` (i13-mailbox) ---
@@ -105,8 +154,10 @@ def process_command(
     ctx: typer.Context,
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="table (a summary), or json (one object)."),
 ) -> None:
-    """Read the bounce and unsubscribe mailboxes once: record bounces and complaints, honour mailto
-    unsubscribes, move processed messages away; exit 1 if a mailbox could not be read."""
+    """Read the bounce and unsubscribe mailboxes once and act on each message.
+
+    Records bounces and complaints, honours mailto unsubscribes, moves processed messages away;
+    exits 1 if a mailbox could not be read."""
     from ..feedback.poll import summary_line
     from ..feedback.process import process_mailboxes
 
@@ -132,8 +183,10 @@ def requests_command(
     limit: int = typer.Option(200, "--limit", min=1, help="At most this many, newest first."),
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, or json (one JSON object a line)."),
 ) -> None:
-    """Unsubscribe requests that came by email WITHOUT a valid token: never acted on (From can be
-    forged); check each one and unsubscribe the person yourself if it is genuine."""
+    """Unsubscribe emails that carried no valid token, for you to check.
+
+    They are never acted on (a From address can be forged): check each one and unsubscribe the
+    person yourself if it is genuine."""
     from rich.console import Console
     from rich.table import Table
 

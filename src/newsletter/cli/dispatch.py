@@ -166,6 +166,10 @@ def show_command(
         out.print(f"  {k:10} {v}", markup=False)
     if info.counts:
         out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(info.counts.items())), markup=False)
+    fb = info.feedback
+    if fb.get("copies"):
+        out.print(f"  feedback   hard {fb['hard']} ({fb['hard_rate']:.2%}), soft {fb['soft']} ({fb['soft_rate']:.2%}), "
+                  f"complaints {fb['complaints']} ({fb['complaint_rate']:.2%}) of {fb['copies']} copies", markup=False)
     for r in problems:
         note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
         out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
@@ -353,7 +357,7 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
                   f"skipped {summary.skipped_now} in {summary.elapsed:.1f} s ({summary.rate:.0f}/s)", markup=False)
         out.print("  ledger:   " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())), markup=False)
         if summary.suppressed:
-            out.print(f"  suppressed (unknown user): {', '.join(summary.suppressed)}", markup=False)
+            out.print(f"  suppressed (hard bounce): {', '.join(summary.suppressed)}", markup=False)
         if summary.resent_ambiguous:
             out.print(f"  resent {summary.resent_ambiguous} ambiguous copies (same Message-ID): "
                       f"{', '.join(summary.ambiguous_resent)}", markup=False)

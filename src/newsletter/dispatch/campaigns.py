@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
 from ..store import queries as q
+from ..store.bounces import campaign_rates
 from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
@@ -99,6 +100,8 @@ class CampaignInfo:
     html_size: int = 0
     images: int = 0
     meta: dict = field(default_factory=dict)
+    # Bounces and complaints over copies sent (``store.bounces.CampaignRates.as_dict``).
+    feedback: dict = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -237,6 +240,7 @@ def _info(conn, row, *, detail: bool) -> CampaignInfo:
         from_address=row["from_address"], reply_to=row["reply_to"], lists=slugs, created_at=row["created_at"],
         scheduled_at=row["scheduled_at"], started_at=row["started_at"], finished_at=row["finished_at"], counts=counts,
         preheader=row["preheader"], meta=row["meta"] or {},
+        feedback=campaign_rates(conn, row["id"], counts).as_dict(),
     )
     if detail:
         info.html_size = len(row["html"].encode("utf-8"))

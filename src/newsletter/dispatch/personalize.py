@@ -223,11 +223,20 @@ class MessageFactory:
         unsubscribe_mailto: str | None = None,
         envelope_from: str | None = None,
         signer: Callable[[bytes], bytes] | None = None,
+        copy_address: Callable[[int], str | None] | None = None,
+        verp: bool = False,
+        feedback_id: Callable[[str], str] | None = None,
     ):
         self.content = content
         self.base_url = base_url.rstrip("/")
         self._token = unsubscribe_token
         self.signer = signer
+        # Feedback (issue 13): ``copy_address(subscriber_id)`` is the signed per-copy address
+        # (``bounces+TOKEN@domain``, one HMAC): its TOKEN goes in ``X-Newsletter-Ref`` (read back
+        # when a bounce quotes our headers) and, with ``verp``, the address is the envelope sender.
+        # ``feedback_id(list_slug)`` gives Gmail's Feedback-ID.
+        self._copy_address = copy_address
+        self._verp = verp and copy_address is not None
         from_value = format_address(content.from_address, "From")
         self.from_email = parseaddr(content.from_address)[1]
         self.mail_from = envelope_from or self.from_email
@@ -260,6 +269,8 @@ class MessageFactory:
         for lid, slug in content.lists.items():
             value = f"{name} <{slug}.{self.domain}>" if name else f"<{slug}.{self.domain}>"
             self._list_ids[lid] = encode_header("List-Id", value) + CRLF
+            if feedback_id is not None:
+                self._list_ids[lid] += encode_header("Feedback-ID", feedback_id(slug)) + CRLF
 
         text_head = (
             f"--{boundary_alt}\r\n"
@@ -370,6 +381,13 @@ class MessageFactory:
         if self._subject_tags:
             subject = _TAG.sub(lambda m: self._subject_value(m, r, unsub), self.content.subject)
             head.append(encode_header("Subject", subject))
+        mail_from = self.mail_from
+        if self._copy_address is not None and r.subscriber_id > 0:
+            copy = self._copy_address(r.subscriber_id)
+            if copy:
+                head.append(b"X-Newsletter-Ref: " + copy.rpartition("@")[0].rpartition("+")[2].encode("ascii"))
+                if self._verp:
+                    mail_from = copy
         data = b"".join([
             CRLF.join(head), CRLF,
             self._list_ids.get(r.list_id, b""),
@@ -382,7 +400,7 @@ class MessageFactory:
         ])
         if self.signer is not None:
             data = self.signer(data) + data
-        return Built(self.mail_from, email, data, msgid)
+        return Built(mail_from, email, data, msgid)
 
     def _subject_value(self, m: re.Match, r: Recipient, unsub: str) -> str:
         tag = _parse_tag(m.group("a") or m.group("b"), m.group("a") is None)

@@ -29,7 +29,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Callable, Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from ..config import Config
@@ -50,6 +50,8 @@ LOCK_STALE_S = 60.0
 # in the queue, one query per group) just before its message goes out.
 RECHECK_AFTER_S = 0.5
 RECHECK_GROUP = 50
+# How often a running send re-checks its campaign's bounce and complaint rates (the rate guard).
+RATES_CHECK_S = 2.0
 
 
 @dataclass
@@ -84,7 +86,7 @@ class SendSummary:
     failed_now: int = 0
     deferred_now: int = 0
     skipped_now: int = 0
-    suppressed: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)  # addresses the bounce rules suppressed during this run
     ambiguous: list[str] = field(default_factory=list)  # every address a crash left ambiguous
     resent_ambiguous: int = 0
     ambiguous_resent: list[str] = field(default_factory=list)  # those of them sent again in this run
@@ -225,9 +227,9 @@ class _GroupCommit:
             sending_all = [(i, self.worker) for t in batch for i in t["sending"]]
             self._write(results_all, sending_all)
             self.on_committed(len(results_all))
-            to_suppress = [r["email"] for r in results_all if r.get("suppress")]
-            if to_suppress:
-                self.suppress(to_suppress)
+            failed = [r for r in results_all if r["state"] == "failed"]
+            if failed:  # 5xx replies go through the bounce rules (one table of events)
+                self.suppress(failed)
         except BaseException as e:  # every waiting lane learns about it
             error = e
         finally:
@@ -327,16 +329,23 @@ class _Run:
         with self.lock:
             self.uncommitted -= n
 
-    def _suppress(self, emails: list[str]) -> None:
-        from ..store.subscribers import suppress
+    def _suppress(self, failed: list[dict]) -> None:
+        """Record the 5xx replies of failed copies as ``smtp`` bounce events; the rules decide
+        (hard: bounced and suppressed; soft: counted; and the campaign's rate guard)."""
+        from ..feedback.record import record_bounces, smtp_bounce
 
-        for e in emails:
-            try:
-                suppress(self.engine, e, reason="unknown user (5.1.1) while sending campaign %d" % self.cid)
-                with self.lock:
-                    self.suppressed.append(e)
-            except NewsletterError as err:
-                log.warning("could not suppress %s: %s", e, err)
+        bounces = [b for r in failed if (b := smtp_bounce(r.get("reply") or "", recipient=r["email"],
+                                                          campaign_id=self.cid,
+                                                          subscriber_id=r.get("subscriber_id"))) is not None]
+        if not bounces:
+            return
+        try:  # the send loop checks the campaign's rates every RATES_CHECK_S, not once per failure
+            res = record_bounces(self.engine, bounces, config=self.config, check_rates=False)
+        except NewsletterError as err:
+            log.warning("campaign %s: could not record %d SMTP bounce(s): %s", self.cid, len(bounces), err)
+            return
+        with self.lock:
+            self.suppressed.extend(res.suppressed)
 
     def stopping(self) -> bool:
         return self.stop_all.is_set() or self.external_stop.is_set()
@@ -356,7 +365,7 @@ class _Run:
             else:
                 self.deferred += 1
         return {"id": item.id, "state": state, "reply": reply, "message_id": built_msgid, "server": server,
-                "next_attempt_at": nxt, "email": item.recipient.email, "suppress": outcome.suppress and state == "failed"}
+                "next_attempt_at": nxt, "email": item.recipient.email, "subscriber_id": item.recipient.subscriber_id}
 
     def connection_result(self, transport, ok: bool, problem: str = "") -> None:
         with self.lock:
@@ -508,13 +517,47 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     if bounce:
         check_header_value("bounce_address", bounce)
         bounce = parseaddr(bounce)[1] or None
+    copy_address, verp, feedback = _feedback_headers(engine, campaign, config, secret, bounce)
     return MessageFactory(
         _content(engine, campaign), base_url=config.base_url,
         unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
         newsletter_name=config.newsletter_name, instance_key=secret,
         precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
         unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
+        copy_address=copy_address, verp=verp, feedback_id=feedback,
     )
+
+
+def _feedback_headers(engine: Engine, campaign, config: Config, secret: bytes, bounce: str | None):
+    """(copy_address, verp, feedback_id) for the message factory: each copy names itself with a
+    signed ``bounce_address`` + token (the From address when no bounce address is set), used as
+    its envelope sender when ``verp`` is on and a bounce address is configured (a plain From
+    mailbox may not accept ``+`` addresses); Feedback-ID is campaign:list:newsletter:domain.
+
+    The token grows with the ids: a bounce address too long to carry it for today's highest
+    subscriber id is refused up front; a copy for a much later id that would not fit goes out
+    with the plain envelope (``copy_address`` returns None) rather than fail."""
+    from ..feedback.verp import feedback_id, verp_address
+    from ..store.models import Subscriber
+
+    base = bounce or parseaddr(campaign.from_address)[1]
+    verp = bool(config.verp and bounce)
+    with transaction(engine) as conn:
+        top = conn.execute(select(func.max(Subscriber.__table__.c.id))).scalar() or 1
+    try:
+        verp_address(base, secret, campaign.id, top)
+    except ValueError as e:
+        if verp:
+            raise ConfigError(f"bounce_address: {e} (shorten it, or set verp = false)") from None
+        copy_address = None
+    else:
+        def copy_address(sid: int) -> str | None:
+            try:
+                return verp_address(base, secret, campaign.id, sid)
+            except ValueError:
+                return None
+    domain = parseaddr(campaign.from_address)[1].rpartition("@")[2]
+    return copy_address, verp, lambda slug: feedback_id(campaign.id, slug, domain)
 
 
 def make_transports(config: Config, *, smtp: str | None = None, tls: str | None = None, outbox: str | None = None) -> list:
@@ -644,6 +687,9 @@ def send_campaign(
     concurrency = int(concurrency or config.concurrency or 1)
     if concurrency < 1 or concurrency > 256:
         raise ConfigError(f"concurrency {concurrency}: expected 1 to 256")
+    from ..feedback.record import Rules, check_campaign_rates
+
+    rules = Rules.from_config(config)  # bad bounce settings stop the send before anything goes out
     limiter = RateLimiter.from_specs(rate if rate is not None else config.rate, config.rate_window)
     if config.rate_window:  # provider quotas remember what was sent before this process started
         from .ratelimit import parse_rates
@@ -748,6 +794,7 @@ def send_campaign(
         low_water = max(concurrency * 4, batch // 2)
         last_progress = 0.0
         last_status_check = 0.0
+        last_rates_check = 0.0
         while True:
             if run.fatal is not None:
                 break
@@ -762,6 +809,9 @@ def send_campaign(
                 last_status_check = now_m
                 live.beat()
                 with transaction(engine) as conn:
+                    if now_m - last_rates_check > RATES_CHECK_S:  # bounces recorded elsewhere count too
+                        last_rates_check = now_m
+                        check_campaign_rates(conn, cid, rules)
                     st = q.campaign_status(conn, cid)
                 if st in ("paused", "cancelled"):
                     stopped = st

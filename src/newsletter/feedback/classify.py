@@ -35,14 +35,16 @@ _NO_MAILBOX = re.compile(
 # Wording that says the mailbox is full or over quota.
 _FULL = re.compile(r"mailbox (is )?full|over ?quota|quota exceeded|exceed(ed|s)? (the |its |his |her )?(storage |mailbox )?quota|"
                    r"insufficient (disk )?(space|storage)|mailbox size limit|out of (disk )?space|full mailbox|"
-                   r"user has exhausted|storage (quota|limit)", re.IGNORECASE)
+                   r"user has exhausted|storage (quota|limit)|(not|n't) (have )?enough (storage |disk )?space|"
+                   r"storage space|diskspace|disk space", re.IGNORECASE)
 # Wording that says our message or our reputation was refused, not the address.
 _BLOCKED = re.compile(r"spam|blocked|block list|blocklist|blacklist|black list|reputation|rbl|spamhaus|policy|"
                       r"content rejected|message rejected|not accepted|dmarc|spf|dkim|too many|rate limit|"
                       r"throttl|greylist|graylist|try again later|temporar|virus|suspicious|denied", re.IGNORECASE)
 _TRANSIENT = re.compile(r"temporar|try again|will (continue|retry|keep) (trying|to try)|not yet been delivered|"
                         r"delayed|retry|deferred|timed? ?out|connection (refused|timed out|lost)|could not connect|"
-                        r"unable to connect|isn't responding|not responding|queue", re.IGNORECASE)
+                        r"unable to connect|isn't responding|not responding|queue|temp_failure|connection dropped|"
+                        r"dropped by remote host|could not initiate|no route to host|network is unreachable", re.IGNORECASE)
 _PERMANENT = re.compile(r"permanent(ly)?|fatal|i've given up|giving up|failed permanently|will not retry|"
                         r"not going to try again|undeliverable", re.IGNORECASE)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import HeaderParser
 
@@ -22,7 +23,8 @@ ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers", "me
                   "text/rfc822", "message/global-headers")
 MAX_FIELD_TEXT = 64 * 1024
 MAX_BLOCKS = 500  # recipients per report; a report naming more is cut here
-_ADDR_RE = re.compile(r"[^\s<>()\[\];,:\"']{1,200}@[a-z0-9][a-z0-9.\-]{0,250}", re.IGNORECASE)
+_ADDR_RE = re.compile(r"[\w.%+\-=/!#$&*?^`{|}~]{1,64}@\w[\w.\-]{0,250}")  # \w: SMTPUTF8 addresses too
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,25 @@ class Finding:
     recipient: str | None
     status: str | None
     reason: str
+
+
+def header_text(value: object) -> str:
+    """A header value as text: raw 8-bit bytes (kept as surrogates by the parser) read as UTF-8."""
+    if isinstance(value, Header):  # compat32 wraps 8-bit values as "unknown-8bit" Header objects
+        out = []
+        for chunk, charset in decode_header(value):
+            if isinstance(chunk, bytes):
+                cs = charset if charset and charset != "unknown-8bit" else "utf-8"
+                try:
+                    chunk = chunk.decode(cs, "replace")
+                except LookupError:
+                    chunk = chunk.decode("utf-8", "replace")
+            out.append(chunk)
+        return "".join(out)
+    text = str(value)
+    if any("\udc80" <= c <= "\udcff" for c in text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 def part_text(part: Message, limit: int = MAX_FIELD_TEXT) -> str:
@@ -61,7 +82,7 @@ def field_blocks(part: Message) -> list[dict[str, str]]:
         for sub in payload[:MAX_BLOCKS]:
             fields = {}
             for key, value in sub.items():
-                fields.setdefault(key.strip().lower(), " ".join(str(value).split()))
+                fields.setdefault(key.strip().lower(), " ".join(header_text(value).split()))
             blocks.append(fields)
         return blocks
     return parse_field_text(part_text(part))
@@ -100,7 +121,11 @@ def address_of(value: str | None) -> str | None:
     m = _ADDR_RE.search(text)
     if m is None:
         return None
-    return m.group(0).strip(".").strip()
+    addr = m.group(0).rstrip(".").strip()
+    local = addr.rpartition("@")[0]
+    if ".." in local or local.startswith(".") or local.endswith("."):
+        return None  # an elided or mangled address ("david...@gmail.com") is nobody's
+    return addr
 
 
 def _diagnostic(value: str | None) -> str:
@@ -180,5 +205,5 @@ def original_message(part: Message) -> Message | None:
 
 def _short(text: str, limit: int = 300) -> str:
     """One line, at most ``limit`` characters: the reason is shown in tables and stored."""
-    line = " ".join(str(text).split())
+    line = " ".join(_CONTROL_RE.sub(" ", str(text)).split())  # no terminal escapes or bidi tricks from a report
     return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -11,33 +11,36 @@ the capped text; nothing here raises on odd input.
 from __future__ import annotations
 
 import re
+from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 
 from .classify import classify_text
-from .dsn import Finding, _short
+from .dsn import Finding, _short, header_text
 from .model import BounceKind
 
 MAX_TEXT = 64 * 1024
 MAX_RECIPIENTS = 100
 CONTEXT_CHARS = 700
 
-ADDRESS_RE = re.compile(r"[A-Za-z0-9._%+\-=/!#$&*?^`{|}~]{1,64}@[A-Za-z0-9][A-Za-z0-9.\-]{0,253}")
-_TLD_RE = re.compile(r"\.[A-Za-z]{2,24}$")
+ADDRESS_RE = re.compile(r"[\w.%+\-=/!#$&*?^`{|}~]{1,64}@\w[\w.\-]{0,253}")  # \w: SMTPUTF8 addresses too
+_TLD_RE = re.compile(r"\.(?:[^\W\d_]{2,24}|xn--[a-z0-9\-]{1,59})$")
 _ROLE_LOCALS = {"mailer-daemon", "postmaster", "root", "daemon", "mail", "noreply", "no-reply", "mailerdaemon",
                 "mail-daemon", "bounce", "bounces", "nobody", "abuse", "hostmaster", "webmaster", "mdaemon"}
 
 # Where the returned original (or its headers) starts: everything after is not the explanation.
 _ORIGINAL_START = re.compile(
-    r"^[ \t]*(?:-{2,}|={2,}|_{2,}|\*{2,})?[ \t]*(?:this is a copy of|below this line is a copy|original message|"
-    r"the original message|returned message|unsent message|undelivered message|message removed|"
-    r"text of (?:the )?message|headers of the|rfc822|original message follows|copy of (?:the |your )?message|"
-    r"the message you sent|start of returned|your original message|message headers follow|"
-    r"the body of the message|included message|enclosed (?:is|are)|beginning of message)",
+    r"^[ \t]*[-=_*]{2,}[ \t]*(?:this is a copy of|below this line is a copy|original message|the original message|"
+    r"returned message|unsent message|undelivered message|message removed|text of (?:the )?message|headers of the|"
+    r"rfc822|copy of (?:the |your )?message|start of returned|your original message|message headers follow|"
+    r"the body of the message|included message|beginning of message|message header follows)"
+    r"|^[ \t]*(?:below this line is a copy|original message follows|original message as received|"
+    r"this is a copy of the message|the (?:first \d+ lines|headers) of your (?:original )?message follow|"
+    r"message headers follow|--- ?original message ?---)",
     re.IGNORECASE | re.MULTILINE,
 )
 _STRONG_PATTERNS = [
-    re.compile(r"^[ \t]*<?(%s)>?:?[ \t]*$" % ADDRESS_RE.pattern, re.MULTILINE),  # alone on a line
+    re.compile(r"^[ \t]*[<\"']?(%s)[>\"']?:?[ \t]*$" % ADDRESS_RE.pattern, re.MULTILINE),  # alone on a line
     re.compile(r"RCPT TO:?[ \t]*\n?[ \t]*<(%s)>" % ADDRESS_RE.pattern, re.IGNORECASE),
     re.compile(r"<(%s)>(?:\.\.\.|:|,? *\(| *\r?\n)" % ADDRESS_RE.pattern),
     re.compile(r"\bSMTP=(%s)" % ADDRESS_RE.pattern, re.IGNORECASE),
@@ -54,7 +57,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"returned mail|failure notice|mail delivery failed|non[- ]?delivery|could not be delivered|"
     r"delivery has failed|not delivered|unable to deliver|warning: could not send|message status|"
     r"failed delivery|failure delivery|nondeliverable|rejected|returned to sender|delivery notification|"
-    r"mail system error|bounced|unknown user|user unknown|delayed", re.IGNORECASE)
+    r"mail system error|bounced|unknown user|user unknown|delayed|delivery (warning|delay)", re.IGNORECASE)
 _BOUNCE_BODY = re.compile(
     r"could not be delivered|couldn't be delivered|wasn't able to deliver|was not able to deliver|unable to deliver|"
     r"delivery (?:to the following recipients? )?(?:has )?failed|permanent(?:ly)? (?:error|fatal|failed)|"
@@ -62,12 +65,17 @@ _BOUNCE_BODY = re.compile(
     r"no such (?:user|mailbox)|undeliverable|failed permanently|not delivered|delivery failure|"
     r"could not deliver|cannot be delivered|returned to the sender|rejected your message|has not yet been delivered|"
     r"delivery to the following|mail delivery failed|message was not delivered|delivery problem|"
-    r"an error occurred while trying to deliver|qmail-send program|transcript of session|fatal error",
+    r"an error occurred while trying to deliver|qmail-send program|transcript of session|fatal error|"
+    r"delivery of email to this address|has been postponed|delivery attempts will continue",
     re.IGNORECASE)
-_WARNING = re.compile(r"has not yet been delivered|not been delivered yet|delayed|will (?:continue|keep) (?:trying|to try)|"
-                      r"will be retried|still trying|warning|no action is required|still being retried|"
-                      r"will retry|temporar(?:y|ily) (?:failure|problem|error)", re.IGNORECASE)
+# A delay notice, not a final failure: read in the subject, or in the explanation's wording.
+_WARNING_SUBJECT = re.compile(r"warning|delayed|delay|postponed|not yet delivered", re.IGNORECASE)
+_WARNING = re.compile(r"has not yet been delivered|not been delivered yet|will (?:continue|keep) (?:trying|to try)|"
+                      r"will be retried|still trying|no action is required|still being retried|has been postponed|"
+                      r"delivery attempts will continue|will continue to try|will retry|advisory", re.IGNORECASE)
 
+_SMTP_CODE = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?![\d.])|\b[45][05][0-9][ -][A-Za-z]|smtp error code [45]\d\d",
+                        re.IGNORECASE)
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:re:\s*)?(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response|antwort)|auto:|"
     r"abwesenheitsnotiz|abwesend|r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|"
@@ -76,16 +84,29 @@ _AUTO_SUBJECT = re.compile(
     re.IGNORECASE)
 
 
+def decoded_subject(msg: Message) -> str:
+    """The Subject with RFC 2047 encoded words decoded, on one line ('' if unreadable)."""
+    raw = header_text(msg.get("subject", ""))
+    try:
+        text = str(make_header(decode_header(raw)))
+    except Exception:
+        text = raw
+    return " ".join(text.split())[:500]
+
+
 def looks_like_bounce(msg: Message, text: str) -> bool:
     """True when headers or the explanation say delivery failed (or is delayed)."""
     if msg.get("x-failed-recipients"):
         return True
     sender = f"{msg.get('from', '')} {msg.get('return-path', '')}"
-    subject = str(msg.get("subject", ""))
+    subject = decoded_subject(msg)
     body_says = bool(_BOUNCE_BODY.search(text[:MAX_TEXT]))
-    by_sender = bool(_BOUNCE_SENDER.search(sender)) or msg.get("return-path", "").strip() in ("<>", "")
+    by_sender = bool(_BOUNCE_SENDER.search(sender)) or str(msg.get("return-path", "")).strip() == "<>"
     by_subject = bool(_BOUNCE_SUBJECT.search(subject))
-    return body_says and (by_sender or by_subject) or (by_sender and by_subject)
+    if body_says and (by_sender or by_subject) or (by_sender and by_subject):
+        return True
+    # A bounce subject over text that quotes an SMTP reply ("[SMTP Error Code 550]", "#5.1.1").
+    return by_subject and bool(_SMTP_CODE.search(text[:MAX_TEXT]))
 
 
 def auto_reply_reason(msg: Message) -> str | None:
@@ -101,7 +122,7 @@ def auto_reply_reason(msg: Message) -> str | None:
         return "Precedence: auto_reply"
     if str(msg.get("x-auto-response-suppress", "")) and str(msg.get("x-ms-exchange-inbox-rules-loop", "")):
         return "Exchange inbox rule reply"
-    subject = str(msg.get("subject", ""))
+    subject = decoded_subject(msg)
     if _AUTO_SUBJECT.search(subject):
         return f"subject {_short(subject, 60)!r}"
     return None
@@ -124,7 +145,7 @@ def _clean(addr: str) -> str | None:
         local = local[5:]
     local = local.lstrip("<=\"'")
     domain = domain.rstrip(".-")
-    if not local or not _TLD_RE.search(domain) or ".." in domain:
+    if not local or not _TLD_RE.search(domain) or ".." in domain or ".." in local or local[0] == "." or local[-1] == ".":
         return None
     return f"{local}@{domain}"
 
@@ -135,7 +156,7 @@ def party_addresses(*messages: Message | None) -> set[str]:
     for msg in messages:
         if msg is None:
             continue
-        values = [str(msg.get(h, "")) for h in ("from", "sender", "reply-to", "return-path", "errors-to",
+        values = [header_text(msg.get(h, "")) for h in ("from", "sender", "reply-to", "return-path", "errors-to",
                                                   "x-original-sender", "list-post", "message-id")]
         for _, addr in getaddresses(values):
             if "@" in addr:
@@ -175,7 +196,7 @@ def find_recipients(text: str, exclude: set[str]) -> list[tuple[str, int]]:
 def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding]:
     """Findings for a prose bounce: one per named recipient (or one without a recipient)."""
     part = explanation(text)
-    subject = str(msg.get("subject", ""))
+    subject = decoded_subject(msg)
     recipients: list[tuple[str, int]] = []
     failed_header = str(msg.get("x-failed-recipients", ""))
     for _, addr in getaddresses([failed_header])[:MAX_RECIPIENTS]:
@@ -185,7 +206,7 @@ def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding
             recipients.append((clean, max(pos, 0)))
     if not recipients:
         recipients = find_recipients(part, exclude)
-    warning = bool(_WARNING.search(subject)) or bool(_WARNING.search(part[:3000]))
+    warning = bool(_WARNING_SUBJECT.search(subject)) or bool(_WARNING.search(part[:3000]))
     overall_kind, overall_status = classify_text(part)
     findings = []
     positions = [p for _, p in recipients] + [len(part)]
@@ -194,13 +215,12 @@ def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding
         if recipients and end <= pos + len(addr):
             end = pos + CONTEXT_CHARS
         context = part[pos:end]
-        kind, status = classify_text(context) if recipients else (overall_kind, overall_status)
+        kind, status = classify_text(context) if recipients else (BounceKind.UNKNOWN, None)
         if kind in (BounceKind.UNKNOWN, BounceKind.DELIVERED):
-            kind, status = overall_kind, status or overall_status
-        if warning and kind is not BounceKind.SOFT and not status:
-            kind = BounceKind.SOFT
+            # Nothing in this recipient's lines: a delay notice is soft, else what the whole text says.
+            kind, status = (BounceKind.SOFT, status) if warning else (overall_kind, status or overall_status)
         if kind in (BounceKind.UNKNOWN, BounceKind.DELIVERED):
-            kind = BounceKind.HARD  # a final failure notice without a code or known wording
+            kind = BounceKind.SOFT if warning else BounceKind.HARD  # a final failure notice without code or wording
         findings.append(Finding(kind, addr, status, _reason(context if recipients else part, addr)))
     return findings
 

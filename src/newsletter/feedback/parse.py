@@ -13,19 +13,22 @@ import email
 import email.policy
 import hashlib
 import logging
+import re
 from dataclasses import replace
 from email.message import Message
 
-from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, original_message, part_text,
+from .classify import classify_smtp_reply  # noqa: F401  (re-exported: the send path classifies replies too)
+from .dsn import (ARF_TYPES, DSN_TYPES, ORIGINAL_TYPES, Finding, _short, arf_finding, header_text, original_message, part_text,
                   read_arf, read_dsn)
 from .heuristics import MAX_TEXT, auto_reply_reason, looks_like_bounce, party_addresses, read_nonstandard
 from .model import Bounce, BounceKind, BounceSource
 from .verp import find_verp
 
+__all__ = ["parse_message", "classify_smtp_reply", "report_id", "MAX_PARSE_BYTES"]
 log = logging.getLogger(__name__)
 
 MAX_PARSE_BYTES = 2 * 1024 * 1024  # reports put their explanation first; the returned original may be cut
-MAX_PARTS = 200
+MAX_PARTS = 64  # MIME parts and boundaries read; a report has a handful
 # Headers where the report's envelope recipient (our VERP address) shows.
 ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "x-rcpt-to", "to",
                     "x-original-recipient", "original-recipient")
@@ -51,19 +54,37 @@ def parse_message(raw: bytes, *, secret: bytes | str | None = None) -> list[Boun
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return []
     raw = bytes(raw)
+    head, cut = _bounded(raw)
     try:
-        msg = email.message_from_bytes(raw[:MAX_PARSE_BYTES], policy=email.policy.compat32)
+        msg = email.message_from_bytes(head, policy=email.policy.compat32)
     except Exception as e:  # the email package is lenient; this is the last guard
         log.debug("unparseable message: %s", e)
         return [Bounce(BounceKind.UNKNOWN, BounceSource.HEURISTIC, reason="unreadable message",
                        report_id=report_id(raw, None))]
     rid = report_id(raw, msg)
     try:
-        return _parse(msg, rid, secret, truncated=len(raw) > MAX_PARSE_BYTES)
+        return _parse(msg, rid, secret, truncated=cut)
     except Exception as e:  # never let one odd message stop a mailbox run
         log.warning("message %s could not be read: %s: %s", rid, type(e).__name__, e)
         return [Bounce(BounceKind.UNKNOWN, BounceSource.HEURISTIC, reason=f"could not be read ({type(e).__name__})",
                        report_id=rid)]
+
+
+_STRUCTURE_RE = re.compile(rb"boundary\s*=|\ncontent-type\s*:", re.IGNORECASE)
+
+
+def _bounded(raw: bytes) -> tuple[bytes, bool]:
+    """The first MAX_PARSE_BYTES, also cut before the MAX_PARTS-th MIME part or nested boundary.
+
+    The email package checks every line against every open boundary, so deeply nested or
+    many-part input costs far more than its size; real reports have a handful of parts, and what
+    follows them (the returned original) can go.
+    """
+    head = raw[:MAX_PARSE_BYTES]
+    for count, m in enumerate(_STRUCTURE_RE.finditer(head), 1):
+        if count > MAX_PARTS:
+            return head[: m.start()], True
+    return head, len(raw) > MAX_PARSE_BYTES
 
 
 def _walk(msg: Message):
@@ -80,7 +101,7 @@ def _walk(msg: Message):
                 stack[0:0] = [p for p in payload if isinstance(p, Message)]
 
 
-def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
+def _parse(msg: Message, rid: str, secret, *, truncated: bool, depth: int = 0) -> list[Bounce]:
     dsn_parts, arf_parts, originals, texts = [], [], [], []
     text_budget = MAX_TEXT
     for part in _walk(msg):
@@ -100,18 +121,28 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
             texts.append(text)
             text_budget -= len(text)
     original = originals[0] if originals else None
-    attribution = _attribute(msg, original, secret)
     text = "\n".join(texts)
+    # Envelope values the report itself carries rank after its own headers, before quoted ones.
+    report_values: list[tuple[str, str]] = []
 
     findings: list[Finding] = []
     source = BounceSource.HEURISTIC
+    if not dsn_parts and not arf_parts and depth == 0:
+        # A report forwarded as an attachment (a gateway wrapping the DSN): read the inner report once.
+        for inner in originals[:3]:
+            if inner.get_content_type() == "multipart/report":
+                nested = _parse(inner, rid, secret, truncated=truncated, depth=1)
+                if nested:
+                    attribution = _attribute(msg, original, secret, [])
+                    if attribution is not None:
+                        nested = [replace(b, campaign_id=attribution[0][0], subscriber_id=attribution[0][1],
+                                          attribution=attribution[1]) if b.campaign_id is None else b for b in nested]
+                    return nested
     if arf_parts:
         source = BounceSource.ARF
         fields = read_arf(arf_parts[0])
         findings = [arf_finding(fields, original)]
-        if attribution is None and secret:
-            found = find_verp(fields.get("original-mail-from", ""), secret)
-            attribution = (found, "verp") if found else None
+        report_values.append((fields.get("original-mail-from", ""), "verp"))
     elif dsn_parts:
         source = BounceSource.DSN
         per_message: dict[str, str] = {}
@@ -119,10 +150,7 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
             got, fields = read_dsn(part)
             findings.extend(got)
             per_message.update(fields)
-        if attribution is None and secret:
-            found = find_verp(per_message.get("original-envelope-id", ""), secret) or _token(
-                per_message.get("original-envelope-id", ""), secret)
-            attribution = (found, "envid") if found else None
+        report_values.append((per_message.get("original-envelope-id", ""), "envid"))
         if not findings:  # a report with no per-recipient block (truncated): read the prose
             source = BounceSource.HEURISTIC
             findings = read_nonstandard(msg, text, party_addresses(msg, original))
@@ -133,13 +161,14 @@ def _parse(msg: Message, rid: str, secret, *, truncated: bool) -> list[Bounce]:
         if reason is not None:
             sender = _from_address(msg)
             findings = [Finding(BounceKind.AUTO_REPLY, sender, None, reason)]
+    attribution = _attribute(msg, original, secret, report_values)
     if not findings:
         if attribution is None:
             return []
         source = BounceSource.VERP
         findings = [Finding(BounceKind.UNKNOWN, None, None, "sent to our bounce address, but not a report we recognise")]
     if truncated:
-        findings = [replace(f, reason=_short(f.reason + " (message cut at 2 MiB)")) for f in findings]
+        findings = [replace(f, reason=_short(f.reason + " (message cut: over 2 MiB or 64 parts)")) for f in findings]
     return [_bounce(f, source, rid, attribution) for f in findings]
 
 
@@ -160,8 +189,10 @@ def _token(value: str, secret) -> tuple[int, int] | None:
     return find_verp(f"x+{value.lower()}@ref.invalid", secret)
 
 
-def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[int, int], str] | None:
-    """((campaign, subscriber), how) from our VERP address or quoted headers, else None."""
+def _attribute(msg: Message, original: Message | None, secret,
+               report_values: list[tuple[str, str]]) -> tuple[tuple[int, int], str] | None:
+    """((campaign, subscriber), how): our VERP address in the report's envelope headers, then in
+    its ARF/DSN envelope fields (``report_values``), then in the returned original's headers."""
     if not secret:
         return None
     for header in ENVELOPE_HEADERS:
@@ -173,6 +204,10 @@ def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[in
         found = find_verp(str(value), secret)
         if found:
             return found, "verp"
+    for value, how in report_values:
+        found = find_verp(value, secret) or _token(value, secret)
+        if found:
+            return found, how
     if original is not None:
         for header in QUOTED_HEADERS:
             for value in (original.get_all(header) or [])[:5]:
@@ -185,14 +220,13 @@ def _attribute(msg: Message, original: Message | None, secret) -> tuple[tuple[in
 def _from_address(msg: Message) -> str | None:
     from email.utils import parseaddr
 
-    _, addr = parseaddr(str(msg.get("from", "")))
+    _, addr = parseaddr(header_text(msg.get("from", "")))
     return addr or None
 
 
 def _strip_html(html: str) -> str:
     """Text of an HTML explanation (tags dropped, entities decoded); linear in its length."""
     import html as _html
-    import re
 
     text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", html)
     text = re.sub(r"<[^<>]{0,2000}>", " ", text)

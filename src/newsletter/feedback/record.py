@@ -4,7 +4,8 @@
 unique), ties it to a subscriber, and acts:
 
 - hard → every subscription ``bounced``, the address suppressed;
-- soft → counted; ``soft_bounce_limit`` of them within ``soft_bounce_window`` act like a hard
+- soft → counted (except security/policy statuses ``x.7.x``: a block of our mail says nothing
+  about the reader's mailbox, so it is stored and never counted); ``soft_bounce_limit`` of them within ``soft_bounce_window`` act like a hard
   bounce. The count restarts after proof that mail reaches the person: a positive DSN, or a
   later copy accepted by our server with no bounce reported ``soft_bounce_reset_after`` after
   it (see :func:`~newsletter.store.bounces.soft_bounce_count`);
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -35,7 +37,7 @@ from ..store import bounces as sql
 from ..store.db import transaction
 from ..store.models import utcnow
 from ..store.subscribers import leave_all_lists, parse_age, suppress_in
-from .model import Bounce, BounceKind
+from .model import Bounce, BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,8 @@ def _apply(conn, b: Bounce, sid: int, event_id: int, rules: Rules, now: datetime
             return "bounced"
         return "none"
     if b.kind is BounceKind.SOFT:
+        if sql.is_policy_status(b.status):  # a block of our mail (x.7.x), not the reader's mailbox
+            return "none"
         n = sql.soft_bounce_count(conn, sid, since=now - rules.soft_window, quiet_before=now - rules.reset_after)
         if n >= rules.soft_limit:
             why = _short(f"{n} soft bounces within {_age(rules.soft_window)} (last: {where}: {detail})")
@@ -195,13 +199,18 @@ def _age(d: timedelta) -> str:
 
 
 def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime | None = None,
-                   config: Config | None = None) -> RecordResult:
+                   config: Config | None = None, check_rates: bool = True) -> RecordResult:
     """Store each event once and apply the rules (see the module docstring). One transaction per
     event: a failure leaves the events before it recorded and acted on, and recording the same
-    events again (after a crash) does nothing twice. ``now`` is injectable for tests."""
+    events again (after a crash) does nothing twice. Then, once per campaign that got a new hard
+    bounce or complaint, its rates are checked (``check_rates``; a sender checks on its own
+    schedule instead). ``now`` is injectable for tests."""
     rules = Rules.from_config(config)
     result = RecordResult()
+    to_check: list[int] = []
+    t = now
     for b in bounces:
+        b = _checked(b)
         t = now or utcnow()
         recipient = (b.recipient or "").strip().lower()[:320]
         with transaction(engine) as conn:
@@ -210,7 +219,8 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
                 "subscriber_id": sid, "campaign_id": cid, "recipient": stored, "kind": b.kind.value,
                 "status": (b.status or None) and b.status[:16], "reason": _short(b.reason, 1000),
                 "source": b.source.value, "provider": (b.provider or None) and b.provider[:32],
-                "report_id": report_id_for(b), "outcome": "none", "occurred_at": _when(b, t), "recorded_at": t,
+                "report_id": report_id_for(b), "outcome": "none" if sid is not None else "unmatched",
+                "occurred_at": _when(b, t), "recorded_at": t,
             })
             if event_id is None:
                 result.duplicates += 1
@@ -219,16 +229,28 @@ def record_bounces(engine: Engine, bounces: Iterable[Bounce], *, now: datetime |
             result.event_ids.append(event_id)
             if sid is None:
                 result.unmatched += 1
-                sql.set_outcome(conn, event_id, "unmatched")
                 continue
             outcome = _apply(conn, b if b.campaign_id == cid else _with_campaign(b, cid), sid, event_id, rules, t, result)
             if outcome != "none":
                 sql.set_outcome(conn, event_id, outcome)
-            if cid is not None and b.kind in (BounceKind.HARD, BounceKind.COMPLAINT):
-                reason = check_campaign_rates(conn, cid, rules, now=t)
-                if reason and cid not in result.paused:
-                    result.paused.append(cid)
+        if cid is not None and b.kind in (BounceKind.HARD, BounceKind.COMPLAINT) and cid not in to_check:
+            to_check.append(cid)
+    for cid in to_check if check_rates else ():
+        with transaction(engine) as conn:
+            if check_campaign_rates(conn, cid, rules, now=t):
+                result.paused.append(cid)
     return result
+
+
+def _checked(b: Bounce) -> Bounce:
+    """The bounce with its kind and source as the closed enums (producers may pass strings)."""
+    from dataclasses import replace
+
+    try:
+        return replace(b, kind=BounceKind(b.kind), source=BounceSource(b.source))
+    except ValueError:
+        raise InvalidInput(f"bounce report {b.report_id or '(no id)'}: kind {str(b.kind)!r} or source "
+                           f"{str(b.source)!r} is not one we know") from None
 
 
 def _with_campaign(b: Bounce, cid: int | None) -> Bounce:
@@ -274,6 +296,57 @@ def check_campaign_rates(conn, campaign_id: int, rules: Rules | Config | None = 
     log.warning("campaign %s %s", campaign_id, reason)
     return reason
 
+# An SMTP reply recorded on a ledger row at RCPT or DATA ("550 5.1.1 ..."), possibly after
+# retries ("gave up after 172800 s of retries (12 attempts): 452 4.2.2 ..."). Replies at other
+# stages carry a prefix ("MAIL: 550 ...") and say nothing about the reader's mailbox.
+_SMTP_REPLY = re.compile(r"^(?:gave up after [^:]*: )?([45]\d\d)(?:[ -](.*))?$", re.S)
+
+
+def smtp_bounce(reply: str, *, recipient: str, campaign_id: int, subscriber_id: int | None) -> Bounce | None:
+    """The bounce event for a copy our server refused for good, or None when the reply is not
+    about the recipient (connection trouble, a reply to MAIL FROM). Classified like a reply
+    quoted in a DSN (``classify_smtp_reply``); the copy itself is the report (one per copy)."""
+    from .classify import classify_smtp_reply, parse_enhanced
+
+    m = _SMTP_REPLY.match((reply or "").strip())
+    if m is None:
+        return None
+    code, text = int(m.group(1)), m.group(2) or ""
+    enhanced = parse_enhanced(text)
+    kind = classify_smtp_reply(code, enhanced, text)
+    if kind not in (BounceKind.HARD, BounceKind.SOFT):
+        kind = BounceKind.UNKNOWN
+    return Bounce(kind, BounceSource.SMTP, recipient=recipient, status=enhanced, reason=_short(reply, 300),
+                  campaign_id=campaign_id, subscriber_id=subscriber_id,
+                  report_id=f"smtp:{campaign_id}:{subscriber_id or recipient.lower()}")
+
+
+def list_bounces(engine: Engine, *, campaign_id: int | None = None, kind: str | None = None,
+                 email: str | None = None, limit: int | None = None) -> list[sql.EventRow]:
+    """Stored events, newest first, filtered by campaign, kind and subscriber address (their
+    bounce history). Raises InvalidInput for an unknown kind, NotFound for an unknown campaign
+    or subscriber."""
+    from ..errors import NotFound
+    from ..store.db import require_current_schema
+
+    require_current_schema(engine)
+    if kind is not None and kind not in {k.value for k in BounceKind}:
+        raise InvalidInput(f"bounce kind {kind!r} is invalid: use one of {', '.join(k.value for k in BounceKind)}")
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"limit {limit} must be at least 1")
+    with transaction(engine) as conn:
+        if campaign_id is not None and not sql.campaign_exists(conn, campaign_id):
+            raise NotFound(f"campaign {campaign_id} does not exist")
+        sid = None
+        if email is not None:
+            from ..store.subscribers import _key_of, _subscriber_by_key
+
+            r = _subscriber_by_key(conn, _key_of(email))
+            if r is None:
+                raise NotFound(f"subscriber {email.strip()!r} does not exist")
+            sid = r["id"]
+        return sql.list_events(conn, campaign_id=campaign_id, kind=kind, subscriber_id=sid, limit=limit)
+
 
 __all__ = ["record_bounces", "RecordResult", "Rules", "check_campaign_rates", "rate_pause_reason", "report_id_for",
-           "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]
+           "smtp_bounce", "list_bounces", "RATE_PAUSE_PREFIX", "RATE_PAUSE_OVERRIDE"]

@@ -76,6 +76,17 @@ def campaign_exists(conn: Connection, campaign_id: int) -> bool:
     return conn.execute(select(literal(1)).where(campaigns.c.id == campaign_id)).first() is not None
 
 
+def is_policy_status(status: str | None) -> bool:
+    """True for an RFC 3463 security/policy status (``4.7.1``, ``5.7.606``): the receiver
+    refused *our* mail (reputation, greylisting, content), which says nothing about the reader."""
+    parts = (status or "").split(".")
+    return len(parts) == 3 and parts[1] == "7"
+
+
+def _not_policy(col):
+    return or_(col.is_(None), ~col.like("%.7.%"))
+
+
 def _copy_time(e):
     """When the copy an event is about was accepted by our server (falls back to the event time)."""
     sent = (select(deliveries.c.sent_at)
@@ -85,8 +96,9 @@ def _copy_time(e):
 
 
 def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, quiet_before: datetime) -> int:
-    """Soft bounces of a subscriber that still count: reported after ``since`` (the window) and
-    about a copy sent after the last proof that mail reaches them.
+    """Soft-bounced copies of a subscriber that still count: reported after ``since`` (the
+    window) and about a copy sent after the last proof that mail reaches them. Several reports
+    about one copy (a delay notice, then the failure) count once.
 
     Proof (the reset point) is the latest of: a positive DSN (``delivered`` event) — its copy's
     time; a copy our server accepted before ``quiet_before`` (so long ago that its bounce would
@@ -109,14 +121,15 @@ def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, 
                deliveries.c.sent_at <= quiet_before, ~bounced_copy)).scalar()
     reset = max([t for t in (_aware(delivered_at), _aware(quiet_at)) if t is not None], default=None)
     rows = conn.execute(
-        select(e.c.occurred_at, _copy_time(e).label("copy_at"))
-        .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since)).all()
-    n = 0
-    for occurred, copy_at in rows:
+        select(e.c.id, e.c.campaign_id, e.c.occurred_at, _copy_time(e).label("copy_at"))
+        .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since,
+               _not_policy(e.c.status))).all()
+    copies = set()  # one copy counts once: a delay notice and the final failure are one soft bounce
+    for eid, campaign_id, occurred, copy_at in rows:
         at = _aware(copy_at) or _aware(occurred)
         if reset is None or at > reset:
-            n += 1
-    return n
+            copies.add(campaign_id if campaign_id is not None else ("event", eid))
+    return len(copies)
 
 
 def _aware(v: datetime | None) -> datetime | None:
@@ -180,11 +193,6 @@ def campaign_event_counts(conn: Connection, campaign_id: int) -> dict[str, int]:
          .where(events.c.campaign_id == campaign_id).group_by(events.c.kind))
     return {k: int(n) for k, n in conn.execute(q)}
 
-
-__all__ = ["insert_event", "set_outcome", "subscriber_key", "mailed_subscriber", "copy_exists", "campaign_exists",
-           "soft_bounce_count", "EventRow", "list_events", "campaign_event_counts", "CampaignRates", "campaign_rates"]
-
-
 @dataclass
 class CampaignRates:
     """A campaign's feedback over the copies sent: what ``campaigns show``, the API and the
@@ -226,3 +234,7 @@ def campaign_rates(conn: Connection, campaign_id: int, counts: dict[str, int] | 
     kinds = campaign_event_counts(conn, campaign_id)
     return CampaignRates(copies=counts.get("sent", 0) + counts.get("failed", 0), hard=kinds.get("hard", 0),
                          soft=kinds.get("soft", 0), complaints=kinds.get("complaint", 0))
+
+
+__all__ = ["insert_event", "set_outcome", "subscriber_key", "mailed_subscriber", "copy_exists", "campaign_exists",
+           "soft_bounce_count", "is_policy_status", "EventRow", "list_events", "campaign_event_counts", "CampaignRates", "campaign_rates"]

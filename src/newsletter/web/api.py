@@ -87,6 +87,16 @@ class Stats(BaseModel):
     campaigns: dict[str, int]
 
 
+class CampaignFeedback(BaseModel):
+    copies: int = Field(description="copies a server gave a final answer to (sent + failed)")
+    hard: int = Field(description="readers with a hard bounce for this campaign")
+    soft: int = Field(description="readers with a soft bounce for this campaign")
+    complaints: int = Field(description="readers who reported it as spam")
+    hard_rate: float = Field(description="hard / copies (0.05 = 5 %)")
+    soft_rate: float
+    complaint_rate: float = Field(description="complaints / copies (0.003 = 0.3 %)")
+
+
 class CampaignOut(BaseModel):
     id: int
     name: str
@@ -101,6 +111,7 @@ class CampaignOut(BaseModel):
     counts: dict[str, int] = Field(description="deliveries per state; 'sending' ones are ambiguous (outcome unknown)")
     done: int
     total: int
+    feedback: CampaignFeedback | None = Field(None, description="bounces and complaints over copies sent")
 
 
 class ScheduleIn(BaseModel):
@@ -111,7 +122,8 @@ def _campaign_out(c) -> CampaignOut:
     p = library.progress(c)
     return CampaignOut(id=c.id, name=c.name, subject=c.subject, status=c.status, status_reason=c.status_reason or "",
                        lists=list(c.lists), created_at=c.created_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
-                       finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"])
+                       finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"],
+                       feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None)
 
 
 def _list_out(s) -> ListOut:
