@@ -37,10 +37,10 @@ def env(sqlite_url, tmp_path):
     engine.dispose()
 
 
-def dsn_for(received, recipient: str, *, status: str = "5.1.1", action: str = "failed") -> bytes:
+def dsn_for(received, recipient: str, *, status: str = "5.1.1", action: str = "failed", quote: bool = True) -> bytes:
     """The RFC 3464 report a receiving MTA (Postfix's wording) sends back to the copy's envelope
     sender, quoting the copy's headers."""
-    headers = received.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    headers = received.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace") if quote else "X-Nothing: quoted"
     boundary = "=_report_" + make_msgid()[1:13].replace(".", "")
     text = f"""From: MAILER-DAEMON@mx.example.com (Mail Delivery System)
 To: {received.mail_from}
@@ -91,7 +91,12 @@ def test_hard_bounce_through_dovecot_suppresses_and_the_next_campaign_skips(env_
     c = make_campaign(engine, config)
     send_campaign(engine, c.id, config, smtp=smtp_server.url)
     copy = smtp_server.by_recipient("reader1@example.com")[0]
-    report = dsn_for(copy, "reader1@example.com")
+    from newsletter.feedback.verp import read_verp_address
+    from newsletter.store.subscribers import get_subscriber as subscriber
+
+    # the envelope sender names campaign and subscriber (VERP): the report needs nothing else
+    assert read_verp_address(copy.mail_from, config.secret_key) == (c.id, subscriber(engine, "reader1@example.com").id)
+    report = dsn_for(copy, "forwarded-to@elsewhere.example", quote=False)  # the MTA names another address, quotes nothing
     dovecot.append(report)
     cfg = bounce_config(config, dovecot)
     r = process_mailboxes(engine, cfg)
