@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +120,28 @@ def main() -> None:
         rows.append(run("maildir", engine, dataclasses.replace(config, bounce_mailbox=f"maildir://{work / 'Maildir'}",
                                                               unsubscribe_mailbox=f"maildir://{work / 'Maildir'}")))
         engine.dispose()
+
+        # the same through the command, process start-up included
+        work = Path(tmp) / "cli-run"
+        work.mkdir()
+        engine, config, messages = prepare(work, args.messages)
+        engine.dispose()
+        write_maildir(work / "Maildir", messages)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(NEWSLETTER_DATABASE_URL=config.database_url, NEWSLETTER_SECRET_KEY=SECRET,
+                   NEWSLETTER_BOUNCE_MAILBOX=f"maildir://{work / 'Maildir'}", NEWSLETTER_UNSUBSCRIBE_MAILBOX=f"maildir://{work / 'Maildir'}")
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "newsletter", "bounces", "process", "--format", "json"], env=env,
+                             capture_output=True, text=True, cwd=work)
+        dt = time.perf_counter() - t0
+        assert out.returncode == 0, out.stderr[-2000:]
+        r = json.loads(out.stdout)
+        looked = r["read"] + r["unreadable"] + r["already"]
+        rows.append({"mailbox": "maildir, `bounces process`", "messages": looked, "seconds": round(dt, 2),
+                     "messages_per_s": round(looked / dt, 1), "bounced": r["bounced"], "unsubscribed": r["unsubscribed"],
+                     "left": r["left"]})
+        print(f"{'maildir (CLI)':<24} {looked:>6} msgs {dt:>7.2f} s {looked / dt:>8.1f} msg/s  bounced {r['bounced']} "
+              f"unsubscribed {r['unsubscribed']} left {r['left']}", flush=True)
 
         from dovecot import Dovecot, missing_reason
 

@@ -360,6 +360,10 @@ def dovecot_factory(tmp_path):
     finally:
         for server in servers:
             server.stop()
+            if server.log.exists():  # shown by pytest only when the test failed
+                lines = [l for l in server.log.read_text(errors="replace").splitlines()
+                         if "Info: Login:" not in l and "Logged out" not in l]
+                print(f"--- {server.log} (Login/Logout lines left out) ---", *lines[-40:], sep="\n")
 
 
 @pytest.fixture

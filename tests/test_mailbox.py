@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dispatch_helpers import SECRET, add_people, make_campaign, make_config, setup_db
 from dovecot import DroppingProxy, dovecot, dovecot_factory  # noqa: F401  (fixtures)
 from newsletter.dispatch.sender import send_campaign
-from newsletter.errors import ConfigError, MailboxError
+from newsletter.errors import ConfigError
 from newsletter.feedback.mailbox import parse_mailbox_url
 from newsletter.feedback.process import list_requests, process_mailboxes
 from newsletter.store.mailbox_models import MailboxMessage

@@ -2,10 +2,11 @@
 ``feedback.mailbox``: TLS from the first byte (imaps, pop3s) or STARTTLS/STLS (required, never
 silently skipped), certificates verified against the system store (or ``SSL_CERT_FILE``).
 
-IMAP moves a processed message by UID with MOVE (RFC 6851), or COPY + STORE \\Deleted + UID
-EXPUNGE of that UID only (UIDPLUS); without either it copies and flags, never expunging others'
-messages. POP3 cannot move: processed messages stay unless ``bounce_pop3_delete`` is set, and
-then only those are deleted (DELE takes effect at a clean QUIT).
+IMAP moves processed messages by UID (in batches, after their events are committed) with MOVE
+(RFC 6851), or COPY + STORE \\Deleted + UID EXPUNGE of those UIDs only (UIDPLUS); without either it
+copies and flags, never expunging others' messages. POP3 cannot move: processed messages stay
+unless ``bounce_pop3_delete`` is set, and then only those are deleted (DELE takes effect at a clean
+QUIT).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from ..errors import MailboxError
 from .mailbox import MailboxOptions, MailboxSpec, MessageRef, TooLarge, _check_folder_name
 
+MOVE_BATCH = 100  # UIDs per MOVE command
 LOGIN_ATTEMPTS = 3
 LOGIN_RETRY_PAUSE = 1.0  # seconds
 _NET_ERRORS = (OSError, EOFError, ssl.SSLError, imaplib.IMAP4.abort, poplib.error_proto)
@@ -48,6 +50,7 @@ class IMAPMailbox:
         self._uidvalidity = ""
         self._caps: set[str] = set()
         self._folder_ready = False
+        self._pending: list[str] = []  # UIDs processed and committed, to move
 
     def _context(self) -> ssl.SSLContext:
         return self.options.ssl_context or ssl.create_default_context()
@@ -108,8 +111,12 @@ class IMAPMailbox:
             except Exception:
                 pass
 
-    def __exit__(self, *exc) -> None:
-        self._close()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is None and self._imap is not None:
+                self.flush()
+        finally:
+            self._close()
 
     def _call(self, what: str, *args):
         """One IMAP command; a dropped connection or a timeout becomes a MailboxError."""
@@ -175,18 +182,31 @@ class IMAPMailbox:
         self._folder_ready = True
 
     def mark_processed(self, ref: MessageRef) -> None:
+        """Queue the move; moves go out ``MOVE_BATCH`` UIDs per command (one round trip and one index
+        update on the server instead of one per message) and at the end of a clean session. A
+        message whose move was lost with the connection is moved by the next run, never re-counted."""
+        self._pending.append(self._uid(ref))
+        if len(self._pending) >= MOVE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move every queued message to the processed folder now."""
+        if not self._pending:
+            return
         self._ensure_folder()
-        uid, folder = self._uid(ref), _quote(self.folder)
+        uids, folder = ",".join(self._pending), _quote(self.folder)
         if "MOVE" in self._caps:
-            typ, data = self._call("uid", "MOVE", uid, folder)
+            typ, data = self._call("uid", "MOVE", uids, folder)
         else:
-            typ, data = self._call("uid", "COPY", uid, folder)
+            typ, data = self._call("uid", "COPY", uids, folder)
             if typ == "OK":
-                self._call("uid", "STORE", uid, "+FLAGS.SILENT", r"(\Seen \Deleted)")
-                if "UIDPLUS" in self._caps:  # expunge this UID only, never someone else's \Deleted mail
-                    self._call("uid", "EXPUNGE", uid)
+                self._call("uid", "STORE", uids, "+FLAGS.SILENT", r"(\Seen \Deleted)")
+                if "UIDPLUS" in self._caps:  # expunge these UIDs only, never someone else's \Deleted mail
+                    self._call("uid", "EXPUNGE", uids)
         if typ != "OK":
-            raise MailboxError(f"{self.name}: cannot move message {ref.key} to {self.folder!r}: {_text(Exception(data[0] if data else typ))}")
+            raise MailboxError(f"{self.name}: cannot move {len(self._pending)} message(s) (UID {uids[:60]}) to "
+                               f"{self.folder!r}: {_text(Exception(data[0] if data else typ))}")
+        self._pending.clear()
 
 
 class POP3Mailbox:

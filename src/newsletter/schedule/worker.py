@@ -281,7 +281,8 @@ def run_worker(
     worker looks for a digest occurrence or a scheduled campaign that came due; if there is one the
     send is interrupted cleanly, a new pass runs what came due, and the send carries on. Two running
     campaigns take turns of ``campaign_slice`` seconds. ``once`` runs passes until one ends without
-    such an interruption."""
+    such an interruption. With a bounce or unsubscribe mailbox configured, a thread of its own reads
+    it every ``bounce_poll_interval`` seconds (``once``: one read first); its failures are warnings."""
     from ..dispatch.sender import new_worker_id
     from ..store.db import require_current_schema, sqlite_path
 
