@@ -401,3 +401,20 @@ def test_without_move_only_our_uid_is_expunged_never_another_clients_deleted_mai
     r = process_mailboxes(engine, cfg, on_event=lambda l: None)
     assert (r.unsubscribed, r.left, r.errors) == (1, 1, [])
     assert (server.folder_count("INBOX"), server.folder_count("newsletter-processed")) == (1, 1)
+
+
+def test_a_stop_request_ends_the_run_between_messages_and_the_next_run_carries_on(env, tmp_path):
+    import threading
+
+    engine, config = env
+    people = add_people(engine, "weekly", 3)
+    md = make_maildir(tmp_path / "Maildir")
+    for i, who in enumerate(people):
+        deliver(md, mail(f"unsubscribe {token_for(engine, who)}", sender=who), f"{i}.x")
+    config = dataclasses.replace(config, unsubscribe_mailbox=f"maildir://{md}")
+    stop = threading.Event()
+    r = process_mailboxes(engine, config, stop_event=stop, on_event=lambda line: stop.set())  # stop after the first
+    assert (r.read, r.unsubscribed) == (1, 1)
+    assert len(list((md / "new").iterdir())) == 2 and len(list((md / ".newsletter-processed" / "cur").iterdir())) == 1
+    r2 = process_mailboxes(engine, config, on_event=lambda line: None)
+    assert (r2.read, r2.unsubscribed, r2.already) == (2, 2, 0)

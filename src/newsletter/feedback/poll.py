@@ -52,7 +52,7 @@ class MailboxPoller:
                 self.emit(f"warning: mailbox: {line[len('warning: '):]}")
 
         try:
-            result = process_mailboxes(self.engine, self.config, on_event=on_event)
+            result = process_mailboxes(self.engine, self.config, on_event=on_event, stop_event=self._done)
         except Exception as e:  # a bad setting or a database hiccup: say it, keep the worker alive
             self.emit(f"warning: mailbox poll failed: {e if str(e) else type(e).__name__}")
             log.debug("mailbox poll failed", exc_info=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -94,9 +95,11 @@ def options_from(config: Config, ssl_context=None) -> MailboxOptions:
 
 
 def process_mailboxes(engine: Engine, config: Config, *, secret: bytes | None = None, now: datetime | None = None,
-                      on_event: Callable[[str], None] | None = None, ssl_context=None) -> ProcessResult:
+                      on_event: Callable[[str], None] | None = None, ssl_context=None,
+                      stop_event: threading.Event | None = None) -> ProcessResult:
     """Read every configured mailbox once (see the module docstring). A mailbox that fails is one
-    line in ``result.errors`` and the others still run; ConfigError when none is configured."""
+    line in ``result.errors`` and the others still run; ConfigError when none is configured.
+    ``stop_event`` (the worker stopping) ends the run between two messages, cleanly."""
     from ..store.secret import secret_key
 
     specs = mailbox_specs(config)
@@ -109,7 +112,7 @@ def process_mailboxes(engine: Engine, config: Config, *, secret: bytes | None = 
     for spec, roles in specs:
         result.mailboxes.append(spec.name)
         try:
-            _process_one(engine, config, spec, roles, options, secret, now, emit, result)
+            _process_one(engine, config, spec, roles, options, secret, now, emit, result, stop_event)
         except MailboxError as e:
             result.errors.append(str(e))
             emit(f"warning: {e}")
@@ -139,12 +142,14 @@ def _remember(engine: Engine, values: dict) -> bool:
 
 
 def _process_one(engine, config, spec: MailboxSpec, roles: set[str], options: MailboxOptions, secret: bytes,
-                 now, emit, result: ProcessResult) -> None:
+                 now, emit, result: ProcessResult, stop_event: threading.Event | None = None) -> None:
     cap = config.bounce_max_message_bytes
     with open_mailbox(spec, options) as box:
         refs = box.messages()
         known = _known(engine, spec.name)
         for ref in refs:
+            if stop_event is not None and stop_event.is_set():
+                break  # what was committed is moved on the way out; the rest waits for the next run
             kind = known.get(ref.key)
             if kind == Kind.LEFT.value:
                 result.left += 1
