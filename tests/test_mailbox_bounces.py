@@ -206,3 +206,23 @@ def test_cli_bounces_process_prints_a_summary_and_one_line_errors(env, dovecot, 
     assert r.returncode != 0 and "NEWSLETTER_BOUNCE_MAILBOX_PASSWORD" in r.stderr and "Traceback" not in r.stderr
     r = _cli(["bounces", "requests", "--format", "json"], base, tmp_path)
     assert r.returncode == 0 and r.stdout == ""
+
+
+def test_docs_cover_the_mailbox_commands_options_and_config_keys():
+    import click
+    import typer
+
+    from conftest import REPO
+    from newsletter.cli import app
+
+    docs = (REPO / "docs" / "bounces-mailbox.md").read_text(encoding="utf-8")
+    group = typer.main.get_command(app).commands["bounces"]
+    for name in ("process", "requests"):
+        assert f"newsletter bounces {name}" in docs
+        for param in group.commands[name].params:
+            if isinstance(param, click.Option):
+                assert any(f"{opt}" in docs for opt in param.opts), f"bounces {name} {param.opts[0]} is not documented"
+    for key in ("bounce_mailbox", "unsubscribe_mailbox", "bounce_processed_folder", "bounce_poll_interval",
+                "bounce_max_message_bytes", "bounce_mailbox_timeout", "bounce_pop3_delete",
+                "NEWSLETTER_BOUNCE_MAILBOX_PASSWORD", "NEWSLETTER_UNSUBSCRIBE_MAILBOX_PASSWORD"):
+        assert f"`{key}`" in docs, key
