@@ -1,7 +1,8 @@
 """A real Dovecot (Debian's dovecot-imapd / dovecot-pop3d) for tests: ``/usr/sbin/dovecot -F`` with a
-throwaway config, on free loopback ports, one passwd-file user, a Maildir in the test's directory,
+throwaway config, on free loopback ports, one passwd-file user, a Maildir of its own,
 a self-signed certificate (openssl) for IMAPS, IMAP STARTTLS, POP3S and POP3 STLS, and its log in
-a file. Stopped at teardown.
+a file. Stopped and removed at teardown. Its directory is a private temporary directory of its own
+(linked from ``tmp_path``), not under pytest's, whose permissions other pytest sessions reset.
 
 Use the ``dovecot`` fixture (function scope)::
 
@@ -160,7 +161,7 @@ service stats {{
                   self.dir / "run", self.dir / "state"):
             d.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:
-            # pytest's temporary directories are private to root: let the mail user reach its Maildir.
+            # Temporary directories are private to root: let the mail and auth users reach their files.
             for p in [self.dir, *self.dir.parents]:
                 if p == Path("/") or p == Path(tempfile.gettempdir()):
                     break
@@ -171,7 +172,7 @@ service stats {{
         conf.write_text(self._config())
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "dovecot.stderr", "wb"), start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dovecot exited with {self.proc.returncode}: "
@@ -181,7 +182,8 @@ service stats {{
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("dovecot did not start listening within 30 s")
+        log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
+        raise RuntimeError(f"dovecot did not answer a login within 60 s; its log ends:\n{log}")
 
     def _can_log_in(self) -> bool:
         """Ready means a login works: the auth process answers (right after start, a login may get
@@ -350,8 +352,12 @@ def dovecot_factory(tmp_path):
     servers: list[Dovecot] = []
 
     def make(extra_config: str = "") -> Dovecot:
-        d = tmp_path / f"dovecot{len(servers) or ''}"
-        d.mkdir()
+        # Not under tmp_path: Dovecot's auth and mail processes run as other users, and every pytest
+        # session on the machine resets /tmp/pytest-of-<user> to 0700, which would lock them out of
+        # their passwd file and Maildir in the middle of a test. tmp_path/dovecotN links to it.
+        d = Path(tempfile.mkdtemp(prefix="nltest-dovecot-"))
+        os.chmod(d, 0o711)
+        (tmp_path / f"dovecot{len(servers) or ''}").symlink_to(d)
         servers.append(Dovecot(d, extra_config))
         return servers[-1].start()
 
@@ -364,6 +370,7 @@ def dovecot_factory(tmp_path):
                 lines = [l for l in server.log.read_text(errors="replace").splitlines()
                          if "Info: Login:" not in l and "Logged out" not in l]
                 print(f"--- {server.log} (Login/Logout lines left out) ---", *lines[-40:], sep="\n")
+            shutil.rmtree(server.dir, ignore_errors=True)
 
 
 @pytest.fixture
