@@ -94,6 +94,14 @@ class Config:
     webhook_postmark_user: str | None = None  # user of the basic-auth credentials in the Postmark webhook URL (env NEWSLETTER_WEBHOOK_POSTMARK_USER)
     webhook_postmark_password: str | None = field(default=None, repr=False)  # their password (env NEWSLETTER_WEBHOOK_POSTMARK_PASSWORD only)
     webhook_postmark_ips: list[str] = field(default_factory=list)  # if set, Postmark webhooks only from these addresses/networks
+    # mailbox (i13-mailbox): where bounce reports and mailto unsubscribes arrive; see docs/bounces-mailbox.md
+    bounce_mailbox: str | None = None  # imaps://user@host:993/INBOX, imap://… (STARTTLS), pop3s://user@host, maildir:///path, mbox:///path
+    unsubscribe_mailbox: str | None = None  # where List-Unsubscribe mailto requests arrive; may equal bounce_mailbox
+    bounce_processed_folder: str = "newsletter-processed"  # IMAP folder / Maildir subfolder processed messages move to (created if missing)
+    bounce_poll_interval: float = 300.0  # seconds between mailbox polls in `newsletter worker` (0: never)
+    bounce_max_message_bytes: int = 10 * 1024 * 1024  # larger messages are left in place and counted, never fetched
+    bounce_mailbox_timeout: float = 30.0  # seconds per IMAP/POP3 network operation
+    bounce_pop3_delete: bool = False  # POP3: delete a message once processed (never one we have not processed)
 
     # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
     dns_resolver: str | None = None  # "127.0.0.1:5353" (comma-separated for several): where `domain check` asks; default: the system resolver
@@ -109,6 +117,8 @@ class Config:
     secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)
     admin_password: str | None = field(default=None, repr=False)  # web admin password (env NEWSLETTER_ADMIN_PASSWORD only)
     admin_token: str | None = field(default=None, repr=False)  # bearer token for the REST API (env NEWSLETTER_ADMIN_TOKEN only)
+    bounce_mailbox_password: str | None = field(default=None, repr=False)  # mailbox login password (env NEWSLETTER_BOUNCE_MAILBOX_PASSWORD only)
+    unsubscribe_mailbox_password: str | None = field(default=None, repr=False)  # its password (env NEWSLETTER_UNSUBSCRIBE_MAILBOX_PASSWORD only)
     config_path: str | None = None  # the TOML file this config was read from (set by load_config)
 
     def smtp_server(self, name: str | None = None) -> SMTPServer:

@@ -77,3 +77,7 @@ class WebhookRejected(InvalidInput):
     def __init__(self, message: str, status: int = 400):
         self.status = status
         super().__init__(message)
+
+
+class MailboxError(NewsletterError):
+    """A bounce or unsubscribe mailbox cannot be opened, logged into or read (named without its password)."""

@@ -135,3 +135,77 @@ def list_command(
     Console(soft_wrap=True, highlight=False).print(table)
     if not rows:
         _err("no bounce events match")
+
+
+# --- the mailboxes: `bounces process`, `bounces requests` (i13-mailbox) ---
+
+
+def _mailbox_engine(ctx: typer.Context):
+    from ..store.db import get_engine, require_current_schema
+
+    config = get_config(ctx)
+    engine = get_engine(config.database_url)
+    require_current_schema(engine)
+    return config, engine
+
+
+@bounces_app.command("process")
+def process_command(
+    ctx: typer.Context,
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table (a summary), or json (one object)."),
+) -> None:
+    """Read the bounce and unsubscribe mailboxes once and act on each message.
+
+    Records bounces and complaints, honours mailto unsubscribes, moves processed messages away;
+    exits 1 if a mailbox could not be read."""
+    from ..feedback.poll import summary_line
+    from ..feedback.process import process_mailboxes
+
+    config, engine = _mailbox_engine(ctx)
+    try:
+        result = process_mailboxes(engine, config, on_event=lambda line: _err(line) if line.startswith("warning: ")
+                                   else typer.echo(line, err=True))
+    finally:
+        engine.dispose()
+    if fmt is Fmt.json:
+        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+    else:
+        typer.echo(f"{', '.join(result.mailboxes)}: {summary_line(result)}")
+    for line in result.errors:
+        _err(f"error: {line}")
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@bounces_app.command("requests")
+def requests_command(
+    ctx: typer.Context,
+    limit: int = typer.Option(200, "--limit", min=1, help="At most this many, newest first."),
+    fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, or json (one JSON object a line)."),
+) -> None:
+    """Unsubscribe emails that carried no valid token, for you to check.
+
+    They are never acted on (a From address can be forged): check each one and unsubscribe the
+    person yourself if it is genuine."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..feedback.process import list_requests
+
+    _, engine = _mailbox_engine(ctx)
+    try:
+        rows = list_requests(engine, limit=limit)
+    finally:
+        engine.dispose()
+    if fmt is Fmt.json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("received", "from", "subject", "message-id"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["sent_at"] or r["processed_at"], r["from"] or "", r["subject"], r["message_id"] or "")
+    Console(soft_wrap=True, highlight=False).print(table)
+    if not rows:
+        _err("no unsubscribe requests without a token")

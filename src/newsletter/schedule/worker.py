@@ -297,7 +297,9 @@ def run_worker(
     send is interrupted cleanly, a new pass runs what came due, and the send carries on. Two running
     campaigns take turns of ``campaign_slice`` seconds. ``once`` runs passes until one ends without
     such an interruption. ``on_turn(cid, reason)`` is told each time a send is asked to make way
-    (see ``ScheduleWatch``): tests wait on it rather than on how fast the machine is."""
+    (see ``ScheduleWatch``): tests wait on it rather than on how fast the machine is.
+    With a bounce or unsubscribe mailbox configured, a thread of its own reads it every
+    ``bounce_poll_interval`` seconds (``once``: one read first); its failures are warnings."""
     from ..dispatch.sender import new_worker_id
     from ..store.db import require_current_schema, sqlite_path
 
@@ -321,9 +323,16 @@ def run_worker(
     worker_id = new_worker_id()
     send_options = dict(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
     seen_errors: dict = {}
+    from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
+
+    mailbox_poller = MailboxPoller.for_config(engine, config, emit)
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
+        if mailbox_poller is not None and once:
+            mailbox_poller.poll_once()
+        elif mailbox_poller is not None:
+            mailbox_poller.start()
         served: dict = {}
         while True:
             interrupted = run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options,
@@ -344,5 +353,7 @@ def run_worker(
                 break
         emit(f"worker {worker_id} stopped: {report.stopped_by}")
     finally:
+        if mailbox_poller is not None:
+            mailbox_poller.stop()
         lock.release()
     return report

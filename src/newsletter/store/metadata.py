@@ -10,5 +10,6 @@ from . import models  # noqa: F401  (subscribers, lists, subscriptions, suppress
 from . import campaign_models  # noqa: F401  (campaigns, campaign_lists, campaign_images, deliveries)
 from . import digest_models  # noqa: F401  (digests, digest_runs, digest_sent_articles)
 from . import bounce_models  # noqa: F401  (bounce_events)
+from . import mailbox_models  # noqa: F401  (mailbox_messages)
 
 metadata = SQLModel.metadata

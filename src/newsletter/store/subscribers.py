@@ -486,6 +486,12 @@ def erase_subscriber(engine: Engine, email: str, *, suppress_address: bool = Fal
 
         bounces_t = BounceEvent.__table__
         conn.execute(bounces_t.delete().where(or_(bounces_t.c.subscriber_id == r["id"], bounces_t.c.recipient == key)))
+        from .mailbox_models import MailboxMessage  # their emails' traces go; the keys stay so nothing is read again
+
+        mail_t = MailboxMessage.__table__
+        conn.execute(mail_t.update().where(or_(mail_t.c.subscriber_id == r["id"], mail_t.c.from_address == key))
+                     .values(from_address=None, subject="", message_id=None, sent_at=None, subscriber_id=None,
+                             list_id=None, detail="erased on request"))
         conn.execute(subscribers_t.delete().where(subscribers_t.c.id == r["id"]))
         if suppress_address and not conn.execute(
             select(supp_t.c.id).where(supp_t.c.kind == "address", supp_t.c.value == key)
