@@ -88,7 +88,7 @@ def build_db(url: str, n: int) -> None:
 
     from newsletter.store import db
     from newsletter.store.lists import create_list
-    from newsletter.store.models import Subscriber, Subscription, utcnow
+    from newsletter.store.models import Subscriber, utcnow
 
     db.upgrade(url)
     engine = db.get_engine(url)

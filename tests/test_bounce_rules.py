@@ -270,8 +270,9 @@ def test_complaints_past_the_rate_pause_a_running_campaign_until_a_person_resume
     c = deliver(engine, config, T0)
     with engine.begin() as conn:  # sent, but still running (more to come)
         assert q.campaign_status(conn, c.id) == "running"
-    fbl = lambda i: Bounce(BounceKind.COMPLAINT, BounceSource.ARF, recipient=f"reader{i}@example.com",
-                           report_id=f"<fbl-{i}@x>", campaign_id=c.id)
+    def fbl(i):
+        return Bounce(BounceKind.COMPLAINT, BounceSource.ARF, recipient=f"reader{i}@example.com",
+                      report_id=f"<fbl-{i}@x>", campaign_id=c.id)
     r = record_bounces(engine, [fbl(0)], now=T0 + DAY, config=config)
     assert r.paused == [c.id]  # 1 of 40 = 2.5 % > 0.3 %
     camp = get_campaign(engine, c.id)

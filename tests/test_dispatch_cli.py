@@ -157,7 +157,7 @@ def test_resume_refuses_a_campaign_that_is_not_paused_or_running(site, digest_di
     """`campaigns resume` on a draft (a mistyped id) must not send the whole campaign."""
     url, engine, tmp = site
     cid = run(url, tmp, "campaigns", "create", "--list", "weekly", "--from", str(digest_dir)).stdout.split()[-1]
-    line = one_line_error(run(url, tmp, "campaigns", "resume", cid, "--outbox", str(tmp / "mail")),
+    one_line_error(run(url, tmp, "campaigns", "resume", cid, "--outbox", str(tmp / "mail")),
                           f"campaign {cid} is draft: only a paused or running campaign can be resumed",
                           f"newsletter send {cid}")
     assert ledger(engine, int(cid)) == ({}, "draft") and not (tmp / "mail").exists()

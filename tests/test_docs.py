@@ -76,7 +76,7 @@ def test_readme_is_short_and_has_the_two_quickstart_commands():
     assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/newsletter demo" in readme
     assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q" in readme
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    assert ".venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q" in ci
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'" in ci and "\n.venv/bin/python -m pytest -q" in ci
 
 
 def test_readme_links_resolve():

@@ -21,8 +21,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import insert, select
 
-from dispatch_helpers import SECRET, FakeDigest, add_people, make_campaign, make_config, setup_db
-from newsletter.compose import ComposeOptions, compose, render, write_digest
+from dispatch_helpers import SECRET, add_people, make_campaign, make_config, setup_db
+from newsletter.compose import ComposeOptions, compose, write_digest
 from newsletter.config import Config, SMTPServer
 from newsletter.dispatch.campaigns import create_campaign
 from newsletter.dispatch.sender import send_campaign, send_one, send_test

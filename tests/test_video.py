@@ -175,7 +175,7 @@ def test_a_vimeo_video_gets_its_thumbnail_and_title_from_oembed_and_the_card_sho
 def test_one_lookup_per_video_per_load_however_many_articles_link_it(server, tmp_path):
     server.routes["/oembed"] = (200, {"Content-Type": "application/json"}, OEMBED)
     _article(tmp_path / "a", "one.md", f"See {VIMEO} and https://player.vimeo.com/video/76979871?h=x.", "2026-11-20")
-    _article(tmp_path / "a", "two.md", f"Again: https://vimeo.com/channels/staff/76979871 and https://vimeo.com/1234567", "2026-11-19")
+    _article(tmp_path / "a", "two.md", "Again: https://vimeo.com/channels/staff/76979871 and https://vimeo.com/1234567", "2026-11-19")
     result = load_sources([str(tmp_path / "a")], _cfg(server))
     assert sorted(_oembed_requests(server)) == [["https://vimeo.com/1234567"], [VIMEO]]
     ferry = [v for a in result.articles for v in a.videos if v.url == VIMEO]
