@@ -141,6 +141,7 @@ class Config:
 
 
 _SECRET_KEYS = {"secret_key", "admin_password", "admin_token", "webhook_mailgun_key", "webhook_postmark_password"}
+_SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins (issue 13)
 _SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
 _ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}
