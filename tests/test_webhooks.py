@@ -462,6 +462,14 @@ def test_campaign_page_shows_bounce_and_complaint_rates_and_suppressions_say_why
         assert set(rows) == {"reader0@example.com", "reader1@example.com"}
         assert rows["reader0@example.com"].startswith("hard bounce (webhook, campaign") and "5.1.1" in rows["reader0@example.com"]
         assert "complaint" in rows["reader1@example.com"]
+        # the person's own page: their lists and their bounce history
+        person = admin.get("/admin/subscribers/person", params={"email": "reader0@example.com"})
+        assert person.status_code == 200
+        history = person.text.split('id="bounce-history"', 1)[1]
+        assert re.search(r"<td>hard</td><td>5\.1\.1</td>\s*<td><a href=\"/admin/campaigns/%d\">" % campaign.id, history)
+        assert "bounced" in person.text and "sendgrid" in history
+        assert "None recorded." in admin.get("/admin/subscribers/person", params={"email": "reader2@example.com"}).text
+        assert admin.get("/admin/subscribers/person", params={"email": "nobody@example.com"}).status_code == 404
     engine.dispose()
 
 

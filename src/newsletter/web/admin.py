@@ -244,6 +244,12 @@ def subscriber_unsubscribe(request: Request, email: str = Form(""), list: str = 
     return redirect("/admin/subscribers?" + urlencode({"q": email}))
 
 
+@guarded.get("/subscribers/person")
+def subscriber_page(request: Request, email: str = ""):
+    row, events = library.subscriber_detail(state(request), email)
+    return page(request, "admin/subscriber.html", admin=True, active="subscribers", title=row.email, row=row, events=events)
+
+
 @guarded.get("/subscribers/erase")
 def subscriber_erase_form(request: Request, email: str = ""):
     row = library.get_subscriber(state(request), email)

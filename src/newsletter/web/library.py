@@ -204,6 +204,15 @@ def get_subscriber(st, email: str):
     return store_get_subscriber(st.engine, email)
 
 
+def subscriber_detail(st, email: str):
+    """One person for their admin page: their row (lists and status, attributes, consent) and
+    their bounce and complaint history, newest first."""
+    from ..feedback.record import list_bounces
+
+    row = get_subscriber(st, email)
+    return row, list_bounces(st.engine, email=row.email, limit=100)
+
+
 def admin_erase(st, email: str, suppress: bool):
     from ..store.subscribers import erase_subscriber
 
