@@ -64,6 +64,7 @@ def _register() -> None:
     from . import web  # noqa: F401
     from . import demo  # noqa: F401
     from . import bounces  # noqa: F401
+    from . import segments  # noqa: F401
 
 
 _register()

@@ -9,5 +9,6 @@ from sqlmodel import SQLModel
 from . import models  # noqa: F401  (subscribers, lists, subscriptions, suppressions)
 from . import campaign_models  # noqa: F401  (campaigns, campaign_lists, campaign_images, deliveries)
 from . import digest_models  # noqa: F401  (digests, digest_runs, digest_sent_articles)
+from . import segment_models  # noqa: F401  (segments)
 
 metadata = SQLModel.metadata
