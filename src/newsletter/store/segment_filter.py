@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy import and_, case, false, func, literal, not_, or_
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..errors import InvalidInput
 from .models import SUBSCRIPTION_STATUSES, Subscriber, Subscription
@@ -311,7 +312,8 @@ class _Json:
         if self.pg:
             el = func.json_array_elements(a.op("->")(literal(self.name, sa.Text()))).table_valued("value").alias("el")
             return sa.exists(sa.select(literal(1)).select_from(el).where(
-                func.json_typeof(el.c.value) == "string", el.c.value.op("#>>")(literal("{}")) == v))
+                func.json_typeof(el.c.value) == "string",
+                el.c.value.op("#>>", return_type=sa.Text())(sa.cast(literal("{}"), ARRAY(sa.Text()))) == v))
         el = func.json_each(a, literal('$."' + self.name + '"', sa.Text())).table_valued("type", "value").alias("el")
         return sa.exists(sa.select(literal(1)).select_from(el).where(el.c.type == "text", el.c.value == v))
 
