@@ -170,3 +170,65 @@ def test_campaign_with_segment_ledgers_only_the_segment_and_records_the_filter(d
     msg = smtp_server.received()[0].message()
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" and "https://news.example.org" in msg["List-Unsubscribe"]
     engine.dispose()
+
+
+@pytest.fixture
+def cli(tmp_path, capsys, monkeypatch):
+    """Run ``newsletter.cli.main`` in this process against a SQLite database holding PEOPLE."""
+    from newsletter.cli import main
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    _people(engine)
+    engine.dispose()
+
+    def invoke(*args):
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", url, *args])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def test_cli_create_count_list_show_delete(cli):
+    code, out, err = cli("segments", "create", "active-lisbon", "--list", "weekly", "--where",
+                         '{"all": [{"attr": "city", "eq": "Lisbon"}, {"subscribed": {"within": "365d"}}]}')
+    assert code == 0, err
+    assert "1 active subscriber(s) match" in out
+    assert cli("segments", "count", "active-lisbon")[1].strip() == "1"
+    code, out, _ = cli("segments", "create", "everyone", "--list", "weekly", "--all")
+    assert code == 0 and cli("segments", "count", "everyone")[1].strip() == "3"
+    listed = json.loads(cli("segments", "list", "--format", "json")[1])
+    assert [(s["name"], s["mailable"], s["matching"]) for s in listed] == [("active-lisbon", 1, 2), ("everyone", 3, 5)]
+    shown = json.loads(cli("segments", "show", "active-lisbon", "--members", "5", "--format", "json")[1])
+    assert [m["email"] for m in shown["members"]] == ["ana@example.com", "cy@example.com"]
+    assert "ana@example.com" in cli("segments", "show", "active-lisbon", "--members", "5")[1]
+    assert cli("segments", "delete", "everyone")[0] == 0
+    assert [s["name"] for s in json.loads(cli("segments", "list", "--format", "json")[1])] == ["active-lisbon"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--list", "weekly", "--where", "{}"], "--all"),
+    (["--list", "weekly"], "--all"),
+    (["--list", "weekly", "--where", '{"attr": "city"'], "malformed JSON"),
+    (["--list", "weekly", "--where", '{"attr": "city", "near": "Lisbon"}'], "unknown operator 'near'"),
+    (["--list", "weekly", "--where", '{"attr": "age", "gt": "old"}'], "needs a number or a date"),
+    (["--list", "nope", "--where", '{"attr": "city", "eq": "Lisbon"}'], "list 'nope' does not exist"),
+    (["--list", "weekly", "--all", "--where", '{"attr": "city", "eq": "Lisbon"}'], "not both"),
+])
+def test_cli_bad_input_one_line_nothing_stored(cli, args, needle):
+    code, out, err = cli("segments", "create", "s1", *args)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert "Traceback" not in err
+    assert json.loads(cli("segments", "list", "--format", "json")[1]) == []
+    code, _, err = cli("segments", "count", "s1")
+    assert code != 0 and "segment 's1' does not exist" in err
