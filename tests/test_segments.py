@@ -232,3 +232,25 @@ def test_cli_bad_input_one_line_nothing_stored(cli, args, needle):
     assert json.loads(cli("segments", "list", "--format", "json")[1]) == []
     code, _, err = cli("segments", "count", "s1")
     assert code != 0 and "segment 's1' does not exist" in err
+
+
+def test_admin_segments_page_lists_live_counts_and_escapes(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from newsletter.config import Config
+    from newsletter.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    _people(engine)
+    create_segment(engine, "lisbon", "weekly", '{"attr": "city", "in": ["Lisbon", "<b>x</b>"]}')
+    config = Config(database_url=url, secret_key=SECRET, base_url="http://127.0.0.1:8000")
+    with TestClient(create_app(config, engine), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 5000)) as client:
+        html = client.get("/admin/segments").text
+        assert "lisbon" in html and "<td>1</td><td>2</td>" in html
+        assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+        with engine.begin() as conn:  # live: one more active reader in Lisbon shows at once
+            conn.execute(Subscription.__table__.update().where(Subscription.__table__.c.status == "unsubscribed")
+                         .values(status="active"))
+        assert "<td>2</td><td>2</td>" in client.get("/admin/segments").text
+    engine.dispose()

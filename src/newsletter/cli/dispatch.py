@@ -165,6 +165,9 @@ def show_command(
         ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
         ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
     ]
+    seg = (info.meta or {}).get("segment")
+    if seg:
+        rows.insert(2, ("segment", f"{seg['name']} {seg['filter']}"))
     for k, v in rows:
         out.print(f"  {k:10} {v}", markup=False)
     if info.counts:
