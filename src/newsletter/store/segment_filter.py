@@ -291,6 +291,7 @@ class _Json:
     def numeric_text(self):
         if self.pg:
             return self.text.op("~")(literal(r"^-?[0-9]+(\.[0-9]+)?$"))
+        # SQLite has no regex: GLOB checks spell out -?[0-9]+(\.[0-9]+)?
         t = case((func.substr(self.text, 1, 1) == "-", func.substr(self.text, 2)), else_=self.text)
         return and_(t.op("GLOB")("[0-9]*"), not_(t.op("GLOB")("*[^0-9.]*")),
                     not_(t.op("GLOB")("*.*.*")), not_(t.op("GLOB")("*.")))
@@ -335,20 +336,22 @@ def _attr_sql(leaf: Leaf, dialect: str, now: datetime):
     if op == "contains":
         find = func.strpos(j.text, v) if j.pg else func.instr(j.text, v)
         return or_(_guarded(j.is_string(), find > 0), _guarded(j.type == "array", j.array_has(v)))
-    if kind == "text":  # eq
-        return _guarded(j.is_string(), j.text == v)
+    if kind == "text":  # eq: the cheap comparison first (PostgreSQL then rarely needs the type)
+        return func.coalesce(and_(j.text == v, j.is_string()), false())
     if kind == "bool":  # eq
         return or_(j.is_bool(v), _guarded(j.is_string(), j.text.in_(TRUE_TEXT if v else FALSE_TEXT)))
     if kind == "number":
-        guard = or_(j.is_number(), and_(j.is_string(), j.numeric_text()))
         n = j.number()
         cmp = {"eq": n == float(v), "gt": n > float(v), "lt": n < float(v)}[op]
-        return _guarded(guard, cmp)
+        if j.pg:  # ->> text of a plain decimal is a number or a numeric string: no type lookup needed
+            return case((j.numeric_text(), cmp), (j.is_number(), cmp), else_=false())
+        return _guarded(or_(j.is_number(), and_(j.is_string(), j.numeric_text())), cmp)
     # date: gt / lt / before / within on an attribute whose text starts with YYYY-MM-DD
     bound = _date_bound(v, now)
     d = j.date()
     cmp = d > bound if op == "gt" else (d >= bound if op == "within" else d < bound)
-    return _guarded(and_(j.is_string(), j.date_text()), cmp)
+    # only a string's text can start with YYYY-MM-DD on PostgreSQL (->> of a number cannot)
+    return _guarded(j.date_text() if j.pg else and_(j.is_string(), j.date_text()), cmp)
 
 
 def _date_bound(v: Any, now: datetime) -> str:
