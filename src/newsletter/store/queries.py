@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .models import Subscriber, Subscription, utcnow
+from .segments import campaign_condition
 from .subscribers import suppressed_condition
 
 campaigns = Campaign.__table__
@@ -58,8 +59,6 @@ def _still_wanted(campaign_id: int):
 def _segment_condition(conn: Connection, campaign_id: int, now: datetime | None = None):
     """The campaign's segment filter (recorded in its meta at creation), or None: a segment
     narrows the audience at ledger time only; unsubscribe and suppression stay the list's."""
-    from .segments import campaign_condition
-
     meta = conn.execute(select(campaigns.c.meta).where(campaigns.c.id == campaign_id)).scalar()
     return campaign_condition(conn, meta, now)
 

@@ -171,8 +171,6 @@ def campaign_condition(conn: Connection, meta: dict | None, now: datetime | None
     seg = (meta or {}).get("segment")
     if not seg:
         return None
-    cond = condition(conn, seg["filter"], bool(seg.get("match_all")), now)
-    if cond is None:
-        return None
-    # The segment narrows its own list only (campaigns are created with that list alone).
-    return sa.or_(subscriptions.c.list_id != seg["list_id"], cond)
+    # A campaign with a segment targets the segment's list alone (segment_for_campaign checks),
+    # so the condition applies to every row; a plain AND lets the database filter early.
+    return condition(conn, seg["filter"], bool(seg.get("match_all")), now)
