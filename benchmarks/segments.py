@@ -69,7 +69,7 @@ def bench(url: str, rows: int, explain: bool) -> dict:
     from newsletter.store import db
     from newsletter.store import queries as q
     from newsletter.store.lists import create_list
-    from newsletter.store.segments import condition, create_segment, get_segment
+    from newsletter.store.segments import create_segment, get_segment
 
     db.upgrade(url)
     engine = db.get_engine(url)
@@ -108,7 +108,6 @@ def bench(url: str, rows: int, explain: bool) -> dict:
             prefix = "EXPLAIN (ANALYZE, COSTS OFF) " if pg else "EXPLAIN QUERY PLAN "
             res = conn.exec_driver_sql(prefix + str(compiled), compiled.params if pg else tuple(compiled.params[k] for k in compiled.positiontup))
             plan = "\n".join(" ".join(str(x) for x in r[-1:]) for r in res)
-        _ = condition
     engine.dispose()
     return {"fill_s": fill, "count_s": count_s, "matching": info.matching, "mailable": info.mailable,
             "ledger_s": ledger_s, "ledger_rows": added, "plan": plan}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import insert, select
 
-from dispatch_helpers import SECRET, FakeDigest, make_config, make_campaign, setup_db
+from dispatch_helpers import SECRET, make_config, make_campaign, setup_db
 from newsletter.errors import InvalidInput, NotFound
 from newsletter.store import queries as q
 from newsletter.store import segment_filter as sf

@@ -34,8 +34,9 @@ subscriptions = Subscription.__table__
 ATTR_OPS = ("eq", "ne", "in", "contains", "exists", "gt", "lt", "within", "before")
 DATE_OPS = ("within", "before", "gt", "lt")
 CHOICE_OPS = ("eq", "ne", "in")
-# Engagement fields come later (opens/clicks/bounces within a window): add an entry to FIELDS
-# with a parser, a SQL compiler and a Python evaluator; until then they are refused by name.
+# Engagement fields come later (opens/clicks/bounces within a window). Each is one more field:
+# a branch in _parse_node (a Leaf with the window), in _leaf_sql (an EXISTS over the events
+# table, e.g. bounce_events) and in evaluate; until then they are refused by name.
 FUTURE_FIELDS = ("opened", "clicked", "bounced")
 MAX_DEPTH = 20
 MAX_NODES = 200
