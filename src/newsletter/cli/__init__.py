@@ -65,6 +65,7 @@ def _register() -> None:
     from . import demo  # noqa: F401
     from . import bounces  # noqa: F401
     from . import domain  # noqa: F401
+    from . import segments  # noqa: F401
 
 
 _register()

@@ -74,6 +74,7 @@ def create_command(
     from_address: Optional[str] = typer.Option(None, "--sender", help="From address (default: config from_address / NEWSLETTER_FROM)."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the campaign in listings (default: the subject)."),
     header: Optional[List[str]] = typer.Option(None, "--header", help="Extra header 'Name: value' (repeatable)."),
+    segment: Optional[str] = typer.Option(None, "--segment", help="Send only to this segment of the --list (see `newsletter segments`); the filter is recorded on the campaign."),
 ) -> None:
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
     from ..errors import InvalidInput
@@ -98,10 +99,12 @@ def create_command(
     from ..dispatch.campaigns import campaign_info, create_campaign
 
     c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
-                        from_address=from_address, headers=extra_headers, name=name, meta=meta)
+                        from_address=from_address, headers=extra_headers, name=name, meta=meta,
+                        segment=segment)
     info = campaign_info(engine, c.id)
     err = _console(True)
-    err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}; "
+    seg = f" (segment {segment})" if segment else ""
+    err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}{seg}; "
               f"{info.audience} active subscriber(s) now", markup=False)
     if not info.audience:
         err.print("warning: no active subscribers on these lists yet; `send` will refuse until there are", markup=False)
@@ -169,6 +172,9 @@ def show_command(
         ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
         ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
     ]
+    seg = (info.meta or {}).get("segment")
+    if seg:
+        rows.insert(2, ("segment", f"{seg['name']} {seg['filter']}"))
     for k, v in rows:
         out.print(f"  {k:10} {v}", markup=False)
     if info.counts:

@@ -154,6 +154,7 @@ def create_campaign(
     name: str | None = None,
     meta: dict | None = None,
     conn=None,
+    segment: str | None = None,
 ) -> Campaign:
     """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
 
@@ -163,7 +164,9 @@ def create_campaign(
     refused (header injection), as is an unknown list or a body without an unsubscribe link.
     Images the digest links by a relative path (``assets/...``) are frozen as CID parts, since a
     mail client cannot resolve them. Nothing is written unless everything checks out. With
-    ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's)."""
+    ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's). With
+    ``segment`` (a segment of the one target list) the campaign records the segment's name and
+    filter text in ``meta["segment"]``; the ledger applies it when sending starts."""
     require_current_schema(engine)
     if getattr(digest, "assets", None):
         from ..compose import embed_relative_assets
@@ -199,6 +202,10 @@ def create_campaign(
             if lid is None:
                 raise NotFound(f"list {slug!r} does not exist")
             list_ids.append(lid)
+        if segment:
+            from ..store.segments import segment_for_campaign
+
+            meta["segment"] = segment_for_campaign(conn, segment, list_ids)
         res = conn.execute(q.campaigns.insert().values(
             name=name or subject, subject=subject, from_address=from_address, reply_to=reply_to,
             preheader=getattr(digest, "preheader", "") or "", html=html, text=digest.text or "",

@@ -11,5 +11,6 @@ from . import campaign_models  # noqa: F401  (campaigns, campaign_lists, campaig
 from . import digest_models  # noqa: F401  (digests, digest_runs, digest_sent_articles)
 from . import bounce_models  # noqa: F401  (bounce_events)
 from . import mailbox_models  # noqa: F401  (mailbox_messages)
+from . import segment_models  # noqa: F401  (segments)
 
 metadata = SQLModel.metadata

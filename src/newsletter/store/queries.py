@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .models import Subscriber, Subscription, utcnow
+from .segments import campaign_condition
 from .subscribers import suppressed_condition
 
 campaigns = Campaign.__table__
@@ -55,6 +56,13 @@ def _still_wanted(campaign_id: int):
     return and_(active, not_(suppressed_condition(key)))
 
 
+def _segment_condition(conn: Connection, campaign_id: int, now: datetime | None = None):
+    """The campaign's segment filter (recorded in its meta at creation), or None: a segment
+    narrows the audience at ledger time only; unsubscribe and suppression stay the list's."""
+    meta = conn.execute(select(campaigns.c.meta).where(campaigns.c.id == campaign_id)).scalar()
+    return campaign_condition(conn, meta, now)
+
+
 def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     """How many distinct subscribers are active on the campaign's lists and not suppressed.
 
@@ -72,7 +80,8 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
             not_(suppressed_condition(subscribers.c.email_key)),
         )
     )
-    return int(conn.execute(q).scalar_one())
+    seg = _segment_condition(conn, campaign_id)
+    return int(conn.execute(q if seg is None else q.where(seg)).scalar_one())
 
 
 LEDGER_CHUNK = 5000
@@ -92,12 +101,16 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     if lo is None:
         return 0
     added = 0
-    for start in range(lo, hi + 1, LEDGER_CHUNK):
-        added += _create_ledger_range(conn, campaign_id, now, start, start + LEDGER_CHUNK)
+    seg = _segment_condition(conn, campaign_id, now)
+    # A segment's filter is evaluated in one statement: per-chunk statements would each pay the
+    # filter's set-up and scan again (200 of them for a million readers).
+    step = LEDGER_CHUNK if seg is None else hi - lo + 1
+    for start in range(lo, hi + 1, step):
+        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg)
     return added
 
 
-def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int) -> int:
+def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None) -> int:
     """One id range of :func:`create_ledger`."""
     src = (
         select(
@@ -119,10 +132,16 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
             subscriptions.c.status == "active",
             subscribers.c.id >= start,
             subscribers.c.id < stop,
+            # the same range on the subscription side lets the planner walk its (subscriber, list)
+            # index per chunk instead of scanning every subscription of the list each time
+            subscriptions.c.subscriber_id >= start,
+            subscriptions.c.subscriber_id < stop,
             not_(suppressed_condition(subscribers.c.email_key)),
         )
         .group_by(subscribers.c.id, subscribers.c.email)
     )
+    if seg is not None:  # the campaign's segment (see _segment_condition)
+        src = src.where(seg)
     cols = ["campaign_id", "subscriber_id", "list_id", "email", "state", "attempts", "created_at", "updated_at"]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert

@@ -301,6 +301,15 @@ def list_create(request: Request, slug: str = Form(""), name: str = Form(""), de
     return redirect("/admin/lists")
 
 
+@guarded.get("/segments")
+def segments_page(request: Request):
+    """Read-only: every segment with its list, filter and live counts (the builder comes later)."""
+    from ..store.segments import list_segments
+
+    return page(request, "admin/segments.html", admin=True, active="segments", title="Segments",
+                segments=list_segments(state(request).engine))
+
+
 # --- campaigns ----------------------------------------------------------------------------------
 
 
