@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
+from cli_runner import Result, run_main
+
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +17,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 KEY = "cli-bounce-secret-key-0123456789"
 
 
-class Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
 
 @pytest.fixture
 def run(monkeypatch, capsys, tmp_path):
     """Run the real ``newsletter`` entry point in this process, in ``tmp_path``."""
-    from newsletter.cli import main
 
     def invoke(*args, key: str | None = KEY):
         monkeypatch.chdir(tmp_path)
@@ -33,14 +31,7 @@ def run(monkeypatch, capsys, tmp_path):
         monkeypatch.setenv("COLUMNS", "200")
         monkeypatch.delenv("NEWSLETTER_DATABASE_URL", raising=False)
         monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
-        monkeypatch.setattr(sys, "argv", ["newsletter", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
+        code, out, err = astuple(run_main(monkeypatch, capsys, [*args]))
         return Result(code, out, err)
 
     return invoke

@@ -6,9 +6,12 @@ as it was.
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
+from cli_runner import Result, run_main
+
 import json
 import os
-from dataclasses import dataclass
 import subprocess
 import sys
 from pathlib import Path
@@ -44,17 +47,10 @@ def site(tmp_path):
     engine.dispose()
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
 
 @pytest.fixture
 def run(capsys, monkeypatch):
     """Run ``newsletter.cli.main`` in this process (as the console script does), capturing output."""
-    from newsletter.cli import main
 
     def invoke(url, tmp_path, *args, env=None):
         monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
@@ -62,14 +58,7 @@ def run(capsys, monkeypatch):
                      "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"), **(env or {})}.items():
             monkeypatch.setenv(k, v)
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", url, *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
+        code, out, err = astuple(run_main(monkeypatch, capsys, ["--db", url, *args]))
         for k in (env or {}):
             monkeypatch.delenv(k)
         return Result(code, out, err)

@@ -10,11 +10,14 @@ Item 10: ``unsubscribe_mailto`` and ``--header`` are refused at config load / op
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
+from cli_runner import run_main
+
 import email
 import email.policy
 import json
 import re
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -211,21 +214,13 @@ BAD_CHARS = ["\r\nBcc: x@evil.example", "\nBcc: x@evil.example", "\u2028Bcc: x@e
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """``newsletter.cli.main`` in this process, as the console script runs it."""
-    from newsletter.cli import main
 
     def invoke(*args, env=None):
         monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
         for k, v in {"NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"), **(env or {})}.items():
             monkeypatch.setenv(k, v)
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["newsletter", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
+        code, out, err = astuple(run_main(monkeypatch, capsys, [*args]))
         for k in (env or {}):
             monkeypatch.delenv(k)
         return code, out, err

@@ -4,8 +4,11 @@ holds exactly the segment and whose copies keep the list's one-click unsubscribe
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
+from cli_runner import run_main
+
 import json
-import sys
 from datetime import timedelta
 
 import pytest
@@ -175,7 +178,6 @@ def test_campaign_with_segment_ledgers_only_the_segment_and_records_the_filter(d
 @pytest.fixture
 def cli(tmp_path, capsys, monkeypatch):
     """Run ``newsletter.cli.main`` in this process against a SQLite database holding PEOPLE."""
-    from newsletter.cli import main
 
     url = f"sqlite:///{tmp_path / 'n.db'}"
     engine = setup_db(url)
@@ -185,14 +187,7 @@ def cli(tmp_path, capsys, monkeypatch):
     def invoke(*args):
         monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", url, *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
+        code, out, err = astuple(run_main(monkeypatch, capsys, ["--db", url, *args]))
         return code, out, err
 
     return invoke

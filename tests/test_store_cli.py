@@ -3,6 +3,10 @@ that must end in one line on stderr, a non-zero exit, no traceback and nothing c
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
+from cli_runner import Result, run_main
+
 import csv
 import io
 import json
@@ -32,15 +36,10 @@ def nl(tmp_path, *args, db=None, check=True):
     return r
 
 
-class Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
 
 @pytest.fixture
 def run(monkeypatch, capsys):
     """Run the real ``newsletter`` entry point (main(): error printing and exit codes) in this process."""
-    from newsletter.cli import main
 
     def invoke(tmp_path, *args, check=True):
         monkeypatch.chdir(tmp_path)
@@ -48,14 +47,7 @@ def run(monkeypatch, capsys):
         monkeypatch.setenv("COLUMNS", "200")
         monkeypatch.delenv("NEWSLETTER_DATABASE_URL", raising=False)
         monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
-        monkeypatch.setattr(sys, "argv", ["newsletter", *args])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
+        code, out, err = astuple(run_main(monkeypatch, capsys, [*args]))
         r = Result(code, out, err)
         if check:
             assert r.returncode == 0, r.stderr
