@@ -185,7 +185,15 @@ class _Liveness:
     def stop(self) -> None:
         try:
             if self.pg and self.conn is not None:
-                self.conn.close()  # closing the session releases the advisory lock
+                # Release explicitly: close() only hands the connection back to the pool, whose
+                # session would keep the lock, and this worker's next send (on another pooled
+                # connection) would wait for it forever.
+                try:
+                    self.conn.execute(text("select pg_advisory_unlock_all()"))
+                except Exception:  # a broken session: its locks died with it; throw it away
+                    self.conn.invalidate()
+                finally:
+                    self.conn.close()
             elif not self.pg:
                 with transaction(self.engine) as conn:
                     q.release_campaign_lock(conn, self.cid, self.me)
