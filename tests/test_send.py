@@ -340,8 +340,8 @@ def record_grants(monkeypatch) -> dict[str, list[float]]:
         lim = real(cls, rate, window, clock=clock, **kw)
         stamps, real_try = grants.setdefault(str(rate), []), lim.try_acquire
 
-        def try_acquire() -> float:
-            wait = real_try()
+        def try_acquire(*args, **kwargs) -> float:  # (the recipient, for per-domain limits)
+            wait = real_try(*args, **kwargs)
             if wait <= 0 and lim.limited:
                 stamps.append(seen.last)  # the reading this thread's grant was decided at
             return wait
