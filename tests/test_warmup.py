@@ -241,3 +241,42 @@ def test_copies_of_another_process_or_campaign_count_against_the_same_day(db_url
         assert all(not isinstance(r, Exception) for r in results.values()), results
         assert len(srv.received()) == 7 and sent_on(engine, 0) == 7
         assert sorted(r.status for r in results.values()) in (["finished", "paused"], ["paused", "paused"])
+
+
+@pytest.mark.postgres
+def test_a_copy_moving_from_sending_to_sent_while_the_gate_counts_is_counted_once(pg_url, tmp_path):
+    """Regression (a flaky 8-of-7 under load): the gate's count is one snapshot. Another sender's
+    group commit moves a copy from "sending" to "sent" right after the gate's first statement; under
+    PostgreSQL's read committed, two statements saw it in neither state, so a quota of 7 let 8 go."""
+    from sqlalchemy import event, update
+
+    from newsletter.dispatch.warmup import WarmupGate
+
+    engine = setup_db(pg_url)
+    config = warm_config(pg_url, tmp_path, spec="7/d x2")
+    add_people(engine, "weekly", 3)
+    cid = make_campaign(engine, config).id
+    with engine.begin() as conn:
+        q.create_ledger(conn, cid)
+        row = conn.execute(select(q.deliveries.c.id).where(q.deliveries.c.campaign_id == cid).limit(1)).scalar()
+        conn.execute(update(q.deliveries).where(q.deliveries.c.id == row).values(state="sending", updated_at=at(0, 10)))
+    gate = WarmupGate(parse_warmup("7/d x2", "2026-12-01"), lambda: at(0, 10))
+    other = setup_db(pg_url)  # a second pool: the other sender's connection
+    with engine.connect() as conn:
+        moved = []
+
+        def after(c, cursor, statement, *a):
+            if c is conn and not moved and "count" in statement.lower():
+                moved.append(True)
+                with other.begin() as o:
+                    o.execute(update(q.deliveries).where(q.deliveries.c.id == row).values(
+                        state="sent", sent_at=at(0, 10, 0, 1)))
+
+        event.listen(engine, "after_cursor_execute", after)
+        try:
+            with conn.begin():
+                used, quota = gate.usage(conn)
+        finally:
+            event.remove(engine, "after_cursor_execute", after)
+    assert moved and (used, quota) == (1, 7)
+    other.dispose()

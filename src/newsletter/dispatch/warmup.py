@@ -108,15 +108,16 @@ class WarmupGate:
         from ..store.queries import deliveries
 
         start, end = day_bounds(self.clock())
-        sent = conn.execute(select(func.count()).select_from(deliveries).where(
-            deliveries.c.state == "sent", deliveries.c.sent_at >= start,
-            deliveries.c.sent_at < end)).scalar() or 0
-        # Claimed rows are about to go (a dead worker's are released by the next sender); a row
-        # left "sending" by a crash counts on the day it was marked, not forever.
-        flying = conn.execute(select(func.count()).select_from(deliveries).where(
-            (deliveries.c.state == "claimed")
-            | ((deliveries.c.state == "sending") & (deliveries.c.updated_at >= start)))).scalar() or 0
-        return int(sent) + int(flying), self.warmup.quota(start.date())
+        d = deliveries.c
+        # One statement, so one snapshot: counted as two, a copy that moved from "sending" to
+        # "sent" between them (another sender's group commit) was in neither count. Claimed rows
+        # are about to go (a dead worker's are released by the next sender); a row left "sending"
+        # by a crash counts on the day it was marked, not forever.
+        used = conn.execute(select(func.count()).select_from(deliveries).where(
+            ((d.state == "sent") & (d.sent_at >= start) & (d.sent_at < end))
+            | (d.state == "claimed")
+            | ((d.state == "sending") & (d.updated_at >= start)))).scalar() or 0
+        return int(used), self.warmup.quota(start.date())
 
     def room(self, conn) -> int:
         """How many more copies may be claimed today. The count and the claim that follows in the
