@@ -113,6 +113,16 @@ class Config:
     warmup_start: str | None = None  # first UTC day of the warm-up ramp, YYYY-MM-DD (required with warmup)
     rate_per_domain: dict[str, str] = field(default_factory=dict)  # recipient-domain limits on top of rate, {"gmail.com" = "20/s"} (env: gmail.com=20/s,outlook.com=10/s)
 
+    # --- engagement: opens and clicks (off by default) ---
+    track: str = "off"  # what new campaigns track by default: off, opens, clicks or opens,clicks (campaigns create --track)
+    track_lists: dict[str, str] = field(default_factory=dict)  # per-list default, {"weekly" = "opens,clicks"}, used when every target list agrees
+    tracking_note: str | None = None  # the footer sentence of a tracked email (default: says that opens and clicks are counted)
+    tracking_privacy_url: str | None = None  # where the footer's privacy link goes (default: this app's /privacy page)
+    privacy_note_file: str | None = None  # a text file shown on /privacy (paragraphs separated by blank lines); default: what is tracked and why
+    store_ip: bool = False  # keep the IP address of each open and click (otherwise only a coarse class)
+    tracking_retention_days: int = 395  # `newsletter tracking purge` deletes events older than this (13 months)
+    scanner_seconds: float = 10.0  # a click this soon after delivery is a link scanner's
+
     # --- secrets: environment only ---
     secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)
     admin_password: str | None = field(default=None, repr=False)  # web admin password (env NEWSLETTER_ADMIN_PASSWORD only)
@@ -240,6 +250,25 @@ def _check_deliverability(cfg: Config, file: str | None) -> None:
     parse_domain_rates(cfg.rate_per_domain, where=file or "")
 
 
+def _check_tracking(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming the key for a bad track, track_lists or retention."""
+    from .errors import InvalidInput
+
+    at = f"{file}: " if file else ""
+    try:
+        from .engagement.links import parse_track
+
+        parse_track(cfg.track, where="track")
+        for slug, spec in cfg.track_lists.items():
+            parse_track(spec, where=f"track_lists {slug}")
+    except InvalidInput as e:
+        raise ConfigError(f"{at}{e}") from None
+    if cfg.tracking_retention_days < 1:
+        raise ConfigError(f"{at}tracking_retention_days: must be at least 1 (days)")
+    if cfg.scanner_seconds < 0:
+        raise ConfigError(f"{at}scanner_seconds: must not be negative")
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -302,6 +331,7 @@ def load_config(
         except ValueError:
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     _check_deliverability(cfg, values.get("config_path"))
+    _check_tracking(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

@@ -66,6 +66,7 @@ def _register() -> None:
     from . import bounces  # noqa: F401
     from . import domain  # noqa: F401
     from . import segments  # noqa: F401
+    from . import engagement  # noqa: F401
 
 
 _register()

@@ -75,6 +75,7 @@ def create_command(
     name: Optional[str] = typer.Option(None, "--name", help="A name for the campaign in listings (default: the subject)."),
     header: Optional[List[str]] = typer.Option(None, "--header", help="Extra header 'Name: value' (repeatable)."),
     segment: Optional[str] = typer.Option(None, "--segment", help="Send only to this segment of the --list (see `newsletter segments`); the filter is recorded on the campaign."),
+    track: Optional[str] = typer.Option(None, "--track", help="Track opens, clicks, opens,clicks or off (default: config track / track_lists, off)."),
 ) -> None:
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
     from ..errors import InvalidInput
@@ -100,10 +101,12 @@ def create_command(
 
     c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
                         from_address=from_address, headers=extra_headers, name=name, meta=meta,
-                        segment=segment)
+                        segment=segment, track=track)
     info = campaign_info(engine, c.id)
     err = _console(True)
     seg = f" (segment {segment})" if segment else ""
+    if (c.meta or {}).get("track"):
+        seg += f"; tracking {','.join(c.meta['track'])}"
     err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}{seg}; "
               f"{info.audience} active subscriber(s) now", markup=False)
     if not info.audience:

@@ -155,6 +155,7 @@ def create_campaign(
     meta: dict | None = None,
     conn=None,
     segment: str | None = None,
+    track=None,
 ) -> Campaign:
     """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
 
@@ -166,7 +167,9 @@ def create_campaign(
     mail client cannot resolve them. Nothing is written unless everything checks out. With
     ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's). With
     ``segment`` (a segment of the one target list) the campaign records the segment's name and
-    filter text in ``meta["segment"]``; the ledger applies it when sending starts."""
+    filter text in ``meta["segment"]``; the ledger applies it when sending starts. ``track``
+    (``"opens,clicks"``, a list, or ``"off"``; default from config ``track``/``track_lists``) is
+    recorded in ``meta["track"]``."""
     require_current_schema(engine)
     if getattr(digest, "assets", None):
         from ..compose import embed_relative_assets
@@ -189,6 +192,11 @@ def create_campaign(
         for what, v in (("cid", img.cid), ("filename", img.filename), ("content type", img.content_type)):
             check_header_value(f"image {what}", v)
     meta = dict(meta or {})
+    from ..engagement.campaign import tracking_for_new_campaign
+
+    tracking = tracking_for_new_campaign(config, list_slugs, track)
+    if tracking:
+        meta["track"] = tracking
     try:
         meta.setdefault("article_keys", list(digest.article_keys))
     except Exception:

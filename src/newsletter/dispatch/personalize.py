@@ -198,6 +198,10 @@ def _parse_tag(body: str, encoded: bool) -> tuple | None:
         return ("NAME", parts[1] if len(parts) == 2 else "")
     if kind == "ATTR" and 2 <= len(parts) <= 3 and parts[1]:
         return ("ATTR", parts[1], parts[2] if len(parts) == 3 else "")
+    if kind == "OPEN" and len(parts) == 1:  # tracking (added by engagement.links, never by a source)
+        return ("OPEN",)
+    if kind == "CLICK" and len(parts) == 2 and parts[1].isdigit() and len(parts[1]) <= 6:
+        return ("CLICK", int(parts[1]))
     return None
 
 
@@ -229,8 +233,12 @@ class MessageFactory:
         copy_address: Callable[[int], str | None] | None = None,
         verp: bool = False,
         feedback_id: Callable[[str], str] | None = None,
+        tracker=None,
     ):
         self.content = content
+        # Tracking (engagement.links.Tracker): fills *|CLICK:n|* and *|OPEN|* per reader; without
+        # it those tags are unknown and left as written.
+        self._tracker = tracker
         self.base_url = base_url.rstrip("/")
         self._token = unsubscribe_token
         self.signer = signer
@@ -319,7 +327,7 @@ class MessageFactory:
             tag = _parse_tag(m.group("a") or m.group("b"), m.group("a") is None)
             buf.append(body[pos:m.start()])
             pos = m.end()
-            if tag is None:  # unknown: leave it as written
+            if tag is None or (tag[0] in ("CLICK", "OPEN") and self._tracker is None):  # unknown: as written
                 buf.append(m.group(0))
             elif tag[0] == "WEB_VERSION_URL":  # the same for everyone: resolve now
                 buf.append(self.web_version_url)
@@ -339,8 +347,20 @@ class MessageFactory:
         """Stable for (campaign, subscriber): a resend after a crash is recognisable downstream."""
         return f"<nl.{self.content.campaign_id}.{subscriber_id}.{self._msgid_tag}@{self.domain}>"
 
+    def _value(self, tag: tuple, r: Recipient, unsub: str) -> str:
+        kind = tag[0]
+        if kind in ("CLICK", "OPEN"):
+            t = self._tracker
+            if t is None:
+                return ""
+            if t.skip(r.attributes) or r.subscriber_id <= 0:
+                return t.original(tag[1]) if kind == "CLICK" else t.BLANK_PIXEL
+            return t.click(r.subscriber_id, tag[1]) if kind == "CLICK" else t.open(r.subscriber_id)
+        return self._reader_value(tag, r, unsub)
+
     @staticmethod
-    def _value(tag: tuple, r: Recipient, unsub: str) -> str:
+    def _reader_value(tag: tuple, r: Recipient, unsub: str) -> str:
+        """The value of a reader tag (everything but tracking) for ``r``."""
         kind = tag[0]
         if kind == "UNSUBSCRIBE_URL":
             return unsub
@@ -431,12 +451,12 @@ def render_preview(text: str, r: Recipient, *, unsubscribe_url: str, web_version
 
     def sub(m: re.Match) -> str:
         tag = _parse_tag(m.group("a") or m.group("b"), m.group("a") is None)
-        if tag is None:
+        if tag is None or tag[0] in ("CLICK", "OPEN"):  # tracking exists only in real sends
             return m.group(0)
         if tag[0] == "WEB_VERSION_URL":
             v = web_version_url
         else:
-            v = MessageFactory._value(tag, r, unsubscribe_url)
+            v = MessageFactory._reader_value(tag, r, unsubscribe_url)
         return _html.escape(v) if html else v
 
     return _TAG.sub(sub, text)

@@ -527,8 +527,11 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
         check_header_value("bounce_address", bounce)
         bounce = parseaddr(bounce)[1] or None
     copy_address, verp, feedback = _feedback_headers(engine, campaign, config, secret, bounce)
+    from ..engagement.campaign import tracked_content
+
+    content, tracker = tracked_content(engine, campaign, config, secret, _content(engine, campaign))
     return MessageFactory(
-        _content(engine, campaign), base_url=config.base_url,
+        content, base_url=config.base_url, tracker=tracker,
         unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
         newsletter_name=config.newsletter_name, instance_key=secret,
         precedence_bulk=(config.precedence or "").strip().lower() == "bulk",

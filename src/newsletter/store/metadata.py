@@ -12,5 +12,6 @@ from . import digest_models  # noqa: F401  (digests, digest_runs, digest_sent_ar
 from . import bounce_models  # noqa: F401  (bounce_events)
 from . import mailbox_models  # noqa: F401  (mailbox_messages)
 from . import segment_models  # noqa: F401  (segments)
+from . import engagement_models  # noqa: F401  (tracked_links, engagement_events)
 
 metadata = SQLModel.metadata

@@ -238,3 +238,58 @@ def get_domain_check(request: Request):
     from ..dispatch.domain import check_domain
 
     return DomainReportOut(**check_domain(state(request).config).as_dict())
+
+
+class AgentCounts(BaseModel):
+    human: int = 0
+    apple_mpp: int = Field(0, alias="apple-mpp")
+    proxy: int = 0
+    scanner: int = 0
+
+    model_config = {"populate_by_name": True}
+
+
+class EventCountsOut(BaseModel):
+    events: AgentCounts
+    readers: AgentCounts
+
+
+class LinkOut(BaseModel):
+    idx: int
+    url: str
+    human_clicks: int
+    human_readers: int
+    machine_clicks: int
+
+
+class ReportOut(BaseModel):
+    """A campaign's report: people (``human``) apart from Apple Mail Privacy Protection, image proxies and link scanners."""
+
+    campaign_id: int
+    subject: str
+    status: str
+    tracking: list[str]
+    sent_at: datetime | None
+    delivered: int
+    failed: int
+    opens: EventCountsOut
+    clicks: EventCountsOut
+    unsubscribes: int
+    bounces: dict[str, int]
+    complaints: int
+    human_open_rate: float | None
+    human_click_rate: float | None
+    click_to_open: float | None
+    links: list[LinkOut]
+    timeline: list[dict[str, Any]]
+
+
+@router.get("/campaigns/{campaign_id}/report", response_model=ReportOut, responses=ERRORS,
+            summary="Delivered, opens, clicks (people apart from machines), unsubscribes, bounces, clicks per link")
+def get_campaign_report(request: Request, campaign_id: int = Path(ge=1, le=2**62)):
+    from ..engagement.report import campaign_report
+
+    r = campaign_report(state(request).engine, campaign_id, links=True, timeline=True)
+    d = r.as_dict()
+    d["sent_at"] = r.sent_at
+    return d

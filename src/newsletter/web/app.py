@@ -285,6 +285,9 @@ def create_app(
         yield
         # Let queued confirmation emails go out (each SMTP step is bounded by smtp_timeout).
         await asyncio.to_thread(st.mailer.close, 2 * config.smtp_timeout + 5)
+        hits = getattr(app.state, "hits", None)  # tracking hits not yet stored
+        if hits is not None:
+            await asyncio.to_thread(hits.close)
 
     app = FastAPI(
         lifespan=lifespan,
@@ -350,9 +353,10 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
 
-    from . import admin, api, public, webhooks as webhook_routes
+    from . import admin, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
+    app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
     app.include_router(admin.router)
     app.include_router(api.router)

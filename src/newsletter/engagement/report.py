@@ -1,0 +1,137 @@
+"""A campaign's report: who got it, who opened and clicked (people apart from machines), who
+left, what bounced — the same data for the CLI, the API and the admin page."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from ..store.db import transaction
+from . import events as ev
+from .classify import Agent
+from .links import CANARY
+
+
+@dataclass
+class Counts:
+    """Events and distinct readers of one kind, per agent."""
+
+    events: dict[str, int] = field(default_factory=lambda: {a.value: 0 for a in Agent})
+    readers: dict[str, int] = field(default_factory=lambda: {a.value: 0 for a in Agent})
+
+
+@dataclass
+class LinkRow:
+    """Clicks on one tracked link: by people (events, readers) and by machines (events)."""
+
+    idx: int
+    url: str
+    human_clicks: int = 0
+    human_readers: int = 0
+    machine_clicks: int = 0
+
+
+@dataclass
+class Report:
+    """What ``campaigns report`` shows. Rates are over copies delivered; click-to-open is
+    human clickers over human openers."""
+
+    campaign_id: int
+    subject: str
+    status: str
+    tracking: list[str]
+    sent_at: datetime | None
+    delivered: int
+    failed: int
+    opens: Counts
+    clicks: Counts
+    unsubscribes: int
+    bounces: dict[str, int]
+    complaints: int
+    links: list[LinkRow] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+
+    @property
+    def human_open_rate(self) -> float | None:
+        return self.opens.readers["human"] / self.delivered if self.delivered else None
+
+    @property
+    def human_click_rate(self) -> float | None:
+        return self.clicks.readers["human"] / self.delivered if self.delivered else None
+
+    @property
+    def click_to_open(self) -> float | None:
+        o = self.opens.readers["human"]
+        return self.clicks.readers["human"] / o if o else None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["sent_at"] = self.sent_at.isoformat() if self.sent_at else None
+        d["human_open_rate"], d["human_click_rate"] = self.human_open_rate, self.human_click_rate
+        d["click_to_open"] = self.click_to_open
+        return d
+
+
+def _buckets(times: list[tuple[datetime, str]], start: datetime | None) -> list[dict]:
+    """Events per hour for the first 48 hours after ``start``, then per day: [{at, human, machine}]."""
+    if not times:
+        return []
+    start = start or times[0][0]
+    out: dict[datetime, dict] = {}
+    for t, agent in times:
+        since = t - start
+        if since < timedelta(hours=48):
+            at = start + timedelta(hours=max(0, int(since.total_seconds() // 3600)))
+        else:
+            at = datetime.combine(t.date(), datetime.min.time(), tzinfo=t.tzinfo)
+        b = out.setdefault(at, {"at": at.isoformat(), "human": 0, "machine": 0})
+        b["human" if agent == "human" else "machine"] += 1
+    return [out[k] for k in sorted(out)]
+
+
+def campaign_report(engine, campaign_id: int | str, *, links: bool = True, timeline: bool = False) -> Report:
+    """The report of one campaign (NotFound for an unknown id)."""
+    from ..dispatch.campaigns import get_campaign
+    from .campaign import tracking_of
+
+    c = get_campaign(engine, campaign_id)
+    with transaction(engine) as conn:
+        states = ev.delivery_totals(conn, c.id)
+        opens, clicks = Counts(), Counts()
+        for kind, agent, n, readers in ev.event_totals(conn, c.id):
+            target = opens if kind == "open" else clicks
+            target.events[agent] = n
+            target.readers[agent] = readers
+        rows: dict[int, LinkRow] = {}
+        if links:
+            for idx, url, agent, n, readers in ev.link_totals(conn, c.id):
+                row = rows.setdefault(idx, LinkRow(idx, url))
+                if agent == "human":
+                    row.human_clicks, row.human_readers = n, readers
+                else:
+                    row.machine_clicks += n
+            for idx, url in ev.links_of(conn, c.id).items():
+                if idx != CANARY:
+                    rows.setdefault(idx, LinkRow(idx, url))
+        start = c.started_at
+        unsub = ev.unsubscribes_after(conn, c.id, start, None) if start else 0
+        bounces = ev.bounce_totals(conn, c.id)
+        series = []
+        if timeline:
+            for kind in ("open", "click"):
+                series.append({"kind": kind, "points": _buckets(ev.event_times(conn, c.id, kind), start)})
+    return Report(
+        campaign_id=c.id, subject=c.subject, status=str(c.status), tracking=sorted(t.value for t in tracking_of(c)),
+        sent_at=start, delivered=states.get("sent", 0), failed=states.get("failed", 0), opens=opens, clicks=clicks,
+        unsubscribes=unsub, bounces={k: v for k, v in bounces.items() if k in ("hard", "soft")},
+        complaints=bounces.get("complaint", 0),
+        links=sorted(rows.values(), key=lambda r: (-r.human_clicks, r.idx)), timeline=series)
+
+
+def purge(engine, config, *, now: datetime | None = None) -> int:
+    """Delete events older than ``tracking_retention_days``; returns how many went."""
+    from ..store.models import utcnow
+
+    cutoff = (now or utcnow()) - timedelta(days=config.tracking_retention_days)
+    with transaction(engine) as conn:
+        return ev.purge_events(conn, cutoff)
