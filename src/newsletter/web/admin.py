@@ -336,10 +336,14 @@ def digest_action(request: Request, name: str, action: str, csrf_token: str = Fo
 
 @guarded.get("/campaigns/{campaign_id}")
 def campaign_page(request: Request, campaign_id: str):
+    from ..engagement.report import campaign_report
+
     st = state(request)
     info = library.campaign(st, _campaign_id(campaign_id))
+    report = campaign_report(st.engine, info.id, timeline=True)
     return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
-                c=info, timezone=st.config.timezone, **library.progress(info))
+                c=info, timezone=st.config.timezone, report=report, report_json=report.as_dict(),
+                **library.progress(info))
 
 
 @guarded.post("/campaigns/{campaign_id}/schedule")
