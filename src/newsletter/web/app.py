@@ -362,4 +362,5 @@ def create_app(
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(BodyLimit)
+    app.add_middleware(tracking.TrackingPaths)  # outermost: clicks and opens skip the rest of the stack
     return app
