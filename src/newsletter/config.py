@@ -122,6 +122,11 @@ class Config:
     store_ip: bool = False  # keep the IP address of each open and click (otherwise only a coarse class)
     tracking_retention_days: int = 395  # `newsletter tracking purge` deletes events older than this (13 months)
     scanner_seconds: float = 10.0  # a click this soon after delivery is a link scanner's
+    event_webhooks: list[str] = field(default_factory=list)  # URLs that receive signed JSON events (subscribed, confirmed, unsubscribed, bounced, complained, opened, clicked)
+    event_webhook_events: list[str] = field(default_factory=list)  # which events to send (default: all)
+    event_webhook_timeout: float = 10.0  # seconds per POST
+    event_webhook_max_attempts: int = 12  # retries back off from 30 s to 6 h; then the event is given up
+    event_webhook_interval: float = 10.0  # seconds between two rounds of the worker's webhook thread
 
     # --- secrets: environment only ---
     secret_key: str | None = field(default=None, repr=False)  # HMAC key for signed links (env NEWSLETTER_SECRET_KEY only)
@@ -129,6 +134,7 @@ class Config:
     admin_token: str | None = field(default=None, repr=False)  # bearer token for the REST API (env NEWSLETTER_ADMIN_TOKEN only)
     bounce_mailbox_password: str | None = field(default=None, repr=False)  # mailbox login password (env NEWSLETTER_BOUNCE_MAILBOX_PASSWORD only)
     unsubscribe_mailbox_password: str | None = field(default=None, repr=False)  # its password (env NEWSLETTER_UNSUBSCRIBE_MAILBOX_PASSWORD only)
+    event_webhook_secret: str | None = field(default=None, repr=False)  # HMAC key signing event webhooks (env NEWSLETTER_EVENT_WEBHOOK_SECRET only)
     config_path: str | None = None  # the TOML file this config was read from (set by load_config)
 
     def smtp_server(self, name: str | None = None) -> SMTPServer:
@@ -152,6 +158,7 @@ class Config:
 
 _SECRET_KEYS = {"secret_key", "admin_password", "admin_token", "webhook_mailgun_key", "webhook_postmark_password"}
 _SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins (issue 13)
+_SECRET_KEYS |= {"event_webhook_secret"}
 _SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
 _ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}
@@ -267,6 +274,13 @@ def _check_tracking(cfg: Config, file: str | None) -> None:
         raise ConfigError(f"{at}tracking_retention_days: must be at least 1 (days)")
     if cfg.scanner_seconds < 0:
         raise ConfigError(f"{at}scanner_seconds: must not be negative")
+    if cfg.event_webhooks or cfg.event_webhook_events:
+        from .engagement.outbound import check_settings
+
+        try:
+            check_settings(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{at}{e}") from None
 
 
 def load_config(

@@ -72,3 +72,36 @@ def purge_command(ctx: typer.Context) -> None:
     config, engine = _engine(ctx)
     n = purge(engine, config)
     typer.echo(f"deleted {n} event(s) older than {config.tracking_retention_days} days")
+
+
+events_app = typer.Typer(help="Outgoing event webhooks (config event_webhooks): deliver now, see the queue.",
+                         no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("deliver")
+def events_deliver(ctx: typer.Context) -> None:
+    """Read new events and POST what is due to the event_webhooks URLs once (the worker does this every event_webhook_interval)."""
+    from ..engagement.outbound import collect, deliver
+
+    config, engine = _engine(ctx)
+    if not config.event_webhooks:
+        from ..errors import ConfigError
+
+        raise ConfigError("event_webhooks is not set: no URL to deliver events to")
+    queued = collect(engine, config)
+    r = deliver(engine, config)
+    typer.echo(f"queued {queued}; delivered {r.delivered}, to retry {r.retrying}, given up {r.given_up}")
+
+
+@events_app.command("status")
+def events_status(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format", help="table or json.")) -> None:
+    """How many event deliveries are pending, delivered and given up."""
+    from ..engagement.outbound import pending
+
+    _, engine = _engine(ctx)
+    counts = pending(engine)
+    if fmt == Fmt.json:
+        typer.echo(json.dumps(counts))
+    else:
+        typer.echo(", ".join(f"{k} {v}" for k, v in counts.items()))

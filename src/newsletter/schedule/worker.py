@@ -326,6 +326,9 @@ def run_worker(
     from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
 
     mailbox_poller = MailboxPoller.for_config(engine, config, emit)
+    from ..engagement.outbound import OutboundPoller  # event webhooks: a thread of their own, never in a send's way
+
+    outbound = OutboundPoller.for_config(engine, config, emit)
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
@@ -333,6 +336,10 @@ def run_worker(
             mailbox_poller.poll_once()
         elif mailbox_poller is not None:
             mailbox_poller.start()
+        if outbound is not None and once:
+            outbound.run_once()
+        elif outbound is not None:
+            outbound.start()
         served: dict = {}
         while True:
             interrupted = run_pass(engine, config, clock(), catch_up=catch_up, send_options=send_options,
@@ -355,5 +362,7 @@ def run_worker(
     finally:
         if mailbox_poller is not None:
             mailbox_poller.stop()
+        if outbound is not None:
+            outbound.stop()
         lock.release()
     return report

@@ -13,5 +13,6 @@ from . import bounce_models  # noqa: F401  (bounce_events)
 from . import mailbox_models  # noqa: F401  (mailbox_messages)
 from . import segment_models  # noqa: F401  (segments)
 from . import engagement_models  # noqa: F401  (tracked_links, engagement_events)
+from . import outbound_models  # noqa: F401  (webhook_deliveries, event_cursors)
 
 metadata = SQLModel.metadata

@@ -96,6 +96,8 @@ class Subscription(SQLModel, table=True):
             name="ck_subscriptions_status",
         ),
         sa.Index("ix_subscriptions_list_status", "list_id", "status"),
+        # outgoing event webhooks read what changed since their cursor: WHERE updated_at >= :t
+        sa.Index("ix_subscriptions_updated_at", "updated_at"),
         {"sqlite_autoincrement": True},
     )
 
