@@ -97,3 +97,24 @@ def test_a_reader_apple_and_a_scanner_are_told_apart_end_to_end(tmp_path, reader
             page.screenshot(path=str(shots / f"campaign-{scheme}-1280.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 900})
             page.screenshot(path=str(shots / f"campaign-{scheme}-390.png"), full_page=True)
+
+
+def test_the_dashboard_shows_list_growth_and_the_last_campaigns_side_by_side(tmp_path, reader_page):
+    page = reader_page
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    engine = setup_db(url)
+    config = make_config(url, tmp_path, base_url=f"http://127.0.0.1:{port}", allow_local_links=True)
+    add_people(engine, "weekly", 4)
+    c = make_campaign(engine, config, digest=_digest(), track="opens")
+    send_campaign(engine, c.id, config)
+    with LiveServer(create_app(config, engine), port=port) as live:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            page.goto(live.url + "/admin/")
+            row = page.locator("#growth-table tbody tr").first
+            assert row.locator("td").nth(1).inner_text() == "4"  # this week: 4 subscribed
+            assert "The Weekly" in page.locator("#campaigns-compare").inner_text()
+            assert page.locator("#campaigns-compare tbody tr td").nth(1).inner_text() == "4"
+            page.wait_for_selector("#chart-growth canvas")
+            page.screenshot(path=str(tmp_path / f"dashboard-{scheme}.png"), full_page=True)

@@ -139,3 +139,24 @@ def bounce_totals(conn: Connection, campaign_id: int) -> dict[str, int]:
     b = bounces_t.c
     return dict(conn.execute(select(b.kind, func.count(func.distinct(b.recipient))).where(
         b.campaign_id == campaign_id).group_by(b.kind)).all())
+
+
+def times_since(conn: Connection, what: str, since: datetime) -> list[datetime]:
+    """When subscriptions were made (``subscribed``), ended (``unsubscribed``) or people bounced
+    (``bounced``: a hard bounce that took them off their lists) since ``since``."""
+    s, b = subscriptions_t.c, bounces_t.c
+    if what == "subscribed":
+        q = select(s.created_at).where(s.created_at >= since)
+    elif what == "unsubscribed":
+        q = select(s.unsubscribed_at).where(s.unsubscribed_at >= since, s.status == "unsubscribed")
+    else:
+        q = select(b.occurred_at).where(b.occurred_at >= since, b.outcome == "bounced")
+    return list(conn.execute(q).scalars())
+
+
+def recent_sent_campaigns(conn: Connection, limit: int) -> list[int]:
+    """Ids of the last ``limit`` campaigns that started sending, newest first."""
+    from ..store.campaign_models import Campaign
+
+    c = Campaign.__table__.c
+    return list(conn.execute(select(c.id).where(c.started_at.is_not(None)).order_by(c.started_at.desc()).limit(limit)).scalars())

@@ -135,3 +135,46 @@ def purge(engine, config, *, now: datetime | None = None) -> int:
     cutoff = (now or utcnow()) - timedelta(days=config.tracking_retention_days)
     with transaction(engine) as conn:
         return ev.purge_events(conn, cutoff)
+
+
+@dataclass
+class WeekGrowth:
+    """One week (starting Monday, UTC) of a list's growth."""
+
+    week: str  # ISO date of the Monday
+    subscribed: int = 0
+    unsubscribed: int = 0
+    bounced: int = 0
+
+
+def list_growth(engine, *, weeks: int = 12, now: datetime | None = None) -> list[WeekGrowth]:
+    """Subscriptions made, unsubscribes and bounces per week over the last ``weeks`` weeks, oldest
+    first (every week present, zeros included), for the dashboard."""
+    from ..store.models import utcnow
+
+    now = now or utcnow()
+    monday = (now - timedelta(days=now.weekday())).date()
+    first = datetime.combine(monday - timedelta(weeks=weeks - 1), datetime.min.time(), tzinfo=now.tzinfo)
+    out = {(monday - timedelta(weeks=i)).isoformat(): WeekGrowth((monday - timedelta(weeks=i)).isoformat())
+           for i in range(weeks - 1, -1, -1)}
+
+    def week_of(t: datetime) -> str:
+        d = t.date()
+        return (d - timedelta(days=d.weekday())).isoformat()
+
+    with transaction(engine) as conn:
+        for field_name, times in (("subscribed", ev.times_since(conn, "subscribed", first)),
+                                  ("unsubscribed", ev.times_since(conn, "unsubscribed", first)),
+                                  ("bounced", ev.times_since(conn, "bounced", first))):
+            for t in times:
+                w = out.get(week_of(t))
+                if w is not None:
+                    setattr(w, field_name, getattr(w, field_name) + 1)
+    return list(out.values())
+
+
+def recent_reports(engine, limit: int = 5) -> list[Report]:
+    """The reports of the last ``limit`` campaigns that sent something, newest first."""
+    with transaction(engine) as conn:
+        ids = ev.recent_sent_campaigns(conn, limit)
+    return [campaign_report(engine, cid, links=False) for cid in ids]

@@ -72,9 +72,13 @@ def _safe_next(url: str) -> str:
 
 @guarded.get("/")
 def dashboard(request: Request):
+    from ..engagement.report import list_growth, recent_reports
+
     st = state(request)
+    growth = list_growth(st.engine)
     return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
-                stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5))
+                stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5),
+                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine))
 
 
 # --- preview -------------------------------------------------------------------------------

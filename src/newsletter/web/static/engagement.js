@@ -3,9 +3,9 @@
 // the light or dark theme; the same numbers are in the tables for screen readers.
 (function () {
   "use strict";
+  if (!window.uPlot) return;
   var data = document.getElementById("engagement-data");
-  if (!data || !window.uPlot) return;
-  var r = JSON.parse(data.textContent);
+  var r = data ? JSON.parse(data.textContent) : { timeline: [], links: [] };
   var css = getComputedStyle(document.documentElement);
   function v(name, fallback) { return (css.getPropertyValue(name) || fallback).trim(); }
   var fg = v("--fg", "#1b1f24"), line = v("--line", "#d5dae1"), accent = v("--accent", "#0b57d0");
@@ -69,5 +69,24 @@
         axis({ size: 40 }),
       ],
     }, [idx, links.map(function (l) { return l.human_clicks; })], lbox);
+  }
+
+  var gdata = document.getElementById("growth-data"), gbox = document.getElementById("chart-growth");
+  if (gdata && gbox) {
+    var weeks = JSON.parse(gdata.textContent);
+    var danger = v("--danger", "#b3261e");
+    new uPlot({
+      width: width(gbox), height: 220,
+      series: [
+        {},
+        { label: "Subscribed", stroke: ok, width: 2, points: { show: true, size: 6, fill: ok } },
+        { label: "Unsubscribed", stroke: warn, width: 2, points: { show: true, size: 6 } },
+        { label: "Bounced", stroke: danger, width: 1, dash: [4, 4], points: { show: true, size: 6 } },
+      ],
+      axes: [axis({}), axis({ size: 40 })],
+      scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } },
+    }, [weeks.map(function (w) { return Date.parse(w.week + "T00:00:00Z") / 1000; }),
+        weeks.map(function (w) { return w.subscribed; }), weeks.map(function (w) { return w.unsubscribed; }),
+        weeks.map(function (w) { return w.bounced; })], gbox);
   }
 })();
