@@ -45,7 +45,7 @@ class EngagementEvent(SQLModel, table=True):
         sa.CheckConstraint(f"kind in ({_in(EVENT_KINDS)})", name="ck_engagement_events_kind"),
         sa.CheckConstraint(f"agent in ({_in(AGENTS)})", name="ck_engagement_events_agent"),
         # the report: WHERE campaign_id = :c GROUP BY kind, agent
-        sa.Index("ix_engagement_events_campaign", "campaign_id", "kind", "agent"),
+        sa.Index("ix_engagement_events_campaign", "campaign_id", "kind", "agent", "subscriber_id"),
         # the burst and canary rules, erasure: WHERE subscriber_id = :s AND occurred_at > :t
         sa.Index("ix_engagement_events_subscriber_time", "subscriber_id", "occurred_at"),
         # retention: DELETE WHERE occurred_at < :cutoff

@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_engagement_events_campaign", "engagement_events", ["campaign_id", "kind", "agent"], unique=False)
+    op.create_index("ix_engagement_events_campaign", "engagement_events", ["campaign_id", "kind", "agent", "subscriber_id"], unique=False)
     op.create_index("ix_engagement_events_subscriber_time", "engagement_events", ["subscriber_id", "occurred_at"], unique=False)
     op.create_index("ix_engagement_events_time", "engagement_events", ["occurred_at"], unique=False)
     op.create_table(
