@@ -4,7 +4,7 @@ checked, for every feed format: an entry's link, its images, a JSON Feed's home 
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import Any, TypeGuard
 
 
 def absolute_url(url: Any, base: str | None) -> str | None:
@@ -22,7 +22,7 @@ def absolute_url(url: Any, base: str | None) -> str | None:
     return url
 
 
-def is_http_url(url: str | None) -> bool:
+def is_http_url(url: str | None) -> TypeGuard[str]:
     """True for an http(s) URL with a host: the only links an article or its picture may have."""
     if not url:
         return False

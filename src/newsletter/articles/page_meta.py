@@ -324,7 +324,8 @@ def best_image(sig: PageSignals, doc, container) -> tuple[str, str, int | None, 
 
 def best_canonical(sig: PageSignals) -> str:
     """The page's own address: rel=canonical, og:url, JSON-LD url, else the URL it was read from."""
-    for href in (sig.links.get("canonical") or [None])[:1] + [sig.first("og:url"), sig.ld("url")]:
+    candidates: list[Any] = [*sig.links.get("canonical", [])[:1], sig.first("og:url"), sig.ld("url")]
+    for href in candidates:
         if isinstance(href, str):
             url = sig.absolute(href)
             if url and urlsplit(url).scheme in {"http", "https"}:

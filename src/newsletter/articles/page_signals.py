@@ -159,7 +159,7 @@ class PageSignals:
 
     def all(self, *keys: str) -> list[str]:
         """Every non-empty meta value among ``keys``, in the order given."""
-        out = []
+        out: list[str] = []
         for key in keys:
             out.extend(v for v in (clean_text(x) for x in self.meta.get(key, ())) if v and v.lower() not in _PLACEHOLDERS)
         return out

@@ -320,7 +320,7 @@ def _load_url_list(content: bytes, source: str, config: Config, warn: Warn) -> l
             urls.append(line)
     if not urls:
         raise SourceError(source, "the list of URLs is empty")
-    notes: list[list[str]] = [[] for _ in urls]
+    notes: list[list[str | SourceError]] = [[] for _ in urls]
 
     def one(i: int) -> list[Article] | SourceError:
         try:
