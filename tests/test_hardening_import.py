@@ -16,7 +16,8 @@ from newsletter.errors import InvalidInput
 from newsletter.store import db
 from newsletter.store import lists as store_lists
 from newsletter.store import subscribers as S
-from newsletter.store.importer import ImportOptions, _produce, import_file
+from newsletter.store.import_batches import _produce
+from newsletter.store.importer import ImportOptions, import_file
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
