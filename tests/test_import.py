@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from newsletter.errors import InvalidInput, NotFound
 from newsletter.store import db, lists
 from newsletter.store import subscribers as S
+from newsletter.store import leaving
+from newsletter.store import suppressions as supp
 from newsletter.store.addresses import AddressError, _slow, normalize_email
 from newsletter.store.importer import ImportOptions, check_file, import_file
 from newsletter.store.models import Subscriber, Subscription
@@ -199,9 +201,9 @@ def test_missing_list_and_missing_file(engine, tmp_path):
 @pytest.mark.usefixtures("both_readers")
 def test_unsubscribed_and_suppressed_are_never_re_added(engine, tmp_path):
     S.add_subscriber(engine, "left@example.com", list_slug="weekly", name="Left")
-    S.unsubscribe(engine, "left@example.com")
-    S.suppress(engine, "blocked@example.com")
-    S.suppress(engine, "example.net")
+    leaving.unsubscribe(engine, "left@example.com")
+    supp.suppress(engine, "blocked@example.com")
+    supp.suppress(engine, "example.net")
     p = write(tmp_path, "in.csv", "email,name\nLEFT@example.com,New Name\nblocked@example.com,\nx@example.net,\nnew@example.com,\n")
     r = import_file(engine, p, ImportOptions(list_slug="weekly"))
     assert (r.added, r.skipped_unsubscribed, r.skipped_suppressed) == (1, 1, 2)
@@ -461,7 +463,7 @@ def _property(engine, tmp_path, addresses, left):
     lists.create_list(engine, slug)
     for a in left:
         S.add_subscriber(engine, a, list_slug=slug)
-        S.unsubscribe(engine, a, slug)
+        leaving.unsubscribe(engine, a, slug)
     p = tmp_path / f"{slug}.csv"
     p.write_text("email\n" + "\n".join(f'"{a}"' for a in addresses) + "\n", encoding="utf-8")
     for _ in range(2):

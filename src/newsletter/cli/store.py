@@ -156,7 +156,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
     if fmt is Fmt.csv:
         import csv
 
-        from ..store.subscribers import safe_cell
+        from ..store.export import safe_cell
 
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["slug", "name", "opt_in", *SUBSCRIPTION_STATUSES, "total"])
@@ -315,7 +315,8 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
     from ..dispatch.sender import send_one
     from ..errors import DispatchError
     from ..store.lists import get_list
-    from ..store.subscribers import confirm_url, confirmation_message, get_subscriber_by_id, record_confirmation_sent
+    from ..store.optin import confirm_url, confirmation_message, record_confirmation_sent
+    from ..store.subscribers import get_subscriber_by_id
 
     config = get_config(ctx)
     person = get_subscriber_by_id(engine, res.subscriber_id)
@@ -348,7 +349,7 @@ def subscribers_send_confirmations(
     running it again (or after a crash) mails only those not mailed yet."""
     from ..dispatch.sender import send_one
     from ..errors import DispatchError
-    from ..store.subscribers import send_confirmations
+    from ..store.optin import send_confirmations
 
     remind_after = _remind_age(remind, older_than)
     config = get_config(ctx)
@@ -372,7 +373,7 @@ def subscribers_send_confirmations(
 def _remind_age(remind: bool, older_than: Optional[str]):
     """The reminder age for send-confirmations: None without --remind; a bad --older-than is one line."""
     from ..errors import InvalidInput
-    from ..store.subscribers import DEFAULT_REMIND_AFTER, parse_age
+    from ..store.optin import DEFAULT_REMIND_AFTER, parse_age
 
     if not remind:
         if older_than is not None:
@@ -397,7 +398,8 @@ def subscribers_list(
     offset: int = typer.Option(0, "--offset", help="Skip this many rows first."),
 ) -> None:
     """List subscribers, oldest first, with filters and paging."""
-    from ..store.subscribers import list_subscribers, safe_cell
+    from ..store.export import safe_cell
+    from ..store.subscribers import list_subscribers
 
     page = list_subscribers(_engine(ctx, readonly=True), list_slug=list_slug, status=status.value if status else None, search=search, offset=offset, limit=limit)
     def where(r):
@@ -448,7 +450,7 @@ def subscribers_export(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
 ) -> None:
     """Export subscribers as CSV (spreadsheet-safe: formula-like cells are prefixed with ')."""
-    from ..store.subscribers import export_csv
+    from ..store.export import export_csv
 
     engine = _engine(ctx, readonly=True)
     if output is None:
@@ -473,7 +475,7 @@ def subscribers_remove(
     suppress: bool = typer.Option(False, "--suppress", help="Also keep the address on the suppression list so no later import re-adds it."),
 ) -> None:
     """Erase a person: delete their data and every subscription (right to erasure)."""
-    from ..store.subscribers import erase_subscriber
+    from ..store.leaving import erase_subscriber
 
     row = erase_subscriber(_engine(ctx), email, suppress_address=suppress)
     lists = ", ".join(f"{k} ({v})" for k, v in row.lists.items()) or "no lists"
@@ -487,7 +489,8 @@ def subscribers_unsubscribe(
     list_slug: Optional[str] = typer.Option(None, "--list", "-l", help="Only this list (default: every list)."),
 ) -> None:
     """Unsubscribe someone from one list or all lists (kept as 'unsubscribed' so imports never re-add them)."""
-    from ..store.subscribers import get_subscriber, unsubscribe
+    from ..store.leaving import unsubscribe
+    from ..store.subscribers import get_subscriber
 
     engine = _engine(ctx)
     changed = unsubscribe(engine, email, list_slug)
@@ -508,7 +511,7 @@ def suppress_add(
     reason: str = typer.Option("", "--reason", help="Why (shown in `suppress list`)."),
 ) -> None:
     """Never mail this address or domain, on any list, and never let an import or add re-subscribe it."""
-    from ..store.subscribers import suppress
+    from ..store.suppressions import suppress
 
     entry, created = suppress(_engine(ctx), value, reason=reason)
     typer.echo(("suppressed" if created else "already suppressed") + f" {entry.kind} {entry.value}")
@@ -517,7 +520,8 @@ def suppress_add(
 @supp_app.command("list")
 def suppress_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format", help="table, csv or json.")) -> None:
     """Show the suppression list, newest first."""
-    from ..store.subscribers import list_suppressions, safe_cell
+    from ..store.export import safe_cell
+    from ..store.suppressions import list_suppressions
 
     rows = list_suppressions(_engine(ctx, readonly=True))
     if fmt is Fmt.json:
@@ -542,7 +546,7 @@ def suppress_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--form
 def suppress_remove(ctx: typer.Context, value: str = typer.Argument(..., help="The address or domain to lift.")) -> None:
     """Lift a suppression (it does not re-subscribe anyone)."""
     from ..errors import NotFound
-    from ..store.subscribers import unsuppress
+    from ..store.suppressions import unsuppress
 
     if not unsuppress(_engine(ctx), value):
         raise NotFound(f"{value.strip()!r} is not on the suppression list")

@@ -19,7 +19,7 @@ from ..errors import InvalidInput
 from .addresses import AddressError, normalize_email
 from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows
 from .models import OPTED_OUT_STATUSES
-from .subscribers import safe_cell
+from .export import safe_cell
 from .textrules import MAX_ATTRIBUTE_NAMES_PER_FILE, attributes_problem, control_problem
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

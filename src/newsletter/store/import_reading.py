@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 from ..errors import InvalidInput
-from .subscribers import EXPORT_MARKER, unguard_cell
+from .export import EXPORT_MARKER, unguard_cell
 from .textrules import MAX_ATTRIBUTE_NAME, MAX_COLUMNS, control_problem
 
 DEFAULT_BATCH_SIZE = 5000

@@ -35,8 +35,8 @@ from .db import transaction
 from .import_batches import MAX_REJECTS_KEPT, _Failed, _json, _produce, copy_text
 from .import_reading import ImportOptions, Reject, _detect_format, check_file
 from .import_sql import _SQL, _Retry
+from .lookups import _list_row
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import _list_row
 from .textrules import check_text
 
 __all__ = ["ImportOptions", "ImportReport", "Reject", "check_file", "import_file", "MAX_REJECTS_KEPT"]

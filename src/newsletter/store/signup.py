@@ -25,11 +25,11 @@ from ..errors import NotFound, StateError
 from . import tokens
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import (
-    TokenResult, _find_suppression, _list_row, _lists_of, _subscriber_by_key, confirm_by_token, confirm_url,
-    lists_t, peek_token, subs_t, subscribers_t,
-)
 from .addresses import normalize_email
+from .lookups import _list_row, _lists_of, _subscriber_by_key, lists_t, subs_t, subscribers_t
+from .optin import confirm_by_token, confirm_url
+from .subscribers import TokenResult, peek_token
+from .suppressions import _find_suppression
 from .textrules import check_text
 
 REMAIL_AFTER = timedelta(hours=24)  # at most one confirmation email a day to someone who left the list

@@ -60,7 +60,7 @@ def signup_job(st, lst, address: str, name: str) -> bool:
     """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
     True when an email went out."""
     from ..store.signup import request_signup, signup_url
-    from ..store.subscribers import record_confirmation_sent
+    from ..store.optin import record_confirmation_sent
 
     try:
         plan = request_signup(st.engine, lst.slug, address, name)
@@ -85,7 +85,7 @@ def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
     """Send the double opt-in email (the store's wording, as `subscribers add` sends it) through
     the dispatcher's one-off path: the configured SMTP server, or the outbox."""
     from ..dispatch.sender import send_one
-    from ..store.subscribers import confirmation_message
+    from ..store.optin import confirmation_message
 
     msg = confirmation_message(st.config, email=address, list_name=lst.name, confirm_url=url, name=name)
     send_one(st.config, address, msg.subject, msg.html, msg.text, headers={"Auto-Submitted": "auto-generated"})
@@ -120,14 +120,14 @@ def peek_unsubscribe(st, token: str):
 
 
 def unsubscribe_one_click(st, token: str):
-    from ..store.subscribers import unsubscribe_by_token
+    from ..store.leaving import unsubscribe_by_token
 
     return unsubscribe_by_token(st.engine, _secret(st), token)
 
 
 def unsubscribe_chosen(st, token: str, chosen_ids: list[str]):
     """Leave the token's list and/or the chosen other lists of the same person."""
-    from ..store.subscribers import unsubscribe, unsubscribe_by_token
+    from ..store.leaving import unsubscribe, unsubscribe_by_token
 
     info, others = peek_unsubscribe(st, token)
     if not chosen_ids:
@@ -193,7 +193,7 @@ def stats(st) -> dict:
 
 
 def admin_unsubscribe(st, email: str, list_slug: str | None) -> list[str]:
-    from ..store.subscribers import unsubscribe
+    from ..store.leaving import unsubscribe
 
     return unsubscribe(st.engine, email, list_slug)
 
@@ -214,7 +214,7 @@ def subscriber_detail(st, email: str):
 
 
 def admin_erase(st, email: str, suppress: bool):
-    from ..store.subscribers import erase_subscriber
+    from ..store.leaving import erase_subscriber
 
     return erase_subscriber(st.engine, email, suppress_address=suppress)
 
@@ -435,6 +435,6 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
 
 def suppressions(st) -> list:
     """Every suppression entry, newest first, with the reason it was added (bounce, complaint, by hand)."""
-    from ..store.subscribers import list_suppressions
+    from ..store.suppressions import list_suppressions
 
     return list_suppressions(st.engine)
