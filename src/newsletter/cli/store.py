@@ -314,22 +314,15 @@ def _send_confirmation(ctx: typer.Context, engine, res) -> str:
     """Mail the double-opt-in link with dispatch's send_one (SMTP, or the outbox when none is configured)."""
     from ..dispatch.sender import send_one
     from ..errors import DispatchError
-    from ..store.lists import get_list
-    from ..store.optin import confirm_url, confirmation_message, record_confirmation_sent
-    from ..store.subscribers import get_subscriber_by_id
+    from ..store.optin import invitation_for, mail_confirmation
 
     config = get_config(ctx)
-    person = get_subscriber_by_id(engine, res.subscriber_id)
-    msg = confirmation_message(
-        config, email=person.email, name=person.name, list_name=get_list(engine, res.list_slug).name,
-        confirm_url=confirm_url(config, res.subscriber_id, res.list_id),
-    )
+    invitation = invitation_for(engine, res.subscriber_id, res.list_id)
     try:
-        sent = send_one(config, person.email, msg.subject, msg.html, msg.text)
+        sent = mail_confirmation(engine, config, lambda to, subject, html, text: send_one(config, to, subject, html, text), invitation)
     except DispatchError as e:
-        raise DispatchError(f"{person.email} was added as unconfirmed, but the confirmation email was not sent: {e}") from None
-    record_confirmation_sent(engine, res.subscriber_id, res.list_id)
-    return f"confirmation email sent to {person.email} via {sent.transport}"
+        raise DispatchError(f"{invitation.email} was added as unconfirmed, but the confirmation email was not sent: {e}") from None
+    return f"confirmation email sent to {invitation.email} via {sent.transport}"
 
 
 @subs_app.command("send-confirmations")

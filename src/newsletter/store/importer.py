@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from ..errors import InvalidInput, NewsletterError
 from .addresses import domain_of
+from .consent import Join, joining_status, may_join
 from .db import transaction
 from .import_batches import MAX_REJECTS_KEPT, _Failed, _json, _produce, copy_text
 from .import_reading import ImportOptions, Reject, _detect_format, check_file
@@ -74,7 +75,7 @@ class _Writer:
     def __init__(self, engine: Engine, list_id: int, opt_in: str, opts: ImportOptions, source: str, report: ImportReport):
         self.engine = engine
         self.list_id = list_id
-        self.fresh = "unconfirmed" if opt_in == "double" else "active"
+        self.fresh = joining_status(opt_in)
         self.opts = opts
         self.source = source
         self.report = report
@@ -178,15 +179,17 @@ class _Writer:
                     updates.append((sub_id, rec_status, now, None, now))
                     report.recorded_unsubscribed += 1
                     continue
-                if sub_status in OPTED_OUT_STATUSES:
-                    if self.opts.resubscribe and rec_status is None:
-                        updates.append((sub_id, self.fresh, now, fresh_confirmed, None))
-                        report.resubscribed += 1
-                        if self.fresh == "unconfirmed":
-                            report.unconfirmed += 1
-                    else:
-                        report.skipped_unsubscribed += 1
-                        changed.pop(sid, None)  # an import does not touch the data of someone who left
+                # Suppressed people left the batch above; a row with a status of its own is no consent.
+                decision = may_join(sub_status, fresh_consent=self.opts.resubscribe and rec_status is None)
+                if decision is Join.REJOIN:
+                    updates.append((sub_id, self.fresh, now, fresh_confirmed, None))
+                    report.resubscribed += 1
+                    if self.fresh == "unconfirmed":
+                        report.unconfirmed += 1
+                    continue
+                if decision is Join.LEFT:
+                    report.skipped_unsubscribed += 1
+                    changed.pop(sid, None)  # an import does not touch the data of someone who left
                     continue
                 if sid in changed:
                     report.updated += 1

@@ -16,11 +16,12 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from ..config import Config
-from ..errors import InvalidInput, StateError
+from ..errors import InvalidInput, NotFound, StateError
 from . import tokens
+from .consent import Join, may_join
 from .db import transaction
-from .lookups import _list_row, _lists_of, subs_t, subscribers_t
-from .models import OPTED_OUT_STATUSES, utcnow
+from .lookups import _list_row, _lists_of, lists_t, subs_t, subscribers_t
+from .models import utcnow
 from .subscribers import TokenResult, _token_subscription
 from .suppressions import _find_suppression, suppressed_condition
 
@@ -33,7 +34,7 @@ def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime
     sid, lid = tokens.verify_confirm_token(secret, token, now=now)
     with transaction(engine) as conn:
         r = _token_subscription(conn, sid, lid)
-        if r["status"] in OPTED_OUT_STATUSES:
+        if may_join(r["status"], fresh_consent=False) is Join.LEFT:  # a confirm link is no fresh consent
             raise StateError(f"{r['email']} is {r['status']} on list {r['slug']!r}: this confirmation link no longer applies")
         if _find_suppression(conn, r["email_key"]) is not None:
             raise StateError(f"{r['email']} is suppressed: not confirmed")
@@ -122,9 +123,8 @@ class ConfirmationRun:
 def record_confirmation_sent(engine: Engine, subscriber_id: int, list_id: int, *, when: datetime | None = None) -> bool:
     """Remember that the confirmation email for this subscription went out (at ``when``, default now).
 
-    Called right after each successful send, in a transaction of its own, by everything that
-    mails a confirmation (``send_confirmations``, ``subscribers add``, the web signup), so a
-    later ``send-confirmations`` does not mail that person again. False if there is no such
+    Called by ``mail_confirmation`` right after each successful send, in a transaction of its
+    own, so a later ``send-confirmations`` does not mail that person again. False if there is no such
     subscription."""
     with transaction(engine) as conn:
         return conn.execute(
@@ -132,6 +132,50 @@ def record_confirmation_sent(engine: Engine, subscriber_id: int, list_id: int, *
             .where(subs_t.c.subscriber_id == subscriber_id, subs_t.c.list_id == list_id)
             .values(confirmation_sent_at=when or utcnow())
         ).rowcount > 0
+
+
+Send = Callable[[str, str, str, str], Any]  # send(to, subject, html, text): dispatch's send_one, as each shell configures it
+
+
+@dataclass
+class Invitation:
+    """One confirmation email to send: to whom, for which list, with which link (None: the
+    subscription's confirm link; the signup form passes its confirm or rejoin link)."""
+
+    subscriber_id: int
+    list_id: int
+    email: str
+    name: str
+    list_name: str
+    url: str | None = None
+
+
+def invitation_for(engine: Engine, subscriber_id: int, list_id: int) -> Invitation:
+    """The confirmation email for this subscription, addressed from what is stored; NotFound otherwise."""
+    q = (
+        select(subscribers_t.c.email, subscribers_t.c.name, lists_t.c.name.label("list_name"))
+        .select_from(subs_t.join(subscribers_t, subscribers_t.c.id == subs_t.c.subscriber_id)
+                     .join(lists_t, lists_t.c.id == subs_t.c.list_id))
+        .where(subs_t.c.subscriber_id == subscriber_id, subs_t.c.list_id == list_id)
+    )
+    with transaction(engine) as conn:
+        r = conn.execute(q).mappings().first()
+    if r is None:
+        raise NotFound(f"subscriber #{subscriber_id} is not on list #{list_id}")
+    return Invitation(subscriber_id, list_id, r["email"], r["name"], r["list_name"])
+
+
+def mail_confirmation(engine: Engine, config: Config, send: Send, invitation: Invitation, *, secret: bytes | None = None) -> Any:
+    """Build the confirmation email, send it with ``send`` and record that it went out; returns
+    what ``send`` returned. Every confirmation email goes through here (``subscribers add``,
+    ``send-confirmations``, the signup form), so each is recorded and ``send_confirmations``
+    does not mail that person again. When ``send`` raises nothing is recorded: the caller
+    reports the failure, and a later run tries again."""
+    url = invitation.url or confirm_url(config, invitation.subscriber_id, invitation.list_id, secret=secret)
+    msg = confirmation_message(config, email=invitation.email, name=invitation.name, list_name=invitation.list_name, confirm_url=url)
+    sent = send(invitation.email, msg.subject, msg.html, msg.text)
+    record_confirmation_sent(engine, invitation.subscriber_id, invitation.list_id)
+    return sent
 
 
 def _confirmation_due(cutoff: datetime | None):
@@ -152,7 +196,7 @@ def send_confirmations(
     engine: Engine,
     config: Config,
     list_slug: str,
-    send: Callable[[str, str, str, str], Any],
+    send: Send,
     *,
     limit: int | None = None,
     remind_after: timedelta | None = None,
@@ -219,16 +263,12 @@ def send_confirmations(
             if not fresh["due"]:
                 run.skipped_mailed += 1  # mailed meanwhile (web signup, `subscribers add`, another run)
                 continue
-            msg = confirmation_message(
-                config, email=row["email"], name=row["name"], list_name=lst["name"],
-                confirm_url=confirm_url(config, row["subscriber_id"], lst["id"], secret=key),
-            )
+            invitation = Invitation(row["subscriber_id"], lst["id"], row["email"], row["name"], lst["name"])
             try:
-                send(row["email"], msg.subject, msg.html, msg.text)
+                mail_confirmation(engine, config, send, invitation, secret=key)
             except NewsletterError as e:
                 run.failed += 1
                 if len(run.failures) < 100:
                     run.failures.append((row["email"], str(e)))
                 continue
-            record_confirmation_sent(engine, row["subscriber_id"], lst["id"])
             run.sent += 1

@@ -19,9 +19,10 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import InvalidInput, NotFound, StateError
 from . import tokens
 from .addresses import normalize_email
+from .consent import Join, joining_status, may_join, rejoin_in
 from .db import transaction
 from .lookups import _key_of, _list_row, _lists_of, _subscriber_by_key, lists_t, subs_t, subscribers_t
-from .models import OPTED_OUT_STATUSES, SUBSCRIPTION_STATUSES, utcnow
+from .models import SUBSCRIPTION_STATUSES, utcnow
 from .suppressions import _find_suppression
 from .textrules import check_attributes, check_text
 
@@ -172,11 +173,13 @@ def add_subscriber(
         sid = r["id"]
         if lst is None:
             return AddResult(sid, address, outcome)
-        fresh = "unconfirmed" if lst["opt_in"] == "double" else "active"
+        fresh = joining_status(lst["opt_in"])
         sub = conn.execute(
             select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lst["id"])
         ).mappings().first()
-        if sub is None:
+        status = sub["status"] if sub is not None else None
+        decision = may_join(status, fresh_consent=resubscribe)
+        if decision is Join.NEW:
             conn.execute(
                 subs_t.insert().values(
                     subscriber_id=sid, list_id=lst["id"], status=fresh, source=source, created_at=now,
@@ -184,21 +187,15 @@ def add_subscriber(
                 )
             )
             return AddResult(sid, address, "added", lst["id"], lst["slug"], fresh)
-        status = sub["status"]
-        if status in OPTED_OUT_STATUSES:
-            if not resubscribe:
-                when = sub["unsubscribed_at"] or sub["updated_at"]
-                raise StateError(
-                    f"{address} is {status} on list {lst['slug']!r} (since {when:%Y-%m-%d}): not re-added; "
-                    "pass --resubscribe only if they gave fresh consent"
-                )
-            conn.execute(
-                subs_t.update().where(subs_t.c.id == sub["id"]).values(
-                    status=fresh, source=source, updated_at=now, unsubscribed_at=None,
-                    confirmed_at=now if fresh == "active" else None, confirmation_sent_at=None,
-                )
+        assert sub is not None
+        if decision is Join.LEFT:
+            when = sub["unsubscribed_at"] or sub["updated_at"]
+            raise StateError(
+                f"{address} is {status} on list {lst['slug']!r} (since {when:%Y-%m-%d}): not re-added; "
+                "pass --resubscribe only if they gave fresh consent"
             )
-            conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_source=source, consent_at=now))
+        if decision is Join.REJOIN:
+            rejoin_in(conn, subscriber_id=sid, list_id=lst["id"], subscription_id=sub["id"], status=fresh, source=source, now=now)
             return AddResult(sid, address, "resubscribed", lst["id"], lst["slug"], fresh)
         return AddResult(sid, address, outcome if outcome != "created" else "already", lst["id"], lst["slug"], status)
 

@@ -59,8 +59,8 @@ def subscribe(st, lst, address: str, name: str) -> bool:
 def signup_job(st, lst, address: str, name: str) -> bool:
     """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
     True when an email went out."""
+    from ..store.optin import Invitation, mail_confirmation
     from ..store.signup import request_signup, signup_url
-    from ..store.optin import record_confirmation_sent
 
     try:
         plan = request_signup(st.engine, lst.slug, address, name)
@@ -71,24 +71,22 @@ def signup_job(st, lst, address: str, name: str) -> bool:
         return False
     url = signup_url(st.config, plan, secret=_secret(st))
     try:
-        send_confirmation(st, plan.email, plan.name, lst, url)
+        mail_confirmation(st.engine, st.config, _confirmation_sender(st),
+                          Invitation(plan.subscriber_id, plan.list_id, plan.email, plan.name, lst.name, url))
     except DispatchError as e:
         # The visitor got the usual answer (a refusal must not tell whether an address exists);
         # sending the form again sends a fresh confirmation.
         log.error("confirmation email for list %s not sent: %s", lst.slug, e)
         return False
-    record_confirmation_sent(st.engine, plan.subscriber_id, plan.list_id)  # no row yet for a rejoin to a new list
     return True
 
 
-def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
-    """Send the double opt-in email (the store's wording, as `subscribers add` sends it) through
-    the dispatcher's one-off path: the configured SMTP server, or the outbox."""
+def _confirmation_sender(st):
+    """Confirmation emails go through the dispatcher's one-off path (the configured SMTP server,
+    or the outbox), marked as automatic so that auto-responders stay quiet."""
     from ..dispatch.sender import send_one
-    from ..store.optin import confirmation_message
 
-    msg = confirmation_message(st.config, email=address, list_name=lst.name, confirm_url=url, name=name)
-    send_one(st.config, address, msg.subject, msg.html, msg.text, headers={"Auto-Submitted": "auto-generated"})
+    return lambda to, subject, html, text: send_one(st.config, to, subject, html, text, headers={"Auto-Submitted": "auto-generated"})
 
 
 def peek_confirm(st, token: str):
