@@ -62,6 +62,7 @@ class _SQL:
         self.skip_fk_triggers = self.pg and _may_skip_fk_triggers(engine)
 
     def ts(self, now: datetime):
+        """``now`` as this database's driver stores it."""
         # SQLite: the text format SQLAlchemy's DateTime reads back; PostgreSQL: timestamptz.
         return now if self.pg else now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
@@ -103,12 +104,14 @@ class _SQL:
         return f"{column} in (select value from json_each(?))", (self._keys_json,)
 
     def suppressed_addresses(self, conn) -> set[str]:
+        """The batch's keys that are suppressed as addresses."""
         if conn.exec_driver_sql("select 1 from suppressions where kind = 'address' limit 1").first() is None:
             return set()
         cond, params = self._batch_keys("value")
         return {r[0] for r in conn.exec_driver_sql(f"select value from suppressions where kind = 'address' and {cond}", params)}
 
     def suppressed_domains(self, conn) -> set[str]:
+        """Every suppressed domain (few: read whole, matched against the batch in Python)."""
         return {r[0] for r in conn.exec_driver_sql("select value from suppressions where kind = 'domain'")}
 
     def existing(self, conn, list_id: int) -> dict[str, tuple]:
@@ -122,6 +125,7 @@ class _SQL:
                 for sid, key, name, text, sub_id, status in conn.exec_driver_sql(sql, (list_id, *params))}
 
     def ids(self, conn) -> dict[str, int]:
+        """key -> subscriber id for the batch's people stored so far."""
         cond, params = self._batch_keys("email_key")
         return dict(conn.exec_driver_sql(f"select email_key, id from subscribers where {cond}", params).all())
 

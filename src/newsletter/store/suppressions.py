@@ -81,14 +81,17 @@ def suppress_in(conn: Connection, value: str, *, reason: str = "") -> tuple[Supp
     """:func:`suppress` inside the caller's transaction (the bounce rules suppress and change
     subscriptions together)."""
     kind, stored = _suppression_value(value)
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    row = dict(kind=kind, value=stored, reason=reason or "", created_at=utcnow())
     # ON CONFLICT DO NOTHING: two processes suppressing the same address at once both succeed.
-    added = conn.execute(insert(supp_t).values(kind=kind, value=stored, reason=reason or "", created_at=utcnow())
-                         .on_conflict_do_nothing(index_elements=["kind", "value"])).rowcount
-    r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().first()
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        added = conn.execute(postgresql.insert(supp_t).values(**row).on_conflict_do_nothing(index_elements=["kind", "value"])).rowcount
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        added = conn.execute(sqlite.insert(supp_t).values(**row).on_conflict_do_nothing(index_elements=["kind", "value"])).rowcount
+    r = conn.execute(select(supp_t).where(supp_t.c.kind == kind, supp_t.c.value == stored)).mappings().one()
     return Suppression(**r), bool(added)
 
 

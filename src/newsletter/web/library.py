@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
 
 log = logging.getLogger("newsletter.web")
@@ -103,18 +104,9 @@ def confirm(st, token: str):
 
 def peek_unsubscribe(st, token: str):
     """The subscription a link is for, and the person's other lists they could leave too."""
-    from ..store.lists import list_lists
-    from ..store.subscribers import peek_token
+    from ..store.leaving import unsubscribe_choices
 
-    info = peek_token(st.engine, _secret(st), token, kind="unsubscribe")
-    lists = info.lists
-    names = {s.slug: s for s in list_lists(st.engine)}
-    others = [
-        {"id": names[slug].id, "slug": slug, "name": names[slug].name}
-        for slug, status in lists.items()
-        if slug != info.list_slug and slug in names and status in ("active", "unconfirmed")
-    ]
-    return info, others
+    return unsubscribe_choices(st.engine, _secret(st), token)
 
 
 def unsubscribe_one_click(st, token: str):
@@ -125,29 +117,14 @@ def unsubscribe_one_click(st, token: str):
 
 def unsubscribe_chosen(st, token: str, chosen_ids: list[str]):
     """Leave the token's list and/or the chosen other lists of the same person."""
-    from ..store.leaving import unsubscribe, unsubscribe_by_token
+    from ..store.leaving import unsubscribe_chosen as store_unsubscribe_chosen
 
-    info, others = peek_unsubscribe(st, token)
-    if not chosen_ids:
-        chosen_ids = [str(info.list_id)]
-    by_id = {str(o["id"]): o for o in others}
-    unknown = [c for c in chosen_ids if c != str(info.list_id) and c not in by_id]
-    if unknown:
-        raise InvalidInput("that list is not one of this subscriber's lists")
-    left = []
-    if str(info.list_id) in chosen_ids:
-        unsubscribe_by_token(st.engine, _secret(st), token)
-        left.append(info.list_name)
-    for c in chosen_ids:
-        if c in by_id:
-            unsubscribe(st.engine, info.email, by_id[c]["slug"])
-            left.append(by_id[c]["name"])
-    return info, left
+    return store_unsubscribe_chosen(st.engine, _secret(st), token, chosen_ids)
 
 
 # --- admin: subscribers and lists -------------------------------------------------------------
 
-STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced", "complained")
+STATUSES = SUBSCRIPTION_STATUSES  # for the admin pages' status filter
 
 
 def all_lists(st):
