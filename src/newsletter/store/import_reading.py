@@ -277,7 +277,7 @@ def _json_kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
-def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iterator[Row]:
+def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iterator[Row | BadLine]:
     return _jsonl_rows(path, opts, build) if fmt == "jsonl" else _csv_rows(path, opts, build)
 
 

@@ -257,6 +257,8 @@ class _ProcessReader:
         self.finished = False  # the child sent its end marker (None or _Failed)
         self.stderr = tempfile.TemporaryFile()
         self.child = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        assert self.child.stdin is not None and self.child.stdout is not None  # both are pipes
+        self.out = self.child.stdout
         pickle.dump((path, opts, fmt, rejects_path, copy), self.child.stdin)
         self.child.stdin.close()
 
@@ -264,7 +266,7 @@ class _ProcessReader:
         import pickle
 
         try:
-            item = pickle.load(self.child.stdout)
+            item = pickle.load(self.out)
             self.finished = item is None or isinstance(item, _Failed)
             return item
         except (EOFError, pickle.UnpicklingError, OSError):
@@ -284,7 +286,7 @@ class _ProcessReader:
                 pass
         if self.child.poll() is None:
             self.child.kill()  # stopped early: it only reads the input and writes the rejects file
-        self.child.stdout.close()
+        self.out.close()
         self.child.wait(10)
         self.stderr.close()
 
@@ -316,6 +318,7 @@ def import_file(
     rejects_path = Path(opts.rejects_path) if opts.rejects_path else p.with_name(p.stem + ".rejects.csv")
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
+    reader: _ThreadReader | _ProcessReader
     if total >= READER_PROCESS_MIN_ROWS:
         reader = _ProcessReader(p, opts, fmt, rejects_path, copy=writer.sql.pg)
     else:

@@ -83,14 +83,14 @@ def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *
         sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lst["id"])).mappings().first()
     plan = SignupPlan("none", person["email"], person["name"], sid, lst["id"])
     # A known person: the form is no consent yet (anyone can fill it in); the link we mail them is.
-    status: str | None = sub["status"] if sub is not None else None
+    current: str | None = sub["status"] if sub is not None else None
     sent_at: datetime | None = sub["confirmation_sent_at"] if sub is not None else None
-    decision = may_join(status, fresh_consent=False)
+    decision = may_join(current, fresh_consent=False)
     if decision is Join.NEW:
         plan.mail = "rejoin"  # nothing stored to rate-limit by: the web form's per-address limit applies
     elif decision is Join.LEFT and _due(sent_at, REMAIL_AFTER, now):
         plan.mail = "rejoin"
-    elif status == "unconfirmed" and _due(sent_at, RESEND_AFTER, now):
+    elif current == "unconfirmed" and _due(sent_at, RESEND_AFTER, now):
         plan.mail = "confirm"
     return plan
 
