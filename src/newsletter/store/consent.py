@@ -5,7 +5,9 @@ active or unconfirmed is already there. Someone who left (unsubscribed, bounced,
 comes back only with fresh consent — ``--resubscribe`` from an operator who has it, or the
 person using a rejoin link we mailed them — and then their consent record (source and time)
 is replaced. ``subscribers add``, the import, confirmation links and the signup form all ask
-``may_join``; the first and the signup's rejoin link put people back through ``rejoin_in``.
+``may_join``; ``subscribers add`` and the signup's links put people on the list through
+``rejoin_in``. An import's ``--resubscribe`` brings its subscriptions back in bulk SQL
+(import_sql.py, the same columns) and leaves the person's earlier consent record as it was.
 """
 
 from __future__ import annotations
