@@ -19,7 +19,9 @@ from newsletter.feedback.model import Bounce, BounceKind, BounceSource
 from newsletter.feedback.record import RATE_PAUSE_PREFIX, record_bounces
 from newsletter.store import queries as q
 from newsletter.store.bounce_models import BounceEvent
-from newsletter.store.subscribers import erase_subscriber, find_suppression, get_subscriber
+from newsletter.store.leaving import erase_subscriber
+from newsletter.store.subscribers import get_subscriber
+from newsletter.store.suppressions import find_suppression
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

@@ -22,7 +22,8 @@ from newsletter.feedback.record import RATE_PAUSE_PREFIX
 from newsletter.feedback.verp import read_verp_address
 from newsletter.store import queries as q
 from newsletter.store.bounce_models import BounceEvent
-from newsletter.store.subscribers import find_suppression, get_subscriber
+from newsletter.store.subscribers import get_subscriber
+from newsletter.store.suppressions import find_suppression
 
 events_t = BounceEvent.__table__
 

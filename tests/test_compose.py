@@ -106,6 +106,51 @@ def test_already_sent_keys_are_excluded():
     assert ("New tram", "already sent in an earlier digest") in s.skipped
 
 
+TRACKED_VARIANTS = [
+    "https://example.org/new-tram?utm_source=rss&utm_medium=feed",
+    "https://example.org/new-tram?fbclid=abc",
+    "https://example.org/new-tram?gclid=1&mc_cid=2&mc_eid=3",
+    "https://example.org/new-tram#comments",
+    "https://example.org/new-tram/",
+    "http://WWW.Example.org/new-tram",
+]
+
+
+@pytest.mark.parametrize("link", TRACKED_VARIANTS)
+def test_a_link_with_tracking_parameters_has_the_same_key_as_without(link):
+    assert art("New tram", 1, url=link).key == art("New tram", 1).key == "https://example.org/new-tram"
+
+
+def test_article_key_keeps_other_query_parameters_and_prefers_the_guid():
+    assert art("Page", 1, url="https://example.org/p?id=7&utm_source=x").key == "https://example.org/p?id=7"
+    assert art("Page", 1, url="https://example.org/p?id=7").key != art("Page", 1, url="https://example.org/p?id=8").key
+    assert art("Page", 1, url="https://example.org/p?utm_source=x", guid="tag:example.org,2026:7").key == "tag:example.org,2026:7"
+
+
+@pytest.mark.parametrize("link", TRACKED_VARIANTS)
+def test_an_article_sent_with_a_tracking_link_is_not_sent_again_without_it_and_vice_versa(link):
+    tracked = art("New tram", 1, url=link)
+    again = select(ARTICLES, ComposeOptions(exclude_keys={tracked.key}, now=NOW))
+    assert ("New tram", "already sent in an earlier digest") in again.skipped
+    back = select([tracked, ARTICLES[2]], ComposeOptions(exclude_keys={ARTICLES[1].key}, now=NOW))
+    assert titles(back) == ["Garden"]
+
+
+@pytest.mark.parametrize("link", TRACKED_VARIANTS)
+def test_keys_stored_as_raw_urls_still_count_as_sent(link):
+    """Digests sent before the key was canonical stored the link as written; both sides are compared canonically."""
+    s = select(ARTICLES, ComposeOptions(exclude_keys={link}, now=NOW))
+    assert "New tram" not in titles(s)
+    assert ("New tram", "already sent in an earlier digest") in s.skipped
+
+
+def test_guids_that_are_not_urls_are_compared_as_they_are():
+    a = art("Guid", 1, url="https://example.org/g", guid="Item-7/")
+    with pytest.raises(SelectionError):
+        select([a], ComposeOptions(exclude_keys={"Item-7/"}, now=NOW))
+    assert titles(select([a], ComposeOptions(exclude_keys={"item-7", "Item-7"}, now=NOW))) == ["Guid"]
+
+
 def test_empty_selection_is_an_error_that_says_why():
     with pytest.raises(SelectionError) as e:
         select(ARTICLES, ComposeOptions(since="1h", now=NOW))

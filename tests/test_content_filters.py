@@ -139,7 +139,7 @@ def test_confirmation_email(tmp_path, sa_home):
     """Built and sent the way the signup form and `send-confirmations` send it."""
     from newsletter.config import Config
     from newsletter.dispatch.sender import send_one
-    from newsletter.store.subscribers import confirmation_message
+    from newsletter.store.optin import confirmation_message
 
     config = Config(newsletter_name="Harbour Notes", from_address="Harbour Notes <news@harbour.example.org>")
     m = confirmation_message(config, email="ana.lima@example.net", list_name="Harbour Notes weekly",

@@ -16,7 +16,9 @@ from newsletter.errors import InvalidInput
 from newsletter.store import db
 from newsletter.store import lists as store_lists
 from newsletter.store import subscribers as S
-from newsletter.store.importer import ImportOptions, _produce, import_file
+from newsletter.store import export
+from newsletter.store.import_batches import _produce
+from newsletter.store.importer import ImportOptions, import_file
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -50,7 +52,7 @@ def test_rejects_file_is_complete_when_the_reader_sends_its_end_marker(tmp_path)
 
 _TEXT = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 _VALUE = st.one_of(_TEXT, st.sampled_from("\t\n\r"))
-_RESERVED = {"email", "name", "status", "lists", "consent_source", "created_at", S.EXPORT_MARKER}
+_RESERVED = {"email", "name", "status", "lists", "consent_source", "created_at", export.EXPORT_MARKER}
 people_strategy = st.lists(
     st.tuples(
         st.from_regex(r"[=+\-'@a-z0-9][a-z0-9=+'\-]{0,8}", fullmatch=True).filter(lambda s: not s.startswith("@")),
@@ -74,7 +76,7 @@ def engine(db_url):
 
 def _export(engine) -> list[list[str]]:
     out = io.StringIO()
-    S.export_csv(engine, out, list_slug="weekly")
+    export.export_csv(engine, out, list_slug="weekly")
     rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
     rows = [r[:3] + r[5:] for r in rows]  # consent_source and created_at are the import's own
     return rows[:1] + sorted(rows[1:])  # the import may store people in another order
@@ -95,7 +97,7 @@ def test_export_then_import_gives_back_exactly_the_same_people(engine, tmp_path,
     before = _export(engine)
     path = tmp_path / "export.csv"
     with open(path, "w", encoding="utf-8", newline="") as f:
-        S.export_csv(engine, f, list_slug="weekly")
+        export.export_csv(engine, f, list_slug="weekly")
     with engine.begin() as conn:
         conn.exec_driver_sql("delete from subscriptions")
         conn.exec_driver_sql("delete from subscribers")

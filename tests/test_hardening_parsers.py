@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from newsletter.articles import budget, load_sources
-from newsletter.articles.feeds import _EMAIL_NAME, _IMG_TAG, parse_feed
+from newsletter.articles.feed_entries import _EMAIL_NAME
+from newsletter.articles.feed_images import _IMG_TAG
+from newsletter.articles.feeds import parse_feed
 from newsletter.articles.markdown import _IMG_MD, _without_headings, parse_markdown
 from newsletter.articles.pages import _FEED_ROOT, _META_CHARSET, decode_html, decode_html_noting, parse_page
 from newsletter.articles.sanitize import _LAZY_IMG, tag_attributes

@@ -23,6 +23,9 @@ from newsletter.errors import StateError
 from newsletter.store import lists as store_lists
 from newsletter.store import signup
 from newsletter.store import subscribers as subs
+from newsletter.store import leaving
+from newsletter.store import optin
+from newsletter.store import suppressions as supp
 from newsletter.store import tokens
 from newsletter.store.db import get_engine, upgrade
 from newsletter.store.models import utcnow
@@ -95,7 +98,7 @@ def link_in(mail) -> str:
 def test_a_known_active_address_with_a_new_name_changes_nothing_and_gets_no_mail(client, engine, smtp, slug):
     a = subs.add_subscriber(engine, "ana@example.com", list_slug=slug, name="Ana")
     if slug == "double":
-        subs.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), a.subscriber_id, a.list_id))
+        optin.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), a.subscriber_id, a.list_id))
     before = snapshot(engine, "ana@example.com")
     post(client, slug, "ANA@example.com", name="Mallory was here")
     assert snapshot(engine, "ana@example.com") == before
@@ -105,7 +108,7 @@ def test_a_known_active_address_with_a_new_name_changes_nothing_and_gets_no_mail
 @pytest.mark.parametrize("slug", ["weekly", "double"])
 def test_an_unsubscribed_address_changes_nothing_until_the_link_then_only_its_membership(client, engine, smtp, slug):
     subs.add_subscriber(engine, "left@example.com", list_slug=slug, name="Left", source="import:old.csv")
-    subs.unsubscribe(engine, "left@example.com", slug)
+    leaving.unsubscribe(engine, "left@example.com", slug)
     before = snapshot(engine, "left@example.com")
     post(client, slug, "left@example.com", name="New Name")
     assert snapshot(engine, "left@example.com") == before  # status, dates, name, consent: all unchanged
@@ -133,7 +136,7 @@ def test_a_known_address_not_on_the_list_is_added_only_by_the_link(client, engin
 
 def test_someone_who_left_is_mailed_at_most_once_a_day(client, engine, smtp):
     subs.add_subscriber(engine, "left@example.com", list_slug="double")
-    subs.unsubscribe(engine, "left@example.com", "double")
+    leaving.unsubscribe(engine, "left@example.com", "double")
     for _ in range(4):
         post(client, "double", "left@example.com")
     assert smtp.recipient_counts() == {"left@example.com": 1}
@@ -144,17 +147,17 @@ def test_the_remail_rate_follows_the_clock(engine):
     """The rate with an injected clock: one email per REMAIL_AFTER for someone who left, one per
     RESEND_AFTER while a signup awaits confirmation."""
     subs.add_subscriber(engine, "left@example.com", list_slug="double")
-    subs.unsubscribe(engine, "left@example.com", "double")
+    leaving.unsubscribe(engine, "left@example.com", "double")
     t0 = utcnow()
     plan = signup.request_signup(engine, "double", "left@example.com", now=t0)
     assert plan.mail == "rejoin"
-    subs.record_confirmation_sent(engine, plan.subscriber_id, plan.list_id, when=t0)
+    optin.record_confirmation_sent(engine, plan.subscriber_id, plan.list_id, when=t0)
     assert signup.request_signup(engine, "double", "left@example.com", now=t0 + signup.REMAIL_AFTER - timedelta(seconds=1)).mail == "none"
     assert signup.request_signup(engine, "double", "left@example.com", now=t0 + signup.REMAIL_AFTER).mail == "rejoin"
 
     plan = signup.request_signup(engine, "double", "new@example.com", now=t0)
     assert plan.mail == "confirm"
-    subs.record_confirmation_sent(engine, plan.subscriber_id, plan.list_id, when=t0)
+    optin.record_confirmation_sent(engine, plan.subscriber_id, plan.list_id, when=t0)
     assert signup.request_signup(engine, "double", "new@example.com", now=t0 + timedelta(minutes=1)).mail == "none"
     assert signup.request_signup(engine, "double", "new@example.com", now=t0 + signup.RESEND_AFTER).mail == "confirm"
 
@@ -162,19 +165,19 @@ def test_the_remail_rate_follows_the_clock(engine):
 def test_a_rejoin_link_loses_to_a_later_unsubscribe(engine):
     config = Config(secret_key=SECRET, base_url="http://127.0.0.1:8000")
     subs.add_subscriber(engine, "left@example.com", list_slug="double")
-    subs.unsubscribe(engine, "left@example.com", "double")
+    leaving.unsubscribe(engine, "left@example.com", "double")
     t0 = utcnow() + timedelta(seconds=1)
     plan = signup.request_signup(engine, "double", "left@example.com", now=t0)
     token = signup.signup_url(config, plan, secret=SECRET.encode(), now=t0).rsplit("/", 1)[1]
     assert signup.confirm_link(engine, SECRET.encode(), token, now=t0 + timedelta(seconds=2)).changed
-    subs.unsubscribe(engine, "left@example.com", "double", now=t0 + timedelta(seconds=5))  # ... and leaves again
+    leaving.unsubscribe(engine, "left@example.com", "double", now=t0 + timedelta(seconds=5))  # ... and leaves again
     with pytest.raises(StateError, match="after this link was sent"):
         signup.confirm_link(engine, SECRET.encode(), token, now=t0 + timedelta(seconds=10))
     assert subs.get_subscriber(engine, "left@example.com").lists == {"double": "unsubscribed"}
 
 
 def test_suppressed_addresses_get_nothing(client, engine, smtp):
-    subs.suppress(engine, "example.net")
+    supp.suppress(engine, "example.net")
     post(client, "double", "who@example.net")
     post(client, "weekly", "who@example.net")
     assert snapshot(engine, "who@example.net") is None and smtp.received() == []
@@ -257,9 +260,9 @@ def test_signup_timing_does_not_tell_known_from_unknown_addresses(config, engine
         address = f"k{i:03d}@example.com"
         a = subs.add_subscriber(engine, address, list_slug="double")
         if i % 2:
-            subs.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), a.subscriber_id, a.list_id))
+            optin.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), a.subscriber_id, a.list_id))
         else:
-            subs.suppress(engine, address)
+            supp.suppress(engine, address)
         known.append(address)
     unknown = [f"u{i:03d}@example.com" for i in range(n)]
     order = [("k", a) for a in known] + [("u", a) for a in unknown]

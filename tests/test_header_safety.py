@@ -175,7 +175,7 @@ def test_one_off_sends_refuse_hidden_line_breaks(env, smtp_server, attack):
 
 
 def test_confirmation_mail_to_a_hostile_name_is_safe(env, smtp_server):
-    from newsletter.store.subscribers import confirmation_message
+    from newsletter.store.optin import confirmation_message
 
     _, config = env
     msg = confirmation_message(config, email="new@example.com", list_name="Weekly", confirm_url="https://news.example.org/c/t",

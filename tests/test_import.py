@@ -18,6 +18,8 @@ from sqlalchemy import func, select
 from newsletter.errors import InvalidInput, NotFound
 from newsletter.store import db, lists
 from newsletter.store import subscribers as S
+from newsletter.store import leaving
+from newsletter.store import suppressions as supp
 from newsletter.store.addresses import AddressError, _slow, normalize_email
 from newsletter.store.importer import ImportOptions, check_file, import_file
 from newsletter.store.models import Subscriber, Subscription
@@ -199,9 +201,9 @@ def test_missing_list_and_missing_file(engine, tmp_path):
 @pytest.mark.usefixtures("both_readers")
 def test_unsubscribed_and_suppressed_are_never_re_added(engine, tmp_path):
     S.add_subscriber(engine, "left@example.com", list_slug="weekly", name="Left")
-    S.unsubscribe(engine, "left@example.com")
-    S.suppress(engine, "blocked@example.com")
-    S.suppress(engine, "example.net")
+    leaving.unsubscribe(engine, "left@example.com")
+    supp.suppress(engine, "blocked@example.com")
+    supp.suppress(engine, "example.net")
     p = write(tmp_path, "in.csv", "email,name\nLEFT@example.com,New Name\nblocked@example.com,\nx@example.net,\nnew@example.com,\n")
     r = import_file(engine, p, ImportOptions(list_slug="weekly"))
     assert (r.added, r.skipped_unsubscribed, r.skipped_suppressed) == (1, 1, 2)
@@ -271,7 +273,7 @@ def test_later_rows_win_across_batches_even_when_two_are_written_at_once(engine,
 
 
 def test_for_postgresql_the_reader_never_puts_one_person_in_two_adjacent_batches(tmp_path):
-    from newsletter.store.importer import _Batch, _produce
+    from newsletter.store.import_batches import _Batch, _produce
 
     names = [f"p{i % 7}@example.com,Name {i}" for i in range(60)] + ["p3@example.com,Last"]
     p = write(tmp_path, "in.csv", "email,name\n" + "\n".join(names) + "\n")
@@ -328,18 +330,18 @@ def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person
 
 
 def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(migrated_pg_url, tmp_path, monkeypatch):
-    from newsletter.store import importer
+    from newsletter.store import import_sql
 
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
     S.add_subscriber(engine, "ana@example.com", list_slug="weekly", name="Ana")
-    real, lookups = importer._SQL.existing, []
+    real, lookups = import_sql._SQL.existing, []
 
     def first_lookup_misses_ana(self, conn, list_id):  # as if another import stored her just after our lookup
         lookups.append(list_id)
         return {} if len(lookups) == 1 else real(self, conn, list_id)
 
-    monkeypatch.setattr(importer._SQL, "existing", first_lookup_misses_ana)
+    monkeypatch.setattr(import_sql._SQL, "existing", first_lookup_misses_ana)
     p = write(tmp_path, "in.csv", "email,name\nana@example.com,Ana\nbo@example.com,Bo\n")
     r = import_file(engine, p, ImportOptions(list_slug="weekly"))
     assert len(lookups) == 2, "the batch was rolled back and done again"
@@ -357,7 +359,7 @@ def _admin(url: str, *statements: str) -> None:
 
 
 def test_foreign_key_triggers_are_only_skipped_when_no_other_trigger_would_be(migrated_pg_url, tmp_path):
-    from newsletter.store.importer import _may_skip_fk_triggers
+    from newsletter.store.import_sql import _may_skip_fk_triggers
 
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
@@ -385,7 +387,7 @@ def test_an_unprivileged_role_imports_with_the_foreign_key_triggers(migrated_pg_
 
     from sqlalchemy.engine import make_url
 
-    from newsletter.store.importer import _may_skip_fk_triggers
+    from newsletter.store.import_sql import _may_skip_fk_triggers
 
     role = "nl_import_" + uuid.uuid4().hex[:8]
     _admin(migrated_pg_url, f"create role {role} login",
@@ -412,7 +414,7 @@ def test_an_unprivileged_role_imports_with_the_foreign_key_triggers(migrated_pg_
 def test_copy_text_round_trips_any_value_through_postgresql(migrated_pg_url, rows):
     import psycopg
 
-    from newsletter.store.importer import copy_text
+    from newsletter.store.import_batches import copy_text
 
     rows = [(f"v{i}@example.com", f"v{i}@example.com", n.replace("\x00", ""), json_text(n), st_)
             for i, (n, st_) in enumerate(rows)]
@@ -461,7 +463,7 @@ def _property(engine, tmp_path, addresses, left):
     lists.create_list(engine, slug)
     for a in left:
         S.add_subscriber(engine, a, list_slug=slug)
-        S.unsubscribe(engine, a, slug)
+        leaving.unsubscribe(engine, a, slug)
     p = tmp_path / f"{slug}.csv"
     p.write_text("email\n" + "\n".join(f'"{a}"' for a in addresses) + "\n", encoding="utf-8")
     for _ in range(2):

@@ -365,7 +365,7 @@ def test_the_same_message_twice_counts_once_and_a_message_not_ours_stays(env, do
 
 
 def test_erasing_a_person_removes_their_emails_traces_but_not_the_message_keys(env, tmp_path):
-    from newsletter.store.subscribers import erase_subscriber
+    from newsletter.store.leaving import erase_subscriber
 
     engine, config = env
     add_people(engine, "weekly", 2)

@@ -20,7 +20,8 @@ from dovecot import dovecot, dovecot_factory  # noqa: F401  (fixtures)
 from newsletter.dispatch.sender import send_campaign
 from newsletter.feedback.process import process_mailboxes
 from newsletter.schedule.worker import run_worker
-from newsletter.store.subscribers import find_suppression, get_subscriber
+from newsletter.store.subscribers import get_subscriber
+from newsletter.store.suppressions import find_suppression
 
 
 @pytest.fixture

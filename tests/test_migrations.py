@@ -101,6 +101,7 @@ def test_upgrade_0003_to_head_keeps_subscriptions_and_records_no_confirmation(db
         before, after = db.upgrade(db_url)
         assert (before, after) == ("0003", db.head_revision())
         from newsletter.store import subscribers as S
+        from newsletter.store import optin
         from newsletter.store.models import Subscription
 
         engine = db.get_engine(db_url)
@@ -113,6 +114,6 @@ def test_upgrade_0003_to_head_keeps_subscriptions_and_records_no_confirmation(db
         assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(1, "unconfirmed", "import", None), (2, "active", "cli", None)]
         assert rows[0][3] is None and rows[1][3].isoformat() == "2026-01-03T00:00:00+00:00"
         assert S.get_subscriber(engine, "b@example.com").name == "Person 2"
-        assert S.record_confirmation_sent(engine, 1, 1)
+        assert optin.record_confirmation_sent(engine, 1, 1)
     finally:
         engine.dispose()

@@ -23,7 +23,8 @@ from newsletter.config import Config
 from newsletter.dispatch.sender import retry_decision, send_campaign, send_one, send_test
 from newsletter.errors import DispatchError, InvalidInput, StateError
 from newsletter.store import queries as q
-from newsletter.store.subscribers import find_suppression, suppress, unsubscribe
+from newsletter.store.leaving import unsubscribe
+from newsletter.store.suppressions import find_suppression, suppress
 from smtp_server import RefusingServer, free_port, max_in_window
 
 

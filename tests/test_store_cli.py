@@ -263,7 +263,7 @@ def test_double_opt_in_add_mails_a_working_confirmation_link(workdir, run):
     import re
 
     from newsletter.store import db
-    from newsletter.store import subscribers as S
+    from newsletter.store import optin
 
     run(workdir, "lists", "create", "news", "--double-opt-in")
     r = run(workdir, "subscribers", "add", "zoe@example.com", "--name", "Zoë", "--list", "news")
@@ -276,7 +276,7 @@ def test_double_opt_in_add_mails_a_working_confirmation_link(workdir, run):
     assert msg["To"] == "zoe@example.com" and "confirm" in msg["Subject"].lower()
     token = re.search(r"/confirm/([A-Za-z0-9_-]+)", msg.get_body(("plain",)).get_content()).group(1)
     engine = db.get_engine(f"sqlite:///{workdir / 'newsletter.db'}")
-    res = S.confirm_by_token(engine, b"cli-test-secret-key-0123456789", token)
+    res = optin.confirm_by_token(engine, b"cli-test-secret-key-0123456789", token)
     assert res.changed and res.status == "active"
     engine.dispose()
 
@@ -304,6 +304,7 @@ def test_send_confirmations_mails_once_then_reminds_only_the_old(tmp_path, run, 
 
     from newsletter.store import db
     from newsletter.store import subscribers as S
+    from newsletter.store import suppressions as supp
     from newsletter.store.models import Subscription, utcnow
 
     _smtp_config(tmp_path, smtp_server)
@@ -334,7 +335,7 @@ def test_send_confirmations_mails_once_then_reminds_only_the_old(tmp_path, run, 
             for email, days in (("p0@example.com", 5), ("p1@example.com", 2), ("p2@example.com", 4)):
                 sid = S.get_subscriber(engine, email).id
                 c.execute(subs_t.update().where(subs_t.c.subscriber_id == sid).values(confirmation_sent_at=utcnow() - timedelta(days=days)))
-        S.suppress(engine, "p2@example.com")
+        supp.suppress(engine, "p2@example.com")
         smtp_server.clear()
         r = nl_("subscribers", "send-confirmations", "--list", "news", "--remind", "--older-than", "3d")
         assert "sent: 1; failed: 0; skipped: 4 mailed less than 3d ago, 1 suppressed" in r.stdout

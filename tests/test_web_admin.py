@@ -14,6 +14,7 @@ from fixtures.web.harness import ARTICLES
 from newsletter.config import Config
 from newsletter.store import lists as store_lists
 from newsletter.store import subscribers as subs
+from newsletter.store import suppressions as supp
 from newsletter.store.db import get_engine, upgrade
 from newsletter.web import create_app
 
@@ -71,7 +72,7 @@ def test_subscribers_search_pagination_add_unsubscribe_erase(client, engine):
     assert confirm.status_code == 200 and "cannot be undone" in confirm.text
     assert client.post("/admin/subscribers/erase", data={"email": "r01@example.com"}).status_code == 403
     assert client.post("/admin/subscribers/erase", data={"email": "r01@example.com", "suppress": "1", "csrf_token": t}).status_code == 303
-    assert subs.find_suppression(engine, "r01@example.com") is not None
+    assert supp.find_suppression(engine, "r01@example.com") is not None
     assert client.get("/admin/subscribers/erase", params={"email": "r01@example.com"}).status_code == 404
 
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from newsletter.config import Config
 from newsletter.store import lists as store_lists
 from newsletter.store import subscribers as subs
+from newsletter.store import suppressions as supp
 from newsletter.store.db import get_engine, upgrade
 from newsletter.web import create_app
 from newsletter.web.app import Limits
@@ -152,7 +153,7 @@ def test_api_subscribers_round_trip_and_errors(db):
         assert c.post("/api/subscribers", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
         assert c.post("/api/subscribers", content=b"x" * 300_000, headers={"content-type": "application/json"}).status_code == 413
         assert c.delete("/api/subscribers/ana@example.com", params={"suppress": "true"}).status_code == 200
-    assert subs.find_suppression(db[1], "ana@example.com") is not None
+    assert supp.find_suppression(db[1], "ana@example.com") is not None
 
 
 @pytest.mark.slow

@@ -190,7 +190,7 @@ def test_double_opt_in_signup_end_to_end(live, page, smtp, engine):
 
 def test_signup_and_unsubscribe_in_a_browser_that_keeps_no_cookies(live, page, engine, config):
     """Cookie-blocking and in-app browsers: the forms are sent without our session cookie."""
-    from newsletter.store import lists, subscribers
+    from newsletter.store import leaving, lists, subscribers
 
     lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
     page.goto(live.url + "/subscribe/weekly")
@@ -202,7 +202,7 @@ def test_signup_and_unsubscribe_in_a_browser_that_keeps_no_cookies(live, page, e
     assert subscribers.get_subscriber(engine, "private.reader@example.com").lists == {"weekly": "active"}
 
     row = subscribers.get_subscriber(engine, "private.reader@example.com")
-    url = subscribers.unsubscribe_url(config, row.id, lists.get_list(engine, "weekly").id)
+    url = leaving.unsubscribe_url(config, row.id, lists.get_list(engine, "weekly").id)
     page.goto(url)
     page.context.clear_cookies()
     page.get_by_role("button", name="Unsubscribe").click()
@@ -264,13 +264,13 @@ A11Y_CHECK = """() => {
 
 
 def test_pages_are_labelled_keyboard_usable_and_fit_375px(live, page, engine, config):
-    from newsletter.store import lists, subscribers
+    from newsletter.store import leaving, lists, subscribers
 
     lists.create_list(engine, "weekly", "The Weekly", opt_in="double")
     lists.create_list(engine, "news", "Product news", opt_in="single")
     a = subscribers.add_subscriber(engine, "multi@example.com", list_slug="news")
     subscribers.add_subscriber(engine, "multi@example.com", list_slug="weekly")
-    unsub = subscribers.unsubscribe_url(config, a.subscriber_id, a.list_id)
+    unsub = leaving.unsubscribe_url(config, a.subscriber_id, a.list_id)
     page.set_viewport_size({"width": 375, "height": 740})
     for url in ["/subscribe/weekly", unsub, "/confirm/forged-token", "/archive/", "/admin/", "/admin/preview",
                 "/admin/subscribers", "/admin/lists", "/admin/campaigns", "/admin/subscribers/import", "/nope"]:

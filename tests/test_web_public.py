@@ -13,6 +13,8 @@ from newsletter.config import Config
 from newsletter.errors import NotFound
 from newsletter.store import lists as store_lists
 from newsletter.store import subscribers as subs
+from newsletter.store import leaving
+from newsletter.store import optin
 from newsletter.store import tokens
 from newsletter.store.db import get_engine, upgrade
 from newsletter.web import create_app
@@ -89,7 +91,7 @@ def test_subscribe_form_is_labelled_and_subscribes(client, engine):
 
 def test_same_answer_whether_the_address_is_known_or_not(client, engine):
     subs.add_subscriber(engine, "known@example.com", list_slug="weekly")
-    subs.unsubscribe(engine, "known@example.com", "weekly")
+    leaving.unsubscribe(engine, "known@example.com", "weekly")
     token = csrf(client, "/subscribe/weekly")
     known = client.post("/subscribe/weekly", data={"email": "known@example.com", "csrf_token": token})
     new = client.post("/subscribe/weekly", data={"email": "new@example.com", "csrf_token": token})
@@ -192,7 +194,7 @@ def test_bad_confirm_tokens_are_400_and_change_nothing(client, engine, pending, 
 
 def test_confirm_token_for_a_deleted_subscription_is_404(client, engine, pending):
     token = tokens.confirm_token(SECRET.encode(), pending.subscriber_id, pending.list_id)
-    subs.erase_subscriber(engine, "pending@example.com")
+    leaving.erase_subscriber(engine, "pending@example.com")
     assert_clean_error(client.get(f"/confirm/{token}"), 404)
 
 
@@ -201,7 +203,7 @@ def test_confirm_token_for_a_deleted_subscription_is_404(client, engine, pending
 
 def test_one_click_unsubscribe_rfc8058(client, engine, config):
     r = subs.add_subscriber(engine, "leaver@example.com", list_slug="weekly")
-    url = subs.unsubscribe_url(config, r.subscriber_id, r.list_id)
+    url = leaving.unsubscribe_url(config, r.subscriber_id, r.list_id)
     path = url.removeprefix(config.base_url)
     with TestClient(client.app, base_url="http://127.0.0.1:8000", follow_redirects=False) as provider:  # no cookie, no CSRF
         resp = provider.post(path, data={"List-Unsubscribe": "One-Click"})
@@ -214,7 +216,7 @@ def test_one_click_unsubscribe_rfc8058(client, engine, config):
 def test_unsubscribe_page_offers_other_lists_and_get_changes_nothing(client, engine, config):
     a = subs.add_subscriber(engine, "multi@example.com", list_slug="weekly")
     subs.add_subscriber(engine, "multi@example.com", list_slug="news")
-    path = subs.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
+    path = leaving.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
     r = client.get(path)
     assert r.status_code == 200 and "Product news" in r.text and 'type="checkbox"' in r.text
     assert lists_of(engine, "multi@example.com") == {"news": "active", "weekly": "active"}
@@ -249,7 +251,7 @@ def test_signup_confirm_and_unsubscribe_on_sqlite_and_postgresql(db_url):
             row = subs.get_subscriber(engine, "pg@example.com")
             assert row.lists == {"weekly": "active"}
             lid = store_lists.get_list(engine, "weekly").id
-            path = subs.unsubscribe_url(config, row.id, lid).removeprefix(config.base_url)
+            path = leaving.unsubscribe_url(config, row.id, lid).removeprefix(config.base_url)
             assert c.get(path).status_code == 200
             assert c.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
             assert subs.get_subscriber(engine, "pg@example.com").lists == {"weekly": "unsubscribed"}
@@ -323,7 +325,7 @@ def test_web_signup_records_the_confirmation_so_send_confirmations_skips_it(conf
             for address in ("web@example.com", "refused@example.com"):
                 assert c.post("/subscribe/double", data={"email": address, "csrf_token": token}).status_code == 200
         assert srv.wait_for(1, timeout=10)
-        run = subs.send_confirmations(engine, cfg, "double", lambda to, s, h, t: send_one(cfg, to, s, h, t))
+        run = optin.send_confirmations(engine, cfg, "double", lambda to, s, h, t: send_one(cfg, to, s, h, t))
         # web@ was mailed by the signup; refused@ was not (the server refused it), so it is tried again
         assert (run.sent, run.failed, run.skipped_mailed) == (1, 1, 1)
         assert srv.recipient_counts() == {"web@example.com": 1, "imported@example.com": 1}
@@ -350,7 +352,7 @@ def test_unsubscribe_page_form_works_without_any_cookie(cookieless, engine, conf
     a = subs.add_subscriber(engine, "nocookie@example.com", list_slug="weekly")
     subs.add_subscriber(engine, "nocookie@example.com", list_slug="news")
     news = store_lists.get_list(engine, "news").id
-    path = subs.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
+    path = leaving.unsubscribe_url(config, a.subscriber_id, a.list_id).removeprefix(config.base_url)
     page_ = cookieless.get(path)
     assert page_.status_code == 200 and 'name="csrf_token"' not in page_.text  # nothing cookie-bound in the form
     r = post_without_cookie(cookieless, path, {"list": [str(a.list_id), str(news)]})
@@ -359,7 +361,7 @@ def test_unsubscribe_page_form_works_without_any_cookie(cookieless, engine, conf
     # The button with no list chosen leaves the link's own list; from another site it works too
     # (the signed token is the authority, and only the person it was mailed to has it).
     b = subs.add_subscriber(engine, "plain@example.com", list_slug="weekly")
-    path = subs.unsubscribe_url(config, b.subscriber_id, b.list_id).removeprefix(config.base_url)
+    path = leaving.unsubscribe_url(config, b.subscriber_id, b.list_id).removeprefix(config.base_url)
     r = post_without_cookie(cookieless, path, {}, headers={"Origin": "https://webmail.example.net"})
     assert r.status_code == 200 and lists_of(engine, "plain@example.com") == {"weekly": "unsubscribed"}
 
@@ -443,7 +445,7 @@ def test_the_signup_answer_does_not_wait_for_the_mail_server(config, engine):
 
     store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
     known = subs.add_subscriber(engine, "known@example.com", list_slug="double")
-    subs.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), known.subscriber_id, known.list_id))
+    optin.confirm_by_token(engine, SECRET.encode(), tokens.confirm_token(SECRET.encode(), known.subscriber_id, known.list_id))
     port = free_port()
     hold = threading.Event()
     with SMTPTestServer(hold=hold) as srv:

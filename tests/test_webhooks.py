@@ -23,7 +23,8 @@ from newsletter.errors import ConfigError
 from newsletter.feedback.verp import verp_address
 from newsletter.feedback.webhooks import ReplayGuard, WebhookReceiver, sns_cert_url_ok
 from newsletter.store.bounce_models import BounceEvent
-from newsletter.store.subscribers import find_suppression, get_subscriber
+from newsletter.store.subscribers import get_subscriber
+from newsletter.store.suppressions import find_suppression
 from newsletter.web import create_app
 
 NOW = 1_796_000_000.0  # the receiver's clock (2026-11-30)

@@ -3,12 +3,12 @@ lists of URLs, from paths or http(s) URLs, deduplicated and sorted newest first.
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..config import Config
 from ..errors import SourceError
+from .identity import canonical_url
 from .model import Article, Image, Video
 
 __all__ = ["Article", "Image", "Video", "LoadResult", "load_sources", "dedupe", "canonical_url"]
@@ -75,28 +75,6 @@ def load_sources(sources: list[str], config: Config, *, strict: bool = False) ->
 
     result.warnings.extend(add_vimeo_thumbnails(result.articles, config))
     return result
-
-
-def canonical_url(url: str) -> str:
-    """The form of a URL used to spot duplicates: lower-case scheme and host without ``www.``,
-    no fragment, no tracking parameters (utm_*, fbclid, gclid), no trailing slash."""
-    try:
-        p = urllib.parse.urlsplit(url.strip())
-    except ValueError:
-        return url
-    host = (p.hostname or "").lower()
-    if host.startswith("www."):
-        host = host[4:]
-    if p.port and not ((p.scheme == "http" and p.port == 80) or (p.scheme == "https" and p.port == 443)):
-        host += f":{p.port}"
-    query = [
-        (k, v)
-        for k, v in urllib.parse.parse_qsl(p.query, keep_blank_values=True)
-        if not k.lower().startswith("utm_") and k.lower() not in {"fbclid", "gclid", "mc_cid", "mc_eid"}
-    ]
-    path = p.path.rstrip("/") or "/"
-    scheme = "https" if p.scheme.lower() in {"http", "https"} else p.scheme.lower()
-    return urllib.parse.urlunsplit((scheme, host, path, urllib.parse.urlencode(query), ""))
 
 
 def _completeness(a: Article) -> int:

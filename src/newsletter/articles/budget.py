@@ -1,6 +1,6 @@
 """A time budget for reading one source document (``source_time_budget`` seconds).
 
-Parsers are linear in their input (issue 11 audited every regex), yet a hostile page can
+Parsers are linear in their input (``benchmarks/regex_audit.py`` checks every regex), yet a hostile page can
 still be slow in many small ways. Each document (one file, one fetched feed or page) gets
 a budget when its parsing starts; the parsers call ``check()`` between their stages and
 between feed entries, and once the budget is spent the document is given up with a

@@ -4,7 +4,7 @@ A credit line often names several people: "Written by A / Edited by B", "Reporti
 Editing by B", "Medically reviewed by C — Written by D", "Words: A. Photos: B". Only the
 writing roles are the article's authors. And a page carries names that belong to other
 people: commenters, the account a share widget or an embedded post credits, the authors of
-related stories. ``page_meta.visible_byline`` uses these helpers to keep only the writer.
+related stories. ``bylines.visible_byline`` uses these helpers to keep only the writer.
 
 Every pattern here is a flat alternation of literals (no nested quantifiers), because it runs
 on untrusted text.

@@ -59,7 +59,8 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
 
     def __init__(self, url: str, max_redirections: int):
         self.source_url = url
-        self.max_redirections = max_redirections
+        # urllib reads the limit from the instance too; typeshed declares it a class variable.
+        self.max_redirections = max_redirections  # type: ignore[misc]
         self.max_repetitions = 1  # visiting the same URL twice is a loop
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -94,7 +95,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
     def http_open(self, req):
         def connection(host, **kw):
             conn = http.client.HTTPConnection(host, **kw)
-            conn._create_connection = self.deadline.connect
+            conn._create_connection = self.deadline.connect  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
             return conn
 
         return self.do_open(connection, req)
@@ -110,10 +111,10 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
     def https_open(self, req):
         def connection(host, **kw):
             conn = http.client.HTTPSConnection(host, **kw)
-            conn._create_connection = self.deadline.connect
+            conn._create_connection = self.deadline.connect  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
             return conn
 
-        return self.do_open(connection, req, context=self._context)
+        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]  # set by HTTPSHandler.__init__, not in typeshed
 
 
 def fetch(
@@ -186,16 +187,16 @@ def _explain(e: Exception, url: str, parts, timeout: float) -> SourceError | Exc
             return SourceError(url, f"redirect (HTTP {e.code}) that cannot be followed")
         return SourceError(url, f"HTTP {e.code} {reason}".rstrip())
     if isinstance(e, urllib.error.URLError):
-        reason = e.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
+        cause = e.reason
+        if isinstance(cause, (socket.timeout, TimeoutError)):
             return SourceError(url, f"timed out after {timeout:g} s")
-        if isinstance(reason, ssl.SSLError):
-            return SourceError(url, f"TLS error: {reason}")
-        if isinstance(reason, socket.gaierror):
+        if isinstance(cause, ssl.SSLError):
+            return SourceError(url, f"TLS error: {cause}")
+        if isinstance(cause, socket.gaierror):
             return SourceError(url, f"cannot resolve host {parts.hostname!r}")
-        if isinstance(reason, ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError):
             return SourceError(url, "connection refused")
-        return SourceError(url, f"cannot connect: {reason}")
+        return SourceError(url, f"cannot connect: {cause}")
     if isinstance(e, (socket.timeout, TimeoutError)):
         return SourceError(url, f"timed out after {timeout:g} s")
     if isinstance(e, (http.client.HTTPException, ConnectionError, OSError)):

@@ -98,7 +98,7 @@ def confine_images(
     for a in articles:
         image = a.image
         url = (image.url or "").strip() if image is not None else ""
-        if not url or is_web_url(url):
+        if image is None or not url or is_web_url(url):
             kept.append(a)
             continue
         name = a.source or a.url

@@ -161,8 +161,8 @@ def parse_markdown(
     if read_time is None:
         read_time = readtime.read_time_minutes(title + " " + " ".join(paragraphs))
 
-    category = _list_field(meta, name, "category", "categories")
-    category = category[0] if category else None
+    categories = _list_field(meta, name, "category", "categories")
+    category = categories[0] if categories else None
     guid = _text_field(meta, name, "guid", "id")
     authors: list[str] = []
     for author in _list_field(meta, name, "authors", "author", names=True):
@@ -276,9 +276,10 @@ def _front_matter_date(value: object, key: str, name: str, config: Config):
 
 def _split_front_matter(content: str, name: str) -> tuple[dict, str]:
     """(metadata, body); a block that opens with --- must close and hold a YAML mapping."""
-    if not _FENCE.match(content):
+    fence = _FENCE.match(content)
+    if not fence:
         return {}, content.lstrip("\ufeff")
-    rest = content[_FENCE.match(content).end():]
+    rest = content[fence.end():]
     if not _CLOSE.search(rest):
         raise SourceError(name, "front matter starts with '---' but has no closing '---' line")
     raw = ""

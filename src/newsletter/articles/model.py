@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .identity import canonical_url
+
 
 @dataclass
 class Image:
@@ -62,5 +64,6 @@ class Article:
 
     @property
     def key(self) -> str:
-        """Identity for dedupe and 'already sent' memory: the guid when the source gave one, else the canonical URL."""
-        return self.guid or self.url
+        """Identity for dedupe and 'already sent' memory: the guid when the source gave one, else the
+        canonical URL (:func:`canonical_url`: no tracking parameters, fragment or trailing slash)."""
+        return self.guid or canonical_url(self.url)

@@ -64,7 +64,7 @@ def address_kind(ip: IPAddress) -> str | None:
         kind = address_kind(inner)
         if kind:
             return kind
-        if ip.ipv4_mapped is not None:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             return None  # ::ffff:8.8.8.8 is 8.8.8.8
     if ip.is_unspecified:
         return "unspecified"

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 from ..errors import SourceError
 from . import budget
 from . import page_meta as pm
+from .bylines import best_authors, byline_text
 from .model import Article, Image, Video
-from .text import skip_prolog
+from .page_signals import PageSignals, as_list, clean_text, collect, ld_name, ld_types, usable_base
+from .text import skip_prolog, strip_site_tail
 
 SUMMARY_CHARS = 300
 
@@ -244,10 +246,10 @@ def _fallback_html(container) -> str:
     """Paragraph-level HTML from the article container when trafilatura finds nothing."""
     for el in container.xpath(".//script|.//style|.//nav|.//noscript|.//template"):
         el.drop_tree()
-    paras = [pm.clean_text(p.text_content(), markup=False) for p in container.xpath(".//p|.//li|.//h2|.//h3|.//blockquote")]
+    paras = [clean_text(p.text_content(), markup=False) for p in container.xpath(".//p|.//li|.//h2|.//h3|.//blockquote")]
     paras = [p for p in paras if p]
     if not paras:
-        text = pm.clean_text(container.text_content(), markup=False)
+        text = clean_text(container.text_content(), markup=False)
         paras = [text] if text else []
     return "".join(f"<p>{_esc(p)}</p>" for p in paras)
 
@@ -284,10 +286,10 @@ def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
         br.tail = " " + (br.tail or "")
     names = {a.casefold() for a in authors}
     for p in frag.iter("p"):
-        text = pm.clean_text(p.text_content(), markup=False)
+        text = clean_text(p.text_content(), markup=False)
         if not text or text == title:
             continue
-        if len(text) < 80 and (pm.byline_text(text).casefold() in names or re.match(r"(?i)^by\s", text)):
+        if len(text) < 80 and (byline_text(text).casefold() in names or re.match(r"(?i)^by\s", text)):
             continue
         return text
     return ""
@@ -295,14 +297,14 @@ def _first_paragraph(body: str, title: str, authors: list[str]) -> str:
 
 def cut_summary(text: str, limit: int = SUMMARY_CHARS) -> str:
     """``text`` cut at a word boundary before ``limit`` characters, with an ellipsis when cut."""
-    text = pm.clean_text(text, markup=False)  # already cleaned; "<div>" here is prose
+    text = clean_text(text, markup=False)  # already cleaned; "<div>" here is prose
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:-–—")
     return (cut or text[:limit]) + "…"
 
 
-def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
+def _videos(sig: PageSignals, doc, container) -> list[Video]:
     """Videos embedded (iframes, og:video, JSON-LD VideoObject) or linked in the page."""
     from .video import parse_video_url as find
     from .video import add_video
@@ -312,12 +314,12 @@ def _videos(sig: pm.PageSignals, doc, container) -> list[Video]:
     og_title = sig.first("og:video:title") or None
     urls += [(u, og_title) for u in sig.all("og:video:url", "og:video:secure_url", "og:video", "twitter:player")]
     for obj in sig.article_ld + sig.other_ld:
-        for v in pm._as_list(obj.get("video")) + ([obj] if "videoobject" in pm._types(obj) else []):
+        for v in as_list(obj.get("video")) + ([obj] if "videoobject" in ld_types(obj) else []):
             if isinstance(v, dict):
-                name = pm._ld_name(v.get("name")) or None
+                name = ld_name(v.get("name")) or None
                 urls += [(u, name) for u in (v.get("embedUrl"), v.get("contentUrl"), v.get("url")) if isinstance(u, str)]
     for el in container.iter("iframe", "embed", "a", "video", "source"):
-        title = pm.clean_text(el.get("title") or (el.text_content() if el.tag == "a" else "")) or None
+        title = clean_text(el.get("title") or (el.text_content() if el.tag == "a" else "")) or None
         if title and (title.lower().startswith(("http", "www.")) or len(title) > 150 or len(title.split()) < 2):
             title = None  # a bare URL or a one-word "YouTube" link text is not the video's title
         for attr in ("src", "data-src", "href"):
@@ -366,7 +368,7 @@ def _parse_page(content: bytes, url: str, charset: str | None, warn=None) -> Art
     doc = _parse_tree(text, url)
     budget.check()
 
-    sig = pm.collect(doc, url)
+    sig = collect(doc, url)
     container = pm.article_container(doc)
     site_names = pm.best_site_names(sig)
     title = pm.best_title(sig, doc, site_names)
@@ -374,7 +376,7 @@ def _parse_page(content: bytes, url: str, charset: str | None, warn=None) -> Art
         raise SourceError(url, "page has no title (no <title>, <h1>, OpenGraph or JSON-LD headline)")
     lang = pm.best_lang(sig, container)
     direction = pm.best_dir(doc, container, lang)
-    authors = pm.best_authors(sig, doc, container)
+    authors = best_authors(sig, doc, container)
     published = pm.best_published(sig, doc, container)
     canonical = pm.best_canonical(sig)
     image = pm.best_image(sig, doc, container)
@@ -385,7 +387,7 @@ def _parse_page(content: bytes, url: str, charset: str | None, warn=None) -> Art
     videos = _videos(sig, doc, container)
     budget.check()
     _drop_hidden(doc)
-    base = sig.base if pm.usable_base(sig.base) else None
+    base = sig.base if usable_base(sig.base) else None
     if base:
         # Resolve against <base href> here: trafilatura would resolve against the page URL.
         try:
@@ -398,7 +400,7 @@ def _parse_page(content: bytes, url: str, charset: str | None, warn=None) -> Art
         main = _fallback_html(container)
     body = sanitize_html(main, base_url=base)
     budget.check()
-    headline = pm.strip_site_tail(title, site_names)  # the title as a reader sees it on the page
+    headline = strip_site_tail(title, site_names)  # the title as a reader sees it on the page
     body = _without_leading_title(body, headline)
     paragraphs = html_paragraphs(body)
     main_text = "\n".join(paragraphs)

@@ -16,6 +16,7 @@ import html as htmllib
 import re
 import urllib.parse
 from html.parser import HTMLParser
+from typing import Literal
 
 import nh3
 
@@ -87,7 +88,17 @@ def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
         return ""
     if "data-" in html:
         html = _LAZY_IMG.sub(_promote_lazy_src, html)
-    options = dict(
+    if base_url and _usable_base(base_url):
+        try:
+            return _clean(html, ("rewrite_with_base", base_url))
+        except ValueError:  # a base nh3's URL parser still refuses (odd host): treat it as no base
+            pass
+    return _clean(html, "pass_through")
+
+
+def _clean(html: str, url_relative: Literal["pass_through"] | tuple[Literal["rewrite_with_base"], str]) -> str:
+    return nh3.clean(
+        html,
         tags=ALLOWED_TAGS,
         clean_content_tags=REMOVED_WITH_CONTENT,
         attributes=ALLOWED_ATTRIBUTES,
@@ -95,13 +106,8 @@ def sanitize_html(html: str | None, *, base_url: str | None = None) -> str:
         strip_comments=True,
         link_rel="noopener noreferrer",
         url_schemes=SAFE_SCHEMES,
-    )
-    if _usable_base(base_url):
-        try:
-            return nh3.clean(html, url_relative=("rewrite_with_base", base_url), **options).strip()
-        except ValueError:  # a base nh3's URL parser still refuses (odd host): treat it as no base
-            pass
-    return nh3.clean(html, url_relative="pass_through", **options).strip()
+        url_relative=url_relative,
+    ).strip()
 
 
 def _usable_base(base_url: str | None) -> bool:

@@ -18,7 +18,7 @@ from typing import Callable
 from ..config import Config
 from ..errors import NewsletterError, SourceError
 from . import fetch as fetching
-from . import budget, feeds, markdown
+from . import budget, feeds, json_feed, markdown
 from .localfiles import confine_images
 from .model import Article
 from .text import skip_prolog, slugify
@@ -62,7 +62,7 @@ def detect_kind(content: bytes, name: str = "", content_type: str | None = None)
     ctype = (content_type or "").lower()
     if b"\x00" in head[:1024]:
         return None
-    if feeds.is_json_feed(head):
+    if json_feed.is_json_feed(head):
         return FEED
     stripped = head.lstrip()
     if re.match(rb"---[ \t]*\r?\n", stripped):
@@ -207,8 +207,8 @@ def _parse_content(content, source, config, warn, *, base_url, content_type, cha
         if path is not None:
             return [markdown.parse_markdown(text, path, config, warn)]
         return [markdown.parse_markdown(text, Path(source), config, warn, base_url=base_url or source)]
-    if kind == FEED and feeds.is_json_feed(content):
-        return feeds.parse_json_feed(content, source, config, base_url=base_url, warn=warn)
+    if kind == FEED and json_feed.is_json_feed(content):
+        return json_feed.parse_json_feed(content, source, config, base_url=base_url, warn=warn)
     if kind == FEED:
         return feeds.parse_feed(content, source, config, base_url=base_url, charset=charset, content_type=content_type, warn=warn)
     if kind == HTML:
@@ -305,7 +305,7 @@ def _load_directory(path: Path, config: Config, warn: Warn) -> list[Article]:
 def _is_json_feed_file(path: Path) -> bool:
     try:
         with path.open("rb") as f:
-            return feeds.is_json_feed(f.read(4096))
+            return json_feed.is_json_feed(f.read(4096))
     except OSError:
         return True  # let the normal read report the problem
 
@@ -320,7 +320,7 @@ def _load_url_list(content: bytes, source: str, config: Config, warn: Warn) -> l
             urls.append(line)
     if not urls:
         raise SourceError(source, "the list of URLs is empty")
-    notes: list[list[str]] = [[] for _ in urls]
+    notes: list[list[str | SourceError]] = [[] for _ in urls]
 
     def one(i: int) -> list[Article] | SourceError:
         try:

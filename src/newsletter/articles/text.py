@@ -18,7 +18,7 @@ def skip_prolog(data, start: int = 0) -> int:
     (``<?xml ?>``) and DOCTYPE that may open an XML or HTML document (``str`` or ``bytes``).
 
     A loop over ``find`` rather than a regex: ``(?:<!--.*?-->\\s*)*`` backtracks exponentially
-    on a page opening with many comments (issue 11); this is linear in the input."""
+    on a page opening with many comments; this is linear in the input."""
     def lit(s: str):
         return s.encode("ascii") if isinstance(data, bytes) else s
 

@@ -56,13 +56,13 @@ def parse_video_url(url: str, title: str | None = None) -> Video | None:
         if host == "youtu.be":
             vid = segments[0] if segments else None
         elif segments[:1] == ["watch"] or not segments:
-            vid = (query.get("v") or [None])[0]
+            vid = next(iter(query.get("v") or []), None)
         elif len(segments) >= 2 and segments[0] in {"embed", "shorts", "v", "live", "e"}:
             vid = segments[1]
         if not vid or not _YT_ID.match(vid):
             return None
         canonical = f"https://www.youtube.com/watch?v={vid}"
-        start = (query.get("t") or query.get("start") or [None])[0]
+        start = next(iter(query.get("t") or query.get("start") or []), None)
         if start and re.fullmatch(r"\d+s?|(\d+h)?(\d+m)?(\d+s)?", start):
             canonical += f"&t={start}"
         return Video(url=canonical, provider="youtube", id=vid, thumbnail_url=youtube_thumbnail(vid), title=title)

@@ -59,6 +59,7 @@ def _register() -> None:
     from . import articles  # noqa: F401
     from . import compose  # noqa: F401
     from . import store  # noqa: F401
+    from . import subscribers  # noqa: F401
     from . import dispatch  # noqa: F401
     from . import schedule  # noqa: F401
     from . import web  # noqa: F401

@@ -1,6 +1,6 @@
 """Composing a digest: select articles, render them (Jinja2 → MJML → premailer), write the files.
 
-The contract other areas use: ``ComposeOptions``, ``compose()``, ``select()``, ``render()``,
+The contract the rest of the package uses: ``ComposeOptions``, ``compose()``, ``select()``, ``render()``,
 ``write_digest()``, ``load_digest()``, ``Digest`` and ``parse_since``.
 """
 

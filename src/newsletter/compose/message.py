@@ -71,7 +71,7 @@ def build_message(digest: Digest, *, to: str | None = None, message_id: str | No
     msg.set_content(digest.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(digest.html, subtype="html", charset="utf-8", cte="quoted-printable")
     if digest.images:
-        html_part = msg.get_payload()[1]
+        html_part = list(msg.iter_parts())[1]  # text, then html
         for img in digest.images:
             maintype, _, subtype = img.content_type.partition("/")
             html_part.add_related(

@@ -18,7 +18,7 @@ class ComposeOptions:
 
     ``since`` is a string for :func:`parse_since` (``7d``, ``24h``, ``2026-11-01``, ISO date-time)
     or an aware datetime; ``tags`` match when an article has any of them; ``exclude_keys`` are
-    ``Article.key`` values already sent (recurring digests); ``now`` pins the clock (tests, schedules).
+    ``Article.key`` values already sent (recurring digests; URLs compared in canonical form); ``now`` pins the clock (tests, schedules).
     """
 
     since: str | datetime | None = None

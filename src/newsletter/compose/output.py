@@ -77,7 +77,8 @@ def write_digest(digest: Digest, out_dir: str | os.PathLike) -> dict[str, Path]:
         assets_dir = out / "assets"
         if digest.assets or digest.images:
             assets_dir.mkdir(exist_ok=True)
-        for f in [*digest.assets, *digest.images]:
+        files: list[Asset | InlineImage] = [*digest.assets, *digest.images]
+        for f in files:
             target = assets_dir / f.filename
             if not target.exists():  # content-hashed names: same name, same bytes
                 _write_atomic(target, f.data)

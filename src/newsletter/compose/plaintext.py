@@ -17,7 +17,8 @@ def render_text(template_dir: Path, context: dict[str, Any]) -> str:
     try:
         text = environment(template_dir).get_template("digest.txt").render(context)
     except jinja2.TemplateError as e:
-        line = f":{e.lineno}" if getattr(e, "lineno", None) else ""
+        lineno = getattr(e, "lineno", None)  # TemplateSyntaxError and some runtime errors carry one
+        line = f":{lineno}" if lineno else ""
         raise RenderError(f"{template_dir / 'digest.txt'}{line}: {e.message or type(e).__name__}") from None
     # Tidy template whitespace: no trailing spaces, at most one blank line in a row.
     lines = [ln.rstrip() for ln in text.splitlines()]

@@ -85,7 +85,8 @@ def render_mjml(template_dir: Path, context: dict[str, Any]) -> str:
         return environment(template_dir).get_template("digest.mjml").render(context)
     except jinja2.TemplateError as e:
         where = f"{getattr(e, 'filename', None) or template_dir / 'digest.mjml'}"
-        line = f":{e.lineno}" if getattr(e, "lineno", None) else ""
+        lineno = getattr(e, "lineno", None)  # TemplateSyntaxError and some runtime errors carry one
+        line = f":{lineno}" if lineno else ""
         raise RenderError(f"{where}{line}: {e.message or type(e).__name__}") from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from ..articles.identity import comparable_key
 from ..articles.model import Article
 from ..errors import SelectionError
 from .model import ComposeOptions, Selection
@@ -28,7 +29,8 @@ def select(articles: list[Article], options: ComposeOptions) -> Selection:
     since = parse_since(options.since, options.now) if options.since else None
     category = (options.category or "").strip().casefold() or None
     tags = {t.strip().casefold() for t in options.tags if t and t.strip()}
-    excluded = set(options.exclude_keys or ())
+    # Both sides compared canonically: keys stored before Article.key was canonical are raw URLs.
+    excluded = {comparable_key(k) for k in options.exclude_keys or ()}
 
     selected: list[Article] = []
     skipped: list[tuple[str, str]] = []
@@ -46,7 +48,7 @@ def select(articles: list[Article], options: ComposeOptions) -> Selection:
         if tags and not tags & {t.casefold() for t in a.tags}:
             skipped.append((_label(a), f"has none of the tags {', '.join(sorted(tags))}"))
             continue
-        if a.key in excluded:
+        if comparable_key(a.key) in excluded:
             skipped.append((_label(a), "already sent in an earlier digest"))
             continue
         selected.append(a)

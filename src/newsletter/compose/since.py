@@ -1,8 +1,8 @@
 """``--since`` values: relative spans (``7d``, ``24h``, ``2w``) or absolute dates.
 
-The parsing itself belongs to the articles area (``newsletter.articles.dates.parse_since``);
-this wrapper turns its ValueError into the SelectionError compose callers expect and accepts
-an already-parsed datetime.
+The parsing itself is ``newsletter.articles.dates.parse_since`` (sources' dates and ``--since``
+follow one rule); this wrapper turns its ValueError into the SelectionError compose callers
+expect and accepts an already-parsed datetime.
 """
 
 from __future__ import annotations

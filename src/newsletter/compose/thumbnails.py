@@ -116,7 +116,8 @@ def make_thumbnail(path: Path) -> Thumbnail:
             return hit
 
     target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
-    with PILImage.open(path) as im:
+    with PILImage.open(path) as opened:
+        im: PILImage.Image = opened  # exif_transpose below gives a plain Image, not the opened file
         if im.width * im.height > MAX_PIXELS:
             raise ValueError(f"{im.width}x{im.height} pixels is too large for a card image")
         original_size = im.size  # before draft() decodes a JPEG at a reduced scale

@@ -241,7 +241,7 @@ def _parse(raw: bytes, secret: bytes):
 
 
 def _unsubscribe(engine, secret, reading: Reading, row: dict, where: str, now, emit, result: ProcessResult) -> bool:
-    from ..store.subscribers import unsubscribe_by_token
+    from ..store.leaving import unsubscribe_by_token
 
     try:
         info = unsubscribe_by_token(engine, secret, reading.token, now=now)

@@ -35,8 +35,10 @@ from ..config import Config
 from ..errors import ConfigError, InvalidInput
 from ..store import bounces as sql
 from ..store.db import transaction
+from ..store.leaving import leave_all_lists
 from ..store.models import utcnow
-from ..store.subscribers import leave_all_lists, parse_age, suppress_in
+from ..store.optin import parse_age
+from ..store.suppressions import suppress_in
 from .model import Bounce, BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
@@ -340,7 +342,7 @@ def list_bounces(engine: Engine, *, campaign_id: int | None = None, kind: str | 
             raise NotFound(f"campaign {campaign_id} does not exist")
         sid = None
         if email is not None:
-            from ..store.subscribers import _key_of, _subscriber_by_key
+            from ..store.lookups import _key_of, _subscriber_by_key
 
             r = _subscriber_by_key(conn, _key_of(email))
             if r is None:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .models import Subscriber, Subscription, utcnow
 from .segments import campaign_condition
-from .subscribers import suppressed_condition
+from .suppressions import suppressed_condition
 
 campaigns = Campaign.__table__
 campaign_lists = CampaignList.__table__

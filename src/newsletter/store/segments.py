@@ -21,7 +21,7 @@ from . import segment_filter as sf
 from .db import require_current_schema, transaction
 from .models import MailingList, Subscriber, Subscription, utcnow
 from .segment_models import Segment
-from .subscribers import suppressed_condition
+from .suppressions import suppressed_condition
 
 segments_t = Segment.__table__
 lists_t = MailingList.__table__

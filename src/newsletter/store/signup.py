@@ -23,13 +23,14 @@ from sqlalchemy.engine import Engine
 
 from ..errors import NotFound, StateError
 from . import tokens
+from .consent import Join, joining_status, may_join, rejoin_in
 from .db import transaction
 from .models import OPTED_OUT_STATUSES, utcnow
-from .subscribers import (
-    TokenResult, _find_suppression, _list_row, _lists_of, _subscriber_by_key, confirm_by_token, confirm_url,
-    lists_t, peek_token, subs_t, subscribers_t,
-)
 from .addresses import normalize_email
+from .lookups import _list_row, _lists_of, _subscriber_by_key, lists_t, subs_t, subscribers_t
+from .optin import confirm_by_token, confirm_url
+from .subscribers import TokenResult, peek_token
+from .suppressions import _find_suppression
 from .textrules import check_text
 
 REMAIL_AFTER = timedelta(hours=24)  # at most one confirmation email a day to someone who left the list
@@ -68,26 +69,29 @@ def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *
         if _find_suppression(conn, key) is not None:
             return SignupPlan("none")
         person = _subscriber_by_key(conn, key)
-        double = lst["opt_in"] == "double"
         if person is None:
             conn.execute(subscribers_t.insert().values(
                 email=address, email_key=key, name=name, attributes={}, consent_source=source, consent_at=now,
                 created_at=now, updated_at=now))
             sid = _subscriber_by_key(conn, key)["id"]
-            status = "unconfirmed" if double else "active"
+            status = joining_status(lst["opt_in"])
             conn.execute(subs_t.insert().values(
                 subscriber_id=sid, list_id=lst["id"], status=status, source=source, created_at=now, updated_at=now,
-                confirmed_at=None if double else now))
-            return SignupPlan("confirm" if double else "none", address, name, sid, lst["id"])
+                confirmed_at=now if status == "active" else None))
+            return SignupPlan("confirm" if status == "unconfirmed" else "none", address, name, sid, lst["id"])
         sid = person["id"]
         sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lst["id"])).mappings().first()
     plan = SignupPlan("none", person["email"], person["name"], sid, lst["id"])
-    if sub is None:
+    # A known person: the form is no consent yet (anyone can fill it in); the link we mail them is.
+    current: str | None = sub["status"] if sub is not None else None
+    sent_at: datetime | None = sub["confirmation_sent_at"] if sub is not None else None
+    decision = may_join(current, fresh_consent=False)
+    if decision is Join.NEW:
         plan.mail = "rejoin"  # nothing stored to rate-limit by: the web form's per-address limit applies
-    elif sub["status"] == "unconfirmed" and _due(sub["confirmation_sent_at"], RESEND_AFTER, now):
-        plan.mail = "confirm"
-    elif sub["status"] in OPTED_OUT_STATUSES and _due(sub["confirmation_sent_at"], REMAIL_AFTER, now):
+    elif decision is Join.LEFT and _due(sent_at, REMAIL_AFTER, now):
         plan.mail = "rejoin"
+    elif current == "unconfirmed" and _due(sent_at, RESEND_AFTER, now):
+        plan.mail = "confirm"
     return plan
 
 
@@ -106,6 +110,16 @@ def _rejoin_target(conn, sid: int, lid: int):
         raise NotFound("the subscription this link was made for no longer exists")
     sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lid)).mappings().first()
     return person, lst, sub
+
+
+def _left_since(sub, issued: float) -> bool:
+    """Did this subscription opt out at or after ``issued`` (a link's issue time, epoch seconds)?"""
+    if sub["status"] not in OPTED_OUT_STATUSES:
+        return False
+    left = sub["unsubscribed_at"] or sub["updated_at"]
+    if left.tzinfo is None:
+        left = left.replace(tzinfo=timezone.utc)
+    return left.timestamp() >= issued
 
 
 def peek_link(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None) -> TokenResult:
@@ -129,26 +143,18 @@ def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOU
     when = now or utcnow()
     with transaction(engine) as conn:
         person, lst, sub = _rejoin_target(conn, sid, lid)
-        if _find_suppression(conn, person["email_key"]) is not None:
+        status = sub["status"] if sub is not None else None
+        # The link is fresh consent, unless the person left the list after it was sent.
+        decision = may_join(status, fresh_consent=sub is None or not _left_since(sub, issued),
+                            suppressed=_find_suppression(conn, person["email_key"]) is not None)
+        if decision is Join.SUPPRESSED:
             raise StateError(f"{person['email']} is suppressed: not subscribed")
-        changed = True
-        if sub is None:
-            conn.execute(subs_t.insert().values(
-                subscriber_id=sid, list_id=lid, status="active", source=source, created_at=when, updated_at=when,
-                confirmed_at=when))
-        elif sub["status"] == "active":
-            changed = False
-        else:
-            if sub["status"] in OPTED_OUT_STATUSES:
-                left = sub["unsubscribed_at"] or sub["updated_at"]
-                if left.tzinfo is None:
-                    left = left.replace(tzinfo=timezone.utc)
-                if left.timestamp() >= issued:
-                    raise StateError(f"{person['email']} left list {lst['slug']!r} after this link was sent: "
-                                     "it no longer applies (sign up again)")
-            conn.execute(subs_t.update().where(subs_t.c.id == sub["id"]).values(
-                status="active", source=source, confirmed_at=when, unsubscribed_at=None, updated_at=when))
-        if changed:
-            conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_source=source, consent_at=when))
+        if decision is Join.LEFT:
+            raise StateError(f"{person['email']} left list {lst['slug']!r} after this link was sent: "
+                             "it no longer applies (sign up again)")
+        changed = status != "active"
+        if changed:  # joining, coming back, or confirming a pending signup: all with this fresh consent
+            rejoin_in(conn, subscriber_id=sid, list_id=lid, subscription_id=sub["id"] if sub is not None else None,
+                      status="active", source=source, now=when)
         lists = _lists_of(conn, [sid])[sid]
     return TokenResult(sid, person["email"], lid, lst["slug"], lst["name"], "active", changed, lists)

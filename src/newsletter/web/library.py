@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
 
 log = logging.getLogger("newsletter.web")
@@ -59,8 +60,8 @@ def subscribe(st, lst, address: str, name: str) -> bool:
 def signup_job(st, lst, address: str, name: str) -> bool:
     """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
     True when an email went out."""
+    from ..store.optin import Invitation, mail_confirmation
     from ..store.signup import request_signup, signup_url
-    from ..store.subscribers import record_confirmation_sent
 
     try:
         plan = request_signup(st.engine, lst.slug, address, name)
@@ -71,24 +72,22 @@ def signup_job(st, lst, address: str, name: str) -> bool:
         return False
     url = signup_url(st.config, plan, secret=_secret(st))
     try:
-        send_confirmation(st, plan.email, plan.name, lst, url)
+        mail_confirmation(st.engine, st.config, _confirmation_sender(st),
+                          Invitation(plan.subscriber_id, plan.list_id, plan.email, plan.name, lst.name, url))
     except DispatchError as e:
         # The visitor got the usual answer (a refusal must not tell whether an address exists);
         # sending the form again sends a fresh confirmation.
         log.error("confirmation email for list %s not sent: %s", lst.slug, e)
         return False
-    record_confirmation_sent(st.engine, plan.subscriber_id, plan.list_id)  # no row yet for a rejoin to a new list
     return True
 
 
-def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
-    """Send the double opt-in email (the store's wording, as `subscribers add` sends it) through
-    the dispatcher's one-off path: the configured SMTP server, or the outbox."""
+def _confirmation_sender(st):
+    """Confirmation emails go through the dispatcher's one-off path (the configured SMTP server,
+    or the outbox), marked as automatic so that auto-responders stay quiet."""
     from ..dispatch.sender import send_one
-    from ..store.subscribers import confirmation_message
 
-    msg = confirmation_message(st.config, email=address, list_name=lst.name, confirm_url=url, name=name)
-    send_one(st.config, address, msg.subject, msg.html, msg.text, headers={"Auto-Submitted": "auto-generated"})
+    return lambda to, subject, html, text: send_one(st.config, to, subject, html, text, headers={"Auto-Submitted": "auto-generated"})
 
 
 def peek_confirm(st, token: str):
@@ -105,51 +104,27 @@ def confirm(st, token: str):
 
 def peek_unsubscribe(st, token: str):
     """The subscription a link is for, and the person's other lists they could leave too."""
-    from ..store.lists import list_lists
-    from ..store.subscribers import peek_token
+    from ..store.leaving import unsubscribe_choices
 
-    info = peek_token(st.engine, _secret(st), token, kind="unsubscribe")
-    lists = info.lists
-    names = {s.slug: s for s in list_lists(st.engine)}
-    others = [
-        {"id": names[slug].id, "slug": slug, "name": names[slug].name}
-        for slug, status in lists.items()
-        if slug != info.list_slug and slug in names and status in ("active", "unconfirmed")
-    ]
-    return info, others
+    return unsubscribe_choices(st.engine, _secret(st), token)
 
 
 def unsubscribe_one_click(st, token: str):
-    from ..store.subscribers import unsubscribe_by_token
+    from ..store.leaving import unsubscribe_by_token
 
     return unsubscribe_by_token(st.engine, _secret(st), token)
 
 
 def unsubscribe_chosen(st, token: str, chosen_ids: list[str]):
     """Leave the token's list and/or the chosen other lists of the same person."""
-    from ..store.subscribers import unsubscribe, unsubscribe_by_token
+    from ..store.leaving import unsubscribe_chosen as store_unsubscribe_chosen
 
-    info, others = peek_unsubscribe(st, token)
-    if not chosen_ids:
-        chosen_ids = [str(info.list_id)]
-    by_id = {str(o["id"]): o for o in others}
-    unknown = [c for c in chosen_ids if c != str(info.list_id) and c not in by_id]
-    if unknown:
-        raise InvalidInput("that list is not one of this subscriber's lists")
-    left = []
-    if str(info.list_id) in chosen_ids:
-        unsubscribe_by_token(st.engine, _secret(st), token)
-        left.append(info.list_name)
-    for c in chosen_ids:
-        if c in by_id:
-            unsubscribe(st.engine, info.email, by_id[c]["slug"])
-            left.append(by_id[c]["name"])
-    return info, left
+    return store_unsubscribe_chosen(st.engine, _secret(st), token, chosen_ids)
 
 
 # --- admin: subscribers and lists -------------------------------------------------------------
 
-STATUSES = ("unconfirmed", "active", "unsubscribed", "bounced", "complained")
+STATUSES = SUBSCRIPTION_STATUSES  # for the admin pages' status filter
 
 
 def all_lists(st):
@@ -193,7 +168,7 @@ def stats(st) -> dict:
 
 
 def admin_unsubscribe(st, email: str, list_slug: str | None) -> list[str]:
-    from ..store.subscribers import unsubscribe
+    from ..store.leaving import unsubscribe
 
     return unsubscribe(st.engine, email, list_slug)
 
@@ -214,7 +189,7 @@ def subscriber_detail(st, email: str):
 
 
 def admin_erase(st, email: str, suppress: bool):
-    from ..store.subscribers import erase_subscriber
+    from ..store.leaving import erase_subscriber
 
     return erase_subscriber(st.engine, email, suppress_address=suppress)
 
@@ -435,6 +410,6 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
 
 def suppressions(st) -> list:
     """Every suppression entry, newest first, with the reason it was added (bounce, complaint, by hand)."""
-    from ..store.subscribers import list_suppressions
+    from ..store.suppressions import list_suppressions
 
     return list_suppressions(st.engine)

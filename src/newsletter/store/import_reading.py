@@ -1,0 +1,297 @@
+"""Reading an import file: formats, encodings, header columns and ``--map``, one row at a time.
+
+Nothing here touches the database. ``check_file`` reads the whole file once so that a malformed
+one (bad encoding, broken CSV, no email column, not JSON Lines) is refused before anything is
+written; the import's reader (import_batches.py) reads it again through the same row iterators.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple
+
+from ..errors import InvalidInput
+from .export import EXPORT_MARKER, unguard_cell
+from .textrules import MAX_ATTRIBUTE_NAME, MAX_COLUMNS, control_problem
+
+DEFAULT_BATCH_SIZE = 5000
+FIELDS = ("email", "name", "status")
+# Header names understood without --map (compared lowercased, spaces and '-' folded to '_').
+ALIASES = {"email": "email", "e_mail": "email", "email_address": "email", "mail": "email",
+           "name": "name", "full_name": "name", "status": "status"}
+# Columns our own export writes that are not attributes.
+EXPORT_COLUMNS = {"lists", "consent_source", "created_at", EXPORT_MARKER}
+STATUS_VALUES = {"": None, "active": None, "subscribed": None, "unconfirmed": None,
+                 "unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}
+
+
+@dataclass
+class ImportOptions:
+    """How to read the file and what to do with people already known."""
+
+    list_slug: str
+    format: str | None = None  # "csv" | "jsonl" | None (from the file extension)
+    encoding: str | None = None  # default: UTF-8 with or without BOM
+    mapping: dict[str, str] = field(default_factory=dict)  # column -> email | name | status | attr:NAME | - (ignore)
+    delimiter: str = ","
+    resubscribe: bool = False
+    batch_size: int = DEFAULT_BATCH_SIZE
+    source: str | None = None  # consent source recorded on new subscribers (default "import:<file name>")
+    rejects_path: str | os.PathLike | None = None  # default: <input stem>.rejects.csv beside it (a.csv -> a.rejects.csv)
+
+
+@dataclass
+class Reject:
+    """A row left out of the import: its line, the address as written, and why."""
+
+    line: int
+    email: str
+    reason: str
+
+
+
+def _detect_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in ("csv", "jsonl"):
+            raise InvalidInput(f"import format {fmt!r} is invalid: use csv or jsonl")
+        return fmt
+    return "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
+
+
+def _codec(path: Path, encoding: str | None) -> str:
+    enc = encoding or "utf-8-sig"
+    try:
+        info = codecs.lookup(enc)
+    except LookupError:
+        raise InvalidInput(f"{path}: unknown encoding {enc!r}") from None
+    return "utf-8-sig" if info.name == "utf-8" else info.name
+
+
+def _lines(path: Path, encoding: str | None) -> Iterator[str]:
+    """Decoded lines (with their newline); a byte that does not decode is a one-line error with its line number."""
+    enc = _codec(path, encoding)
+    try:
+        f = open(path, "r", encoding=enc, newline="", errors="strict")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise InvalidInput(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        try:
+            yield from f
+        except UnicodeDecodeError as e:
+            raise InvalidInput(_decode_problem(path, enc, encoding, e)) from None
+
+
+def _decode_problem(path: Path, enc: str, given: str | None, err: UnicodeDecodeError) -> str:
+    """Say on which line the first undecodable byte is (found by a second, slower scan)."""
+    hint = "" if given else "; the file is not UTF-8: pass --encoding (e.g. --encoding cp1252)"
+    if not enc.startswith(("utf-16", "utf-32")):
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode(enc)
+                except UnicodeDecodeError as e:
+                    if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                        continue
+                    return f"{path}: line {number}: cannot decode byte 0x{raw[e.start]:02x} as {enc}{hint}"
+    return f"{path}: cannot decode as {enc}: {err.reason}{hint}"
+
+
+def _norm_header(name: str) -> str:
+    return "_".join(name.strip().lower().replace("-", "_").split())
+
+
+def _our_export_plan(header: list[str]) -> list[tuple[str, str]] | None:
+    """The columns of a file written by ``export_csv`` (its header ends with EXPORT_MARKER), taken
+    by position: attribute names exactly as exported, no aliases; None for any other file."""
+    if len(header) < 6 or header[-1] != EXPORT_MARKER or header[:2] != ["email", "name"] \
+            or header[2] not in ("status", "lists") or header[3:5] != ["consent_source", "created_at"]:
+        return None
+    first = [("email", ""), ("name", ""), ("status" if header[2] == "status" else "skip", ""), ("skip", ""), ("skip", "")]
+    return first + [("attr", h) if h else ("skip", "") for h in header[5:-1]] + [("skip", "")]
+
+
+def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimiter: str) -> list[tuple[str, str]]:
+    """For each column: ("email"|"name"|"status"|"attr"|"skip", attribute name)."""
+    if not header or all(not h.strip() for h in header):
+        raise InvalidInput(f"{path}: the first line must be a header naming the columns (e.g. email,name)")
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(f"{path}: the header has {len(header)} columns: at most {MAX_COLUMNS}")
+    for number, h in enumerate(header, 1):
+        problem = control_problem(h)
+        if problem:
+            raise InvalidInput(f"{path}: column {number}'s name {problem}")
+        if len(h.strip()) > MAX_ATTRIBUTE_NAME:
+            raise InvalidInput(f"{path}: column {number}'s name is longer than {MAX_ATTRIBUTE_NAME} characters")
+    mapping_l = {k.strip().lower(): v for k, v in mapping.items()}
+    known = {h.strip().lower() for h in header}
+    for col in mapping_l:
+        if col not in known:
+            raise InvalidInput(f"{path}: --map names column {col!r}, which is not in the header ({', '.join(h.strip() for h in header)})")
+    if not mapping:
+        ours = _our_export_plan(header)
+        if ours is not None:
+            return ours
+    plan, seen = [], set()
+    for h in header:
+        target = mapping_l.get(h.strip().lower())
+        if target is None:
+            field_ = ALIASES.get(_norm_header(h))
+            if field_ is not None and field_ not in seen:
+                plan.append((field_, ""))
+                seen.add(field_)
+            elif _norm_header(h) in EXPORT_COLUMNS or not h.strip():
+                plan.append(("skip", ""))
+            else:
+                plan.append(("attr", h.strip()))
+        elif target in ("-", "ignore", "skip"):
+            plan.append(("skip", ""))
+        elif target in FIELDS:
+            if target in seen:
+                raise InvalidInput(f"{path}: two columns map to {target!r}")
+            plan.append((target, ""))
+            seen.add(target)
+        elif target.startswith("attr:") and target[5:].strip():
+            plan.append(("attr", target[5:].strip()))
+        else:
+            raise InvalidInput(f"--map {h.strip()}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
+    if "email" not in seen:
+        shown = delimiter.join(header)
+        guess = next((d for d in (";", "\t", "|", ",") if d != delimiter and d in shown), None)
+        hint = f"; the header contains {guess!r}: wrong delimiter? pass --delimiter {guess!r}" if guess else "; name it 'email' or pass --map COLUMN=email"
+        raise InvalidInput(f"{path}: no email column in header {shown[:120]!r}{hint}")
+    return plan
+
+
+Row = tuple[int, str, str, str, "dict[str, Any] | None"]
+
+
+def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[Row]:
+    """(line number, email, name, status, attributes) for each data row; raises on structural problems.
+    With ``build=False`` only the structure is checked (attributes is None)."""
+    if len(opts.delimiter) != 1:
+        raise InvalidInput(f"--delimiter must be one character, not {opts.delimiter!r}")
+    reader = csv.reader(_lines(path, opts.encoding), delimiter=opts.delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInput(f"{path}: the file is empty (expected a header line such as email,name)")
+        ours = bool(header) and header[-1] == EXPORT_MARKER  # our export: take off the CSV-injection guard
+        if ours:
+            header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
+        plan = _plan_columns(path, header, opts.mapping, opts.delimiter)
+        fields = {kind: i for i, (kind, _) in enumerate(plan) if kind in FIELDS}
+        email_i, name_i, status_i = fields["email"], fields.get("name"), fields.get("status")
+        attr_cols = [(i, attr) for i, (kind, attr) in enumerate(plan) if kind == "attr"]
+        width = len(header)
+        start = reader.line_num
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                start = reader.line_num
+                continue
+            if len(row) != width:
+                raise InvalidInput(
+                    f"{path}: line {start + 1}: {len(row)} fields where the header has {width} "
+                    "(unbalanced quote or wrong delimiter?)"
+                )
+            if ours:
+                row = [unguard_cell(c) for c in row]
+            if build:
+                yield (
+                    start + 1,
+                    row[email_i],
+                    row[name_i] if name_i is not None else "",
+                    row[status_i] if status_i is not None else "",
+                    {a: row[i] for i, a in attr_cols if row[i] != ""},
+                )
+            else:
+                yield start + 1, "", "", "", None
+            start = reader.line_num
+    except csv.Error as e:
+        raise InvalidInput(f"{path}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
+
+
+class BadLine(NamedTuple):
+    """A JSON Lines line that is not a JSON object: rejected like an invalid address, not fatal."""
+
+    line: int
+    text: str  # the line as written (shortened), for the report and the rejects file
+    reason: str
+
+
+def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator["Row | BadLine"]:
+    """Rows of a JSON Lines file. A line that is not a JSON object comes out as a BadLine, except
+    the first non-blank line: when that is not an object the file is refused as not JSON Lines."""
+    mapping = {k.strip(): v for k, v in opts.mapping.items()}
+    first = True
+    for number, line in enumerate(_lines(path, opts.encoding), 1):
+        if not line.strip():
+            continue
+        deep = False
+        try:
+            obj = json.loads(line)
+            problem = None if isinstance(obj, dict) else f"not a JSON object (a JSON {_json_kind(obj)})"
+        except json.JSONDecodeError as e:
+            problem = f"invalid JSON: {e.msg} (column {e.colno})"
+        except RecursionError:  # still a JSON Lines file: this one line is rejected
+            problem, deep = "JSON nested too deeply", True
+        if problem is not None:
+            if first and not deep:
+                raise InvalidInput(
+                    f"{path}: line {number}: {problem}: not a JSON Lines file (one {{...}} object per line)"
+                )
+            text = line.strip()
+            yield BadLine(number, text if len(text) <= 80 else text[:77] + "...", problem)
+            continue
+        first = False
+        rec: dict[str, Any] = {"attrs": {}}
+        for k, v in obj.items():
+            target = mapping.get(k)
+            if target is None:
+                target = ALIASES.get(_norm_header(k))
+                if target is None:
+                    target = "-" if _norm_header(k) in EXPORT_COLUMNS else "attr:" + k
+            if target in ("-", "ignore", "skip"):
+                continue
+            if target in FIELDS:
+                rec[target] = "" if v is None else (v if isinstance(v, str) else str(v))
+            elif target.startswith("attr:"):
+                if k == "attributes" and isinstance(v, dict) and target == "attr:attributes":
+                    rec["attrs"].update(v)
+                elif v is not None and v != "":
+                    rec["attrs"][target[5:]] = v
+            else:
+                raise InvalidInput(f"--map {k}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
+        yield number, rec.get("email", ""), rec.get("name", ""), rec.get("status", ""), rec["attrs"]
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _rows(path: Path, opts: ImportOptions, fmt: str, build: bool = True) -> Iterator[Row | BadLine]:
+    return _jsonl_rows(path, opts, build) if fmt == "jsonl" else _csv_rows(path, opts, build)
+
+
+def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
+    """Read the whole file once without touching the database; returns the number of data rows.
+
+    Raises InvalidInput (one line, with the line number) for a bad encoding, malformed CSV,
+    a JSON Lines file whose first line is not a JSON object, or a missing email column. Later
+    JSON lines that are not objects are counted here and rejected one by one by the import."""
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidInput(f"{p}: is a directory, not a file")
+    n = 0
+    for _ in _rows(p, opts, _detect_format(p, opts.format), build=False):
+        n += 1
+    return n
+
