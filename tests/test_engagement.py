@@ -199,7 +199,7 @@ def test_clicks_redirect_to_the_campaigns_own_url_and_are_counted_apart(tracked)
 
 
 def test_a_replayed_hit_counts_once_and_an_erased_readers_hits_are_not_kept(tracked):
-    from newsletter.store.subscribers import erase_subscriber
+    from newsletter.store.leaving import erase_subscriber
 
     engine, config, c, copies = tracked
     (a, html_a), (b, html_b), _ = sorted(copies.items())
