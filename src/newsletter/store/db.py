@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Table, create_engine, event, exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlmodel import Session, SQLModel
 
@@ -314,7 +314,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine):
+def transaction(engine: Engine) -> Iterator[Connection]:
     """A Core connection in one transaction; driver errors become StoreError."""
     try:
         with engine.begin() as conn:
