@@ -57,7 +57,7 @@ class InvalidInput(NewsletterError):
 class InvalidToken(InvalidInput):
     """A signed token is forged, truncated, expired or meant for something else."""
 
-    reason: str = "malformed"  # "forged" | "expired" | "malformed"
+    reason: str  # "forged" | "expired" | "malformed", set where the token is checked (store/tokens.py)
 
 
 class StateError(NewsletterError):
