@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import astuple
 
 from cli_runner import Result, run_main
+from doc_checks import undocumented_options, usage_lines
 
 import json
 from pathlib import Path
@@ -98,6 +99,6 @@ def test_docs_describe_every_bounces_command_and_option():
     docs = (Path(__file__).parent.parent / "docs" / "bounces-parsing.md").read_text(encoding="utf-8")
     group = typer.main.get_command(app).commands["bounces"]
     parse = group.commands["parse"]
-    assert "newsletter bounces parse" in docs
     options = [o for p in parse.params for o in p.opts if o.startswith("--") and o != "--help"]
-    assert options and all(f"--{o.lstrip('-')}" in docs for o in options)
+    assert options and usage_lines(docs, "newsletter bounces parse")
+    assert undocumented_options(docs, "newsletter bounces parse", options) == []

@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import re
 import subprocess
 import sys
 
@@ -28,7 +29,10 @@ def test_demo_runs_the_whole_pipeline_to_an_outbox(tmp_path):
         assert msg.get_body(("html",)) is not None and msg.get_body(("plain",)) is not None
         recipients.append(msg["To"].addresses[0].addr_spec.lower())
     assert len(recipients) == len(set(recipients)), "someone got two copies"
-    assert f"{len(emls)} sent" in r.stdout
+    assert re.search(rf"(?<!\d){len(emls)} sent", r.stdout), r.stdout
+    # the way on: the web admin, with the command that starts it
+    assert re.search(r"^Next: `newsletter --db sqlite:///\S+ serve` and open http://127\.0\.0\.1:8000/admin/preview\?campaign=\d+",
+                     r.stdout, re.M), r.stdout
 
 
 def test_demo_outside_the_repository_says_what_is_missing(tmp_path):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 
 import dns.resolver
 import pytest
 
+from cli_runner import run_main
 from dispatch_helpers import add_people, setup_db
 from dns_server import DNSTestServer
 from newsletter.config import Config
@@ -23,19 +23,10 @@ LINE = re.compile(r'^(?P<name>[\w.-]+) TXT "(?P<value>v=DKIM1; k=(?P<k>rsa|ed255
 
 
 def keygen(monkeypatch, capsys, tmp_path, *args):
-    from newsletter.cli import main
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["newsletter", "dkim", "keygen", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+    r = run_main(monkeypatch, capsys, ["dkim", "keygen", *args])
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.mark.parametrize("flag, kind, min_len", [((), "rsa", 300), (("--ed25519",), "ed25519", 40)])

@@ -7,6 +7,7 @@ Modelled on sqlite-utils' test_docs.py.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -42,13 +43,23 @@ def test_every_command_and_option_has_help(path, cmd):
     assert not undocumented, f"{' '.join(path)}: parameters without help {undocumented}"
 
 
-def test_every_command_is_in_the_cli_reference():
-    text = (REPO / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
+def _reference_sections(text: str) -> dict[str, list[list[str]]]:
+    """docs/reference/cli.md as ``{command path: [names in the first cell of each parameter row]}``."""
+    parts = re.split(r"^## (.+)\n", text, flags=re.M)
+    return {name: [re.findall(r"`([^`]+)`", row.split(" | ")[0]) for row in body.splitlines() if row.startswith("| `")]
+            for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_every_command_and_parameter_is_in_its_own_section_of_the_cli_reference():
+    sections = _reference_sections((REPO / "docs" / "reference" / "cli.md").read_text(encoding="utf-8"))
     for path, cmd in _commands():
-        assert f"## {' '.join(path)}\n" in text, f"{' '.join(path)} is missing from docs/reference/cli.md"
+        name = " ".join(path)
+        assert name in sections, f"{name} is missing from docs/reference/cli.md"
         for p in cmd.params:
-            if "--help" not in p.opts:
-                assert f"`{p.opts[0]}`" in text or p.param_type_name == "argument", f"{p.opts[0]} of {' '.join(path)}"
+            if "--help" in p.opts:
+                continue
+            shown = (p.metavar or p.name.upper()) if p.param_type_name == "argument" else p.opts[0]
+            assert any(shown in names for names in sections[name]), f"{shown} of {name} has no row in its section"
 
 
 def test_every_config_key_has_a_description():

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 
 import pytest
 
+from cli_runner import run_main
 from dns_server import DNSTestServer
 from newsletter.config import Config, SMTPServer
 from newsletter.dispatch.dkimkeys import generate, txt_line
@@ -260,21 +260,12 @@ def test_preflight_warns_once_per_campaign_and_strict_refuses(caplog):
 # ---- the command ------------------------------------------------------------------------------
 
 def run_cli(monkeypatch, capsys, tmp_path, *args, env=None):
-    from newsletter.cli import main
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     for k, v in (env or {}).items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(sys, "argv", ["newsletter", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+    r = run_main(monkeypatch, capsys, list(args))
+    return r.returncode, r.stdout, r.stderr
 
 
 def toml_for(dns, keys, domain, **extra) -> str:

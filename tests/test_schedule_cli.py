@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
+from cli_runner import run_main
 from newsletter.store.db import get_engine, upgrade
 from newsletter.store.lists import create_list
 
@@ -52,21 +53,13 @@ def db(tmp_path):
 def run(monkeypatch, capsys):
     """Run the real entry point (``newsletter.cli.main``) in this process: same parsing, same
     error printing and exit codes as the console script, without a Python start-up per call."""
-    from newsletter.cli import main
-
     def invoke(*args, url: str, cwd: Path) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd)
         for k in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
             monkeypatch.delenv(k)
         monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
-        monkeypatch.setattr(sys, "argv", ["newsletter", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
+        r = run_main(monkeypatch, capsys, list(args))
+        return subprocess.CompletedProcess(args, r.returncode, r.stdout, r.stderr)
 
     return invoke
 

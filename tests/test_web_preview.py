@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 
 from newsletter.web import preview as pv
 
@@ -48,11 +48,16 @@ def test_frame_fills_sample_values_points_cid_images_at_the_server_and_forces_da
 
 
 def test_fingerprint_changes_with_any_file(tmp_path):
-    (tmp_path / "a.md").write_text("one")
+    a = tmp_path / "a.md"
+    a.write_text("one")
+    os.utime(a, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
     before = pv.fingerprint([tmp_path])
     assert pv.fingerprint([tmp_path]) == before
-    time.sleep(0.01)
+    a.write_text("two")  # same size: only the modification time tells
+    os.utime(a, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_001))
+    edited = pv.fingerprint([tmp_path])
+    assert edited != before
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.md").write_text("two")
-    assert pv.fingerprint([tmp_path]) != before
+    assert pv.fingerprint([tmp_path]) != edited
     assert pv.fingerprint([tmp_path / "missing"]) != pv.fingerprint([tmp_path])

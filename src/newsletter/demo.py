@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from .dispatch.sender import SendSummary
+    from .store.importer import ImportReport
 
 
 @dataclass
@@ -24,9 +29,9 @@ class DemoResult:
     articles_found: int
     articles_selected: int
     html_size: int
-    import_report: object
+    import_report: ImportReport
     campaign_id: int
-    send_summary: object
+    send_summary: SendSummary
     warnings: list[str] = field(default_factory=list)
 
 
@@ -59,6 +64,7 @@ def run_demo(config: Config, *, articles: str, subscribers: str, workdir: str, l
                                                             rejects_path=work / "sample.rejects.csv"))
     # Thumbnails are local files: the campaign carries them as CID parts, not broken relative links.
     campaign = create_campaign(engine, embed_relative_assets(digest), [list_slug], config)
+    assert campaign.id is not None  # read back after the insert: it has its id
     outbox = work / "outbox" / f"campaign-{campaign.id}"
     summary = send_campaign(engine, campaign.id, config, outbox=str(outbox))
     return DemoResult(

@@ -57,6 +57,8 @@ class InvalidInput(NewsletterError):
 class InvalidToken(InvalidInput):
     """A signed token is forged, truncated, expired or meant for something else."""
 
+    reason: str  # "forged" | "expired" | "malformed", set where the token is checked (store/tokens.py)
+
 
 class StateError(NewsletterError):
     """An operation is not allowed in the current state (e.g. sending a finished campaign)."""

@@ -65,11 +65,12 @@ def digests_add(
     """Create a recurring digest."""
     from ..schedule.digests import DigestSpec, add_digest
 
-    if bool(cron_expr) == bool(every):
+    schedule = cron_expr or every
+    if not schedule or (cron_expr and every):
         raise InvalidInput("give exactly one of --cron or --every")
     config = get_config(ctx)
     spec = DigestSpec(
-        name=name, schedule=cron_expr or every, timezone=tz or config.timezone,
+        name=name, schedule=schedule, timezone=tz or config.timezone,
         sources=list(sources) or list(config.sources), lists=list(lists),
         template_dir=str(template) if template else None, subject=subject, max_articles=max_articles,
         min_articles=min_articles, category=category, tags=list(tags), catch_up=catch_up,

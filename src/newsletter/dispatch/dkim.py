@@ -26,22 +26,24 @@ SIGNED_HEADERS = [
 def configured_keys(config: Config) -> list[tuple[str, str, DkimKey]]:
     """``[(setting, selector, key), ...]`` for each configured signing key (empty: DKIM is off).
     Half a configuration is an error, not a silent unsigned send."""
-    given = {k: getattr(config, k) for k in ("dkim_key_file", "dkim_selector", "dkim_domain")}
-    if not any(given.values()) and not config.dkim_ed25519_key_file:
+    key_file, selector, domain = config.dkim_key_file, config.dkim_selector, config.dkim_domain
+    if not (key_file or selector or domain) and not config.dkim_ed25519_key_file:
         return []
-    missing = [k for k, v in given.items() if not v]
-    if missing:
+    if not (key_file and selector and domain):
+        given = {"dkim_key_file": key_file, "dkim_selector": selector, "dkim_domain": domain}
+        missing = [k for k, v in given.items() if not v]
         raise ConfigError(f"DKIM is half configured: set {', '.join('NEWSLETTER_' + m.upper() for m in missing)}")
-    keys = [("dkim_key_file", config.dkim_selector, load_key(config.dkim_key_file, "dkim_key_file"))]
-    if config.dkim_ed25519_key_file or config.dkim_ed25519_selector:
-        if not (config.dkim_ed25519_key_file and config.dkim_ed25519_selector):
+    keys = [("dkim_key_file", selector, load_key(key_file, "dkim_key_file"))]
+    ed_file, ed_selector = config.dkim_ed25519_key_file, config.dkim_ed25519_selector
+    if ed_file or ed_selector:
+        if not (ed_file and ed_selector):
             raise ConfigError("dual DKIM signing is half configured: set both dkim_ed25519_key_file and dkim_ed25519_selector")
-        key = load_key(config.dkim_ed25519_key_file, "dkim_ed25519_key_file")
+        key = load_key(ed_file, "dkim_ed25519_key_file")
         if key.kind != "ed25519":
-            raise ConfigError(f"dkim_ed25519_key_file {config.dkim_ed25519_key_file}: an {key.kind} key, not Ed25519")
-        if config.dkim_ed25519_selector == config.dkim_selector:
+            raise ConfigError(f"dkim_ed25519_key_file {ed_file}: an {key.kind} key, not Ed25519")
+        if ed_selector == selector:
             raise ConfigError("dkim_ed25519_selector must differ from dkim_selector: each key needs its own record")
-        keys.append(("dkim_ed25519_key_file", config.dkim_ed25519_selector, key))
+        keys.append(("dkim_ed25519_key_file", ed_selector, key))
     return keys
 
 
@@ -53,6 +55,7 @@ def make_signer(config: Config) -> Callable[[bytes], bytes] | None:
         return None
     import dkim
 
+    assert config.dkim_domain  # configured_keys refuses keys without one
     domain = config.dkim_domain.encode("ascii")
     signers = [(setting, selector.encode("ascii"), key) for setting, selector, key in keys]
 

@@ -111,7 +111,8 @@ def public_key_equal(key: DkimKey, published: str) -> bool:
             theirs = serialization.load_der_public_key(_pkcs1_to_spki(der))
         except ValueError:
             return False
-    return isinstance(theirs, rsa.RSAPublicKey) and theirs.public_numbers() == mine.public_numbers()
+    return (isinstance(theirs, rsa.RSAPublicKey) and isinstance(mine, rsa.RSAPublicKey)
+            and theirs.public_numbers() == mine.public_numbers())
 
 
 def _pkcs1_to_spki(der: bytes) -> bytes:

@@ -239,6 +239,7 @@ def _check_dkim(config: Config, res: Resolver, from_domain: str) -> list[Check]:
         return [Check("dkim", False, "DKIM signing is not configured (dkim_key_file, dkim_selector, dkim_domain)",
                       f"newsletter dkim keygen --domain {from_domain} --selector s1 --out dkim.pem, publish the record it "
                       "prints, then set dkim_key_file, dkim_selector and dkim_domain")]
+    assert config.dkim_domain  # configured_keys refuses keys without one
     out = []
     for setting, selector, key in keys:
         name = "dkim" if setting == "dkim_key_file" else "dkim_ed25519"

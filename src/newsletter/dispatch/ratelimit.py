@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import ConfigError
 
@@ -128,7 +128,7 @@ class RateLimiter:
     """
 
     def __init__(self, rates: Iterable[Rate] = (), windows: Iterable[Rate] = (), *, burst: int = 1,
-                 clock=time.monotonic, per_domain: dict[str, Iterable[Rate]] | None = None):
+                 clock=time.monotonic, per_domain: Mapping[str, Iterable[Rate]] | None = None):
         self._buckets = [_Gcra(r, burst) for r in rates]
         self._windows = [_Window(w) for w in windows]
         self._domains = {d.lower(): [_Gcra(r, burst) for r in rs] for d, rs in (per_domain or {}).items()}

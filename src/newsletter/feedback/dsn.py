@@ -56,12 +56,19 @@ def header_text(value: object) -> str:
     return text
 
 
-def part_text(part: Message, limit: int = MAX_FIELD_TEXT) -> str:
-    """The decoded text of a leaf part, at most ``limit`` characters; '' when it cannot be read."""
+def payload_bytes(part: Message) -> bytes | None:
+    """The transfer-decoded body of a leaf part (base64, quoted-printable undone); None for a
+    multipart or a body that cannot be decoded."""
     try:
         payload = part.get_payload(decode=True)
     except Exception:
-        payload = None
+        return None
+    return payload if isinstance(payload, bytes) else None
+
+
+def part_text(part: Message, limit: int = MAX_FIELD_TEXT) -> str:
+    """The decoded text of a leaf part, at most ``limit`` characters; '' when it cannot be read."""
+    payload = payload_bytes(part)
     if payload is None:
         raw = part.get_payload()
         if isinstance(raw, str):
@@ -80,7 +87,9 @@ def field_blocks(part: Message) -> list[dict[str, str]]:
     if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
         blocks = []
         for sub in payload[:MAX_BLOCKS]:
-            fields = {}
+            if not isinstance(sub, Message):
+                continue
+            fields: dict[str, str] = {}
             for key, value in sub.items():
                 fields.setdefault(key.strip().lower(), " ".join(header_text(value).split()))
             blocks.append(fields)

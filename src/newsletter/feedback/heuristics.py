@@ -210,9 +210,10 @@ def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding
     overall_kind, overall_status = classify_text(part)
     findings = []
     positions = [p for _, p in recipients] + [len(part)]
-    for i, (addr, pos) in enumerate(recipients or [(None, 0)]):
+    slots: list[tuple[str | None, int]] = list(recipients) if recipients else [(None, 0)]
+    for i, (recipient, pos) in enumerate(slots):
         end = min(positions[i + 1] if recipients else len(part), pos + CONTEXT_CHARS)
-        if recipients and end <= pos + len(addr):
+        if recipient is not None and end <= pos + len(recipient):
             end = pos + CONTEXT_CHARS
         context = part[pos:end]
         kind, status = classify_text(context) if recipients else (BounceKind.UNKNOWN, None)
@@ -221,7 +222,7 @@ def read_nonstandard(msg: Message, text: str, exclude: set[str]) -> list[Finding
             kind, status = (BounceKind.SOFT, status) if warning else (overall_kind, status or overall_status)
         if kind in (BounceKind.UNKNOWN, BounceKind.DELIVERED):
             kind = BounceKind.SOFT if warning else BounceKind.HARD  # a final failure notice without code or wording
-        findings.append(Finding(kind, addr, status, _reason(context if recipients else part, addr)))
+        findings.append(Finding(kind, recipient, status, _reason(context if recipients else part, recipient)))
     return findings
 
 

@@ -250,7 +250,7 @@ class MboxMailbox:
     def __init__(self, spec: MailboxSpec, options: MailboxOptions):
         self.spec, self.name = spec, spec.name
         self._box: stdlib_mailbox.mbox | None = None
-        self._keys: dict[str, object] = {}
+        self._keys: dict[str, str] = {}
 
     def __enter__(self) -> "MboxMailbox":
         path = Path(self.spec.path)

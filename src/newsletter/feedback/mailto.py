@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 from ..errors import InvalidToken
 from ..store import tokens
+from .dsn import payload_bytes
 
 _WORD = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{24,200}(?![A-Za-z0-9_-])")
 _BODY = re.compile(r"\bunsubscribe[\s:=]+([A-Za-z0-9_-]{24,200})(?![A-Za-z0-9_-])", re.I)
@@ -101,7 +102,7 @@ def _body_text(msg: Message) -> str:
     for part in msg.walk():
         if part.get_content_type() != "text/plain" or part.get_filename():
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = payload_bytes(part) or b""
         try:
             text = payload.decode(part.get_content_charset() or "utf-8", "replace")
         except LookupError:  # an unknown charset: read what we can

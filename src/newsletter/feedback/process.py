@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..config import Config
 from ..errors import ConfigError, MailboxError, NewsletterError, NotFound
-from ..store.db import transaction
+from ..store.db import table_of, transaction
 from ..store.mailbox_models import MailboxMessage, MailboxMessageKind as Kind
 from ..store.models import utcnow
 from .mailbox import MailboxOptions, MailboxSpec, MessageRef, TooLarge, open_mailbox, parse_mailbox_url
@@ -37,7 +37,7 @@ from .model import BounceKind
 
 log = logging.getLogger("newsletter.bounces")
 _ACTED_ON = (BounceKind.HARD, BounceKind.SOFT, BounceKind.COMPLAINT)
-messages_t = MailboxMessage.__table__
+messages_t = table_of(MailboxMessage)
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _handle(engine, config, spec, roles, ref: MessageRef, raw: bytes, secret, no
     if reading.forged:
         emit(f"warning: {where}: unsubscribe token with a bad signature ignored ({', '.join(reading.forged[:3])})")
     if reading.token and reading.in_subject:  # the subject our mailto writes: a request, whatever the body
-        return _unsubscribe(engine, secret, reading, row, where, now, emit, result)
+        return _unsubscribe(engine, secret, reading, reading.token, row, where, now, emit, result)
     try:
         bounces = _parse(raw, secret)
     except Exception as e:  # a parser bug must not lose the message: leave it and say which one
@@ -202,7 +202,7 @@ def _handle(engine, config, spec, roles, ref: MessageRef, raw: bytes, secret, no
         emit(f"warning: {where}: cannot be parsed ({type(e).__name__}: {clean(str(e), 120)}): left in place")
         return False
     if reading.token and not any(b.kind in _ACTED_ON for b in bounces):  # a body token, in no bounce of our copy
-        return _unsubscribe(engine, secret, reading, row, where, now, emit, result)
+        return _unsubscribe(engine, secret, reading, reading.token, row, where, now, emit, result)
     if bounces:
         from .record import record_bounces
 
@@ -240,11 +240,11 @@ def _parse(raw: bytes, secret: bytes):
     return parse_message(raw, secret=secret)
 
 
-def _unsubscribe(engine, secret, reading: Reading, row: dict, where: str, now, emit, result: ProcessResult) -> bool:
+def _unsubscribe(engine, secret, reading: Reading, token: str, row: dict, where: str, now, emit, result: ProcessResult) -> bool:
     from ..store.leaving import unsubscribe_by_token
 
     try:
-        info = unsubscribe_by_token(engine, secret, reading.token, now=now)
+        info = unsubscribe_by_token(engine, secret, token, now=now)
     except NotFound:
         detail, changed, sid, lid = "the subscription this token names no longer exists", False, None, None
     else:

@@ -95,6 +95,18 @@ def _permanent(status: str | None, text: str) -> BounceKind:
     return kind if kind in (BounceKind.HARD, BounceKind.SOFT) else BounceKind.HARD
 
 
+def _object_at(obj: dict, key: str) -> dict:
+    """``obj[key]`` when it is a JSON object, else ``{}`` (optional parts a provider may leave out)."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _list_at(obj: dict, key: str) -> list:
+    """``obj[key]`` when it is a JSON list, else ``[]``."""
+    value = obj.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _need(obj: Any, kind: type, what: str):
     if not isinstance(obj, kind):
         raise WebhookRejected(f"{what} is not a JSON {'object' if kind is dict else 'list'}", 400)
@@ -110,8 +122,8 @@ def ses_events(message: dict, secret: bytes) -> tuple[list[Bounce], int]:
     """Bounces for an SES notification (``notificationType``) or event (``eventType``)."""
     _need(message, dict, "SES message")
     what = message.get("notificationType") or message.get("eventType")
-    mail = message.get("mail") if isinstance(message.get("mail"), dict) else {}
-    headers = mail.get("headers") if isinstance(mail.get("headers"), list) else []
+    mail = _object_at(message, "mail")
+    headers = _list_at(mail, "headers")
     refs = [h.get("value") for h in headers[:200] if isinstance(h, dict) and str(h.get("name", "")).lower() == "x-newsletter-ref"]
     returns = [h.get("value") for h in headers[:200] if isinstance(h, dict) and str(h.get("name", "")).lower() == "return-path"]
     ref = attribution(secret, [mail.get("source"), *returns], refs)
@@ -196,9 +208,9 @@ def mailgun_events(data: dict, secret: bytes) -> tuple[list[Bounce], int]:
     """Bounces for one Mailgun ``event-data`` (failed, complained, delivered)."""
     _need(data, dict, "Mailgun event-data")
     what = str(data.get("event", ""))
-    ds = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
-    env = data.get("envelope") if isinstance(data.get("envelope"), dict) else {}
-    uv = data.get("user-variables") if isinstance(data.get("user-variables"), dict) else {}
+    ds = _object_at(data, "delivery-status")
+    env = _object_at(data, "envelope")
+    uv = _object_at(data, "user-variables")
     ref = attribution(secret, [env.get("sender")], [uv.get("newsletter_ref"), uv.get("newsletter-ref")])
     text = " ".join(x for x in (_text(ds.get("code"), 5), _text(ds.get("message")), _text(ds.get("description"))) if x)
     status = parse_enhanced(_text(ds.get("enhanced-code"), 20)) or parse_enhanced(text)
@@ -239,7 +251,7 @@ def postmark_events(record: dict, secret: bytes) -> tuple[list[Bounce], int]:
     """Bounces for one Postmark webhook record (Bounce, SpamComplaint, Delivery)."""
     _need(record, dict, "Postmark payload")
     what = str(record.get("RecordType", ""))
-    meta = record.get("Metadata") if isinstance(record.get("Metadata"), dict) else {}
+    meta = _object_at(record, "Metadata")
     ref = attribution(secret, [], [meta.get("newsletter_ref"), meta.get("newsletter-ref")], [record.get("Content")])
     details = _text(record.get("Details")) or _text(record.get("Description"))
     status = parse_enhanced(details)

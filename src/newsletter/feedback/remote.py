@@ -19,7 +19,7 @@ import ssl
 import time
 
 from ..errors import MailboxError
-from .mailbox import MailboxOptions, MailboxSpec, MessageRef, TooLarge, _check_folder_name
+from .mailbox import DEFAULT_PORTS, MailboxOptions, MailboxSpec, MessageRef, TooLarge, _check_folder_name
 
 MOVE_BATCH = 100  # UIDs per MOVE command
 LOGIN_ATTEMPTS = 3
@@ -57,11 +57,13 @@ class IMAPMailbox:
 
     def __enter__(self) -> "IMAPMailbox":
         s, t = self.spec, self.options.timeout
+        port = s.port or DEFAULT_PORTS[s.scheme]
+        imap: imaplib.IMAP4
         try:
             if s.tls == "tls":
-                imap = imaplib.IMAP4_SSL(s.host, s.port, ssl_context=self._context(), timeout=t)
+                imap = imaplib.IMAP4_SSL(s.host, port, ssl_context=self._context(), timeout=t)
             else:
-                imap = imaplib.IMAP4(s.host, s.port, timeout=t)
+                imap = imaplib.IMAP4(s.host, port, timeout=t)
                 if s.tls == "starttls":
                     if "STARTTLS" not in imap.capabilities:
                         imap.shutdown()
@@ -93,7 +95,8 @@ class IMAPMailbox:
             if typ != "OK":
                 raise MailboxError(f"{self.name}: cannot open folder {s.folder!r}: {_text(Exception(data[0] if data else typ))}")
             uv = imap.untagged_responses.get("UIDVALIDITY") or [b""]
-            self._uidvalidity = (uv[-1] or b"").decode("ascii", "replace")
+            last = uv[-1]
+            self._uidvalidity = last.decode("ascii", "replace") if isinstance(last, bytes) else ""
         except BaseException:
             self._close()
             raise
@@ -220,11 +223,13 @@ class POP3Mailbox:
     def __enter__(self) -> "POP3Mailbox":
         s, t = self.spec, self.options.timeout
         ctx = self.options.ssl_context or ssl.create_default_context()
+        port = s.port or DEFAULT_PORTS[s.scheme]
+        pop: poplib.POP3
         try:
             if s.tls == "tls":
-                pop = poplib.POP3_SSL(s.host, s.port, timeout=t, context=ctx)
+                pop = poplib.POP3_SSL(s.host, port, timeout=t, context=ctx)
             else:
-                pop = poplib.POP3(s.host, s.port, timeout=t)
+                pop = poplib.POP3(s.host, port, timeout=t)
                 if s.tls == "starttls":
                     try:
                         pop.stls(context=ctx)

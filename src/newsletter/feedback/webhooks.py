@@ -62,7 +62,8 @@ def sns_cert_url_ok(url: str) -> bool:
         port = parts.port
     except (ValueError, TypeError):
         return False
-    return (parts.scheme == "https" and bool(parts.hostname) and bool(_SNS_HOST.match(parts.hostname))
+    host = parts.hostname
+    return (parts.scheme == "https" and host is not None and bool(_SNS_HOST.match(host))
             and port in (None, 443) and not parts.username and parts.path.endswith(".pem"))
 
 
@@ -100,8 +101,8 @@ class ReplayGuard:
                 if expiry > now:
                     break
                 del self._seen[first]
-            expiry = self._seen.get(key)
-            if expiry is not None and expiry > now:
+            known = self._seen.get(key)
+            if known is not None and known > now:
                 return False
             self._seen[key] = now + ttl
             self._seen.move_to_end(key)

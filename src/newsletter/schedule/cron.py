@@ -26,7 +26,7 @@ UTC = timezone.utc
 
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-_FIELDS = (  # name, low, high, names
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (  # name, low, high, names
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
@@ -295,10 +295,10 @@ def count_between(s: Schedule, tz: ZoneInfo | str, after: datetime, until: datet
     """How many occurrences fall in (after, until), counting at most ``cap``."""
     n, t = 0, after
     while n < cap:
-        t = next_after(s, tz, t)
-        if t is None or t >= until:
+        following = next_after(s, tz, t)
+        if following is None or following >= until:
             break
-        n += 1
+        n, t = n + 1, following
     return n
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ..config import Config
 from ..errors import InvalidInput, NotFound
@@ -116,7 +116,7 @@ def _check_name(name: str) -> str:
 def _resolve_lists(session: Session, slugs: Sequence[str]) -> list[MailingList]:
     if not slugs:
         raise InvalidInput("a digest needs at least one --list")
-    found = {m.slug: m for m in session.exec(select(MailingList).where(MailingList.slug.in_(list(slugs))))}
+    found = {m.slug: m for m in session.exec(select(MailingList).where(col(MailingList.slug).in_(list(slugs))))}
     missing = [s for s in slugs if s not in found]
     if missing:
         raise NotFound(f"list {missing[0]!r} does not exist (create it with `newsletter lists create`)")
@@ -188,10 +188,10 @@ def add_digest(engine: Engine, config: Config, spec: DigestSpec, *, now: datetim
 def _info(session: Session, d: RecurringDigest, *, runs: int = 0) -> DigestInfo:
     slugs = []
     if d.list_ids:
-        by_id = {m.id: m.slug for m in session.exec(select(MailingList).where(MailingList.id.in_(list(d.list_ids))))}
+        by_id = {m.id: m.slug for m in session.exec(select(MailingList).where(col(MailingList.id).in_(list(d.list_ids))))}
         slugs = [by_id.get(i, f"#{i} (deleted)") for i in d.list_ids]
     last = session.exec(
-        select(DigestRun).where(DigestRun.digest_id == d.id).order_by(DigestRun.scheduled_for.desc()).limit(max(runs, 1))
+        select(DigestRun).where(DigestRun.digest_id == d.id).order_by(col(DigestRun.scheduled_for).desc()).limit(max(runs, 1))
     ).all()
     nxt = d.next_run_at
     return DigestInfo(
@@ -266,6 +266,6 @@ def remove_digest(engine: Engine, name: str) -> None:
 
     with session_scope(engine) as session:
         d = _get(session, name, lock=True)
-        session.exec(sa.delete(DigestSentArticle).where(DigestSentArticle.digest_id == d.id))
-        session.exec(sa.delete(DigestRun).where(DigestRun.digest_id == d.id))
+        session.exec(sa.delete(DigestSentArticle).where(col(DigestSentArticle.digest_id) == d.id))
+        session.exec(sa.delete(DigestRun).where(col(DigestRun.digest_id) == d.id))
         session.delete(d)

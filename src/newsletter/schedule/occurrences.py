@@ -15,11 +15,11 @@ import logging
 import time as _time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ..config import Config
 from ..errors import InvalidInput, NewsletterError, ScheduleError, SelectionError, SourceError
@@ -27,6 +27,9 @@ from ..store.digest_models import DigestRun, DigestSentArticle, RecurringDigest
 from ..store.models import MailingList
 from . import cron
 from .digests import _get, _now, render_subject
+
+if TYPE_CHECKING:
+    from ..compose.model import Digest
 
 log = logging.getLogger("newsletter.schedule")
 
@@ -120,8 +123,8 @@ def _since_for(session: Session, d: RecurringDigest, sched: cron.Schedule, when:
     before the digest was created (its first issue covers one period)."""
     last = session.exec(
         select(DigestRun.scheduled_for)
-        .where(DigestRun.digest_id == d.id, DigestRun.status == "created", DigestRun.scheduled_for < when)
-        .order_by(DigestRun.scheduled_for.desc()).limit(1)
+        .where(col(DigestRun.digest_id) == d.id, col(DigestRun.status) == "created", col(DigestRun.scheduled_for) < when)
+        .order_by(col(DigestRun.scheduled_for).desc()).limit(1)
     ).first()
     if last is not None:
         return last
@@ -135,7 +138,7 @@ def _sent_keys(session: Session, digest_id: int) -> set[str]:
 
 
 def _list_slugs(session: Session, d: RecurringDigest) -> list[str]:
-    rows = session.exec(select(MailingList).where(MailingList.id.in_(list(d.list_ids)))).all()
+    rows = session.exec(select(MailingList).where(col(MailingList.id).in_(list(d.list_ids)))).all()
     by_id = {m.id: m.slug for m in rows}
     return [by_id[i] for i in d.list_ids if i in by_id]
 
@@ -165,7 +168,7 @@ class OccurrencePlan:
     reason: str = ""  # why it is skipped or fails; empty for "send"
     warnings: list[str] = field(default_factory=list)
     selected: list = field(default_factory=list)
-    composed: object | None = None  # the rendered compose.model.Digest, when rendered
+    composed: Digest | None = None  # the rendered issue, when rendered
 
 
 def plan_occurrence(d: RecurringDigest, config: Config, when: datetime, *, since: datetime, sent_keys: set[str],
@@ -222,7 +225,7 @@ def plan_occurrence(d: RecurringDigest, config: Config, when: datetime, *, since
             log.exception("digest %r: rendering failed", d.name)
         plan.outcome, plan.reason = "fail", f"rendering failed: {_describe(e)}"
         return plan
-    plan.warnings.extend(plan.composed.warnings)  # type: ignore[attr-defined]  # compose.model.Digest
+    plan.warnings.extend(plan.composed.warnings)
     if not short:
         plan.outcome = "send"
     return plan
@@ -243,7 +246,7 @@ def run_occurrence(session: Session, config: Config, d: RecurringDigest, when: d
         return RunResult(d.name, when, "duplicate", reason="already run")
 
     def record(status: str, reason: str, warnings: list[str], count: int = 0) -> DigestRun | None:
-        run = DigestRun(digest_id=d.id, scheduled_for=when, status=status, manual=manual, started_at=now,
+        run = DigestRun(digest_id=_id(d), scheduled_for=when, status=status, manual=manual, started_at=now,
                         article_count=count, reason=reason, warnings=list(warnings), finished_at=now)
         try:
             with session.begin_nested():
@@ -262,7 +265,9 @@ def run_occurrence(session: Session, config: Config, d: RecurringDigest, when: d
             return RunResult(d.name, when, "duplicate", reason="recorded by another process")
         return RunResult(d.name, when, status, None, len(plan.selected), plan.reason, list(plan.warnings))
     composed = plan.composed
-    keys = list(dict.fromkeys(a.key for a in composed.articles))  # type: ignore[attr-defined]  # compose.model.Digest
+    if composed is None:
+        raise RuntimeError(f"digest {d.name!r}: an occurrence planned to send has no rendered issue")
+    keys = list(dict.fromkeys(a.key for a in composed.articles))
     run = record("created", "", plan.warnings, len(keys))
     if run is None:
         return RunResult(d.name, when, "duplicate", reason="recorded by another process")
@@ -287,17 +292,19 @@ def run_occurrence(session: Session, config: Config, d: RecurringDigest, when: d
     return RunResult(d.name, when, "created", campaign_id, len(keys), "", plan.warnings)
 
 
-def create_campaign_for_run(session: Session, config: Config, d: RecurringDigest, composed, when: datetime,
+def create_campaign_for_run(session: Session, config: Config, d: RecurringDigest, composed: Digest, when: datetime,
                             list_slugs: list[str]) -> int:
     """The occurrence's campaign, written by the dispatcher in ``session``'s transaction (a draft
     until :func:`schedule_run_campaign`). The dispatcher embeds relatively linked thumbnails."""
     from ..dispatch.campaigns import create_campaign
 
     local = when.astimezone(cron.get_zone(d.timezone))
+    bind = session.get_bind()
     campaign = create_campaign(
-        session.get_bind(), composed, list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
+        bind if isinstance(bind, Engine) else bind.engine, composed, list_slugs, config, name=f"{d.name} {local:%Y-%m-%d %H:%M %Z}",
         meta={"digest": d.name, "digest_id": d.id, "occurrence": when.isoformat()}, conn=session.connection(),
     )
+    assert campaign.id is not None  # written and read back: it has its id
     return campaign.id
 
 
@@ -331,7 +338,7 @@ def _run_next_due(session: Session, config: Config, now: datetime, catch_up: str
     did = queries.claim_due_digest(session.connection(), now, broken)
     if did is None:
         return None
-    d = session.get(RecurringDigest, did)
+    d = session.get_one(RecurringDigest, did)  # claimed in this transaction: it is there
     policy = catch_up or d.catch_up
     try:
         plan = cron.plan_due(cron.parse_schedule(d.schedule), d.timezone, d.handled_until, now, policy)

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy import exists, func, literal, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.dml import Insert
 
 from .bounce_models import BounceEvent
 from .campaign_models import Campaign, Delivery
+from .db import table_of
 from .models import Subscriber, Subscription
 
-events = BounceEvent.__table__
-deliveries = Delivery.__table__
-campaigns = Campaign.__table__
-subscribers = Subscriber.__table__
-subscriptions = Subscription.__table__
+events = table_of(BounceEvent)
+deliveries = table_of(Delivery)
+campaigns = table_of(Campaign)
+subscribers = table_of(Subscriber)
+subscriptions = table_of(Subscription)
 
 # Ledger states of a copy that was handed to a server (or was about to be).
 MAILED_STATES = ("sending", "sent", "failed", "deferred")
@@ -33,13 +37,13 @@ def insert_event(conn: Connection, values: dict) -> int | None:
     Shape: ``INSERT ... ON CONFLICT (report_id, recipient) DO NOTHING RETURNING id`` — the same
     report read twice (a mailbox re-read after a crash, a webhook retried) is stored once, even
     when two processes record it at the same moment."""
+    key = ["report_id", "recipient"]
+    stmt: Insert
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        stmt = postgresql.insert(events).values(**values).on_conflict_do_nothing(index_elements=key)
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = (insert(events).values(**values)
-            .on_conflict_do_nothing(index_elements=["report_id", "recipient"]).returning(events.c.id))
-    return conn.execute(stmt).scalar()
+        stmt = sqlite.insert(events).values(**values).on_conflict_do_nothing(index_elements=key)
+    return conn.execute(stmt.returning(events.c.id)).scalar()
 
 
 def set_outcome(conn: Connection, event_id: int, outcome: str) -> None:
@@ -126,7 +130,8 @@ def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, 
         select(func.max(deliveries.c.sent_at))
         .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state == "sent",
                deliveries.c.sent_at <= quiet_before, ~bounced_copy)).scalar()
-    reset = max([t for t in (_aware(delivered_at), _aware(quiet_at)) if t is not None], default=None)
+    stamps: list[datetime] = [_aware(t) for t in (delivered_at, quiet_at) if t is not None]
+    reset = max(stamps) if stamps else None
     rows = conn.execute(
         select(e.c.id, e.c.campaign_id, e.c.occurred_at, _copy_time(e).label("copy_at"))
         .where(e.c.subscriber_id == subscriber_id, e.c.kind == "soft", e.c.occurred_at > since,
@@ -139,7 +144,12 @@ def soft_bounce_count(conn: Connection, subscriber_id: int, *, since: datetime, 
     return len(copies)
 
 
+@overload
+def _aware(v: datetime) -> datetime: ...
+@overload
+def _aware(v: None) -> None: ...
 def _aware(v: datetime | None) -> datetime | None:
+    """``v`` with UTC attached when the driver gave it back naive (SQLite keeps no zone)."""
     from datetime import timezone
 
     if v is None or v.tzinfo is not None:
@@ -186,8 +196,15 @@ def list_events(conn: Connection, *, campaign_id: int | None = None, kind: str |
     q = q.order_by(events.c.occurred_at.desc(), events.c.id.desc())
     if limit:
         q = q.limit(limit)
-    return [EventRow(**{k: (_aware(v) if isinstance(v, datetime) else v) for k, v in r._mapping.items()})
-            for r in conn.execute(q)]
+    return [_event_row(r._mapping) for r in conn.execute(q)]
+
+
+def _event_row(values: RowMapping) -> EventRow:
+    fields: dict[str, Any] = {}
+    for name in EventRow.__dataclass_fields__:
+        v = values[name]
+        fields[name] = _aware(v) if isinstance(v, datetime) else v
+    return EventRow(**fields)
 
 
 def campaign_event_counts(conn: Connection, campaign_id: int) -> dict[str, int]:

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, exc as sa_exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Table, create_engine, event, exc as sa_exc
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from ..errors import SchemaOutdated, StoreError
 
@@ -30,6 +30,17 @@ PG_CONNECT_TIMEOUT_S = 5
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a SQLModel table class, for SQL written against columns (``t.c.status``).
+
+    SQLModel's metaclass sets ``__table__`` at class creation, so type checkers do not see it;
+    this reads it once, checked, and gives the rest of the code a typed handle."""
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model (declare it with table=True)")
+    return table
 
 
 def mask_url(url: str | URL) -> str:
@@ -237,8 +248,9 @@ def current_revision(engine: Engine) -> str | None:
         raise describe_db_error(e, engine.url) from None
 
 
-def upgrade(url: str | Engine, revision: str = "head") -> tuple[str | None, str]:
-    """Migrate the database to ``revision`` (default: newest). Returns (before, after) revisions."""
+def upgrade(url: str | Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Migrate the database to ``revision`` (default: newest). Returns (before, after) revisions,
+    None standing for an empty schema."""
     from alembic import command
 
     engine = url if isinstance(url, Engine) else get_engine(url)
@@ -302,7 +314,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def transaction(engine: Engine):
+def transaction(engine: Engine) -> Iterator[Connection]:
     """A Core connection in one transaction; driver errors become StoreError."""
     try:
         with engine.begin() as conn:

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from ..errors import InvalidInput, NotFound, StateError
-from .db import session_scope, transaction
+from .db import session_scope, table_of, transaction
 from .textrules import check_text
 from .models import OPT_IN_MODES, SUBSCRIPTION_STATUSES, MailingList, Subscription, utcnow
 
@@ -49,9 +50,9 @@ def _check_opt_in(opt_in: str) -> str:
 
 def find_list(session, slug: str) -> MailingList:
     """The list named ``slug`` in this session, or NotFound naming the known lists."""
-    found = session.execute(select(MailingList).where(MailingList.slug == slug)).scalars().first()
+    found = session.execute(select(MailingList).where(col(MailingList.slug) == slug)).scalars().first()
     if found is None:
-        known = [r[0] for r in session.execute(select(MailingList.slug).order_by(MailingList.slug).limit(20))]
+        known = [r[0] for r in session.execute(select(col(MailingList.slug)).order_by(col(MailingList.slug)).limit(20))]
         hint = f" (known lists: {', '.join(known)})" if known else " (no lists yet: create one with `newsletter lists create`)"
         raise NotFound(f"list {slug!r} does not exist{hint}")
     return found
@@ -70,7 +71,7 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
     check_text("the list name", name or "")
     check_text("the list description", description or "", multiline=True)
     with session_scope(engine) as s:
-        if s.execute(select(MailingList.id).where(MailingList.slug == slug)).first():
+        if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in)
         s.add(ml)
@@ -99,15 +100,15 @@ def delete_list(engine: Engine, slug: str) -> int:
     """Delete a list and its subscriptions (subscribers stay). Returns how many subscriptions went with it."""
     with session_scope(engine) as s:
         ml = find_list(s, slug)
-        n = s.execute(select(func.count()).select_from(Subscription).where(Subscription.list_id == ml.id)).scalar_one()
-        s.execute(Subscription.__table__.delete().where(Subscription.list_id == ml.id))
+        n = s.execute(select(func.count()).select_from(Subscription).where(col(Subscription.list_id) == ml.id)).scalar_one()
+        s.execute(table_of(Subscription).delete().where(col(Subscription.list_id) == ml.id))
         s.delete(ml)
         return n
 
 
 def list_lists(engine: Engine) -> list[ListSummary]:
     """Every list, by slug, with counts of subscriptions per status (every status present, zeros included)."""
-    lists_t, subs_t = MailingList.__table__, Subscription.__table__
+    lists_t, subs_t = table_of(MailingList), table_of(Subscription)
     with transaction(engine) as conn:
         rows = conn.execute(select(lists_t).order_by(lists_t.c.slug)).mappings().all()
         counts = conn.execute(

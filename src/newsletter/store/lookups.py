@@ -7,20 +7,13 @@ their status on each. Functions here run in the caller's transaction.
 
 from __future__ import annotations
 
-from sqlalchemy import Table, inspect, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, RowMapping
-from sqlmodel import SQLModel
 
 from ..errors import NotFound
 from .addresses import AddressError, normalize_email
+from .db import table_of
 from .models import MailingList, Subscriber, Subscription, Suppression
-
-
-def table_of(model: type[SQLModel]) -> Table:
-    """The Core table a SQLModel class is mapped to (for bulk statements without the ORM)."""
-    table = inspect(model).local_table
-    assert isinstance(table, Table)
-    return table
 
 
 subscribers_t = table_of(Subscriber)

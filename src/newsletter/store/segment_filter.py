@@ -26,10 +26,11 @@ from sqlalchemy import and_, case, false, func, literal, not_, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..errors import InvalidInput
+from .db import table_of
 from .models import SUBSCRIPTION_STATUSES, Subscriber, Subscription
 
-subscribers = Subscriber.__table__
-subscriptions = Subscription.__table__
+subscribers = table_of(Subscriber)
+subscriptions = table_of(Subscription)
 
 ATTR_OPS = ("eq", "ne", "in", "contains", "exists", "gt", "lt", "within", "before")
 DATE_OPS = ("within", "before", "gt", "lt")
@@ -269,6 +270,7 @@ class _Json:
         a = subscribers.c.attributes
         self.pg = dialect == "postgresql"
         self.name = name
+        self.text: sa.ColumnElement[Any]
         if self.pg:
             key = literal(name, sa.Text())
             self.type = func.coalesce(func.json_typeof(a.op("->")(key)), "")
@@ -325,6 +327,8 @@ def _guarded(guard, comparison):
 
 
 def _attr_sql(leaf: Leaf, dialect: str, now: datetime):
+    if leaf.attr is None:
+        raise ValueError(f"an attribute condition without an attribute name: {leaf!r}")
     j = _Json(dialect, leaf.attr)
     op, v, kind = leaf.op, leaf.value, leaf.kind
     if op == "exists":
@@ -370,8 +374,8 @@ def _leaf_sql(leaf: Leaf, dialect: str, now: datetime):
         col = subscriptions.c.created_at
         t = _moment(leaf.value, now)
         return {"gt": col > t, "lt": col < t, "before": col < t, "within": col >= t}[leaf.op]
-    col = subscriptions.c.status if leaf.field == "status" else None
     if leaf.field == "status":
+        col = subscriptions.c.status
         return {"eq": lambda: col == leaf.value, "ne": lambda: col != leaf.value,
                 "in": lambda: col.in_(leaf.value)}[leaf.op]()
     # domain: the address's domain; only [a-z0-9.-] reach here, so LIKE has no wildcard to abuse

@@ -18,15 +18,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import InvalidInput, NotFound, StateError
 from . import segment_filter as sf
-from .db import require_current_schema, transaction
+from .db import require_current_schema, table_of, transaction
 from .models import MailingList, Subscriber, Subscription, utcnow
 from .segment_models import Segment
 from .suppressions import suppressed_condition
 
-segments_t = Segment.__table__
-lists_t = MailingList.__table__
-subscribers = Subscriber.__table__
-subscriptions = Subscription.__table__
+segments_t = table_of(Segment)
+lists_t = table_of(MailingList)
+subscribers = table_of(Subscriber)
+subscriptions = table_of(Subscription)
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 

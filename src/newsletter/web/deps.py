@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from urllib.parse import quote, urlsplit
+from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
@@ -99,7 +100,7 @@ def admin_identity(request: Request) -> str | None:
     return None
 
 
-def _refuse(request: Request, api: bool):
+def _refuse(request: Request, api: bool) -> NoReturn:
     st = state(request)
     if not st.auth_configured:
         if came_through_proxy(request):

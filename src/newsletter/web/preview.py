@@ -15,11 +15,20 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 HTML_BUDGET_BYTES = 102 * 1024
 
-SAMPLE = {"email": "reader@example.com", "name": "Sam Reader", "unsubscribe_url": "#unsubscribe", "web_version_url": "#web-version"}
+class MergeValues(TypedDict, total=False):
+    """The reader-specific values :func:`fill_merge_tags` takes as keywords."""
+
+    email: str
+    name: str
+    unsubscribe_url: str
+    web_version_url: str
+
+
+SAMPLE: MergeValues = {"email": "reader@example.com", "name": "Sam Reader", "unsubscribe_url": "#unsubscribe", "web_version_url": "#web-version"}
 
 
 def fill_merge_tags(text: str, *, html: bool, email: str = "", name: str = "", unsubscribe_url: str = "",
@@ -84,8 +93,7 @@ def from_digest(digest, label: str, campaign_id: Any = None, template_dir: Any =
 
 
 def _dedupe(items: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return [x for x in items if not (x in seen or seen.add(x))]
+    return list(dict.fromkeys(items))
 
 
 class _ImgScan(html.parser.HTMLParser):

@@ -27,6 +27,8 @@ if connection is None:
     from newsletter.store.db import get_engine
 
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no connection in config.attributes and no sqlalchemy.url to open one")
     engine = get_engine(url)
     with engine.begin() as conn:
         _run(conn)
