@@ -10,16 +10,17 @@ from sqlalchemy.engine import Connection
 
 from ..errors import StateError
 from ..store.bounce_models import BounceEvent
+from ..store.db import table_of
 from ..store.campaign_models import Delivery
 from ..store.engagement_models import EngagementEvent, TrackedLink
 from ..store.models import Subscriber, Subscription
 
-links_t = TrackedLink.__table__
-events_t = EngagementEvent.__table__
-deliveries_t = Delivery.__table__
-subscribers_t = Subscriber.__table__
-subscriptions_t = Subscription.__table__
-bounces_t = BounceEvent.__table__
+links_t = table_of(TrackedLink)
+events_t = table_of(EngagementEvent)
+deliveries_t = table_of(Delivery)
+subscribers_t = table_of(Subscriber)
+subscriptions_t = table_of(Subscription)
+bounces_t = table_of(BounceEvent)
 
 
 def store_links(conn: Connection, campaign_id: int, links: list[str]) -> None:
@@ -158,5 +159,5 @@ def recent_sent_campaigns(conn: Connection, limit: int) -> list[int]:
     """Ids of the last ``limit`` campaigns that started sending, newest first."""
     from ..store.campaign_models import Campaign
 
-    c = Campaign.__table__.c
+    c = table_of(Campaign).c
     return list(conn.execute(select(c.id).where(c.started_at.is_not(None)).order_by(c.started_at.desc()).limit(limit)).scalars())

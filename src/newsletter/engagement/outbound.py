@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..config import Config
 from ..errors import ConfigError, InvalidInput
 from ..store.bounce_models import BounceEvent
-from ..store.db import transaction
+from ..store.db import table_of, transaction
 from ..store.engagement_models import EngagementEvent, TrackedLink
 from ..store.models import MailingList, Subscriber, Subscription
 from ..store.outbound_models import EventCursor, WebhookDelivery
@@ -48,10 +48,10 @@ PAGE = 2000
 BACKOFF_FIRST = 30.0
 BACKOFF_MAX = 6 * 3600.0
 
-deliveries_t = WebhookDelivery.__table__
-cursors_t = EventCursor.__table__
-subs_t, people_t, lists_t = Subscription.__table__, Subscriber.__table__, MailingList.__table__
-bounces_t, events_t, links_t = BounceEvent.__table__, EngagementEvent.__table__, TrackedLink.__table__
+deliveries_t = table_of(WebhookDelivery)
+cursors_t = table_of(EventCursor)
+subs_t, people_t, lists_t = table_of(Subscription), table_of(Subscriber), table_of(MailingList)
+bounces_t, events_t, links_t = table_of(BounceEvent), table_of(EngagementEvent), table_of(TrackedLink)
 
 
 def _utc(now: datetime | None) -> datetime:

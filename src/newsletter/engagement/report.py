@@ -95,33 +95,35 @@ def campaign_report(engine, campaign_id: int | str, *, links: bool = True, timel
     from .campaign import tracking_of
 
     c = get_campaign(engine, campaign_id)
+    cid = c.id
+    assert cid is not None  # a campaign read from the database has its id
     with transaction(engine) as conn:
-        states = ev.delivery_totals(conn, c.id)
+        states = ev.delivery_totals(conn, cid)
         opens, clicks = Counts(), Counts()
-        for kind, agent, n, readers in ev.event_totals(conn, c.id):
+        for kind, agent, n, readers in ev.event_totals(conn, cid):
             target = opens if kind == "open" else clicks
             target.events[agent] = n
             target.readers[agent] = readers
         rows: dict[int, LinkRow] = {}
         if links:
-            for idx, url, agent, n, readers in ev.link_totals(conn, c.id):
+            for idx, url, agent, n, readers in ev.link_totals(conn, cid):
                 row = rows.setdefault(idx, LinkRow(idx, url))
                 if agent == "human":
                     row.human_clicks, row.human_readers = n, readers
                 else:
                     row.machine_clicks += n
-            for idx, url in ev.links_of(conn, c.id).items():
+            for idx, url in ev.links_of(conn, cid).items():
                 if idx != CANARY:
                     rows.setdefault(idx, LinkRow(idx, url))
         start = c.started_at
-        unsub = ev.unsubscribes_after(conn, c.id, start, None) if start else 0
-        bounces = ev.bounce_totals(conn, c.id)
+        unsub = ev.unsubscribes_after(conn, cid, start, None) if start else 0
+        bounces = ev.bounce_totals(conn, cid)
         series = []
         if timeline:
             for kind in ("open", "click"):
-                series.append({"kind": kind, "points": _buckets(ev.event_times(conn, c.id, kind), start)})
+                series.append({"kind": kind, "points": _buckets(ev.event_times(conn, cid, kind), start)})
     return Report(
-        campaign_id=c.id, subject=c.subject, status=str(c.status), tracking=sorted(t.value for t in tracking_of(c)),
+        campaign_id=cid, subject=c.subject, status=str(c.status), tracking=sorted(t.value for t in tracking_of(c)),
         sent_at=start, delivered=states.get("sent", 0), failed=states.get("failed", 0), opens=opens, clicks=clicks,
         unsubscribes=unsub, bounces={k: v for k, v in bounces.items() if k in ("hard", "soft")},
         complaints=bounces.get("complaint", 0),
