@@ -100,7 +100,7 @@ def serve_bench(args) -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="nl-track-"))
-    url = f"sqlite:///{tmp / 'bench.db'}"
+    url = args.serve_url or f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
     engine = get_engine(url)
     cid = fill(engine, args.readers)
@@ -154,7 +154,7 @@ end
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     with engine.begin() as conn:
         stored = conn.execute(text("SELECT count(*) FROM engagement_events")).scalar()
-    print(f"redirects/s: {rps:,.0f} (wrk -t2 -c{args.connections} -d{args.seconds}s, p99 {p99.group(1) if p99 else '?'}, "
+    print(f"{engine.dialect.name}: redirects/s: {rps:,.0f} (wrk -t2 -c{args.connections} -d{args.seconds}s, p99 {p99.group(1) if p99 else '?'}, "
           f"non-3xx {non2xx.group(1) if non2xx else 0}); {total:,} requests, events stored {stored:,} (warm-up included)")
     engine.dispose()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -197,12 +197,26 @@ def main() -> None:
     ap.add_argument("--report-readers", type=int, default=100_000)
     ap.add_argument("--skip-pg", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
+    ap.add_argument("--serve-pg", action="store_true", help="serve from a fresh PostgreSQL database instead of SQLite")
     args = ap.parse_args()
     print(f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.1f}")
     from newsletter.store.db import get_engine, upgrade
 
-    if not args.skip_serve:
+    args.serve_url = None
+    if not args.skip_serve and args.serve_pg:
+        import psycopg
+
+        name = "nl_serve_" + uuid.uuid4().hex[:8]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        args.serve_url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
+        try:
+            serve_bench(args)
+        finally:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    elif not args.skip_serve:
         serve_bench(args)
     tmp = Path(tempfile.mkdtemp(prefix="nl-report-"))
     url = f"sqlite:///{tmp / 'r.db'}"
