@@ -108,7 +108,8 @@ def test_every_operator_on_both_databases(people, flt, expected):
     ('{"attr": "x", "within": "3 days"}', "duration '3 days'"),
     ('{"attr": "x", "in": [1, "a"]}', "mixes value types"),
     ('{"attr": "x", "eq": null}', "not a string, number or boolean"),
-    ('{"opened": {"within": "30d"}}', "not available yet"),
+    ('{"opened": {"before": "30d"}}', "unknown operator 'before'"),
+    ('{"clicked": {"within": "soon"}}', "duration 'soon'"),
     ('{"city": "Lisbon"}', "unknown field 'city'"),
     ('{"status": {"eq": "gone"}}', "status 'gone' is unknown"),
     ('{"domain": {"eq": "%"}}', "domain '%' is invalid"),
@@ -249,3 +250,62 @@ def test_admin_segments_page_lists_live_counts_and_escapes(tmp_path):
                          .values(status="active"))
         assert "<td>2</td><td>2</td>" in client.get("/admin/segments").text
     engine.dispose()
+
+
+ENGAGEMENT = {  # who did what, days ago, and as whom (only people count)
+    "ana": [("open", "human", 5), ("click", "human", 5)],
+    "bo": [("open", "apple-mpp", 1), ("click", "scanner", 1)],  # machines only
+    "cy": [("open", "proxy", 20)],  # a Gmail reader: a person behind Google's proxy
+    "di": [("open", "human", 60)],
+}
+BOUNCED = {"ed": 3}
+
+
+@pytest.mark.parametrize("flt,expected", [
+    ({"opened": {"within": "30d"}}, "ana cy"),
+    ({"opened": {"within": "90d"}}, "ana cy di"),
+    ({"clicked": {"within": "30d"}}, "ana"),
+    ({"bounced": {"within": "7d"}}, "ed"),
+    ({"not": {"opened": {"within": "30d"}}}, "bo di ed"),
+    ({"all": [{"attr": "city", "eq": "Lisbon"}, {"opened": {"within": "30d"}}]}, "ana cy"),
+])
+def test_engagement_conditions_count_people_on_both_databases(people, flt, expected):
+    from newsletter.store.bounce_models import BounceEvent
+    from newsletter.store.campaign_models import Campaign
+    from newsletter.store.engagement_models import EngagementEvent
+
+    subs, subn = Subscriber.__table__, Subscription.__table__
+    with people.begin() as conn:
+        ids = {e.split("@")[0]: i for i, e in conn.execute(select(subs.c.id, subs.c.email))}
+        cid = conn.execute(insert(Campaign.__table__).values(
+            name="c", subject="s", from_address="a@example.org", html="", text="", headers={}, meta={},
+            status="finished", status_reason="", created_at=NOW, updated_at=NOW)).inserted_primary_key[0]
+        for who, hits in ENGAGEMENT.items():
+            for kind, agent, days in hits:
+                conn.execute(insert(EngagementEvent.__table__).values(
+                    campaign_id=cid, subscriber_id=ids[who], kind=kind, link_idx=1 if kind == "click" else None,
+                    agent=agent, why="", ip_class="", occurred_at=NOW - timedelta(days=days)))
+        for who, days in BOUNCED.items():
+            conn.execute(insert(BounceEvent.__table__).values(
+                subscriber_id=ids[who], campaign_id=cid, recipient=who, kind="hard", reason="", source="dsn",
+                report_id="r", outcome="bounced", occurred_at=NOW - timedelta(days=days), recorded_at=NOW))
+    tree = sf.parse(json.dumps(flt))
+    with people.connect() as conn:
+        got = sorted(r[0].split("@")[0] for r in conn.execute(
+            select(subs.c.email).select_from(subn.join(subs, subs.c.id == subn.c.subscriber_id))
+            .where(sf.to_sql(tree, conn.dialect.name, NOW))))
+    assert " ".join(got) == expected
+
+    def events(who):
+        out: dict = {"opened": [], "clicked": [], "bounced": []}
+        for kind, agent, days in ENGAGEMENT.get(who, []):
+            if (kind == "open" and agent in sf.OPEN_AGENTS) or (kind == "click" and agent == "human"):
+                out["opened" if kind == "open" else "clicked"].append(NOW - timedelta(days=days))
+        if who in BOUNCED:
+            out["bounced"].append(NOW - timedelta(days=BOUNCED[who]))
+        return out
+
+    py = sorted(e.split("@")[0] for e, a, d, s in PEOPLE if sf.evaluate(
+        tree, attributes=a, subscribed_at=NOW - timedelta(days=d), status=s, email_key=e, now=NOW,
+        events=events(e.split("@")[0])))
+    assert " ".join(py) == expected

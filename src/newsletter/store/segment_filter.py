@@ -4,7 +4,10 @@ in Python (the reference the property test holds the SQL to).
 A filter is a tree of ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}`` and leaves:
 ``{"attr": "city", "eq": "Lisbon"}`` (a subscriber attribute), ``{"subscribed": {"within": "365d"}}``
 (the subscription's created_at on the segment's list), ``{"status": {"in": ["active"]}}`` (the
-subscription's status) and ``{"domain": {"eq": "example.com"}}`` (the address's domain). The kind of
+subscription's status), ``{"domain": {"eq": "example.com"}}`` (the address's domain) and the
+engagement fields ``{"opened": {"within": "30d"}}`` (a person opened any campaign: a human open or
+one through a provider's image proxy, never Apple's pre-fetch or a scanner), ``{"clicked": ...}``
+(a human click) and ``{"bounced": ...}`` (a hard or soft bounce). The kind of
 comparison is decided by the operand's JSON type (a number compares numbers, ``"2024-01-31"``
 compares dates, ``true`` booleans, any other string compares text exactly); see docs/segments.md.
 
@@ -27,18 +30,21 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..errors import InvalidInput
 from .db import table_of
+from .bounce_models import BounceEvent
+from .engagement_models import EngagementEvent
 from .models import SUBSCRIPTION_STATUSES, Subscriber, Subscription
 
 subscribers = table_of(Subscriber)
 subscriptions = table_of(Subscription)
+engagement_events = table_of(EngagementEvent)
+bounce_events = table_of(BounceEvent)
 
 ATTR_OPS = ("eq", "ne", "in", "contains", "exists", "gt", "lt", "within", "before")
 DATE_OPS = ("within", "before", "gt", "lt")
 CHOICE_OPS = ("eq", "ne", "in")
-# Engagement fields come later (opens/clicks/bounces within a window). Each is one more field:
-# a branch in _parse_node (a Leaf with the window), in _leaf_sql (an EXISTS over the events
-# table, e.g. bounce_events) and in evaluate; until then they are refused by name.
-FUTURE_FIELDS = ("opened", "clicked", "bounced")
+# Engagement within a window: an EXISTS over the events of the subscriber (any campaign).
+ENGAGEMENT_FIELDS = ("opened", "clicked", "bounced")
+OPEN_AGENTS = ("human", "proxy")  # people; Apple's pre-fetches and scanners are machines
 MAX_DEPTH = 20
 MAX_NODES = 200
 
@@ -225,9 +231,11 @@ def _parse_node(d: Any, depth: int, count: list) -> Any:
         return _parse_choice(key, v, _status)
     if key == "domain":
         return _parse_choice(key, v, _domain)
-    if key in FUTURE_FIELDS:
-        raise _bad(f"{key!r} (engagement) is not available yet")
-    raise _bad(f"unknown field {key!r} (known: all, any, not, attr, subscribed, status, domain)")
+    if key in ENGAGEMENT_FIELDS:
+        op, val = _one_op(key, v, ("within",))
+        return Leaf(key, op, parse_duration(val), "datetime")
+    raise _bad(f"unknown field {key!r} (known: all, any, not, attr, subscribed, status, domain, "
+               "opened, clicked, bounced)")
 
 
 def parse(text: str | dict, *, match_all: bool = False) -> Any:
@@ -374,6 +382,15 @@ def _leaf_sql(leaf: Leaf, dialect: str, now: datetime):
         col = subscriptions.c.created_at
         t = _moment(leaf.value, now)
         return {"gt": col > t, "lt": col < t, "before": col < t, "within": col >= t}[leaf.op]
+    if leaf.field in ENGAGEMENT_FIELDS:
+        t = now - leaf.value
+        if leaf.field == "bounced":
+            b = bounce_events.c
+            return sa.exists().where(b.subscriber_id == subscribers.c.id, b.kind.in_(("hard", "soft")), b.occurred_at >= t)
+        e = engagement_events.c
+        kind, agents = ("open", OPEN_AGENTS) if leaf.field == "opened" else ("click", ("human",))
+        return sa.exists().where(e.subscriber_id == subscribers.c.id, e.kind == kind, e.agent.in_(agents),
+                                 e.occurred_at >= t)
     if leaf.field == "status":
         col = subscriptions.c.status
         return {"eq": lambda: col == leaf.value, "ne": lambda: col != leaf.value,
@@ -438,14 +455,15 @@ def _py_attr(leaf: Leaf, attrs: dict, now: datetime) -> bool:
 
 
 def evaluate(tree: Any, *, attributes: dict, subscribed_at: datetime, status: str, email_key: str,
-             now: datetime) -> bool:
+             now: datetime, events: dict | None = None) -> bool:
     """Whether one subscription matches: the pure-Python meaning of the filter, which the SQL
-    must agree with (tests/test_segments_property.py holds it to that)."""
+    must agree with (tests/test_segments_property.py holds it to that). ``events`` maps
+    ``opened``/``clicked``/``bounced`` to when the person did so (people only, as the SQL counts)."""
     if isinstance(tree, MatchAll):
         return True
     if isinstance(tree, Node):
         rs = (evaluate(c, attributes=attributes, subscribed_at=subscribed_at, status=status,
-                       email_key=email_key, now=now) for c in tree.children)
+                       email_key=email_key, now=now, events=events) for c in tree.children)
         if tree.op == "all":
             return all(rs)
         if tree.op == "any":
@@ -457,6 +475,8 @@ def evaluate(tree: Any, *, attributes: dict, subscribed_at: datetime, status: st
         t = _moment(tree.value, now)
         return {"gt": subscribed_at > t, "lt": subscribed_at < t, "before": subscribed_at < t,
                 "within": subscribed_at >= t}[tree.op]
+    if tree.field in ENGAGEMENT_FIELDS:
+        return any(t >= now - tree.value for t in (events or {}).get(tree.field, ()))
     if tree.field == "status":
         return {"eq": status == tree.value, "ne": status != tree.value, "in": status in tree.value}[tree.op]
     values = tree.value if tree.op == "in" else (tree.value,)
