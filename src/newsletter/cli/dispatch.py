@@ -123,6 +123,7 @@ def list_command(
 ) -> None:
     """Campaigns, newest first, with their delivery counts."""
     from ..dispatch.campaigns import list_campaigns
+    from ..store.lifecycle import copies_left
 
     _, engine = _engine(ctx)
     items = list_campaigns(engine, status=status)
@@ -135,9 +136,8 @@ def list_command(
     for col in ("id", "status", "subject", "lists", "sent", "failed", "left", "created"):
         t.add_column(col)
     for i in items:
-        left = sum(i.counts.get(s, 0) for s in ("pending", "claimed", "sending", "deferred"))
         t.add_row(str(i.id), i.status, i.subject, ",".join(i.lists), str(i.counts.get("sent", 0)),
-                  str(i.counts.get("failed", 0)), str(left), _fmt_time(i.created_at))
+                  str(i.counts.get("failed", 0)), str(copies_left(i.counts)), _fmt_time(i.created_at))
     _console().print(t)
 
 
@@ -213,19 +213,13 @@ def resume_command(
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="As for `send`: allow a non-https or loopback base_url over SMTP."),
 ) -> None:
     """Resume a paused (or interrupted) campaign and continue sending it here."""
-    from ..dispatch.campaigns import get_campaign, resume_campaign
-    from ..errors import StateError
+    from ..dispatch.campaigns import check_resumable, get_campaign, resume_campaign
 
     config, engine = _engine(ctx)
     if allow_local_links:
         config = config.replace(allow_local_links=True)
     c = get_campaign(engine, campaign)
-    if c.status not in ("paused", "running"):  # a draft would be sent whole by a mistyped id
-        hint = {"draft": f"; start it with `newsletter send {c.id}`",
-                "scheduled": f"; a worker starts it at its time (`newsletter send {c.id} --now` sends it now)",
-                "finished": f"; `newsletter send {c.id} --resend-ambiguous` resends copies a crash left ambiguous"}
-        raise StateError(f"campaign {c.id} is {c.status}: only a paused or running campaign can be resumed"
-                         + hint.get(c.status, ""))
+    check_resumable(c)
     if not no_send:  # refuse before changing the campaign's status
         from ..dispatch.sender import check_public_links, make_transports
 
@@ -297,20 +291,20 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 
 def send_exit_code(summary, *, interrupted: bool = False) -> int:
-    """0 when the campaign is finished (or other workers are sending its last copies), else why not."""
+    """The exit status of a send: its outcome (``SendSummary.outcome``), or 130 after Ctrl-C."""
+    from ..store.lifecycle import SendOutcome
+
     if interrupted:
         return EXIT_INTERRUPTED
-    if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
-        return EXIT_AUTO_PAUSED
-    if summary.status == "finished" or summary.stopped == "other workers are finishing the campaign":
-        return 0
-    return EXIT_UNFINISHED
+    return {SendOutcome.FINISHED: 0, SendOutcome.AUTO_PAUSED: EXIT_AUTO_PAUSED,
+            SendOutcome.UNFINISHED: EXIT_UNFINISHED}[summary.outcome]
 
 
 def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..dispatch.sender import send_campaign
+    from ..store.lifecycle import StopReason
 
     stop = threading.Event()
     signals: list[int] = []
@@ -354,7 +348,7 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
     interrupted = signal.SIGINT in signals
-    if signals and summary.stopped == "stop requested":
+    if signals and summary.stop == StopReason.STOP_REQUESTED:
         summary.stopped = "interrupted (Ctrl-C)" if interrupted else "terminated (SIGTERM)"
     if fmt is Fmt.json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str))
@@ -383,9 +377,11 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
             out.print(f"  stopped: {summary.stopped}", markup=False)
         if outbox is not None or "outbox" in summary.transport:
             out.print(f"  messages are in {summary.transport}", markup=False)
+    from ..store.lifecycle import copies_left
+
     code = send_exit_code(summary, interrupted=interrupted)
     cid = summary.campaign_id
-    left = sum(summary.counts.get(k, 0) for k in ("pending", "claimed", "deferred"))
+    left = copies_left(summary.counts)
     if code == EXIT_INTERRUPTED:
         err.print(f"interrupted: campaign {cid} stopped with {left} copies left to send; "
                   f"`newsletter send {cid}` continues", markup=False)

@@ -36,8 +36,10 @@ from ..config import Config
 from ..errors import ConfigError, DispatchError, InvalidInput, NewsletterError, StateError
 from ..store import queries as q
 from ..store.db import require_current_schema, transaction
+from ..store.lifecycle import CampaignStatus, PauseKind, SendOutcome, StopReason, copies_done, copies_left
 from ..store.models import utcnow
 from .campaigns import campaign_lists, get_campaign, titled, transition
+from .progress import eta_seconds, send_rate
 from .personalize import CampaignContent, MessageFactory, Recipient, check_header_value, format_address
 from .ratelimit import RateLimiter
 from .transports import ConnectFailed, Outcome, OutboxTransport
@@ -91,8 +93,19 @@ class SendSummary:
     resent_ambiguous: int = 0
     ambiguous_resent: list[str] = field(default_factory=list)  # those of them sent again in this run
     elapsed: float = 0.0
-    stopped: str | None = None
+    stopped: str | None = None  # why the run ended early, in words (None: it ran to the end)
     resumed_from: str | None = None  # the auto-pause reason when this run resumed an auto-paused campaign
+    stop: StopReason | None = None  # why the run ended early, as a value
+    pause_kind: str | None = None  # the campaign's PauseKind at the end, when paused
+
+    @property
+    def outcome(self) -> SendOutcome:
+        """What the run achieved: finished (or left to other live workers), auto-paused, or not finished."""
+        if self.status == CampaignStatus.PAUSED and self.pause_kind and PauseKind(self.pause_kind).automatic:
+            return SendOutcome.AUTO_PAUSED
+        if self.status == CampaignStatus.FINISHED or self.stop is StopReason.OTHERS_FINISHING:
+            return SendOutcome.FINISHED
+        return SendOutcome.UNFINISHED
 
     @property
     def total(self) -> int:
@@ -100,12 +113,13 @@ class SendSummary:
 
     @property
     def rate(self) -> float:
-        return self.sent_now / self.elapsed if self.elapsed > 0 else 0.0
+        return send_rate(self.sent_now, self.elapsed)
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
         d["total"] = self.total
         d["rate"] = round(self.rate, 1)
+        d["outcome"] = self.outcome
         return d
 
 
@@ -306,6 +320,7 @@ class _Run:
         self.last_trouble = ""
         self.fatal: BaseException | None = None
         self.pause_reason: str | None = None
+        self.pause_kind: PauseKind | None = None  # set with pause_reason: why this run pauses the campaign
         self.in_flight = 0
         self.uncommitted = 0  # results computed but not yet in the database
         self.commit = _GroupCommit(engine, worker, self._suppress, self._committed)
@@ -391,6 +406,7 @@ class _Run:
                 if len(self.out_of_rotation) == len(self.transports):
                     self.pause_reason = (f"auto-paused after {self.conn_failures[key]} consecutive connection failures "
                                          f"(last: {problem})")
+                    self.pause_kind = PauseKind.CONNECTIONS
                     self.stop_all.set()
 
 
@@ -641,10 +657,10 @@ def _lane_plan(transports: list, concurrency: int) -> list:
     return plan
 
 
-def _refuse_user_pause(cid: int, status: str | None, reason: str | None) -> None:
+def _refuse_user_pause(cid: int, status: str | None, reason: str | None, kind: str | None) -> None:
     """A campaign someone paused stays paused until they resume it; one the sender auto-paused
-    (servers failing) may be continued by ``send`` (the summary says so)."""
-    if status == "paused" and not (reason or "").startswith("auto-paused"):
+    (servers failing, warm-up quota) may be continued by ``send`` (the summary says so)."""
+    if status == CampaignStatus.PAUSED and not PauseKind(kind or PauseKind.USER).automatic:
         raise StateError(f"campaign {cid} is paused ({reason or 'paused by the user'}): "
                          f"run `newsletter campaigns resume {cid}` first")
 
@@ -691,7 +707,7 @@ def send_campaign(
         raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
     if campaign.status == "finished" and not resend_ambiguous:
         raise StateError(f"campaign {cid} is already finished (see `newsletter campaigns show {cid}`)")
-    _refuse_user_pause(cid, campaign.status, campaign.status_reason)
+    _refuse_user_pause(cid, campaign.status, campaign.status_reason, campaign.pause_kind)
     if campaign.status == "scheduled" and campaign.scheduled_at is not None and campaign.scheduled_at > utcnow():
         raise StateError(f"campaign {cid} is scheduled for {campaign.scheduled_at.isoformat()}: a `newsletter worker` "
                          f"sends it then; to send it now, run `newsletter send {cid} --now`")
@@ -756,6 +772,7 @@ def send_campaign(
     resent = 0
     lanes: list[_Lane] = []
     stopped: str | None = None
+    stop: StopReason | None = None
     skipped_now = 0
     seen_ambiguous: set[int] = set()
     resumed_from: str | None = None
@@ -780,11 +797,12 @@ def send_campaign(
 
     try:
         with transaction(engine) as conn:
-            status, status_reason = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason)
-                                                 .where(q.campaigns.c.id == cid)).one()
+            status, status_reason, pause_kind = conn.execute(
+                select(q.campaigns.c.status, q.campaigns.c.status_reason, q.campaigns.c.pause_kind)
+                .where(q.campaigns.c.id == cid)).one()
             if status == "cancelled":
                 raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
-            _refuse_user_pause(cid, status, status_reason)
+            _refuse_user_pause(cid, status, status_reason, pause_kind)
             if status == "paused":
                 resumed_from = status_reason
             row = conn.execute(select(q.campaigns.c.ledger_created_at).where(q.campaigns.c.id == cid)).scalar()
@@ -817,10 +835,11 @@ def send_campaign(
             if run.fatal is not None:
                 break
             if run.external_stop.is_set():
-                stopped = "stop requested"
+                stop = StopReason.STOP_REQUESTED
+                stopped = stop.value
                 break
             if run.stop_all.is_set():
-                stopped = run.pause_reason or "stopped"
+                stop, stopped = StopReason.AUTO_PAUSED, run.pause_reason or "stopped"
                 break
             now_m = time.monotonic()
             if now_m - last_status_check > 0.25:
@@ -831,8 +850,9 @@ def send_campaign(
                         last_rates_check = now_m
                         check_campaign_rates(conn, cid, rules)
                     st = q.campaign_status(conn, cid)
-                if st in ("paused", "cancelled"):
-                    stopped = st
+                if st in (CampaignStatus.PAUSED, CampaignStatus.CANCELLED):
+                    stop = StopReason(st)
+                    stopped = stop.value
                     break
             if progress_callback and now_m - last_progress > 0.5:
                 last_progress = now_m
@@ -869,15 +889,17 @@ def send_campaign(
                 with transaction(engine) as conn:
                     if warmup.room(conn) == 0:  # today's quota is used up: pause until the next UTC day
                         run.pause_reason = warmup.pause_reason(conn)
+                        run.pause_kind = PauseKind.WARMUP
                 if run.pause_reason:
-                    stopped = run.pause_reason
+                    stop, stopped = StopReason.AUTO_PAUSED, run.pause_reason
                     break
             if again or counts.get("pending") or (counts.get("claimed", 0) and not others):
                 run.external_stop.wait(0.01)
                 continue
             if counts.get("deferred") and retry_at is not None:
                 if not wait_deferred:
-                    stopped = "deferred copies wait for a later retry"
+                    stop = StopReason.DEFERRED_WAIT
+                    stopped = stop.value
                     break
                 wait = max(0.0, (retry_at - utcnow()).total_seconds())
                 if progress_callback:
@@ -885,11 +907,13 @@ def send_campaign(
                 run.external_stop.wait(min(max(wait, 0.01), 1.0))
                 continue
             if others:
-                stopped = "other workers are finishing the campaign"
+                stop = StopReason.OTHERS_FINISHING
+                stopped = stop.value
                 break
             break
     except BaseException:  # e.g. KeyboardInterrupt in this thread: the lanes stop at once too
-        stopped = stopped or "interrupted"
+        stop = stop or StopReason.INTERRUPTED
+        stopped = stopped or stop.value
         raise
     finally:
         run.feeder_done.set()
@@ -905,13 +929,14 @@ def send_campaign(
                 q.release_claimed(conn, cid, worker, cancelled=q.campaign_status(conn, cid) == "cancelled")
                 if run.pause_reason:
                     try:
-                        transition(conn, cid, "paused", reason=run.pause_reason, allow_from=("running",))
+                        transition(conn, cid, CampaignStatus.PAUSED, reason=run.pause_reason,
+                                   allow_from=(CampaignStatus.RUNNING,), pause_kind=run.pause_kind)
                     except StateError:
                         pass
                 elif run.fatal is None and stopped is None:
                     counts = q.counts_by_state(conn, cid)
                     others = [w for w in q.workers_holding_rows(conn, cid) if w != worker and live.alive(w)]
-                    if not any(counts.get(s) for s in ("pending", "claimed", "deferred")) and not others:
+                    if not copies_left(counts) and not others:
                         try:
                             transition(conn, cid, "finished", allow_from=("running",))
                         except StateError:
@@ -925,7 +950,8 @@ def send_campaign(
         raise DispatchError(f"campaign {cid}: sending stopped: {type(run.fatal).__name__}: {run.fatal}") from run.fatal
     with transaction(engine) as conn:
         counts = q.counts_by_state(conn, cid)
-        st_row = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason).where(q.campaigns.c.id == cid)).one()
+        st_row = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason, q.campaigns.c.pause_kind)
+                              .where(q.campaigns.c.id == cid)).one()
     if progress_callback:
         _progress(engine, run, cid, t0, progress_callback)
     return SendSummary(
@@ -933,7 +959,7 @@ def send_campaign(
         transport=", ".join(t.describe() for t in transports), worker_id=worker,
         sent_now=run.sent, failed_now=run.failed, deferred_now=run.deferred, skipped_now=skipped_now + run.skipped_now,
         suppressed=run.suppressed, ambiguous=ambiguous, resent_ambiguous=resent, ambiguous_resent=ambiguous_resent,
-        elapsed=time.monotonic() - t0, stopped=stopped, resumed_from=resumed_from,
+        elapsed=time.monotonic() - t0, stopped=stopped, resumed_from=resumed_from, stop=stop, pause_kind=st_row[2],
     )
 
 
@@ -941,11 +967,10 @@ def _progress(engine, run: _Run, cid: int, t0: float, cb, note: str = "") -> int
     with transaction(engine) as conn:
         counts = q.counts_by_state(conn, cid)
     total = sum(counts.values())
-    done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+    done = copies_done(counts)
     elapsed = time.monotonic() - t0
-    rate = run.sent / elapsed if elapsed > 0 else 0.0
-    left = total - done
-    eta = left / rate if rate > 0 else None
+    rate = send_rate(run.sent, elapsed)
+    eta = eta_seconds(total, done, rate)
     try:
         cb(Progress(cid, total, done, counts.get("sent", 0), counts.get("failed", 0), counts.get("deferred", 0),
                     counts.get("skipped", 0), run.sent, elapsed, rate, eta, note))

@@ -87,12 +87,14 @@ def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
     attempt is still to come — then a pass has nothing to send and need not connect to SMTP."""
     from ..store import queries as q
     from ..store.db import transaction
+    from ..store.lifecycle import DeliveryState, copies_left
     from ..store.models import utcnow
 
     def check(cid: int) -> bool:
         with transaction(engine) as conn:
             counts = q.counts_by_state(conn, cid)
-            if not counts.get("deferred") or any(counts.get(s) for s in ("pending", "claimed", "sending")):
+            deferred = counts.get(DeliveryState.DEFERRED, 0)
+            if not deferred or copies_left(counts) != deferred or counts.get(DeliveryState.SENDING):
                 return False
             retry_at = q.next_retry_at(conn, cid)
         return retry_at is not None and retry_at > utcnow()

@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, exists, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
+from .lifecycle import CampaignStatus, PauseKind, campaign_transition
 from .models import Subscriber, Subscription, utcnow
 from .segments import campaign_condition
 from .subscribers import suppressed_condition
@@ -463,34 +464,47 @@ def campaign_status(conn: Connection, campaign_id: int) -> str | None:
     return conn.execute(select(campaigns.c.status).where(campaigns.c.id == campaign_id)).scalar()
 
 
+def campaign_started_at(conn: Connection, campaign_id: int) -> datetime | None:
+    """When the campaign first went ``running`` (None: never)."""
+    return conn.execute(select(campaigns.c.started_at).where(campaigns.c.id == campaign_id)).scalar()
+
+
+def set_campaign_meta(conn: Connection, campaign_id: int, meta: dict) -> None:
+    """Replace the campaign's meta JSON (e.g. the mark that a person overrode the bounce guard)."""
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(meta=meta))
+
+
 def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterable[str], to: str,
-                        now: datetime | None = None, reason: str | None = None, **times) -> bool:
-    """Compare-and-set the campaign status: ``UPDATE campaigns SET status=:to WHERE id=:c AND
-    status IN (:allowed_from)``. False when another process changed it first."""
+                        now: datetime | None = None, reason: str | None = None,
+                        pause_kind: PauseKind | None = None, **times) -> bool:
+    """Compare-and-set the campaign status: ``UPDATE campaigns SET status=:to, pause_kind=:kind
+    WHERE id=:c AND status IN (:allowed_from)``. ``pause_kind`` is kept only while paused (a
+    pause without one is a user's). False when another process changed the status first."""
     now = now or utcnow()
-    values = {"status": to, "updated_at": now, **times}
+    kind = (pause_kind or PauseKind.USER) if to == CampaignStatus.PAUSED else None
+    values = {"status": to, "updated_at": now, "pause_kind": kind, **times}
     if reason is not None:
         values["status_reason"] = reason
     stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.status.in_(list(allowed_from))).values(**values)
     return (conn.execute(stmt).rowcount or 0) == 1
 
 
-def campaigns_paused_with(conn: Connection, prefix: str) -> list[int]:
-    """Ids of paused campaigns whose status reason starts with ``prefix`` (an auto-pause kind)."""
+def campaigns_paused_by(conn: Connection, kind: PauseKind) -> list[int]:
+    """Ids of campaigns paused by ``kind`` (e.g. the warm-up quota), in id order."""
     return [r[0] for r in conn.execute(select(campaigns.c.id).where(
-        campaigns.c.status == "paused", campaigns.c.status_reason.startswith(prefix, autoescape=True))
-        .order_by(campaigns.c.id))]
+        campaigns.c.status == CampaignStatus.PAUSED, campaigns.c.pause_kind == kind).order_by(campaigns.c.id))]
 
 
-def resume_paused_with(conn: Connection, campaign_id: int, prefix: str, now: datetime | None = None) -> bool:
-    """Compare-and-set ``paused`` → ``running`` only while the reason still starts with ``prefix``:
-    ``UPDATE campaigns SET status='running', status_reason='' WHERE id=:c AND status='paused' AND
-    status_reason LIKE :prefix%`` (a pause by a user meanwhile changed the reason: no match)."""
+def resume_paused_by(conn: Connection, campaign_id: int, kind: PauseKind, now: datetime | None = None) -> bool:
+    """Compare-and-set ``paused`` → ``running`` only while the campaign is still paused by ``kind``:
+    ``UPDATE campaigns SET status='running', status_reason='', pause_kind=NULL WHERE id=:c AND
+    status='paused' AND pause_kind=:kind`` (a user who paused it meanwhile changed the kind: no match)."""
+    campaign_transition(CampaignStatus.PAUSED, CampaignStatus.RUNNING, campaign_id)
     now = now or utcnow()
     stmt = campaigns.update().where(
-        campaigns.c.id == campaign_id, campaigns.c.status == "paused",
-        campaigns.c.status_reason.startswith(prefix, autoescape=True)).values(
-        status="running", status_reason="", updated_at=now, finished_at=None)
+        campaigns.c.id == campaign_id, campaigns.c.status == CampaignStatus.PAUSED,
+        campaigns.c.pause_kind == kind).values(
+        status=CampaignStatus.RUNNING, status_reason="", pause_kind=None, updated_at=now, finished_at=None)
     return (conn.execute(stmt).rowcount or 0) == 1
 
 

@@ -266,13 +266,10 @@ def campaign(st, campaign_id: int):
 
 
 def progress(info) -> dict:
-    """The numbers a campaign page shows: ledger counts, how many are done, of how many.
-    Rows a sender claimed but had no answer for yet ("sending") are the ambiguous ones."""
-    counts = dict(info.counts)
-    counts["pending"] = counts.get("pending", 0) + counts.pop("claimed", 0)
-    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
-    total = info.total or (info.audience or 0)
-    return {"counts": counts, "done": done, "total": total}
+    """The numbers a campaign page shows (``dispatch.progress.ledger_progress``)."""
+    from ..dispatch.progress import ledger_progress
+
+    return ledger_progress(info.counts, audience=info.audience).as_dict()
 
 
 def campaign_action(st, campaign_id: int, action: str):
