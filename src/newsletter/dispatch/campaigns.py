@@ -333,9 +333,9 @@ def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
 def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
     """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
     c = get_campaign(engine, campaign_id)
-    if c.status == "scheduled":
+    if c.status == CampaignStatus.SCHEDULED:
         with transaction(engine) as conn:
-            transition(conn, c.id, "running", reason="", allow_from=("scheduled",))
+            transition(conn, c.id, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
     return get_campaign(engine, c.id)
 
 
@@ -344,10 +344,8 @@ def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cance
     c = get_campaign(engine, campaign_id)
     now = utcnow()
     with transaction(engine) as conn:
-        transition(conn, c.id, "cancelled", reason=reason, now=now)
-        conn.execute(q.deliveries.update().where(
-            q.deliveries.c.campaign_id == c.id, q.deliveries.c.state.in_(("pending", "deferred")))
-            .values(state="skipped", last_reply="not sent: campaign cancelled", updated_at=now))
+        transition(conn, c.id, CampaignStatus.CANCELLED, reason=reason, now=now)
+        q.skip_cancelled(conn, c.id, now)
     return get_campaign(engine, c.id)
 
 
@@ -357,8 +355,8 @@ def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) ->
     if when.tzinfo is None:
         raise InvalidInput("schedule time must carry a time zone")
     with transaction(engine) as conn:
-        transition(conn, c.id, "scheduled", allow_from=("draft", "scheduled"))
-        conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(scheduled_at=when, updated_at=utcnow()))
+        transition(conn, c.id, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
+        q.set_scheduled_at(conn, c.id, when)
     return get_campaign(engine, c.id)
 
 
@@ -366,9 +364,7 @@ def due_campaigns(engine: Engine, now: datetime | None = None) -> list[int]:
     """Ids of scheduled campaigns whose time has come, and running ones (for workers)."""
     now = now or utcnow()
     with transaction(engine) as conn:
-        return [r[0] for r in conn.execute(select(q.campaigns.c.id).where(
-            ((q.campaigns.c.status == "scheduled") & (q.campaigns.c.scheduled_at <= now))
-            | (q.campaigns.c.status == "running")).order_by(q.campaigns.c.id))]
+        return q.due_campaign_ids(conn, now)
 
 
 def campaign_images(engine: Engine, campaign_id: int) -> list:

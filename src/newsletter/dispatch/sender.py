@@ -162,8 +162,7 @@ class _Liveness:
             if q.acquire_campaign_lock(conn, self.cid, self.me, now - timedelta(seconds=LOCK_STALE_S), now):
                 self.last_beat = time.monotonic()
                 return
-            owner, beat = conn.execute(select(q.campaigns.c.lock_owner, q.campaigns.c.lock_heartbeat_at)
-                                       .where(q.campaigns.c.id == self.cid)).one()
+            owner, beat = q.campaign_lock_holder(conn, self.cid)
             host, _, rest = (owner or "").partition(":")
             pid = rest.split(":", 1)[0]
             if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
@@ -797,22 +796,18 @@ def send_campaign(
 
     try:
         with transaction(engine) as conn:
-            status, status_reason, pause_kind = conn.execute(
-                select(q.campaigns.c.status, q.campaigns.c.status_reason, q.campaigns.c.pause_kind)
-                .where(q.campaigns.c.id == cid)).one()
+            status, status_reason, pause_kind, ledger_created_at = q.campaign_state(conn, cid)
             if status == "cancelled":
                 raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
             _refuse_user_pause(cid, status, status_reason, pause_kind)
             if status == "paused":
                 resumed_from = status_reason
-            row = conn.execute(select(q.campaigns.c.ledger_created_at).where(q.campaigns.c.id == cid)).scalar()
-            if row is None:
+            if ledger_created_at is None:
                 q.create_ledger(conn, cid)
                 if not q.counts_by_state(conn, cid):
                     slugs = ", ".join(sorted(campaign_lists(engine, cid).values())) or "none"
                     raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
-                conn.execute(q.campaigns.update().where(q.campaigns.c.id == cid, q.campaigns.c.ledger_created_at.is_(None))
-                             .values(ledger_created_at=utcnow()))
+                q.mark_ledger_created(conn, cid)
             resent += recover(conn)
             if status == "finished":
                 if not resent:
@@ -950,8 +945,7 @@ def send_campaign(
         raise DispatchError(f"campaign {cid}: sending stopped: {type(run.fatal).__name__}: {run.fatal}") from run.fatal
     with transaction(engine) as conn:
         counts = q.counts_by_state(conn, cid)
-        st_row = conn.execute(select(q.campaigns.c.status, q.campaigns.c.status_reason, q.campaigns.c.pause_kind)
-                              .where(q.campaigns.c.id == cid)).one()
+        st_row = q.campaign_state(conn, cid)
     if progress_callback:
         _progress(engine, run, cid, t0, progress_callback)
     return SendSummary(

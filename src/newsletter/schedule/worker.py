@@ -126,14 +126,11 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
 
 def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
     """Another running campaign with copies to send now (not only deferred ones), or None."""
-    from sqlalchemy import select
-
     from ..store import queries as q
     from ..store.db import transaction
 
     with transaction(engine) as conn:
-        ids = conn.execute(select(q.campaigns.c.id).where(q.campaigns.c.status == "running", q.campaigns.c.id != cid)
-                           .order_by(q.campaigns.c.id)).scalars().all()
+        ids = q.running_campaign_ids(conn, besides=cid)
     return next((other for other in ids if not idle(other)), None)
 
 
