@@ -221,7 +221,7 @@ def resume_command(
     c = get_campaign(engine, campaign)
     check_resumable(c)
     if not no_send:  # refuse before changing the campaign's status
-        from ..dispatch.sender import check_public_links, make_transports
+        from ..dispatch.preflight import check_public_links, make_transports
 
         check_public_links(config, make_transports(config, smtp=smtp, outbox=str(outbox) if outbox else None))
     if c.status == "paused":
@@ -271,7 +271,7 @@ def send_command(
         raise ConfigError("--starttls and --tls exclude each other")
     mode = "starttls" if starttls else "tls" if tls else None
     if test:
-        from ..dispatch.sender import send_test
+        from ..dispatch.oneoff import send_test
 
         r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
         typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
@@ -303,7 +303,7 @@ def send_exit_code(summary, *, interrupted: bool = False) -> int:
 def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..dispatch.sender import send_campaign
+    from ..dispatch.sender import SendOptions, send_campaign
     from ..store.lifecycle import StopReason
 
     stop = threading.Event()
@@ -335,10 +335,10 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
 
     try:
         with bar:
-            summary = send_campaign(engine, campaign, config, smtp=smtp, tls=tls,
-                                    outbox=str(outbox) if outbox is not None else None, concurrency=concurrency,
-                                    rate=rate, resend_ambiguous=resend_ambiguous, progress_callback=progress,
-                                    stop_event=stop)
+            options = SendOptions(smtp=smtp, tls=tls, outbox=str(outbox) if outbox is not None else None,
+                                  concurrency=concurrency, rate=rate, resend_ambiguous=resend_ambiguous,
+                                  progress_callback=progress, stop_event=stop)
+            summary = send_campaign(engine, campaign, config, options)
     except KeyboardInterrupt:  # the second Ctrl-C: rows left claimed or sending are recovered by the next run
         stop.set()
         err.print(f"interrupted again: stopped without waiting; `newsletter send {campaign}` recovers and continues",

@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from ..dispatch.sender import SendOptions, SendSummary
 
 from ..config import Config
 from ..errors import InvalidInput, NewsletterError, StateError
@@ -34,7 +37,7 @@ class WorkerReport:
 
     passes: int = 0
     digest_runs: list = field(default_factory=list)  # digests.RunResult
-    sends: list = field(default_factory=list)  # dispatch.sender.SendSummary
+    sends: list[SendSummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stopped_by: str = ""
 
@@ -192,7 +195,7 @@ class ScheduleWatch:
                 return
 
 
-def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
+def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: SendOptions,
              stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
              retry_delays: Sequence[float], seen_errors: dict, clock: Callable[[], datetime] | None = None,
              poll: float = 5.0, campaign_slice: float = 60.0, served: dict | None = None,
@@ -200,6 +203,8 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     """One pass: due digest occurrences, then due and running campaigns — the one this worker served
     longest ago first. A send is interrupted (cleanly) when the schedule needs the worker: then the
     pass ends early and returns True, and the caller starts the next pass at once."""
+    from dataclasses import replace
+
     from ..dispatch.sender import send_campaign
 
     clock = clock or (lambda: datetime.now(UTC))
@@ -231,8 +236,9 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                               stop_event=stop_event, idle=idle, on_turn=on_turn)
         try:
             with watch:
-                summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False,
-                                        clock=clock if config.warmup else None, **send_options)
+                options = replace(send_options, stop_event=watch.turn, wait_deferred=False,
+                                  clock=clock if config.warmup else None)
+                summary = send_campaign(engine, cid, config, options)
         except Exception as e:  # a long-running worker reports and carries on with the next campaign
             text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
             if not isinstance(e, NewsletterError):
@@ -299,7 +305,8 @@ def run_worker(
     (see ``ScheduleWatch``): tests wait on it rather than on how fast the machine is.
     With a bounce or unsubscribe mailbox configured, a thread of its own reads it every
     ``bounce_poll_interval`` seconds (``once``: one read first); its failures are warnings."""
-    from ..dispatch.sender import new_worker_id
+    from ..dispatch.liveness import new_worker_id
+    from ..dispatch.sender import SendOptions
     from ..store.db import require_current_schema, sqlite_path
 
     require_current_schema(engine)
@@ -320,7 +327,7 @@ def run_worker(
         report.stopped_by = "stop requested while on standby"
         return report
     worker_id = new_worker_id()
-    send_options = dict(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
+    send_options = SendOptions(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
     seen_errors: dict = {}
     from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
 

@@ -84,7 +84,7 @@ def signup_job(st, lst, address: str, name: str) -> bool:
 def send_confirmation(st, address: str, name: str, lst, url: str) -> None:
     """Send the double opt-in email (the store's wording, as `subscribers add` sends it) through
     the dispatcher's one-off path: the configured SMTP server, or the outbox."""
-    from ..dispatch.sender import send_one
+    from ..dispatch.oneoff import send_one
     from ..store.subscribers import confirmation_message
 
     msg = confirmation_message(st.config, email=address, list_name=lst.name, confirm_url=url, name=name)
@@ -414,7 +414,7 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     """Send the previewed digest to one address: a campaign through the dispatcher's test send,
     a digest composed from the sources through its one-off send (sample merge values)."""
-    from ..dispatch.sender import send_one, send_test
+    from ..dispatch.oneoff import send_one, send_test
 
     address = normalize_address(to)
     if campaign_id is not None:
