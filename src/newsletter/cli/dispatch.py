@@ -92,16 +92,17 @@ def create_command(
         from ..compose import ComposeOptions, compose, parse_since
 
         options = ComposeOptions(since=parse_since(since) if since else None, limit=limit)
-        digest = compose(list(compose_sources), config, options)
+        sources = list(compose_sources or [])
+        digest = compose(sources, config, options)
         for w in digest.warnings:
             _console(True).print(f"warning: {w}", markup=False)
-        meta = {"source": "compose " + " ".join(compose_sources)}
-    from ..dispatch.campaigns import campaign_info, create_campaign
+        meta = {"source": "compose " + " ".join(sources)}
+    from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
     c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
                         from_address=from_address, headers=extra_headers, name=name, meta=meta,
                         segment=segment)
-    info = campaign_info(engine, c.id)
+    info = campaign_info(engine, stored_id(c))
     err = _console(True)
     seg = f" (segment {segment})" if segment else ""
     err.print(f"created campaign {c.id} ({c.status}): {c.subject!r} for {', '.join(info.lists)}{seg}; "
@@ -213,7 +214,8 @@ def resume_command(
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="As for `send`: allow a non-https or loopback base_url over SMTP."),
 ) -> None:
     """Resume a paused (or interrupted) campaign and continue sending it here."""
-    from ..dispatch.campaigns import check_resumable, get_campaign, resume_campaign
+    from ..dispatch.campaigns import check_resumable, get_campaign, resume_campaign, stored_id
+    from ..store.lifecycle import CampaignStatus
 
     config, engine = _engine(ctx)
     if allow_local_links:
@@ -224,9 +226,9 @@ def resume_command(
         from ..dispatch.preflight import check_public_links, make_transports
 
         check_public_links(config, make_transports(config, smtp=smtp, outbox=str(outbox) if outbox else None))
-    if c.status == "paused":
-        c = resume_campaign(engine, c.id)
-        if c.status == "scheduled":  # it was paused before its time: a worker starts it then
+    if c.status == CampaignStatus.PAUSED:
+        c = resume_campaign(engine, stored_id(c))
+        if c.status == CampaignStatus.SCHEDULED and c.scheduled_at is not None:  # paused before its time: a worker starts it then
             typer.echo(f"campaign {c.id} is scheduled again for {c.scheduled_at.isoformat()}")
             return
     if no_send:

@@ -29,7 +29,7 @@ from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
 from .personalize import check_header_value, find_tags, format_address
 
-lists_t = MailingList.__table__
+lists_t = q.table_of(MailingList)
 
 
 def transition(conn, campaign_id: int, to: str, *, reason: str | None = None, allow_from: Iterable[str] | None = None,
@@ -173,7 +173,7 @@ def create_campaign(
     subject = subject if subject is not None else digest.subject
     # The flag, else the config now (file → NEWSLETTER_FROM): the digest only recorded what the
     # config said when it was composed, perhaps elsewhere, so it is the last fallback.
-    from_address = from_address or config.from_address or getattr(digest, "from_address", "")
+    from_address = str(from_address or config.from_address or getattr(digest, "from_address", "") or "")
     reply_to = reply_to if reply_to is not None else (config.reply_to or getattr(digest, "reply_to", None))
     _check_headers(subject, from_address, reply_to, headers)
     html = titled(digest.html, subject)
@@ -234,6 +234,13 @@ def resolve_campaign_id(ref: str | int) -> int:
     if cid <= 0:
         raise InvalidInput(f"campaign {ref!r}: expected a positive id")
     return cid
+
+
+def stored_id(c: Campaign) -> int:
+    """The id of a campaign read from the database (the model allows None only before insert)."""
+    if c.id is None:
+        raise StateError("campaign has not been stored yet")
+    return c.id
 
 
 def get_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
@@ -305,59 +312,64 @@ def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:
 def pause_campaign(engine: Engine, campaign_id: int | str, reason: str = "paused by the user") -> Campaign:
     """Stop sending after the messages in flight; ``resume`` (or ``send``) continues."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     with transaction(engine) as conn:
-        if transition(conn, c.id, CampaignStatus.PAUSED, reason=reason, pause_kind=PauseKind.USER) == CampaignStatus.PAUSED:
+        if transition(conn, cid, CampaignStatus.PAUSED, reason=reason, pause_kind=PauseKind.USER) == CampaignStatus.PAUSED:
             # Already paused by something else (e.g. warm-up): the user's pause replaces it, so nothing resumes it by itself.
-            q.set_campaign_status(conn, c.id, [CampaignStatus.PAUSED], CampaignStatus.PAUSED, reason=reason,
+            q.set_campaign_status(conn, cid, [CampaignStatus.PAUSED], CampaignStatus.PAUSED, reason=reason,
                                   pause_kind=PauseKind.USER)
-    return get_campaign(engine, c.id)
+    return get_campaign(engine, cid)
 
 
 def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     """Mark a paused campaign running again (a sender or worker then carries on) — or, when it
     was paused while scheduled, before it started, scheduled again for its time."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     from ..feedback.record import RATE_PAUSE_OVERRIDE
 
     check_resumable(c)
     back_to = CampaignStatus.SCHEDULED if c.started_at is None and c.scheduled_at is not None else CampaignStatus.RUNNING
     with transaction(engine) as conn:
-        transition(conn, c.id, back_to, reason="", allow_from=(CampaignStatus.PAUSED,))
+        transition(conn, cid, back_to, reason="", allow_from=(CampaignStatus.PAUSED,))
         if c.status == CampaignStatus.PAUSED and c.pause_kind == PauseKind.BOUNCE_GUARD:
             # A person looked at the rates and chose to go on: the bounce guard stays off for it.
             meta = dict(c.meta or {}, **{RATE_PAUSE_OVERRIDE: {"at": utcnow().isoformat(), "reason": c.status_reason}})
-            q.set_campaign_meta(conn, c.id, meta)
-    return get_campaign(engine, c.id)
+            q.set_campaign_meta(conn, cid, meta)
+    return get_campaign(engine, cid)
 
 
 def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
     """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     if c.status == CampaignStatus.SCHEDULED:
         with transaction(engine) as conn:
-            transition(conn, c.id, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
-    return get_campaign(engine, c.id)
+            transition(conn, cid, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
+    return get_campaign(engine, cid)
 
 
 def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cancelled by the user") -> Campaign:
     """Cancel for good: copies not yet handed to a server are marked skipped and never go out."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     now = utcnow()
     with transaction(engine) as conn:
-        transition(conn, c.id, CampaignStatus.CANCELLED, reason=reason, now=now)
-        q.skip_cancelled(conn, c.id, now)
-    return get_campaign(engine, c.id)
+        transition(conn, cid, CampaignStatus.CANCELLED, reason=reason, now=now)
+        q.skip_cancelled(conn, cid, now)
+    return get_campaign(engine, cid)
 
 
 def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) -> Campaign:
     """Mark a draft campaign to be sent at ``when`` (a worker starts it then)."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     if when.tzinfo is None:
         raise InvalidInput("schedule time must carry a time zone")
     with transaction(engine) as conn:
-        transition(conn, c.id, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
-        q.set_scheduled_at(conn, c.id, when)
-    return get_campaign(engine, c.id)
+        transition(conn, cid, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
+        q.set_scheduled_at(conn, cid, when)
+    return get_campaign(engine, cid)
 
 
 def due_campaigns(engine: Engine, now: datetime | None = None) -> list[int]:
@@ -382,8 +394,9 @@ def campaign_content(engine: Engine, campaign_id: int | str):
     from .personalize import CampaignContent
 
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     return CampaignContent(
-        campaign_id=c.id, subject=c.subject, from_address=c.from_address, html=c.html, text=c.text,
-        reply_to=c.reply_to, headers=c.headers or {}, images=campaign_images(engine, c.id),
-        lists=campaign_lists(engine, c.id),
+        campaign_id=cid, subject=c.subject, from_address=c.from_address, html=c.html, text=c.text,
+        reply_to=c.reply_to, headers=c.headers or {}, images=campaign_images(engine, cid),
+        lists=campaign_lists(engine, cid),
     )

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import ConfigError
+from ..store import queries as q
 from ..store.db import transaction
 from .campaigns import campaign_images, campaign_lists
 from .personalize import CampaignContent, MessageFactory, check_header_value
@@ -57,12 +58,11 @@ def _feedback_headers(engine: Engine, campaign, config: Config, secret: bytes, b
     subscriber id is refused up front; a copy for a much later id that would not fit goes out
     with the plain envelope (``copy_address`` returns None) rather than fail."""
     from ..feedback.verp import feedback_id, verp_address
-    from ..store.models import Subscriber
 
     base = bounce or parseaddr(campaign.from_address)[1]
     verp = bool(config.verp and bounce)
     with transaction(engine) as conn:
-        top = conn.execute(select(func.max(Subscriber.__table__.c.id))).scalar() or 1
+        top = conn.execute(select(func.max(q.subscribers.c.id))).scalar() or 1
     try:
         verp_address(base, secret, campaign.id, top)
     except ValueError as e:

@@ -26,7 +26,7 @@ class GroupCommit:
 
     A lane's call returns once its updates are durable, which is what bounds the ambiguous rows."""
 
-    def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[str]], None],
+    def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[dict]], None],
                  on_committed: Callable[[int], None]):
         self.on_committed = on_committed
         self.engine = engine

@@ -14,8 +14,9 @@ from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import DispatchError, InvalidInput
+from ..store import queries as q
 from ..store.db import require_current_schema, transaction
-from .campaigns import campaign_lists, get_campaign, titled
+from .campaigns import campaign_lists, get_campaign, stored_id, titled
 from .factory import message_factory
 from .personalize import Built, Recipient, check_header_value, format_address
 from .preflight import make_transports
@@ -85,7 +86,8 @@ def send_one(
     if html:
         msg.add_alternative(titled(html, subject), subtype="html", cte="quoted-printable")
         if images:
-            html_part = msg.get_payload()[1]
+            html_part = msg.get_body(preferencelist=("html",))
+            assert isinstance(html_part, EmailMessage), "the HTML alternative just added"
             for img in images:
                 check_header_value("image cid", img.cid)
                 maintype, _, subtype = img.content_type.partition("/")
@@ -112,15 +114,14 @@ def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *
     check_header_value("To", to)
     if not rcpt or "@" not in rcpt:
         raise InvalidInput(f"test address {to!r} is not an email address")
-    from ..store.models import Subscriber
 
-    subs = Subscriber.__table__
+    subs = q.subscribers
     with transaction(engine) as conn:
         row = conn.execute(select(subs.c.id, subs.c.name, subs.c.attributes).where(subs.c.email_key == rcpt.lower())).first()
     campaign.subject = "[TEST] " + campaign.subject
     campaign.html = titled(campaign.html, campaign.subject)  # the title follows the subject sent
     factory = message_factory(engine, campaign, config)
-    lists = campaign_lists(engine, campaign.id)
+    lists = campaign_lists(engine, stored_id(campaign))
     lid = min(lists) if lists else 0
     r = Recipient(row.id if row else 0, lid, rcpt, (row.name if row else "") or "", (row.attributes if row else {}) or {})
     built = factory.build(r)

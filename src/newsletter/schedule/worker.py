@@ -114,7 +114,7 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
     from ..store.db import transaction
     from ..store.digest_models import RecurringDigest
 
-    digests, campaigns = RecurringDigest.__table__, q.campaigns
+    digests, campaigns = q.table_of(RecurringDigest), q.campaigns
     with transaction(engine) as conn:
         name = conn.execute(select(digests.c.name).where(
             digests.c.paused == false(), digests.c.next_run_at.is_not(None),

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy import and_, exists, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .lifecycle import CampaignStatus, DeliveryState, PauseKind, campaign_transition, delivery_sources
@@ -26,12 +27,19 @@ from .models import Subscriber, Subscription, utcnow
 from .segments import campaign_condition
 from .subscribers import suppressed_condition
 
-campaigns = Campaign.__table__
-campaign_lists = CampaignList.__table__
-campaign_images = CampaignImage.__table__
-deliveries = Delivery.__table__
-subscribers = Subscriber.__table__
-subscriptions = Subscription.__table__
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The table of a SQLModel table class, typed (SQLModel does not declare ``__table__``)."""
+    return model.metadata.tables[str(model.__tablename__)]
+
+
+campaigns = table_of(Campaign)
+campaign_lists = table_of(CampaignList)
+campaign_images = table_of(CampaignImage)
+deliveries = table_of(Delivery)
+subscribers = table_of(Subscriber)
+subscriptions = table_of(Subscription)
 
 D = DeliveryState
 LEDGER_CHUNK = 5000
@@ -270,6 +278,7 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
     if seg is not None:  # the campaign's segment (see _segment_condition)
         src = src.where(seg)
     cols = ["campaign_id", "subscriber_id", "list_id", "email", "state", "attempts", "created_at", "updated_at"]
+    stmt: sa.Insert
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -429,7 +438,9 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
     for r in results:
         if r["state"] not in (D.SENT, D.FAILED, D.DEFERRED):
             delivery_sources([D.SENDING], r["state"])  # raises: not a result state
-    cur = conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None, "an open connection"
+    cur = dbapi.cursor()
     try:
         if results:
             stamp = ts(now)
@@ -574,7 +585,7 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     ``exclude_ids`` are digests this pass already handled."""
     from .digest_models import RecurringDigest
 
-    digests = RecurringDigest.__table__
+    digests = table_of(RecurringDigest)
     stmt = (
         select(digests.c.id)
         .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)
