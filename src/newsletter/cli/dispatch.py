@@ -379,11 +379,9 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
             out.print(f"  stopped: {summary.stopped}", markup=False)
         if outbox is not None or "outbox" in summary.transport:
             out.print(f"  messages are in {summary.transport}", markup=False)
-    from ..store.lifecycle import copies_left
-
     code = send_exit_code(summary, interrupted=interrupted)
     cid = summary.campaign_id
-    left = copies_left(summary.counts)
+    left = summary.left
     if code == EXIT_INTERRUPTED:
         err.print(f"interrupted: campaign {cid} stopped with {left} copies left to send; "
                   f"`newsletter send {cid}` continues", markup=False)

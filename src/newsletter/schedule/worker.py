@@ -66,21 +66,22 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
     from ..dispatch.campaigns import due_campaigns, transition
     from ..store import queries as q
     from ..store.db import transaction
+    from ..store.lifecycle import CampaignStatus
 
     ids = due_campaigns(engine, now)
     running: list[int] = []
     for cid in ids:
         with transaction(engine) as conn:
             status = q.campaign_status(conn, cid)
-            if status == "scheduled":
+            if status == CampaignStatus.SCHEDULED:
                 try:
-                    transition(conn, cid, "running", allow_from=("scheduled",), now=now)
+                    transition(conn, cid, CampaignStatus.RUNNING, allow_from=(CampaignStatus.SCHEDULED,), now=now)
                     on_event(f"campaign {cid}: scheduled time reached, sending")
                 except StateError:
                     status = q.campaign_status(conn, cid)  # another worker started it: share it
                 else:
-                    status = "running"
-        if status == "running":
+                    status = CampaignStatus.RUNNING
+        if status == CampaignStatus.RUNNING:
             running.append(cid)
     return running
 
@@ -114,16 +115,14 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
     from ..store.db import transaction
     from ..store.digest_models import RecurringDigest
 
-    digests, campaigns = q.table_of(RecurringDigest), q.campaigns
+    digests = q.table_of(RecurringDigest)
     with transaction(engine) as conn:
         name = conn.execute(select(digests.c.name).where(
             digests.c.paused == false(), digests.c.next_run_at.is_not(None),
             digests.c.next_run_at > since, digests.c.next_run_at <= now).order_by(digests.c.next_run_at).limit(1)).scalar()
         if name is not None:
             return f"digest {name!r} came due"
-        cid = conn.execute(select(campaigns.c.id).where(
-            campaigns.c.status == "scheduled", campaigns.c.scheduled_at > since,
-            campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
+        cid = q.first_scheduled_between(conn, since, now)
     return f"campaign {cid} came due" if cid is not None else None
 
 
@@ -206,6 +205,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     from dataclasses import replace
 
     from ..dispatch.sender import send_campaign
+    from ..store.lifecycle import CampaignStatus
 
     clock = clock or (lambda: datetime.now(UTC))
     served = {} if served is None else served
@@ -255,7 +255,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         report.sends.append(summary)
         yielded = watch.yielded and not stop_event.is_set()
         stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
-        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != "running" or yielded:
+        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != CampaignStatus.RUNNING or yielded:
             c = summary.counts
             on_event(
                 f"campaign {cid}: {summary.status}{' (' + stopped + ')' if stopped else ''}; "

@@ -107,6 +107,13 @@ def running_campaign_ids(conn: Connection, *, besides: int | None = None) -> lis
     return list(conn.execute(stmt.order_by(campaigns.c.id)).scalars())
 
 
+def first_scheduled_between(conn: Connection, since: datetime, now: datetime) -> int | None:
+    """The id of the scheduled campaign whose time came first in (``since``, ``now``], or None."""
+    return conn.execute(select(campaigns.c.id).where(
+        campaigns.c.status == CampaignStatus.SCHEDULED, campaigns.c.scheduled_at > since,
+        campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
+
+
 def campaigns_paused_by(conn: Connection, kind: PauseKind) -> list[int]:
     """Ids of campaigns paused by ``kind`` (e.g. the warm-up quota), in id order."""
     return [r[0] for r in conn.execute(select(campaigns.c.id).where(
