@@ -97,9 +97,8 @@ DELIVERY_MOVES: dict[DeliveryState, frozenset[DeliveryState]] = {
     D.SKIPPED: frozenset(),
 }
 
-# Campaigns a sender may work on, and the ones `campaigns resume` (CLI, web, API) accepts: a
-# draft would be sent whole by a mistyped id, a scheduled one starts at its time.
-SENDABLE = frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED})
+# The campaigns `campaigns resume` (CLI, web, API) accepts: a draft would be sent whole by a
+# mistyped id, a scheduled one starts at its time.
 RESUMABLE = frozenset({CampaignStatus.PAUSED, CampaignStatus.RUNNING})
 # Copies that will still be handed to a server ("sending" ones already were: in flight, or
 # ambiguous after a crash).
