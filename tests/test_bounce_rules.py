@@ -44,8 +44,8 @@ def deliver(engine, config, when: datetime, slugs=("weekly",), *, state="sent"):
         conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(ledger_created_at=when))
         transition(conn, c.id, "running", now=when)
         ids = q.claim_batch(conn, c.id, "w1", 100000, now=when)
-        q.mark_sending(conn, [(i, "w1") for i in ids], now=when)
-        q.mark_results(conn, [{"id": i, "state": state, "reply": "250 ok"} for i in ids], now=when)
+        q.record_and_mark_sending(conn, [], [(i, "w1") for i in ids], now=when)
+        q.record_and_mark_sending(conn, [{"id": i, "state": state, "reply": "250 ok"} for i in ids], [], now=when)
     return c
 
 

@@ -263,7 +263,7 @@ def test_a_copy_whose_token_would_not_fit_goes_out_with_the_plain_envelope(env, 
     """The token grows with the subscriber id: the up-front check uses today's highest id, and a
     copy for a far larger one (added later) is sent from the plain bounce address, not failed."""
     from newsletter.dispatch.personalize import Recipient
-    from newsletter.dispatch.sender import message_factory
+    from newsletter.dispatch.factory import message_factory
 
     engine, config = env
     add_people(engine, "weekly", 1)

@@ -69,7 +69,8 @@ def send_copy(tmp_path: Path, out: Path, *, subject: str | None = None, test_sen
     """One campaign copy (or a test send) of the digest in ``out``, as the reader's server gets it."""
     from newsletter.compose.output import load_digest
     from newsletter.dispatch.campaigns import create_campaign
-    from newsletter.dispatch.sender import send_campaign, send_test
+    from newsletter.dispatch.oneoff import send_test
+    from newsletter.dispatch.sender import send_campaign
     from newsletter.store.subscribers import add_subscriber
 
     db = tmp_path / f"{out.name}.db"
@@ -138,7 +139,7 @@ def test_composed_digest_eml(tmp_path, sa_home):
 def test_confirmation_email(tmp_path, sa_home):
     """Built and sent the way the signup form and `send-confirmations` send it."""
     from newsletter.config import Config
-    from newsletter.dispatch.sender import send_one
+    from newsletter.dispatch.oneoff import send_one
     from newsletter.store.optin import confirmation_message
 
     config = Config(newsletter_name="Harbour Notes", from_address="Harbour Notes <news@harbour.example.org>")
@@ -154,7 +155,7 @@ def test_admin_test_send_of_a_preview(tmp_path, sa_home):
     """The preview's "Send a test" sends the composed digest with a [TEST] subject through send_one."""
     from newsletter.compose.output import load_digest
     from newsletter.config import Config
-    from newsletter.dispatch.sender import send_one
+    from newsletter.dispatch.oneoff import send_one
 
     digest = load_digest(compose_dir(tmp_path, articles=REPO / "articles"))
     config = Config(newsletter_name="Harbour Notes", from_address="Harbour Notes <news@harbour.example.org>")

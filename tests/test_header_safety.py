@@ -28,7 +28,8 @@ from dispatch_helpers import SECRET, add_people, make_campaign, make_config, set
 from newsletter.compose import ComposeOptions, compose, write_digest
 from newsletter.config import Config, SMTPServer
 from newsletter.dispatch.campaigns import create_campaign
-from newsletter.dispatch.sender import send_campaign, send_one, send_test
+from newsletter.dispatch.oneoff import send_one, send_test
+from newsletter.dispatch.sender import send_campaign
 from newsletter.errors import InvalidInput
 from newsletter.store import queries as q
 from newsletter.store.models import Subscriber, Subscription, utcnow

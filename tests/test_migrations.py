@@ -127,3 +127,30 @@ def test_upgrade_0003_to_head_keeps_subscriptions_and_records_no_confirmation(db
         assert optin.record_confirmation_sent(engine, 1, 1)
     finally:
         engine.dispose()
+
+
+def test_upgrade_0009_to_head_gives_paused_campaigns_their_pause_kind(db_url):
+    """0010 adds campaigns.pause_kind: a paused campaign gets the kind its reason began with (a
+    user's when it names none), every other campaign NULL."""
+    import sqlalchemy as sa
+
+    db.upgrade(db_url, "0009")
+    engine = db.get_engine(db_url)
+    reasons = [("paused", "auto-paused (warm-up): 5 of 5 today"), ("paused", "auto-paused after 3 consecutive connection failures"),
+               ("paused", "paused by the bounce guard: complaint rate 2.50%"), ("paused", "paused by the user"),
+               ("running", ""), ("finished", "")]
+    try:
+        with engine.begin() as conn:
+            for status, reason in reasons:
+                conn.execute(sa.text(
+                    "insert into campaigns (name, subject, from_address, preheader, html, text, headers, meta, status, "
+                    "status_reason, created_at, updated_at) values ('c', 's', 'a@example.com', '', '', '', '{}', '{}', "
+                    ":s, :r, '2026-01-02 03:04:05', '2026-01-02 03:04:05')"), {"s": status, "r": reason})
+        engine.dispose()
+        db.upgrade(db_url)
+        engine = db.get_engine(db_url)
+        with engine.connect() as conn:
+            kinds = conn.execute(sa.text("select pause_kind from campaigns order by id")).scalars().all()
+        assert kinds == ["warmup", "connections", "bounce-guard", "user", None, None]
+    finally:
+        engine.dispose()

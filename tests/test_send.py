@@ -20,7 +20,9 @@ from sqlalchemy import select
 from dispatch_helpers import add_people, make_campaign, make_config, setup_db
 from newsletter.dispatch.campaigns import campaign_info, get_campaign, pause_campaign, resume_campaign
 from newsletter.config import Config
-from newsletter.dispatch.sender import retry_decision, send_campaign, send_one, send_test
+from newsletter.dispatch.oneoff import send_one, send_test
+from newsletter.dispatch.retry import retry_decision
+from newsletter.dispatch.sender import send_campaign
 from newsletter.errors import DispatchError, InvalidInput, StateError
 from newsletter.store import queries as q
 from newsletter.store.leaving import unsubscribe

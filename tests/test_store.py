@@ -252,7 +252,7 @@ def test_unsubscribe_one_list_or_all(engine, weekly, double):
 def _mailer(srv):
     """A real send through dispatch's send_one to the test SMTP server, and its config."""
     from newsletter.config import SMTPServer
-    from newsletter.dispatch.sender import send_one
+    from newsletter.dispatch.oneoff import send_one
 
     config = Config(base_url="https://news.example.org", smtp={"t": SMTPServer(name="t", url=srv.url)}, smtp_timeout=5.0)
     return config, lambda to, subject, html, text: send_one(config, to, subject, html, text)

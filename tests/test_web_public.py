@@ -314,7 +314,7 @@ def test_web_signup_records_the_confirmation_so_send_confirmations_skips_it(conf
     from smtp_server import SMTPTestServer
 
     from newsletter.config import SMTPServer
-    from newsletter.dispatch.sender import send_one
+    from newsletter.dispatch.oneoff import send_one
 
     store_lists.create_list(engine, "double", "Double opt-in", opt_in="double")
     subs.add_subscriber(engine, "imported@example.com", list_slug="double")  # never mailed

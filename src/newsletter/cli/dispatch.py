@@ -93,16 +93,17 @@ def create_command(
         from ..compose import ComposeOptions, compose, parse_since
 
         options = ComposeOptions(since=parse_since(since) if since else None, limit=limit)
-        digest = compose(list(compose_sources), config, options)
+        sources = list(compose_sources or [])
+        digest = compose(sources, config, options)
         for w in digest.warnings:
             _console(True).print(f"warning: {w}", markup=False)
-        meta = {"source": "compose " + " ".join(compose_sources)}
-    from ..dispatch.campaigns import campaign_info, create_campaign
+        meta = {"source": "compose " + " ".join(sources)}
+    from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
     c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
                         from_address=from_address, headers=extra_headers, name=name, meta=meta,
                         segment=segment, track=track)
-    info = campaign_info(engine, c.id)
+    info = campaign_info(engine, stored_id(c))
     err = _console(True)
     seg = f" (segment {segment})" if segment else ""
     if (c.meta or {}).get("track"):
@@ -126,6 +127,7 @@ def list_command(
 ) -> None:
     """Campaigns, newest first, with their delivery counts."""
     from ..dispatch.campaigns import list_campaigns
+    from ..store.lifecycle import copies_left
 
     _, engine = _engine(ctx)
     items = list_campaigns(engine, status=status)
@@ -138,9 +140,8 @@ def list_command(
     for col in ("id", "status", "subject", "lists", "sent", "failed", "left", "created"):
         t.add_column(col)
     for i in items:
-        left = sum(i.counts.get(s, 0) for s in ("pending", "claimed", "sending", "deferred"))
         t.add_row(str(i.id), i.status, i.subject, ",".join(i.lists), str(i.counts.get("sent", 0)),
-                  str(i.counts.get("failed", 0)), str(left), _fmt_time(i.created_at))
+                  str(i.counts.get("failed", 0)), str(copies_left(i.counts)), _fmt_time(i.created_at))
     _console().print(t)
 
 
@@ -216,26 +217,21 @@ def resume_command(
     allow_local_links: bool = typer.Option(False, "--allow-local-links", help="As for `send`: allow a non-https or loopback base_url over SMTP."),
 ) -> None:
     """Resume a paused (or interrupted) campaign and continue sending it here."""
-    from ..dispatch.campaigns import get_campaign, resume_campaign
-    from ..errors import StateError
+    from ..dispatch.campaigns import check_resumable, get_campaign, resume_campaign, stored_id
+    from ..store.lifecycle import CampaignStatus
 
     config, engine = _engine(ctx)
     if allow_local_links:
         config = config.replace(allow_local_links=True)
     c = get_campaign(engine, campaign)
-    if c.status not in ("paused", "running"):  # a draft would be sent whole by a mistyped id
-        hint = {"draft": f"; start it with `newsletter send {c.id}`",
-                "scheduled": f"; a worker starts it at its time (`newsletter send {c.id} --now` sends it now)",
-                "finished": f"; `newsletter send {c.id} --resend-ambiguous` resends copies a crash left ambiguous"}
-        raise StateError(f"campaign {c.id} is {c.status}: only a paused or running campaign can be resumed"
-                         + hint.get(c.status, ""))
+    check_resumable(c)
     if not no_send:  # refuse before changing the campaign's status
-        from ..dispatch.sender import check_public_links, make_transports
+        from ..dispatch.preflight import check_public_links, make_transports
 
         check_public_links(config, make_transports(config, smtp=smtp, outbox=str(outbox) if outbox else None))
-    if c.status == "paused":
-        c = resume_campaign(engine, c.id)
-        if c.status == "scheduled":  # it was paused before its time: a worker starts it then
+    if c.status == CampaignStatus.PAUSED:
+        c = resume_campaign(engine, stored_id(c))
+        if c.status == CampaignStatus.SCHEDULED and c.scheduled_at is not None:  # paused before its time: a worker starts it then
             typer.echo(f"campaign {c.id} is scheduled again for {c.scheduled_at.isoformat()}")
             return
     if no_send:
@@ -280,7 +276,7 @@ def send_command(
         raise ConfigError("--starttls and --tls exclude each other")
     mode = "starttls" if starttls else "tls" if tls else None
     if test:
-        from ..dispatch.sender import send_test
+        from ..dispatch.oneoff import send_test
 
         r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
         typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
@@ -300,20 +296,20 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it
 
 
 def send_exit_code(summary, *, interrupted: bool = False) -> int:
-    """0 when the campaign is finished (or other workers are sending its last copies), else why not."""
+    """The exit status of a send: its outcome (``SendSummary.outcome``), or 130 after Ctrl-C."""
+    from ..store.lifecycle import SendOutcome
+
     if interrupted:
         return EXIT_INTERRUPTED
-    if summary.status == "paused" and summary.status_reason.startswith("auto-paused"):
-        return EXIT_AUTO_PAUSED
-    if summary.status == "finished" or summary.stopped == "other workers are finishing the campaign":
-        return 0
-    return EXIT_UNFINISHED
+    return {SendOutcome.FINISHED: 0, SendOutcome.AUTO_PAUSED: EXIT_AUTO_PAUSED,
+            SendOutcome.UNFINISHED: EXIT_UNFINISHED}[summary.outcome]
 
 
 def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurrency, resend_ambiguous, fmt=Fmt.table):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..dispatch.sender import send_campaign
+    from ..dispatch.sender import SendOptions, send_campaign
+    from ..store.lifecycle import StopReason
 
     stop = threading.Event()
     signals: list[int] = []
@@ -344,10 +340,10 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
 
     try:
         with bar:
-            summary = send_campaign(engine, campaign, config, smtp=smtp, tls=tls,
-                                    outbox=str(outbox) if outbox is not None else None, concurrency=concurrency,
-                                    rate=rate, resend_ambiguous=resend_ambiguous, progress_callback=progress,
-                                    stop_event=stop)
+            options = SendOptions(smtp=smtp, tls=tls, outbox=str(outbox) if outbox is not None else None,
+                                  concurrency=concurrency, rate=rate, resend_ambiguous=resend_ambiguous,
+                                  progress_callback=progress, stop_event=stop)
+            summary = send_campaign(engine, campaign, config, options)
     except KeyboardInterrupt:  # the second Ctrl-C: rows left claimed or sending are recovered by the next run
         stop.set()
         err.print(f"interrupted again: stopped without waiting; `newsletter send {campaign}` recovers and continues",
@@ -357,7 +353,7 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
     interrupted = signal.SIGINT in signals
-    if signals and summary.stopped == "stop requested":
+    if signals and summary.stop == StopReason.STOP_REQUESTED:
         summary.stopped = "interrupted (Ctrl-C)" if interrupted else "terminated (SIGTERM)"
     if fmt is Fmt.json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str))
@@ -388,7 +384,7 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
             out.print(f"  messages are in {summary.transport}", markup=False)
     code = send_exit_code(summary, interrupted=interrupted)
     cid = summary.campaign_id
-    left = sum(summary.counts.get(k, 0) for k in ("pending", "claimed", "deferred"))
+    left = summary.left
     if code == EXIT_INTERRUPTED:
         err.print(f"interrupted: campaign {cid} stopped with {left} copies left to send; "
                   f"`newsletter send {cid}` continues", markup=False)

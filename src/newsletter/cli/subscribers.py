@@ -140,7 +140,7 @@ def subscribers_add(
 
 def _send_confirmation(ctx: typer.Context, engine, res) -> str:
     """Mail the double-opt-in link with dispatch's send_one (SMTP, or the outbox when none is configured)."""
-    from ..dispatch.sender import send_one
+    from ..dispatch.oneoff import send_one
     from ..errors import DispatchError
     from ..store.optin import invitation_for, mail_confirmation
 
@@ -168,7 +168,7 @@ def subscribers_send_confirmations(
     """Mail the confirmation link to everyone unconfirmed on a list who was never sent one (e.g. after
     an import); with --remind, also remind those mailed before. Each send is recorded at once, so
     running it again (or after a crash) mails only those not mailed yet."""
-    from ..dispatch.sender import send_one
+    from ..dispatch.oneoff import send_one
     from ..errors import DispatchError
     from ..store.optin import send_confirmations
 

@@ -1,7 +1,8 @@
 """Campaigns: snapshot a composed digest, list and show them, and move them between statuses.
 
-Every status change goes through :func:`transition`, the one place that knows which moves are
-allowed (draft → scheduled → running → paused/finished/cancelled ...). Changes made by another
+Every status change goes through :func:`transition`, which checks the move with
+``store.lifecycle.campaign_transition`` (draft → scheduled → running → paused/finished/cancelled
+...) and records who paused a campaign (``PauseKind``). Changes made by another
 process (``campaigns pause`` while ``send`` runs) are compare-and-set updates, so a sender sees
 them on its next batch.
 """
@@ -23,38 +24,20 @@ from ..errors import InvalidInput, NotFound, StateError
 from ..store import queries as q
 from ..store.bounces import campaign_rates
 from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
+from ..store.lifecycle import RESUMABLE, CampaignStatus, PauseKind, campaign_transition
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
 from .personalize import check_header_value, find_tags, format_address
 
-lists_t = MailingList.__table__
-
-# The one table of allowed moves. "finished → running" only happens to resend ambiguous copies.
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "draft": ("scheduled", "running", "cancelled"),
-    "scheduled": ("draft", "running", "paused", "cancelled"),
-    "running": ("paused", "finished", "cancelled"),
-    "paused": ("running", "scheduled", "cancelled"),  # back to scheduled: paused before it started
-    "finished": ("running",),
-    "cancelled": (),
-}
-SENDABLE = ("draft", "scheduled", "running", "paused")
-
-
-def check_transition(current: str, to: str, campaign_id: int | None = None) -> None:
-    """Raise StateError unless ``current → to`` is allowed."""
-    if to not in CAMPAIGN_STATUSES:
-        raise StateError(f"unknown campaign status {to!r}")
-    if to not in TRANSITIONS.get(current, ()):
-        what = f"campaign {campaign_id}" if campaign_id is not None else "campaign"
-        raise StateError(f"{what} is {current}: cannot make it {to}")
+lists_t = q.table_of(MailingList)
 
 
 def transition(conn, campaign_id: int, to: str, *, reason: str | None = None, allow_from: Iterable[str] | None = None,
-               now: datetime | None = None) -> str:
-    """Move a campaign to status ``to`` (checked against TRANSITIONS), setting the matching
-    timestamps. Returns the previous status. Raises StateError when the move is not allowed or
-    another process changed the status at the same moment."""
+               now: datetime | None = None, pause_kind: PauseKind | None = None) -> str:
+    """Move a campaign to status ``to`` (checked by ``lifecycle.campaign_transition``), setting
+    the matching timestamps; a move to ``paused`` records ``pause_kind`` (default: a user's).
+    Returns the previous status. Raises StateError when the move is not allowed or another
+    process changed the status at the same moment."""
     now = now or utcnow()
     current = q.campaign_status(conn, campaign_id)
     if current is None:
@@ -63,22 +46,35 @@ def transition(conn, campaign_id: int, to: str, *, reason: str | None = None, al
         return current
     if allow_from is not None and current not in allow_from:
         raise StateError(f"campaign {campaign_id} is {current}: cannot make it {to}")
-    check_transition(current, to, campaign_id)
+    target = campaign_transition(current, to, campaign_id)
     times: dict[str, Any] = {}
-    if to == "running":
-        row = conn.execute(select(q.campaigns.c.started_at).where(q.campaigns.c.id == campaign_id)).scalar()
-        if row is None:
+    if target is CampaignStatus.RUNNING:
+        if q.campaign_started_at(conn, campaign_id) is None:
             times["started_at"] = now
         times["finished_at"] = None
-    elif to in ("finished", "cancelled"):
+    elif target in (CampaignStatus.FINISHED, CampaignStatus.CANCELLED):
         times["finished_at"] = now
-    elif to == "draft":
+    elif target is CampaignStatus.DRAFT:
         times["scheduled_at"] = None
-    if not q.set_campaign_status(conn, campaign_id, [current], to, now=now, reason=reason or "", **times):
+    if not q.set_campaign_status(conn, campaign_id, [current], target, now=now, reason=reason or "",
+                                 pause_kind=pause_kind, **times):
         if q.campaign_status(conn, campaign_id) == to:  # another process made the same move first
             return current
         raise StateError(f"campaign {campaign_id} changed status while we were changing it; try again")
     return current
+
+
+def check_resumable(c: Campaign) -> None:
+    """The one rule of ``campaigns resume`` (CLI, web page and API): only a paused or running
+    campaign can be resumed (a draft would be sent whole by a mistyped id); StateError with the
+    command that does what was probably meant."""
+    if c.status in RESUMABLE:
+        return
+    hint = {CampaignStatus.DRAFT: f"; start it with `newsletter send {c.id}`",
+            CampaignStatus.SCHEDULED: f"; a worker starts it at its time (`newsletter send {c.id} --now` sends it now)",
+            CampaignStatus.FINISHED: f"; `newsletter send {c.id} --resend-ambiguous` resends copies a crash left ambiguous"}
+    raise StateError(f"campaign {c.id} is {c.status}: only a paused or running campaign can be resumed"
+                     + hint.get(CampaignStatus(c.status), ""))
 
 
 @dataclass
@@ -180,7 +176,7 @@ def create_campaign(
     subject = subject if subject is not None else digest.subject
     # The flag, else the config now (file → NEWSLETTER_FROM): the digest only recorded what the
     # config said when it was composed, perhaps elsewhere, so it is the last fallback.
-    from_address = from_address or config.from_address or getattr(digest, "from_address", "")
+    from_address = str(from_address or config.from_address or getattr(digest, "from_address", "") or "")
     reply_to = reply_to if reply_to is not None else (config.reply_to or getattr(digest, "reply_to", None))
     _check_headers(subject, from_address, reply_to, headers)
     html = titled(digest.html, subject)
@@ -246,6 +242,13 @@ def resolve_campaign_id(ref: str | int) -> int:
     if cid <= 0:
         raise InvalidInput(f"campaign {ref!r}: expected a positive id")
     return cid
+
+
+def stored_id(c: Campaign) -> int:
+    """The id of a campaign read from the database (the model allows None only before insert)."""
+    if c.id is None:
+        raise StateError("campaign has not been stored yet")
+    return c.id
 
 
 def get_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
@@ -317,68 +320,71 @@ def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:
 def pause_campaign(engine: Engine, campaign_id: int | str, reason: str = "paused by the user") -> Campaign:
     """Stop sending after the messages in flight; ``resume`` (or ``send``) continues."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     with transaction(engine) as conn:
-        if transition(conn, c.id, "paused", reason=reason) == "paused":
-            # Already auto-paused (e.g. warm-up): the user's pause replaces the reason, so nothing resumes it by itself.
-            q.set_campaign_status(conn, c.id, ["paused"], "paused", reason=reason)
-    return get_campaign(engine, c.id)
+        if transition(conn, cid, CampaignStatus.PAUSED, reason=reason, pause_kind=PauseKind.USER) == CampaignStatus.PAUSED:
+            # Already paused by something else (e.g. warm-up): the user's pause replaces it, so nothing resumes it by itself.
+            q.set_campaign_status(conn, cid, [CampaignStatus.PAUSED], CampaignStatus.PAUSED, reason=reason,
+                                  pause_kind=PauseKind.USER)
+    return get_campaign(engine, cid)
 
 
 def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     """Mark a paused campaign running again (a sender or worker then carries on) — or, when it
     was paused while scheduled, before it started, scheduled again for its time."""
     c = get_campaign(engine, campaign_id)
-    from ..feedback.record import RATE_PAUSE_OVERRIDE, RATE_PAUSE_PREFIX
+    cid = stored_id(c)
+    from ..feedback.record import RATE_PAUSE_OVERRIDE
 
-    back_to = "scheduled" if c.started_at is None and c.scheduled_at is not None else "running"
+    check_resumable(c)
+    back_to = CampaignStatus.SCHEDULED if c.started_at is None and c.scheduled_at is not None else CampaignStatus.RUNNING
     with transaction(engine) as conn:
-        transition(conn, c.id, back_to, reason="", allow_from=("paused",))
-        if c.status == "paused" and c.status_reason.startswith(RATE_PAUSE_PREFIX):
+        transition(conn, cid, back_to, reason="", allow_from=(CampaignStatus.PAUSED,))
+        if c.status == CampaignStatus.PAUSED and c.pause_kind == PauseKind.BOUNCE_GUARD:
             # A person looked at the rates and chose to go on: the bounce guard stays off for it.
             meta = dict(c.meta or {}, **{RATE_PAUSE_OVERRIDE: {"at": utcnow().isoformat(), "reason": c.status_reason}})
-            conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(meta=meta))
-    return get_campaign(engine, c.id)
+            q.set_campaign_meta(conn, cid, meta)
+    return get_campaign(engine, cid)
 
 
 def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
     """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
     c = get_campaign(engine, campaign_id)
-    if c.status == "scheduled":
+    cid = stored_id(c)
+    if c.status == CampaignStatus.SCHEDULED:
         with transaction(engine) as conn:
-            transition(conn, c.id, "running", reason="", allow_from=("scheduled",))
-    return get_campaign(engine, c.id)
+            transition(conn, cid, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
+    return get_campaign(engine, cid)
 
 
 def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cancelled by the user") -> Campaign:
     """Cancel for good: copies not yet handed to a server are marked skipped and never go out."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     now = utcnow()
     with transaction(engine) as conn:
-        transition(conn, c.id, "cancelled", reason=reason, now=now)
-        conn.execute(q.deliveries.update().where(
-            q.deliveries.c.campaign_id == c.id, q.deliveries.c.state.in_(("pending", "deferred")))
-            .values(state="skipped", last_reply="not sent: campaign cancelled", updated_at=now))
-    return get_campaign(engine, c.id)
+        transition(conn, cid, CampaignStatus.CANCELLED, reason=reason, now=now)
+        q.skip_cancelled(conn, cid, now)
+    return get_campaign(engine, cid)
 
 
 def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) -> Campaign:
     """Mark a draft campaign to be sent at ``when`` (a worker starts it then)."""
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     if when.tzinfo is None:
         raise InvalidInput("schedule time must carry a time zone")
     with transaction(engine) as conn:
-        transition(conn, c.id, "scheduled", allow_from=("draft", "scheduled"))
-        conn.execute(q.campaigns.update().where(q.campaigns.c.id == c.id).values(scheduled_at=when, updated_at=utcnow()))
-    return get_campaign(engine, c.id)
+        transition(conn, cid, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
+        q.set_scheduled_at(conn, cid, when)
+    return get_campaign(engine, cid)
 
 
 def due_campaigns(engine: Engine, now: datetime | None = None) -> list[int]:
     """Ids of scheduled campaigns whose time has come, and running ones (for workers)."""
     now = now or utcnow()
     with transaction(engine) as conn:
-        return [r[0] for r in conn.execute(select(q.campaigns.c.id).where(
-            ((q.campaigns.c.status == "scheduled") & (q.campaigns.c.scheduled_at <= now))
-            | (q.campaigns.c.status == "running")).order_by(q.campaigns.c.id))]
+        return q.due_campaign_ids(conn, now)
 
 
 def campaign_images(engine: Engine, campaign_id: int) -> list:
@@ -396,8 +402,9 @@ def campaign_content(engine: Engine, campaign_id: int | str):
     from .personalize import CampaignContent
 
     c = get_campaign(engine, campaign_id)
+    cid = stored_id(c)
     return CampaignContent(
-        campaign_id=c.id, subject=c.subject, from_address=c.from_address, html=c.html, text=c.text,
-        reply_to=c.reply_to, headers=c.headers or {}, images=campaign_images(engine, c.id),
-        lists=campaign_lists(engine, c.id),
+        campaign_id=cid, subject=c.subject, from_address=c.from_address, html=c.html, text=c.text,
+        reply_to=c.reply_to, headers=c.headers or {}, images=campaign_images(engine, cid),
+        lists=campaign_lists(engine, cid),
     )

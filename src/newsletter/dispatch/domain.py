@@ -132,7 +132,7 @@ def _tags(record: str) -> dict[str, str]:
 
 def _relays(config: Config) -> list[str]:
     """Host names of the configured SMTP relays that are not this machine."""
-    from .sender import local_links_problem
+    from .preflight import local_links_problem
 
     hosts = []
     for server in config.smtp.values():
@@ -314,7 +314,7 @@ def _check_dmarc(res: Resolver, domain: str) -> tuple[Check, dict[str, str]]:
 
 def check_domain(config: Config, domain: str | None = None, resolver: Resolver | None = None) -> DomainReport:
     """Check DOMAIN (default: the From address's) as receivers will: one :class:`Check` per line."""
-    from .sender import local_links_problem
+    from .preflight import local_links_problem
 
     raw = domain or domain_of(config.from_address)
     if not raw:

@@ -7,8 +7,9 @@ judge a new domain by its first weeks; a steady ramp is what they expect.
 What counts against a day's quota is read from the ledger, so every process and every restart
 agrees: the copies a server accepted that UTC day (``sent_at``, any campaign), plus the copies
 claimed or being sent right now (they are about to be handed over). A sender claims no more than
-what is left; when nothing is left and copies remain, the campaign auto-pauses with a reason that
-starts with :data:`PAUSE_PREFIX`, and a worker resumes it at the first pass of the next UTC day.
+what is left; when nothing is left and copies remain, the campaign auto-pauses (pause kind
+``warmup``, a reason that starts with :data:`PAUSE_PREFIX`), and a worker resumes it at the first
+pass of the next UTC day.
 """
 
 from __future__ import annotations
@@ -149,14 +150,15 @@ def gate_for(config, clock: Callable[[], datetime] | None = None) -> WarmupGate 
 
 def resume_warmed_up(engine, config, now: datetime, on_event: Callable[[str], None]) -> list[int]:
     """Campaigns paused by the warm-up quota go back to ``running`` once the quota has room again
-    (the first pass of the next UTC day, or at once when warm-up was turned off). Only a pause
-    whose reason starts with :data:`PAUSE_PREFIX` is touched — compare-and-set on the reason, so a
-    campaign a user paused meanwhile stays paused. Returns the ids resumed."""
+    (the first pass of the next UTC day, or at once when warm-up was turned off). Only a warm-up
+    pause is touched — compare-and-set on the pause kind, so a campaign a user paused meanwhile
+    stays paused. Returns the ids resumed."""
     from ..store import queries as q
     from ..store.db import transaction
+    from ..store.lifecycle import PauseKind
 
     with transaction(engine) as conn:
-        ids = q.campaigns_paused_with(conn, PAUSE_PREFIX)
+        ids = q.campaigns_paused_by(conn, PauseKind.WARMUP)
     if not ids:
         return []
     gate = gate_for(config, lambda: now)
@@ -166,7 +168,7 @@ def resume_warmed_up(engine, config, now: datetime, on_event: Callable[[str], No
             room = None if gate is None else gate.room(conn)
             if room == 0:
                 continue
-            if q.resume_paused_with(conn, cid, PAUSE_PREFIX, now):
+            if q.resume_paused_by(conn, cid, PauseKind.WARMUP, now):
                 resumed.append(cid)
                 on_event(f"campaign {cid}: warm-up quota has room again"
                          + (f" ({room:,} today)" if room is not None else " (warm-up is off)") + "; sending")

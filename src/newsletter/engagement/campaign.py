@@ -26,7 +26,7 @@ def tracking_for_new_campaign(config: Config, list_slugs: list[str], requested) 
     """What a new campaign records in ``meta["track"]`` (sorted names; [] = off). Tracking needs
     links readers can follow, like sending: refused for a non-https or loopback ``base_url``
     unless ``allow_local_links`` is on."""
-    from ..dispatch.sender import local_links_problem
+    from ..dispatch.preflight import local_links_problem
 
     track = parse_track(requested) if requested is not None else default_tracking(config, list_slugs)
     if track and not config.allow_local_links:

@@ -43,8 +43,9 @@ from .model import Bounce, BounceKind, BounceSource
 
 log = logging.getLogger(__name__)
 
-# A campaign paused by the rate guard needs a person to look: `send` refuses it until
-# `campaigns resume` (unlike "auto-paused" connection trouble, which `send` continues).
+# A campaign paused by the rate guard (pause kind ``bounce-guard``) needs a person to look: `send`
+# refuses it until `campaigns resume` (unlike an automatic pause, which `send` continues). The
+# prefix begins the reason shown to people; code matches on the pause kind.
 RATE_PAUSE_PREFIX = "paused by the bounce guard"
 RATE_PAUSE_OVERRIDE = "rate_pause_resumed"  # campaign meta key set by resume: the guard is off
 MAX_REPORT_ID = 255
@@ -282,6 +283,7 @@ def check_campaign_rates(conn, campaign_id: int, rules: Rules | Config | None = 
     after such a pause is not paused again (they looked and decided)."""
     from ..dispatch.campaigns import transition
     from ..errors import StateError
+    from ..store.lifecycle import CampaignStatus, PauseKind
     from ..store.queries import campaigns
 
     if not isinstance(rules, Rules):
@@ -293,7 +295,8 @@ def check_campaign_rates(conn, campaign_id: int, rules: Rules | Config | None = 
     if reason is None:
         return None
     try:
-        transition(conn, campaign_id, "paused", reason=reason, allow_from=("running",), now=now)
+        transition(conn, campaign_id, CampaignStatus.PAUSED, reason=reason, allow_from=(CampaignStatus.RUNNING,),
+                   now=now, pause_kind=PauseKind.BOUNCE_GUARD)
     except StateError:  # someone else moved it meanwhile
         return None
     log.warning("campaign %s %s", campaign_id, reason)

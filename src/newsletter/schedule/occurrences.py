@@ -420,7 +420,7 @@ class DigestPreview:
     when: datetime  # the occurrence previewed (UTC): the next run, or now when none is planned
     timezone: str
     since: datetime  # articles published after this, and not sent by an earlier occurrence
-    digest: object | None  # the rendered compose.model.RecurringDigest; None when no article is selected
+    digest: Digest | None  # the rendered issue; None when no article is selected
     warnings: list[str] = field(default_factory=list)
     problem: str = ""  # why the occurrence would be skipped or fail; empty when it would go out
 

@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from ..dispatch.sender import SendOptions, SendSummary
 
 from ..config import Config
 from ..errors import InvalidInput, NewsletterError, StateError
@@ -34,7 +37,7 @@ class WorkerReport:
 
     passes: int = 0
     digest_runs: list = field(default_factory=list)  # digests.RunResult
-    sends: list = field(default_factory=list)  # dispatch.sender.SendSummary
+    sends: list[SendSummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stopped_by: str = ""
 
@@ -63,21 +66,22 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
     from ..dispatch.campaigns import due_campaigns, transition
     from ..store import queries as q
     from ..store.db import transaction
+    from ..store.lifecycle import CampaignStatus
 
     ids = due_campaigns(engine, now)
     running: list[int] = []
     for cid in ids:
         with transaction(engine) as conn:
             status = q.campaign_status(conn, cid)
-            if status == "scheduled":
+            if status == CampaignStatus.SCHEDULED:
                 try:
-                    transition(conn, cid, "running", allow_from=("scheduled",), now=now)
+                    transition(conn, cid, CampaignStatus.RUNNING, allow_from=(CampaignStatus.SCHEDULED,), now=now)
                     on_event(f"campaign {cid}: scheduled time reached, sending")
                 except StateError:
                     status = q.campaign_status(conn, cid)  # another worker started it: share it
                 else:
-                    status = "running"
-        if status == "running":
+                    status = CampaignStatus.RUNNING
+        if status == CampaignStatus.RUNNING:
             running.append(cid)
     return running
 
@@ -87,12 +91,14 @@ def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
     attempt is still to come — then a pass has nothing to send and need not connect to SMTP."""
     from ..store import queries as q
     from ..store.db import transaction
+    from ..store.lifecycle import DeliveryState, copies_left
     from ..store.models import utcnow
 
     def check(cid: int) -> bool:
         with transaction(engine) as conn:
             counts = q.counts_by_state(conn, cid)
-            if not counts.get("deferred") or any(counts.get(s) for s in ("pending", "claimed", "sending")):
+            deferred = counts.get(DeliveryState.DEFERRED, 0)
+            if not deferred or copies_left(counts) != deferred or counts.get(DeliveryState.SENDING):
                 return False
             retry_at = q.next_retry_at(conn, cid)
         return retry_at is not None and retry_at > utcnow()
@@ -109,29 +115,24 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
     from ..store.db import transaction
     from ..store.digest_models import RecurringDigest
 
-    digests, campaigns = RecurringDigest.__table__, q.campaigns
+    digests = q.table_of(RecurringDigest)
     with transaction(engine) as conn:
         name = conn.execute(select(digests.c.name).where(
             digests.c.paused == false(), digests.c.next_run_at.is_not(None),
             digests.c.next_run_at > since, digests.c.next_run_at <= now).order_by(digests.c.next_run_at).limit(1)).scalar()
         if name is not None:
             return f"digest {name!r} came due"
-        cid = conn.execute(select(campaigns.c.id).where(
-            campaigns.c.status == "scheduled", campaigns.c.scheduled_at > since,
-            campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
+        cid = q.first_scheduled_between(conn, since, now)
     return f"campaign {cid} came due" if cid is not None else None
 
 
 def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
     """Another running campaign with copies to send now (not only deferred ones), or None."""
-    from sqlalchemy import select
-
     from ..store import queries as q
     from ..store.db import transaction
 
     with transaction(engine) as conn:
-        ids = conn.execute(select(q.campaigns.c.id).where(q.campaigns.c.status == "running", q.campaigns.c.id != cid)
-                           .order_by(q.campaigns.c.id)).scalars().all()
+        ids = q.running_campaign_ids(conn, besides=cid)
     return next((other for other in ids if not idle(other)), None)
 
 
@@ -193,7 +194,7 @@ class ScheduleWatch:
                 return
 
 
-def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: dict,
+def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | None, send_options: SendOptions,
              stop_event: threading.Event, on_event: Callable[[str], None], report: WorkerReport,
              retry_delays: Sequence[float], seen_errors: dict, clock: Callable[[], datetime] | None = None,
              poll: float = 5.0, campaign_slice: float = 60.0, served: dict | None = None,
@@ -201,7 +202,10 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     """One pass: due digest occurrences, then due and running campaigns — the one this worker served
     longest ago first. A send is interrupted (cleanly) when the schedule needs the worker: then the
     pass ends early and returns True, and the caller starts the next pass at once."""
+    from dataclasses import replace
+
     from ..dispatch.sender import send_campaign
+    from ..store.lifecycle import CampaignStatus
 
     clock = clock or (lambda: datetime.now(UTC))
     served = {} if served is None else served
@@ -232,8 +236,9 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                               stop_event=stop_event, idle=idle, on_turn=on_turn)
         try:
             with watch:
-                summary = send_campaign(engine, cid, config, stop_event=watch.turn, wait_deferred=False,
-                                        clock=clock if config.warmup else None, **send_options)
+                options = replace(send_options, stop_event=watch.turn, wait_deferred=False,
+                                  clock=clock if config.warmup else None)
+                summary = send_campaign(engine, cid, config, options)
         except Exception as e:  # a long-running worker reports and carries on with the next campaign
             text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
             if not isinstance(e, NewsletterError):
@@ -250,7 +255,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         report.sends.append(summary)
         yielded = watch.yielded and not stop_event.is_set()
         stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
-        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != "running" or yielded:
+        if summary.sent_now or summary.failed_now or summary.deferred_now or summary.status != CampaignStatus.RUNNING or yielded:
             c = summary.counts
             on_event(
                 f"campaign {cid}: {summary.status}{' (' + stopped + ')' if stopped else ''}; "
@@ -300,7 +305,8 @@ def run_worker(
     (see ``ScheduleWatch``): tests wait on it rather than on how fast the machine is.
     With a bounce or unsubscribe mailbox configured, a thread of its own reads it every
     ``bounce_poll_interval`` seconds (``once``: one read first); its failures are warnings."""
-    from ..dispatch.sender import new_worker_id
+    from ..dispatch.liveness import new_worker_id
+    from ..dispatch.sender import SendOptions
     from ..store.db import require_current_schema, sqlite_path
 
     require_current_schema(engine)
@@ -321,7 +327,7 @@ def run_worker(
         report.stopped_by = "stop requested while on standby"
         return report
     worker_id = new_worker_id()
-    send_options = dict(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
+    send_options = SendOptions(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
     seen_errors: dict = {}
     from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
 

@@ -23,10 +23,11 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from .lifecycle import CampaignStatus, DeliveryState
 from .models import UtcDateTime, utcnow
 
-CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "finished", "cancelled")
-DELIVERY_STATES = ("pending", "claimed", "sending", "sent", "failed", "deferred", "skipped")
+CAMPAIGN_STATUSES = tuple(s.value for s in CampaignStatus)
+DELIVERY_STATES = tuple(s.value for s in DeliveryState)
 
 
 def _in(values) -> str:
@@ -56,7 +57,10 @@ class Campaign(SQLModel, table=True):
     # Where the content came from and what it holds (digest folder, article keys) for display.
     meta: dict = Field(default_factory=dict, sa_type=sa.JSON(), nullable=False)
     status: str = Field(default="draft", sa_type=sa.String(16), nullable=False)
-    status_reason: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    status_reason: str = Field(default="", sa_type=sa.Text(), nullable=False)  # in words, for people
+    # Who paused it (``lifecycle.PauseKind``) while ``status`` is paused, else NULL: code matches
+    # on this, never on the reason's words.
+    pause_kind: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     scheduled_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)

@@ -1,43 +1,45 @@
-"""The SQL that matters for sending, in one readable place (like listmonk's queries.sql).
+"""Every statement that moves a campaign or a ledger row, in one readable place (like listmonk's
+queries.sql), with the reads the senders decide on.
 
-Every function takes an open SQLAlchemy ``Connection`` (the caller owns the transaction) and
-runs one statement whose shape and reason its docstring gives. The delivery ledger
-(``deliveries``) has one row per (campaign, subscriber); see ``campaign_models`` for its states.
+Each function takes an open SQLAlchemy ``Connection`` (the caller owns the transaction) and runs
+one statement, whose shape and reason its docstring gives. The ledger (``deliveries``) has one
+row per (campaign, subscriber); its states and their allowed moves are ``store.lifecycle``'s, and
+each moving statement names its move through :func:`store.lifecycle.delivery_sources`, so a
+statement cannot move a row along a path the lifecycle does not have.
+
+Sections: campaign reads, campaign moves, the SQLite campaign lock, the ledger (create, claim,
+skip, send and record, release and recover), ledger reads, and the digest claim of the scheduler.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy import and_, bindparam, exists, func, literal, not_, or_, select
+from sqlalchemy import and_, exists, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
+from .db import table_of
+from .lifecycle import CampaignStatus, DeliveryState, PauseKind, campaign_transition, delivery_sources
 from .models import Subscriber, Subscription, utcnow
 from .segments import campaign_condition
 from .suppressions import suppressed_condition
 
-campaigns = Campaign.__table__
-campaign_lists = CampaignList.__table__
-campaign_images = CampaignImage.__table__
-deliveries = Delivery.__table__
-subscribers = Subscriber.__table__
-subscriptions = Subscription.__table__
-
-CLAIMABLE = ("pending", "deferred")
-UNFINISHED = ("pending", "claimed", "sending", "deferred")
 
 
-def _claimable(campaign_id: int, now: datetime):
-    return and_(
-        deliveries.c.campaign_id == campaign_id,
-        or_(
-            deliveries.c.state == "pending",
-            and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
-        ),
-    )
+campaigns = table_of(Campaign)
+campaign_lists = table_of(CampaignList)
+campaign_images = table_of(CampaignImage)
+deliveries = table_of(Delivery)
+subscribers = table_of(Subscriber)
+subscriptions = table_of(Subscription)
+
+D = DeliveryState
+LEDGER_CHUNK = 5000
+UNWANTED_REPLY = "not sent: unsubscribed or suppressed since the campaign started"
+CANCELLED_REPLY = "not sent: campaign cancelled"
 
 
 def _still_wanted(campaign_id: int):
@@ -63,6 +65,144 @@ def _segment_condition(conn: Connection, campaign_id: int, now: datetime | None 
     return campaign_condition(conn, meta, now)
 
 
+def _moving(sources: Iterable[str], to: str):
+    """``state IN (sources)``, each checked as a move into ``to`` by the delivery lifecycle."""
+    return deliveries.c.state.in_(delivery_sources(sources, to))
+
+
+# --- campaign reads -----------------------------------------------------------------------------
+def campaign_status(conn: Connection, campaign_id: int) -> str | None:
+    """The campaign's status now (another process may have paused or cancelled it)."""
+    return conn.execute(select(campaigns.c.status).where(campaigns.c.id == campaign_id)).scalar()
+
+
+def campaign_state(conn: Connection, campaign_id: int) -> sa.Row:
+    """The campaign's status, status reason, pause kind and ledger creation time, read together."""
+    return conn.execute(select(campaigns.c.status, campaigns.c.status_reason, campaigns.c.pause_kind,
+                               campaigns.c.ledger_created_at).where(campaigns.c.id == campaign_id)).one()
+
+
+def campaign_started_at(conn: Connection, campaign_id: int) -> datetime | None:
+    """When the campaign first went ``running`` (None: never)."""
+    return conn.execute(select(campaigns.c.started_at).where(campaigns.c.id == campaign_id)).scalar()
+
+
+def due_campaign_ids(conn: Connection, now: datetime) -> list[int]:
+    """Ids of scheduled campaigns whose time has come and of running ones, in id order (for workers)."""
+    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
+        ((campaigns.c.status == CampaignStatus.SCHEDULED) & (campaigns.c.scheduled_at <= now))
+        | (campaigns.c.status == CampaignStatus.RUNNING)).order_by(campaigns.c.id))]
+
+
+def running_campaign_ids(conn: Connection, *, besides: int | None = None) -> list[int]:
+    """Ids of running campaigns (other than ``besides``), in id order."""
+    stmt = select(campaigns.c.id).where(campaigns.c.status == CampaignStatus.RUNNING)
+    if besides is not None:
+        stmt = stmt.where(campaigns.c.id != besides)
+    return list(conn.execute(stmt.order_by(campaigns.c.id)).scalars())
+
+
+def first_scheduled_between(conn: Connection, since: datetime, now: datetime) -> int | None:
+    """The id of the scheduled campaign whose time came first in (``since``, ``now``], or None."""
+    return conn.execute(select(campaigns.c.id).where(
+        campaigns.c.status == CampaignStatus.SCHEDULED, campaigns.c.scheduled_at > since,
+        campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
+
+
+def campaigns_paused_by(conn: Connection, kind: PauseKind) -> list[int]:
+    """Ids of campaigns paused by ``kind`` (e.g. the warm-up quota), in id order."""
+    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
+        campaigns.c.status == CampaignStatus.PAUSED, campaigns.c.pause_kind == kind).order_by(campaigns.c.id))]
+
+
+# --- campaign moves -----------------------------------------------------------------------------
+def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterable[str], to: str,
+                        now: datetime | None = None, reason: str | None = None,
+                        pause_kind: PauseKind | None = None, **times) -> bool:
+    """Compare-and-set the campaign status (checked by the lifecycle by the caller, ``transition``).
+
+    Shape: ``UPDATE campaigns SET status=:to, pause_kind=:kind WHERE id=:c AND status IN
+    (:allowed_from)``. ``pause_kind`` is kept only while paused (a pause without one is a
+    user's). False when another process changed the status first."""
+    now = now or utcnow()
+    kind = (pause_kind or PauseKind.USER) if to == CampaignStatus.PAUSED else None
+    values = {"status": to, "updated_at": now, "pause_kind": kind, **times}
+    if reason is not None:
+        values["status_reason"] = reason
+    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.status.in_(list(allowed_from))).values(**values)
+    return (conn.execute(stmt).rowcount or 0) == 1
+
+
+def resume_paused_by(conn: Connection, campaign_id: int, kind: PauseKind, now: datetime | None = None) -> bool:
+    """``paused`` → ``running``, only while the campaign is still paused by ``kind``.
+
+    Shape: ``UPDATE campaigns SET status='running', status_reason='', pause_kind=NULL WHERE id=:c
+    AND status='paused' AND pause_kind=:kind`` (a user who paused it meanwhile changed the kind)."""
+    campaign_transition(CampaignStatus.PAUSED, CampaignStatus.RUNNING, campaign_id)
+    now = now or utcnow()
+    stmt = campaigns.update().where(
+        campaigns.c.id == campaign_id, campaigns.c.status == CampaignStatus.PAUSED,
+        campaigns.c.pause_kind == kind).values(
+        status=CampaignStatus.RUNNING, status_reason="", pause_kind=None, updated_at=now, finished_at=None)
+    return (conn.execute(stmt).rowcount or 0) == 1
+
+
+def set_scheduled_at(conn: Connection, campaign_id: int, when: datetime, now: datetime | None = None) -> None:
+    """Record when a scheduled campaign is to start: ``UPDATE campaigns SET scheduled_at=:when``."""
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
+                 .values(scheduled_at=when, updated_at=now or utcnow()))
+
+
+def set_campaign_meta(conn: Connection, campaign_id: int, meta: dict) -> None:
+    """Replace the campaign's meta JSON (e.g. the mark that a person overrode the bounce guard)."""
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(meta=meta))
+
+
+def mark_ledger_created(conn: Connection, campaign_id: int, now: datetime | None = None) -> None:
+    """Record that the ledger exists (later subscribers are not added): set ``ledger_created_at`` once."""
+    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.ledger_created_at.is_(None))
+                 .values(ledger_created_at=now or utcnow()))
+
+
+# --- the SQLite campaign lock (one sender per campaign) ----------------------------------------
+def acquire_campaign_lock(conn: Connection, campaign_id: int, owner: str, stale_before: datetime,
+                          now: datetime | None = None, *, take_from: str | None = None) -> bool:
+    """Make ``owner`` the campaign's single sender (SQLite) unless a live sender holds it.
+
+    Shape: ``UPDATE campaigns SET lock_owner=:o, lock_heartbeat_at=:now WHERE id=:c AND
+    (lock_owner IS NULL OR lock_owner=:o OR lock_heartbeat_at < :stale OR lock_owner=:dead)``;
+    one row updated means the lock is ours. ``take_from`` names an owner known to be dead."""
+    now = now or utcnow()
+    cond = [campaigns.c.lock_owner.is_(None), campaigns.c.lock_owner == owner, campaigns.c.lock_heartbeat_at < stale_before]
+    if take_from:
+        cond.append(campaigns.c.lock_owner == take_from)
+    stmt = campaigns.update().where(campaigns.c.id == campaign_id, or_(*cond)).values(lock_owner=owner, lock_heartbeat_at=now)
+    return (conn.execute(stmt).rowcount or 0) == 1
+
+
+def campaign_lock_holder(conn: Connection, campaign_id: int) -> tuple[str | None, datetime | None]:
+    """Who holds the campaign lock and when they last said they were alive."""
+    owner, beat = conn.execute(select(campaigns.c.lock_owner, campaigns.c.lock_heartbeat_at)
+                               .where(campaigns.c.id == campaign_id)).one()
+    return owner, beat
+
+
+def heartbeat_campaign_lock(conn: Connection, campaign_id: int, owner: str, now: datetime | None = None) -> bool:
+    """Refresh the lock's heartbeat; False when someone else took it (we must stop)."""
+    now = now or utcnow()
+    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner).values(lock_heartbeat_at=now)
+    return (conn.execute(stmt).rowcount or 0) == 1
+
+
+def release_campaign_lock(conn: Connection, campaign_id: int, owner: str) -> None:
+    """Drop the lock if we hold it."""
+    conn.execute(
+        campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner)
+        .values(lock_owner=None, lock_heartbeat_at=None)
+    )
+
+
+# --- the ledger: create -------------------------------------------------------------------------
 def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     """How many distinct subscribers are active on the campaign's lists and not suppressed.
 
@@ -82,9 +222,6 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     )
     seg = _segment_condition(conn, campaign_id)
     return int(conn.execute(q if seg is None else q.where(seg)).scalar_one())
-
-
-LEDGER_CHUNK = 5000
 
 
 def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
@@ -118,10 +255,10 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
             subscribers.c.id.label("subscriber_id"),
             func.min(subscriptions.c.list_id).label("list_id"),
             subscribers.c.email,
-            literal("pending").label("state"),
+            literal(D.PENDING.value).label("state"),
             literal(0).label("attempts"),
-            literal(now, Delivery.__table__.c.created_at.type).label("created_at"),
-            literal(now, Delivery.__table__.c.updated_at.type).label("updated_at"),
+            literal(now, deliveries.c.created_at.type).label("created_at"),
+            literal(now, deliveries.c.updated_at.type).label("updated_at"),
         )
         .select_from(
             campaign_lists.join(subscriptions, subscriptions.c.list_id == campaign_lists.c.list_id)
@@ -143,16 +280,21 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
     if seg is not None:  # the campaign's segment (see _segment_condition)
         src = src.where(seg)
     cols = ["campaign_id", "subscriber_id", "list_id", "email", "state", "attempts", "created_at", "updated_at"]
+    stmt: sa.Insert
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(deliveries).from_select(cols, src).on_conflict_do_nothing(
+            index_elements=["campaign_id", "subscriber_id"])
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(deliveries).from_select(cols, src).on_conflict_do_nothing(
-        index_elements=["campaign_id", "subscriber_id"]
-    )
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(deliveries).from_select(cols, src).on_conflict_do_nothing(
+            index_elements=["campaign_id", "subscriber_id"])
     return max(conn.execute(stmt).rowcount or 0, 0)
 
 
+# --- the ledger: claim and skip -----------------------------------------------------------------
 def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
     """Take up to ``limit`` claimable rows for ``worker_id``: pending ones first, then deferred
     ones whose retry time has come.
@@ -166,8 +308,8 @@ def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, 
     at a time), where no row locks are needed. Returns the ids."""
     now = now or utcnow()
     ids: list[int] = []
-    for cond in (deliveries.c.state == "pending",
-                 and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now)):
+    for cond in (_moving([D.PENDING], D.CLAIMED),
+                 and_(_moving([D.DEFERRED], D.CLAIMED), deliveries.c.next_attempt_at <= now)):
         want = limit - len(ids)
         if want <= 0:
             break
@@ -178,11 +320,31 @@ def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, 
         stmt = (
             deliveries.update()
             .where(deliveries.c.id.in_(sub.scalar_subquery()))
-            .values(state="claimed", worker_id=worker_id, updated_at=now)
+            .values(state=D.CLAIMED, worker_id=worker_id, updated_at=now)
             .returning(deliveries.c.id)
         )
         ids.extend(r[0] for r in conn.execute(stmt))
     return sorted(ids)
+
+
+def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
+    """The rows in ``ids`` still ``claimed``, with what personalization needs from the subscriber.
+
+    Shape: ``SELECT d.id, d.subscriber_id, d.list_id, d.email, d.attempts, s.name, s.attributes
+    FROM deliveries d JOIN subscribers s ... WHERE d.id IN (:ids) AND d.state='claimed'``. The
+    address comes from the ledger (snapshot), name and attributes from the subscriber now."""
+    if not ids:
+        return []
+    q = (
+        select(
+            deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.list_id, deliveries.c.email,
+            deliveries.c.attempts, deliveries.c.first_deferred_at, subscribers.c.name, subscribers.c.attributes,
+        )
+        .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == D.CLAIMED)
+        .order_by(deliveries.c.id)
+    )
+    return list(conn.execute(q))
 
 
 def skip_unwanted(conn: Connection, campaign_id: int, ids: Sequence[int], now: datetime | None = None) -> int:
@@ -199,11 +361,10 @@ def skip_unwanted(conn: Connection, campaign_id: int, ids: Sequence[int], now: d
         deliveries.update()
         .where(
             deliveries.c.id.in_(list(ids)),
-            deliveries.c.state.in_(("claimed", "pending", "deferred")),
+            _moving([D.CLAIMED, D.PENDING, D.DEFERRED], D.SKIPPED),
             not_(_still_wanted(campaign_id)),
         )
-        .values(state="skipped", last_reply="not sent: unsubscribed or suppressed since the campaign started",
-                worker_id=None, updated_at=now)
+        .values(state=D.SKIPPED, last_reply=UNWANTED_REPLY, worker_id=None, updated_at=now)
     )
     return conn.execute(stmt).rowcount or 0
 
@@ -224,134 +385,78 @@ def skip_unwanted_claimed(conn: Connection, campaign_id: int, ids: Sequence[int]
         deliveries.update()
         .where(
             deliveries.c.id.in_(list(ids)),
-            deliveries.c.state == "claimed",
+            _moving([D.CLAIMED], D.SKIPPED),
             deliveries.c.worker_id == worker_id,
             not_(_still_wanted(campaign_id)),
         )
-        .values(state="skipped", last_reply="not sent: unsubscribed or suppressed since the campaign started",
-                worker_id=None, updated_at=now)
+        .values(state=D.SKIPPED, last_reply=UNWANTED_REPLY, worker_id=None, updated_at=now)
         .returning(deliveries.c.id)
     )
     return [r[0] for r in conn.execute(stmt)]
 
 
-def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
-    """The rows in ``ids`` still ``claimed``, with what personalization needs from the subscriber.
+def skip_cancelled(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
+    """A cancelled campaign's copies not yet claimed or handed to a server never go out.
 
-    Shape: ``SELECT d.id, d.subscriber_id, d.list_id, d.email, d.attempts, s.name, s.attributes
-    FROM deliveries d JOIN subscribers s ... WHERE d.id IN (:ids) AND d.state='claimed'``. The
-    address comes from the ledger (snapshot), name and attributes from the subscriber now."""
-    if not ids:
-        return []
-    q = (
-        select(
-            deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.list_id, deliveries.c.email,
-            deliveries.c.attempts, deliveries.c.first_deferred_at, subscribers.c.name, subscribers.c.attributes,
-        )
-        .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == "claimed")
-        .order_by(deliveries.c.id)
-    )
-    return list(conn.execute(q))
-
-
-_mark_sending = (
-    deliveries.update()
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == "claimed", deliveries.c.worker_id == bindparam("b_worker"))
-    .values(state="sending", attempts=deliveries.c.attempts + 1, updated_at=bindparam("b_now"))
-)
-
-
-def mark_sending(conn: Connection, items: Iterable[tuple[int, str]], now: datetime | None = None) -> int:
-    """``claimed`` → ``sending`` for (id, worker_id) pairs, committed before the message goes out.
-
-    Shape: ``UPDATE deliveries SET state='sending', attempts=attempts+1 WHERE id=:id AND
-    state='claimed' AND worker_id=:w`` (executemany). From here on a crash leaves the row
-    ambiguous: the server may have taken the message. A sender commits this together with the
-    previous message's result, so each connection has at most one such row at any moment."""
+    Shape: ``UPDATE deliveries SET state='skipped' WHERE campaign_id=:c AND state IN
+    ('pending','deferred')`` (claimed ones are skipped by their sender on release)."""
     now = now or utcnow()
-    params = [{"b_id": i, "b_worker": w, "b_now": now} for i, w in items]
-    if not params:
-        return 0
-    return conn.execute(_mark_sending, params).rowcount or 0
-
-
-_mark_result = (
-    deliveries.update()
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.state == "sending")
-    .values(
-        state=bindparam("b_state"), last_reply=bindparam("b_reply"), message_id=bindparam("b_msgid"),
-        server=bindparam("b_server"), next_attempt_at=bindparam("b_next"), sent_at=bindparam("b_sent"),
-        updated_at=bindparam("b_now"), worker_id=None,
-        first_deferred_at=func.coalesce(deliveries.c.first_deferred_at, bindparam("b_first")),
-    )
-)
-
-
-def mark_results(conn: Connection, results: Iterable[dict], now: datetime | None = None) -> int:
-    """Record outcomes of ``sending`` rows: ``sent``, ``failed`` (permanent) or ``deferred``.
-
-    Shape: ``UPDATE deliveries SET state=:state, last_reply=:reply, message_id=:msgid,
-    next_attempt_at=:next, sent_at=:sent WHERE id=:id AND state='sending'`` (executemany).
-    Each result is a dict with id, state, reply and optionally message_id, server, next_attempt_at."""
-    now = now or utcnow()
-    params = [
-        {
-            "b_id": r["id"], "b_state": r["state"], "b_reply": (r.get("reply") or "")[:1000],
-            "b_msgid": r.get("message_id"), "b_server": r.get("server"),
-            "b_next": r.get("next_attempt_at") if r["state"] == "deferred" else None,
-            "b_sent": now if r["state"] == "sent" else None, "b_now": now,
-            "b_first": now if r["state"] == "deferred" else None,
-        }
-        for r in results
-    ]
-    if not params:
-        return 0
-    return conn.execute(_mark_result, params).rowcount or 0
-
-
-def release_claimed(conn: Connection, campaign_id: int, worker_id: str, now: datetime | None = None,
-                    *, cancelled: bool = False) -> int:
-    """Give a worker's ``claimed`` (never handed to a server) rows back: ``claimed`` → ``pending``
-    (or ``skipped`` when the campaign was cancelled meanwhile, so its counts stay truthful).
-
-    Shape: ``UPDATE deliveries SET state='pending', worker_id=NULL WHERE campaign_id=:c AND
-    worker_id=:w AND state='claimed'``. Run on clean shutdown, and for a worker found dead."""
-    now = now or utcnow()
-    values = {"state": "pending", "worker_id": None, "updated_at": now}
-    if cancelled:
-        values.update(state="skipped", last_reply="not sent: campaign cancelled")
-    stmt = (
-        deliveries.update()
-        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.worker_id == worker_id, deliveries.c.state == "claimed")
-        .values(**values)
-    )
+    stmt = (deliveries.update()
+            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING, D.DEFERRED], D.SKIPPED))
+            .values(state=D.SKIPPED, last_reply=CANCELLED_REPLY, updated_at=now))
     return conn.execute(stmt).rowcount or 0
 
 
-def workers_holding_rows(conn: Connection, campaign_id: int) -> list[str]:
-    """Distinct worker ids with ``claimed`` or ``sending`` rows in the campaign (to check liveness)."""
-    q = (
-        select(deliveries.c.worker_id)
-        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state.in_(("claimed", "sending")),
-               deliveries.c.worker_id.is_not(None))
-        .distinct()
-    )
-    return [r[0] for r in conn.execute(q)]
+# --- the ledger: send and record (the per-message hot path) -----------------------------------
+_RESULT_SQL = (
+    "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
+    "sent_at={p}, updated_at={p}, worker_id=NULL, first_deferred_at=COALESCE(first_deferred_at, {p}) "
+    "WHERE id={p} AND state='sending'"
+)
+_SENDING_SQL = (
+    "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at={p} "
+    "WHERE id={p} AND state='claimed' AND worker_id={p}"
+)
+# The moves the two statements above make (checked once: they are plain SQL for speed).
+for _result in (D.SENT, D.FAILED, D.DEFERRED):
+    delivery_sources([D.SENDING], _result)
+delivery_sources([D.CLAIMED], D.SENDING)
 
 
-def ambiguous_rows(conn: Connection, campaign_id: int, live_workers: Iterable[str]) -> list[sa.Row]:
-    """``sending`` rows whose worker is gone: handed to a server, outcome never recorded.
+def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: Sequence[tuple[int, str]],
+                            now: datetime | None = None) -> None:
+    """Record finished messages (``sending`` → sent, failed or deferred) and mark the next ones
+    ``sending`` (``claimed`` → ``sending``, attempts + 1), in the caller's transaction.
 
-    Shape: ``SELECT id, email, worker_id, updated_at FROM deliveries WHERE campaign_id=:c AND
-    state='sending' AND worker_id NOT IN (:live)``. These are the only rows a crash can leave
-    ambiguous; they are reported by address and not resent unless asked."""
-    live = list(live_workers)
-    cond = [deliveries.c.campaign_id == campaign_id, deliveries.c.state == "sending"]
-    if live:
-        cond.append(or_(deliveries.c.worker_id.is_(None), deliveries.c.worker_id.not_in(live)))
-    q = select(deliveries.c.id, deliveries.c.email, deliveries.c.worker_id, deliveries.c.updated_at).where(*cond).order_by(deliveries.c.id)
-    return list(conn.execute(q))
+    Run as driver-level ``executemany`` because this happens once per message: a sender commits
+    the previous message's result together with the next message's ``sending`` mark, so a crash
+    never leaves more than one unknown outcome per connection, at the price of one commit per
+    message. Each result is a dict with id, state, reply and optionally message_id, server,
+    next_attempt_at; ``sending`` holds (id, worker_id) pairs."""
+    now = now or utcnow()
+    dialect = conn.dialect
+    p = "?" if dialect.paramstyle == "qmark" else "%s"
+    ts = deliveries.c.updated_at.type.bind_processor(dialect) or (lambda v: v)
+    for r in results:
+        if r["state"] not in (D.SENT, D.FAILED, D.DEFERRED):
+            delivery_sources([D.SENDING], r["state"])  # raises: not a result state
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None, "an open connection"
+    cur = dbapi.cursor()
+    try:
+        if results:
+            stamp = ts(now)
+            cur.executemany(_RESULT_SQL.format(p=p), [
+                (r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
+                 ts(r.get("next_attempt_at")) if r["state"] == D.DEFERRED and r.get("next_attempt_at") else None,
+                 stamp if r["state"] == D.SENT else None, stamp, stamp if r["state"] == D.DEFERRED else None, r["id"])
+                for r in results
+            ])
+        if sending:
+            stamp = ts(now)
+            cur.executemany(_SENDING_SQL.format(p=p), [(stamp, i, w) for i, w in sending])
+    finally:
+        cur.close()
 
 
 def unmark_sending(conn: Connection, ids: Sequence[int], worker_id: str, reply: str = "",
@@ -366,11 +471,57 @@ def unmark_sending(conn: Connection, ids: Sequence[int], worker_id: str, reply: 
     now = now or utcnow()
     stmt = (
         deliveries.update()
-        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == "sending", deliveries.c.worker_id == worker_id)
-        .values(state="pending", attempts=sa.case((deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0),
+        .where(deliveries.c.id.in_(list(ids)), _moving([D.SENDING], D.PENDING), deliveries.c.worker_id == worker_id)
+        .values(state=D.PENDING, attempts=sa.case((deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0),
                 worker_id=None, last_reply=reply[:1000] or None, updated_at=now)
     )
     return conn.execute(stmt).rowcount or 0
+
+
+# --- the ledger: release and recover ------------------------------------------------------------
+def release_claimed(conn: Connection, campaign_id: int, worker_id: str, now: datetime | None = None,
+                    *, cancelled: bool = False) -> int:
+    """Give a worker's ``claimed`` (never handed to a server) rows back: ``claimed`` → ``pending``
+    (or ``skipped`` when the campaign was cancelled meanwhile, so its counts stay truthful).
+
+    Shape: ``UPDATE deliveries SET state='pending', worker_id=NULL WHERE campaign_id=:c AND
+    worker_id=:w AND state='claimed'``. Run on clean shutdown, and for a worker found dead."""
+    now = now or utcnow()
+    to = D.SKIPPED if cancelled else D.PENDING
+    values: dict = {"state": to, "worker_id": None, "updated_at": now}
+    if cancelled:
+        values["last_reply"] = CANCELLED_REPLY
+    stmt = (
+        deliveries.update()
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.worker_id == worker_id, _moving([D.CLAIMED], to))
+        .values(**values)
+    )
+    return conn.execute(stmt).rowcount or 0
+
+
+def workers_holding_rows(conn: Connection, campaign_id: int) -> list[str]:
+    """Distinct worker ids with ``claimed`` or ``sending`` rows in the campaign (to check liveness)."""
+    q = (
+        select(deliveries.c.worker_id)
+        .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state.in_((D.CLAIMED, D.SENDING)),
+               deliveries.c.worker_id.is_not(None))
+        .distinct()
+    )
+    return [r[0] for r in conn.execute(q)]
+
+
+def ambiguous_rows(conn: Connection, campaign_id: int, live_workers: Iterable[str]) -> list[sa.Row]:
+    """``sending`` rows whose worker is gone: handed to a server, outcome never recorded.
+
+    Shape: ``SELECT id, email, worker_id, updated_at FROM deliveries WHERE campaign_id=:c AND
+    state='sending' AND worker_id NOT IN (:live)``. These are the only rows a crash can leave
+    ambiguous; they are reported by address and not resent unless asked."""
+    live = list(live_workers)
+    cond = [deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.SENDING]
+    if live:
+        cond.append(or_(deliveries.c.worker_id.is_(None), deliveries.c.worker_id.not_in(live)))
+    q = select(deliveries.c.id, deliveries.c.email, deliveries.c.worker_id, deliveries.c.updated_at).where(*cond).order_by(deliveries.c.id)
+    return list(conn.execute(q))
 
 
 def requeue_ambiguous(conn: Connection, ids: Sequence[int], now: datetime | None = None) -> int:
@@ -381,12 +532,13 @@ def requeue_ambiguous(conn: Connection, ids: Sequence[int], now: datetime | None
     now = now or utcnow()
     stmt = (
         deliveries.update()
-        .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == "sending")
-        .values(state="pending", worker_id=None, last_reply="resent after an interrupted send", updated_at=now)
+        .where(deliveries.c.id.in_(list(ids)), _moving([D.SENDING], D.PENDING))
+        .values(state=D.PENDING, worker_id=None, last_reply="resent after an interrupted send", updated_at=now)
     )
     return conn.execute(stmt).rowcount or 0
 
 
+# --- ledger reads -------------------------------------------------------------------------------
 def counts_by_state(conn: Connection, campaign_id: int) -> dict[str, int]:
     """``{state: n}`` for the campaign's ledger. Shape: ``SELECT state, count(*) ... GROUP BY state``."""
     q = select(deliveries.c.state, func.count()).where(deliveries.c.campaign_id == campaign_id).group_by(deliveries.c.state)
@@ -396,12 +548,10 @@ def counts_by_state(conn: Connection, campaign_id: int) -> dict[str, int]:
 def next_retry_at(conn: Connection, campaign_id: int) -> datetime | None:
     """When the earliest deferred row becomes due (None when none is deferred)."""
     q = select(func.min(deliveries.c.next_attempt_at)).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.state == "deferred"
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.DEFERRED
     )
     v = conn.execute(q).scalar()
     if v is not None and v.tzinfo is None:
-        from datetime import timezone
-
         v = v.replace(tzinfo=timezone.utc)
     return v
 
@@ -423,120 +573,11 @@ def delivery_rows(conn: Connection, campaign_id: int, states: Iterable[str] | No
 def sent_since(conn: Connection, since: datetime) -> list[datetime]:
     """``sent_at`` of every copy sent (any campaign) since ``since``: seeds provider quota windows
     so a restarted sender still knows how much of today's allowance is used."""
-    q = select(deliveries.c.sent_at).where(deliveries.c.state == "sent", deliveries.c.sent_at >= since)
+    q = select(deliveries.c.sent_at).where(deliveries.c.state == D.SENT, deliveries.c.sent_at >= since)
     return [r[0] for r in conn.execute(q)]
 
 
-# --- campaign-level -----------------------------------------------------------------------------
-def acquire_campaign_lock(conn: Connection, campaign_id: int, owner: str, stale_before: datetime,
-                          now: datetime | None = None, *, take_from: str | None = None) -> bool:
-    """Make ``owner`` the campaign's single sender (SQLite) unless a live sender holds it.
-
-    Shape: ``UPDATE campaigns SET lock_owner=:o, lock_heartbeat_at=:now WHERE id=:c AND
-    (lock_owner IS NULL OR lock_owner=:o OR lock_heartbeat_at < :stale OR lock_owner=:dead)``;
-    one row updated means the lock is ours. ``take_from`` names an owner known to be dead."""
-    now = now or utcnow()
-    cond = [campaigns.c.lock_owner.is_(None), campaigns.c.lock_owner == owner, campaigns.c.lock_heartbeat_at < stale_before]
-    if take_from:
-        cond.append(campaigns.c.lock_owner == take_from)
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, or_(*cond)).values(lock_owner=owner, lock_heartbeat_at=now)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def heartbeat_campaign_lock(conn: Connection, campaign_id: int, owner: str, now: datetime | None = None) -> bool:
-    """Refresh the lock's heartbeat; False when someone else took it (we must stop)."""
-    now = now or utcnow()
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner).values(lock_heartbeat_at=now)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def release_campaign_lock(conn: Connection, campaign_id: int, owner: str) -> None:
-    """Drop the lock if we hold it."""
-    conn.execute(
-        campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner)
-        .values(lock_owner=None, lock_heartbeat_at=None)
-    )
-
-
-def campaign_status(conn: Connection, campaign_id: int) -> str | None:
-    """The campaign's status now (another process may have paused or cancelled it)."""
-    return conn.execute(select(campaigns.c.status).where(campaigns.c.id == campaign_id)).scalar()
-
-
-def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterable[str], to: str,
-                        now: datetime | None = None, reason: str | None = None, **times) -> bool:
-    """Compare-and-set the campaign status: ``UPDATE campaigns SET status=:to WHERE id=:c AND
-    status IN (:allowed_from)``. False when another process changed it first."""
-    now = now or utcnow()
-    values = {"status": to, "updated_at": now, **times}
-    if reason is not None:
-        values["status_reason"] = reason
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.status.in_(list(allowed_from))).values(**values)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def campaigns_paused_with(conn: Connection, prefix: str) -> list[int]:
-    """Ids of paused campaigns whose status reason starts with ``prefix`` (an auto-pause kind)."""
-    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
-        campaigns.c.status == "paused", campaigns.c.status_reason.startswith(prefix, autoescape=True))
-        .order_by(campaigns.c.id))]
-
-
-def resume_paused_with(conn: Connection, campaign_id: int, prefix: str, now: datetime | None = None) -> bool:
-    """Compare-and-set ``paused`` → ``running`` only while the reason still starts with ``prefix``:
-    ``UPDATE campaigns SET status='running', status_reason='' WHERE id=:c AND status='paused' AND
-    status_reason LIKE :prefix%`` (a pause by a user meanwhile changed the reason: no match)."""
-    now = now or utcnow()
-    stmt = campaigns.update().where(
-        campaigns.c.id == campaign_id, campaigns.c.status == "paused",
-        campaigns.c.status_reason.startswith(prefix, autoescape=True)).values(
-        status="running", status_reason="", updated_at=now, finished_at=None)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-# --- the per-message hot path -----------------------------------------------------------------
-_RESULT_SQL = (
-    "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
-    "sent_at={p}, updated_at={p}, worker_id=NULL, first_deferred_at=COALESCE(first_deferred_at, {p}) "
-    "WHERE id={p} AND state='sending'"
-)
-_SENDING_SQL = (
-    "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at={p} "
-    "WHERE id={p} AND state='claimed' AND worker_id={p}"
-)
-
-
-def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: Sequence[tuple[int, str]],
-                            now: datetime | None = None) -> None:
-    """Record finished messages and mark the next ones ``sending`` in the caller's transaction.
-
-    The same statements as :func:`mark_results` and :func:`mark_sending`, run as driver-level
-    ``executemany`` because this happens once per message: a sender commits the previous
-    message's result together with the next message's ``sending`` mark, so a crash never leaves
-    more than one unknown outcome per connection, at the price of one commit per message."""
-    now = now or utcnow()
-    dialect = conn.dialect
-    p = "?" if dialect.paramstyle == "qmark" else "%s"
-    ts = deliveries.c.updated_at.type.bind_processor(dialect) or (lambda v: v)
-    cur = conn.connection.dbapi_connection.cursor()
-    try:
-        if results:
-            stamp = ts(now)
-            cur.executemany(_RESULT_SQL.format(p=p), [
-                (r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
-                 ts(r.get("next_attempt_at")) if r["state"] == "deferred" and r.get("next_attempt_at") else None,
-                 stamp if r["state"] == "sent" else None, stamp, stamp if r["state"] == "deferred" else None, r["id"])
-                for r in results
-            ])
-        if sending:
-            stamp = ts(now)
-            cur.executemany(_SENDING_SQL.format(p=p), [(stamp, i, w) for i, w in sending])
-    finally:
-        cur.close()
-
-
 # --- schedule: recurring digests ------------------------------------------------------------------
-
 def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
     """The id of the most overdue active digest whose next run is at or before ``now``, row-locked
     until the caller's transaction ends. ``FOR UPDATE SKIP LOCKED`` makes concurrent workers on
@@ -546,7 +587,7 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     ``exclude_ids`` are digests this pass already handled."""
     from .digest_models import RecurringDigest
 
-    digests = RecurringDigest.__table__
+    digests = table_of(RecurringDigest)
     stmt = (
         select(digests.c.id)
         .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)

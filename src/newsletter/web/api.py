@@ -24,7 +24,7 @@ class Error(BaseModel):
     status: int
 
 
-ERRORS = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 429, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 429, 503)}
 
 
 class ListOut(BaseModel):

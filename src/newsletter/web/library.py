@@ -85,7 +85,7 @@ def signup_job(st, lst, address: str, name: str) -> bool:
 def _confirmation_sender(st):
     """Confirmation emails go through the dispatcher's one-off path (the configured SMTP server,
     or the outbox), marked as automatic so that auto-responders stay quiet."""
-    from ..dispatch.sender import send_one
+    from ..dispatch.oneoff import send_one
 
     return lambda to, subject, html, text: send_one(st.config, to, subject, html, text, headers={"Auto-Submitted": "auto-generated"})
 
@@ -241,13 +241,10 @@ def campaign(st, campaign_id: int):
 
 
 def progress(info) -> dict:
-    """The numbers a campaign page shows: ledger counts, how many are done, of how many.
-    Rows a sender claimed but had no answer for yet ("sending") are the ambiguous ones."""
-    counts = dict(info.counts)
-    counts["pending"] = counts.get("pending", 0) + counts.pop("claimed", 0)
-    done = sum(counts.get(k, 0) for k in ("sent", "failed", "skipped"))
-    total = info.total or (info.audience or 0)
-    return {"counts": counts, "done": done, "total": total}
+    """The numbers a campaign page shows (``dispatch.progress.ledger_progress``)."""
+    from ..dispatch.progress import ledger_progress
+
+    return ledger_progress(info.counts, audience=info.audience).as_dict()
 
 
 def campaign_action(st, campaign_id: int, action: str):
@@ -333,13 +330,14 @@ def campaign_images(st, campaign_id: int) -> list[Any]:
 
 def campaign_preview(st, campaign_id: int) -> pv.PreviewDoc:
     """A campaign's frozen snapshot, shown like a freshly composed digest."""
-    from ..dispatch.campaigns import get_campaign
+    from ..dispatch.campaigns import get_campaign, stored_id
 
     c = get_campaign(st.engine, campaign_id)
+    cid = stored_id(c)
     doc = pv.PreviewDoc(
         label=f"campaign {c.id} ({c.status})", subject=c.subject, preheader=c.preheader or "", html=c.html, text=c.text,
         from_address=c.from_address, html_size=len(c.html.encode("utf-8")), campaign_id=c.id,
-        images={i.cid: (i.content_type, i.data) for i in campaign_images(st, c.id)},
+        images={i.cid: (i.content_type, i.data) for i in campaign_images(st, cid)},
     )
     doc.warnings = pv.check_html(doc)
     return doc
@@ -392,7 +390,7 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     """Send the previewed digest to one address: a campaign through the dispatcher's test send,
     a digest composed from the sources through its one-off send (sample merge values)."""
-    from ..dispatch.sender import send_one, send_test
+    from ..dispatch.oneoff import send_one, send_test
 
     address = normalize_address(to)
     if campaign_id is not None:
@@ -401,7 +399,7 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     from ..compose import embed_relative_assets
 
     digest = embed_relative_assets(doc.digest)  # thumbnails travel as CID parts, as in a campaign
-    values = dict(pv.SAMPLE, email=address)
+    values: pv.MergeValues = {**pv.SAMPLE, "email": address}
     html = pv.fill_merge_tags(digest.html, html=True, **values)
     text = pv.fill_merge_tags(digest.text, html=False, **values)
     send_one(st.config, address, f"[TEST] {doc.subject}", html, text, images=digest.images)

@@ -3,7 +3,7 @@ classified opens and clicks (engagement_events), and outgoing event webhooks (we
 event_cursors, an index on subscriptions.updated_at for the collector).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from newsletter.store.models import UtcDateTime
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
