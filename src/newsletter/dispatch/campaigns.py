@@ -244,6 +244,15 @@ def resolve_campaign_id(ref: str | int) -> int:
     return cid
 
 
+ARCHIVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED)
+
+
+def in_archive(c) -> bool:
+    """Whether a campaign is shown in the public archive: it started sending (a cancelled or
+    never-started campaign never is)."""
+    return c.status in ARCHIVED and c.started_at is not None
+
+
 def stored_id(c: Campaign) -> int:
     """The id of a campaign read from the database (the model allows None only before insert)."""
     if c.id is None:

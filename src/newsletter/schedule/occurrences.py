@@ -314,7 +314,7 @@ def schedule_run_campaign(conn, campaign_id: int, when: datetime, *, now: dateti
     from ..store import queries as q
 
     transition(conn, campaign_id, "scheduled", allow_from=("draft",), now=now)
-    conn.execute(q.campaigns.update().where(q.campaigns.c.id == campaign_id).values(scheduled_at=when))
+    q.set_scheduled_at(conn, campaign_id, when, now)
 
 
 def _advance(d: RecurringDigest, cursor: datetime | None, now: datetime) -> None:

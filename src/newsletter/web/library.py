@@ -280,28 +280,25 @@ def digest_action(st, name: str, action: str):
     return fn(st.engine, name)
 
 
-ARCHIVED = ("running", "paused", "finished")
-
-
 def archive_issues(st) -> list[Any]:
     """Campaigns that went out (at least in part), newest first, for the public archive."""
-    from ..dispatch.campaigns import list_campaigns
+    from ..dispatch.campaigns import in_archive, list_campaigns
 
     out = []
     for c in list_campaigns(st.engine):
-        if c.status in ARCHIVED and c.started_at is not None:
+        if in_archive(c) and c.started_at is not None:
             out.append({"id": c.id, "subject": c.subject, "date": c.started_at.strftime("%d %B %Y")})
     return out
 
 
 def _archived(st, campaign_id: int):
-    from ..dispatch.campaigns import get_campaign
+    from ..dispatch.campaigns import get_campaign, in_archive
 
     try:
         c = get_campaign(st.engine, campaign_id)
     except (NotFound, InvalidInput):
         c = None
-    if c is None or c.status not in ARCHIVED or c.started_at is None:
+    if c is None or not in_archive(c):
         raise NotFound(f"there is no issue {campaign_id} in the archive")
     return c
 
