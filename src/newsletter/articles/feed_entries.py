@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from calendar import timegm
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import SourceError
 from . import dates, readtime, sanitize, text, video
@@ -142,6 +142,21 @@ def entry_article(entry, index, source, config, site_link, site_name, feed_lang,
         title=title, url=link, guid=guid, authors=authors, published=published, tags=tags, summary=summary,
         body=body, paragraphs=paragraphs, image=image, videos=videos, lang=lang, site_name=site_name, source=source,
     )
+
+
+def add_guarded(articles: list[Article], make: Callable[[], Article], where: str, warn) -> None:
+    """Append ``make()`` to ``articles``; a failing item is a warning naming ``where`` (one
+    hostile entry is skipped, never the whole feed; only MemoryError goes up)."""
+    try:
+        articles.append(make())
+    except SourceError as e:
+        if warn:
+            warn(e)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        if isinstance(e, MemoryError):
+            raise
+        if warn:
+            warn(SourceError(where, f"unexpected failure ({type(e).__name__}: {e})"))
 
 
 def feed_article(*, tags: list[str], paragraphs: list[str], guid: Any, lang: str | None, **fields: Any) -> Article:

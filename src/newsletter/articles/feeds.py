@@ -18,7 +18,7 @@ import feedparser
 from ..config import Config
 from ..errors import SourceError
 from . import budget, sanitize, text
-from .feed_entries import entry_article
+from .feed_entries import add_guarded, entry_article
 from .feed_images import drop_shared_images
 from .feed_urls import absolute_url
 from .model import Article
@@ -116,16 +116,8 @@ def parse_feed(
     for index, entry in enumerate(d.entries, start=1):
         budget.check()  # a feed over its time budget is given up (named in the warning)
         item_image = item_images[index - 1] if len(item_images) == len(d.entries) else None
-        try:
-            articles.append(entry_article(entry, index, source, config, site_link, site_name, feed_lang, youtube_feed, item_image, notes))
-        except SourceError as e:
-            if warn:
-                warn(e)
-        except Exception as e:  # noqa: BLE001 - one hostile entry is skipped, never the whole feed
-            if isinstance(e, MemoryError):
-                raise
-            if warn:
-                warn(SourceError(f"{source}: entry {index}", f"unexpected failure ({type(e).__name__}: {e})"))
+        add_guarded(articles, lambda: entry_article(entry, index, source, config, site_link, site_name, feed_lang,
+                                                    youtube_feed, item_image, notes), f"{source}: entry {index}", warn)
     if warn:
         for n in notes:
             warn(n)

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from ..config import Config
 from ..errors import SourceError
 from . import budget, dates, sanitize, text, video
-from .feed_entries import UndatedEntry, feed_article, text_as_html
+from .feed_entries import UndatedEntry, add_guarded, feed_article, text_as_html
 from .feed_images import drop_pixels, drop_shared_images, entry_image, is_pixel
 from .feed_urls import absolute_url, is_http_url
 from .model import Article, Image, Video
@@ -53,16 +53,8 @@ def parse_json_feed(
             if warn:
                 warn(SourceError(f"{source}: item {index}", "is not an object"))
             continue
-        try:
-            articles.append(_json_item(item, index, source, config, site_link, site_name, feed_lang, feed_authors, notes))
-        except SourceError as e:
-            if warn:
-                warn(e)
-        except Exception as e:  # noqa: BLE001 - one hostile item is skipped, never the whole feed
-            if isinstance(e, MemoryError):
-                raise
-            if warn:
-                warn(SourceError(f"{source}: item {index}", f"unexpected failure ({type(e).__name__}: {e})"))
+        add_guarded(articles, lambda: _json_item(item, index, source, config, site_link, site_name, feed_lang,
+                                                 feed_authors, notes), f"{source}: item {index}", warn)
     if warn:
         for n in notes:
             warn(n)

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import Config
 from ..errors import ConfigError, InvalidInput
+from ..periodic import Periodic
 from ..store.bounce_models import BounceEvent
 from ..store.db import table_of, transaction
 from ..store.engagement_models import EngagementEvent, TrackedLink
@@ -282,14 +282,15 @@ def pending(engine) -> dict[str, int]:
     return out
 
 
-class OutboundPoller:
+class OutboundPoller(Periodic):
     """The worker's webhook thread: collect and deliver every ``event_webhook_interval`` seconds.
     Failures are warning lines; the worker goes on sending."""
 
+    name = "event-webhooks"
+
     def __init__(self, engine, config: Config, emit: Callable[[str], None]):
+        super().__init__(config.event_webhook_interval)
         self.engine, self.config, self.emit = engine, config, emit
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def for_config(cls, engine, config: Config, emit: Callable[[str], None]) -> "OutboundPoller | None":
@@ -307,18 +308,3 @@ class OutboundPoller:
         except Exception as e:  # a database hiccup: say it, keep the worker alive
             self.emit(f"warning: event webhooks failed: {e if str(e) else type(e).__name__}")
             log.debug("event webhooks failed", exc_info=True)
-
-    def start(self) -> "OutboundPoller":
-        self._thread = threading.Thread(target=self._run, name="event-webhooks", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            self.run_once()
-            self._done.wait(self.config.event_webhook_interval)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -7,12 +7,12 @@ is a warning line; the worker goes on sending.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
 from sqlalchemy.engine import Engine
 
 from ..config import Config
+from ..periodic import Periodic
 from .process import ProcessResult, process_mailboxes
 
 log = logging.getLogger("newsletter.bounces")
@@ -31,13 +31,14 @@ def summary_line(r: ProcessResult) -> str:
     return "; ".join(parts + extra)
 
 
-class MailboxPoller:
+class MailboxPoller(Periodic):
     """See the module docstring; ``for_config`` is None when no mailbox is configured."""
 
+    name = "mailbox-poll"
+
     def __init__(self, engine: Engine, config: Config, emit: Callable[[str], None], interval: float):
-        self.engine, self.config, self.emit, self.interval = engine, config, emit, interval
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(interval)
+        self.engine, self.config, self.emit = engine, config, emit
 
     @classmethod
     def for_config(cls, engine: Engine, config: Config, emit: Callable[[str], None]) -> "MailboxPoller | None":
@@ -61,17 +62,4 @@ class MailboxPoller:
             self.emit(f"mailbox: {summary_line(result)}")
         return result
 
-    def start(self) -> "MailboxPoller":
-        self._thread = threading.Thread(target=self._run, name="mailbox-poll", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            self.poll_once()
-            self._done.wait(self.interval)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self._done.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    run_once = poll_once
