@@ -72,13 +72,13 @@ class Config:
     vimeo_oembed_url: str = "https://vimeo.com/api/oembed.json"  # "" turns Vimeo thumbnail lookups off
     signup_origins: list[str] = field(default_factory=list)  # other sites whose pages may post the signup form
     trusted_proxies: list[str] = field(default_factory=list)  # reverse proxies whose X-Forwarded-For is believed
-    # --- fetch safety (issue 11) ---
+    # --- fetch safety ---
     allow_private_fetch: bool = False  # let fetches reach loopback/private/reserved addresses (docs/fetching.md)
     fetch_allow_networks: list[str] = field(default_factory=list)  # networks fetches may reach anyway, e.g. ["10.1.0.0/16"]
     local_image_dirs: list[str] = field(default_factory=list)  # folders besides a source's own tree local images may come from
     source_time_budget: float = 30.0  # seconds reading one source document may take before it is skipped (0: no limit)
 
-    # --- bounces, complaints and the feedback mailbox (issue 13) ---
+    # --- bounces, complaints and the feedback mailbox ---
     soft_bounce_limit: int = 3  # soft bounces within soft_bounce_window that act like a hard bounce
     soft_bounce_window: str = "30d"  # how far back soft bounces count (30m, 12h, 3d, 2w)
     soft_bounce_reset_after: str = "3d"  # a later copy accepted and not bounced this long after resets the count
@@ -103,7 +103,7 @@ class Config:
     bounce_mailbox_timeout: float = 30.0  # seconds per IMAP/POP3 network operation
     bounce_pop3_delete: bool = False  # POP3: delete a message once processed (never one we have not processed)
 
-    # --- deliverability: DNS, DKIM, warm-up (issue 20) ---
+    # --- deliverability: DNS, DKIM, warm-up ---
     dns_resolver: str | None = None  # "127.0.0.1:5353" (comma-separated for several): where `domain check` asks; default: the system resolver
     spf_include: str | None = None  # the relay's SPF domain, e.g. "_spf.relay.example": `domain check` wants include:<it> in the SPF record
     dkim_ed25519_key_file: str | None = None  # a second key (Ed25519, RFC 8463): each message is then signed with both
@@ -157,7 +157,7 @@ class Config:
 
 
 _SECRET_KEYS = {"secret_key", "admin_password", "admin_token", "webhook_mailgun_key", "webhook_postmark_password"}
-_SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins (issue 13)
+_SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins
 _SECRET_KEYS |= {"event_webhook_secret"}
 _SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
@@ -220,7 +220,7 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
     return SMTPServer(name=name, password=env.get(env_name), **kwargs)
 
 
-# Settings written into mail headers (issue 11): refused at load when they could inject a header.
+# Settings written into mail headers: refused at load when they could inject a header.
 _HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
 
 
@@ -247,7 +247,7 @@ def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]
 
 
 def _check_deliverability(cfg: Config, file: str | None) -> None:
-    """One-line ConfigError naming the key for a bad warmup, warmup_start or rate_per_domain (issue 20)."""
+    """One-line ConfigError naming the key for a bad warmup, warmup_start or rate_per_domain."""
     if not (cfg.warmup or cfg.warmup_start or cfg.rate_per_domain):
         return
     from .dispatch.ratelimit import parse_domain_rates
@@ -339,7 +339,7 @@ def load_config(
 
     cfg = Config(smtp=smtp, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
-    for net in cfg.fetch_allow_networks:  # fetch safety (issue 11): a typo must not silently allow nothing
+    for net in cfg.fetch_allow_networks:  # fetch safety: a typo must not silently allow nothing
         try:
             ipaddress.ip_network(net.strip(), strict=False)
         except ValueError:

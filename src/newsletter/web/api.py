@@ -210,7 +210,7 @@ def post_campaign_action(request: Request, action: Literal["pause", "resume", "c
     return _campaign_out(library.campaign(st, campaign_id))
 
 
-# --- deliverability (issue 20): the `newsletter domain check` report; the settings page is to come ---
+# --- deliverability: the `newsletter domain check` report ---
 
 
 class DomainCheckOut(BaseModel):
