@@ -329,7 +329,7 @@ def run_worker(
     worker_id = new_worker_id()
     send_options = SendOptions(smtp=smtp, tls=tls, outbox=outbox, concurrency=concurrency, rate=rate, worker_id=worker_id)
     seen_errors: dict = {}
-    from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes (issue 13): never stops the worker
+    from ..feedback.poll import MailboxPoller  # bounce/unsubscribe mailboxes: never stops the worker
 
     mailbox_poller = MailboxPoller.for_config(engine, config, emit)
     from ..engagement.outbound import OutboundPoller  # event webhooks: a thread of their own, never in a send's way
