@@ -96,6 +96,9 @@ def test_a_reader_apple_and_a_scanner_are_told_apart_end_to_end(tmp_path, reader
                 assert painted > 300, (chart, painted)
             page.screenshot(path=str(shots / f"campaign-{scheme}-1280.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 900})
+            page.goto(f"{base}/admin/campaigns/{c.id}")
+            page.wait_for_selector("#chart-links canvas")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scroll
             page.screenshot(path=str(shots / f"campaign-{scheme}-390.png"), full_page=True)
 
 

@@ -15,7 +15,7 @@
     for (var k in extra) a[k] = extra[k];
     return a;
   }
-  function width(el) { return Math.max(280, Math.min(900, el.clientWidth || 600)); }
+  function width(el) { return Math.max(240, Math.min(900, el.clientWidth || 600)); }
 
   var box = document.getElementById("chart-timeline");
   if (box) {
