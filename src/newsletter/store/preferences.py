@@ -180,8 +180,8 @@ def show(engine: Engine, secret: bytes, token: str, *, now: datetime | None = No
 @lru_cache(maxsize=1)
 def time_zones() -> tuple[str, ...]:
     """The IANA time zone names a reader may choose, sorted."""
-    return tuple(sorted(z for z in available_timezones() if "/" in z and not z.startswith(("posix/", "right/", "Etc/")))
-                 + ("UTC",))
+    names = {z for z in available_timezones() if "/" in z and not z.startswith(("posix/", "right/", "Etc/"))}
+    return tuple(sorted(names | {"UTC"}))
 
 
 def check_timezone(name: str) -> str:
