@@ -117,7 +117,7 @@ def token_maker(engine: Engine, secret: bytes) -> Callable[[int], str]:
     versions are read once, so each copy costs one HMAC and no query."""
     with transaction(engine) as conn:
         rotated = dict(conn.execute(select(subscribers_t.c.id, subscribers_t.c.pref_key_version)
-                                    .where(subscribers_t.c.pref_key_version != 0)).tuples().all())
+                                    .where(subscribers_t.c.pref_key_version != 0)).all())
     return lambda sid: tokens.preferences_token(secret, sid, rotated.get(sid, 0))
 
 
@@ -168,7 +168,7 @@ def show(engine: Engine, secret: bytes, token: str, *, now: datetime | None = No
     with transaction(engine) as conn:
         p = _reader(conn, secret, token)
         status = dict(conn.execute(select(subs_t.c.list_id, subs_t.c.status)
-                                   .where(subs_t.c.subscriber_id == p["id"])).tuples().all())
+                                   .where(subs_t.c.subscriber_id == p["id"])).all())
         rows = conn.execute(select(lists_t.c.id, lists_t.c.slug, lists_t.c.name, lists_t.c.description, lists_t.c.opt_in)
                             .order_by(lists_t.c.name, lists_t.c.slug)).all()
         suppressed = _find_suppression(conn, p["email_key"]) is not None
