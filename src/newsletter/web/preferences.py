@@ -69,7 +69,7 @@ def preferences_change(
     list_id: str = Form("", alias="list"),
 ):
     """One change from the page (``action``), applied and logged by the library; the page again with
-    what happened. A bad link is a 404 before anything else is looked at."""
+    what happened (400 with the reason when the library refuses it; 404 for a bad link)."""
     st = state(request)
     rate_limit(request, "token_ip", client_host(request), "link checks from your address")
     check_signup_form(request, csrf_token)
