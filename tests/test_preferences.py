@@ -306,3 +306,14 @@ def test_the_cli_prints_the_link_and_rotates(world, monkeypatch, capsys):
         prefs.show(engine, secret_key(config), token)
     r = run_main(monkeypatch, capsys, [*db, "subscribers", "preferences-link", "nobody@example.com"])
     assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def test_the_page_is_rate_limited_like_the_other_token_pages(world):
+    from newsletter.web.app import Limits
+
+    engine, config, token = world
+    app = create_app(config.replace(base_url=BASE), engine, limits=Limits(token_per_ip=(2, 60)))
+    with TestClient(app, base_url=BASE) as c:
+        assert [c.get(f"/preferences/{token}").status_code for _ in range(3)] == [200, 200, 429]
+        assert c.post(f"/preferences/{token}", data={"action": "leave_all"}).status_code == 429
+    assert subs.get_subscriber(engine, "reader0@example.com").lists == {"weekly": "active"}
