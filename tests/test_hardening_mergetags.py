@@ -139,8 +139,9 @@ def test_a_subject_made_from_article_titles_is_not_filled_per_reader(hostile, sm
 def test_campaign_snapshot_holds_only_the_publishers_tags(hostile):
     engine, config, feed, _ = hostile
     digest = compose([str(feed)], config)
-    assert set(find_tags(digest.html)) == {"*|WEB_VERSION_URL|*", "*|UNSUBSCRIBE_URL|*"}
-    assert set(find_tags(digest.text)) == {"*|WEB_VERSION_URL|*", "*|UNSUBSCRIBE_URL|*"}
+    ours = {"*|WEB_VERSION_URL|*", "*|UNSUBSCRIBE_URL|*", "*|PREFERENCES_URL|*"}
+    assert set(find_tags(digest.html)) == ours
+    assert set(find_tags(digest.text)) == ours
     assert not find_tags(digest.subject) and not find_tags(digest.preheader)
 
 
@@ -152,9 +153,10 @@ def test_test_sends_and_previews_do_not_fill_feed_tags(hostile, tmp_path):
     digest = compose([str(feed)], config)
     for body, html in ((digest.html, True), (digest.text, False)):
         out = fill_merge_tags(body, html=html, email="tester@example.com", name="Tess", unsubscribe_url="https://u.example/t0k",
-                              attributes={"city": "Lyon"})
+                              preferences_url="https://p.example/t0k", attributes={"city": "Lyon"})
         assert "tester@example.com" not in out and "Tess" not in out and "Lyon" not in out
-        assert out.count("https://u.example/t0k") == 1  # the footer link only
+        assert out.count("https://u.example/t0k") == 1  # the footer links only
+        assert out.count("https://p.example/t0k") == 1
 
 
 MD_OPT_IN = """---

@@ -1,5 +1,5 @@
 """CLI commands for subscribers: `subscribers` (import, add, confirmations, list, show, export,
-remove, unsubscribe) and `suppress` (registered on the root app on import).
+remove, unsubscribe, preferences-link) and `suppress` (registered on the root app on import).
 
 A thin shell like cli/store.py, whose helpers it shares: each command calls one library
 function and formats what it returns.
@@ -301,6 +301,18 @@ def subscribers_remove(
     row = erase_subscriber(_engine(ctx), email, suppress_address=suppress)
     lists = ", ".join(f"{k} ({v})" for k, v in row.lists.items()) or "no lists"
     typer.echo(f"erased {row.email} (was on {lists})" + ("; address suppressed" if suppress else ""))
+
+
+@subs_app.command("preferences-link")
+def subscribers_preferences_link(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="The address (any case)."),
+    rotate: bool = typer.Option(False, "--rotate", help="Revoke every earlier preferences link of this person first."),
+) -> None:
+    """Print someone's signed preference-centre link; --rotate makes their older links stop working."""
+    from ..store.preferences import link_for
+
+    typer.echo(link_for(_engine(ctx), get_config(ctx), email, rotate=rotate))
 
 
 @subs_app.command("unsubscribe")

@@ -28,6 +28,7 @@ def _content(engine: Engine, campaign) -> CampaignContent:
 
 def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     """The per-campaign skeleton builder (also used for previews and test sends)."""
+    from ..store import preferences
     from ..store.secret import secret_key
     from ..store.tokens import unsubscribe_token
     from .dkim import make_signer
@@ -44,6 +45,7 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     return MessageFactory(
         content, base_url=config.base_url, tracker=tracker,
         unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
+        preferences_token=preferences.token_maker(engine, secret),
         newsletter_name=config.newsletter_name, instance_key=secret,
         precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
         unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),

@@ -10,8 +10,8 @@ characters — the inlined HTML is one long line and SMTP allows 998.
 Merge tags (they survive MJML and premailer; the percent-encoded form ``%2A%7C…%7C%2A`` that an
 ``href`` may end up with is understood too)::
 
-    *|UNSUBSCRIBE_URL|*  *|WEB_VERSION_URL|*  *|EMAIL|*  *|NAME|*  *|NAME:fallback|*
-    *|ATTR:key|*  *|ATTR:key:fallback|*
+    *|UNSUBSCRIBE_URL|*  *|PREFERENCES_URL|*  *|WEB_VERSION_URL|*  *|EMAIL|*  *|NAME|*
+    *|NAME:fallback|*  *|ATTR:key|*  *|ATTR:key:fallback|*
 
 Values are HTML-escaped in the HTML part. Unknown tags are left as they are.
 """
@@ -42,7 +42,7 @@ _TAG = re.compile(
     r"|%2A%7C(?P<b>[A-Za-z_]+(?:(?::|%3A)[^%\r\n]{0,200}?)?)%7C%2A",
     re.IGNORECASE,
 )
-KNOWN_TAGS = ("UNSUBSCRIBE_URL", "WEB_VERSION_URL", "EMAIL", "NAME", "ATTR")
+KNOWN_TAGS = ("UNSUBSCRIBE_URL", "PREFERENCES_URL", "WEB_VERSION_URL", "EMAIL", "NAME", "ATTR")
 
 # --- quoted-printable -------------------------------------------------------------------------
 _QP_TABLE = [
@@ -192,7 +192,7 @@ def _parse_tag(body: str, encoded: bool) -> tuple | None:
         body = unquote(body)
     parts = body.split(":")
     kind = parts[0].upper()
-    if kind in ("UNSUBSCRIBE_URL", "WEB_VERSION_URL", "EMAIL") and len(parts) == 1:
+    if kind in ("UNSUBSCRIBE_URL", "PREFERENCES_URL", "WEB_VERSION_URL", "EMAIL") and len(parts) == 1:
         return (kind,)
     if kind == "NAME" and len(parts) <= 2:
         return ("NAME", parts[1] if len(parts) == 2 else "")
@@ -224,6 +224,7 @@ class MessageFactory:
         *,
         base_url: str,
         unsubscribe_token: Callable[[int, int], str],
+        preferences_token: Callable[[int], str] | None = None,
         newsletter_name: str = "",
         instance_key: bytes = b"",
         precedence_bulk: bool = False,
@@ -241,6 +242,9 @@ class MessageFactory:
         self._tracker = tracker
         self.base_url = base_url.rstrip("/")
         self._token = unsubscribe_token
+        # ``preferences_token(subscriber_id)``: the reader's signed preferences link; without it
+        # (or for a copy to no stored reader) *|PREFERENCES_URL|* is the unsubscribe link.
+        self._prefs_token = preferences_token
         self.signer = signer
         # Feedback (issue 13): ``copy_address(subscriber_id)`` is the signed per-copy address
         # (``bounces+TOKEN@domain``, one HMAC): its TOKEN goes in ``X-Newsletter-Ref`` (read back
@@ -343,6 +347,11 @@ class MessageFactory:
     def unsubscribe_url(self, r: Recipient) -> str:
         return f"{self.base_url}/unsubscribe/{self._token(r.subscriber_id, r.list_id)}"
 
+    def preferences_url(self, r: Recipient, unsub: str) -> str:
+        if self._prefs_token is None or r.subscriber_id <= 0:
+            return unsub
+        return f"{self.base_url}/preferences/{self._prefs_token(r.subscriber_id)}"
+
     def message_id(self, subscriber_id: int) -> str:
         """Stable for (campaign, subscriber): a resend after a crash is recognisable downstream."""
         return f"<nl.{self.content.campaign_id}.{subscriber_id}.{self._msgid_tag}@{self.domain}>"
@@ -356,14 +365,18 @@ class MessageFactory:
             if t.skip(r.attributes) or r.subscriber_id <= 0:
                 return t.original(tag[1]) if kind == "CLICK" else t.BLANK_PIXEL
             return t.click(r.subscriber_id, tag[1]) if kind == "CLICK" else t.open(r.subscriber_id)
+        if kind == "PREFERENCES_URL":
+            return self.preferences_url(r, unsub)
         return self._reader_value(tag, r, unsub)
 
     @staticmethod
-    def _reader_value(tag: tuple, r: Recipient, unsub: str) -> str:
+    def _reader_value(tag: tuple, r: Recipient, unsub: str, prefs: str = "") -> str:
         """The value of a reader tag (everything but tracking) for ``r``."""
         kind = tag[0]
         if kind == "UNSUBSCRIBE_URL":
             return unsub
+        if kind == "PREFERENCES_URL":
+            return prefs or unsub
         if kind == "EMAIL":
             return r.email
         if kind == "NAME":
@@ -446,8 +459,10 @@ def _date_now() -> str:
     return _date_cache[1]
 
 
-def render_preview(text: str, r: Recipient, *, unsubscribe_url: str, web_version_url: str, html: bool) -> str:
-    """Substitute merge tags in ``text`` for one recipient (for previews and test sends)."""
+def render_preview(text: str, r: Recipient, *, unsubscribe_url: str, web_version_url: str, html: bool,
+                   preferences_url: str = "") -> str:
+    """Substitute merge tags in ``text`` for one recipient (for previews and test sends); the
+    preferences link is ``preferences_url``, else the unsubscribe link."""
 
     def sub(m: re.Match) -> str:
         tag = _parse_tag(m.group("a") or m.group("b"), m.group("a") is None)
@@ -456,7 +471,7 @@ def render_preview(text: str, r: Recipient, *, unsubscribe_url: str, web_version
         if tag[0] == "WEB_VERSION_URL":
             v = web_version_url
         else:
-            v = MessageFactory._reader_value(tag, r, unsubscribe_url)
+            v = MessageFactory._reader_value(tag, r, unsubscribe_url, preferences_url)
         return _html.escape(v) if html else v
 
     return _TAG.sub(sub, text)

@@ -14,5 +14,6 @@ from . import mailbox_models  # noqa: F401  (mailbox_messages)
 from . import segment_models  # noqa: F401  (segments)
 from . import engagement_models  # noqa: F401  (tracked_links, engagement_events)
 from . import outbound_models  # noqa: F401  (webhook_deliveries, event_cursors)
+from . import preference_models  # noqa: F401  (preference_changes)
 
 metadata = SQLModel.metadata

@@ -65,6 +65,11 @@ class Subscriber(SQLModel, table=True):
     consent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
+    # The preference centre (store/preferences.py): no campaign mails them before pause_until; their
+    # IANA time zone; and the version of their preferences link (bumping it revokes old links).
+    pause_until: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    timezone: Optional[str] = Field(default=None, sa_type=sa.String(64), nullable=True)
+    pref_key_version: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
 
 
 class MailingList(SQLModel, table=True):

@@ -274,6 +274,7 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
             subscriptions.c.subscriber_id >= start,
             subscriptions.c.subscriber_id < stop,
             not_(suppressed_condition(subscribers.c.email_key)),
+            or_(subscribers.c.pause_until.is_(None), subscribers.c.pause_until <= now),  # paused readers wait
         )
         .group_by(subscribers.c.id, subscribers.c.email)
     )

@@ -3,8 +3,9 @@
 A token is ``base64url(payload || mac)`` without padding, where the payload holds a
 kind byte and varint-encoded integers, and the MAC is the first 16 bytes of
 HMAC-SHA256 under a key derived per purpose from the secret. Unsubscribe tokens name
-(subscriber, list) and never expire (a reader may click an old email years later);
-confirm tokens also carry an expiry time. Subscriber ids are never reused, so a token
+(subscriber, list) and never expire (a reader may click an old email years later); so do
+preferences tokens, which name (subscriber, key version): bumping the version stored with the
+subscriber revokes every older link. Confirm tokens also carry an expiry time. Subscriber ids are never reused, so a token
 cannot act on another address. Verification compares MACs in constant time.
 
 Bounce tokens (VERP, the envelope sender of one copy) name (campaign, subscriber) and are
@@ -32,11 +33,13 @@ _BOUNCE = b"b"
 _REJOIN = b"r"  # a signup by a known address: names the list and when it was asked for (see store/signup.py)
 _OPEN = b"o"  # the open pixel of one copy: (campaign, subscriber)
 _CLICK = b"k"  # one tracked link of one copy: (campaign, subscriber, link index)
+_PREFERENCES = b"p"  # a reader's preference centre: (subscriber, their link's key version)
 _PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1",
             _BOUNCE: b"newsletter/bounce/v1", _REJOIN: b"newsletter/rejoin/v1",
-            _OPEN: b"newsletter/open/v1", _CLICK: b"newsletter/click/v1"}
+            _OPEN: b"newsletter/open/v1", _CLICK: b"newsletter/click/v1",
+            _PREFERENCES: b"newsletter/preferences/v1"}
 _NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation", _BOUNCE: "bounce", _REJOIN: "confirmation",
-         _OPEN: "open", _CLICK: "click"}
+         _OPEN: "open", _CLICK: "click", _PREFERENCES: "preferences"}
 # Shorter than MAC_BYTES: a VERP local part must fit in 64 octets; a tracked link is in every
 # anchor of every copy (96 bits still leave forgery at 2^-96 per try).
 _MAC_LEN = {_BOUNCE: 12, _OPEN: 12, _CLICK: 12}
@@ -235,3 +238,15 @@ def verify_click_token(secret: bytes, token: str) -> tuple[int, int, int]:
     """(campaign_id, subscriber_id, link index) of a genuine click token; InvalidToken otherwise."""
     cid, sid, link = _open(secret, _CLICK, token, 3)
     return cid, sid, link
+
+
+def preferences_token(secret: bytes, subscriber_id: int, version: int) -> str:
+    """A non-expiring token opening ``subscriber_id``'s preference centre; it is honoured only
+    while ``version`` is the key version stored with the subscriber (store/preferences.py)."""
+    return _sign(secret, _PREFERENCES, [subscriber_id, version])
+
+
+def verify_preferences_token(secret: bytes, token: str) -> tuple[int, int]:
+    """(subscriber_id, key version) of a genuine preferences token; InvalidToken otherwise."""
+    sid, version = _open(secret, _PREFERENCES, token, 2)
+    return sid, version

@@ -25,20 +25,23 @@ class MergeValues(TypedDict, total=False):
     email: str
     name: str
     unsubscribe_url: str
+    preferences_url: str
     web_version_url: str
 
 
-SAMPLE: MergeValues = {"email": "reader@example.com", "name": "Sam Reader", "unsubscribe_url": "#unsubscribe", "web_version_url": "#web-version"}
+SAMPLE: MergeValues = {"email": "reader@example.com", "name": "Sam Reader", "unsubscribe_url": "#unsubscribe", "preferences_url": "#preferences",
+                      "web_version_url": "#web-version"}
 
 
 def fill_merge_tags(text: str, *, html: bool, email: str = "", name: str = "", unsubscribe_url: str = "",
-                    web_version_url: str = "", attributes: dict | None = None) -> str:
+                    web_version_url: str = "", attributes: dict | None = None, preferences_url: str = "") -> str:
     """Fill the merge tags for display with the dispatcher's own substitution (for previews, the
     archive and test sends): the sample reader, or neutral values with no personal data."""
     from ..dispatch.personalize import Recipient, render_preview
 
     r = Recipient(subscriber_id=0, list_id=0, email=email, name=name, attributes=attributes or {})
-    return render_preview(text, r, unsubscribe_url=unsubscribe_url, web_version_url=web_version_url, html=html)
+    return render_preview(text, r, unsubscribe_url=unsubscribe_url, web_version_url=web_version_url, html=html,
+                          preferences_url=preferences_url)
 
 
 def sample(text: str, *, html: bool) -> str:

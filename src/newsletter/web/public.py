@@ -1,4 +1,5 @@
-"""Public pages: subscribe, confirm, unsubscribe (incl. RFC 8058 one-click) and the archive.
+"""Public pages: subscribe, confirm, unsubscribe (incl. RFC 8058 one-click), the archive, and
+(included from web/preferences.py) each reader's preference centre.
 
 No page reveals whether an address is known, not even by its timing: a signup only queues its
 work (store/signup.py holds the rule; web/mailer.py the queue); confirmation and unsubscription happen only on
@@ -14,13 +15,14 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
-from . import library
+from . import library, preferences
 from ..errors import InvalidToken
 from .app import state
 from .deps import check_signup_form, client_host, rate_limit
 from .render import page
 
 router = APIRouter(include_in_schema=False)
+router.include_router(preferences.router)
 
 MAX_NAME = 200
 
