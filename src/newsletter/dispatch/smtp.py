@@ -257,8 +257,23 @@ class SMTPSession:
     def _transaction(self, conn: smtplib.SMTP, built: Built) -> Outcome:
         """MAIL, RCPT, DATA on the open connection, without smtplib.sendmail's per-message address
         parsing and regex dot-stuffing (our bodies are QP: a line starting with "." is rare and
-        handled with one bytes.replace). RSET after any refusal, so the connection stays usable."""
-        code, msg = conn.docmd("MAIL", f"FROM:<{built.mail_from}>")
+        handled with one bytes.replace). RSET after any refusal, so the connection stays usable.
+
+        When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
+        and their three replies are read after it: one round trip instead of three, which is
+        what a relay far away costs per message. The replies are then judged in order exactly
+        as if each had been awaited."""
+        piped = conn.has_extn("pipelining")
+        replies: list[tuple[int, bytes]] = []
+        if piped:
+            conn.send(f"MAIL FROM:<{built.mail_from}>\r\nRCPT TO:<{built.rcpt}>\r\nDATA\r\n".encode("utf-8"))
+            replies = [conn.getreply() for _ in range(3)]
+            (code, msg), rcpt, data_reply = replies
+            if data_reply[0] == 354 and (code != 250 or rcpt[0] not in (250, 251)):
+                conn.send(b".\r\n")  # DATA was accepted though the envelope was not: end the empty message
+                conn.getreply()
+        else:
+            code, msg = conn.docmd("MAIL", f"FROM:<{built.mail_from}>")
         if code != 250:
             if code == 421:
                 self.close()
@@ -268,7 +283,7 @@ class SMTPSession:
             fatal = self._refused_sender(code, msg, out.reply)
             # The sender being refused says nothing about this recipient: never fail them for it.
             return Outcome("deferred", out.reply, server_trouble=True, fatal=fatal)
-        code, msg = conn.docmd("RCPT", f"TO:<{built.rcpt}>")
+        code, msg = replies[1] if piped else conn.docmd("RCPT", f"TO:<{built.rcpt}>")
         if code not in (250, 251):
             if code == 421:
                 self.close()
@@ -279,7 +294,7 @@ class SMTPSession:
                 return Outcome("deferred", out.reply, server_trouble=True,
                                fatal=self._refused_sender(code, msg, out.reply))
             return out
-        code, msg = conn.docmd("DATA")
+        code, msg = replies[2] if piped else conn.docmd("DATA")
         if code != 354:
             if code == 421:
                 self.close()
