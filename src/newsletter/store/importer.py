@@ -313,7 +313,8 @@ def import_file(
 
     Where the file is read: in a child process (``reader_process=True``), a thread (False), or by
     size (None: a process from READER_PROCESS_MIN_ROWS rows). ``reader_command`` is that process's
-    command line (default: this interpreter running this package's import_reader.py). With
+    command line (default: this interpreter running this package's import_reader.py; it reads its
+    job, pickled, from stdin). With
     ``around_write``, each batch is written inside ``around_write(keys)`` (a context manager, in
     the thread writing the batch, given the batch's address keys): a way to watch or pace writes."""
     p = Path(path)
@@ -330,7 +331,8 @@ def import_file(
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
     reader: _ThreadReader | _ProcessReader
-    if reader_process if reader_process is not None else total >= READER_PROCESS_MIN_ROWS:
+    use_process = total >= READER_PROCESS_MIN_ROWS if reader_process is None else reader_process
+    if use_process:
         reader = _ProcessReader(p, opts, fmt, rejects_path, copy=writer.sql.pg, command=reader_command)
     else:
         reader = _ThreadReader(p, opts, fmt, rejects_path)
