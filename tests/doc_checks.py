@@ -24,3 +24,28 @@ def undocumented_options(text: str, command: str, options: list[str]) -> list[st
     """The options of ``command`` that no usage line of it in ``text`` mentions."""
     lines = usage_lines(text, command)
     return [o for o in options if not any(mentions_option(line, o) for line in lines)]
+
+
+def option_cells(text: str, command: str) -> list[str]:
+    """The first cells of the options table (a Markdown table headed ``| option |``) that follows the
+    first line of ``text`` running ``command``: the rows where that command's options are documented."""
+    lines = text.splitlines()
+    pattern = re.compile(rf"(?<![\w-]){re.escape(command)}(?![\w-])")
+    start = next((i for i, line in enumerate(lines) if pattern.search(line)), None)
+    if start is None:
+        return []
+    head = next((i for i in range(start, len(lines)) if re.match(r"\|\s*option\s*\|", lines[i])), None)
+    if head is None:
+        return []
+    cells = []
+    for line in lines[head + 2:]:  # past the header and its |---| line
+        if not line.startswith("|"):
+            break
+        cells.append(line.split("|")[1])
+    return cells
+
+
+def options_missing_from_table(text: str, command: str, options: list[str]) -> list[str]:
+    """The options of ``command`` that no row of its options table in ``text`` names, by whole name."""
+    cells = option_cells(text, command)
+    return [o for o in options if not any(mentions_option(cell, o) for cell in cells)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from doc_checks import option_cells, options_missing_from_table
 from newsletter.articles import Article, canonical_url, dedupe, load_sources
 from newsletter.articles.dates import parse_date, parse_since
 from newsletter.articles.markdown import parse_markdown
@@ -436,8 +437,9 @@ def test_docs_document_every_option_of_the_articles_command():
     command = typer.main.get_command(app).commands["articles"]
     options = [o for p in command.params for o in p.opts if o.startswith("--") and o != "--help"]
     assert {"--since", "--format", "--strict"} <= set(options)
-    for option in options:
-        assert f"`{option}" in section, f"{option} is not documented in docs/articles.md"
+    assert option_cells(section, "newsletter articles"), "docs/articles.md has no options table for the command"
+    missing = options_missing_from_table(section, "newsletter articles", options)
+    assert not missing, f"not in the options table of docs/articles.md: {missing}"
 
 
 def test_cli_unknown_time_zone_is_a_config_error():

@@ -202,9 +202,8 @@ def test_too_many_hard_bounces_pause_the_send_with_the_reason_stored(env_any, sm
 
 def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_server_factory, tmp_path, monkeypatch, capsys):
     import json
-    import sys
 
-    from newsletter.cli import main
+    from cli_runner import run_main
 
     engine, config = env
     add_people(engine, "weekly", 3)
@@ -213,14 +212,8 @@ def test_bounces_list_shows_the_stored_events_by_campaign_and_kind(env, smtp_ser
     send_campaign(engine, c.id, config, smtp=srv.url)
 
     def cli(*args, cmd=("bounces", "list")):
-        monkeypatch.setattr(sys, "argv", ["newsletter", "--db", config.database_url, *cmd, *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        return code, *capsys.readouterr()
+        r = run_main(monkeypatch, capsys, ["--db", config.database_url, *cmd, *args])
+        return r.returncode, r.stdout, r.stderr
 
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.setenv("COLUMNS", "200")

@@ -10,6 +10,7 @@ import lxml.html
 import pytest
 
 from conftest import REPO
+from doc_checks import option_cells, options_missing_from_table
 
 BAD = REPO / "tests/fixtures/compose/bad"
 
@@ -89,8 +90,9 @@ def test_every_compose_option_is_documented_in_the_manual():
     command = typer.main.get_command(app).commands["compose"]
     options = [opt for p in command.params for opt in p.opts if opt.startswith("--") and opt != "--help"]
     assert "--since" in options and "--embed-images" in options
-    missing = [opt for opt in options if f"`{opt}" not in section]
-    assert not missing, f"undocumented options: {missing}"
+    assert option_cells(section, "newsletter compose"), "docs/composing.md has no options table for the command"
+    missing = options_missing_from_table(section, "newsletter compose", options)
+    assert not missing, f"not in the options table of docs/composing.md: {missing}"
 
 
 def test_without_sources_the_configured_ones_are_used(tmp_path):

@@ -241,21 +241,13 @@ def test_an_unwritable_rejects_file_is_a_one_line_error(engine, tmp_path):
         import_file(engine, p, ImportOptions(list_slug="weekly", rejects_path=tmp_path / "missing" / "r.csv"))
 
 
-def test_a_reader_process_that_dies_is_a_one_line_error_not_a_hang(engine, tmp_path, monkeypatch):
+def test_a_reader_process_that_dies_is_a_one_line_error_not_a_hang(engine, tmp_path):
     from newsletter.errors import NewsletterError
-    from newsletter.store import importer
 
-    monkeypatch.setattr(importer, "READER_PROCESS_MIN_ROWS", 0)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "shadow"))  # a broken newsletter package shadows the real one
-    shadow = tmp_path / "shadow" / "newsletter" / "store"
-    shadow.mkdir(parents=True)
-    (shadow.parent / "__init__.py").write_text("")
-    (shadow / "__init__.py").write_text("")
-    (shadow / "import_reader.py").write_text("raise SystemExit('reader cannot start: broken install')\n")
-    monkeypatch.setattr(importer, "_reader_command", lambda: [sys.executable, "-m", "newsletter.store.import_reader"])
+    broken = [sys.executable, "-c", "raise SystemExit('reader cannot start: broken install')"]
     p = write(tmp_path, "in.csv", "email\nok@example.com\n")
     with pytest.raises(NewsletterError, match=r"in\.csv: the import stopped: .*exit code 1\): reader cannot start"):
-        import_file(engine, p, ImportOptions(list_slug="weekly"))
+        import_file(engine, p, ImportOptions(list_slug="weekly"), reader_process=True, reader_command=broken)
     assert counts(engine) == (0, 0)
 
 
@@ -289,64 +281,83 @@ def test_for_postgresql_the_reader_never_puts_one_person_in_two_adjacent_batches
     assert out[-1] is None and sum(len(b.rows) for b in batches) >= 7
 
 
-def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person(migrated_pg_url, tmp_path, monkeypatch):
+def test_postgresql_writes_two_batches_at_once_but_never_two_that_share_a_person(migrated_pg_url, tmp_path):
+    import contextlib
     import threading
 
-    from newsletter.store import importer
-
-    monkeypatch.setattr(importer, "READER_PROCESS_MIN_ROWS", 10**9)  # the thread reader: it flags overlaps, never moves rows
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
-    spans, lock, real = [], threading.Lock(), importer._Writer.write
-    started, second = [0], threading.Event()
+    changed = threading.Condition()
+    in_flight: list[set[str]] = []
+    entered: list[set[str]] = []
+    clashes: list[tuple[set[str], set[str]]] = []
+    most_at_once = [0]
 
-    def timed(self, rows, copy=None):
-        start = time.monotonic()
-        with lock:
-            started[0] += 1
-            first = started[0] == 1
-        if first:  # the first batch waits (bounded) until a second one is being written beside it
-            second.wait(30)
-        else:
-            second.set()
-        time.sleep(0.05)  # widens the window in which a batch sharing a person could wrongly start
-        real(self, rows, copy)
-        with lock:
-            spans.append(({r[1] for r in rows}, start, time.monotonic()))
+    @contextlib.contextmanager
+    def around_write(keys):
+        """Each batch stays in its write until the next batch starts writing (bounded, for when the
+        importer rightly waits for this one): a batch sharing a person that wrongly started beside
+        it is then always caught in flight, however fast the machine."""
+        mine = set(keys)
+        with changed:
+            clashes.extend((other, mine) for other in in_flight if other & mine)
+            in_flight.append(mine)
+            entered.append(mine)
+            most_at_once[0] = max(most_at_once[0], len(in_flight))
+            number = len(entered)
+            changed.notify_all()
+        try:
+            yield
+            with changed:
+                changed.wait_for(lambda: len(entered) > number, timeout=2)
+        finally:
+            with changed:
+                in_flight.remove(mine)
 
-    monkeypatch.setattr(importer._Writer, "write", timed)
     emails = [f"a{i}@example.com" for i in range(8)] + ["a7@example.com", "b1@example.com"] + [f"c{i}@example.com" for i in range(6)]
     p = write(tmp_path, "in.csv", "email\n" + "\n".join(emails) + "\n")
-    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=2))
+    # The thread reader: it flags a batch sharing a person with the one before, never moves rows.
+    r = import_file(engine, p, ImportOptions(list_slug="weekly", batch_size=2), reader_process=False, around_write=around_write)
     assert (r.added, r.already_present) == (15, 1) and counts(engine) == (15, 15)
-    spans.sort(key=lambda s: s[1])
-    assert any(b[1] < a[2] for a, b in zip(spans, spans[1:])), "no two batches were ever written at once"
-    for i, (keys, start, _) in enumerate(spans):
-        assert all(end <= start for other, _, end in spans[:i] if other & keys), "a batch started before the one it shares a person with ended"
+    assert {"a7@example.com"} in [a & b for a, b in zip(entered, entered[1:])], "no two batches in a row shared a person"
+    assert most_at_once[0] == 2, "no two batches were ever written at once"
+    assert not clashes, f"batches sharing a person were written at once: {clashes}"
     engine.dispose()
 
 
 # ---------------------------------------------------------------- PostgreSQL bulk path
 
 
-def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(migrated_pg_url, tmp_path, monkeypatch):
-    from newsletter.store import import_sql
+def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(migrated_pg_url, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
 
     engine = db.get_engine(migrated_pg_url)
     lists.create_list(engine, "weekly")
-    S.add_subscriber(engine, "ana@example.com", list_slug="weekly", name="Ana")
-    real, lookups = import_sql._SQL.existing, []
-
-    def first_lookup_misses_ana(self, conn, list_id):  # as if another import stored her just after our lookup
-        lookups.append(list_id)
-        return {} if len(lookups) == 1 else real(self, conn, list_id)
-
-    monkeypatch.setattr(import_sql._SQL, "existing", first_lookup_misses_ana)
     p = write(tmp_path, "in.csv", "email,name\nana@example.com,Ana\nbo@example.com,Bo\n")
-    r = import_file(engine, p, ImportOptions(list_slug="weekly"))
-    assert len(lookups) == 2, "the batch was rolled back and done again"
+    other = engine.connect()  # another import, storing Ana: not committed yet, so our lookup misses her
+    other_tx = other.begin()
+    other.exec_driver_sql(
+        "with s as (insert into subscribers (email, email_key, name, attributes, consent_source, consent_at, created_at, "
+        "updated_at) values ('ana@example.com', 'ana@example.com', 'Ana', '{}', 'other', now(), now(), now()) returning id) "
+        "insert into subscriptions (subscriber_id, list_id, status, source, created_at, updated_at, confirmed_at) "
+        "select s.id, l.id, 'active', 'other', now(), now(), now() from s, lists l where l.slug = 'weekly'")
+    other_pid = other.exec_driver_sql("select pg_backend_pid()").scalar()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(import_file, engine, p, ImportOptions(list_slug="weekly"))
+        try:
+            deadline = time.monotonic() + 30
+            with engine.connect() as watch:  # until our insert waits on hers (the unique address key)
+                while not watch.exec_driver_sql(
+                        "select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))", (other_pid,)).scalar():
+                    assert time.monotonic() < deadline and not running.done(), "the import never waited for the other one"
+                    time.sleep(0.01)
+        finally:
+            other_tx.commit()  # she is stored: our insert fails on her, and the batch starts over
+            other.close()
+        r = running.result(timeout=30)
     assert (r.added, r.already_present, r.batches) == (1, 1, 1)  # the failed attempt counted nothing
     assert counts(engine) == (2, 2)
+    assert S.get_subscriber(engine, "ana@example.com").consent_source == "other"
     engine.dispose()
 
 

@@ -278,8 +278,9 @@ def test_template_dir_missing_a_file_is_a_one_line_render_error(fixtures_dir):
 def _installed_distributions(monkeypatch, names: set[str]) -> None:
     """Pretend only ``names`` are installed, as far as importlib.metadata can tell, and forget
     that this process already checked its mjml."""
-    import importlib
     import importlib.metadata
+
+    from newsletter.compose.render import forget_mjml_check
 
     real = importlib.metadata.distribution
 
@@ -289,7 +290,7 @@ def _installed_distributions(monkeypatch, names: set[str]) -> None:
         return real("mjml-python")  # any real distribution object will do
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
-    monkeypatch.setattr(importlib.import_module("newsletter.compose.render"), "_mjml_checked", False)
+    forget_mjml_check()
 
 
 @pytest.mark.parametrize("installed", [{"mjml"}, {"mjml", "mjml-python"}])

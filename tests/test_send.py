@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from dispatch_helpers import add_people, make_campaign, make_config, setup_db
 from newsletter.dispatch.campaigns import campaign_info, get_campaign, pause_campaign, resume_campaign
 from newsletter.config import Config
 from newsletter.dispatch.oneoff import send_one, send_test
+from newsletter.dispatch.ratelimit import RateLimiter
 from newsletter.dispatch.retry import retry_decision
 from newsletter.dispatch.sender import send_campaign
 from newsletter.errors import DispatchError, InvalidInput, StateError
@@ -321,39 +323,20 @@ def test_slow_server_within_timeout_is_just_slow(env, smtp_server_factory):
     assert srv.stats.peak_connections <= 3
 
 
-def record_grants(monkeypatch) -> dict[str, list[float]]:
-    """Every rate limiter the sender builds (``RateLimiter.from_specs``) records, by rate spec, the
-    clock reading each grant was decided at. The limiters run unchanged; the test only watches.
+def record_grants() -> tuple[dict[str, list[float]], Callable[..., RateLimiter]]:
+    """A ``SendOptions.limiter_factory`` whose limiters (the send's and each SMTP server's) record,
+    by rate spec, the clock reading each grant was decided at (``on_grant``). The limiters run
+    unchanged; the test only watches.
 
     Pacing is checked on these grant times, not on the server's receive times: between a grant and
     the server's receipt lie a build, a ledger commit and SMTP round trips, whose latency a busy
     machine stretches unevenly — a test on receive times depends on the machine's speed."""
-    from newsletter.dispatch import ratelimit
-
     grants: dict[str, list[float]] = {}
-    real = ratelimit.RateLimiter.from_specs.__func__
 
-    def from_specs(cls, rate, window=None, **kw):
-        seen = threading.local()
+    def limiter_factory(rate, window=None, **kw) -> RateLimiter:
+        return RateLimiter.from_specs(rate, window, on_grant=grants.setdefault(str(rate), []).append, **kw)
 
-        def clock() -> float:
-            seen.last = time.monotonic()
-            return seen.last
-
-        lim = real(cls, rate, window, clock=clock, **kw)
-        stamps, real_try = grants.setdefault(str(rate), []), lim.try_acquire
-
-        def try_acquire(*args, **kwargs) -> float:  # (the recipient, for per-domain limits)
-            wait = real_try(*args, **kwargs)
-            if wait <= 0 and lim.limited:
-                stamps.append(seen.last)  # the reading this thread's grant was decided at
-            return wait
-
-        lim.try_acquire = try_acquire
-        return lim
-
-    monkeypatch.setattr(ratelimit.RateLimiter, "from_specs", classmethod(from_specs))
-    return grants
+    return grants, limiter_factory
 
 
 def assert_paced(stamps, rate: float, what: str = "") -> None:
@@ -371,12 +354,12 @@ def assert_paced(stamps, rate: float, what: str = "") -> None:
     assert stamps[-1] - stamps[0] >= (len(stamps) - 2) * interval, what
 
 
-def test_rate_limit_holds_across_connections(env, smtp_server, monkeypatch):
+def test_rate_limit_holds_across_connections(env, smtp_server):
     engine, config = env
-    grants = record_grants(monkeypatch)
+    grants, limiter_factory = record_grants()
     add_people(engine, "weekly", 30)
     c = make_campaign(engine, config)
-    s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=4, rate="20/s")
+    s = send_campaign(engine, c.id, config, smtp=smtp_server.url, concurrency=4, rate="20/s", limiter_factory=limiter_factory)
     assert s.counts == {"sent": 30}
     assert len(grants["20/s"]) == len(smtp_server.received()) == 30  # every message went through the limiter
     assert_paced(grants["20/s"], 20)
@@ -508,11 +491,11 @@ def test_auto_pause_after_consecutive_connection_failures(env, smtp_server_facto
     assert s2.resumed_from and s2.resumed_from.startswith("auto-paused after 3 consecutive connection failures")
 
 
-def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, smtp_server_factory, monkeypatch):
+def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, smtp_server_factory):
     from newsletter.config import SMTPServer
 
     engine, config = env
-    grants = record_grants(monkeypatch)
+    grants, limiter_factory = record_grants()
     config.max_connection_failures = 2
     a, b = smtp_server_factory(), smtp_server_factory()
     with RefusingServer() as dead:  # up, but greets every connection with 421 and hangs up
@@ -523,7 +506,7 @@ def test_several_servers_spread_each_paced_and_a_dead_one_leaves_rotation(env, s
         }
         add_people(engine, "weekly", 60)
         c = make_campaign(engine, config)
-        s = send_campaign(engine, c.id, config, smtp="a,b,dead", concurrency=5)
+        s = send_campaign(engine, c.id, config, smtp="a,b,dead", concurrency=5, limiter_factory=limiter_factory)
     assert s.status == "finished" and s.counts == {"sent": 60}
     got = a.recipient_counts() + b.recipient_counts()
     assert len(got) == 60 and max(got.values()) == 1

@@ -125,16 +125,22 @@ def test_any_common_image_mode_becomes_a_mail_safe_jpeg_or_png(tmp_path, name, m
     assert PILImage.open(io.BytesIO(t.data)).format == expected_type.split("/")[1].upper()
 
 
-def test_thumbnail_cache_is_bounded(tmp_path, monkeypatch):
-    from newsletter.compose import thumbnails
+def test_thumbnail_cache_is_bounded_and_drops_the_least_recently_used(tmp_path):
+    from newsletter.compose.thumbnails import ThumbnailCache
 
-    monkeypatch.setattr(thumbnails, "_CACHE_MAX", 3)
-    monkeypatch.setattr(thumbnails, "_cache", thumbnails.OrderedDict())
+    cache = ThumbnailCache(max_entries=3)
+    paths, made = [], []
     for i in range(5):
         p = tmp_path / f"p{i}.png"
         PILImage.new("RGB", (64, 36), (i, i, i)).save(p)
-        make_thumbnail(p)
-    assert [k[0].rsplit("/", 1)[1] for k in thumbnails._cache] == ["p2.png", "p3.png", "p4.png"]
+        paths.append(p)
+        made.append(make_thumbnail(p, cache=cache))
+    assert len(cache) == 3
+    assert make_thumbnail(paths[2], cache=cache) is made[2]  # kept: served from the cache, now the most recent
+    assert make_thumbnail(paths[0], cache=cache) is not made[0]  # dropped: made again (p3 goes, p2 was used)
+    assert make_thumbnail(paths[2], cache=cache) is made[2] and make_thumbnail(paths[4], cache=cache) is made[4]
+    assert make_thumbnail(paths[3], cache=cache) is not made[3]
+    assert len(cache) == 3
 
 
 def test_a_small_png_drawing_stays_a_small_png_not_a_bigger_jpeg():

@@ -151,7 +151,9 @@ def test_campaign_pause_resume_while_running(client, engine, campaign):
     t = token(client, f"/admin/campaigns/{campaign.id}")
     assert client.post(f"/admin/campaigns/{campaign.id}/pause", data={"csrf_token": t}).status_code == 303
     assert get_campaign(engine, campaign.id).status == "paused"
-    assert "Resume" in client.get(f"/admin/campaigns/{campaign.id}").text
+    page = client.get(f"/admin/campaigns/{campaign.id}").text
+    assert "Resume" in page
+    assert f'href="/archive/{campaign.id}">Web version</a>' in page  # started: its web version is in the archive
     assert client.post(f"/api/campaigns/{campaign.id}/resume").json()["status"] == "running"
 
 

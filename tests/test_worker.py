@@ -557,26 +557,63 @@ def test_a_pass_with_only_deferred_copies_waiting_does_not_connect(sqlite_url, t
     assert get_campaign(engine, cid).status == "finished"
 
 
-def test_an_occurrence_recorded_meanwhile_by_another_process_creates_no_campaign(sqlite_url, tmp_path, monkeypatch):
-    engine = setup_db(sqlite_url, 2)
-    config = config_for(sqlite_url, tmp_path)
-    articles = tmp_path / "articles"
-    write_article(articles, "harbour-lights", paris(2026, 11, 26, 9))
-    weekly_digest(engine, config, articles)
-    real = occ.load_with_retries
-    when = paris(2026, 11, 30, 8, 0).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+@contextlib.contextmanager
+def feed_server(on_fetch):
+    """An RSS feed on 127.0.0.1 with one article of 26 November 2026; ``on_fetch()`` runs in the
+    server's thread each time the feed is fetched, before it is served. Yields the feed's URL."""
+    import http.server
 
-    def racing(*args, **kwargs):
-        loaded = real(*args, **kwargs)
-        with engine.begin() as conn:  # while we compose, "another worker" commits the same occurrence
+    body = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>Quay</title>"
+            "<link>https://example.org/</link><description>Harbour news.</description><item>"
+            "<title>Harbour lights</title><link>https://example.org/harbour-lights</link>"
+            "<guid>https://example.org/harbour-lights</guid><pubDate>Thu, 26 Nov 2026 08:00:00 +0000</pubDate>"
+            "<description>A short piece about harbour lights.</description></item></channel></rss>").encode()
+
+    class Feed(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            on_fetch()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_occurrence_recorded_meanwhile_by_another_process_creates_no_campaign(sqlite_url, tmp_path):
+    engine = setup_db(sqlite_url, 2)
+    config = config_for(sqlite_url, tmp_path).replace(allow_private_fetch=True)
+    when = paris(2026, 11, 30, 8, 0).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    armed, fetched = threading.Event(), []
+
+    def another_worker_records_it() -> None:  # while we load the sources, "another worker" commits the same occurrence
+        if not armed.is_set():
+            return
+        fetched.append(when)
+        with engine.begin() as conn:
             conn.exec_driver_sql(
                 "insert into digest_runs (digest_id, scheduled_for, status, article_count, reason, warnings, manual, "
                 "started_at) values (1, ?, 'skipped', 0, 'other worker', '[]', 0, ?)", (when, when))
-        return loaded
 
-    monkeypatch.setattr(occ, "load_with_retries", racing)
-    [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
-    assert r.status == "duplicate" and r.campaign_id is None
+    with feed_server(another_worker_records_it) as url:
+        spec = dg.DigestSpec(name="weekly", schedule="weekly mon 08:00", timezone="Europe/Paris",
+                             sources=[url], lists=["weekly"], subject="Weekly digest — {{ date }}")
+        dg.add_digest(engine, config, spec, now=paris(2026, 11, 24, 12))
+        armed.set()
+        [r] = occ.run_due_digests(engine, config, now=paris(2026, 11, 30, 8, 0, 5))
+    assert fetched == [when], "the occurrence loaded its source once, through the real fetch"
+    assert (r.status, r.reason, r.campaign_id) == ("duplicate", "recorded by another process", None)
     assert count(engine, "digest_runs") == 1 and count(engine, "campaigns") == 0
     assert count(engine, "digest_sent_articles") == 0
 

@@ -123,6 +123,13 @@ def check_mjml() -> None:
     _mjml_checked = True
 
 
+def forget_mjml_check() -> None:
+    """Make the next render check the installed mjml packages again (``check_mjml`` remembers a
+    passed check for the life of the process): after installing or removing packages, or in tests."""
+    global _mjml_checked
+    _mjml_checked = False
+
+
 def mjml_to_html(mjml_source: str, name: str = "digest.mjml") -> str:
     """MJML stage (mjml-python, the Rust MRML engine); ``name`` labels errors."""
     check_mjml()

@@ -47,10 +47,37 @@ class Thumbnail:
     height: int
 
 
-# Recently made thumbnails (a long-running worker or web preview re-renders the same images).
-_cache: OrderedDict[tuple, Thumbnail] = OrderedDict()
-_CACHE_MAX = 256
-_cache_lock = threading.Lock()
+class ThumbnailCache:
+    """Recently made thumbnails by (path, mtime, size), the least recently used dropped beyond
+    ``max_entries``: a long-running worker or web preview re-renders the same images. One is shared
+    by default (``THUMBNAIL_CACHE``); ``make_thumbnail(..., cache=...)`` takes another."""
+
+    def __init__(self, max_entries: int = 256):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, Thumbnail] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Thumbnail | None:
+        """The thumbnail stored under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple, thumb: Thumbnail) -> None:
+        """Store ``thumb`` under ``key``, dropping the least recently used beyond ``max_entries``."""
+        with self._lock:
+            self._entries[key] = thumb
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+THUMBNAIL_CACHE = ThumbnailCache()
 
 
 def is_remote(url: str) -> bool:
@@ -99,21 +126,21 @@ def _encode(im, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def make_thumbnail(path: Path) -> Thumbnail:
+def make_thumbnail(path: Path, *, cache: ThumbnailCache | None = None) -> Thumbnail:
     """Crop ``path`` to 16:9 (centred), scale it down to at most 1152x648 and re-encode it:
     JPEG for photographs, PNG when the image has transparency, and for PNG/GIF sources whichever
     of PNG and JPEG is smaller; a source already the card's size and shape keeps its own bytes when
     they are smaller. Raises OSError/ValueError when
-    the file is missing or not an image. Results are cached by (path, mtime, size)."""
+    the file is missing or not an image. Results are cached by (path, mtime, size) in ``cache``
+    (default: the shared ``THUMBNAIL_CACHE``)."""
     from PIL import Image as PILImage, ImageOps
 
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
+    cache = THUMBNAIL_CACHE if cache is None else cache
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
 
     target_w, target_h = CARD_WIDTH * SCALE, CARD_HEIGHT * SCALE
     with PILImage.open(path) as opened:
@@ -151,10 +178,7 @@ def make_thumbnail(path: Path) -> Thumbnail:
         data, ext, ctype = min(candidates, key=lambda c: len(c[0]))
     digest = hashlib.sha256(data).hexdigest()[:12]
     thumb = Thumbnail(f"{_slug(path.stem)}-{digest}.{ext}", ctype, data, out_w, out_h)
-    with _cache_lock:
-        _cache[key] = thumb
-        while len(_cache) > _CACHE_MAX:
-            _cache.popitem(last=False)
+    cache.put(key, thumb)
     return thumb
 
 

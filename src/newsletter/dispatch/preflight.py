@@ -4,13 +4,14 @@ sent now, through which transports, and would its links work for readers.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, StateError
 from ..store.campaign_models import Campaign
 from ..store.lifecycle import CampaignStatus, PauseKind
 from ..store.models import utcnow
+from .ratelimit import RateLimiter
 from .transports import OutboxTransport
 
 
@@ -46,9 +47,11 @@ def check_concurrency(concurrency: int | None, config: Config) -> int:
     return n
 
 
-def make_transports(config: Config, *, smtp: str | None = None, tls: str | None = None, outbox: str | None = None) -> list:
+def make_transports(config: Config, *, smtp: str | None = None, tls: str | None = None, outbox: str | None = None,
+                    limiter_factory: Callable[..., RateLimiter] | None = None) -> list:
     """The transports of a send: ``--outbox DIR``, ``--smtp URL|NAME|a,b``, the configured default,
-    or — when no SMTP server is configured at all — the outbox folder (nothing reaches real people)."""
+    or — when no SMTP server is configured at all — the outbox folder (nothing reaches real people).
+    ``limiter_factory`` builds each SMTP server's rate limiter (see ``SMTPTransport``)."""
     from .smtp import SMTPTransport, settings_for
 
     if outbox is not None and smtp is not None:
@@ -58,7 +61,7 @@ def make_transports(config: Config, *, smtp: str | None = None, tls: str | None 
     servers = settings_for(config, smtp, tls=tls, timeout=config.smtp_timeout)
     if not servers:
         return [OutboxTransport(config.outbox)]
-    return [SMTPTransport(s) for s in servers]
+    return [SMTPTransport(s, limiter_factory=limiter_factory) for s in servers]
 
 
 def local_links_problem(base_url: str) -> str | None:

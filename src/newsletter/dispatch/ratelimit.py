@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..errors import ConfigError
 
@@ -124,21 +124,27 @@ class RateLimiter:
     """Blocks callers (threads) so that all of them together respect every configured limit.
 
     ``acquire()`` returns True when a message may go now, or False if ``stop`` was set while
-    waiting. With no limits it returns at once.
+    waiting. With no limits it returns at once. ``on_grant``, when given, is called with the
+    ``clock`` reading each message was granted at (under the limiter's lock, so keep it short):
+    a way to watch the pacing, e.g. in tests.
     """
 
     def __init__(self, rates: Iterable[Rate] = (), windows: Iterable[Rate] = (), *, burst: int = 1,
-                 clock=time.monotonic, per_domain: Mapping[str, Iterable[Rate]] | None = None):
+                 clock=time.monotonic, per_domain: Mapping[str, Iterable[Rate]] | None = None,
+                 on_grant: Callable[[float], None] | None = None):
         self._buckets = [_Gcra(r, burst) for r in rates]
         self._windows = [_Window(w) for w in windows]
         self._domains = {d.lower(): [_Gcra(r, burst) for r in rs] for d, rs in (per_domain or {}).items()}
         self._lock = threading.Lock()
         self._clock = clock
+        self._on_grant = on_grant
         self.limited = bool(self._buckets or self._windows or self._domains)
 
     @classmethod
     def from_specs(cls, rate: str | None, window: str | None = None, *, per_domain: dict | None = None,
                    **kw) -> "RateLimiter":
+        """A limiter from config-style specs (``rate``, ``window``: e.g. "20/s", "500/d"; ``per_domain``:
+        domain -> rate); other keywords go to the constructor."""
         return cls(parse_rates(rate), parse_rates(window, what="rate window"),
                    per_domain=parse_domain_rates(per_domain), **kw)
 
@@ -184,6 +190,8 @@ class RateLimiter:
                     w.take(now)
                 for b in mine:
                     b.take(now)
+                if self._on_grant is not None:
+                    self._on_grant(now)
             return wait
 
     def acquire(self, stop: threading.Event | None = None, max_wait: float | None = None,

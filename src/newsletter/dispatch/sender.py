@@ -71,7 +71,10 @@ class SendOptions:
     ``transport`` may be one transport or a list; by default the transports come from
     ``smtp``/``tls``/``outbox``/config (see ``preflight.make_transports``). ``allow_local_links``
     defaults to ``config.allow_local_links``. ``clock`` (aware UTC datetimes; the worker's, in
-    tests injected) says which UTC day the warm-up quota is for and stamps the ledger's sent_at."""
+    tests injected) says which UTC day the warm-up quota is for and stamps the ledger's sent_at.
+    ``limiter_factory`` builds the send's rate limiters from their specs — the send's own (``rate``,
+    ``rate_window``, ``rate_per_domain``) and each SMTP server's — as ``RateLimiter.from_specs``
+    (the default) does; e.g. one passing ``on_grant`` to watch the pacing."""
 
     transport: Any = None
     smtp: str | None = None
@@ -87,6 +90,7 @@ class SendOptions:
     wait_deferred: bool = True
     allow_local_links: bool | None = None
     clock: Callable[[], datetime] | None = None
+    limiter_factory: Callable[..., RateLimiter] | None = None
 
 
 @dataclass
@@ -207,8 +211,9 @@ class _Send:
         from ..feedback.record import Rules
 
         self.rules = Rules.from_config(config)  # bad bounce settings stop the send before anything goes out
-        self.limiter = RateLimiter.from_specs(opts.rate if opts.rate is not None else config.rate, config.rate_window,
-                                              per_domain=config.rate_per_domain)
+        limiter_factory = opts.limiter_factory or RateLimiter.from_specs
+        self.limiter = limiter_factory(opts.rate if opts.rate is not None else config.rate, config.rate_window,
+                                       per_domain=config.rate_per_domain)
         from .warmup import gate_for  # the warm-up quota: claims stop at today's allowance
 
         self.warmup = gate_for(config, opts.clock)
@@ -220,7 +225,8 @@ class _Send:
             with transaction(engine) as conn:
                 self.limiter.seed((now - t).total_seconds() for t in q.sent_since(conn, now - timedelta(seconds=longest)))
         if opts.transport is None:
-            self.transports = make_transports(config, smtp=opts.smtp, tls=opts.tls, outbox=opts.outbox)
+            self.transports = make_transports(config, smtp=opts.smtp, tls=opts.tls, outbox=opts.outbox,
+                                              limiter_factory=opts.limiter_factory)
         else:
             t = opts.transport
             self.transports = list(t) if isinstance(t, (list, tuple)) else [t]

@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from ..config import Config, SMTPServer
@@ -153,11 +154,14 @@ def is_unknown_user(text: str) -> bool:
 class SMTPTransport:
     """A pool of connections to one server: each sending thread gets its own session."""
 
-    def __init__(self, settings: SMTPSettings, *, rate_window: str | None = None):
+    def __init__(self, settings: SMTPSettings, *, rate_window: str | None = None,
+                 limiter_factory: Callable[..., RateLimiter] | None = None):
+        """``limiter_factory`` builds this server's own rate limiter from its rate specs, as
+        ``RateLimiter.from_specs`` (the default) does."""
         self.settings = settings
         self.name = settings.name
         self.max_connections = settings.max_connections
-        self.limiter = RateLimiter.from_specs(settings.rate, rate_window)
+        self.limiter = (limiter_factory or RateLimiter.from_specs)(settings.rate, rate_window)
 
     def describe(self) -> str:
         return self.settings.describe()

@@ -25,7 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Sequence
 
 from sqlalchemy.engine import Engine
 
@@ -249,14 +249,16 @@ class _ProcessReader:
     ahead blocks on it, so memory stays constant. A plain subprocess rather than multiprocessing,
     which would re-run the caller's ``__main__`` (spawn) or fork a process holding threads."""
 
-    def __init__(self, path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, copy: bool = False):
+    def __init__(self, path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, copy: bool = False,
+                 command: Sequence[str] | None = None):
         import pickle
         import subprocess
         import tempfile
 
         self.finished = False  # the child sent its end marker (None or _Failed)
         self.stderr = tempfile.TemporaryFile()
-        self.child = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
+        self.child = subprocess.Popen(list(command or _reader_command()), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self.stderr)
         assert self.child.stdin is not None and self.child.stdout is not None  # both are pipes
         self.out = self.child.stdout
         pickle.dump((path, opts, fmt, rejects_path, copy), self.child.stdin)
@@ -300,11 +302,21 @@ def import_file(
     opts: ImportOptions,
     *,
     progress: Callable[[int, int], None] | None = None,
+    reader_process: bool | None = None,
+    reader_command: Sequence[str] | None = None,
+    around_write: Callable[[list[str]], ContextManager[object]] | None = None,
 ) -> ImportReport:
     """Import ``path`` into ``opts.list_slug`` and return the report.
 
     ``progress(rows_done, rows_total)`` is called after each batch. Raises InvalidInput before
-    writing anything when the file is malformed, NotFound when the list does not exist."""
+    writing anything when the file is malformed, NotFound when the list does not exist.
+
+    Where the file is read: in a child process (``reader_process=True``), a thread (False), or by
+    size (None: a process from READER_PROCESS_MIN_ROWS rows). ``reader_command`` is that process's
+    command line (default: this interpreter running this package's import_reader.py; it reads its
+    job, pickled, from stdin). With
+    ``around_write``, each batch is written inside ``around_write(keys)`` (a context manager, in
+    the thread writing the batch, given the batch's address keys): a way to watch or pace writes."""
     p = Path(path)
     fmt = _detect_format(p, opts.format)
     if opts.batch_size < 1:
@@ -319,14 +331,23 @@ def import_file(
     if rejects_path.exists():
         rejects_path.unlink()  # from an earlier run of this import: this run rewrites it
     reader: _ThreadReader | _ProcessReader
-    if total >= READER_PROCESS_MIN_ROWS:
-        reader = _ProcessReader(p, opts, fmt, rejects_path, copy=writer.sql.pg)
+    use_process = total >= READER_PROCESS_MIN_ROWS if reader_process is None else reader_process
+    if use_process:
+        reader = _ProcessReader(p, opts, fmt, rejects_path, copy=writer.sql.pg, command=reader_command)
     else:
         reader = _ThreadReader(p, opts, fmt, rejects_path)
     # PostgreSQL: two batches are written at once on two connections, so one server process works
     # while the other waits on this one; a batch that shares an address with the one before it
     # waits for it, so the file's order still decides (the later row wins). SQLite has one writer.
     in_flight: deque = deque()
+
+    def write(rows: list[tuple], copy: bytes | None) -> None:
+        if around_write is None:
+            writer.write(rows, copy)
+            return
+        with around_write([r[1] for r in rows]):
+            writer.write(rows, copy)
+
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="newsletter-import-writer") if writer.sql.pg else None
 
     def settle(keep: int) -> None:
@@ -352,13 +373,13 @@ def import_file(
                 report.rejects_path = str(rejects_path)
             if pool is None:
                 if item.rows:
-                    writer.write(item.rows, item.copy)
+                    write(item.rows, item.copy)
                 if progress:
                     progress(item.read, total)
                 continue
             settle(0 if item.overlaps else 1)
             if item.rows:
-                in_flight.append((pool.submit(writer.write, item.rows, item.copy), item.read))
+                in_flight.append((pool.submit(write, item.rows, item.copy), item.read))
             elif progress:
                 progress(item.read, total)
         settle(0)
