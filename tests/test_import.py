@@ -345,11 +345,16 @@ def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(import_file, engine, p, ImportOptions(list_slug="weekly"))
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120  # a bound for a hang, not a timing: the wait is on the server's state
             with engine.connect() as watch:  # until our insert waits on hers (the unique address key)
                 while not watch.exec_driver_sql(
                         "select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))", (other_pid,)).scalar():
-                    assert time.monotonic() < deadline and not running.done(), "the import never waited for the other one"
+                    if time.monotonic() > deadline or running.done():
+                        seen = watch.exec_driver_sql(
+                            "select pid, state, wait_event_type, wait_event, pg_blocking_pids(pid), left(query, 80) "
+                            "from pg_stat_activity where datname = current_database()").all()
+                        pytest.fail(f"the import never waited for the other one (done={running.done()}); "
+                                    f"other={other_pid}; backends: {seen}")
                     time.sleep(0.01)
         finally:
             other_tx.commit()  # she is stored: our insert fails on her, and the batch starts over
