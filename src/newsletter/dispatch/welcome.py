@@ -26,9 +26,12 @@ from sqlalchemy.engine import Engine
 from ..config import Config
 from ..errors import NewsletterError, RenderError
 from ..store import welcome as store
-from .personalize import Recipient, render_preview, to_header_value
+from email.utils import parseaddr
+
+from .personalize import CampaignContent, MessageFactory, Recipient
 
 _TITLE = re.compile(r"<mj-title>(.*?)</mj-title>", re.IGNORECASE | re.DOTALL)
+_LINK = re.compile(r"<a\b[^>]*?\bhref=\"([^\"]+)\"[^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -67,8 +70,9 @@ def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list
     m = _TITLE.search(source)
     subject = " ".join(_html.unescape(m.group(1)).split()) if m else ""
     html = inline_css(mjml_to_html(source, str(mjml_file)))
-    if text is None:
-        text = html_to_text(html[html.find("<body"):] if "<body" in html else html)
+    if text is None:  # links keep their address in the text: "Unsubscribe (https://...)"
+        body = html[html.find("<body"):] if "<body" in html else html
+        text = html_to_text(_LINK.sub(lambda m: f"{m.group(2)} ({_html.unescape(m.group(1))})", body))
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(ln.rstrip() for ln in text.splitlines())).strip() + "\n"
     return WelcomeMessage(subject or f"Welcome to {list_name}", html, text)
 
@@ -79,11 +83,39 @@ def render_list_steps(lst: store.WelcomeList, config: Config) -> dict[int, Welco
     return {step: render_step(mjml, txt, config, list_name=lst.name, step=step) for step, (mjml, txt) in files.items()}
 
 
-def for_reader(msg: WelcomeMessage, r: Recipient, *, unsubscribe_url: str, preferences_url: str, archive_url: str) -> WelcomeMessage:
-    """``msg`` with one reader's merge tags filled (the same values as a campaign copy's)."""
-    fill = dict(unsubscribe_url=unsubscribe_url, web_version_url=archive_url, preferences_url=preferences_url)
-    return WelcomeMessage(render_preview(msg.subject, r, html=False, **fill).replace("\n", " "),
-                          render_preview(msg.html, r, html=True, **fill), render_preview(msg.text, r, html=False, **fill))
+class WelcomeFactory(MessageFactory):
+    """A campaign's message factory for one welcome step: the same headers (List-Unsubscribe,
+    List-Id, DKIM) and merge tags as a campaign copy, with a Message-ID of its own per reader,
+    list and step (stable: a retried step is recognisable downstream)."""
+
+    def __init__(self, content: CampaignContent, *, step: int, **kw):
+        self._welcome_tag = f"welcome.{next(iter(content.lists), 0)}.{step}"
+        super().__init__(content, **kw)
+
+    def message_id(self, subscriber_id: int) -> str:
+        return f"<nl.{self._welcome_tag}.{subscriber_id}.{self._msgid_tag}@{self.domain}>"
+
+
+def welcome_factory(engine: Engine, config: Config, lst: store.WelcomeList, step: int, msg: WelcomeMessage,
+                    secret: bytes, prefs_token: Callable[[int], str]) -> WelcomeFactory:
+    """The factory building every reader's copy of one rendered welcome step."""
+    from ..store.tokens import unsubscribe_token
+    from .campaigns import titled
+    from .dkim import make_signer
+
+    archive = f"{config.base_url.rstrip('/')}/archive/"
+    html = msg.html.replace("*|WEB_VERSION_URL|*", archive)
+    content = CampaignContent(campaign_id=0, subject=msg.subject, from_address=config.from_address,
+                              html=titled(html, msg.subject), text=msg.text.replace("*|WEB_VERSION_URL|*", archive),
+                              reply_to=config.reply_to, lists={lst.id: lst.slug})
+    bounce = parseaddr(config.bounce_address or "")[1] or None
+    return WelcomeFactory(
+        content, step=step, base_url=config.base_url,
+        unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid), preferences_token=prefs_token,
+        newsletter_name=config.newsletter_name, instance_key=secret,
+        precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
+        unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
+    )
 
 
 @dataclass
@@ -103,8 +135,7 @@ def send_due_welcomes(engine: Engine, config: Config, *, now: datetime | None = 
     (``on_event``) and skipped; a reader the server refuses is counted and tried again later."""
     from ..store import preferences
     from ..store.secret import secret_key
-    from ..store.tokens import unsubscribe_token
-    from .oneoff import send_one
+    from .oneoff import _deliver
 
     now = now or datetime.now(timezone.utc)
     result = WelcomePass()
@@ -113,16 +144,20 @@ def send_due_welcomes(engine: Engine, config: Config, *, now: datetime | None = 
         return result
     secret = secret_key(config)
     prefs_token = preferences.token_maker(engine, secret)
-    base = config.base_url.rstrip("/")
+    if transport is None:
+        from .preflight import make_transports
+
+        transport = make_transports(config, smtp=smtp, tls=tls, outbox=outbox)[0]
     for lst in lists:
-        rendered: dict[int, WelcomeMessage] | None = None
+        factories: dict[int, WelcomeFactory] | None = None
         for step in lst.steps:
             due = store.due_welcomes(engine, lst, step, now, limit=limit)
             if not due:
                 continue
-            if rendered is None:
+            if factories is None:
                 try:
-                    rendered = render_list_steps(lst, config)
+                    factories = {s: welcome_factory(engine, config, lst, s, m, secret, prefs_token)
+                                 for s, m in render_list_steps(lst, config).items()}
                 except NewsletterError as e:
                     if on_event:
                         on_event(f"welcome of list {lst.slug}: {e}")
@@ -130,14 +165,9 @@ def send_due_welcomes(engine: Engine, config: Config, *, now: datetime | None = 
             for d in due:
                 if not store.claim(engine, d, now):
                     continue
-                unsub = f"{base}/unsubscribe/{unsubscribe_token(secret, d.subscriber_id, d.list_id)}"
-                r = Recipient(d.subscriber_id, d.list_id, d.email, d.name, d.attributes)
-                msg = for_reader(rendered[step], r, unsubscribe_url=unsub, archive_url=f"{base}/archive/",
-                                 preferences_url=f"{base}/preferences/{prefs_token(d.subscriber_id)}")
-                headers = {"List-Unsubscribe": f"<{unsub}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
                 try:
-                    send_one(config, to_header_value(d.name, d.email), msg.subject, msg.html, msg.text, headers=headers,
-                             transport=transport, smtp=smtp, tls=tls, outbox=outbox)
+                    built = factories[step].build(Recipient(d.subscriber_id, d.list_id, d.email, d.name, d.attributes))
+                    _deliver(config, built, transport=transport, smtp=None, tls=None, outbox=None, what="welcome")
                 except NewsletterError as e:  # the server did not take it: failed, tried again later
                     store.settle(engine, d, error=str(e), now=now)
                     result.failed += 1
