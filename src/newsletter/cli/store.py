@@ -18,7 +18,7 @@ import typer
 from . import app, get_config
 
 db_app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
-lists_app = typer.Typer(help="Mailing lists: create, list with counts, change, delete.", no_args_is_help=True)
+lists_app = typer.Typer(help="Mailing lists: create, list with counts, change, delete, set the welcome email.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(lists_app, name="lists")
 
