@@ -118,6 +118,38 @@ def test_a_signup_gets_the_welcome_once_however_many_passes(world):
     assert [r[2:] for r in _rows(engine)] == [(0, "sent")]
 
 
+def test_only_readers_who_joined_by_themselves_are_welcomed(world):
+    engine, config, tmp_path = world
+    from newsletter.store import preferences as prefs
+    from newsletter.store.optin import invitation_for, mail_confirmation
+
+    store.set_welcome(engine, "deep", template=str(tmp_path / "welcome.mjml"), now=T0 - timedelta(days=1))
+    secret = secret_key(config)
+    # imported straight in as active on the double opt-in list: no confirmation, no welcome
+    subs.add_subscriber(engine, "imported@example.com", name="Imp", now=T0)
+    with engine.begin() as conn:
+        from newsletter.store.lookups import subs_t
+
+        conn.execute(subs_t.insert().values(subscriber_id=subs.get_subscriber(engine, "imported@example.com").id,
+                                            list_id=get_list(engine, "deep").id, status="active", source="import",
+                                            created_at=T0, updated_at=T0, confirmed_at=T0))
+    # added by hand, mailed the confirmation link, confirmed: welcomed
+    subs.add_subscriber(engine, "mailed@example.com", list_slug="deep", name="Mai", now=T0)
+    sid, lid = subs.get_subscriber(engine, "mailed@example.com").id, get_list(engine, "deep").id
+    kept: list = []
+    mail_confirmation(engine, config, lambda *a: kept.append(a), invitation_for(engine, sid, lid), secret=secret)
+    token = kept[0][3].split("/confirm/", 1)[1].split()[0]
+    signup.confirm_link(engine, secret, token, now=T0 + timedelta(minutes=1))
+    # joined 'weekly' (single opt-in) from the preference centre: welcomed
+    url = prefs.link_for(engine, config, "imported@example.com")
+    prefs.join(engine, secret, url.rsplit("/", 1)[1], get_list(engine, "weekly").id, now=T0 + timedelta(minutes=1))
+    with SMTPTestServer() as srv:
+        send_due_welcomes(engine, config, now=T0 + timedelta(minutes=5), smtp=srv.url)
+        assert srv.recipient_counts() == {"mailed@example.com": 1, "imported@example.com": 1}
+        subjects = {m.headers["Subject"] for m in srv.received()}
+    assert subjects == {"Welcome to Deep dives, Mai", "Welcome to The Weekly, Imp"}
+
+
 def test_confirming_a_double_opt_in_list_brings_the_welcome_through_the_worker(world):
     engine, config, tmp_path = world
     store.set_welcome(engine, "deep", template=str(tmp_path / "welcome.mjml"), now=T0 - timedelta(days=1))
@@ -143,13 +175,16 @@ def test_a_refused_welcome_is_tried_again_and_a_crash_never_sends_twice(world):
     dead = send_due_welcomes(engine, config, now=at, smtp=f"smtp://127.0.0.1:{free_port()}")
     assert dead.sent == 0 and dead.failed == 2
     assert [r[3] for r in _rows(engine)] == ["failed", "failed"]
+    with SMTPTestServer() as srv:
+        send_due_welcomes(engine, config, now=at + timedelta(minutes=1), smtp=srv.url)
+        assert srv.recipient_counts() == {}  # not before its pause (15 minutes) is over
     # The worker dies while handing Ana's message over: her row stays 'sending' (recorded before the send).
     with pytest.raises(PowerCut):
-        send_due_welcomes(engine, config, now=at, transport=CrashingTransport())
+        send_due_welcomes(engine, config, now=at + timedelta(minutes=16), transport=CrashingTransport())
     assert [r[3] for r in _rows(engine)] == ["sending", "failed"]
     with SMTPTestServer() as srv:
         for _ in range(2):  # the restarted worker
-            run_worker(engine, config, once=True, now=at + timedelta(minutes=1), smtp=srv.url)
+            run_worker(engine, config, once=True, now=at + timedelta(minutes=17), smtp=srv.url)
         assert srv.recipient_counts() == {"eve@example.com": 1}  # Ana's interrupted welcome is never resent
     assert [r[3] for r in _rows(engine)] == ["sending", "sent"]
     assert store.welcome_counts(engine, "weekly") == {"sending": 1, "sent": 1}

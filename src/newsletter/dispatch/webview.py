@@ -38,9 +38,8 @@ def reader_copy(engine: Engine, config: Config, token: str, *, page_url: str) ->
     """The copy ``token`` opens, merge tags filled for its reader (links signed for them: unsubscribe,
     preferences; the web version link is ``page_url``). NotFound for anything that is not a genuine,
     current token."""
-    from ..store import preferences
     from ..store.secret import secret_key
-    from ..store.tokens import unsubscribe_token, verify_view_token
+    from ..store.tokens import preferences_token, unsubscribe_token, verify_view_token
     from .campaigns import campaign_lists, get_campaign
 
     secret = secret_key(config)
@@ -50,7 +49,8 @@ def reader_copy(engine: Engine, config: Config, token: str, *, page_url: str) ->
         raise NotFound(_GONE) from None
     subs = q.subscribers
     with transaction(engine) as conn:
-        reader = conn.execute(select(subs.c.email, subs.c.name, subs.c.attributes).where(subs.c.id == sid)).first()
+        reader = conn.execute(select(subs.c.email, subs.c.name, subs.c.attributes, subs.c.pref_key_version)
+                              .where(subs.c.id == sid)).first()
         lid = conn.execute(select(q.deliveries.c.list_id).where(
             q.deliveries.c.campaign_id == cid, q.deliveries.c.subscriber_id == sid)).scalar()
     if reader is None:
@@ -67,7 +67,7 @@ def reader_copy(engine: Engine, config: Config, token: str, *, page_url: str) ->
     html = render_preview(
         campaign.html, r, html=True, web_version_url=page_url,
         unsubscribe_url=f"{base}/unsubscribe/{unsubscribe_token(secret, sid, lid)}",
-        preferences_url=f"{base}/preferences/{preferences.token_maker(engine, secret)(sid)}",
+        preferences_url=f"{base}/preferences/{preferences_token(secret, sid, reader.pref_key_version or 0)}",
     )
     html = _TRACKING.sub("", html).replace('src="cid:', f'src="/view/{token}/cid/')
     return ReaderCopy(cid, campaign.subject, html)

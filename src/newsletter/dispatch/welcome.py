@@ -7,7 +7,8 @@ written as ``sending`` in its own transaction *before* the message is handed to 
 becomes ``sent`` after. A worker that dies in between leaves the row ``sending``, and a
 ``sending`` row is never sent again — a crash can lose one welcome, never send it twice. When
 the server plainly did not take the message (no connection, a 4xx or 5xx reply) the row
-becomes ``failed`` and a later pass tries again, up to ``store.welcome.MAX_ATTEMPTS`` tries; a
+becomes ``failed`` and a later pass tries again after a pause (``store.welcome.RETRY_AFTER``), up to
+``store.welcome.MAX_ATTEMPTS`` tries; a
 connection dropped after the message was handed over counts as not taken (as the campaign
 ledger's deferred copies do), the one case where a reader might see it twice.
 """

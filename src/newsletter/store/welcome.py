@@ -1,9 +1,9 @@
 """A list's welcome email: its setting (template and series steps) and the welcome ledger's rows.
 
 A list's ``welcome`` column holds ``{"template": path, "steps": [0, 3, 7], "since": ISO time}``.
-Readers who join the list after ``since`` — by confirming a double opt-in link, or through the
-signup form of a single opt-in list — are due step *n* ``n`` days after they joined
-(``subscriptions.confirmed_at``). Readers added by hand or imported are not welcomed.
+Readers who join the list after ``since`` — through the signup form or their preference centre,
+or by confirming the double opt-in link they were mailed — are due step *n* ``n`` days after they
+joined (``subscriptions.confirmed_at``). Readers added by hand or imported as active are not welcomed.
 
 The ledger (``welcome_sends``, unique per reader, list and step) is claimed row by row before a
 message leaves: see dispatch/welcome.py for the at-most-once argument.
@@ -24,6 +24,7 @@ from ..errors import InvalidInput
 from .db import table_of, transaction
 from .lookups import _list_row, lists_t, subs_t, subscribers_t
 from .models import utcnow
+from .preferences import SOURCE as PREFERENCE_CENTRE
 from .signup import SOURCE as WEB_FORM
 from .suppressions import suppressed_condition
 from .welcome_models import WelcomeSend
@@ -31,7 +32,8 @@ from .welcome_models import WelcomeSend
 welcome_t = table_of(WelcomeSend)
 MAX_STEPS = 10
 MAX_DAY = 365
-MAX_ATTEMPTS = 3  # a step the server refused is tried again in later passes, this many times in all
+MAX_ATTEMPTS = 4  # a step the server did not take is tried again in later passes, this many times in all,
+RETRY_AFTER = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=6))  # after these pauses
 SINGLE_FILE_STEP = 0
 
 
@@ -142,12 +144,15 @@ def welcome_lists(engine: Engine) -> list[WelcomeList]:
 
 def due_welcomes(engine: Engine, lst: WelcomeList, step: int, now: datetime, *, limit: int = 200) -> list[DueWelcome]:
     """Readers of ``lst`` due its step ``step`` at ``now``: active (not paused, not suppressed),
-    joined by confirming or through the signup form after the welcome was turned on, at least
-    ``step`` days ago, and without a claimed or sent row for this step (a failed row with tries left is due again)."""
+    joined by themselves after the welcome was turned on, at least ``step`` days ago, and without a
+    claimed or sent row for this step (a failed row is due again once its pause is over, while it has tries left)."""
     w = welcome_t
     settled = exists(select(w.c.id).where(
         w.c.subscriber_id == subs_t.c.subscriber_id, w.c.list_id == subs_t.c.list_id, w.c.step == step,
-        or_(w.c.status != "failed", w.c.attempts >= MAX_ATTEMPTS)))
+        or_(w.c.status != "failed", w.c.attempts >= MAX_ATTEMPTS, w.c.next_attempt_at > now)))
+    # by themselves: the form or the preference centre, or a double opt-in link we mailed them
+    joined_themselves = or_(subs_t.c.source.in_((WEB_FORM, PREFERENCE_CENTRE)),
+                            and_(lists_t.c.opt_in == "double", subs_t.c.confirmation_sent_at.is_not(None)))
     failed = (select(w.c.id).where(w.c.subscriber_id == subs_t.c.subscriber_id, w.c.list_id == subs_t.c.list_id,
                                    w.c.step == step, w.c.status == "failed").scalar_subquery())
     q = (
@@ -159,7 +164,7 @@ def due_welcomes(engine: Engine, lst: WelcomeList, step: int, now: datetime, *, 
             subs_t.c.list_id == lst.id, subs_t.c.status == "active",
             subs_t.c.confirmed_at.is_not(None), subs_t.c.confirmed_at >= lst.since,
             subs_t.c.confirmed_at <= now - timedelta(days=step),
-            or_(lists_t.c.opt_in == "double", subs_t.c.source == WEB_FORM),
+            joined_themselves,
             or_(subscribers_t.c.pause_until.is_(None), subscribers_t.c.pause_until <= now),
             ~suppressed_condition(subscribers_t.c.email_key), ~settled,
         )
@@ -196,10 +201,17 @@ def claim(engine: Engine, due: DueWelcome, now: datetime) -> bool:
 
 
 def settle(engine: Engine, due: DueWelcome, *, error: str | None, now: datetime) -> None:
-    """Mark a claimed step ``sent`` (``error`` None) or ``failed`` (the server did not take it)."""
-    values: dict[str, Any] = ({"status": "sent", "sent_at": now} if error is None
-                              else {"status": "failed", "error": error[:500]})
+    """Mark a claimed step ``sent`` (``error`` None) or ``failed`` (the server did not take it: tried
+    again after 15 minutes, an hour, then six hours)."""
     with transaction(engine) as conn:
+        if error is None:
+            values: dict[str, Any] = {"status": "sent", "sent_at": now, "next_attempt_at": None}
+        else:
+            tries = conn.execute(select(welcome_t.c.attempts).where(
+                welcome_t.c.subscriber_id == due.subscriber_id, welcome_t.c.list_id == due.list_id,
+                welcome_t.c.step == due.step)).scalar() or 1
+            pause = RETRY_AFTER[min(tries, len(RETRY_AFTER)) - 1]
+            values = {"status": "failed", "error": error[:500], "next_attempt_at": now + pause}
         conn.execute(welcome_t.update().where(
             and_(welcome_t.c.subscriber_id == due.subscriber_id, welcome_t.c.list_id == due.list_id,
                  welcome_t.c.step == due.step, welcome_t.c.status == "sending")).values(**values))

@@ -36,5 +36,6 @@ class WelcomeSend(SQLModel, table=True):
     status: str = Field(default="sending", sa_type=sa.String(8), nullable=False)
     attempts: int = Field(default=1, nullable=False)
     error: str = Field(default="", sa_type=sa.Text(), nullable=False)
+    next_attempt_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)  # a failed step's next try
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)

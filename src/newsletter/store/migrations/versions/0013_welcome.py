@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=8), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("next_attempt_at", UtcDateTime(), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("sent_at", UtcDateTime(), nullable=True),
         sa.CheckConstraint("status in ('sending', 'sent', 'failed')", name="ck_welcome_sends_status"),
