@@ -104,6 +104,6 @@ def test_a_view_token_costs_one_hmac_and_the_factory_uses_it_only_for_stored_rea
     f = MessageFactory(content, base_url=BASE, unsubscribe_token=lambda s, lid: "u", view_token=view)
     data = f.build(Recipient(42, 1, "a@example.org")).data.decode()
     assert f"{BASE}/view/{t}" in data.replace("=\r\n", "")
-    assert calls == [42, 42]  # once per part, from one cached key (no per-copy key derivation)
+    assert calls == [42]  # one HMAC per copy (text and HTML share it; the key is derived once per campaign)
     anon = f.build(Recipient(0, 1, "test@example.org")).data.decode().replace("=\r\n", "")
     assert f"{BASE}/archive/7" in anon  # a test send to no stored reader: the anonymous archive page

@@ -242,6 +242,7 @@ class MessageFactory:
         # (``{base_url}/view/TOKEN``, one HMAC per copy); without it (or for a copy to no stored
         # reader) *|WEB_VERSION_URL|* is the campaign's anonymous archive page.
         self._view_token = view_token
+        self._view_last: tuple[int, str] = (0, "")  # (subscriber, url): both parts of a copy share one HMAC
         # Tracking (engagement.links.Tracker): fills *|CLICK:n|* and *|OPEN|* per reader; without
         # it those tags are unknown and left as written.
         self._tracker = tracker
@@ -380,7 +381,10 @@ class MessageFactory:
         """The reader's own web version (signed), or the anonymous archive page without a view token."""
         if self._view_token is None or r.subscriber_id <= 0:
             return self.web_version_url
-        return f"{self.base_url}/view/{self._view_token(r.subscriber_id)}"
+        last = self._view_last  # one tuple, read and written whole: safe across sending threads
+        if last[0] != r.subscriber_id:
+            last = self._view_last = (r.subscriber_id, f"{self.base_url}/view/{self._view_token(r.subscriber_id)}")
+        return last[1]
 
     @staticmethod
     def _reader_value(tag: tuple, r: Recipient, unsub: str, prefs: str = "") -> str:
