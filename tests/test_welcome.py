@@ -34,6 +34,7 @@ WELCOME = """<mjml>
       <mj-text>Hello *|NAME:friend|*, this is step {{ step }} of {{ list_name }} from {{ newsletter_name }}.
         <a href="{{ unsubscribe_url }}">Unsubscribe</a> · <a href="{{ preferences_url }}">Preferences</a></mj-text>
     </mj-column></mj-section>
+    {% include "footer.mjml" %}
   </mj-body>
 </mjml>
 """
@@ -113,6 +114,7 @@ def test_a_signup_gets_the_welcome_once_however_many_passes(world):
     html = msg.get_body(("html",)).get_content()
     assert "Hello Ana, this is step 0 of The Weekly" in html and "*|" not in html
     assert "/preferences/" in html
+    assert 'href="https://news.example.org/archive/"' in html  # the digest's footer, included: no issue, the archive
     text = msg.get_body(("plain",)).get_content()
     assert "Hello Ana" in text and "https://news.example.org/unsubscribe/" in text  # links keep their address
     assert [r[2:] for r in _rows(engine)] == [(0, "sent")]

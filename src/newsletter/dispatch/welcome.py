@@ -32,6 +32,7 @@ from email.utils import parseaddr
 from .personalize import CampaignContent, MessageFactory, Recipient
 
 _TITLE = re.compile(r"<mj-title>(.*?)</mj-title>", re.IGNORECASE | re.DOTALL)
+_WEB_VERSION = re.compile(r"\*\|WEB_VERSION_URL\|\*|%2A%7CWEB_VERSION_URL%7C%2A", re.IGNORECASE)
 _LINK = re.compile(r"<a\b[^>]*?\bhref=\"([^\"]+)\"[^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
 
 
@@ -104,10 +105,10 @@ def welcome_factory(engine: Engine, config: Config, lst: store.WelcomeList, step
     from .campaigns import titled
     from .dkim import make_signer
 
-    archive = f"{config.base_url.rstrip('/')}/archive/"
-    html = msg.html.replace("*|WEB_VERSION_URL|*", archive)
+    archive = f"{config.base_url.rstrip('/')}/archive/"  # a welcome is no issue: its web version is the archive
+    html, text = (_WEB_VERSION.sub(archive, body) for body in (msg.html, msg.text))
     content = CampaignContent(campaign_id=0, subject=msg.subject, from_address=config.from_address,
-                              html=titled(html, msg.subject), text=msg.text.replace("*|WEB_VERSION_URL|*", archive),
+                              html=titled(html, msg.subject), text=text,
                               reply_to=config.reply_to, lists={lst.id: lst.slug})
     bounce = parseaddr(config.bounce_address or "")[1] or None
     return WelcomeFactory(
