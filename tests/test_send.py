@@ -100,7 +100,10 @@ def test_messages_carry_personalization_and_list_unsubscribe(env, smtp_server):
     assert (sid, lid) == (row["subscriber_id"], row["list_id"])
     assert row["message_id"] == m["Message-ID"]
     html = m.get_body(("html",)).get_content()
-    assert "Hello Reader 1," in html and url in html and f"https://news.example.org/archive/{c.id}" in html
+    assert "Hello Reader 1," in html and url in html
+    from newsletter.store.tokens import view_key, view_token  # the reader's own web version, signed
+
+    assert f"https://news.example.org/view/{view_token(view_key(config.secret_key.encode()), c.id, sid)}" in html
     assert m.get_body(("plain",)).get_content().startswith("Hello Reader 1,")
 
 

@@ -18,7 +18,7 @@ import typer
 from . import app, get_config
 
 db_app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
-lists_app = typer.Typer(help="Mailing lists: create, list with counts, change, delete.", no_args_is_help=True)
+lists_app = typer.Typer(help="Mailing lists: create, list with counts, change, delete, set the welcome email.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(lists_app, name="lists")
 
@@ -189,3 +189,53 @@ def lists_delete(
         raise InvalidInput(f"deleting list {slug!r} removes all its subscriptions: pass --yes to confirm")
     n = delete_list(_engine(ctx), slug)
     typer.echo(f"deleted list {slug!r} and {n} subscription(s)")
+
+
+@lists_app.command("welcome")
+def lists_welcome(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="The list whose welcome email to set."),
+    template: Optional[str] = typer.Option(
+        None, "--template",
+        help="An MJML file (one welcome, its plain text in a .txt beside it if present) or a folder "
+             "(step-N.mjml and optional step-N.txt per step, or welcome.mjml).",
+    ),
+    series: Optional[str] = typer.Option(None, "--series", help="Days after joining to send each step, e.g. 0,3,7 (default: 0)."),
+    off: bool = typer.Option(False, "--off", help="Send no welcome to readers who join from now on."),
+    status: bool = typer.Option(False, "--status", help="Show the setting and how many welcome steps were sent."),
+) -> None:
+    """Set the welcome email (or a short series) new readers of a list get after they confirm or sign up."""
+    from ..errors import InvalidInput
+    from ..store import welcome as store
+
+    engine = _engine(ctx)
+    if status:
+        if template is not None or off or series is not None:
+            raise InvalidInput("--status shows the setting: give it alone")
+        from ..store.lists import get_list
+
+        setting = get_list(engine, slug).welcome
+        counts = store.welcome_counts(engine, slug)
+        if not setting:
+            typer.echo(f"list {slug!r}: no welcome")
+        else:
+            typer.echo(f"list {slug!r}: welcome from {setting['template']}, steps {', '.join(map(str, setting['steps']))} "
+                       f"(days after joining), for readers who joined since {setting['since']}")
+        typer.echo(f"sent {counts.get('sent', 0)}, failed {counts.get('failed', 0)}, "
+                   f"interrupted {counts.get('sending', 0)} (never resent)")
+        return
+    if off and series is not None:
+        raise InvalidInput("--off and --series exclude each other")
+    steps = store.parse_series(series) if series is not None else None
+    if template is not None:  # render every step once now: a broken template is reported here, not by the worker
+        from ..dispatch.welcome import render_step
+
+        name = store.list_name(engine, slug)
+        for step, (mjml, txt) in store.step_files(template, steps or [store.SINGLE_FILE_STEP]).items():
+            render_step(mjml, txt, get_config(ctx), list_name=name, step=step)
+    setting = store.set_welcome(engine, slug, template=template, steps=steps, off=off)
+    if setting is None:
+        typer.echo(f"list {slug!r}: welcome off")
+    else:
+        typer.echo(f"list {slug!r}: welcome on, steps {', '.join(map(str, setting['steps']))} (days after joining), "
+                   "for readers who join from now on")

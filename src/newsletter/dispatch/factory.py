@@ -30,7 +30,7 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     """The per-campaign skeleton builder (also used for previews and test sends)."""
     from ..store import preferences
     from ..store.secret import secret_key
-    from ..store.tokens import unsubscribe_token
+    from ..store.tokens import unsubscribe_token, view_key, view_token
     from .dkim import make_signer
 
     secret = secret_key(config)
@@ -41,6 +41,7 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     copy_address, verp, feedback = _feedback_headers(engine, campaign, config, secret, bounce)
     from ..engagement.campaign import tracked_content
 
+    views = view_key(secret)  # derived once: each copy's view link costs one HMAC
     content, tracker = tracked_content(engine, campaign, config, secret, _content(engine, campaign))
     return MessageFactory(
         content, base_url=config.base_url, tracker=tracker,
@@ -50,6 +51,7 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
         precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
         unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
         copy_address=copy_address, verp=verp, feedback_id=feedback,
+        view_token=lambda sid: view_token(views, campaign.id, sid),
     )
 
 

@@ -235,8 +235,14 @@ class MessageFactory:
         verp: bool = False,
         feedback_id: Callable[[str], str] | None = None,
         tracker=None,
+        view_token: Callable[[int], str] | None = None,
     ):
         self.content = content
+        # ``view_token(subscriber_id)``: the signed token of the reader's own web version
+        # (``{base_url}/view/TOKEN``, one HMAC per copy); without it (or for a copy to no stored
+        # reader) *|WEB_VERSION_URL|* is the campaign's anonymous archive page.
+        self._view_token = view_token
+        self._view_last: tuple[int, str] = (0, "")  # (subscriber, url): both parts of a copy share one HMAC
         # Tracking (engagement.links.Tracker): fills *|CLICK:n|* and *|OPEN|* per reader; without
         # it those tags are unknown and left as written.
         self._tracker = tracker
@@ -333,7 +339,7 @@ class MessageFactory:
             pos = m.end()
             if tag is None or (tag[0] in ("CLICK", "OPEN") and self._tracker is None):  # unknown: as written
                 buf.append(m.group(0))
-            elif tag[0] == "WEB_VERSION_URL":  # the same for everyone: resolve now
+            elif tag[0] == "WEB_VERSION_URL" and self._view_token is None:  # the same for everyone: resolve now
                 buf.append(self.web_version_url)
             else:
                 pieces.append(qp_encode("".join(buf).encode("utf-8")) + SOFT)
@@ -367,7 +373,18 @@ class MessageFactory:
             return t.click(r.subscriber_id, tag[1]) if kind == "CLICK" else t.open(r.subscriber_id)
         if kind == "PREFERENCES_URL":
             return self.preferences_url(r, unsub)
+        if kind == "WEB_VERSION_URL":
+            return self.view_url(r)
         return self._reader_value(tag, r, unsub)
+
+    def view_url(self, r: Recipient) -> str:
+        """The reader's own web version (signed), or the anonymous archive page without a view token."""
+        if self._view_token is None or r.subscriber_id <= 0:
+            return self.web_version_url
+        last = self._view_last  # one tuple, read and written whole: safe across sending threads
+        if last[0] != r.subscriber_id:
+            last = self._view_last = (r.subscriber_id, f"{self.base_url}/view/{self._view_token(r.subscriber_id)}")
+        return last[1]
 
     @staticmethod
     def _reader_value(tag: tuple, r: Recipient, unsub: str, prefs: str = "") -> str:
@@ -443,8 +460,6 @@ class MessageFactory:
         tag = _parse_tag(m.group("a") or m.group("b"), m.group("a") is None)
         if tag is None:
             return m.group(0)
-        if tag[0] == "WEB_VERSION_URL":
-            return self.web_version_url
         return header_text(self._value(tag, r, unsub))  # a reader's own text: made safe, not refused
 
 

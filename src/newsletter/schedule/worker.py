@@ -218,6 +218,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         on_event(f"digests: {e}")
     if stop_event.is_set():
         return False
+    send_welcomes(engine, config, now, send_options, report, on_event)
     idle = waiting_on_retries_only(engine)
     from ..dispatch.warmup import resume_warmed_up  # a new UTC day: warm-up-paused campaigns carry on
     try:
@@ -267,6 +268,23 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         if yielded:
             return True
     return False
+
+
+def send_welcomes(engine: Engine, config: Config, now: datetime, send_options: SendOptions, report: WorkerReport,
+                  on_event: Callable[[str], None]) -> None:
+    """The welcome emails due at ``now`` (dispatch/welcome.py), through the pass's transports; a
+    problem is reported and the next pass tries again."""
+    from ..dispatch.welcome import send_due_welcomes
+
+    transport = send_options.transport
+    if isinstance(transport, (list, tuple)):
+        transport = transport[0] if transport else None
+    try:
+        send_due_welcomes(engine, config, now=now, transport=transport, smtp=send_options.smtp, tls=send_options.tls,
+                          outbox=send_options.outbox, on_event=on_event)
+    except NewsletterError as e:
+        report.errors.append(str(e))
+        on_event(f"welcome: {e}")
 
 
 def run_worker(

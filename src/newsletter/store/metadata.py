@@ -15,5 +15,6 @@ from . import segment_models  # noqa: F401  (segments)
 from . import engagement_models  # noqa: F401  (tracked_links, engagement_events)
 from . import outbound_models  # noqa: F401  (webhook_deliveries, event_cursors)
 from . import preference_models  # noqa: F401  (preference_changes)
+from . import welcome_models  # noqa: F401  (welcome_sends)
 
 metadata = SQLModel.metadata

@@ -86,6 +86,8 @@ class MailingList(SQLModel, table=True):
     name: str = Field(sa_type=sa.Text(), nullable=False)
     description: str = Field(default="", sa_type=sa.Text(), nullable=False)
     opt_in: str = Field(default="single", sa_type=sa.String(8), nullable=False)
+    # The welcome email (dispatch/welcome.py): {"template": path, "steps": [0, 3, 7], "since": ISO time}; None: off.
+    welcome: Optional[dict] = Field(default=None, sa_type=sa.JSON(none_as_null=True), nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 

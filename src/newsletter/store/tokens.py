@@ -8,6 +8,9 @@ preferences tokens, which name (subscriber, key version): bumping the version st
 subscriber revokes every older link. Confirm tokens also carry an expiry time. Subscriber ids are never reused, so a token
 cannot act on another address. Verification compares MACs in constant time.
 
+View tokens name (campaign, subscriber) and never expire: the "view in browser" link of one
+copy opens that reader's copy (their merge tags filled) for as long as they keep the email.
+
 Bounce tokens (VERP, the envelope sender of one copy) name (campaign, subscriber) and are
 written in lowercase unpadded base32 with a 12-byte MAC, so they stay short, survive an MTA
 that changes the case of a local part, and hold only ``[a-z2-7]``.
@@ -34,12 +37,13 @@ _REJOIN = b"r"  # a signup by a known address: names the list and when it was as
 _OPEN = b"o"  # the open pixel of one copy: (campaign, subscriber)
 _CLICK = b"k"  # one tracked link of one copy: (campaign, subscriber, link index)
 _PREFERENCES = b"p"  # a reader's preference centre: (subscriber, their link's key version)
+_VIEW = b"v"  # a reader's own web version of one campaign: (campaign, subscriber)
 _PURPOSE = {_UNSUBSCRIBE: b"newsletter/unsubscribe/v1", _CONFIRM: b"newsletter/confirm/v1",
             _BOUNCE: b"newsletter/bounce/v1", _REJOIN: b"newsletter/rejoin/v1",
             _OPEN: b"newsletter/open/v1", _CLICK: b"newsletter/click/v1",
-            _PREFERENCES: b"newsletter/preferences/v1"}
+            _PREFERENCES: b"newsletter/preferences/v1", _VIEW: b"newsletter/view/v1"}
 _NAME = {_UNSUBSCRIBE: "unsubscribe", _CONFIRM: "confirmation", _BOUNCE: "bounce", _REJOIN: "confirmation",
-         _OPEN: "open", _CLICK: "click", _PREFERENCES: "preferences"}
+         _OPEN: "open", _CLICK: "click", _PREFERENCES: "preferences", _VIEW: "web version"}
 # Shorter than MAC_BYTES: a VERP local part must fit in 64 octets; a tracked link is in every
 # anchor of every copy (96 bits still leave forgery at 2^-96 per try).
 _MAC_LEN = {_BOUNCE: 12, _OPEN: 12, _CLICK: 12}
@@ -250,3 +254,22 @@ def verify_preferences_token(secret: bytes, token: str) -> tuple[int, int]:
     """(subscriber_id, key version) of a genuine preferences token; InvalidToken otherwise."""
     sid, version = _open(secret, _PREFERENCES, token, 2)
     return sid, version
+
+
+def view_key(secret: bytes) -> bytes:
+    """The derived key of view tokens, computed once per campaign by the message factory."""
+    return _key(secret, _VIEW)
+
+
+def view_token(key: bytes, campaign_id: int, subscriber_id: int) -> str:
+    """A non-expiring token opening ``subscriber_id``'s copy of ``campaign_id`` in a browser
+    (``key`` from :func:`view_key`: one HMAC per copy)."""
+    payload = bytes([VERSION]) + _VIEW + _varint(campaign_id) + _varint(subscriber_id)
+    mac = hmac.new(key, payload, hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+
+
+def verify_view_token(secret: bytes, token: str) -> tuple[int, int]:
+    """(campaign_id, subscriber_id) of a genuine view token; InvalidToken otherwise."""
+    cid, sid = _open(secret, _VIEW, token, 2)
+    return cid, sid

@@ -165,11 +165,36 @@ def archive_image(request: Request, campaign_id: str, cid: str):
     return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=86400"})
 
 
+_ISSUE_CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'none'"
+
+
 @router.get("/archive/{campaign_id}")
 def archive_issue(request: Request, campaign_id: str):
     if not campaign_id.isdigit() or len(campaign_id) > 18:
         raise HTTPException(404, f"there is no issue {campaign_id!r} in the archive")
     html = library.archive_html(state(request), int(campaign_id), str(request.url))
-    return HTMLResponse(html, headers={
-        "Content-Security-Policy": "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'none'",
-    })
+    return HTMLResponse(html, headers={"Content-Security-Policy": _ISSUE_CSP})
+
+
+# --- a reader's own web version ------------------------------------------------------------------
+
+
+@router.get("/view/{token}")
+def reader_view(request: Request, token: str):
+    """The "view in browser" link of one email: that reader's copy, their merge tags filled, no
+    tracking, the archive's strict CSP. Any bad token, or a reader who was erased, is a 404."""
+    from ..dispatch.webview import reader_copy
+
+    st = state(request)  # not rate limited, like the archive: readers behind one address open their copies
+    copy = reader_copy(st.engine, st.config, token, page_url=str(request.url))
+    return HTMLResponse(copy.html, headers={"Content-Security-Policy": _ISSUE_CSP, "Cache-Control": "private, no-store",
+                                            "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"})
+
+
+@router.get("/view/{token}/cid/{cid:path}")
+def reader_view_image(request: Request, token: str, cid: str):
+    from ..dispatch.webview import reader_image
+
+    st = state(request)
+    content_type, data = reader_image(st.engine, st.config, token, cid)
+    return Response(data, media_type=content_type, headers={"Cache-Control": "private, max-age=86400"})
