@@ -63,7 +63,12 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
     else:  # made from article titles: untrusted text, made fit for a header rather than refused
         subject = header_text(default_subject(config, cards) if cards else config.newsletter_name)
     preheader = one_line(options.preheader) if options.preheader else default_preheader(cards) if cards else ""
+    from ..i18n import direction, normalize
+
+    lang = normalize(options.language or config.language) or "en"
     context = {
+        "lang": lang,
+        "dir": direction(lang),
         "newsletter_name": one_line(config.newsletter_name),
         "site_url": safe_url(config.site_url),
         "subject": subject,
