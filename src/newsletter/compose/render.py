@@ -63,7 +63,7 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
     else:  # made from article titles: untrusted text, made fit for a header rather than refused
         subject = header_text(default_subject(config, cards) if cards else config.newsletter_name)
     preheader = one_line(options.preheader) if options.preheader else default_preheader(cards) if cards else ""
-    from ..i18n import direction, normalize
+    from ..i18n import direction, format_day, normalize
 
     lang = normalize(options.language or config.language) or "en"
     context = {
@@ -74,7 +74,7 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
         "subject": subject,
         "preheader": preheader,
         "issue_date": now.astimezone(tz),
-        "issue_date_text": day_text(now, tz),
+        "issue_date_text": day_text(now, tz) if lang == "en" else format_day(now.astimezone(tz), lang),
         "articles": cards,
         "article_count": len(cards),
         **PLACEHOLDERS,

@@ -86,6 +86,7 @@ class MailingList(SQLModel, table=True):
     name: str = Field(sa_type=sa.Text(), nullable=False)
     description: str = Field(default="", sa_type=sa.Text(), nullable=False)
     opt_in: str = Field(default="single", sa_type=sa.String(8), nullable=False)
+    language: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)  # readers' language; None: config.language
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 
