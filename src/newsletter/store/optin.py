@@ -83,14 +83,16 @@ def confirmation_message(config: Config, *, email: str, list_name: str, confirm_
     asked = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
               email=email, list=list_name, newsletter=config.newsletter_name)
     ignore = _("If you did not ask for this, ignore this email: you will not be subscribed.")
-    text = f"{hello}\n\n{asked}\n\n{_('Confirm by opening this link within 7 days:')}\n{confirm_url}\n\n{ignore}\n"
+    open_link = _("Confirm by opening this link within 7 days:")
+    button = _("Confirm my subscription")
+    works = _("(the link works for 7 days)")
+    text = f"{hello}\n\n{asked}\n\n{open_link}\n{confirm_url}\n\n{ignore}\n"
     asked_html = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
                    email=f"<b>{escape(email)}</b>", list=f"<b>{escape(list_name)}</b>",
                    newsletter=escape(config.newsletter_name))
     body = (
         f"<p>{escape(hello)}</p><p>{asked_html}</p>"
-        f'<p><a href="{escape(confirm_url, quote=True)}">{escape(_("Confirm my subscription"))}</a> '
-        f"{escape(_('(the link works for 7 days)'))}</p>"
+        f'<p><a href="{escape(confirm_url, quote=True)}">{escape(button)}</a> {escape(works)}</p>'
         f"<p>{escape(ignore)}</p>"
     )
     html = body if lang == "en" else f'<div lang="{lang}" dir="{direction(lang)}">{body}</div>'
