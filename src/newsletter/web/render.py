@@ -43,7 +43,7 @@ def page(request: Request, template: str, *, status: int = 200, admin: bool = Fa
         session["dirty"] = True
     html = st.templates.get_template(template).render(
         request=request,
-        config=st.config,
+        config=ctx.pop("config", st.config),  # /privacy passes it too: one value, not a TypeError
         csrf_token=session["csrf"],
         admin=admin,
         logged_in=admin and bool(session.get("admin")),
