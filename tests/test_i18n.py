@@ -186,6 +186,24 @@ def test_an_arabic_list_has_right_to_left_pages(client):
     assert 'type="email" dir="ltr"' in r.text  # an address reads left to right in any page
 
 
+def test_confirm_and_unsubscribe_pages_use_their_lists_language(client, site):
+    from newsletter.store import leaving, subscribers, tokens
+
+    config, engine = site
+    pending = subscribers.add_subscriber(engine, "amal@example.org", list_slug="nashra")
+    token = tokens.confirm_token(config.secret_key.encode(), pending.subscriber_id, pending.list_id)
+    r = client.get(f"/confirm/{token}", headers={"Accept-Language": "de"})
+    assert '<html lang="ar" dir="rtl">' in r.text and "تأكيد الاشتراك" in r.text
+    r = client.post(f"/confirm/{token}")
+    assert "أنت مشترك" in r.text
+    lea = subscribers.add_subscriber(engine, "lea@example.org", list_slug="lettre")
+    path = leaving.unsubscribe_url(config, lea.subscriber_id, lea.list_id).removeprefix(config.base_url)
+    r = client.get(path)
+    assert '<html lang="fr"' in r.text and "Se désabonner" in r.text
+    r = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "Vous êtes désabonné" in r.text and "ne recevra plus La Lettre" in r.text
+
+
 def test_pages_about_no_list_follow_the_browser_then_the_config(client, site):
     assert '<html lang="en" dir="ltr">' in client.get("/subscribe/plain").text
     assert '<html lang="de"' in client.get("/subscribe/plain", headers={"Accept-Language": "de-AT,de;q=0.9"}).text
