@@ -213,6 +213,31 @@ def test_pages_about_no_list_follow_the_browser_then_the_config(client, site):
     assert '<html lang="ar" dir="rtl">' in r.text and "الفتحات والنقرات" in r.text
     r = client.get("/confirm/not-a-token", headers={"Accept-Language": "fr"})
     assert r.status_code == 400 and '<html lang="fr"' in r.text and "Cela n’a pas fonctionné" in r.text
+    assert "Ce lien de confirmation n’est pas valide" in r.text  # the reason, made in web/public.py, too
+
+
+def test_a_reason_the_catalogue_does_not_know_is_shown_escaped():
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True)
+    i18n.install(env)
+    t = env.from_string("{{ translate(m) }}|{{ translate(k) }}")
+    known = "This preferences link is not valid: it may have been cut short, or replaced by a newer one. Use the link in the latest email you received."
+    out = t.render(lang="fr", m="no list '<b>x</b>'", k=known)
+    assert "&lt;b&gt;x&lt;/b&gt;" in out and "<b>" not in out and "Ce lien vers vos préférences" in out
+
+
+def test_the_preference_centre_answers_in_the_browsers_language(client, site):
+    from newsletter.store import preferences, subscribers
+
+    config, engine = site
+    subscribers.add_subscriber(engine, "pia@example.org", list_slug="plain")
+    path = preferences.link_for(engine, config, "pia@example.org").removeprefix(config.base_url)
+    r = client.get(path, headers={"Accept-Language": "de"})
+    assert '<html lang="de"' in r.text and "Ihr Abonnement" in r.text and "3 Monate" in r.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
+    r = client.post(path, data={"action": "pause", "months": "1", "csrf_token": token}, headers={"Accept-Language": "de"})
+    assert r.status_code == 200 and "Der Versand ist bis" in r.text and "Mail is paused" not in r.text
 
 
 def test_a_list_language_is_set_and_validated_from_the_cli(site, tmp_path):

@@ -35,6 +35,14 @@ CODE_MESSAGES = (
     N_("That did not work"), N_("Please log in"), N_("Not allowed"), N_("Not found"), N_("Method not allowed"),
     N_("Not possible right now"), N_("Too large"), N_("Too many requests"), N_("Something went wrong"),
     N_("Sending failed"), N_("Service unavailable"), N_("Error"),
+    # the reasons a token page gives (web/public.py, web/preferences.py, web/deps.py), word for word
+    N_("This confirmation link has expired. Sign up again to get a fresh one."),
+    N_("This unsubscribe link has expired. Sign up again to get a fresh one."),
+    N_("This confirmation link is not valid: it may have been cut short or mistyped. Copy the whole link from the email and try again."),
+    N_("This unsubscribe link is not valid: it may have been cut short or mistyped. Copy the whole link from the email and try again."),
+    N_("This preferences link is not valid: it may have been cut short, or replaced by a newer one. Use the link in the latest email you received."),
+    N_("the form's security token is missing or out of date; reload the page and try again"),
+    N_("this form must be sent from its page; open the signup page and try again"),
 )
 
 
@@ -176,10 +184,16 @@ def install(env) -> None:
         return text % {"num": num, **variables}
 
     @pass_context
+    def _translate(ctx, text: str) -> str:
+        """A message made in code (an error's reason, a status): its translation when the catalogue
+        has one, else the text as it is; plain text either way, so the template escapes it."""
+        return str(translations(_lang(ctx)).gettext(text)) if isinstance(text, str) else text
+
+    @pass_context
     def _format_day(ctx, day) -> str:
         return format_day(day, _lang(ctx))
 
-    env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext, format_day=_format_day)
+    env.globals.update(gettext=_gettext, _=_gettext, ngettext=_ngettext, format_day=_format_day, translate=_translate)
     env.newstyle_gettext = True
     env.policies["ext.i18n.trimmed"] = True
     env.globals.setdefault("lang_dir", direction)
