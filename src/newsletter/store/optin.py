@@ -87,9 +87,9 @@ def confirmation_message(config: Config, *, email: str, list_name: str, confirm_
     button = _("Confirm my subscription")
     works = _("(the link works for 7 days)")
     text = f"{hello}\n\n{asked}\n\n{open_link}\n{confirm_url}\n\n{ignore}\n"
+    bold_email, bold_list = "<b>" + escape(email) + "</b>", "<b>" + escape(list_name) + "</b>"
     asked_html = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
-                   email=f"<b>{escape(email)}</b>", list=f"<b>{escape(list_name)}</b>",
-                   newsletter=escape(config.newsletter_name))
+                   email=bold_email, list=bold_list, newsletter=escape(config.newsletter_name))
     body = (
         f"<p>{escape(hello)}</p><p>{asked_html}</p>"
         f'<p><a href="{escape(confirm_url, quote=True)}">{escape(button)}</a> {escape(works)}</p>'
