@@ -45,6 +45,7 @@ class Config:
     reply_to: str | None = None  # Reply-To of campaigns
     asset_base_url: str | None = None  # where out/assets/ is published; without it mailed campaigns embed thumbnails as CID parts
     template_dir: str | None = None  # your own digest templates (see Composing a digest)
+    language: str = "en"  # language of the public pages and the digest's fixed words when a list sets none (en, fr, de, es, pt, ar)
     sources: list[str] = field(default_factory=list)  # article sources used when compose gets none, and by the web preview
     outbox: str = "outbox"  # folder of .eml files, the transport when no SMTP server is configured
     smtp: dict[str, SMTPServer] = field(default_factory=dict)  # named SMTP servers, [smtp.NAME] tables (url, tls, user, rate, max_connections)

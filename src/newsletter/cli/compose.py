@@ -25,10 +25,12 @@ def compose_command(
     embed_images: bool = typer.Option(False, "--embed-images", help="Use cid: references for local images in digest.html too, instead of assets/ or --asset-base-url links (digest.eml always embeds local images as CID parts)."),
     strict: bool = typer.Option(False, "--strict", help="A bad article is an error instead of a skipped-with-warning."),
     asset_base_url: Optional[str] = typer.Option(None, "--asset-base-url", help="Public URL where out/assets/ will be served (default: relative assets/)."),
+    language: Optional[str] = typer.Option(None, "--language", help="Language of the digest's own words (Read more, the footer): en, fr, de, es, pt, ar (default: config language)."),
 ) -> None:
     """Compose a digest from SOURCES and write it to --out (default out/)."""
     from ..compose import HTML_BUDGET_BYTES, ComposeOptions, compose, write_digest
     from ..errors import InvalidInput
+    from ..i18n import check_language
 
     config = get_config(ctx, template_dir=str(template) if template else None, asset_base_url=asset_base_url)
     sources = list(sources or config.sources)
@@ -44,6 +46,7 @@ def compose_command(
         subject=subject,
         preheader=preheader,
         strict=strict,
+        language=check_language(language) if language else None,
     )
     digest = compose(sources, config, options)
     paths = write_digest(digest, out)

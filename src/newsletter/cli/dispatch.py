@@ -92,7 +92,10 @@ def create_command(
     else:
         from ..compose import ComposeOptions, compose, parse_since
 
-        options = ComposeOptions(since=parse_since(since) if since else None, limit=limit)
+        from ..store.lists import common_language
+
+        options = ComposeOptions(since=parse_since(since) if since else None, limit=limit,
+                                 language=common_language(engine, list(lists)))
         sources = list(compose_sources or [])
         digest = compose(sources, config, options)
         for w in digest.warnings:

@@ -117,12 +117,19 @@ def lists_create(
         False, "--double-opt-in/--single-opt-in",
         help="Double: new subscribers must click a confirmation link before they get mail. Single (default): subscribed at once.",
     ),
+    language: Optional[str] = typer.Option(
+        None, "--language", help="Language of its public pages, confirmation email and digest words: en, fr, de, es, pt, ar (default: config language).",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
-    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single")
-    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in)")
+    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language)
+    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language)})")
+
+
+def _language_note(language: str | None) -> str:
+    return f", language {language}" if language else ""
 
 
 @lists_app.command("list")
@@ -134,7 +141,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
     rows = list_lists(_engine(ctx, readonly=True))
     if fmt is Fmt.json:
         typer.echo(json.dumps([
-            {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in,
+            {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -166,13 +173,16 @@ def lists_update(
     name: Optional[str] = typer.Option(None, "--name", help="New display name."),
     description: Optional[str] = typer.Option(None, "--description", help="New description."),
     double_opt_in: Optional[bool] = typer.Option(None, "--double-opt-in/--single-opt-in", help="Change the opt-in mode for new subscribers."),
+    language: Optional[str] = typer.Option(
+        None, "--language", help="New language of its pages, emails and digest words (en, fr, de, es, pt, ar; 'default': config language).",
+    ),
 ) -> None:
-    """Change a list's name, description or opt-in mode (existing subscriptions keep their status)."""
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status) or language."""
     from ..store.lists import update_list
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
-    ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in)
-    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in)")
+    ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language)
+    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language)})")
 
 
 @lists_app.command("delete")

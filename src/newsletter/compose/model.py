@@ -32,6 +32,7 @@ class ComposeOptions:
     strict: bool = False
     now: datetime | None = None
     preheader: str | None = None
+    language: str | None = None  # the fixed words' language (a list's, else config.language)
 
 
 @dataclass

@@ -31,18 +31,30 @@ PLACEHOLDERS = {
 }
 
 
-def default_subject(config: Config, cards: list[Card]) -> str:
+def default_subject(config: Config, cards: list[Card], lang: str = "en") -> str:
+    """The newsletter's name and the top story ("and 3 more" in ``lang``)."""
+    from ..i18n import translations
+
     first = shorten(cards[0].title, 60)
-    more = f" and {len(cards) - 1} more" if len(cards) > 1 else ""
-    return one_line(f"{config.newsletter_name}: {first}{more}")
+    if len(cards) > 1:
+        n = len(cards) - 1
+        first = translations(lang).ngettext("%(first)s and %(num)d more", "%(first)s and %(num)d more", n) % {"first": first, "num": n}
+    return one_line(f"{config.newsletter_name}: {first}")
 
 
-def default_preheader(cards: list[Card]) -> str:
+def default_preheader(cards: list[Card], lang: str = "en") -> str:
+    """The preview text: the only story's summary, or the count and the first titles (in ``lang``)."""
+    from ..i18n import translations
+
     if len(cards) == 1:
         return shorten(cards[0].summary or cards[0].title, 140)
+    t = translations(lang)
     titles = ", ".join(c.title for c in cards[:3])
-    more = f" and {len(cards) - 3} more" if len(cards) > 3 else ""
-    return shorten(f"{len(cards)} stories: {titles}{more}", 140)
+    if len(cards) > 3:
+        n = len(cards) - 3
+        titles = t.ngettext("%(first)s and %(num)d more", "%(first)s and %(num)d more", n) % {"first": titles, "num": n}
+    n = len(cards)
+    return shorten(t.ngettext("%(num)d story: %(titles)s", "%(num)d stories: %(titles)s", n) % {"titles": titles, "num": n}, 140)
 
 
 def build_context(articles: list[Article], config: Config, options: ComposeOptions) -> tuple[dict[str, Any], list, list[str]]:
@@ -57,19 +69,24 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
     files: list[Asset | InlineImage] = []
     warnings: list[str] = []
     cards = [make_card(a, config, options, tz, files, warnings) for a in articles]
+    from ..i18n import direction, format_day, normalize
+
+    lang = normalize(options.language or config.language) or "en"
     subject = check_header("--subject", options.subject) if options.subject else None
     if subject:
         subject = one_line(subject)
     else:  # made from article titles: untrusted text, made fit for a header rather than refused
-        subject = header_text(default_subject(config, cards) if cards else config.newsletter_name)
-    preheader = one_line(options.preheader) if options.preheader else default_preheader(cards) if cards else ""
+        subject = header_text(default_subject(config, cards, lang) if cards else config.newsletter_name)
+    preheader = one_line(options.preheader) if options.preheader else default_preheader(cards, lang) if cards else ""
     context = {
+        "lang": lang,
+        "dir": direction(lang),
         "newsletter_name": one_line(config.newsletter_name),
         "site_url": safe_url(config.site_url),
         "subject": subject,
         "preheader": preheader,
         "issue_date": now.astimezone(tz),
-        "issue_date_text": day_text(now, tz),
+        "issue_date_text": day_text(now, tz) if lang == "en" else format_day(now.astimezone(tz), lang),
         "articles": cards,
         "article_count": len(cards),
         **PLACEHOLDERS,

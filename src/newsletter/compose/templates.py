@@ -70,6 +70,9 @@ def environment(template_dir: Path):
     )
     env.filters["caps"] = caps
     env.filters["wrap"] = wrap
+    from ..i18n import install
+
+    install(env)  # the fixed words ("Read more", the footer) in the digest's language: context `lang`
     return env
 
 

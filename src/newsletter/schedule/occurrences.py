@@ -11,6 +11,7 @@ preview both call it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time as _time
 from dataclasses import dataclass, field
@@ -257,7 +258,10 @@ def run_occurrence(session: Session, config: Config, d: RecurringDigest, when: d
         return run
 
     since = _since_for(session, d, cron.parse_schedule(d.schedule), when)
-    plan = plan_occurrence(d, config, when, since=since, sent_keys=_sent_keys(session, _id(d)),
+    from ..store.lists import common_language
+
+    language = common_language(session, _list_slugs(session, d))  # the digest's words in its lists' language
+    plan = plan_occurrence(d, dataclasses.replace(config, language=language) if language else config, when, since=since, sent_keys=_sent_keys(session, _id(d)),
                            retry_delays=retry_delays, sleep=sleep)
     if plan.outcome != "send":
         status = "skipped" if plan.outcome == "skip" else "failed"

@@ -28,6 +28,7 @@ class ListSummary:
     description: str
     opt_in: str
     created_at: datetime
+    language: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -48,6 +49,15 @@ def _check_opt_in(opt_in: str) -> str:
     return opt_in
 
 
+def _check_language(language: str | None) -> str | None:
+    """A shipped language code, or None for "the configured default" (empty or ``default``)."""
+    from ..i18n import check_language
+
+    if not language or language.strip().lower() == "default":
+        return None
+    return check_language(language)
+
+
 def find_list(session, slug: str) -> MailingList:
     """The list named ``slug`` in this session, or NotFound naming the known lists."""
     found = session.execute(select(MailingList).where(col(MailingList.slug) == slug)).scalars().first()
@@ -64,24 +74,30 @@ def get_list(engine: Engine, slug: str) -> MailingList:
         return find_list(s, slug)
 
 
-def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single") -> MailingList:
-    """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first)."""
+def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single",
+                language: str | None = None) -> MailingList:
+    """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first);
+    ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language)."""
     check_slug(slug)
     _check_opt_in(opt_in)
+    language = _check_language(language)
     check_text("the list name", name or "")
     check_text("the list description", description or "", multiline=True)
     with session_scope(engine) as s:
         if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
-        ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in)
+        ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in,
+                         language=language)
         s.add(ml)
         s.flush()
         s.refresh(ml)
         return ml
 
 
-def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None) -> MailingList:
-    """Change a list's name, description or opt-in mode (existing subscriptions keep their status)."""
+def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None,
+                language: str | None = None) -> MailingList:
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status) or
+    language (``default`` or ``""`` goes back to config.language; None leaves it)."""
     with session_scope(engine) as s:
         ml = find_list(s, slug)
         if name is not None:
@@ -90,6 +106,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
             ml.description = check_text("the list description", description, multiline=True)
         if opt_in is not None:
             ml.opt_in = _check_opt_in(opt_in)
+        if language is not None:
+            ml.language = _check_language(language)
         ml.updated_at = utcnow()
         s.add(ml)
         s.flush()
@@ -106,6 +124,19 @@ def delete_list(engine: Engine, slug: str) -> int:
         return n
 
 
+def common_language(executor, slugs: list[str]) -> str | None:
+    """The language every one of the lists ``slugs`` is set to (a campaign's digest is written in
+    it), or None when they set none or differ; ``executor`` is an engine, connection or session."""
+    lists_t = table_of(MailingList)
+    query = select(lists_t.c.language).where(lists_t.c.slug.in_(list(slugs)))
+    if isinstance(executor, Engine):
+        with executor.connect() as conn:
+            found = {r[0] for r in conn.execute(query)}
+    else:
+        found = {r[0] for r in executor.execute(query)}
+    return found.pop() if len(found) == 1 else None
+
+
 def list_lists(engine: Engine) -> list[ListSummary]:
     """Every list, by slug, with counts of subscriptions per status (every status present, zeros included)."""
     lists_t, subs_t = table_of(MailingList), table_of(Subscription)
@@ -120,7 +151,7 @@ def list_lists(engine: Engine) -> list[ListSummary]:
     return [
         ListSummary(
             id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
-            created_at=r["created_at"],
+            created_at=r["created_at"], language=r["language"],
             counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
         )
         for r in rows

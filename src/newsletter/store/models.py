@@ -88,6 +88,7 @@ class MailingList(SQLModel, table=True):
     opt_in: str = Field(default="single", sa_type=sa.String(8), nullable=False)
     # The welcome email (dispatch/welcome.py): {"template": path, "steps": [0, 3, 7], "since": ISO time}; None: off.
     welcome: Optional[dict] = Field(default=None, sa_type=sa.JSON(none_as_null=True), nullable=True)
+    language: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)  # readers' language; None: config.language
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 

@@ -65,24 +65,44 @@ class ConfirmationMessage:
     html: str
 
 
-def confirmation_message(config: Config, *, email: str, list_name: str, confirm_url: str, name: str = "") -> ConfirmationMessage:
-    """Subject and bodies (plain text and HTML) asking someone to confirm their subscription."""
+def confirmation_message(config: Config, *, email: str, list_name: str, confirm_url: str, name: str = "",
+                         language: str | None = None) -> ConfirmationMessage:
+    """Subject and bodies (plain text and HTML) asking someone to confirm their subscription, in
+    ``language`` (the list's; default ``config.language``)."""
     from html import escape
 
-    hello = f"Hello {name}," if name else "Hello,"
-    subject = f"Please confirm your subscription to {list_name}"
-    text = (
-        f"{hello}\n\nSomeone (hopefully you) asked to subscribe {email} to {list_name} from "
-        f"{config.newsletter_name}.\n\nConfirm by opening this link within 7 days:\n{confirm_url}\n\n"
-        "If you did not ask for this, ignore this email: you will not be subscribed.\n"
+    from ..i18n import direction, gettext, normalize
+
+    lang = normalize(language or config.language) or "en"
+
+    def _(message: str, **variables: str) -> str:
+        return gettext(lang, message, **variables)
+
+    hello = _("Hello %(name)s,", name=name) if name else _("Hello,")
+    subject = _("Please confirm your subscription to %(list)s", list=list_name)
+    asked = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
+              email=email, list=list_name, newsletter=config.newsletter_name)
+    ignore = _("If you did not ask for this, ignore this email: you will not be subscribed.")
+    open_link = _("Confirm by opening this link within 7 days:")
+    button = _("Confirm my subscription")
+    works = _("(the link works for 7 days)")
+    text = f"{hello}\n\n{asked}\n\n{open_link}\n{confirm_url}\n\n{ignore}\n"
+    bold_email, bold_list = "<b>" + escape(email) + "</b>", "<b>" + escape(list_name) + "</b>"
+    asked_html = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
+                   email=bold_email, list=bold_list, newsletter=escape(config.newsletter_name))
+    body = (
+        f"<p>{escape(hello)}</p><p>{asked_html}</p>"
+        f'<p><a href="{escape(confirm_url, quote=True)}">{escape(button)}</a> {escape(works)}</p>'
+        f"<p>{escape(ignore)}</p>"
     )
-    html = (
-        f"<p>{escape(hello)}</p><p>Someone (hopefully you) asked to subscribe <b>{escape(email)}</b> to "
-        f"<b>{escape(list_name)}</b> from {escape(config.newsletter_name)}.</p>"
-        f'<p><a href="{escape(confirm_url, quote=True)}">Confirm my subscription</a> (the link works for 7 days)</p>'
-        "<p>If you did not ask for this, ignore this email: you will not be subscribed.</p>"
-    )
+    html = body if lang == "en" else f'<div lang="{lang}" dir="{direction(lang)}">{body}</div>'
     return ConfirmationMessage(subject, text, html)
+
+
+def _list_language(engine: Engine, list_id: int) -> str | None:
+    """The language a list's readers are written to in (None: the configured default)."""
+    with engine.connect() as conn:
+        return conn.execute(select(lists_t.c.language).where(lists_t.c.id == list_id)).scalar()
 
 
 DEFAULT_REMIND_AFTER = timedelta(days=1)
@@ -172,7 +192,8 @@ def mail_confirmation(engine: Engine, config: Config, send: Send, invitation: In
     does not mail that person again. When ``send`` raises nothing is recorded: the caller
     reports the failure, and a later run tries again."""
     url = invitation.url or confirm_url(config, invitation.subscriber_id, invitation.list_id, secret=secret)
-    msg = confirmation_message(config, email=invitation.email, name=invitation.name, list_name=invitation.list_name, confirm_url=url)
+    msg = confirmation_message(config, email=invitation.email, name=invitation.name, list_name=invitation.list_name,
+                               confirm_url=url, language=_list_language(engine, invitation.list_id))
     sent = send(invitation.email, msg.subject, msg.html, msg.text)
     record_confirmation_sent(engine, invitation.subscriber_id, invitation.list_id)
     return sent

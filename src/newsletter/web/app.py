@@ -147,9 +147,12 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
     if wants_json(request):
         return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
     st: WebState = request.app.state.web
+    from ..i18n import choose
+
+    lang = "en" if request.url.path.startswith("/admin") else choose(None, request.headers.get("accept-language"), st.config.language)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", admin=False,
+        config=st.config, csrf_token="", admin=False, lang=lang,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
 
@@ -259,6 +262,9 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = select_autoescape(["html"], default_for_string=True)  # not the .txt emails
     templates.env.globals["newsletter_name"] = config.newsletter_name
+    from ..i18n import install
+
+    install(templates.env)  # {% trans %} and _() in the public pages, in the context's `lang`
     st = WebState(
         # Keep only hashes of the admin secrets: the clear values are dropped from the app's config.
         config=dataclasses.replace(config, admin_password=None, admin_token=None),

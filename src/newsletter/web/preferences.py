@@ -76,37 +76,44 @@ def preferences_change(
     if action not in ACTIONS:
         raise HTTPException(400, "unknown change: reload the page and try again")
     from ..engagement.classify import ip_class
+    from ..i18n import format_day, gettext
+    from .render import language
+
+    lang = language(request)
+
+    def _(message: str, **variables: str) -> str:
+        return gettext(lang, message, **variables)
 
     engine, secret = st.engine, _secret(request)
     where = ip_class(client_host(request))
     try:
         if action == "name":
             prefs.set_name(engine, secret, token, name, ip_class=where)
-            notice = "Your name is saved."
+            notice = _("Your name is saved.")
         elif action == "pause":
             until = prefs.pause(engine, secret, token, int(months) if months in ("1", "2", "3") else -1, ip_class=where)
-            notice = f"Mail is paused until {until:%d %B %Y}." if until else ""
+            notice = _("Mail is paused until %(until)s.", until=format_day(until, lang)) if until else ""
         elif action == "resume":
             prefs.pause(engine, secret, token, 0, ip_class=where)
-            notice = "Mail is no longer paused."
+            notice = _("Mail is no longer paused.")
         elif action == "timezone":
             prefs.set_timezone(engine, secret, token, timezone, ip_class=where)
-            notice = f"Your time zone is {timezone}." if timezone else "Your time zone is cleared."
+            notice = _("Your time zone is %(zone)s.", zone=timezone) if timezone else _("Your time zone is cleared.")
         elif action == "tracking":
             prefs.set_tracking(engine, secret, token, not no_tracking, ip_class=where)
-            notice = "Opens and clicks are no longer tracked." if no_tracking else "Opens and clicks may be tracked."
+            notice = _("Opens and clicks are no longer tracked.") if no_tracking else _("Opens and clicks may be tracked.")
         elif action == "join":
             joined = prefs.join(engine, secret, token, _list_id(list_id), ip_class=where)
             if joined.invitation is not None:
                 _queue_confirmation(st, joined.invitation)
-            notice = (f"Almost done: we sent you an email to confirm {joined.list_name}." if joined.status == "unconfirmed"
-                      else f"You are subscribed to {joined.list_name}.")
+            notice = (_("Almost done: we sent you an email to confirm %(list)s.", list=joined.list_name)
+                      if joined.status == "unconfirmed" else _("You are subscribed to %(list)s.", list=joined.list_name))
         elif action == "leave":
             left = prefs.leave(engine, secret, token, [_list_id(list_id)], ip_class=where)
-            notice = f"You left {', '.join(left)}." if left else "Nothing changed."
+            notice = _("You left %(lists)s.", lists=", ".join(left)) if left else _("Nothing changed.")
         else:
             left = prefs.leave_everything(engine, secret, token, ip_class=where)
-            notice = "You left every list." + (f" ({', '.join(left)})" if left else "")
+            notice = _("You left every list.") + (f" ({', '.join(left)})" if left else "")
     except InvalidToken:
         raise _not_found() from None
     except (InvalidInput, StateError, NotFound) as e:
