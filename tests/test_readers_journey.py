@@ -27,7 +27,9 @@ WELCOME = """<mjml>
   <mj-head><mj-title>Bienvenue dans {{ list_name }}</mj-title></mj-head>
   <mj-body><mj-section><mj-column>
     <mj-text>Bonjour *|NAME:ami|*, merci de nous lire. <a href="{{ unsubscribe_url }}">Se désabonner</a></mj-text>
-  </mj-column></mj-section></mj-body>
+  </mj-column></mj-section>
+  {% include "footer.mjml" %}
+  </mj-body>
 </mjml>
 """
 
@@ -117,7 +119,9 @@ def test_a_french_reader_from_signup_to_a_paused_subscription(tmp_path, browser)
                 send_due_welcomes(engine, config)
                 assert smtp.wait_for(3, timeout=15)
                 welcomes = [m for m in smtp.received() if "Bienvenue" in str(m.message()["Subject"])]
-                assert len(welcomes) == 1 and "Bonjour Léa" in welcomes[0].message().get_body(("html",)).get_content()
+                welcome_html = welcomes[0].message().get_body(("html",)).get_content()
+                assert len(welcomes) == 1 and "Bonjour Léa" in welcome_html
+                assert "Gérer votre abonnement" in welcome_html  # the digest's footer, in the list's language
                 # 4. A campaign; its footer leads to the preference centre.
                 first = create_campaign(engine, FakeDigest(html=FakeDigest.html.replace(
                     "</body>", '<p><a href="*|PREFERENCES_URL|*">Gérer votre abonnement</a></p></body>')),

@@ -45,10 +45,12 @@ class WelcomeMessage:
     text: str
 
 
-def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list_name: str, step: int) -> WelcomeMessage:
+def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list_name: str, step: int,
+                language: str | None = None) -> WelcomeMessage:
     """Render one step's MJML template (Jinja2 with the digest's partials, MJML, CSS inlined) and its
     plain text (its ``.txt`` template, else the HTML's text). The subject is the template's
-    ``<mj-title>``, else "Welcome to LIST". Reader values stay merge tags (``{{ name }}`` is ``*|NAME|*``)."""
+    ``<mj-title>``, else "Welcome to LIST". Reader values stay merge tags (``{{ name }}`` is ``*|NAME|*``).
+    The digest's partials speak ``language`` (the list's, else config ``language``)."""
     import jinja2
 
     from ..articles.sanitize import html_to_text
@@ -61,6 +63,10 @@ def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list
         "list_name": list_name, "step": step, "preferences_url": "*|PREFERENCES_URL|*",
         **PLACEHOLDERS, "web_version_url": f"{config.base_url.rstrip('/')}/archive/",
     }
+    from ..i18n import direction
+
+    lang = language or config.language
+    context.update(lang=lang, dir=direction(lang))
     env = environment(mjml_file.parent.resolve())
     try:
         source = env.get_template(mjml_file.name).render(context)
@@ -82,7 +88,8 @@ def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list
 def render_list_steps(lst: store.WelcomeList, config: Config) -> dict[int, WelcomeMessage]:
     """Every step of a list's welcome, rendered once (per worker pass)."""
     files = store.step_files(lst.template, lst.steps)
-    return {step: render_step(mjml, txt, config, list_name=lst.name, step=step) for step, (mjml, txt) in files.items()}
+    return {step: render_step(mjml, txt, config, list_name=lst.name, step=step, language=lst.language)
+            for step, (mjml, txt) in files.items()}
 
 
 class WelcomeFactory(MessageFactory):

@@ -123,12 +123,13 @@ class WelcomeList:
     template: str
     steps: list[int]
     since: datetime
+    language: str | None = None  # the list's language (None: config ``language``)
 
 
 def welcome_lists(engine: Engine) -> list[WelcomeList]:
     """Every list whose welcome is on."""
     with transaction(engine) as conn:
-        rows = conn.execute(select(lists_t.c.id, lists_t.c.slug, lists_t.c.name, lists_t.c.welcome)
+        rows = conn.execute(select(lists_t.c.id, lists_t.c.slug, lists_t.c.name, lists_t.c.welcome, lists_t.c.language)
                             .where(lists_t.c.welcome.is_not(None)).order_by(lists_t.c.id)).mappings().all()
     out = []
     for r in rows:
@@ -138,7 +139,8 @@ def welcome_lists(engine: Engine) -> list[WelcomeList]:
         since = datetime.fromisoformat(w["since"])
         if since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
-        out.append(WelcomeList(r["id"], r["slug"], r["name"], w["template"], [int(s) for s in w.get("steps") or [0]], since))
+        out.append(WelcomeList(r["id"], r["slug"], r["name"], w["template"], [int(s) for s in w.get("steps") or [0]], since,
+                               r["language"]))
     return out
 
 
