@@ -85,6 +85,17 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
+def _guarded(connection_class, deadline: Deadline):
+    """A connection factory for ``do_open`` whose sockets come from ``deadline.connect`` (the
+    address check and the fetch's deadline)."""
+    def connection(host, **kw):
+        conn = connection_class(host, **kw)
+        conn._create_connection = deadline.connect  # http.client's socket hook, not in typeshed
+        return conn
+
+    return connection
+
+
 class _HTTPHandler(urllib.request.HTTPHandler):
     """Plain HTTP through connections that check the address and obey the fetch's deadline."""
 
@@ -93,12 +104,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
         self.deadline = deadline
 
     def http_open(self, req):
-        def connection(host, **kw):
-            conn = http.client.HTTPConnection(host, **kw)
-            conn._create_connection = self.deadline.connect  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
-            return conn
-
-        return self.do_open(connection, req)
+        return self.do_open(_guarded(http.client.HTTPConnection, self.deadline), req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
@@ -109,10 +115,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         self.deadline = deadline
 
     def https_open(self, req):
-        def connection(host, **kw):
-            conn = http.client.HTTPSConnection(host, **kw)
-            conn._create_connection = self.deadline.connect  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
-            return conn
+        connection = _guarded(http.client.HTTPSConnection, self.deadline)
 
         return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]  # set by HTTPSHandler.__init__, not in typeshed
 
