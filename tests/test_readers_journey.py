@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from fixtures.web.harness import IN_CI, LiveServer, browser, free_port  # noqa: F401  (fixtures)
+from fixtures.web.harness import ARTICLES, IN_CI, LiveServer, browser, free_port  # noqa: F401  (fixtures)
 from smtp_server import SMTPTestServer
 
 from newsletter.config import Config, SMTPServer
@@ -59,6 +59,7 @@ def test_a_french_reader_from_signup_to_a_paused_subscription(tmp_path, browser)
     from newsletter.store.campaign_models import Delivery
     from newsletter.store.db import get_engine, upgrade
     from dispatch_helpers import FakeDigest
+    from newsletter.compose import ComposeOptions, compose
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -123,12 +124,11 @@ def test_a_french_reader_from_signup_to_a_paused_subscription(tmp_path, browser)
                 assert len(welcomes) == 1 and "Bonjour Léa" in welcome_html
                 assert "Gérer votre abonnement" in welcome_html  # the digest's footer, in the list's language
                 # 4. A campaign; its footer leads to the preference centre.
-                first = create_campaign(engine, FakeDigest(html=FakeDigest.html.replace(
-                    "</body>", '<p><a href="*|PREFERENCES_URL|*">Gérer votre abonnement</a></p></body>')),
-                    ["hebdo", "breves"], config)
+                digest = compose([str(ARTICLES)], config, ComposeOptions(language="fr"))
+                first = create_campaign(engine, digest, ["hebdo", "breves"], config)
                 send_campaign(engine, first.id, config)
                 copy = [m for m in smtp.received() if m.rcpt_tos == ["lea@example.fr"]][-1].message()
-                prefs = re.search(r'href="(http://127\.0\.0\.1:\d+/preferences/[^"]+)"',
+                prefs = re.search(r'href="(http://127\.0\.0\.1:\d+/preferences/[^"]+)"[^>]*>\s*Gérer votre abonnement',
                                   copy.get_body(("html",)).get_content()).group(1)
                 page.goto(prefs)
                 assert page.locator("html").get_attribute("lang") in ("fr", "en")
@@ -149,6 +149,16 @@ def test_a_french_reader_from_signup_to_a_paused_subscription(tmp_path, browser)
                     to = conn.execute(select(Delivery.__table__.c.email).where(
                         Delivery.__table__.c.campaign_id == second.id)).scalars().all()
                 assert to == ["autre@example.fr"]
+                # The other public pages she can reach, each accessible: her web version, the
+                # unsubscribe page, the archive and the privacy note.
+                html_copy = copy.get_body(("html",)).get_content()
+                for pattern in (r'href="(http://127\.0\.0\.1:\d+/view/[^"]+)"',
+                                r'href="(http://127\.0\.0\.1:\d+/unsubscribe/[^"]+)"'):
+                    page.goto(re.search(pattern, html_copy).group(1))
+                    assert axe_problems(page) == [], pattern
+                for path in ("/archive/", "/privacy"):
+                    page.goto(live.url + path)
+                    assert axe_problems(page) == [], path
                 # 6. An Arabic list's page: right to left, and accessible.
                 page.goto(live.url + "/subscribe/nashra")
                 assert page.locator("html").get_attribute("dir") == "rtl"
