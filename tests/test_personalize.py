@@ -146,3 +146,41 @@ def test_render_preview():
     r = Recipient(1, 1, "a@example.com", "<Ana>")
     out = render_preview("Hi *|NAME|* *|UNSUBSCRIBE_URL|*", r, unsubscribe_url="U", web_version_url="W", html=True)
     assert out == "Hi &lt;Ana&gt; U"
+
+
+def test_mailchimp_tags_are_filled_and_unknown_ones_are_found():
+    from newsletter.dispatch.personalize import unknown_tags
+
+    html = ('<html><body>Hi *|FNAME|* *|LNAME:Reader|*! <a href="*|UNSUB|*">leave</a> '
+            '<a href="*|ARCHIVE|*">web</a> *|FNAME:friend|*</body></html>')
+    f = factory(html=html, text="Hi *|FNAME|*\n")
+    body = parse(f.build(Recipient(5, 1, "ana@example.com", "Ana Maria Lima")).data)
+    got = body.get_body(("html",)).get_content()
+    assert "Hi Ana Maria Lima!" in got and "/unsubscribe/T5-1" in got and "*|" not in got
+    imported = parse(f.build(Recipient(6, 1, "bo@example.com", "", {"first_name": "Bo", "last_name": "Ek"})).data)
+    assert "Hi Bo Ek!" in imported.get_body(("html",)).get_content()
+    nameless = parse(f.build(Recipient(7, 1, "cy@example.com", "")).data).get_body(("html",)).get_content()
+    assert "Hi  Reader!" in nameless and "friend" in nameless
+    assert unknown_tags(html) == []
+    assert unknown_tags("*|FOO|* and *|MC:SUBJECT|*", "*|FOO|* %2A%7CBAR%7C%2A") == ["%2A%7CBAR%7C%2A", "*|FOO|*", "*|MC:SUBJECT|*"]
+
+
+def test_a_campaign_with_an_unknown_tag_is_refused_in_one_line(sqlite_url, tmp_path):
+    from dispatch_helpers import FakeDigest, add_people, make_campaign, make_config, setup_db
+
+    engine = setup_db(sqlite_url)
+    config = make_config(sqlite_url, tmp_path)
+    add_people(engine, "weekly", 1)
+    with pytest.raises(InvalidInput, match=r"^unknown merge tag \*\|MC_PREVIEW_TEXT\|\*: it would be sent as written"):
+        make_campaign(engine, config, digest=FakeDigest(text=FakeDigest.text + "*|MC_PREVIEW_TEXT|*"))
+    with pytest.raises(InvalidInput, match=r"unknown merge tag \*\|COMPANY\|\*"):
+        make_campaign(engine, config, subject="News for *|COMPANY|*")
+    assert make_campaign(engine, config, subject="Hi *|FNAME|*").subject == "Hi *|FNAME|*"
+
+
+def test_the_preview_warns_about_an_unknown_tag():
+    from newsletter.web import preview as pv
+
+    doc = pv.PreviewDoc(label="x", subject="Hi *|FIRSTNAME|*", preheader="", html='<a href="*|UNSUBSCRIBE_URL|*">u</a>',
+                        text="*|UNSUBSCRIBE_URL|*")
+    assert any("unknown merge tag *|FIRSTNAME|*" in w for w in pv.check_html(doc))

@@ -27,7 +27,7 @@ from ..store.campaign_models import CAMPAIGN_STATUSES, Campaign
 from ..store.lifecycle import RESUMABLE, CampaignStatus, PauseKind, campaign_transition
 from ..store.db import require_current_schema, transaction
 from ..store.models import MailingList, utcnow
-from .personalize import check_header_value, find_tags, format_address
+from .personalize import check_header_value, find_tags, format_address, unknown_tags
 
 lists_t = q.table_of(MailingList)
 
@@ -181,8 +181,12 @@ def create_campaign(
     _check_headers(subject, from_address, reply_to, headers)
     html = titled(digest.html, subject)
     tags = find_tags(html)
-    if not any("UNSUBSCRIBE_URL" in t.upper() for t in tags):
+    if not any(t.upper() in ("*|UNSUBSCRIBE_URL|*", "*|UNSUB|*") or "UNSUBSCRIBE_URL" in t.upper() for t in tags):
         raise InvalidInput("the digest HTML has no *|UNSUBSCRIBE_URL|* link: every newsletter must let readers leave")
+    unknown = unknown_tags(subject, html, digest.text)
+    if unknown:  # it would reach readers as written
+        raise InvalidInput(f"unknown merge tag{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:5])}: it would be sent "
+                           "as written; use *|NAME|*, *|FNAME|*, *|LNAME|*, *|EMAIL|*, *|ATTR:key|* or remove it")
     images = list(getattr(digest, "images", []) or [])
     for img in images:
         for what, v in (("cid", img.cid), ("filename", img.filename), ("content type", img.content_type)):

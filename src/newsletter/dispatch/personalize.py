@@ -198,11 +198,39 @@ def _parse_tag(body: str, encoded: bool) -> tuple | None:
         return ("NAME", parts[1] if len(parts) == 2 else "")
     if kind == "ATTR" and 2 <= len(parts) <= 3 and parts[1]:
         return ("ATTR", parts[1], parts[2] if len(parts) == 3 else "")
+    # Mailchimp's common tags, so an imported template never sends them literally.
+    if kind == "UNSUB" and len(parts) == 1:
+        return ("UNSUBSCRIBE_URL",)
+    if kind == "ARCHIVE" and len(parts) == 1:
+        return ("WEB_VERSION_URL",)
+    if kind in ("FNAME", "LNAME") and len(parts) <= 2:
+        return (kind, parts[1] if len(parts) == 2 else "")
     if kind == "OPEN" and len(parts) == 1:  # tracking (added by engagement.links, never by a source)
         return ("OPEN",)
     if kind == "CLICK" and len(parts) == 2 and parts[1].isdigit() and len(parts[1]) <= 6:
         return ("CLICK", int(parts[1]))
     return None
+
+
+def name_part(r: Recipient, kind: str) -> str:
+    """A reader's first (``FNAME``) or last (``LNAME``) name: the ``first_name``/``last_name``
+    attribute when imported, else the first word of their name / the rest of it."""
+    attrs = r.attributes or {}
+    key = "first_name" if kind == "FNAME" else "last_name"
+    value = attrs.get(key) or attrs.get(kind) or attrs.get(kind.lower())
+    if value:
+        return str(value)
+    words = (r.name or "").split()
+    if not words:
+        return ""
+    return words[0] if kind == "FNAME" else " ".join(words[1:])
+
+
+def unknown_tags(*bodies: str) -> list[str]:
+    """The merge tags in ``bodies`` this dispatcher would not fill (they would go out as
+    written), sorted and distinct."""
+    return sorted({m.group(0) for b in bodies for m in _TAG.finditer(b or "")
+                   if _parse_tag(m.group("a") or m.group("b"), m.group("a") is None) is None})
 
 
 def find_tags(text: str) -> list[str]:
@@ -398,6 +426,8 @@ class MessageFactory:
             return r.email
         if kind == "NAME":
             return r.name or tag[1]
+        if kind in ("FNAME", "LNAME"):
+            return name_part(r, kind) or tag[1]
         v = r.attributes.get(tag[1]) if r.attributes else None
         return tag[2] if v is None or v == "" else str(v)
 

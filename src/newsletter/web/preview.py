@@ -136,6 +136,10 @@ def check_html(doc: PreviewDoc) -> list[str]:
         warnings.append("no unsubscribe link (*|UNSUBSCRIBE_URL|*) in the plain-text part")
     if doc.html_size > HTML_BUDGET_BYTES:
         warnings.append(f"HTML is {doc.html_size / 1024:.0f} KB: Gmail clips messages over 102 KB")
+    from ..dispatch.personalize import unknown_tags
+
+    for tag in unknown_tags(doc.subject, doc.html, doc.text or ""):
+        warnings.append(f"unknown merge tag {tag}: a campaign with it is refused (it would be sent as written)")
     return warnings
 
 
