@@ -381,3 +381,18 @@ def test_send_confirmations_failure_exits_non_zero_and_is_retried(workdir, run, 
     srv.behaviour.reject = set()
     assert "sent: 1; failed: 0; skipped: 1 already mailed" in run(workdir, "subscribers", "send-confirmations", "--list", "news").stdout
     assert srv.recipient_counts() == {"ok@example.com": 1, "refused@example.com": 1}
+
+
+def test_send_confirmations_refuses_links_readers_cannot_open(tmp_path, run, migrated_url, smtp_server):
+    """As `send` does: over SMTP, a loopback or plain-http base_url would mail dead confirm links."""
+    (tmp_path / "newsletter.toml").write_text(f'base_url = "http://127.0.0.1:8000"\n\n[smtp.t]\nurl = "{smtp_server.url}"\n')
+    run(tmp_path, "--db", migrated_url, "lists", "create", "news", "--double-opt-in")
+    from newsletter.store import db
+    from newsletter.store import subscribers as S
+
+    engine = db.get_engine(migrated_url)
+    S.add_subscriber(engine, "p@example.com", list_slug="news")
+    engine.dispose()
+    r = run(tmp_path, "--db", migrated_url, "subscribers", "send-confirmations", "--list", "news", check=False)
+    assert r.returncode != 0 and "base_url is http://127.0.0.1:8000" in r.stderr and "Traceback" not in r.stderr
+    assert smtp_server.recipient_counts() == {}

@@ -174,6 +174,9 @@ def subscribers_send_confirmations(
 
     remind_after = _remind_age(remind, older_than)
     config = get_config(ctx)
+    from ..dispatch.preflight import check_public_links, make_transports
+
+    check_public_links(config, make_transports(config))  # as `send`: confirm links must work for readers
     run = send_confirmations(
         _engine(ctx), config, list_slug, lambda to, subject, html, text: send_one(config, to, subject, html, text),
         limit=limit, remind_after=remind_after,
