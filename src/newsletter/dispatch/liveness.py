@@ -129,3 +129,40 @@ class Liveness:
         except NewsletterError:
             log.warning("campaign %s: could not release the sender lock cleanly", self.cid)
 
+
+
+def sender_alive(engine: Engine, campaign_id: int, worker_id: str | None) -> bool:
+    """Whether the sender ``worker_id`` is alive, seen from outside any send (the admin page):
+    on PostgreSQL its advisory lock is held; on SQLite it holds the campaign lock with a fresh
+    heartbeat and, when it runs on this host, its process exists."""
+    if not worker_id:
+        return False
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            k = _advisory_key(worker_id)
+            got = conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": k}).scalar()
+            if got:
+                conn.execute(text("select pg_advisory_unlock(:k)"), {"k": k})
+            conn.commit()
+            return not got
+    with transaction(engine) as conn:
+        owner, beat = q.campaign_lock_holder(conn, campaign_id)
+    if owner != worker_id or beat is None or utcnow() - beat > timedelta(seconds=LOCK_STALE_S):
+        return False
+    host, _, rest = worker_id.partition(":")
+    pid = rest.split(":", 1)[0]
+    return not (host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)))
+
+
+def in_flight(engine: Engine, campaign_id: int) -> tuple[int, int]:
+    """(copies being sent right now by a live sender, ambiguous copies whose sender died): an
+    ambiguous copy may or may not have reached its reader (``send --resend-ambiguous``)."""
+    with transaction(engine) as conn:
+        held = q.sending_by_worker(conn, campaign_id)
+    live = dead = 0
+    for worker, n in held.items():
+        if sender_alive(engine, campaign_id, worker):
+            live += n
+        else:
+            dead += n
+    return live, dead

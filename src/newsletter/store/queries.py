@@ -500,6 +500,13 @@ def release_claimed(conn: Connection, campaign_id: int, worker_id: str, now: dat
     return conn.execute(stmt).rowcount or 0
 
 
+def sending_by_worker(conn: Connection, campaign_id: int) -> dict[str | None, int]:
+    """{worker id: copies in ``sending``} of a campaign (to tell in-flight copies from ambiguous ones)."""
+    d = deliveries.c
+    return {w: int(n) for w, n in conn.execute(select(d.worker_id, func.count()).where(
+        d.campaign_id == campaign_id, d.state == D.SENDING).group_by(d.worker_id))}
+
+
 def workers_holding_rows(conn: Connection, campaign_id: int) -> list[str]:
     """Distinct worker ids with ``claimed`` or ``sending`` rows in the campaign (to check liveness)."""
     q = (

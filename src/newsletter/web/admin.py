@@ -344,10 +344,13 @@ def campaign_page(request: Request, campaign_id: str):
 
     st = state(request)
     info = library.campaign(st, _campaign_id(campaign_id))
+    from ..dispatch.liveness import in_flight
+
     report = campaign_report(st.engine, info.id, timeline=True)
+    sending, ambiguous = in_flight(st.engine, info.id)
     return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
                 c=info, timezone=st.config.timezone, report=report, report_json=report.as_dict(),
-                **library.progress(info))
+                sending=sending, ambiguous=ambiguous, **library.progress(info))
 
 
 @guarded.post("/campaigns/{campaign_id}/schedule")
