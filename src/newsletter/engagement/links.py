@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..errors import InvalidInput
+from ..store.tokens import click_key, click_token, open_key, open_token
 
 _ANCHOR = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _MERGE = re.compile(r"\*\||%2A%7C", re.IGNORECASE)
@@ -130,21 +131,15 @@ class Tracker:
     BLANK_PIXEL = BLANK_PIXEL
 
     def __init__(self, campaign_id: int, base_url: str, secret: bytes, links: list[str], track: frozenset[Track]):
-        from ..store.tokens import click_key
-
         self.campaign_id, self.links, self.track = campaign_id, links, track
         self.base = base_url.rstrip("/")
-        self._secret, self._click_key = secret, click_key(secret)
+        self._secret, self._click_key, self._open_key = secret, click_key(secret), open_key(secret)
 
     def click(self, subscriber_id: int, n: int) -> str:
-        from ..store.tokens import click_token
-
         return f"{self.base}/r/{click_token(self._click_key, self.campaign_id, subscriber_id, n)}"
 
     def open(self, subscriber_id: int) -> str:
-        from ..store.tokens import open_token
-
-        return f"{self.base}/o/{open_token(self._secret, self.campaign_id, subscriber_id)}.gif"
+        return f"{self.base}/o/{open_token(self._secret, self.campaign_id, subscriber_id, key=self._open_key)}.gif"
 
     def original(self, n: int) -> str:
         return self.links[n] if 0 <= n < len(self.links) else self.base + "/"

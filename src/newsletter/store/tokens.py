@@ -94,14 +94,22 @@ def _read_varints(data: bytes, count: int) -> list[int] | None:
     return values if pos == len(data) else None
 
 
-def _signed(secret: bytes, kind: bytes, fields: list[int]) -> bytes:
+def _signed_with(key: bytes, kind: bytes, fields: list[int]) -> bytes:
+    """Payload and MAC under an already derived ``key`` (see :func:`_key`)."""
     payload = bytes([VERSION]) + kind + b"".join(_varint(int(f)) for f in fields)
-    mac = hmac.new(_key(secret, kind), payload, hashlib.sha256).digest()[:_MAC_LEN.get(kind, MAC_BYTES)]
-    return payload + mac
+    return payload + hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_LEN.get(kind, MAC_BYTES)]
+
+
+def _signed(secret: bytes, kind: bytes, fields: list[int]) -> bytes:
+    return _signed_with(_key(secret, kind), kind, fields)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _sign(secret: bytes, kind: bytes, fields: list[int]) -> str:
-    return base64.urlsafe_b64encode(_signed(secret, kind, fields)).rstrip(b"=").decode("ascii")
+    return _b64(_signed(secret, kind, fields))
 
 
 def _open(secret: bytes, kind: bytes, token: str, count: int) -> list[int]:
@@ -214,9 +222,14 @@ def is_rejoin_token(token: str) -> bool:
     return raw[1:2] == _REJOIN
 
 
-def open_token(secret: bytes, campaign_id: int, subscriber_id: int) -> str:
-    """A non-expiring token for the open pixel of one copy."""
-    return _sign(secret, _OPEN, [campaign_id, subscriber_id])
+def open_key(secret: bytes) -> bytes:
+    """The derived key of open tokens, computed once per campaign by the message factory."""
+    return _key(secret, _OPEN)
+
+
+def open_token(secret: bytes, campaign_id: int, subscriber_id: int, *, key: bytes | None = None) -> str:
+    """A non-expiring token for the open pixel of one copy (one HMAC with ``key`` from :func:`open_key`)."""
+    return _b64(_signed_with(key or open_key(secret), _OPEN, [campaign_id, subscriber_id]))
 
 
 def verify_open_token(secret: bytes, token: str) -> tuple[int, int]:
@@ -233,9 +246,7 @@ def click_key(secret: bytes) -> bytes:
 def click_token(key: bytes, campaign_id: int, subscriber_id: int, link: int) -> str:
     """A non-expiring token naming link ``link`` of one copy (``key`` from :func:`click_key`):
     an old email's links keep working, and the redirect can only go to that campaign's link."""
-    payload = bytes([VERSION]) + _CLICK + _varint(campaign_id) + _varint(subscriber_id) + _varint(link)
-    mac = hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_LEN[_CLICK]]
-    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+    return _b64(_signed_with(key, _CLICK, [campaign_id, subscriber_id, link]))
 
 
 def verify_click_token(secret: bytes, token: str) -> tuple[int, int, int]:
@@ -264,9 +275,7 @@ def view_key(secret: bytes) -> bytes:
 def view_token(key: bytes, campaign_id: int, subscriber_id: int) -> str:
     """A non-expiring token opening ``subscriber_id``'s copy of ``campaign_id`` in a browser
     (``key`` from :func:`view_key`: one HMAC per copy)."""
-    payload = bytes([VERSION]) + _VIEW + _varint(campaign_id) + _varint(subscriber_id)
-    mac = hmac.new(key, payload, hashlib.sha256).digest()[:MAC_BYTES]
-    return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
+    return _b64(_signed_with(key, _VIEW, [campaign_id, subscriber_id]))
 
 
 def verify_view_token(secret: bytes, token: str) -> tuple[int, int]:
