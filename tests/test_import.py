@@ -346,7 +346,9 @@ def test_a_person_stored_meanwhile_by_another_import_makes_the_batch_start_over(
         running = pool.submit(import_file, engine, p, ImportOptions(list_slug="weekly"))
         try:
             deadline = time.monotonic() + 120  # a bound for a hang, not a timing: the wait is on the server's state
-            with engine.connect() as watch:  # until our insert waits on hers (the unique address key)
+            # Autocommit: PostgreSQL keeps one pg_stat_activity snapshot per transaction, so polls
+            # inside one transaction would never see the import start waiting.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watch:  # until our insert waits on hers
                 while not watch.exec_driver_sql(
                         "select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))", (other_pid,)).scalar():
                     if time.monotonic() > deadline or running.done():

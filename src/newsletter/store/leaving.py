@@ -18,7 +18,8 @@ from ..config import Config
 from ..errors import InvalidInput, NotFound
 from . import tokens
 from .db import transaction
-from .lookups import _key_of, _list_row, _lists_of, _subscriber_by_key, lists_t, subs_t, subscribers_t, supp_t, table_of
+from .db import table_of
+from .lookups import _key_of, _list_row, _lists_of, _subscriber_by_key, lists_t, subs_t, subscribers_t, supp_t
 from .models import OPTED_OUT_STATUSES, utcnow
 from .subscribers import SubscriberRow, TokenResult, _row, _token_subscription
 
