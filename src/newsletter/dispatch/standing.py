@@ -73,7 +73,7 @@ def campaign_standing(engine: Engine, info, zone_name: str, now: datetime | None
         row = q.campaign_state(conn, info.id)
         kind = row.pause_kind if row is not None else None
         recent = q.campaign_sent_since(conn, info.id, now - timedelta(seconds=RATE_WINDOW_S)) if status is CampaignStatus.RUNNING else 0
-    left = copies_left(info.counts)
+    left = copies_left(info.counts) if info.counts else (info.audience or 0)  # no ledger yet: everyone is left
     rate = eta = duration = None
     if status is CampaignStatus.RUNNING and info.started_at is not None:
         window = min(RATE_WINDOW_S, max((now - info.started_at).total_seconds(), 1.0))

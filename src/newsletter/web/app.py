@@ -150,9 +150,15 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
     from ..i18n import choose
 
     lang = "en" if request.url.path.startswith("/admin") else choose(None, request.headers.get("accept-language"), st.config.language)
+    if request.url.path.startswith("/admin"):
+        from .campaign_calls import publisher_words
+
+        message = publisher_words(message)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", admin=False, lang=lang,
+        config=st.config, csrf_token="", lang=lang,
+        # An admin page's error keeps the admin's navigation (not for the login and local-only refusals).
+        admin=request.url.path.startswith("/admin") and status not in (401, 403),
     )
     return HTMLResponse(html, status_code=status, headers=headers)
 
@@ -359,11 +365,12 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
 
-    from . import admin, api, public, tracking, webhooks as webhook_routes
+    from . import admin, admin_campaigns, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
+    app.include_router(admin_campaigns.router)  # before admin's: /admin/campaigns/new is not a campaign id
     app.include_router(admin.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
