@@ -372,7 +372,7 @@ def run_worker(
     outbound = OutboundPoller.for_config(engine, config, emit)
     from .heartbeat import Heartbeat  # the admin pages say whether a worker is running
 
-    heartbeat = Heartbeat(engine, worker_id, min(poll, HEARTBEAT_MAX_S))
+    heartbeat = Heartbeat(engine, worker_id, min(max(poll, 1.0), HEARTBEAT_MAX_S))
     heartbeat.run_once()
     if not once:
         heartbeat.start()
