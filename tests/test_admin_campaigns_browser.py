@@ -9,6 +9,7 @@ checked with axe-core (no serious or critical WCAG 2 A/AA violation) and screens
 from __future__ import annotations
 
 import os
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -87,6 +88,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.locator("input[name=lists][value=weekly]").check()
                 page.locator("button[value=preview]").click()
                 assert page.locator("#preview-facts").inner_text().startswith("2 articles")
+                assert page.locator("#preview-subject").inner_text() == "This week for Sam"
                 frame = page.frame_locator("iframe.compose-frame")
                 assert frame.get_by_text("A note from the editor: two good reads this week.").is_visible()
                 assert axe_problems(page) == []
@@ -149,6 +151,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.wait_for_function("document.getElementById('status').textContent === 'finished'", timeout=30_000)
                 assert page.locator("[data-count=sent]").inner_text() == "6"
                 assert "it took" in page.locator("#finished").inner_text()
+                assert re.fullmatch(r"\d+ s|\d+ min \d\d s", page.locator("#took").inner_text())
                 assert page.locator("#standing").inner_text().startswith("Sent ")
                 assert sorted(r for m in smtp.received()[1:] for r in m.rcpt_tos) == readers
                 assert axe_problems(page) == []

@@ -35,11 +35,13 @@ class Standing:
     ambiguous: int  # copies whose sender died while handing them over
     rate: float | None  # messages per second over the last minute, while running
     eta_seconds: float | None
-    duration_seconds: float | None  # started → finished, for a finished campaign
+    duration_seconds: float | None  # first copy queued → finished, for a finished campaign
+    sent_from: datetime | None = None  # when its sender queued the first copy (the ledger was made)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["stall_since"] = self.stall_since.isoformat() if self.stall_since else None
+        d["sent_from"] = self.sent_from.isoformat() if self.sent_from else None
         return d
 
 
@@ -72,6 +74,7 @@ def campaign_standing(engine: Engine, info, zone_name: str, now: datetime | None
     with transaction(engine) as conn:
         row = q.campaign_state(conn, info.id)
         kind = row.pause_kind if row is not None else None
+        ledger_at = row.ledger_created_at if row is not None else None
         recent = q.campaign_sent_since(conn, info.id, now - timedelta(seconds=RATE_WINDOW_S)) if status is CampaignStatus.RUNNING else 0
     left = copies_left(info.counts) if info.counts else (info.audience or 0)  # no ledger yet: everyone is left
     rate = eta = duration = None
@@ -79,8 +82,11 @@ def campaign_standing(engine: Engine, info, zone_name: str, now: datetime | None
         window = min(RATE_WINDOW_S, max((now - info.started_at).total_seconds(), 1.0))
         rate = send_rate(recent, window)
         eta = eta_seconds(left, 0, rate)
-    if status is CampaignStatus.FINISHED and info.started_at and info.finished_at:
-        duration = (info.finished_at - info.started_at).total_seconds()
+    if status is CampaignStatus.FINISHED and info.finished_at:
+        # From the sender's own timestamps: a worker run with --now starts campaigns on its clock.
+        begun = ledger_at or info.started_at
+        if begun is not None and info.finished_at >= begun:
+            duration = (info.finished_at - begun).total_seconds()
     moving = bool(sending or (rate or 0) > 0)
     no_worker = f"no worker is running, {START_WORKER}"
     needs_worker = False
@@ -100,7 +106,7 @@ def campaign_standing(engine: Engine, info, zone_name: str, now: datetime | None
         elif needs_worker:
             note = f"Sending — but {no_worker} (or run `newsletter send {info.id}`): {left} copies wait."
         elif left or sending:
-            note = f"Sending: {left} copies left."
+            note = f"Sending: {left} copies wait" + (f", {sending} being handed to the mail server." if sending else ".")
         else:
             note = "Sending its last copies."
     elif status is CampaignStatus.PAUSED:
@@ -132,4 +138,4 @@ def campaign_standing(engine: Engine, info, zone_name: str, now: datetime | None
     return Standing(workers_running=live, needs_worker=needs_worker, note=note, stall=stall.reason if stall else None,
                     stall_since=stall.since if stall else None, resume=resume, sending=sending, ambiguous=ambiguous,
                     rate=round(rate, 2) if rate is not None else None, eta_seconds=round(eta) if eta is not None else None,
-                    duration_seconds=duration)
+                    duration_seconds=duration, sent_from=ledger_at)

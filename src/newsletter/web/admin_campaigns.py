@@ -40,7 +40,8 @@ def campaigns_page(request: Request):
     st = state(request)
     return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
                 campaigns=library.recent_campaigns(st, limit=200), digests=library.recurring_digests(st),
-                workers=calls.worker_summary(st), timezone=st.config.timezone, rich=calls.rich)
+                workers=calls.worker_summary(st), timezone=st.config.timezone, rich=calls.rich,
+                local=lambda dt: calls.local_time(st, dt))
 
 
 # --- new campaign and draft editing ------------------------------------------------------------
@@ -53,7 +54,7 @@ def _form_page(request: Request, req, *, campaign=None, error: str | None = None
     frame = f"/admin/campaigns/composed/{key}/frame" if key else None
     return page(request, "admin/campaign_form.html", status=status, admin=True, active="campaigns",
                 title=f"Edit campaign {campaign.id}" if campaign else "New campaign", req=req, c=campaign,
-                choices=calls.form_choices(st), doc=doc, frame=frame,
+                choices=calls.form_choices(st), doc=doc, frame=frame, sample=lambda text: pv.sample(text, html=False),
                 flash=("error", error) if error else None)
 
 
@@ -152,6 +153,7 @@ def _campaign_page(request: Request, cid: int, *, error: str | None = None, stat
                 sending=standing.sending, ambiguous=standing.ambiguous, live=calls.live_numbers(info, standing),
                 when=when, test_to=test_to, min_when=calls.local_now_input(st), flash=("error", error) if error else None,
                 local=lambda dt: calls.local_time(st, dt), duration=calls.duration_text, rich=calls.rich,
+                local_input=lambda dt: calls.local_input(st, dt),
                 **library.progress(info))
 
 

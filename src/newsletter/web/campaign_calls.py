@@ -67,9 +67,14 @@ def local_time(st, when: datetime | None) -> str:
     return fmt(when, st.config.timezone) if when else ""
 
 
+def local_input(st, when: datetime) -> str:
+    """``when`` in the publisher's time zone as a datetime-local value."""
+    return when.astimezone(_zone(st)).strftime("%Y-%m-%dT%H:%M")
+
+
 def local_now_input(st) -> str:
     """Now in the publisher's time zone, as a datetime-local value (the schedule picker's minimum)."""
-    return datetime.now(timezone.utc).astimezone(_zone(st)).strftime("%Y-%m-%dT%H:%M")
+    return local_input(st, datetime.now(timezone.utc))
 
 
 # --- the form -----------------------------------------------------------------------------------
