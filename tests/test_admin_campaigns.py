@@ -285,3 +285,49 @@ def test_the_pages_say_when_no_worker_runs(store, tmp_path):
     workers.beat(store, "somewhere:1:abc", 5.0)
     assert "the running worker starts it then" in c.get(f"/admin/campaigns/{draft.id}").text
     assert "1 worker running" in c.get("/admin/campaigns").text
+
+
+# --- recurring digests ----------------------------------------------------------------------------
+
+
+def test_recurring_digests_are_made_edited_and_run_from_the_admin(store, tmp_path):
+    from newsletter.schedule.digests import show_digest
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    stamp = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (fresh / "today.md").write_text(f"---\ntitle: Fresh today\ndate: {stamp}\nsummary: New.\n---\n\nBody.\n")
+    config = make_config(store, tmp_path, sources=[str(fresh)])
+    c = client(config, store)
+    token = csrf(c)
+    form = {"csrf_token": token, "name": "weekly", "schedule": "weekly someday 08:00", "timezone": "Europe/Paris",
+            "sources": str(fresh), "lists": "weekly", "subject": "Weekly — {{ date }}", "max_articles": "5",
+            "min_articles": "1"}
+    r = c.post("/admin/digests/new", data=form)
+    assert r.status_code == 400 and 'value="weekly someday 08:00"' in r.text and 'aria-label="Admin"' in r.text
+    assert 'value="Weekly — {{ date }}"' in r.text
+    r = c.post("/admin/digests/new", data={**form, "max_articles": "0", "schedule": "weekly mon 08:00"})
+    assert r.status_code == 400 and "At most 0 articles: must be at least 1" in r.text and "--max" not in r.text
+    r = c.post("/admin/digests/new", data={**form, "schedule": "weekly mon 08:00"}, follow_redirects=False)
+    assert r.status_code == 303
+    info = show_digest(store, "weekly")
+    assert info.next_run_local.strftime("%a %H:%M") == "Mon 08:00" and info.digest.max_articles == 5
+
+    page = c.get("/admin/digests/weekly/edit").text
+    assert 'value="weekly mon 08:00"' in page and "no worker" in page.lower()
+    r = c.post("/admin/digests/weekly/edit", data={**form, "schedule": "daily 07:30", "max_articles": "3"},
+               follow_redirects=False)
+    assert r.status_code == 303
+    info = show_digest(store, "weekly")
+    assert info.digest.schedule == "daily 07:30" and info.digest.max_articles == 3
+    assert info.next_run_local.strftime("%H:%M") == "07:30"
+
+    # Run now: an occurrence outside the schedule, whose campaign a worker sends.
+    r = c.post("/admin/digests/weekly/run", data={"csrf_token": token}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/admin/campaigns/")
+    cid = int(r.headers["location"].rsplit("/", 1)[1])
+    page = c.get(f"/admin/campaigns/{cid}").text
+    assert "no worker is running" in page.lower()
+    assert show_digest(store, "weekly").digest.schedule == "daily 07:30"  # the schedule is unchanged
+    listing = c.get("/admin/campaigns").text
+    assert "/admin/digests/weekly/edit" in listing and "Run now" in listing

@@ -171,3 +171,45 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 worker.join(30)
             context.close()
             engine.dispose()
+
+
+def test_a_recurring_digest_made_in_the_browser(tmp_path, browser):  # noqa: F811
+    from newsletter.schedule.digests import show_digest
+    from newsletter.store import lists
+    from newsletter.store.db import get_engine, upgrade
+
+    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    upgrade(url)
+    engine = get_engine(url)
+    lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
+    config = Config(database_url=url, secret_key="test-secret-key-0123456789", base_url="http://127.0.0.1:8000",
+                    sources=[str(ARTICLES)], timezone=ZONE)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        with LiveServer(create_app(config, engine)) as live:
+            page.goto(live.url + "/admin/campaigns")
+            page.locator("#new-digest").click()
+            page.wait_for_url("**/admin/digests/new")
+            assert "No worker is running" in page.locator("#workers").inner_text()
+            assert axe_problems(page) == []
+            page.locator("#name").fill("weekly")
+            page.locator("#schedule").fill("every tuesday")  # not a schedule: the form comes back, filled
+            page.locator("#subject").fill("The week — {{ date }}")
+            page.locator("#save").click()
+            assert page.locator("main > .flash.error").is_visible()
+            assert page.locator("#subject").input_value() == "The week — {{ date }}"
+            assert page.locator("nav[aria-label=Admin]").is_visible()
+            shoot(page, shots, "digest-error")
+            page.locator("#schedule").fill("weekly tue 09:00")
+            page.locator("#save").click()
+            page.wait_for_url("**/admin/campaigns#digests")
+            assert show_digest(engine, "weekly").next_run_local.strftime("%a %H:%M") == "Tue 09:00"
+            assert axe_problems(page) == []
+            shoot(page, shots, "digests-list")
+    finally:
+        context.close()
+        engine.dispose()

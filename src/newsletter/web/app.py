@@ -365,12 +365,13 @@ def create_app(
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
 
-    from . import admin, admin_campaigns, api, public, tracking, webhooks as webhook_routes
+    from . import admin, admin_campaigns, admin_digests, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
     app.include_router(admin_campaigns.router)  # before admin's: /admin/campaigns/new is not a campaign id
+    app.include_router(admin_digests.router)  # ... and /admin/digests/NAME/run is not a pause or resume
     app.include_router(admin.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -30,6 +30,15 @@ _WORDS = [
     (re.compile(r"--at '[^']*' \(([^)]*)\)"), r"the time \1"),
     (re.compile(r"--at '([^']*)'"), r"the time \1"),
     (re.compile(r" \(--list SLUG\)"), ""),
+    (re.compile(r"^cron '([^']*)': expected 5 fields.*"),
+     r"schedule '\1' is neither a simple form (daily 07:30, weekdays 08:00, weekly mon 08:00, monthly 1 09:00) "
+     r"nor a cron expression of 5 fields (minute hour day month weekday)"),
+    (re.compile(r"a digest needs at least one --source"), "choose at least one source"),
+    (re.compile(r"--max-articles (-?\d+)"), r"at most \1 articles"),
+    (re.compile(r"--min-articles (-?\d+)"), r"at least \1 articles"),
+    (re.compile(r"--source "), "source "),
+    (re.compile(r" \(create it with `newsletter lists create`\)"), ""),
+    (re.compile(r" \(remove it first or pick another name\)"), ": pick another name"),
     (re.compile(r"; start it with `newsletter send (\d+)`"), r"; use Send now"),
     (re.compile(r" \(`newsletter send (\d+) --now` sends it now\)"), r" (Send now starts it at once)"),
 ]
