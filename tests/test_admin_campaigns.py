@@ -280,6 +280,7 @@ def test_the_pages_say_when_no_worker_runs(store, tmp_path):
     assert r.status_code == 200
     assert f"Scheduled for {when:%Y-%m-%d %H:%M} Europe/Paris — no worker is running, start one with <code>newsletter worker</code>" in r.text
     assert "No worker is running" in c.get("/admin/campaigns").text
+    assert "No worker is running" in c.get("/admin/").text  # the overview lists the scheduled campaign
     progress = c.get(f"/admin/campaigns/{draft.id}/progress").json()
     assert progress["needs_worker"] is True and progress["status"] == "scheduled"
     workers.beat(store, "somewhere:1:abc", 5.0)

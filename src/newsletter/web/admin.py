@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from . import library
+from . import campaign_calls, library
 from . import preview as pv
 from .app import state
 from .deps import check_csrf, client_host, rate_limit, require_admin
@@ -78,7 +78,8 @@ def dashboard(request: Request):
     growth = list_growth(st.engine)
     return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
                 stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5),
-                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine))
+                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine),
+                workers=campaign_calls.worker_summary(st), rich=campaign_calls.rich)
 
 
 # --- preview -------------------------------------------------------------------------------
