@@ -307,6 +307,8 @@ def test_recurring_digests_are_made_edited_and_run_from_the_admin(store, tmp_pat
     r = c.post("/admin/digests/new", data=form)
     assert r.status_code == 400 and 'value="weekly someday 08:00"' in r.text and 'aria-label="Admin"' in r.text
     assert 'value="Weekly — {{ date }}"' in r.text
+    r = c.post("/admin/digests/new", data={**form, "sources": "/etc", "schedule": "weekly mon 08:00"})
+    assert r.status_code == 400 and "Choose at least one source" in r.text  # only configured sources count
     r = c.post("/admin/digests/new", data={**form, "max_articles": "0", "schedule": "weekly mon 08:00"})
     assert r.status_code == 400 and "At most 0 articles: must be at least 1" in r.text and "--max" not in r.text
     r = c.post("/admin/digests/new", data={**form, "schedule": "weekly mon 08:00"}, follow_redirects=False)

@@ -32,8 +32,10 @@ def _spec(st, name: str, schedule: str, timezone: str, sources: list[str], lists
             return -1  # refused by the checks, with the field's name
 
     spec = base or DigestSpec(name="", schedule="")
+    # Only sources the publisher configured (or the digest already had): the form cannot name other files.
+    allowed = {*st.config.sources, *spec.sources}
     return replace(spec, name=name.strip()[:100], schedule=" ".join(schedule.split())[:200],
-                   timezone=timezone.strip()[:64] or st.config.timezone, sources=[s for s in sources if s][:50],
+                   timezone=timezone.strip()[:64] or st.config.timezone, sources=[s for s in sources if s in allowed][:50],
                    lists=[x for x in lists if x][:100], subject=subject.strip()[:500],
                    max_articles=number(max_articles, None), min_articles=number(min_articles, 1) or 0)
 
