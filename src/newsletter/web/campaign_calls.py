@@ -210,7 +210,7 @@ def worker_summary(st) -> dict:
     live = live_workers(st.engine)
     return {"running": len(live),
             "note": (f"{len(live)} worker{'s' if len(live) != 1 else ''} running." if live
-                     else f"No worker is running: scheduled and running campaigns wait until you {START_WORKER}.")}
+                     else f"No worker is running: scheduled and running campaigns and recurring digests wait until you {START_WORKER}.")}
 
 
 def live_numbers(info, s) -> dict:
