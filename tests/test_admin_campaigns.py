@@ -154,6 +154,8 @@ def test_a_worker_refusing_a_campaign_says_why_everywhere(store, tmp_path, monke
         config = make_config(store, tmp_path, base_url="http://127.0.0.1:8000",
                              smtp={"main": SMTPServer(name="main", url=smtp.url)})
         c = drafts.create_draft(store, config, request())
+        page = client(config, store).get(f"/admin/campaigns/{c.id}").text  # said before it is started
+        assert "Workers will refuse to send it as the server is configured: base_url is http://127.0.0.1:8000" in page
         drafts.send_now(store, c.id)
         run_worker(store, config, once=True, on_event=lambda line: None)
         stall = workers.campaign_stall(store, c.id)

@@ -154,6 +154,7 @@ def _campaign_page(request: Request, cid: int, *, error: str | None = None, stat
                 when=when, test_to=test_to, min_when=calls.local_now_input(st), flash=("error", error) if error else None,
                 local=lambda dt: calls.local_time(st, dt), duration=calls.duration_text, rich=calls.rich,
                 local_input=lambda dt: calls.local_input(st, dt),
+                send_problem=calls.send_problem(st) if info.status in ("draft", "scheduled") else None,
                 **library.progress(info))
 
 

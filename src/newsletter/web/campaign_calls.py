@@ -48,7 +48,8 @@ def publisher_words(message: str) -> str:
     """A library message with its command-line wording (``--since``...) replaced by the page's."""
     for pattern, words in _WORDS:
         message = pattern.sub(words, message)
-    return message[:1].upper() + message[1:]
+    first = message.split(" ", 1)[0]
+    return message if "_" in first else message[:1].upper() + message[1:]  # "base_url is …" stays a setting's name
 
 
 def rich(text: str):
@@ -200,6 +201,18 @@ def standing(st, info):
     from ..dispatch.standing import campaign_standing
 
     return campaign_standing(st.engine, info, st.config.timezone)
+
+
+def send_problem(st) -> str | None:
+    """Why a worker with this configuration would refuse to send any campaign (a base_url readers
+    cannot open, over SMTP), said before the publisher starts or schedules one; else None."""
+    from ..dispatch.preflight import check_public_links, make_transports
+
+    try:
+        check_public_links(st.config, make_transports(st.config))
+    except NewsletterError as e:
+        return publisher_words(str(e))
+    return None
 
 
 def worker_summary(st) -> dict:
