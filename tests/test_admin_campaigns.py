@@ -336,3 +336,20 @@ def test_recurring_digests_are_made_edited_and_run_from_the_admin(store, tmp_pat
     assert show_digest(store, "weekly").digest.schedule == "daily 07:30"  # the schedule is unchanged
     listing = c.get("/admin/campaigns").text
     assert "/admin/digests/weekly/edit" in listing and "Run now" in listing
+
+
+def test_a_template_that_does_not_show_the_note_is_warned_about(tmp_path):
+    from newsletter.compose import ComposeOptions, compose
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "digest.mjml").write_text('<mjml><mj-body><mj-section><mj-column><mj-text>{% for card in articles %}'
+                                        '{{ card.title }} {% endfor %}<a href="{{ unsubscribe_url }}">Leave</a>'
+                                        '</mj-text></mj-column></mj-section></mj-body></mjml>')
+    (folder / "digest.txt").write_text("{% for card in articles %}{{ card.title }}\n{% endfor %}{{ unsubscribe_url }}\n")
+    config = Config(secret_key=SECRET, sources=[str(ARTICLES)])
+    shown = compose([str(ARTICLES)], config, ComposeOptions(intro="Hello readers"))
+    assert not [w for w in shown.warnings if "editor's note" in w] and "Hello readers" in shown.text
+    hidden = compose([str(ARTICLES)], config, ComposeOptions(intro="Hello readers", template_dir=str(folder)))
+    assert [w for w in hidden.warnings if "does not show the editor's note" in w]
+    assert "Hello readers" not in hidden.html
