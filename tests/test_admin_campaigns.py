@@ -336,6 +336,7 @@ def test_recurring_digests_are_made_edited_and_run_from_the_admin(store, tmp_pat
     assert show_digest(store, "weekly").digest.schedule == "daily 07:30"  # the schedule is unchanged
     listing = c.get("/admin/campaigns").text
     assert "/admin/digests/weekly/edit" in listing and "Run now" in listing
+    assert "No worker is running" in c.get("/admin/preview?digest=weekly").text
 
 
 def test_a_template_that_does_not_show_the_note_is_warned_about(tmp_path):

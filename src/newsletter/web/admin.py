@@ -129,6 +129,7 @@ def preview_page(request: Request, campaign: str | None = None, digest: str | No
         campaigns=campaigns, campaign_id=campaign or "", key=key, digest_name=digest or "",
         digests=[i.digest.name for i in library.recurring_digests(st)], refresh_query=urlencode({**query, "refresh": 1}),
         watching=[str(p) for p in st.watch], version=version,
+        workers=campaign_calls.worker_summary(st) if digest else None, rich=campaign_calls.rich,
     )
 
 
