@@ -8,7 +8,7 @@
   });
   var box = document.getElementById("campaign");
   if (!box || !window.fetch) return;
-  var finalStates = { finished: 1, cancelled: 1, draft: 1 };
+  var finalStates = { finished: 1, cancelled: 1 };  // a draft may be started elsewhere (`newsletter send`)
   if (finalStates[box.dataset.status]) return;
   function setText(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
   function tick() {
