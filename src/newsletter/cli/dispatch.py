@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -313,19 +312,16 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
 
     from ..dispatch.sender import SendOptions, send_campaign
     from ..store.lifecycle import StopReason
+    from .signals import SignalStop
 
-    stop = threading.Event()
-    signals: list[int] = []
-
-    def on_signal(signum, frame):
+    def on_signal(signum):
         # SIGTERM and the first Ctrl-C: stop at once (messages in flight finish and are recorded,
         # claimed rows go back to pending). A second Ctrl-C does not wait for the messages in flight.
-        signals.append(signum)
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        stop.set()
 
-    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signals = SignalStop(on_signal=on_signal).__enter__()
+    stop = signals.event
     err = _console(True)
     show_bar = fmt is Fmt.table and err.is_terminal
     bar = Progress(TextColumn("[bold]campaign {task.fields[cid]}"), BarColumn(),
@@ -353,10 +349,9 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
                   markup=False)
         sys.exit(EXIT_INTERRUPTED)
     finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-    interrupted = signal.SIGINT in signals
-    if signals and summary.stop == StopReason.STOP_REQUESTED:
+        signals.__exit__()
+    interrupted = signal.SIGINT in signals.received
+    if signals.received and summary.stop == StopReason.STOP_REQUESTED:
         summary.stopped = "interrupted (Ctrl-C)" if interrupted else "terminated (SIGTERM)"
     if fmt is Fmt.json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False, default=str))
