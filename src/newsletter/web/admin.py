@@ -42,7 +42,7 @@ def login(request: Request, password: str = Form(""), csrf_token: str = Form("")
     check_csrf(request, csrf_token)
     if not st.auth_configured:
         return redirect("/admin/")
-    rate_limit(request, "login_ip", client_host(request), "login attempts")
+    rate_limit(request, "login_ip", client_host(request))
     ok = (st.password is not None and st.password.matches(password)) or token_matches(st.token_sha256, password)
     if not ok:
         return page(request, "admin/login.html", status=403, title="Log in", next=_safe_next(next),
