@@ -224,7 +224,8 @@ class Lane(threading.Thread):
         try:
             built = r.factory.build(item.recipient)
         except InvalidInput as e:  # a bad address in the ledger: fail it, never send
-            r.commit.run(results=[carry] if carry else [], sending=[item.id])
+            if item.id not in r.commit.run(results=[carry] if carry else [], sending=[item.id]):
+                return None
             return r.result_for(item, None, Outcome("failed", str(e)), self.t.name)
         try:
             self.session.connect()
@@ -239,7 +240,10 @@ class Lane(threading.Thread):
         if r.stopping():  # asked to stop while we waited: this one stays claimed (released as pending)
             r.queue.put(item)
             return carry
-        r.commit.run(results=[carry] if carry else [], sending=[item.id])
+        if item.id not in r.commit.run(results=[carry] if carry else [], sending=[item.id]):
+            # no longer ours (e.g. given back by a sender that took this one for dead): never sent
+            log.warning("campaign %s: copy %s is no longer claimed by this sender; not sent", r.cid, item.id)
+            return None
         outcome = self.session.send(built)
         if outcome.fatal:  # nothing can go through as configured: stop the whole send, lose no attempt
             with transaction(r.engine) as conn:
