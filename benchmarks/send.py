@@ -272,6 +272,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the databases taking turns")
     ap.add_argument("--before", help="a checkout of the code before a change (e.g. `git worktree add`): each send "
                     "runs with its src/ too, taking turns with this one, and both are reported")
+    ap.add_argument("--after", help="with --before: the checkout of the code after the change (default: this one)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -380,7 +381,7 @@ def run_mode(mode: str, args, tmp: Path, port: int) -> dict:
         for round_ in range(args.repeat):
             for kind in args.dbs:
                 for code in (["before", "after"] if args.before else ["this"]):
-                    srcdir = str(Path(args.before) / "src") if code == "before" else str(REPO / "src")
+                    srcdir = str(Path(args.before if code == "before" else args.after or REPO) / "src")
                     r = one_send(kind, n, mode, args, tmp, port, out_dir, one.data, f"{round_}-{code}", srcdir)
                     r["code"] = code
                     runs.append(r)

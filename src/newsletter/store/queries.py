@@ -460,7 +460,7 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
     now = now or utcnow()
     for r in results:
         if r["state"] not in (D.SENT, D.FAILED, D.DEFERRED):
-            delivery_sources([D.SENDING], r["state"])  # raises: not a result state
+            raise ValueError(f"ledger row {r['id']}: {r['state']!r} is not the result of a send (sent, failed, deferred)")
     rows = [(r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
              r.get("next_attempt_at") if r["state"] == D.DEFERRED else None,
              now if r["state"] == D.SENT else None, now if r["state"] == D.DEFERRED else None, r["id"])
