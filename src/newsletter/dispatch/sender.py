@@ -272,7 +272,7 @@ class _Send:
             self._close_sessions()
             raise
         self.run = SendRun(self.engine, self.config, self.cid, self.worker, self.factory, self.transports,
-                           self.limiter, self.opts.stop_event)
+                           self.limiter, self.opts.stop_event, lanes=len(self.sessions))
         self.run.commit.clock = self.opts.clock
 
     # --- prepare the ledger -----------------------------------------------------------------------

@@ -110,7 +110,7 @@ class Delivery(SQLModel, table=True):
         sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
-        sa.Index("ix_deliveries_worker", "worker_id"),
+        # no index on worker_id: every query naming it also names the campaign and state, or ids
         # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
         sa.Index("ix_deliveries_subscriber", "subscriber_id"),
         {"sqlite_autoincrement": True},
