@@ -12,7 +12,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -114,8 +114,8 @@ def create_command(
         meta = {"source": "compose " + " ".join(sources)}
     from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
-    kw = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name, meta=meta,
-              segment=segment, track=track)
+    kw: dict[str, Any] = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name,
+                              meta=meta, segment=segment, track=track)
     if ab is None:
         c = create_campaign(engine, digest, list(lists), config, subject=subject, **kw)
     else:
@@ -211,6 +211,11 @@ def show_command(
     if fb.get("copies"):
         out.print(f"  feedback   hard {fb['hard']} ({fb['hard_rate']:.2%}), soft {fb['soft']} ({fb['soft_rate']:.2%}), "
                   f"complaints {fb['complaints']} ({fb['complaint_rate']:.2%}) of {fb['copies']} copies", markup=False)
+    if info.ab:
+        from .abtests import ab_lines
+
+        for line in ab_lines(info.ab):
+            out.print("  " + line, markup=False)
     for r in problems:
         note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
         out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
@@ -415,6 +420,8 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
     elif code == EXIT_UNFINISHED:
         then = {"paused": f"; `newsletter campaigns resume {cid}` continues", "cancelled": "",
                 "running": f"; `newsletter send {cid}` continues"}.get(summary.status, "")
+        if summary.stop is StopReason.AB_WAITING:
+            then = ""
         err.print(f"campaign {cid} is not finished ({summary.stopped or summary.status}): {left} copies left to send"
                   + then, markup=False)
     if code:

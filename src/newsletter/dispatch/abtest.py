@@ -76,7 +76,7 @@ def parse_share(text: str | None) -> int:
     return bp
 
 
-_WAIT = re.compile(r"(\d{1,6})\s*(d|h|m|min|s)")
+_WAIT = re.compile(r"(\d{1,6})\s*(d|h|min|m|s)")
 
 
 def parse_wait(text: str | None) -> int:
