@@ -289,6 +289,17 @@ def test_the_worker_sends_the_winner_by_human_clicks_to_the_rest_exactly_once(db
     assert get_campaign(engine, c.id).status == "finished"
     report = campaign_report(engine, c.id)
     assert report.ab is not None and report.ab["winner_letter"] == "B"
+    # The same numbers in the API's report and on the admin page.
+    with TestClient(create_app(config, engine), base_url=BASE, client=("127.0.0.1", 5000)) as client:
+        api = client.get(f"/api/campaigns/{c.id}/report")
+        assert api.status_code == 200, api.text
+        ab = api.json()["ab"]
+        assert ab["winner_letter"] == "B" and ab["phase"] == "decided"
+        assert [(v["letter"], v["test_clickers"]) for v in ab["variants"]] == [("A", 1), ("B", 4)]
+        assert ab["variants"][1]["rest_copies"] == sum(1 for r in rows.values() if not r[2])
+        page = client.get(f"/admin/campaigns/{c.id}").text
+    assert 'id="ab-table"' in page and 'data-variant="B" class="winner"' in page and "Subject B" in page
+    assert "B has the most human clicks" in page
 
 
 def test_too_small_a_sample_sends_a_and_says_why(sqlite_url, tmp_path):
