@@ -269,7 +269,8 @@ def test_the_worker_sends_the_winner_by_human_clicks_to_the_rest_exactly_once(db
         assert ab_status(engine, c.id).phase == "waiting" and len(srv.received()) == len(test_copies)
         run_worker(engine, config, once=True, now=T0 + timedelta(hours=5) - timedelta(seconds=1), smtp=srv.url)
         assert ab_status(engine, c.id).phase == "waiting" and len(srv.received()) == len(test_copies)
-        run_worker(engine, config, once=True, now=T0 + timedelta(hours=5, seconds=1), smtp=srv.url)
+        decided = run_worker(engine, config, once=True, now=T0 + timedelta(hours=5, seconds=1), smtp=srv.url)
+        assert len(srv.received()) == 120 and not decided.errors  # decided, and the rest sent, in that pass
         again = run_worker(engine, config, once=True, now=T0 + timedelta(hours=6), smtp=srv.url)
         received = srv.received()
     assert not again.errors
