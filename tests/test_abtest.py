@@ -318,3 +318,54 @@ def test_too_small_a_sample_sends_a_and_says_why(sqlite_url, tmp_path):
     status = ab_status(engine, c.id)
     assert status.winner == 0 and status.decision["on_data"] is False
     assert "too few delivered copies" in status.decision["reason"] and "at least 50 each" in status.decision["reason"]
+
+
+def _result(i, delivered, clickers=0, openers=0):
+    from newsletter.dispatch.abtest import LETTERS, VariantResult
+
+    return VariantResult(i, LETTERS[i], f"S{i}", test_copies=delivered, test_delivered=delivered,
+                         test_clickers=clickers, test_openers=openers)
+
+
+@pytest.mark.parametrize("results, by, expected", [
+    ([_result(0, 100, 5), _result(1, 100, 9)], "clicks", (1, "B has the most human clicks: 9.0%", True)),
+    ([_result(0, 100, 5), _result(1, 50, 5), _result(2, 100, 6)], "clicks", (1, "B has the most human clicks: 10.0%", True)),
+    ([_result(0, 100, 0, 40), _result(1, 100, 9, 30)], "opens", (0, "A has the most people's opens: 40.0%", True)),
+    ([_result(0, 100, 5), _result(1, 100, 5)], "clicks", (0, "a tie on human clicks (A, B at 5.0%): A is sent", False)),
+    ([_result(0, 100), _result(1, 100)], "clicks", (0, "no human clicks in the test: A is sent", False)),
+    ([_result(0, 100, 5), _result(1, 49, 30)], "clicks", (0, "too few delivered copies for a decision on human clicks (B 49", False)),
+])
+def test_the_winner_is_the_best_rate_with_enough_copies_else_a(results, by, expected):
+    from newsletter.dispatch.abtest import choose
+
+    winner, why, on_data = choose(results, by, 50)
+    assert (winner, on_data) == (expected[0], expected[2]) and why.startswith(expected[1]), why
+
+
+def test_only_one_decision_is_ever_recorded(db_url, tmp_path):
+    """Two workers reaching the decision at once: the compare-and-set lets one record it and
+    release the rest; the other changes nothing."""
+    from newsletter.dispatch.abtest import decide_due
+    from newsletter.store import abtests
+    from newsletter.store.db import transaction
+
+    engine = setup_db(db_url)
+    config = _config(db_url, tmp_path)
+    add_people(engine, "weekly", 30)
+    c = create_ab_campaign(engine, _digest(), ["weekly"], config,
+                           ab_spec("A", ["B", None, None], test_share="40%", test_wait="1h"), track="clicks")
+    send_campaign(engine, c.id, config)
+    assert decide_due(engine, T0) == []  # the wait starts
+    with transaction(engine) as conn:
+        held = q.counts_by_state(conn, c.id)["held"]
+        assert not abtests.record_decision(conn, c.id + 1, 0, {}, T0)  # no such test
+    late = T0 + timedelta(hours=1)
+    with transaction(engine) as conn:  # another worker decides first (in its own transaction)...
+        assert abtests.record_decision(conn, c.id, 1, {"winner": "B"}, late)
+        q.release_held(conn, c.id, 1, late)
+    assert decide_due(engine, late) == []  # ...so this one finds nothing left to decide
+    with transaction(engine) as conn:
+        assert not abtests.record_decision(conn, c.id, 0, {}, late)
+        counts = q.counts_by_state(conn, c.id)
+    assert "held" not in counts and counts["pending"] == held
+    assert ab_status(engine, c.id).winner_letter == "B"
