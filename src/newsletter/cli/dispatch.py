@@ -11,7 +11,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -75,11 +75,22 @@ def create_command(
     header: Optional[List[str]] = typer.Option(None, "--header", help="Extra header 'Name: value' (repeatable)."),
     segment: Optional[str] = typer.Option(None, "--segment", help="Send only to this segment of the --list (see `newsletter segments`); the filter is recorded on the campaign."),
     track: Optional[str] = typer.Option(None, "--track", help="Track opens, clicks, opens,clicks or off (default: config track / track_lists, off)."),
+    subject_b: Optional[str] = typer.Option(None, "--subject-b", help="A/B test: variant B's subject (--subject is A)."),
+    subject_c: Optional[str] = typer.Option(None, "--subject-c", help="A/B test: variant C's subject."),
+    subject_d: Optional[str] = typer.Option(None, "--subject-d", help="A/B test: variant D's subject."),
+    test_share: Optional[str] = typer.Option(None, "--test-share", help="A/B test: the share of readers in the test, split evenly between the variants (default 20%)."),
+    test_wait: Optional[str] = typer.Option(None, "--test-wait", help="A/B test: how long after the test copies went out the winner is chosen (4h, 90m, 1d; default 4h)."),
+    winner_by: Optional[str] = typer.Option(None, "--winner-by", help="A/B test: clicks (human clicks, the default) or opens (undercounts Apple Mail readers)."),
+    min_sample: Optional[int] = typer.Option(None, "--min-sample", help="A/B test: delivered copies each variant needs for a decision on data (default 50; else A is sent)."),
 ) -> None:
-    """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
+    """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line.
+    With --subject-b (and -c, -d) it is an A/B subject test: see docs/ab-tests.md."""
+    from ..dispatch.abtest import APPLE_WARNING, ab_spec
     from ..errors import InvalidInput
 
     extra_headers = _headers(header or [])  # before anything is opened or composed
+    ab = ab_spec(subject, [subject_b, subject_c, subject_d], test_share=test_share, test_wait=test_wait,
+                 winner_by=winner_by, min_sample=min_sample)
     config, engine = _engine(ctx)
     if (from_dir is None) == (not compose_sources):
         raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")
@@ -102,11 +113,21 @@ def create_command(
         meta = {"source": "compose " + " ".join(sources)}
     from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
-    c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
-                        from_address=from_address, headers=extra_headers, name=name, meta=meta,
-                        segment=segment, track=track)
+    kw: dict[str, Any] = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name,
+                              meta=meta, segment=segment, track=track)
+    if ab is None:
+        c = create_campaign(engine, digest, list(lists), config, subject=subject, **kw)
+    else:
+        from ..dispatch.abtest import create_ab_campaign
+
+        c = create_ab_campaign(engine, digest, list(lists), config, ab, **kw)
     info = campaign_info(engine, stored_id(c))
     err = _console(True)
+    if ab is not None:
+        err.print(f"A/B test: {len(ab.subjects)} subjects to {ab.test_share / 100:g}% of readers, the winner by "
+                  f"{ab.winner_by} to the rest after {test_wait or '4h'} (sent by `newsletter worker`)", markup=False)
+        if ab.winner_by == "opens":
+            err.print(f"warning: {APPLE_WARNING}", markup=False)
     seg = f" (segment {segment})" if segment else ""
     if (c.meta or {}).get("track"):
         seg += f"; tracking {','.join(c.meta['track'])}"
@@ -189,6 +210,11 @@ def show_command(
     if fb.get("copies"):
         out.print(f"  feedback   hard {fb['hard']} ({fb['hard_rate']:.2%}), soft {fb['soft']} ({fb['soft_rate']:.2%}), "
                   f"complaints {fb['complaints']} ({fb['complaint_rate']:.2%}) of {fb['copies']} copies", markup=False)
+    if info.ab:
+        from .abtests import ab_lines
+
+        for line in ab_lines(info.ab):
+            out.print("  " + line, markup=False)
     for r in problems:
         note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
         out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
@@ -389,6 +415,8 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
     elif code == EXIT_UNFINISHED:
         then = {"paused": f"; `newsletter campaigns resume {cid}` continues", "cancelled": "",
                 "running": f"; `newsletter send {cid}` continues"}.get(summary.status, "")
+        if summary.stop is StopReason.AB_WAITING:
+            then = ""
         err.print(f"campaign {cid} is not finished ({summary.stopped or summary.status}): {left} copies left to send"
                   + then, markup=False)
     if code:

@@ -101,6 +101,7 @@ class CampaignInfo:
     meta: dict = field(default_factory=dict)
     # Bounces and complaints over copies sent (``store.bounces.CampaignRates.as_dict``).
     feedback: dict = field(default_factory=dict)
+    ab: dict | None = None  # an A/B test (``abtest.ABStatus.as_dict``), shown in detail only
 
     @property
     def total(self) -> int:
@@ -314,11 +315,16 @@ def list_campaigns(engine: Engine, *, status: str | None = None, limit: int | No
 
 
 def campaign_info(engine: Engine, campaign_id: int | str) -> CampaignInfo:
-    """One campaign with counts, audience size, HTML size and image count."""
+    """One campaign with counts, audience size, HTML size, image count and its A/B test, if any."""
+    from .abtest import ab_status
+
     c = get_campaign(engine, campaign_id)
     with transaction(engine) as conn:
         row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == c.id)).mappings().one()
-        return _info(conn, row, detail=True)
+        info = _info(conn, row, detail=True)
+    ab = ab_status(engine, stored_id(c))
+    info.ab = ab.as_dict() if ab is not None else None
+    return info
 
 
 def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:

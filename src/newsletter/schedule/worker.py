@@ -88,7 +88,8 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
 
 def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
     """A check: True when a running campaign's only unfinished copies are deferred ones whose next
-    attempt is still to come — then a pass has nothing to send and need not connect to SMTP."""
+    attempt is still to come, or copies an A/B test holds for its winner — then a pass has nothing
+    to send and need not connect to SMTP."""
     from ..store import queries as q
     from ..store.db import transaction
     from ..store.lifecycle import DeliveryState, copies_left
@@ -97,9 +98,11 @@ def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
     def check(cid: int) -> bool:
         with transaction(engine) as conn:
             counts = q.counts_by_state(conn, cid)
-            deferred = counts.get(DeliveryState.DEFERRED, 0)
-            if not deferred or copies_left(counts) != deferred or counts.get(DeliveryState.SENDING):
+            deferred, held = counts.get(DeliveryState.DEFERRED, 0), counts.get(DeliveryState.HELD, 0)
+            if not (deferred or held) or copies_left(counts) != deferred + held or counts.get(DeliveryState.SENDING):
                 return False
+            if not deferred:
+                return True
             retry_at = q.next_retry_at(conn, cid)
         return retry_at is not None and retry_at > utcnow()
 
@@ -123,7 +126,11 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
         if name is not None:
             return f"digest {name!r} came due"
         cid = q.first_scheduled_between(conn, since, now)
-    return f"campaign {cid} came due" if cid is not None else None
+    if cid is not None:
+        return f"campaign {cid} came due"
+    from ..dispatch.abtest import decision_came_due
+
+    return decision_came_due(engine, since, now)
 
 
 def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
@@ -227,6 +234,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         report.errors.append(str(e))
         on_event(f"warm-up: {e}")
     running = start_due_campaigns(engine, now, on_event)
+    from ..dispatch.abtest import decide_due  # A/B tests whose wait is over: the winner goes to the rest
+    try:
+        decide_due(engine, now, on_event)
+    except NewsletterError as e:  # e.g. the database is busy: the next pass decides
+        report.errors.append(str(e))
+        on_event(f"A/B test: {e}")
     running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
     for cid in running:
         if stop_event.is_set():

@@ -9,6 +9,7 @@ fact rather than a hope. Row states::
        ^                  │                                       │
        └──release/recover─┘          deferred ──next_attempt_at──>┘ (claimable again)
     pending/deferred ──unsubscribed or suppressed since──> skipped
+    held ──A/B test share, or its winner decided──> pending (with ``variant``) | skipped (cancelled)
 
 ``claimed`` rows are held by a live worker and were never handed to a server, so a crash
 returns them to ``pending``; ``sending`` rows were (or were about to be) handed to a server
@@ -136,3 +137,7 @@ class Delivery(SQLModel, table=True):
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     # The first "try later" (4xx, dropped connection, timeout): retries go on until retry_max_age after it.
     first_deferred_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # A/B subject tests: the variant this copy is built with (0 = A); NULL outside a test and while held.
+    variant: Optional[int] = Field(default=None, nullable=True)
+    # True: the copy was in the test share; False: the rest, sent the winner; NULL outside a test.
+    in_test: Optional[bool] = Field(default=None, nullable=True)

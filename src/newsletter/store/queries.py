@@ -224,8 +224,10 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     return int(conn.execute(q if seg is None else q.where(seg)).scalar_one())
 
 
-def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
-    """Insert one ``pending`` row per subscriber active on any target list and not suppressed.
+def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None, *,
+                  state: DeliveryState = D.PENDING) -> int:
+    """Insert one ``pending`` row (``held`` for an A/B test, whose ``dispatch.abtest`` then
+    releases the test share) per subscriber active on any target list and not suppressed.
 
     Shape: ``INSERT INTO deliveries (...) SELECT ... GROUP BY subscriber ON CONFLICT DO NOTHING``
     — a reader on two target lists gets one row (with the lowest list id, whose unsubscribe link
@@ -243,11 +245,12 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     # filter's set-up and scan again (200 of them for a million readers).
     step = LEDGER_CHUNK if seg is None else hi - lo + 1
     for start in range(lo, hi + 1, step):
-        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg)
+        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg, state)
     return added
 
 
-def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None) -> int:
+def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None,
+                         state: DeliveryState = D.PENDING) -> int:
     """One id range of :func:`create_ledger`."""
     src = (
         select(
@@ -255,7 +258,7 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
             subscribers.c.id.label("subscriber_id"),
             func.min(subscriptions.c.list_id).label("list_id"),
             subscribers.c.email,
-            literal(D.PENDING.value).label("state"),
+            literal(DeliveryState(state).value).label("state"),
             literal(0).label("attempts"),
             literal(now, deliveries.c.created_at.type).label("created_at"),
             literal(now, deliveries.c.updated_at.type).label("updated_at"),
@@ -340,6 +343,7 @@ def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
         select(
             deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.list_id, deliveries.c.email,
             deliveries.c.attempts, deliveries.c.first_deferred_at, subscribers.c.name, subscribers.c.attributes,
+            deliveries.c.variant,
         )
         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
         .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == D.CLAIMED)
@@ -400,12 +404,54 @@ def skip_cancelled(conn: Connection, campaign_id: int, now: datetime | None = No
     """A cancelled campaign's copies not yet claimed or handed to a server never go out.
 
     Shape: ``UPDATE deliveries SET state='skipped' WHERE campaign_id=:c AND state IN
-    ('pending','deferred')`` (claimed ones are skipped by their sender on release)."""
+    ('pending','deferred','held')`` (claimed ones are skipped by their sender on release)."""
     now = now or utcnow()
     stmt = (deliveries.update()
-            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING, D.DEFERRED], D.SKIPPED))
+            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING, D.DEFERRED, D.HELD], D.SKIPPED))
             .values(state=D.SKIPPED, last_reply=CANCELLED_REPLY, updated_at=now))
     return conn.execute(stmt).rowcount or 0
+
+
+# --- the ledger: A/B tests (held rows and their variants) ---------------------------------------
+def held_rows(conn: Connection, campaign_id: int, after_id: int, limit: int) -> list[tuple[int, int]]:
+    """[(id, subscriber_id)] of a campaign's ``held`` rows after ``after_id``, in id order (a chunk)."""
+    d = deliveries.c
+    return [(i, s) for i, s in conn.execute(select(d.id, d.subscriber_id).where(
+        d.campaign_id == campaign_id, d.state == D.HELD, d.id > after_id).order_by(d.id).limit(limit))]
+
+
+def release_held_as(conn: Connection, rows: Sequence[tuple[int, int]], now: datetime | None = None) -> int:
+    """``held`` → ``pending`` with a variant, for the test share: ``rows`` are (id, variant).
+
+    Shape: ``UPDATE deliveries SET state='pending', variant=:v WHERE id=:id AND state='held'``
+    (executemany). Run in the transaction that made the ledger, so a crash leaves either every
+    row held or the test share released."""
+    if not rows:
+        return 0
+    stamp = now or utcnow()
+    delivery_sources([D.HELD], D.PENDING)  # the move, checked (a plain = below: executemany takes no IN list)
+    stmt = (deliveries.update().where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == D.HELD)
+            .values(state=D.PENDING, variant=sa.bindparam("v"), in_test=True, updated_at=stamp))
+    return conn.execute(stmt, [{"row_id": i, "v": v} for i, v in rows]).rowcount or 0
+
+
+def release_held(conn: Connection, campaign_id: int, variant: int, now: datetime | None = None) -> int:
+    """Every ``held`` row of the campaign → ``pending`` with the winning ``variant``.
+
+    Shape: ``UPDATE deliveries SET state='pending', variant=:w WHERE campaign_id=:c AND
+    state='held'``. Run in the transaction that records the decision (``store.abtests.decide``),
+    which only one worker can make: the rest of the audience is released once."""
+    stmt = (deliveries.update().where(deliveries.c.campaign_id == campaign_id, _moving([D.HELD], D.PENDING))
+            .values(state=D.PENDING, variant=variant, in_test=False, updated_at=now or utcnow()))
+    return conn.execute(stmt).rowcount or 0
+
+
+def counts_by_variant(conn: Connection, campaign_id: int) -> list[tuple[int | None, bool | None, str, int]]:
+    """``[(variant, in_test, state, n)]`` of the campaign's ledger (variant None: held, waiting)."""
+    d = deliveries.c
+    return [(v, None if t is None else bool(t), st, int(n)) for v, t, st, n in conn.execute(
+        select(d.variant, d.in_test, d.state, func.count()).where(d.campaign_id == campaign_id)
+        .group_by(d.variant, d.in_test, d.state))]
 
 
 # --- the ledger: send and record (the per-message hot path) -----------------------------------

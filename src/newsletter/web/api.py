@@ -262,6 +262,41 @@ class LinkOut(BaseModel):
     machine_clicks: int
 
 
+class VariantOut(BaseModel):
+    """One variant of an A/B test: test copies delivered, people who clicked and opened, and the deciding rate."""
+
+    variant: int
+    letter: str
+    subject: str
+    test_copies: int
+    test_delivered: int
+    test_clickers: int = Field(description="people (human clicks) among the test copies")
+    test_openers: int = Field(description="people's opens (human or image proxy) among the test copies")
+    rest_copies: int = Field(description="copies of the rest sent this variant (the winner's)")
+    delivered: int
+    clickers: int
+    openers: int
+    rate: float | None = Field(description="the winner_by measure over test copies delivered")
+
+
+class ABOut(BaseModel):
+    """An A/B subject test: settings, phase (not started, testing, waiting, decided), decision and variants."""
+
+    test_share: float = Field(description="percent of the audience in the test")
+    wait_seconds: int
+    winner_by: Literal["clicks", "opens"]
+    min_sample: int
+    phase: str
+    held: int = Field(description="readers waiting for the winner")
+    tested_at: datetime | None
+    decide_after: datetime | None
+    decided_at: datetime | None
+    winner: int | None
+    winner_letter: str | None
+    decision: dict[str, Any] | None = Field(description="the winner, the reason and the numbers it was chosen on")
+    variants: list[VariantOut]
+
+
 class ReportOut(BaseModel):
     """A campaign's report: people (``human``) apart from Apple Mail Privacy Protection, image proxies and link scanners."""
 
@@ -282,6 +317,7 @@ class ReportOut(BaseModel):
     click_to_open: float | None
     links: list[LinkOut]
     timeline: list[dict[str, Any]]
+    ab: ABOut | None = None
 
 
 @router.get("/campaigns/{campaign_id}/report", response_model=ReportOut, responses=ERRORS,
