@@ -110,6 +110,8 @@ class Delivery(SQLModel, table=True):
         sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
+        # a local-time campaign claims "pending rows whose bucket is due": a range on due_at
+        sa.Index("ix_deliveries_campaign_state_due", "campaign_id", "state", "due_at"),
         sa.Index("ix_deliveries_worker", "worker_id"),
         # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
         sa.Index("ix_deliveries_subscriber", "subscriber_id"),
@@ -134,5 +136,8 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # Local-time delivery (schedule/localtime.py): not handed to a server before this instant, the
+    # reader's bucket; NULL for every other campaign.
+    due_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     # The first "try later" (4xx, dropped connection, timeout): retries go on until retry_max_age after it.
     first_deferred_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)

@@ -54,6 +54,7 @@ def subscribe(
     name: str = Form(""),
     website: str = Form(""),
     csrf_token: str = Form(""),
+    timezone: str = Form(""),
 ):
     st = state(request)
     check_signup_form(request, csrf_token)
@@ -65,12 +66,13 @@ def subscribe(
     try:
         address = library.normalize_address(email)
         library.check_name(name)
+        zone = library.check_signup_timezone(timezone)  # the browser's zone (signup.js); empty without JavaScript
     except library.InvalidInput as e:
         return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=str(e))
     rate_limit(request, "subscribe_address", address.lower(), "sign-ups for this address")
     answer = page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
     # Queued once the answer has gone out, so even the queue's work cannot slow the answer down.
-    answer.background = BackgroundTask(library.subscribe, st, lst, address, name)
+    answer.background = BackgroundTask(library.subscribe, st, lst, address, name, zone)
     return answer
 
 
