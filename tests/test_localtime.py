@@ -9,6 +9,7 @@ waits on how fast the machine is (the test waits on the server's messages and th
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from smtp_server import SMTPTestServer
-from test_worker import ManualClock, config_for, newsletter, wait_until, worker_thread
+from cli_runner import run_main
+from test_worker import ManualClock, config_for, env_for, wait_until, worker_thread
 
 from newsletter.compose import ComposeOptions
 from newsletter.compose.render import render
@@ -80,6 +82,23 @@ def draft(engine, config, lists=("weekly", "asia")) -> int:
                              published=datetime(2026, 10, 20, tzinfo=UTC), summary="Shorter days.")],
                     config, ComposeOptions(subject="Autumn opening hours"))
     return create_campaign(engine, digest, list(lists), config).id
+
+
+@pytest.fixture
+def newsletter(monkeypatch, capsys, tmp_path):
+    """``newsletter ARGS`` in this process (the real entry point), with the worker tests' environment."""
+
+    def run(*args, url: str):
+        monkeypatch.chdir(tmp_path)
+        for k in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
+            monkeypatch.delenv(k)
+        for k, v in env_for(url).items():
+            if k.startswith("NEWSLETTER_"):
+                monkeypatch.setenv(k, v)
+        monkeypatch.setenv("COLUMNS", "200")
+        return run_main(monkeypatch, capsys, list(args))
+
+    return run
 
 
 def progress(engine, cid: int) -> dict:
@@ -186,7 +205,7 @@ def test_a_zone_still_within_the_window_is_sent_at_once(sqlite_url, tmp_path):
     assert due["kiri@example.com"] == ("pending", datetime(2026, 11, 1, 18, tzinfo=UTC))  # past: next day
 
 
-def test_send_stops_at_the_next_bucket_and_says_when(sqlite_url, tmp_path):
+def test_send_stops_at_the_next_bucket_and_says_when(sqlite_url, tmp_path, newsletter):
     engine = setup(sqlite_url)
     config = config_for(sqlite_url, tmp_path)
     cid = draft(engine, config)
@@ -219,7 +238,7 @@ BAD = [
 ]
 
 
-def test_bad_local_time_options_are_one_line_errors_and_store_nothing(sqlite_url, tmp_path):
+def test_bad_local_time_options_are_one_line_errors_and_store_nothing(sqlite_url, tmp_path, newsletter):
     engine = setup(sqlite_url, {})
     config = config_for(sqlite_url, tmp_path)
     cid = draft(engine, config)
@@ -245,7 +264,7 @@ def test_bad_local_time_options_are_one_line_errors_and_store_nothing(sqlite_url
     assert p.returncode == 0 and "local_time" not in get_campaign(engine, cid).meta
 
 
-def test_list_time_zone_is_checked(sqlite_url, tmp_path):
+def test_list_time_zone_is_checked(sqlite_url, tmp_path, newsletter):
     setup(sqlite_url, {})
     p = newsletter("lists", "create", "latam", "--timezone", "America/Nowhere", url=sqlite_url)
     assert p.returncode != 0 and "Traceback" not in p.stderr
