@@ -215,9 +215,26 @@ def show_command(
 
         for line in ab_lines(info.ab):
             out.print("  " + line, markup=False)
+    if info.buckets is not None:
+        _print_buckets(out, info.buckets)
     for r in problems:
         note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
         out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
+
+
+def _print_buckets(out, b: dict) -> None:
+    """A local-time campaign's plan in `campaigns show`: one line per bucket (dispatch/buckets.py)."""
+    head = f"{b['time']} local time on {b['date']} (window {b['window_minutes']} min, past: {b['past']})"
+    if not b["planned"]:
+        out.print(f"  local time {head}; buckets are planned when sending starts", markup=False)
+        return
+    out.print(f"  local time {head}: buckets {b['done']} done, {b['to_come']} to come"
+              + (f"; {b['skipped_past']} skipped (time passed in {', '.join(b['skipped_zones'])})" if b["skipped_past"] else ""),
+              markup=False)
+    for k in b["buckets"]:
+        out.print(f"    {k['at'][:16].replace('T', ' ')} UTC  {k['state']:8} {', '.join(k['offsets']) or '-'}"
+                  f"{' (' + k['kind'] + ')' if k['kind'] not in ('', 'on time') else ''}: sent {k['sent']}, "
+                  f"failed {k['failed']}, left {k['left']} of {k['copies']}  {', '.join(k['zones'])}", markup=False)
 
 
 def _change(ctx: typer.Context, campaign: str, action: str) -> None:
@@ -311,8 +328,9 @@ def send_command(
         return
     if now:
         from ..dispatch.campaigns import start_scheduled_now
+        from ..schedule.localtime import planner
 
-        start_scheduled_now(engine, campaign)
+        start_scheduled_now(engine, campaign, on_start=planner(config))  # a local-time campaign's buckets: from now
     _do_send(ctx, config, engine, campaign, smtp=smtp, tls=mode, outbox=outbox, rate=rate, concurrency=concurrency,
              resend_ambiguous=resend_ambiguous, fmt=fmt)
 

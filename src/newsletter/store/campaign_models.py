@@ -112,6 +112,8 @@ class Delivery(SQLModel, table=True):
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
         # no index on worker_id: every query naming it also names the campaign and state, or ids
+        # a local-time campaign claims "pending rows whose bucket is due": a range on due_at
+        sa.Index("ix_deliveries_campaign_state_due", "campaign_id", "state", "due_at"),
         # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
         sa.Index("ix_deliveries_subscriber", "subscriber_id"),
         {"sqlite_autoincrement": True},
@@ -135,6 +137,9 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # Local-time delivery (schedule/localtime.py): not handed to a server before this instant, the
+    # reader's bucket; NULL for every other campaign.
+    due_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     # The first "try later" (4xx, dropped connection, timeout): retries go on until retry_max_age after it.
     first_deferred_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     # A/B subject tests: the variant this copy is built with (0 = A); NULL outside a test and while held.

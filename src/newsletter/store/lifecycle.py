@@ -63,6 +63,7 @@ class StopReason(StrEnum):
     AUTO_PAUSED = "auto-paused"  # this run paused it (servers failing, warm-up quota)
     DEFERRED_WAIT = "deferred copies wait for a later retry"  # told not to wait for retries
     OTHERS_FINISHING = "other workers are finishing the campaign"
+    NEXT_BUCKET = "the next local-time bucket is not due yet"  # local-time delivery: a worker sends it then
     INTERRUPTED = "interrupted"  # an exception (e.g. KeyboardInterrupt) in the feeding thread
     AB_WAITING = "the rest waits for the A/B test's winner (`newsletter worker` sends it after the wait)"
 

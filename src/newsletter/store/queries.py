@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .db import table_of
 from .lifecycle import CampaignStatus, DeliveryState, PauseKind, campaign_transition, delivery_sources
-from .models import Subscriber, Subscription, utcnow
+from .models import MailingList, Subscriber, Subscription, utcnow
 from .segments import campaign_condition
 from .suppressions import suppressed_condition
 
@@ -35,6 +35,7 @@ campaign_images = table_of(CampaignImage)
 deliveries = table_of(Delivery)
 subscribers = table_of(Subscriber)
 subscriptions = table_of(Subscription)
+lists = table_of(MailingList)
 
 D = DeliveryState
 LEDGER_CHUNK = 5000
@@ -299,7 +300,8 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
 
 
 # --- the ledger: claim and skip -----------------------------------------------------------------
-def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
+def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None,
+                *, due_by: datetime | None = None) -> list[int]:
     """Take up to ``limit`` claimable rows for ``worker_id``: pending ones first, then deferred
     ones whose retry time has come.
 
@@ -309,16 +311,21 @@ def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, 
     instead of waiting, so several processes share one campaign without ever claiming a row
     twice. The (campaign_id, state, id) index makes each claim a short range scan, whatever the
     size of the campaign. On SQLite the same statement runs under the campaign lock (one sender
-    at a time), where no row locks are needed. Returns the ids."""
+    at a time), where no row locks are needed. ``due_by`` (a local-time campaign): only pending
+    rows whose bucket is due by then (``due_at <= :due_by``, in due order). Returns the ids."""
     now = now or utcnow()
     ids: list[int] = []
-    for cond in (_moving([D.PENDING], D.CLAIMED),
+    pending = _moving([D.PENDING], D.CLAIMED)
+    if due_by is not None:
+        pending = and_(pending, deliveries.c.due_at <= due_by)
+    for cond in (pending,
                  and_(_moving([D.DEFERRED], D.CLAIMED), deliveries.c.next_attempt_at <= now)):
         want = limit - len(ids)
         if want <= 0:
             break
+        order = (deliveries.c.due_at, deliveries.c.id) if due_by is not None else (deliveries.c.id,)
         sub = (select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id, cond)
-               .order_by(deliveries.c.id).limit(want))
+               .order_by(*order).limit(want))
         if conn.dialect.name == "postgresql":
             sub = sub.with_for_update(skip_locked=True)
         stmt = (
@@ -692,3 +699,77 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     if ids:
         stmt = stmt.where(digests.c.id.not_in(ids))
     return conn.execute(stmt).scalar()
+
+
+# --- local-time delivery: the bucket plan on the ledger ---------------------------------------------
+PAST_REPLY = "not sent: the local time had passed when sending started (--past skip)"
+
+
+def _zone_key():
+    """A ledger row's "reader zone|list zone" (each '' when not set), by correlated look-ups."""
+    sub_tz = select(subscribers.c.timezone).where(subscribers.c.id == deliveries.c.subscriber_id).scalar_subquery()
+    list_tz = select(lists.c.timezone).where(lists.c.id == deliveries.c.list_id).scalar_subquery()
+    return func.coalesce(sub_tz, "") + "|" + func.coalesce(list_tz, "")
+
+
+def ledger_zone_pairs(conn: Connection, campaign_id: int) -> dict[tuple[str, str], int]:
+    """{(reader's time zone, their list's default zone): copies} of a campaign's ledger ('' = not set).
+
+    Shape: ``SELECT coalesce(s.timezone,''), coalesce(l.timezone,''), count(*) FROM deliveries d
+    JOIN subscribers s JOIN lists l WHERE d.campaign_id=:c GROUP BY 1, 2`` — a few hundred pairs at
+    most, which the planner turns into due times in Python (zoneinfo)."""
+    s_tz, l_tz = func.coalesce(subscribers.c.timezone, ""), func.coalesce(lists.c.timezone, "")
+    q = (select(s_tz, l_tz, func.count())
+         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                      .join(lists, lists.c.id == deliveries.c.list_id))
+         .where(deliveries.c.campaign_id == campaign_id).group_by(s_tz, l_tz))
+    return {(a, b): int(n) for a, b, n in conn.execute(q)}
+
+
+def plan_due_times(conn: Connection, campaign_id: int, due: dict[tuple[str, str], datetime],
+                   now: datetime | None = None) -> int:
+    """Give each pending row of a new local-time ledger its bucket, and skip the rest.
+
+    Shape: ``UPDATE deliveries SET due_at = CASE <reader zone>|<list zone> WHEN 'a|b' THEN :t ...
+    END WHERE campaign_id=:c AND state='pending'`` (one pass over the ledger), then ``UPDATE
+    deliveries SET state='skipped' WHERE campaign_id=:c AND state='pending' AND due_at IS NULL``:
+    the zone pairs missing from ``due`` are those whose time had passed under ``--past skip``.
+    Returns how many rows were skipped."""
+    now = now or utcnow()
+    if due:
+        key = _zone_key()
+        when = sa.case(*[(key == f"{a}|{b}", literal(t, deliveries.c.due_at.type)) for (a, b), t in due.items()],
+                       else_=sa.null())
+        conn.execute(deliveries.update().where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING)
+                     .values(due_at=when))
+    stmt = (deliveries.update()
+            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING], D.SKIPPED), deliveries.c.due_at.is_(None))
+            .values(state=D.SKIPPED, last_reply=PAST_REPLY, updated_at=now))
+    return conn.execute(stmt).rowcount or 0
+
+
+def bucket_counts(conn: Connection, campaign_id: int) -> list[sa.Row]:
+    """(due_at, state, n) of a local-time campaign's ledger, oldest bucket first (its progress).
+
+    Shape: ``SELECT due_at, state, count(*) FROM deliveries WHERE campaign_id=:c GROUP BY 1, 2``."""
+    q = (select(deliveries.c.due_at, deliveries.c.state, func.count())
+         .where(deliveries.c.campaign_id == campaign_id)
+         .group_by(deliveries.c.due_at, deliveries.c.state).order_by(deliveries.c.due_at))
+    return list(conn.execute(q))
+
+
+def next_due_at(conn: Connection, campaign_id: int, now: datetime) -> datetime | None:
+    """When the next bucket of a local-time campaign comes due (its earliest pending row due after
+    ``now``), or None when no pending row waits for a later bucket."""
+    v = conn.execute(select(func.min(deliveries.c.due_at)).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING, deliveries.c.due_at > now)).scalar()
+    if v is not None and v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    return v
+
+
+def pending_due_count(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """Pending rows of a local-time campaign whose bucket is due by ``now`` (claimable now)."""
+    return int(conn.execute(select(func.count()).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING,
+        deliveries.c.due_at <= now)).scalar_one())

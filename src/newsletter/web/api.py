@@ -97,6 +97,31 @@ class CampaignFeedback(BaseModel):
     complaint_rate: float = Field(description="complaints / copies (0.003 = 0.3 %)")
 
 
+class BucketOut(BaseModel):
+    at: datetime = Field(description="when the bucket is due (UTC): the local time in its zones")
+    offsets: list[str] = Field(description="the UTC offsets it serves, e.g. UTC+05:30")
+    zones: list[str] = Field(description="IANA zones of its readers (the first 12)")
+    kind: str = Field(description="on time, next day, or late (--past send)")
+    copies: int
+    sent: int
+    failed: int
+    skipped: int
+    left: int = Field(description="copies still to be handed to a server")
+    state: Literal["done", "due", "to come"]
+
+
+class LocalTimeOut(BaseModel):
+    time: str = Field(description="the local time of day, HH:MM")
+    date: str
+    window_minutes: int
+    past: str = Field(description="send, skip or next-day")
+    planned: bool = Field(description="buckets are planned when sending starts")
+    done: int = Field(description="buckets with no copy left")
+    to_come: int = Field(description="buckets with copies left (due or still to come)")
+    skipped_past: int = Field(description="copies skipped because the local time had passed (--past skip)")
+    buckets: list[BucketOut]
+
+
 class CampaignOut(BaseModel):
     id: int
     name: str
@@ -112,6 +137,7 @@ class CampaignOut(BaseModel):
     done: int
     total: int
     feedback: CampaignFeedback | None = Field(None, description="bounces and complaints over copies sent")
+    local_time: LocalTimeOut | None = Field(None, description="a local-time campaign's buckets, done and to come")
 
 
 class ScheduleIn(BaseModel):
@@ -123,7 +149,16 @@ def _campaign_out(c) -> CampaignOut:
     return CampaignOut(id=c.id, name=c.name, subject=c.subject, status=c.status, status_reason=c.status_reason or "",
                        lists=list(c.lists), created_at=c.created_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
                        finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"],
-                       feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None)
+                       feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None,
+                       local_time=_local_time_out(getattr(c, "buckets", None)))
+
+
+def _local_time_out(b: dict | None) -> LocalTimeOut | None:
+    if b is None:
+        return None
+    return LocalTimeOut(**{k: b[k] for k in ("time", "date", "window_minutes", "past", "planned", "done", "to_come",
+                                             "skipped_past")},
+                        buckets=[BucketOut(**{k: x[k] for k in BucketOut.model_fields}) for x in b["buckets"]])
 
 
 def _list_out(s) -> ListOut:
