@@ -175,18 +175,27 @@ def show_command(
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="table or json."),
     failures: int = typer.Option(10, "--failures", help="Show up to this many failed/deferred/ambiguous rows."),
 ) -> None:
-    """One campaign: status, times, lists, ledger counts and its latest problems."""
+    """One campaign: status, times, lists, ledger counts, what happens next and its latest problems."""
     from ..dispatch.campaigns import campaign_info
+    from ..dispatch.liveness import sender_alive
+    from ..dispatch.standing import campaign_standing, duration_text
     from ..store import queries as q
     from ..store.db import transaction
 
-    _, engine = _engine(ctx)
+    config, engine = _engine(ctx)
     info = campaign_info(engine, campaign)
+    standing = campaign_standing(engine, info, config.timezone)
     with transaction(engine) as conn:
         problems = q.delivery_rows(conn, info.id, ("failed", "deferred", "sending"), limit=failures)
+    alive = {w: sender_alive(engine, info.id, w) for w in {r.worker_id for r in problems if r.state == "sending"}}
+
+    def label(r) -> str:  # a copy in "sending" is in flight while its sender lives, ambiguous once it died
+        return ("sending" if alive.get(r.worker_id) else "ambiguous") if r.state == "sending" else r.state
+
     if fmt is Fmt.json:
         d = info.as_dict()
-        d["problems"] = [{"email": r.email, "state": r.state, "attempts": r.attempts, "last_reply": r.last_reply}
+        d["standing"] = standing.as_dict()
+        d["problems"] = [{"email": r.email, "state": label(r), "attempts": r.attempts, "last_reply": r.last_reply}
                          for r in problems]
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
@@ -199,13 +208,29 @@ def show_command(
         ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
         ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
     ]
+    if standing.duration_seconds is not None:
+        rows.insert(8, ("took", duration_text(standing.duration_seconds)))
+    if standing.note:
+        rows.insert(1, ("next", standing.note))
+    if standing.stall and not standing.note.startswith("Not sending"):
+        rows.insert(2, ("stalled", standing.stall))
+    if standing.resume:
+        rows.insert(2, ("resume", standing.resume))
     seg = (info.meta or {}).get("segment")
     if seg:
         rows.insert(2, ("segment", f"{seg['name']} {seg['filter']}"))
     for k, v in rows:
         out.print(f"  {k:10} {v}", markup=False)
     if info.counts:
-        out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(info.counts.items())), markup=False)
+        shown = {k: v for k, v in info.counts.items() if k != "sending"}
+        if standing.sending:
+            shown["sending"] = standing.sending
+        if standing.ambiguous:
+            shown["ambiguous"] = standing.ambiguous
+        out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items())), markup=False)
+    if standing.rate is not None:
+        eta = f", about {duration_text(standing.eta_seconds)} to go" if standing.eta_seconds is not None else ""
+        out.print(f"  rate       {standing.rate:.1f} messages/s over the last minute{eta}", markup=False)
     fb = info.feedback
     if fb.get("copies"):
         out.print(f"  feedback   hard {fb['hard']} ({fb['hard_rate']:.2%}), soft {fb['soft']} ({fb['soft_rate']:.2%}), "
@@ -218,8 +243,9 @@ def show_command(
     if info.buckets is not None:
         _print_buckets(out, info.buckets)
     for r in problems:
-        note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
-        out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
+        state = label(r)
+        note = " — its sender died: it may or may not have arrived (see --resend-ambiguous)" if state == "ambiguous" else ""
+        out.print(f"  {state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
 
 
 def _print_buckets(out, b: dict) -> None:

@@ -28,6 +28,7 @@ from . import occurrences
 from .lock import WorkerLock
 
 UTC = timezone.utc
+HEARTBEAT_MAX_S = 5.0  # a worker beats at least this often (more often with a shorter --poll)
 log = logging.getLogger("newsletter.worker")
 
 
@@ -292,10 +293,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                 seen_errors[cid] = text
                 report.errors.append(text)
                 on_event(f"campaign {cid}: {text}")
+            _note_stall(engine, cid, text, send_options.worker_id or "")
             continue
         finally:
             served[cid] = time.monotonic()
         seen_errors.pop(cid, None)
+        _note_stall(engine, cid, None, send_options.worker_id or "")  # it sent (or had nothing to send): not stalled
         report.sends.append(summary)
         yielded = watch.yielded and not stop_event.is_set()
         stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
@@ -311,6 +314,20 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         if yielded:
             return True
     return False
+
+
+def _note_stall(engine: Engine, cid: int, reason: str | None, worker_id: str) -> None:
+    """Record (``reason``) or clear (None) why this worker could not send ``cid``, for the admin
+    page, ``campaigns show`` and the API; a database too busy for it only costs the note."""
+    from ..store import workers
+
+    try:
+        if reason is None:
+            workers.clear_stall(engine, cid)
+        else:
+            workers.record_stall(engine, cid, reason, worker_id)
+    except NewsletterError as e:
+        log.debug("campaign %s: stall note not written: %s", cid, e)
 
 
 def send_welcomes(engine: Engine, config: Config, now: datetime, send_options: SendOptions, report: WorkerReport,
@@ -396,6 +413,12 @@ def run_worker(
     from ..engagement.outbound import OutboundPoller  # event webhooks: a thread of their own, never in a send's way
 
     outbound = OutboundPoller.for_config(engine, config, emit)
+    from .heartbeat import Heartbeat  # the admin pages say whether a worker is running
+
+    heartbeat = Heartbeat(engine, worker_id, min(max(poll, 1.0), HEARTBEAT_MAX_S))
+    heartbeat.run_once()
+    if not once:
+        heartbeat.start()
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
@@ -427,6 +450,7 @@ def run_worker(
                 break
         emit(f"worker {worker_id} stopped: {report.stopped_by}")
     finally:
+        heartbeat.stop()
         if mailbox_poller is not None:
             mailbox_poller.stop()
         if outbound is not None:

@@ -661,6 +661,7 @@ def delivery_rows(conn: Connection, campaign_id: int, states: Iterable[str] | No
     q = select(
         deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.state, deliveries.c.attempts,
         deliveries.c.last_reply, deliveries.c.message_id, deliveries.c.updated_at, deliveries.c.sent_at,
+        deliveries.c.worker_id,
     ).where(deliveries.c.campaign_id == campaign_id)
     if states:
         q = q.where(deliveries.c.state.in_(list(states)))
@@ -675,6 +676,13 @@ def sent_since(conn: Connection, since: datetime) -> list[datetime]:
     so a restarted sender still knows how much of today's allowance is used."""
     q = select(deliveries.c.sent_at).where(deliveries.c.state == D.SENT, deliveries.c.sent_at >= since)
     return [r[0] for r in conn.execute(q)]
+
+
+def campaign_sent_since(conn: Connection, campaign_id: int, since: datetime) -> int:
+    """How many copies of a campaign were sent since ``since`` (its live rate on the admin page)."""
+    d = deliveries.c
+    return int(conn.execute(select(func.count()).where(d.campaign_id == campaign_id, d.state == D.SENT,
+                                                       d.sent_at >= since)).scalar_one())
 
 
 # --- schedule: recurring digests ------------------------------------------------------------------

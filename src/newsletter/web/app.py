@@ -164,9 +164,15 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
 
     lang = "en" if request.url.path.startswith("/admin") else (
         getattr(request.state, "lang", None) or choose(None, request.headers.get("accept-language"), st.config.language))
+    if request.url.path.startswith("/admin"):
+        from .campaign_calls import publisher_words
+
+        message = publisher_words(message)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", admin=False, lang=lang,
+        config=st.config, csrf_token="", lang=lang,
+        # An admin page's error keeps the admin's navigation (not for the login and local-only refusals).
+        admin=request.url.path.startswith("/admin") and status not in (401, 403),
     )
     return HTMLResponse(html, status_code=status, headers=headers)
 
@@ -376,11 +382,13 @@ def create_app(
         return error_response(request, 500, N_("something unexpected went wrong (%(kind)s); the details are in the server log",
                                                 kind=type(exc).__name__))
 
-    from . import admin, api, public, tracking, webhooks as webhook_routes
+    from . import admin, admin_campaigns, admin_digests, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
+    app.include_router(admin_campaigns.router)  # before admin's: /admin/campaigns/new is not a campaign id
+    app.include_router(admin_digests.router)  # ... and /admin/digests/NAME/run is not a pause or resume
     app.include_router(admin.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
