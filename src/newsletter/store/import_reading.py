@@ -325,3 +325,55 @@ def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
         n += 1
     return n
 
+
+
+def preview_file(path: str | os.PathLike, opts: ImportOptions, rows: int = 5) -> tuple[list[str], list[list[str]]]:
+    """The header and first ``rows`` data rows of an import file, for the admin's mapping step
+    (JSON Lines: the keys of the first objects as the header). InvalidInput as ``check_file``."""
+    p = Path(path)
+    if _detect_format(p, opts.format) == "jsonl":
+        keys: list[str] = []
+        objs: list[dict] = []
+        for line in _lines(p, opts.encoding):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                obj = None
+            if not isinstance(obj, dict):
+                raise InvalidInput(f"{p}: line {len(objs) + 1}: not a JSON object: not a JSON Lines file (one {{...}} object per line)")
+            objs.append(obj)
+            keys.extend(k for k in obj if k not in keys)
+            if len(objs) >= rows:
+                break
+        shown = [[_cell_text(o.get(k)) for k in keys] for o in objs]
+        return keys, shown
+    if len(opts.delimiter) != 1:
+        raise InvalidInput(f"--delimiter must be one character, not {opts.delimiter!r}")
+    reader = csv.reader(_lines(p, opts.encoding), delimiter=opts.delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInput(f"{p}: the file is empty (expected a header line such as email,name)")
+        if header and header[-1] == EXPORT_MARKER:
+            header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
+        if not any(h.strip() for h in header):
+            raise InvalidInput(f"{p}: the first line must be a header naming the columns (e.g. email,name)")
+        if len(header) > MAX_COLUMNS:
+            raise InvalidInput(f"{p}: the header has {len(header)} columns: at most {MAX_COLUMNS}")
+        out = []
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                out.append(row)
+            if len(out) >= rows:
+                break
+    except csv.Error as e:
+        raise InvalidInput(f"{p}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
+    return header, out
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
