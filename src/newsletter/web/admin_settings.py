@@ -15,6 +15,9 @@ from .render import page
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_admin)])  # under admin.router's /admin
 
 
+PROGRAM = "the program that started the server"  # a Config built in code, not by load_config
+
+
 @dataclasses.dataclass
 class Setting:
     key: str
@@ -40,7 +43,8 @@ def settings_rows(st) -> list[Setting]:
                 is_set = st.token_sha256 is not None
             else:
                 is_set = bool(value)
-            out.append(Setting(f.name, "set" if is_set else "not set", _origin(origins, f.name, is_set), secret=True))
+            origin = _origin(origins, f.name, is_set) if is_set else "—"
+            out.append(Setting(f.name, "set" if is_set else "not set", PROGRAM if origin == "default" else origin, secret=True))
             continue
         if f.name == "smtp":
             for name, server in sorted(value.items()):
@@ -48,8 +52,19 @@ def settings_rows(st) -> list[Setting]:
                         (f", rate {server.rate}" if server.rate else "") + f", password {'set' if server.password else 'not set'})"
                 out.append(Setting(f"smtp.{name}", shown, _origin(origins, f"smtp.{name}", True)))
             continue
-        out.append(Setting(f.name, _shown(value), _origin(origins, f.name, True)))
+        origin = _origin(origins, f.name, True)
+        if origin == "default" and value != _default(f):
+            origin = PROGRAM
+        out.append(Setting(f.name, _shown(value), origin))
     return out
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _origin(origins: dict[str, str], key: str, is_set: bool) -> str:
