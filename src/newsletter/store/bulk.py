@@ -3,7 +3,7 @@ add to a list, remove from a list, unsubscribe, send the confirmation email.
 
 Each action applies the same rules as its one-person form: adding asks the consent rule
 (consent.py: nobody who left is put back, suppression always refuses); unsubscribing is
-leaving.py's ``leave_lists``; confirmations go through optin.py's ``mail_confirmation``.
+leaving.py's statement (``_set_unsubscribed``, behind ``leave_lists``), once per chunk; confirmations go through optin.py's ``mail_confirmation``.
 "Remove" takes people off a list as if they had never been added (a mistake undone): only
 active or unconfirmed subscriptions go; someone who left stays recorded as having left, so a
 later import cannot put them back. People are handled in chunks, one transaction per chunk.
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import InvalidInput, NewsletterError, StateError
 from .consent import Join, joining_status, may_join
 from .db import transaction
-from .leaving import leave_lists
+from .leaving import _set_unsubscribed as set_unsubscribed
 from .lookups import _list_row, lists_t, subs_t, subscribers_t
 from .models import SUBSCRIPTION_STATUSES, utcnow
 from .suppressions import suppressed_condition
@@ -72,9 +72,9 @@ def _chunks(engine: Engine, sel: Selection) -> Iterator[list[int]]:
         list_id = _list_row(conn, sel.list_slug)["id"] if sel.list_slug else None
     last = 0
     while True:
-        q = _filtered(list_id, sel.status, sel.search).where(subscribers_t.c.id > last)
+        q = _filtered(list_id, sel.status, sel.search).with_only_columns(subscribers_t.c.id).where(subscribers_t.c.id > last)
         with transaction(engine) as conn:
-            ids = [r["id"] for r in conn.execute(q.order_by(subscribers_t.c.id).limit(CHUNK)).mappings()]
+            ids = list(conn.execute(q.order_by(subscribers_t.c.id).limit(CHUNK)).scalars())
         if not ids:
             return
         yield ids
@@ -106,10 +106,15 @@ def run_bulk(engine: Engine, action: str, sel: Selection, *, list_slug: str | No
             if not present:
                 continue
             if action == "unsubscribe":
-                for sid in present:
-                    n = leave_lists(conn, sid, [lst["id"]] if lst is not None else None, now)
-                    result.changed += bool(n)
-                    result.unchanged += not n
+                # leaving.py's one statement for the whole chunk; people counted by who had a subscription to leave
+                where = subs_t.c.subscriber_id.in_(list(present))
+                if lst is not None:
+                    where = and_(where, subs_t.c.list_id == lst["id"])
+                leaving = set(conn.execute(select(subs_t.c.subscriber_id).where(
+                    where, subs_t.c.status.in_(("active", "unconfirmed")))).scalars())
+                set_unsubscribed(conn, where, now)
+                result.changed += len(leaving)
+                result.unchanged += len(present) - len(leaving)
                 continue
             assert lst is not None
             status = dict(conn.execute(select(subs_t.c.subscriber_id, subs_t.c.status)
