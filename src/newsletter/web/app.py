@@ -170,11 +170,18 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
         message = publisher_words(message)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", lang=lang,
-        # An admin page's error keeps the admin's navigation (not for the login and local-only refusals).
-        admin=request.url.path.startswith("/admin") and status not in (401, 403),
+        config=st.config, csrf_token="", admin=_inside_admin(request), lang=lang,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _inside_admin(request: Request) -> bool:
+    """An error on an admin page, for someone allowed in: shown with the admin's navigation."""
+    if not request.url.path.startswith("/admin") or not hasattr(request.state, "session"):
+        return False
+    from .deps import admin_identity
+
+    return admin_identity(request) is not None
 
 
 class BodyLimit:
