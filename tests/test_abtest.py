@@ -167,6 +167,19 @@ def test_cli_creates_an_ab_campaign_and_shows_and_reports_it_per_variant(cli):
     assert "Small farms" in table and "variant" in table
 
 
+def test_an_ab_campaign_cannot_be_sent_at_each_readers_local_time(cli):
+    invoke, engine, digest_dir = cli
+    r = invoke("campaigns", "create", "--list", "weekly", "--from", str(digest_dir), "--subject", "A",
+               "--subject-b", "B", "--track", "clicks")
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.split()[-1]
+    r = invoke("campaigns", "schedule", cid, "--local-time", "08:00", "--date", "2099-01-01")
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and "an A/B test cannot go out at each reader's local time" in lines[0]
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("select status, scheduled_at from campaigns").one() == ("draft", None)
+
+
 # --- the split --------------------------------------------------------------------------------------
 
 def test_the_split_is_a_stable_hash_near_the_share_and_even_between_variants():
