@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import escape
 from pydantic import BaseModel, Field
 
 from . import campaign_calls as calls
@@ -185,6 +187,21 @@ def _list_out(s) -> ListOut:
 
 def _subscriber_out(r) -> SubscriberOut:
     return SubscriberOut(id=r.id, email=r.email, name=r.name or "", attributes=r.attributes or {}, lists=r.lists, created_at=r.created_at)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs_page(request: Request) -> HTMLResponse:
+    """The API's documentation page: Swagger UI from the app's own static files, so it works
+    offline and under the page's Content-Security-Policy (no CDN, no inline script)."""
+    title = escape(f"{state(request).config.newsletter_name} — API")
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>'
+        '<body><main id="swagger-ui" data-schema="/api/openapi.json"></main>'
+        '<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>'
+        '<script src="/static/api-docs.js"></script></body></html>')
 
 
 @router.get("/stats", response_model=Stats, responses=ERRORS, summary="Counts of subscribers, subscriptions and campaigns")

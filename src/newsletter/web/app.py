@@ -328,7 +328,7 @@ def create_app(
         version="1",
         description="JSON endpoints behind the admin pages: campaigns, subscribers, lists and stats. "
         "Local requests only unless an admin password or token is configured (then `Authorization: Bearer TOKEN`).",
-        docs_url="/api/docs",
+        docs_url=None,  # /api/docs is ours (api.docs_page): Swagger UI from our static files
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -356,8 +356,7 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.endswith("/frame"):
             response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path != "/api/docs":  # Swagger UI loads its script from a CDN
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         return response
 
     @app.exception_handler(NewsletterError)
@@ -398,6 +397,12 @@ def create_app(
     app.include_router(admin_digests.router)  # ... and /admin/digests/NAME/run is not a pause or resume
     app.include_router(admin.router)
     app.include_router(api.router)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, an email frame)."""
+        return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(tracking.TrackingPaths)  # outermost: clicks and opens skip the rest of the stack
