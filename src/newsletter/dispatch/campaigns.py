@@ -101,6 +101,9 @@ class CampaignInfo:
     meta: dict = field(default_factory=dict)
     # Bounces and complaints over copies sent (``store.bounces.CampaignRates.as_dict``).
     feedback: dict = field(default_factory=dict)
+    ab: dict | None = None  # an A/B test (``abtest.ABStatus.as_dict``), shown in detail only
+    # A local-time campaign's buckets, done and to come (``dispatch.buckets.bucket_progress``); else None.
+    buckets: dict | None = None
 
     @property
     def total(self) -> int:
@@ -319,6 +322,10 @@ def _info(conn, row, *, detail: bool) -> CampaignInfo:
         preheader=row["preheader"], meta=row["meta"] or {},
         feedback=campaign_rates(conn, row["id"], counts).as_dict(),
     )
+    if (row["meta"] or {}).get("local_time"):
+        from .buckets import bucket_progress
+
+        info.buckets = bucket_progress(conn, row["id"], row["meta"])
     if detail:
         info.html_size = len(row["html"].encode("utf-8"))
         info.images = conn.execute(select(func.count()).select_from(q.campaign_images)
@@ -346,11 +353,16 @@ def list_campaigns(engine: Engine, *, status: str | None = None, limit: int | No
 
 
 def campaign_info(engine: Engine, campaign_id: int | str) -> CampaignInfo:
-    """One campaign with counts, audience size, HTML size and image count."""
+    """One campaign with counts, audience size, HTML size, image count and its A/B test, if any."""
+    from .abtest import ab_status
+
     c = get_campaign(engine, campaign_id)
     with transaction(engine) as conn:
         row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == c.id)).mappings().one()
-        return _info(conn, row, detail=True)
+        info = _info(conn, row, detail=True)
+    ab = ab_status(engine, stored_id(c))
+    info.ab = ab.as_dict() if ab is not None else None
+    return info
 
 
 def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:
@@ -392,13 +404,16 @@ def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     return get_campaign(engine, cid)
 
 
-def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
-    """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
+def start_scheduled_now(engine: Engine, campaign_id: int | str, on_start=None) -> Campaign:
+    """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it
+    is. ``on_start(conn, id)`` runs in the same transaction (a local-time campaign's plan)."""
     c = get_campaign(engine, campaign_id)
     cid = stored_id(c)
     if c.status == CampaignStatus.SCHEDULED:
         with transaction(engine) as conn:
             transition(conn, cid, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
+            if on_start is not None:
+                on_start(conn, cid)
     return get_campaign(engine, cid)
 
 
@@ -413,8 +428,9 @@ def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cance
     return get_campaign(engine, cid)
 
 
-def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) -> Campaign:
-    """Mark a draft campaign to be sent at ``when`` (a worker starts it then)."""
+def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime, *, local_time: dict | None = None) -> Campaign:
+    """Mark a draft campaign to be sent at ``when`` (a worker starts it then). ``local_time`` (see
+    schedule/localtime.py) makes it a local-time campaign; without it, it is an ordinary one."""
     c = get_campaign(engine, campaign_id)
     cid = stored_id(c)
     if when.tzinfo is None:
@@ -422,6 +438,11 @@ def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) ->
     with transaction(engine) as conn:
         transition(conn, cid, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
         q.set_scheduled_at(conn, cid, when)
+        meta = {k: v for k, v in (c.meta or {}).items() if k != "local_time"}
+        if local_time is not None:
+            meta["local_time"] = local_time
+        if meta != (c.meta or {}):
+            q.set_campaign_meta(conn, cid, meta)
     return get_campaign(engine, cid)
 
 

@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import escape
 from pydantic import BaseModel, Field
 
 from . import campaign_calls as calls
@@ -98,6 +100,31 @@ class CampaignFeedback(BaseModel):
     complaint_rate: float = Field(description="complaints / copies (0.003 = 0.3 %)")
 
 
+class BucketOut(BaseModel):
+    at: datetime = Field(description="when the bucket is due (UTC): the local time in its zones")
+    offsets: list[str] = Field(description="the UTC offsets it serves, e.g. UTC+05:30")
+    zones: list[str] = Field(description="IANA zones of its readers (the first 12)")
+    kind: str = Field(description="on time, next day, or late (--past send)")
+    copies: int
+    sent: int
+    failed: int
+    skipped: int
+    left: int = Field(description="copies still to be handed to a server")
+    state: Literal["done", "due", "to come"]
+
+
+class LocalTimeOut(BaseModel):
+    time: str = Field(description="the local time of day, HH:MM")
+    date: str
+    window_minutes: int
+    past: str = Field(description="send, skip or next-day")
+    planned: bool = Field(description="buckets are planned when sending starts")
+    done: int = Field(description="buckets with no copy left")
+    to_come: int = Field(description="buckets with copies left (due or still to come)")
+    skipped_past: int = Field(description="copies skipped because the local time had passed (--past skip)")
+    buckets: list[BucketOut]
+
+
 class CampaignStanding(BaseModel):
     workers_running: int = Field(description="`newsletter worker` processes alive now (heartbeat)")
     needs_worker: bool = Field(description="it can only move with a worker, and none is running")
@@ -127,6 +154,7 @@ class CampaignOut(BaseModel):
     done: int
     total: int
     feedback: CampaignFeedback | None = Field(None, description="bounces and complaints over copies sent")
+    local_time: LocalTimeOut | None = Field(None, description="a local-time campaign's buckets, done and to come")
     standing: CampaignStanding | None = Field(None, description="one campaign only: what happens next, why it is not moving")
 
 
@@ -141,7 +169,16 @@ def _campaign_out(c, st=None) -> CampaignOut:
                        lists=list(c.lists), created_at=c.created_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
                        finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"],
                        feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None,
+                       local_time=_local_time_out(getattr(c, "buckets", None)),
                        standing=CampaignStanding(**calls.standing(st, c).as_dict()) if st is not None else None)
+
+
+def _local_time_out(b: dict | None) -> LocalTimeOut | None:
+    if b is None:
+        return None
+    return LocalTimeOut(**{k: b[k] for k in ("time", "date", "window_minutes", "past", "planned", "done", "to_come",
+                                             "skipped_past")},
+                        buckets=[BucketOut(**{k: x[k] for k in BucketOut.model_fields}) for x in b["buckets"]])
 
 
 def _list_out(s) -> ListOut:
@@ -150,6 +187,21 @@ def _list_out(s) -> ListOut:
 
 def _subscriber_out(r) -> SubscriberOut:
     return SubscriberOut(id=r.id, email=r.email, name=r.name or "", attributes=r.attributes or {}, lists=r.lists, created_at=r.created_at)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs_page(request: Request) -> HTMLResponse:
+    """The API's documentation page: Swagger UI from the app's own static files, so it works
+    offline and under the page's Content-Security-Policy (no CDN, no inline script)."""
+    title = escape(f"{state(request).config.newsletter_name} — API")
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>'
+        '<body><main id="swagger-ui" data-schema="/api/openapi.json"></main>'
+        '<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>'
+        '<script src="/static/api-docs.js"></script></body></html>')
 
 
 @router.get("/stats", response_model=Stats, responses=ERRORS, summary="Counts of subscribers, subscriptions and campaigns")
@@ -281,6 +333,41 @@ class LinkOut(BaseModel):
     machine_clicks: int
 
 
+class VariantOut(BaseModel):
+    """One variant of an A/B test: test copies delivered, people who clicked and opened, and the deciding rate."""
+
+    variant: int
+    letter: str
+    subject: str
+    test_copies: int
+    test_delivered: int
+    test_clickers: int = Field(description="people (human clicks) among the test copies")
+    test_openers: int = Field(description="people's opens (human or image proxy) among the test copies")
+    rest_copies: int = Field(description="copies of the rest sent this variant (the winner's)")
+    delivered: int
+    clickers: int
+    openers: int
+    rate: float | None = Field(description="the winner_by measure over test copies delivered")
+
+
+class ABOut(BaseModel):
+    """An A/B subject test: settings, phase (not started, testing, waiting, decided), decision and variants."""
+
+    test_share: float = Field(description="percent of the audience in the test")
+    wait_seconds: int
+    winner_by: Literal["clicks", "opens"]
+    min_sample: int
+    phase: str
+    held: int = Field(description="readers waiting for the winner")
+    tested_at: datetime | None
+    decide_after: datetime | None
+    decided_at: datetime | None
+    winner: int | None
+    winner_letter: str | None
+    decision: dict[str, Any] | None = Field(description="the winner, the reason and the numbers it was chosen on")
+    variants: list[VariantOut]
+
+
 class ReportOut(BaseModel):
     """A campaign's report: people (``human``) apart from Apple Mail Privacy Protection, image proxies and link scanners."""
 
@@ -301,6 +388,7 @@ class ReportOut(BaseModel):
     click_to_open: float | None
     links: list[LinkOut]
     timeline: list[dict[str, Any]]
+    ab: ABOut | None = None
 
 
 @router.get("/campaigns/{campaign_id}/report", response_model=ReportOut, responses=ERRORS,
