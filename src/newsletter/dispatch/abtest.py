@@ -186,8 +186,13 @@ def create_ledger_for(conn: Connection, campaign_id: int, now: datetime | None =
         if not rows:
             return added
         after = rows[-1][0]
-        picked = [(i, v) for i, sid in rows if (v := variant_of(campaign_id, sid, test.test_share, n)) is not None]
-        q.release_held_as(conn, picked, now)
+        picked: dict[int, list[int]] = {}
+        for i, sid in rows:
+            v = variant_of(campaign_id, sid, test.test_share, n)
+            if v is not None:
+                picked.setdefault(v, []).append(i)
+        for v, ids in sorted(picked.items()):
+            q.release_held_as(conn, v, ids, now)
 
 
 # --- building the copies ------------------------------------------------------------------------------
