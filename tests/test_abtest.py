@@ -415,3 +415,34 @@ def test_the_intro_goes_after_the_hidden_preview_text():
     assert "&lt;b&gt;Hi&lt;/b&gt;" in out and text == "<b>Hi</b>\n\nContent"
     plain, _ = with_intro("<html><body><p>Content</p></body></html>", "", "Hi")
     assert plain.index("<body>") < plain.index("nl-ab-intro") < plain.index("<p>Content")
+
+
+def test_a_ledger_made_again_after_a_crash_gives_everyone_the_same_variant(db_url, tmp_path):
+    """The ledger is made in one transaction: a crash in it leaves nothing, and making it again
+    (on any machine) puts every reader in the same variant, by the stable hash."""
+    from newsletter.dispatch.abtest import create_ledger_for
+    from newsletter.store.db import transaction
+
+    engine = setup_db(db_url)
+    config = _config(db_url, tmp_path)
+    add_people(engine, "weekly", 80)
+    c = create_ab_campaign(engine, _digest(), ["weekly"], config,
+                           ab_spec("A", ["B", "C", "D"], test_share="50%"), track="clicks")
+    d = Delivery.__table__.c
+
+    def variants(conn):
+        return dict(conn.execute(select(d.subscriber_id, d.variant).where(d.campaign_id == c.id)).all())
+
+    with pytest.raises(RuntimeError):
+        with transaction(engine) as conn:
+            create_ledger_for(conn, c.id)
+            first = variants(conn)
+            raise RuntimeError("the process dies here")
+    assert _rows(engine, c.id) == {}
+    with transaction(engine) as conn:
+        create_ledger_for(conn, c.id)
+        create_ledger_for(conn, c.id)  # twice: adds and changes nothing
+        second = variants(conn)
+    assert second == first and len(second) == 80
+    assert set(second.values()) == {None, 0, 1, 2, 3}
+    assert all(v == variant_of(c.id, sid, 5000, 4) for sid, v in second.items())
