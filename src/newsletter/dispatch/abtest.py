@@ -11,7 +11,8 @@ one worker can make. A variant needs ``min_sample`` delivered copies for a decis
 fewer, or a tie, A (the campaign's own subject) is sent and the decision says why.
 
 The body is the campaign's, shared: a variant changes the Subject (and the HTML ``<title>``,
-which must match it), so each variant is one message skeleton built once (:func:`variant_factory`).
+which must match it) and, as a body variant, may add an intro paragraph (:func:`with_intro`), so
+each variant is one message skeleton built once per send (:func:`variant_factory`), never per copy.
 """
 
 from __future__ import annotations
