@@ -382,3 +382,80 @@ def test_only_one_decision_is_ever_recorded(db_url, tmp_path):
         counts = q.counts_by_state(conn, c.id)
     assert "held" not in counts and counts["pending"] == held
     assert ab_status(engine, c.id).winner_letter == "B"
+
+
+def test_a_body_variant_adds_its_intro_to_its_copies_only(sqlite_url, tmp_path):
+    import email as email_mod
+    from pathlib import Path
+
+    engine = setup_db(sqlite_url)
+    config = _config(sqlite_url, tmp_path)
+    add_people(engine, "weekly", 40)
+    spec = ab_spec("Subject A", ["Subject B", None, None], test_share="90%",
+                   intros=[None, "Hello *|NAME:reader|*, rain & soil this week.", None, None])
+    c = create_ab_campaign(engine, _digest(), ["weekly"], config, spec, track="clicks")
+    send_campaign(engine, c.id, config)
+    seen = set()
+    for p in Path(config.outbox).glob("*.eml"):
+        msg = email_mod.message_from_bytes(p.read_bytes(), policy=email_mod.policy.default)
+        html = msg.get_body(("html",)).get_content()
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        name = str(msg["To"]).split(" <")[0].strip('"')
+        if _subject(msg) == "Subject B":
+            assert f"Hello {name}, rain &amp; soil this week." in html and html.count("nl-ab-intro") == 1
+            assert text.startswith(f"Hello {name}, rain & soil this week.\n\n")
+        else:
+            assert "nl-ab-intro" not in html and "rain" not in text
+        seen.add(_subject(msg))
+    assert seen == {"Subject A", "Subject B"}
+    assert [v.intro for v in ab_status(engine, c.id).variants] == [None, "Hello *|NAME:reader|*, rain & soil this week."]
+
+
+def test_an_intro_needs_its_variant():
+    with pytest.raises(InvalidInput, match=r"^--intro-c without --subject-c"):
+        ab_spec("A", ["B", None, None], intros=[None, None, "Hi", None])
+    with pytest.raises(InvalidInput, match=r"^--intro-b: an intro is 1 to 2000 characters"):
+        ab_spec("A", ["B", None, None], intros=[None, "  ", None, None])
+
+
+def test_the_intro_goes_after_the_hidden_preview_text():
+    from newsletter.dispatch.abtest import with_intro
+
+    html = ('<html><body style="x"><div class="nl-body"><div class="nl-preheader" aria-hidden="true" '
+            'style="display:none">Preview</div><table><tr><td>Content</td></tr></table></div></body></html>')
+    out, text = with_intro(html, "Content", "<b>Hi</b>")
+    assert out.index("Preview</div>") < out.index("nl-ab-intro") < out.index("<table>")
+    assert "&lt;b&gt;Hi&lt;/b&gt;" in out and text == "<b>Hi</b>\n\nContent"
+    plain, _ = with_intro("<html><body><p>Content</p></body></html>", "", "Hi")
+    assert plain.index("<body>") < plain.index("nl-ab-intro") < plain.index("<p>Content")
+
+
+def test_a_ledger_made_again_after_a_crash_gives_everyone_the_same_variant(db_url, tmp_path):
+    """The ledger is made in one transaction: a crash in it leaves nothing, and making it again
+    (on any machine) puts every reader in the same variant, by the stable hash."""
+    from newsletter.dispatch.abtest import create_ledger_for
+    from newsletter.store.db import transaction
+
+    engine = setup_db(db_url)
+    config = _config(db_url, tmp_path)
+    add_people(engine, "weekly", 80)
+    c = create_ab_campaign(engine, _digest(), ["weekly"], config,
+                           ab_spec("A", ["B", "C", "D"], test_share="50%"), track="clicks")
+    d = Delivery.__table__.c
+
+    def variants(conn):
+        return dict(conn.execute(select(d.subscriber_id, d.variant).where(d.campaign_id == c.id)).all())
+
+    with pytest.raises(RuntimeError):
+        with transaction(engine) as conn:
+            create_ledger_for(conn, c.id)
+            first = variants(conn)
+            raise RuntimeError("the process dies here")
+    assert _rows(engine, c.id) == {}
+    with transaction(engine) as conn:
+        create_ledger_for(conn, c.id)
+        create_ledger_for(conn, c.id)  # twice: adds and changes nothing
+        second = variants(conn)
+    assert second == first and len(second) == 80
+    assert set(second.values()) == {None, 0, 1, 2, 3}
+    assert all(v == variant_of(c.id, sid, 5000, 4) for sid, v in second.items())

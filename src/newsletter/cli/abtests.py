@@ -23,7 +23,8 @@ def ab_lines(ab: dict) -> list[str]:
     for v in ab["variants"]:
         mark = " *" if ab.get("winner") == v["variant"] else ""
         lines.append(f"  {v['letter'] + mark:7} {v['test_delivered']:>9} {v['test_clickers']:>7} "
-                     f"{v['test_openers']:>6} {_pct(v.get('rate')):>6}  {v['subject']}")
+                     f"{v['test_openers']:>6} {_pct(v.get('rate')):>6}  {v['subject']}"
+                     + (f" (intro: {v['intro']})" if v.get("intro") else ""))
     d = ab.get("decision")
     if d:
         rest = next((v["rest_copies"] for v in ab["variants"] if v["variant"] == ab.get("winner")), 0)

@@ -82,6 +82,10 @@ def create_command(
     test_wait: Optional[str] = typer.Option(None, "--test-wait", help="A/B test: how long after the test copies went out the winner is chosen (4h, 90m, 1d; default 4h)."),
     winner_by: Optional[str] = typer.Option(None, "--winner-by", help="A/B test: clicks (human clicks, the default) or opens (undercounts Apple Mail readers)."),
     min_sample: Optional[int] = typer.Option(None, "--min-sample", help="A/B test: delivered copies each variant needs for a decision on data (default 50; else A is sent)."),
+    intro: Optional[str] = typer.Option(None, "--intro", help="A/B body variant: an intro paragraph above variant A's content."),
+    intro_b: Optional[str] = typer.Option(None, "--intro-b", help="A/B body variant: variant B's intro (same content otherwise)."),
+    intro_c: Optional[str] = typer.Option(None, "--intro-c", help="A/B body variant: variant C's intro."),
+    intro_d: Optional[str] = typer.Option(None, "--intro-d", help="A/B body variant: variant D's intro."),
 ) -> None:
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line.
     With --subject-b (and -c, -d) it is an A/B subject test: see docs/ab-tests.md."""
@@ -90,7 +94,7 @@ def create_command(
 
     extra_headers = _headers(header or [])  # before anything is opened or composed
     ab = ab_spec(subject, [subject_b, subject_c, subject_d], test_share=test_share, test_wait=test_wait,
-                 winner_by=winner_by, min_sample=min_sample)
+                 winner_by=winner_by, min_sample=min_sample, intros=[intro, intro_b, intro_c, intro_d])
     config, engine = _engine(ctx)
     if (from_dir is None) == (not compose_sources):
         raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")

@@ -11,7 +11,8 @@ one worker can make. A variant needs ``min_sample`` delivered copies for a decis
 fewer, or a tie, A (the campaign's own subject) is sent and the decision says why.
 
 The body is the campaign's, shared: a variant changes the Subject (and the HTML ``<title>``,
-which must match it), so each variant is one message skeleton built once (:func:`variant_factory`).
+which must match it) and, as a body variant, may add an intro paragraph (:func:`with_intro`), so
+each variant is one message skeleton built once per send (:func:`variant_factory`), never per copy.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..store.models import utcnow
 MAX_VARIANTS = 4
 LETTERS = "ABCD"
 SUBJECT_FLAGS = ("--subject", "--subject-b", "--subject-c", "--subject-d")
+INTRO_FLAGS = ("--intro", "--intro-b", "--intro-c", "--intro-d")
 DEFAULT_SHARE = "20%"
 DEFAULT_WAIT = "4h"
 DEFAULT_MIN_SAMPLE = 50
@@ -57,10 +59,12 @@ class ABSpec:
     wait_seconds: int
     winner_by: str = "clicks"
     min_sample: int = DEFAULT_MIN_SAMPLE
+    intros: tuple[str | None, ...] = ()  # a body variant: an intro paragraph above the content, per variant
 
     @property
     def variants(self) -> list[dict]:
-        return [{"subject": s} for s in self.subjects]
+        intros = list(self.intros) + [None] * (len(self.subjects) - len(self.intros))
+        return [{"subject": s, **({"intro": i} if i else {})} for s, i in zip(self.subjects, intros)]
 
 
 def parse_share(text: str | None) -> int:
@@ -97,11 +101,14 @@ def parse_wait(text: str | None) -> int:
 
 def ab_spec(subject_a: str | None, others: list[str | None], *, test_share: str | None = None,
             test_wait: str | None = None, winner_by: str | None = None,
-            min_sample: int | None = None) -> ABSpec | None:
+            min_sample: int | None = None, intros: list[str | None] | None = None) -> ABSpec | None:
     """The test asked for by the creation flags, checked (InvalidInput naming the flag), or None
-    when none of them was given. ``others`` are --subject-b, -c, -d in order."""
+    when none of them was given. ``others`` are --subject-b, -c, -d in order; ``intros`` the
+    optional --intro, --intro-b, -c, -d (a body variant: the same content, another intro)."""
     given = [o for o in others if o is not None]
-    if not given and test_share is None and test_wait is None and winner_by is None and min_sample is None:
+    intros = list(intros or [])
+    if (not given and test_share is None and test_wait is None and winner_by is None and min_sample is None
+            and not any(i is not None for i in intros)):
         return None
     for i, o in enumerate(others):
         if o is not None and not o.strip():
@@ -114,6 +121,13 @@ def ab_spec(subject_a: str | None, others: list[str | None], *, test_share: str 
         raise InvalidInput("A/B test: --subject (variant A) is empty")
     subjects = (subject_a or "", *given)  # A "": the digest's subject, filled in by create_ab_campaign
     _check_distinct(subjects)
+    for i, intro in enumerate(intros):
+        if intro is None:
+            continue
+        if i >= len(subjects):
+            raise InvalidInput(f"{INTRO_FLAGS[i]} without {SUBJECT_FLAGS[i]}: an intro belongs to a variant")
+        if not intro.strip() or len(intro) > 2000:
+            raise InvalidInput(f"{INTRO_FLAGS[i]}: an intro is 1 to 2000 characters")
     metric = (winner_by if winner_by is not None else "clicks").strip().lower()
     if metric not in WINNER_METRICS:
         raise InvalidInput(f"--winner-by {winner_by!r}: expected clicks or opens")
@@ -121,7 +135,8 @@ def ab_spec(subject_a: str | None, others: list[str | None], *, test_share: str 
         raise InvalidInput(f"--min-sample {min_sample}: must be at least 1")
     return ABSpec(subjects=subjects, test_share=parse_share(test_share if test_share is not None else DEFAULT_SHARE),
                   wait_seconds=parse_wait(test_wait if test_wait is not None else DEFAULT_WAIT), winner_by=metric,
-                  min_sample=min_sample if min_sample is not None else DEFAULT_MIN_SAMPLE)
+                  min_sample=min_sample if min_sample is not None else DEFAULT_MIN_SAMPLE,
+                  intros=tuple(i.strip() if i else None for i in intros[:len(subjects)]))
 
 
 def _check_distinct(subjects) -> None:
@@ -148,6 +163,10 @@ def create_ab_campaign(engine: Engine, digest, list_slugs: list[str], config, sp
         except InvalidInput as e:
             raise InvalidInput(f"{flag}: {e}") from None
         bad = unknown_tags(s)
+        if bad:
+            raise InvalidInput(f"{flag}: unknown merge tag {bad[0]}: it would be sent as written")
+    for flag, intro in zip(INTRO_FLAGS, spec.intros):
+        bad = unknown_tags(intro or "")
         if bad:
             raise InvalidInput(f"{flag}: unknown merge tag {bad[0]}: it would be sent as written")
     tracking = tracking_for_new_campaign(config, list_slugs, track)
@@ -186,8 +205,13 @@ def create_ledger_for(conn: Connection, campaign_id: int, now: datetime | None =
         if not rows:
             return added
         after = rows[-1][0]
-        picked = [(i, v) for i, sid in rows if (v := variant_of(campaign_id, sid, test.test_share, n)) is not None]
-        q.release_held_as(conn, picked, now)
+        picked: dict[int, list[int]] = {}
+        for i, sid in rows:
+            v = variant_of(campaign_id, sid, test.test_share, n)
+            if v is not None:
+                picked.setdefault(v, []).append(i)
+        for v, ids in sorted(picked.items()):
+            q.release_held_as(conn, v, ids, now)
 
 
 # --- building the copies ------------------------------------------------------------------------------
@@ -206,13 +230,34 @@ class VariantFactory:
         return getattr(self.factories[0], name)
 
 
-def _variant_view(campaign, subject: str):
-    """What the message factory reads of ``campaign``, with another subject (and matching title)."""
+_PREHEADER_END = re.compile(r'<div class="nl-preheader"[^>]*>.*?</div>', re.S)
+_BODY_START = re.compile(r"<body\b[^>]*>", re.I)
+INTRO_STYLE = ("max-width:544px;margin:16px auto 0;padding:0 28px;font-size:16px;line-height:1.6;"
+               "font-family:-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif")
+
+
+def with_intro(html: str, text: str, intro: str) -> tuple[str, str]:
+    """(html, text) with ``intro`` as their first paragraph: in the HTML right after the hidden
+    preview text (else after ``<body>``), escaped; in the text before everything."""
+    import html as _html
+
+    block = f'<div class="nl-ab-intro" style="{INTRO_STYLE}"><p style="margin:0">{_html.escape(intro)}</p></div>'
+    m = _PREHEADER_END.search(html) or _BODY_START.search(html)
+    new_html = html[:m.end()] + block + html[m.end():] if m else block + html
+    return new_html, f"{intro}\n\n{text}"
+
+
+def _variant_view(campaign, variant: dict):
+    """What the message factory reads of ``campaign``, with a variant's subject (and matching
+    title) and, for a body variant, its intro."""
     from .campaigns import titled
 
-    keys = ("id", "from_address", "text", "reply_to", "headers", "meta", "preheader", "name")
-    return SimpleNamespace(**{k: getattr(campaign, k, None) for k in keys}, subject=subject,
-                           html=titled(campaign.html, subject))
+    keys = ("id", "from_address", "reply_to", "headers", "meta", "preheader", "name")
+    html, text = titled(campaign.html, variant["subject"]), campaign.text
+    if variant.get("intro"):
+        html, text = with_intro(html, text, variant["intro"])
+    return SimpleNamespace(**{k: getattr(campaign, k, None) for k in keys}, subject=variant["subject"],
+                           html=html, text=text)
 
 
 def variant_factory(engine: Engine, campaign, build: Callable):
@@ -222,8 +267,8 @@ def variant_factory(engine: Engine, campaign, build: Callable):
         test = store.test_of(conn, campaign.id) if campaign.id is not None else None
     if test is None or campaign.subject != test.variants[0]["subject"]:
         return build(campaign)
-    return VariantFactory([build(campaign)] + [build(_variant_view(campaign, v["subject"]))
-                                               for v in test.variants[1:]])
+    return VariantFactory([build(campaign if i == 0 and not v.get("intro") else _variant_view(campaign, v))
+                           for i, v in enumerate(test.variants)])
 
 
 # --- results and the decision -----------------------------------------------------------------------
@@ -243,6 +288,7 @@ class VariantResult:
     delivered: int = 0
     clickers: int = 0
     openers: int = 0
+    intro: str | None = None  # a body variant's intro
 
     def rate(self, metric: str) -> float | None:
         """People who clicked (or opened) over test copies delivered."""
@@ -282,7 +328,7 @@ def variant_results(conn: Connection, test: ABTest) -> list[VariantResult]:
     """Per variant: copies and delivered (ledger), people who clicked and opened (engagement)."""
     from ..engagement import events as ev
 
-    out = [VariantResult(i, LETTERS[i], v["subject"]) for i, v in enumerate(test.variants)]
+    out = [VariantResult(i, LETTERS[i], v["subject"], intro=v.get("intro")) for i, v in enumerate(test.variants)]
     cid = test.campaign_id
     for v, in_test, state, n in q.counts_by_variant(conn, cid):
         if v is None or not 0 <= v < len(out):

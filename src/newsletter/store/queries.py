@@ -427,19 +427,17 @@ def held_rows(conn: Connection, campaign_id: int, after_id: int, limit: int) -> 
         d.campaign_id == campaign_id, d.state == D.HELD, d.id > after_id).order_by(d.id).limit(limit))]
 
 
-def release_held_as(conn: Connection, rows: Sequence[tuple[int, int]], now: datetime | None = None) -> int:
-    """``held`` → ``pending`` with a variant, for the test share: ``rows`` are (id, variant).
+def release_held_as(conn: Connection, variant: int, ids: Sequence[int], now: datetime | None = None) -> int:
+    """``held`` → ``pending`` with ``variant``, for rows of the test share.
 
-    Shape: ``UPDATE deliveries SET state='pending', variant=:v WHERE id=:id AND state='held'``
-    (executemany). Run in the transaction that made the ledger, so a crash leaves either every
-    row held or the test share released."""
-    if not rows:
+    Shape: ``UPDATE deliveries SET state='pending', variant=:v, in_test=true WHERE id IN (:ids)
+    AND state='held'`` (one statement per variant and chunk). Run in the transaction that made
+    the ledger, so a crash leaves either every row held or the test share released."""
+    if not ids:
         return 0
-    stamp = now or utcnow()
-    delivery_sources([D.HELD], D.PENDING)  # the move, checked (a plain = below: executemany takes no IN list)
-    stmt = (deliveries.update().where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == D.HELD)
-            .values(state=D.PENDING, variant=sa.bindparam("v"), in_test=True, updated_at=stamp))
-    return conn.execute(stmt, [{"row_id": i, "v": v} for i, v in rows]).rowcount or 0
+    stmt = (deliveries.update().where(deliveries.c.id.in_(list(ids)), _moving([D.HELD], D.PENDING))
+            .values(state=D.PENDING, variant=variant, in_test=True, updated_at=now or utcnow()))
+    return conn.execute(stmt).rowcount or 0
 
 
 def release_held(conn: Connection, campaign_id: int, variant: int, now: datetime | None = None) -> int:

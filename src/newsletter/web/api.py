@@ -348,6 +348,7 @@ class VariantOut(BaseModel):
     clickers: int
     openers: int
     rate: float | None = Field(description="the winner_by measure over test copies delivered")
+    intro: str | None = Field(None, description="a body variant's intro paragraph")
 
 
 class ABOut(BaseModel):
