@@ -652,9 +652,9 @@ def plan_due_times(conn: Connection, campaign_id: int, due: dict[tuple[str, str]
     Returns how many rows were skipped."""
     now = now or utcnow()
     if due:
-        key = _zone_key()
-        when = sa.case(*[(key == f"{a}|{b}", literal(t, deliveries.c.due_at.type)) for (a, b), t in due.items()],
-                       else_=sa.null())
+        # The simple CASE form: the row's key (two index look-ups) is computed once, not once per WHEN.
+        when = sa.case({f"{a}|{b}": literal(t, deliveries.c.due_at.type) for (a, b), t in due.items()},
+                       value=_zone_key(), else_=sa.null())
         conn.execute(deliveries.update().where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING)
                      .values(due_at=when))
     stmt = (deliveries.update()
