@@ -110,8 +110,8 @@ class Delivery(SQLModel, table=True):
         sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
-        # a local-time campaign claims "pending rows whose bucket is due": a range on due_at
-        sa.Index("ix_deliveries_campaign_state_due", "campaign_id", "state", "due_at"),
+        # a local-time campaign claims "pending rows whose bucket is due, in due order": a range scan
+        sa.Index("ix_deliveries_campaign_state_due", "campaign_id", "state", "due_at", "id"),
         sa.Index("ix_deliveries_worker", "worker_id"),
         # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
         sa.Index("ix_deliveries_subscriber", "subscriber_id"),
