@@ -224,18 +224,11 @@ def digests_run(
 
 
 def _stop_on_signals():
-    """A stop event set by SIGTERM and SIGINT (the current send finishes its in-flight messages)."""
-    import signal
-    import threading
+    """A stop event set by SIGTERM and SIGINT (the current send finishes its in-flight messages);
+    set from a helper thread, never inside the handler (``signals``)."""
+    from .signals import SignalStop
 
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
+    return SignalStop().install()
 
 
 # --- campaigns schedule ----------------------------------------------------------------------

@@ -28,7 +28,8 @@ from ..config import Config
 from ..errors import DispatchError, NewsletterError, StateError
 from ..store import queries as q
 from ..store.db import require_current_schema, transaction
-from ..store.lifecycle import CampaignStatus, PauseKind, SendOutcome, StopReason, copies_done, copies_left
+from ..store.lifecycle import (CampaignStatus, DeliveryState, PauseKind, SendOutcome, StopReason, copies_done,
+                               copies_left)
 from ..store.models import utcnow
 from .campaigns import campaign_lists, get_campaign, transition
 from .factory import message_factory
@@ -278,7 +279,7 @@ class _Send:
             self._close_sessions()
             raise
         self.run = SendRun(self.engine, self.config, self.cid, self.worker, self.factory, self.transports,
-                           self.limiter, self.opts.stop_event)
+                           self.limiter, self.opts.stop_event, lanes=len(self.sessions))
         self.run.commit.clock = self.opts.clock
 
     # --- prepare the ledger -----------------------------------------------------------------------
@@ -316,7 +317,9 @@ class _Send:
                 raise StateError(f"campaign {cid} is a local-time campaign whose buckets are not planned yet: a "
                                  f"`newsletter worker` plans them at its time (`newsletter send {cid} --now`: now)")
             if ledger_created_at is None:
-                q.create_ledger(conn, cid)
+                from .abtest import create_ledger_for  # an A/B test holds the rest for its winner
+
+                create_ledger_for(conn, cid)
                 if not q.counts_by_state(conn, cid):
                     slugs = ", ".join(sorted(campaign_lists(self.engine, cid).values())) or "none"
                     raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
@@ -395,7 +398,8 @@ class _Send:
             else:
                 rows = []
         for r in rows:
-            run.queue.put(Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "", r.attributes or {}),
+            run.queue.put(Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "", r.attributes or {},
+                                               r.variant),
                                r.attempts, r.first_deferred_at, time.monotonic()))
         return bool(rows or ids)
 
@@ -424,6 +428,9 @@ class _Send:
         if again or counts.get("pending") or (counts.get("claimed", 0) and not others):
             run.external_stop.wait(0.01)
             return True
+        if counts.get(DeliveryState.HELD) and not copies_left(counts) - counts[DeliveryState.HELD]:
+            self._stop_with(StopReason.AB_WAITING)  # the worker sends the winner to the rest after the wait
+            return False
         if counts.get("deferred") and retry_at is not None:
             if not self.opts.wait_deferred:
                 self._stop_with(StopReason.DEFERRED_WAIT)

@@ -141,7 +141,15 @@ def schedule_local_time(engine: Engine, campaign: int | str, local_time: str, *,
     if spec.last_instant() + w <= now:
         raise ScheduleError(f"--local-time {clock} on {d.isoformat()}: that time has passed in every time zone; "
                             "give a later --date")
-    get_campaign(engine, campaign)  # NotFound first, before anything else is said
+    c = get_campaign(engine, campaign)  # NotFound first, before anything else is said
+    from ..store.abtests import test_of
+    from ..store.db import transaction
+
+    with transaction(engine) as conn:
+        ab = test_of(conn, c.id)
+    if ab is not None:  # the test share and the winner's wait are one moment for everyone
+        raise ScheduleError(f"campaign {c.id}: an A/B test cannot go out at each reader's local time; "
+                            "schedule it with --at instead")
     return schedule_campaign(engine, campaign, max(spec.first_instant(), now), local_time=spec.as_meta())
 
 

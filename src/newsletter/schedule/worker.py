@@ -28,6 +28,7 @@ from . import occurrences
 from .lock import WorkerLock
 
 UTC = timezone.utc
+HEARTBEAT_MAX_S = 5.0  # a worker beats at least this often (more often with a shorter --poll)
 log = logging.getLogger("newsletter.worker")
 
 
@@ -109,9 +110,9 @@ def _plan_local_time(conn, cid: int, config: Config | None, now: datetime) -> st
 
 def waiting_on_retries_only(engine: Engine, clock: Callable[[], datetime] | None = None) -> Callable[[int], bool]:
     """A check: True when a running campaign's only unfinished copies wait for a later time —
-    deferred ones whose next attempt is still to come, or, in a local-time campaign, pending ones
-    whose bucket is not due by ``clock()`` — then a pass has nothing to send and need not connect
-    to SMTP."""
+    deferred ones whose next attempt is still to come, copies an A/B test holds for its winner,
+    or, in a local-time campaign, pending ones whose bucket is not due by ``clock()`` — then a
+    pass has nothing to send and need not connect to SMTP."""
     from ..store import queries as q
     from ..store.db import transaction
     from ..store.lifecycle import DeliveryState, copies_left
@@ -122,7 +123,7 @@ def waiting_on_retries_only(engine: Engine, clock: Callable[[], datetime] | None
     def check(cid: int) -> bool:
         with transaction(engine) as conn:
             counts = q.counts_by_state(conn, cid)
-            deferred = counts.get(DeliveryState.DEFERRED, 0)
+            deferred, held = counts.get(DeliveryState.DEFERRED, 0), counts.get(DeliveryState.HELD, 0)
             left = copies_left(counts)
             if not left or counts.get(DeliveryState.SENDING):
                 return False
@@ -131,7 +132,7 @@ def waiting_on_retries_only(engine: Engine, clock: Callable[[], datetime] | None
                 now = clock()
                 if q.next_due_at(conn, cid, now) is not None:
                     later = counts[DeliveryState.PENDING] - q.pending_due_count(conn, cid, now)
-            if left != deferred + later:
+            if left != deferred + held + later:
                 return False
             retry_at = q.next_retry_at(conn, cid) if deferred else None
         return not deferred or (retry_at is not None and retry_at > utcnow())
@@ -156,7 +157,11 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
         if name is not None:
             return f"digest {name!r} came due"
         cid = q.first_scheduled_between(conn, since, now)
-    return f"campaign {cid} came due" if cid is not None else None
+    if cid is not None:
+        return f"campaign {cid} came due"
+    from ..dispatch.abtest import decision_came_due
+
+    return decision_came_due(engine, since, now)
 
 
 def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
@@ -260,6 +265,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         report.errors.append(str(e))
         on_event(f"warm-up: {e}")
     running = start_due_campaigns(engine, now, on_event, config)
+    from ..dispatch.abtest import decide_due  # A/B tests whose wait is over: the winner goes to the rest
+    try:
+        decide_due(engine, now, on_event)
+    except NewsletterError as e:  # e.g. the database is busy: the next pass decides
+        report.errors.append(str(e))
+        on_event(f"A/B test: {e}")
     running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
     for cid in running:
         if stop_event.is_set():
@@ -282,10 +293,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                 seen_errors[cid] = text
                 report.errors.append(text)
                 on_event(f"campaign {cid}: {text}")
+            _note_stall(engine, cid, text, send_options.worker_id or "")
             continue
         finally:
             served[cid] = time.monotonic()
         seen_errors.pop(cid, None)
+        _note_stall(engine, cid, None, send_options.worker_id or "")  # it sent (or had nothing to send): not stalled
         report.sends.append(summary)
         yielded = watch.yielded and not stop_event.is_set()
         stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
@@ -301,6 +314,20 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         if yielded:
             return True
     return False
+
+
+def _note_stall(engine: Engine, cid: int, reason: str | None, worker_id: str) -> None:
+    """Record (``reason``) or clear (None) why this worker could not send ``cid``, for the admin
+    page, ``campaigns show`` and the API; a database too busy for it only costs the note."""
+    from ..store import workers
+
+    try:
+        if reason is None:
+            workers.clear_stall(engine, cid)
+        else:
+            workers.record_stall(engine, cid, reason, worker_id)
+    except NewsletterError as e:
+        log.debug("campaign %s: stall note not written: %s", cid, e)
 
 
 def send_welcomes(engine: Engine, config: Config, now: datetime, send_options: SendOptions, report: WorkerReport,
@@ -386,6 +413,12 @@ def run_worker(
     from ..engagement.outbound import OutboundPoller  # event webhooks: a thread of their own, never in a send's way
 
     outbound = OutboundPoller.for_config(engine, config, emit)
+    from .heartbeat import Heartbeat  # the admin pages say whether a worker is running
+
+    heartbeat = Heartbeat(engine, worker_id, min(max(poll, 1.0), HEARTBEAT_MAX_S))
+    heartbeat.run_once()
+    if not once:
+        heartbeat.start()
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
@@ -417,6 +450,7 @@ def run_worker(
                 break
         emit(f"worker {worker_id} stopped: {report.stopped_by}")
     finally:
+        heartbeat.stop()
         if mailbox_poller is not None:
             mailbox_poller.stop()
         if outbound is not None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import InvalidInput
 from .addresses import AddressError, normalize_email
-from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows
+from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows, status_of
 from .models import OPTED_OUT_STATUSES
 from .export import safe_cell
 from .textrules import MAX_ATTRIBUTE_NAMES_PER_FILE, attributes_problem, control_problem
@@ -134,7 +134,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             line, email, name, status_raw, attrs = row
             status_text = status_raw.strip().lower() if status_raw else ""
             if status_text not in STATUS_VALUES:
-                reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
+                reject(line, email, f"unknown status {status_text!r} (use active, subscribed, unsubscribed, bounced or complained)")
                 continue
             try:
                 address, key = normalize_email(email)
@@ -144,7 +144,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                 else:
                     reject(line, email, e.reason)
                 continue
-            status = STATUS_VALUES[status_text]
+            status = status_of(status_text, opts.keep_confirmed)
             name = name.strip() if name else ""
             problem = control_problem(name)
             if problem is None and attrs:

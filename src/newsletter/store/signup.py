@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from ..errors import NotFound, StateError
+from ..i18n import N_
 from . import tokens
 from .consent import Join, joining_status, may_join, rejoin_in
 from .db import transaction
@@ -111,7 +112,7 @@ def _rejoin_target(conn, sid: int, lid: int):
     person = conn.execute(select(subscribers_t).where(subscribers_t.c.id == sid)).mappings().first()
     lst = conn.execute(select(lists_t).where(lists_t.c.id == lid)).mappings().first()
     if person is None or lst is None:
-        raise NotFound("the subscription this link was made for no longer exists")
+        raise NotFound(N_("the subscription this link was made for no longer exists"))
     sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lid)).mappings().first()
     return person, lst, sub
 
@@ -152,10 +153,10 @@ def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOU
         decision = may_join(status, fresh_consent=sub is None or not _left_since(sub, issued),
                             suppressed=_find_suppression(conn, person["email_key"]) is not None)
         if decision is Join.SUPPRESSED:
-            raise StateError(f"{person['email']} is suppressed: not subscribed")
+            raise StateError(N_("%(email)s was not subscribed: mail to this address has been stopped", email=person["email"]))
         if decision is Join.LEFT:
-            raise StateError(f"{person['email']} left list {lst['slug']!r} after this link was sent: "
-                             "it no longer applies (sign up again)")
+            raise StateError(N_("%(email)s left %(list)s after this link was sent: it no longer applies (sign up again)",
+                                email=person["email"], list=lst["name"]))
         changed = status != "active"
         if changed:  # joining, coming back, or confirming a pending signup: all with this fresh consent
             rejoin_in(conn, subscriber_id=sid, list_id=lid, subscription_id=sub["id"] if sub is not None else None,

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..i18n import N_
 from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
 
@@ -26,13 +27,14 @@ def _secret(st) -> bytes:
 
 
 def public_list(st, slug: str):
-    """The list a signup form is for; NotFound (404) for an unknown or malformed slug."""
+    """The list a signup form is for; NotFound (404) for an unknown or malformed slug (naming no
+    other list: the store's message lists the known ones, which is for the admin, not the public)."""
     from ..store.lists import get_list
 
     try:
         return get_list(st.engine, slug)
-    except InvalidInput:
-        raise NotFound(f"there is no list {slug[:64]!r}") from None
+    except (InvalidInput, NotFound):
+        raise NotFound(N_("there is no list %(slug)s here", slug=repr(slug[:64]))) from None
 
 
 def normalize_address(email: str) -> str:
@@ -43,9 +45,9 @@ def normalize_address(email: str) -> str:
 
 def check_name(name: str) -> str:
     """The name from the signup form, or InvalidInput when it holds a control character."""
-    from ..store.textrules import check_text
+    from ..store.textrules import check_reader_name
 
-    return check_text("the name", name)
+    return check_reader_name(name)
 
 
 def check_signup_timezone(name: str) -> str:
@@ -310,7 +312,7 @@ def _archived(st, campaign_id: int):
     except (NotFound, InvalidInput):
         c = None
     if c is None or not in_archive(c):
-        raise NotFound(f"there is no issue {campaign_id} in the archive")
+        raise NotFound(N_("there is no issue %(issue)s in the archive", issue=campaign_id))
     return c
 
 

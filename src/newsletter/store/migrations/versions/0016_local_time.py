@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from newsletter.store.models import UtcDateTime
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
