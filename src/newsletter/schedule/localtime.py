@@ -129,7 +129,7 @@ def schedule_local_time(engine: Engine, campaign: int | str, local_time: str, *,
     """Schedule a draft (or move a scheduled) campaign for ``local_time`` in each reader's zone on
     ``day`` (default: today in ``tz``). Every option is checked before anything is stored; a day
     whose time (plus the window) has passed in every zone is refused. Returns the campaign."""
-    from ..dispatch.campaigns import get_campaign, schedule_campaign
+    from ..dispatch.campaigns import get_campaign, schedule_campaign, stored_id
 
     clock = parse_clock(local_time)
     w = parse_window(window) if window is not None else DEFAULT_WINDOW
@@ -146,7 +146,7 @@ def schedule_local_time(engine: Engine, campaign: int | str, local_time: str, *,
     from ..store.db import transaction
 
     with transaction(engine) as conn:
-        ab = test_of(conn, c.id)
+        ab = test_of(conn, stored_id(c))
     if ab is not None:  # the test share and the winner's wait are one moment for everyone
         raise ScheduleError(f"campaign {c.id}: an A/B test cannot go out at each reader's local time; "
                             "schedule it with --at instead")
