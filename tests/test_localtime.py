@@ -298,3 +298,23 @@ def test_import_stores_a_timezone_column_as_the_readers_zone_and_rejects_unknown
     with engine.connect() as conn:
         tz, attrs = conn.exec_driver_sql("select timezone, attributes from subscribers where email = 'ana@example.com'").one()
     assert tz == "Europe/Lisbon" and (json.loads(attrs) if isinstance(attrs, str) else attrs) == {"city": "Tokyo"}
+
+
+def test_the_api_shows_the_buckets_done_and_to_come(sqlite_url, tmp_path):
+    from test_web_api import LOCAL, asgi_get
+
+    from newsletter.config import Config
+    from newsletter.web import create_app
+
+    engine, cid, _ = plan_at(sqlite_url, tmp_path, LATE, past="send")
+    app = create_app(Config(database_url=sqlite_url, secret_key="test-secret-key-0123456789"), engine)
+    body = asgi_get(app, f"/api/campaigns/{cid}", LOCAL).json()
+    lt_out = body["local_time"]
+    assert (lt_out["time"], lt_out["date"], lt_out["past"], lt_out["planned"]) == ("08:00", DAY, "send", True)
+    assert (lt_out["done"], lt_out["to_come"]) == (1, 1)
+    late, ny = lt_out["buckets"]
+    assert late["state"] == "done" and late["kind"] == "late (--past send)" and late["sent"] == 2
+    assert sorted(late["offsets"]) == ["UTC+01:00", "UTC+14:00"]
+    assert ny["offsets"] == ["UTC-05:00"] and ny["state"] == "due" and ny["left"] == 1  # 13:00 UTC is in the past by now
+    listed = asgi_get(app, "/api/campaigns", LOCAL).json()
+    assert listed[0]["local_time"]["to_come"] == 1

@@ -165,55 +165,65 @@ def reader_zone(reader: str, list_default: str, fallback: str) -> ZoneInfo:
     return ZoneInfo("UTC")
 
 
-@dataclass
-class _Bucket:
-    at: datetime
-    kind: str
-    offsets: set
-    zones: set
-    copies: int = 0
-
-    def as_meta(self) -> dict:
-        return {"at": self.at.isoformat(), "kind": self.kind, "offsets": sorted(self.offsets, reverse=True),
-                "zones": sorted(self.zones)[:12], "copies": self.copies}
-
-
 def plan_ledger(conn: Connection, campaign_id: int, config: Config, now: datetime, meta: dict) -> dict:
-    """Create a local-time campaign's ledger and give each row its bucket (see the module); in the
+    """Create a local-time campaign's ledger with each row's bucket (see the module), in the
     caller's transaction, which also makes the campaign running. Records the plan (its buckets,
     what ``--past`` did) in the campaign's meta and returns it."""
     from ..store import queries as q
 
     spec = LocalTime.from_meta(meta[META_KEY])
-    q.create_ledger(conn, campaign_id, now)
-    due: dict[tuple[str, str], datetime] = {}
-    buckets: dict[datetime, _Bucket] = {}
-    skipped_zones: set[str] = set()
-    for (reader, list_default), n in sorted(q.ledger_zone_pairs(conn, campaign_id).items()):
-        zone = reader_zone(reader, list_default, config.timezone)
-        at = spec.due_in(zone)
-        label = offset_label(at.astimezone(zone).utcoffset())
-        kind = "on time"
-        if at + spec.window <= now:
-            if spec.past == "skip":
-                skipped_zones.add(zone.key)
-                continue
-            if spec.past == "send":
-                at, kind = now, "late (--past send)"
-            else:
-                at = spec.due_in(zone, spec.day + timedelta(days=1))
-                kind, label = "next day", offset_label(at.astimezone(zone).utcoffset())
-        due[(reader, list_default)] = at
-        b = buckets.setdefault(at, _Bucket(at, kind, set(), set()))
-        b.offsets.add(label)
-        b.zones.add(zone.key)
-        b.copies += n
-    skipped = q.plan_due_times(conn, campaign_id, due, now)
+    info: dict[str, tuple[datetime | None, str, str]] = {}  # zone -> (due, kind, UTC offset)
+
+    def due(zone: ZoneInfo) -> datetime | None:
+        if zone.key not in info:
+            at: datetime | None = spec.due_in(zone)
+            kind = "on time"
+            if at is not None and at + spec.window <= now:
+                if spec.past == "skip":
+                    at, kind = None, "skipped"
+                elif spec.past == "send":
+                    at, kind = now, "late (--past send)"
+                else:
+                    at, kind = spec.due_in(zone, spec.day + timedelta(days=1)), "next day"
+            info[zone.key] = (at, kind, offset_label((at or spec.due_in(zone)).astimezone(zone).utcoffset()))
+        return info[zone.key][0]
+
+    readers, defaults = q.audience_zones(conn, campaign_id)
+    fallback = reader_zone("", "", config.timezone)
+    times = q.DueTimes(by_reader_zone={name: due(reader_zone(name, "", "")) for name in readers if _known(name)},
+                       by_list_zone={name: due(reader_zone(name, "", "")) for name in defaults if _known(name)},
+                       default=due(fallback))
+    q.create_ledger(conn, campaign_id, now, due=times)
+    skipped = q.skip_unplanned(conn, campaign_id, now)
     q.mark_ledger_created(conn, campaign_id, now)
-    plan = dict(meta[META_KEY], planned_at=now.isoformat(), buckets=[b.as_meta() for _, b in sorted(buckets.items())],
-                skipped=skipped, skipped_zones=sorted(skipped_zones))
+    copies: dict[datetime, int] = {}
+    zones: dict[datetime, set[str]] = {}
+    skipped_zones: set[str] = set()
+    for at, reader, list_default, n in q.ledger_zones(conn, campaign_id):
+        zone = reader_zone(reader or "", list_default or "", config.timezone).key
+        if at is None:
+            skipped_zones.add(zone)
+            continue
+        copies[at] = copies.get(at, 0) + int(n)
+        zones.setdefault(at, set()).add(zone)
+    buckets = []
+    for at in sorted(copies):
+        names = sorted(zones[at])
+        buckets.append({"at": at.isoformat(), "kind": info[names[0]][1],
+                        "offsets": sorted({info[z][2] for z in names}, reverse=True), "zones": names[:12],
+                        "copies": copies[at]})
+    plan = dict(meta[META_KEY], planned_at=now.isoformat(), buckets=buckets, skipped=skipped,
+                skipped_zones=sorted(skipped_zones))
     q.set_campaign_meta(conn, campaign_id, dict(meta, **{META_KEY: plan}))
     return plan
+
+
+def _known(name: str) -> bool:
+    try:
+        cron.get_zone(name)
+    except ScheduleError:
+        return False
+    return True
 
 
 def planner(config: Config, clock: Callable[[], datetime] | None = None) -> Callable[[Connection, int], None]:

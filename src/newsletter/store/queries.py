@@ -13,6 +13,7 @@ skip, send and record, release and recover), ledger reads, and the digest claim 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
@@ -226,7 +227,7 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
 
 
 def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None, *,
-                  state: DeliveryState = D.PENDING) -> int:
+                  state: DeliveryState = D.PENDING, due: "DueTimes | None" = None) -> int:
     """Insert one ``pending`` row (``held`` for an A/B test, whose ``dispatch.abtest`` then
     releases the test share) per subscriber active on any target list and not suppressed.
 
@@ -235,7 +236,8 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     the copy carries), and running it twice adds nothing: the unique (campaign, subscriber) key
     is what makes "one copy per reader" a database fact. Run in subscriber-id ranges of
     LEDGER_CHUNK so memory stays flat however large the lists (one transaction: the caller's).
-    Returns the number of rows added."""
+    ``due`` (a local-time campaign) gives each row its ``due_at`` in the same statement (see
+    :class:`DueTimes`). Returns the number of rows added."""
     now = now or utcnow()
     lo, hi = conn.execute(select(func.min(subscribers.c.id), func.max(subscribers.c.id))).one()
     if lo is None:
@@ -246,12 +248,12 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     # filter's set-up and scan again (200 of them for a million readers).
     step = LEDGER_CHUNK if seg is None else hi - lo + 1
     for start in range(lo, hi + 1, step):
-        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg, state)
+        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg, state, due)
     return added
 
 
 def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None,
-                         state: DeliveryState = D.PENDING) -> int:
+                         state: DeliveryState = D.PENDING, due: "DueTimes | None" = None) -> int:
     """One id range of :func:`create_ledger`."""
     src = (
         select(
@@ -285,6 +287,8 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
     if seg is not None:  # the campaign's segment (see _segment_condition)
         src = src.where(seg)
     cols = ["campaign_id", "subscriber_id", "list_id", "email", "state", "attempts", "created_at", "updated_at"]
+    if due is not None:
+        src, cols = due.select_from(src), cols + ["due_at"]
     stmt: sa.Insert
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -711,43 +715,75 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
 PAST_REPLY = "not sent: the local time had passed when sending started (--past skip)"
 
 
-def _zone_key():
-    """A ledger row's "reader zone|list zone" (each '' when not set), by correlated look-ups."""
-    sub_tz = select(subscribers.c.timezone).where(subscribers.c.id == deliveries.c.subscriber_id).scalar_subquery()
-    list_tz = select(lists.c.timezone).where(lists.c.id == deliveries.c.list_id).scalar_subquery()
-    return func.coalesce(sub_tz, "") + "|" + func.coalesce(list_tz, "")
+@dataclass(frozen=True)
+class DueTimes:
+    """A local-time ledger's due times by zone (schedule/localtime.py works them out): the
+    reader's own zone when it is in ``by_reader_zone`` (only zones zoneinfo knows are), else
+    their list's default zone when in ``by_list_zone``, else ``default``. None: no due time
+    (``--past skip``: the row is then skipped by :func:`skip_unplanned`)."""
+
+    by_reader_zone: dict[str, datetime | None]
+    by_list_zone: dict[str, datetime | None]
+    default: datetime | None
+
+    def select_from(self, src: sa.Select) -> sa.Select:
+        """``src`` (the ledger's grouped SELECT) with one more column, ``due_at``: ``CASE
+        reader_zone WHEN 'Asia/Tokyo' THEN :t ... ELSE CASE list_zone WHEN ... ELSE :default END
+        END`` — worked out in the same INSERT, so a row is written once."""
+        t = deliveries.c.due_at.type
+
+        def lit(v: datetime | None):
+            return sa.null() if v is None else literal(v, t)
+
+        g = src.add_columns(subscribers.c.timezone.label("reader_tz")).group_by(subscribers.c.timezone).subquery("g")
+        when = lit(self.default)
+        if self.by_list_zone:
+            list_tz = select(lists.c.timezone).where(lists.c.id == g.c.list_id).scalar_subquery()
+            when = sa.case({k: lit(v) for k, v in self.by_list_zone.items()}, value=list_tz, else_=when)
+        if self.by_reader_zone:
+            when = sa.case({k: lit(v) for k, v in self.by_reader_zone.items()}, value=g.c.reader_tz, else_=when)
+        keep = [c for c in g.c if c.name != "reader_tz"]
+        # WHERE true: SQLite would read INSERT ... SELECT ... ON CONFLICT's ON as a join's otherwise
+        return select(*keep, when.label("due_at")).where(sa.true())
 
 
-def ledger_zone_pairs(conn: Connection, campaign_id: int) -> dict[tuple[str, str], int]:
-    """{(reader's time zone, their list's default zone): copies} of a campaign's ledger ('' = not set).
+def audience_zones(conn: Connection, campaign_id: int) -> tuple[set[str], set[str]]:
+    """The time zones a campaign's readers gave, and its target lists' default zones (before its
+    ledger exists: the planner works out a due time for each).
 
-    Shape: ``SELECT coalesce(s.timezone,''), coalesce(l.timezone,''), count(*) FROM deliveries d
-    JOIN subscribers s JOIN lists l WHERE d.campaign_id=:c GROUP BY 1, 2`` — a few hundred pairs at
-    most, which the planner turns into due times in Python (zoneinfo)."""
-    s_tz, l_tz = func.coalesce(subscribers.c.timezone, ""), func.coalesce(lists.c.timezone, "")
-    q = (select(s_tz, l_tz, func.count())
+    Shape: ``SELECT DISTINCT s.timezone FROM campaign_lists JOIN subscriptions (active) JOIN
+    subscribers s WHERE s.timezone IS NOT NULL``, and the lists' ``timezone``."""
+    readers = {r[0] for r in conn.execute(
+        select(subscribers.c.timezone).distinct()
+        .select_from(campaign_lists.join(subscriptions, subscriptions.c.list_id == campaign_lists.c.list_id)
+                     .join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id))
+        .where(campaign_lists.c.campaign_id == campaign_id, subscriptions.c.status == "active",
+               subscribers.c.timezone.is_not(None)))}
+    defaults = {r[0] for r in conn.execute(
+        select(lists.c.timezone).select_from(campaign_lists.join(lists, lists.c.id == campaign_lists.c.list_id))
+        .where(campaign_lists.c.campaign_id == campaign_id, lists.c.timezone.is_not(None)))}
+    return readers, defaults
+
+
+def ledger_zones(conn: Connection, campaign_id: int) -> list[sa.Row]:
+    """(due_at, reader's zone, their list's default zone, copies) of a local-time ledger, grouped:
+    what each bucket holds, for its label (the zones are resolved again in Python).
+
+    Shape: ``SELECT d.due_at, s.timezone, l.timezone, count(*) FROM deliveries d JOIN subscribers s
+    JOIN lists l WHERE d.campaign_id=:c GROUP BY 1, 2, 3``."""
+    q = (select(deliveries.c.due_at, subscribers.c.timezone, lists.c.timezone, func.count())
          .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
                       .join(lists, lists.c.id == deliveries.c.list_id))
-         .where(deliveries.c.campaign_id == campaign_id).group_by(s_tz, l_tz))
-    return {(a, b): int(n) for a, b, n in conn.execute(q)}
+         .where(deliveries.c.campaign_id == campaign_id)
+         .group_by(deliveries.c.due_at, subscribers.c.timezone, lists.c.timezone))
+    return list(conn.execute(q))
 
 
-def plan_due_times(conn: Connection, campaign_id: int, due: dict[tuple[str, str], datetime],
-                   now: datetime | None = None) -> int:
-    """Give each pending row of a new local-time ledger its bucket, and skip the rest.
-
-    Shape: ``UPDATE deliveries SET due_at = CASE <reader zone>|<list zone> WHEN 'a|b' THEN :t ...
-    END WHERE campaign_id=:c AND state='pending'`` (one pass over the ledger), then ``UPDATE
-    deliveries SET state='skipped' WHERE campaign_id=:c AND state='pending' AND due_at IS NULL``:
-    the zone pairs missing from ``due`` are those whose time had passed under ``--past skip``.
-    Returns how many rows were skipped."""
+def skip_unplanned(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
+    """Skip the rows of a new local-time ledger that got no due time (their zone's time had passed,
+    ``--past skip``). Shape: ``UPDATE deliveries SET state='skipped' WHERE campaign_id=:c AND
+    state='pending' AND due_at IS NULL``. Returns how many."""
     now = now or utcnow()
-    if due:
-        key = _zone_key()
-        when = sa.case(*[(key == f"{a}|{b}", literal(t, deliveries.c.due_at.type)) for (a, b), t in due.items()],
-                       else_=sa.null())
-        conn.execute(deliveries.update().where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING)
-                     .values(due_at=when))
     stmt = (deliveries.update()
             .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING], D.SKIPPED), deliveries.c.due_at.is_(None))
             .values(state=D.SKIPPED, last_reply=PAST_REPLY, updated_at=now))

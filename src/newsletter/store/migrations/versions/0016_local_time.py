@@ -20,7 +20,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("due_at", UtcDateTime(), nullable=True))
-    op.create_index("ix_deliveries_campaign_state_due", "deliveries", ["campaign_id", "state", "due_at"], unique=False)
+    op.create_index("ix_deliveries_campaign_state_due", "deliveries", ["campaign_id", "state", "due_at", "id"], unique=False)
     with op.batch_alter_table("lists") as batch:
         batch.add_column(sa.Column("timezone", sa.String(length=64), nullable=True))
 
