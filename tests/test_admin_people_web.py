@@ -237,3 +237,15 @@ def test_lists_suppressions_and_settings(tmp_path, engine):
         r = client.post("/admin/suppressions/remove", data={"value": "spam@example.com", "csrf_token": t})
         assert "no longer suppressed" in flash_after(client, r)
         assert supp.find_suppression(engine, "spam@example.com") is None
+
+
+def test_consent_given_on_the_confirm_page_records_the_class_of_network(client, config, engine):
+    from newsletter.store.optin import confirm_url
+
+    res = subs.add_subscriber(engine, "ana@example.com", list_slug="news", source="signup")
+    link = confirm_url(config, res.subscriber_id, res.list_id, secret=SECRET.encode())
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    assert client.post("/" + path).status_code == 200
+    page = client.get("/admin/subscribers/person", params={"email": "ana@example.com"}).text
+    assert re.search(r"<dt>Consent network</dt><dd>loopback ", page) and "127.0.0.1" not in page
+    assert subs.get_subscriber(engine, "ana@example.com").lists == {"news": "active"}
