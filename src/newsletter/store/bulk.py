@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Iterator
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.engine import Engine
 
 from ..config import Config
@@ -107,7 +107,7 @@ def run_bulk(engine: Engine, action: str, sel: Selection, *, list_slug: str | No
                 continue
             if action == "unsubscribe":
                 # leaving.py's one statement for the whole chunk; people counted by who had a subscription to leave
-                where: Any = subs_t.c.subscriber_id.in_(list(present))
+                where: ColumnElement[bool] = subs_t.c.subscriber_id.in_(list(present))
                 if lst is not None:
                     where = and_(where, subs_t.c.list_id == lst["id"])
                 leaving = set(conn.execute(select(subs_t.c.subscriber_id).where(
