@@ -157,6 +157,8 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                         attr_names.update(new_names)
             elif problem:
                 problem = f"name {problem}"
+            if problem is None and attrs and "timezone" in attrs:  # stored as the reader's zone, not an attribute
+                problem = _zone_problem(attrs["timezone"])
             if problem:
                 reject(line, address, problem)
                 continue
@@ -183,6 +185,18 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
     finally:
         if rejects_file is not None:
             rejects_file.close()
+
+
+def _zone_problem(value: Any) -> str | None:
+    """Why an import's ``timezone`` value is not an IANA zone zoneinfo knows (None: it is)."""
+    from .preferences import check_timezone
+
+    try:
+        if isinstance(value, str) and check_timezone(value):
+            return None
+    except InvalidInput:
+        pass
+    return f"time zone {str(value)[:64]!r}: unknown (use an IANA name such as Europe/Paris, or leave it empty)"
 
 
 def _shown(text: str) -> str:

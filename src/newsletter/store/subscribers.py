@@ -17,6 +17,7 @@ from sqlalchemy import and_, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import InvalidInput, NotFound, StateError
+from ..i18n import N_
 from . import tokens
 from .addresses import normalize_email
 from .consent import Join, joining_status, may_join, rejoin_in
@@ -277,7 +278,7 @@ def _token_subscription(conn: Connection, sid: int, lid: int):
     )
     r = conn.execute(q).mappings().first()
     if r is None:
-        raise NotFound("the subscription this link was made for no longer exists")
+        raise NotFound(N_("the subscription this link was made for no longer exists"))
     return r
 
 

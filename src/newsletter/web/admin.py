@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from . import admin_import, admin_lists, admin_settings, admin_subscribers, library
+from . import admin_import, admin_lists, admin_settings, admin_subscribers, campaign_calls, library
 from . import preview as pv
 from .app import state
 from .deps import check_csrf, client_host, rate_limit, require_admin
@@ -42,7 +42,7 @@ def login(request: Request, password: str = Form(""), csrf_token: str = Form("")
     check_csrf(request, csrf_token)
     if not st.auth_configured:
         return redirect("/admin/")
-    rate_limit(request, "login_ip", client_host(request), "login attempts")
+    rate_limit(request, "login_ip", client_host(request))
     ok = (st.password is not None and st.password.matches(password)) or token_matches(st.token_sha256, password)
     if not ok:
         return page(request, "admin/login.html", status=403, title="Log in", next=_safe_next(next),
@@ -78,7 +78,8 @@ def dashboard(request: Request):
     growth = list_growth(st.engine)
     return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
                 stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5),
-                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine))
+                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine),
+                workers=campaign_calls.worker_summary(st), rich=campaign_calls.rich)
 
 
 # --- preview -------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ def preview_page(request: Request, campaign: str | None = None, digest: str | No
         campaigns=campaigns, campaign_id=campaign or "", key=key, digest_name=digest or "",
         digests=[i.digest.name for i in library.recurring_digests(st)], refresh_query=urlencode({**query, "refresh": 1}),
         watching=[str(p) for p in st.watch], version=version,
+        workers=campaign_calls.worker_summary(st) if digest else None, rich=campaign_calls.rich,
     )
 
 
@@ -210,20 +212,7 @@ def segments_page(request: Request):
                 segments=list_segments(state(request).engine))
 
 
-# --- campaigns ----------------------------------------------------------------------------------
-
-
-def _campaign_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise HTTPException(404, f"there is no campaign {value[:40]!r}")
-    return int(value)
-
-
-@guarded.get("/campaigns")
-def campaigns_page(request: Request):
-    st = state(request)
-    return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
-                campaigns=library.recent_campaigns(st, limit=200), digests=library.recurring_digests(st))
+# --- campaigns: see admin_campaigns.py ---------------------------------------------------------
 
 
 @guarded.post("/digests/{name}/{action}")
@@ -232,39 +221,6 @@ def digest_action(request: Request, name: str, action: str, csrf_token: str = Fo
     info = library.digest_action(state(request), name, action)
     flash(request, "ok", f"Recurring digest {info.digest.name} is now {'paused' if info.digest.paused else 'active'}.")
     return redirect("/admin/campaigns")
-
-
-@guarded.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, campaign_id: str):
-    from ..engagement.report import campaign_report
-
-    st = state(request)
-    info = library.campaign(st, _campaign_id(campaign_id))
-    from ..dispatch.liveness import in_flight
-
-    report = campaign_report(st.engine, info.id, timeline=True)
-    sending, ambiguous = in_flight(st.engine, info.id)
-    return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
-                c=info, timezone=st.config.timezone, report=report, report_json=report.as_dict(),
-                sending=sending, ambiguous=ambiguous, **library.progress(info))
-
-
-@guarded.post("/campaigns/{campaign_id}/schedule")
-def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    cid = _campaign_id(campaign_id)
-    c = library.schedule_campaign(state(request), cid, when.strip()[:64])
-    flash(request, "ok", f"Campaign {cid} scheduled for {c.scheduled_at:%Y-%m-%d %H:%M} UTC.")
-    return redirect(f"/admin/campaigns/{cid}")
-
-
-@guarded.post("/campaigns/{campaign_id}/{action}")
-def campaign_action(request: Request, campaign_id: str, action: str, csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    cid = _campaign_id(campaign_id)
-    c = library.campaign_action(state(request), cid, action)
-    flash(request, "ok", f"Campaign {cid} is now {c.status}.")
-    return redirect(f"/admin/campaigns/{cid}")
 
 
 router.include_router(guarded)

@@ -2,7 +2,7 @@
 address): consent evidence shown on the admin's subscriber page.
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0019 (numbered 0018 when it was written; it follows 0019)
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
