@@ -82,7 +82,10 @@ def test_a_mailchimp_export_imports_with_names_joined_and_opt_outs_kept(engine, 
     ana = subscribers.get_subscriber(engine, "ana@example.com")
     assert ana.name == "Ana Silva" and subscribers.get_subscriber(engine, "bo@example.com").name == "Berg"
     assert ana.attributes == {"Address": "1 Main St", "optin_time": "2024-01-02 10:00:00",
-                              "confirm_time": "2024-01-02 10:05:00", "timezone": "Europe/Berlin", "tags": "a,b"}
+                              "confirm_time": "2024-01-02 10:05:00", "tags": "a,b"}
+    from newsletter.store.profile import profile
+
+    assert profile(engine, "ana@example.com").timezone == "Europe/Berlin"  # Mailchimp's TIMEZONE: the reader's zone
     assert "203.0.113.9" not in repr(ana)  # the sign-up IP is not kept
     # The unsubscribed audience: its people are recorded as having left, the active one too.
     unsub = MAILCHIMP_UNSUB_HEAD + "\n" + row("ana@example.com", "Ana", "Silva") + ",2024-05-01 09:00:00,Weekly,7,,\n" \
