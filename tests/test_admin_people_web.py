@@ -237,3 +237,31 @@ def test_lists_suppressions_and_settings(tmp_path, engine):
         r = client.post("/admin/suppressions/remove", data={"value": "spam@example.com", "csrf_token": t})
         assert "no longer suppressed" in flash_after(client, r)
         assert supp.find_suppression(engine, "spam@example.com") is None
+
+
+def test_consent_given_on_the_confirm_page_records_the_class_of_network(client, config, engine):
+    from newsletter.store.optin import confirm_url
+
+    res = subs.add_subscriber(engine, "ana@example.com", list_slug="news", source="signup")
+    link = confirm_url(config, res.subscriber_id, res.list_id, secret=SECRET.encode())
+    path = link.split("://", 1)[1].split("/", 1)[1]
+    assert client.post("/" + path).status_code == 200
+    page = client.get("/admin/subscribers/person", params={"email": "ana@example.com"}).text
+    assert re.search(r"<dt>Consent network</dt><dd>loopback ", page) and "127.0.0.1" not in page
+    assert subs.get_subscriber(engine, "ana@example.com").lists == {"news": "active"}
+
+
+def test_a_json_lines_file_is_mapped_from_its_keys(client, engine):
+    t = token(client, "/admin/subscribers/import")
+    body = b'{"mail": "ana@example.com", "given": "Ana", "tier": 2}\n{"mail": "bo@example.com", "given": "Bo", "left": "yes"}\n'
+    r = client.post("/admin/subscribers/import", data={"list": "weekly", "csrf_token": t},
+                    files={"file": ("people.jsonl", body, "application/x-ndjson")})
+    page = client.get(r.headers["location"]).text
+    names = re.findall(r'<label for="map_\d+">([^<]+)</label>', page)
+    assert names == ["mail", "given", "tier", "left"] and "ana@example.com" in page
+    r = client.post(r.headers["location"], data={"csrf_token": t, "list": "weekly", "map_0": "email", "map_1": "first_name",
+                                                 "map_2": "attr:tier", "map_3": "unsubscribed-if-set"})
+    assert r.status_code == 303
+    ana = subs.get_subscriber(engine, "ana@example.com")
+    assert (ana.name, ana.attributes, ana.lists) == ("Ana", {"tier": 2}, {"weekly": "active"})
+    assert subs.get_subscriber(engine, "bo@example.com").lists == {"weekly": "unsubscribed"}

@@ -42,7 +42,9 @@ def test_formats_are_recognised_by_their_header():
     assert mapped["Address"] == "attr:Address" and mapped["TAGS"] == "attr:tags"
     # A plain file: the aliases, a second "name" column kept as an attribute, our export's columns ignored.
     fmt, targets = suggested_mapping(["E-mail", "Name", "full name", "Surname", "created_at", "City"], EXPORT_COLUMNS)
-    assert fmt is None and targets == ["email", "name", "attr:full name", "last_name", "-", "attr:City"]
+    assert fmt is None and targets == ["email", "name", "attr:full name", "attr:Surname", "-", "attr:City"]
+    fmt, targets = suggested_mapping(["E-mail", "First name", "Surname"], EXPORT_COLUMNS)
+    assert targets == ["email", "first_name", "last_name"]  # joined only when there is no name column
 
 
 @pytest.fixture
@@ -80,7 +82,10 @@ def test_a_mailchimp_export_imports_with_names_joined_and_opt_outs_kept(engine, 
     ana = subscribers.get_subscriber(engine, "ana@example.com")
     assert ana.name == "Ana Silva" and subscribers.get_subscriber(engine, "bo@example.com").name == "Berg"
     assert ana.attributes == {"Address": "1 Main St", "optin_time": "2024-01-02 10:00:00",
-                              "confirm_time": "2024-01-02 10:05:00", "timezone": "Europe/Berlin", "tags": "a,b"}
+                              "confirm_time": "2024-01-02 10:05:00", "tags": "a,b"}
+    from newsletter.store.profile import profile
+
+    assert profile(engine, "ana@example.com").timezone == "Europe/Berlin"  # Mailchimp's TIMEZONE: the reader's zone
     assert "203.0.113.9" not in repr(ana)  # the sign-up IP is not kept
     # The unsubscribed audience: its people are recorded as having left, the active one too.
     unsub = MAILCHIMP_UNSUB_HEAD + "\n" + row("ana@example.com", "Ana", "Silva") + ",2024-05-01 09:00:00,Weekly,7,,\n" \
@@ -127,6 +132,17 @@ def test_subscribed_rows_on_a_double_opt_in_list_kept_confirmed_or_asked_again(e
     # A file's "subscribed" is no fresh consent: someone who left is not put back.
     report = _import(engine, tmp_path, "email,status\ncy@example.com,subscribed\n", keep_confirmed=True)
     assert report.skipped_unsubscribed == 1 and _sub(engine, "cy@example.com", "news")["status"] == "unsubscribed"
+
+
+def test_first_and_last_name_stay_attributes_beside_a_name_column(engine, tmp_path):
+    _import(engine, tmp_path, "email,name,first_name\nana@example.com,Ana Silva,Ana\n", list_slug="open")
+    ana = subscribers.get_subscriber(engine, "ana@example.com")
+    assert (ana.name, ana.attributes) == ("Ana Silva", {"first_name": "Ana"})
+    _import(engine, tmp_path, '{"email": "bo@example.com", "first_name": "Bo", "last_name": "Berg"}\n'
+            '{"email": "cy@example.com", "name": "Cy", "first_name": "C"}\n', list_slug="open", name="p.jsonl")
+    assert subscribers.get_subscriber(engine, "bo@example.com").name == "Bo Berg"
+    cy = subscribers.get_subscriber(engine, "cy@example.com")
+    assert (cy.name, cy.attributes) == ("Cy", {"first_name": "C"})
 
 
 def test_an_explicit_mapping_beats_the_detected_one_and_bad_targets_are_one_line(engine, tmp_path):

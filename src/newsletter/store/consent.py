@@ -49,10 +49,11 @@ def may_join(status: str | None, *, fresh_consent: bool, suppressed: bool = Fals
 
 
 def rejoin_in(conn: Connection, *, subscriber_id: int, list_id: int, subscription_id: int | None, status: str,
-              source: str, now: datetime) -> None:
+              source: str, now: datetime, ip_class: str | None = None) -> None:
     """Put a person on a list with fresh consent, in the caller's transaction: create their
     subscription (``subscription_id`` None) or bring it back with ``status`` (active or
-    unconfirmed), and record the consent on the person (source and time). A subscription that
+    unconfirmed), and record the consent on the person (source, time, and the class of network
+    ``ip_class`` when it was given on a web page). A subscription that
     goes back to unconfirmed forgets its last confirmation email, so a fresh one is due."""
     confirmed = now if status == "active" else None
     if subscription_id is None:
@@ -64,4 +65,5 @@ def rejoin_in(conn: Connection, *, subscriber_id: int, list_id: int, subscriptio
         if status == "unconfirmed":
             values["confirmation_sent_at"] = None
         conn.execute(subs_t.update().where(subs_t.c.id == subscription_id).values(**values))
-    conn.execute(subscribers_t.update().where(subscribers_t.c.id == subscriber_id).values(consent_source=source, consent_at=now))
+    conn.execute(subscribers_t.update().where(subscribers_t.c.id == subscriber_id).values(
+        consent_source=source, consent_at=now, consent_ip_class=ip_class or None))

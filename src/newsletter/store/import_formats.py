@@ -103,12 +103,16 @@ def default_target(header_name: str, export_columns: set[str], fmt: KnownFormat 
 
 def suggested_mapping(header: list[str], export_columns: set[str]) -> tuple[KnownFormat | None, list[str]]:
     """The recognised format (or None) and a target for every column, in header order; a field
-    (email, name…) goes to its first column only, later ones become attributes."""
+    (email, name…) goes to its first column only, later ones become attributes, and so do first
+    and last name when the file has a name column (joined only when it has none)."""
     fmt = detect_format(header)
     seen: set[str] = set()
     out = []
-    for h in header:
-        t = default_target(h, export_columns, fmt)
+    defaults = [default_target(h, export_columns, fmt) for h in header]
+    named = "name" in defaults
+    for h, t in zip(header, defaults):
+        if named and t in ("first_name", "last_name"):
+            t = "attr:" + h.strip()  # a file with a name column: first/last name stay attributes
         if t in SINGLE_TARGETS:
             if t in seen:
                 t = "attr:" + h.strip() if h.strip() else "-"

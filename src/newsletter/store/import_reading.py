@@ -153,9 +153,13 @@ def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimi
     fmt = detect_format(header)
     plan: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for h in header:
+    defaults = [default_target(h, EXPORT_COLUMNS, fmt) for h in header]
+    named = any((mapping_l.get(h.strip().lower()) or d) == "name" for h, d in zip(header, defaults))
+    for h, default in zip(header, defaults):
         given = mapping_l.get(h.strip().lower())
-        target = check_target(h, given) if given is not None else default_target(h, EXPORT_COLUMNS, fmt)
+        if given is None and named and default in ("first_name", "last_name"):
+            default = "attr:" + h.strip()  # a file with a name column: first/last name stay attributes
+        target = check_target(h, given) if given is not None else default
         if target in SINGLE_TARGETS and target in seen:
             if given is not None:
                 raise InvalidInput(f"{path}: two columns map to {target!r}")
@@ -276,9 +280,13 @@ def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator
             continue
         first = False
         rec: dict[str, Any] = {"attrs": {}}
+        defaults = {k: default_target(k, EXPORT_COLUMNS) for k in obj}
+        named = any((mapping.get(k) or d) == "name" for k, d in defaults.items())
         for k, v in obj.items():
             given = mapping.get(k)
-            target = check_target(k, given) if given is not None else default_target(k, EXPORT_COLUMNS)
+            target = check_target(k, given) if given is not None else defaults[k]
+            if given is None and named and target in ("first_name", "last_name"):
+                target = "attr:" + k  # an object with a name: first/last name stay attributes
             text = "" if v is None else (v if isinstance(v, str) else str(v))
             if target in IGNORE:
                 continue

@@ -63,6 +63,9 @@ class Subscriber(SQLModel, table=True):
     attributes: dict = Field(default_factory=dict, sa_type=sa.JSON(), nullable=False)
     consent_source: Optional[str] = Field(default=None, sa_type=sa.Text(), nullable=True)
     consent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # The class of network the consent came from (engagement.classify.ip_class: loopback, private,
+    # ipv4…), when it was given on a web page; never the address itself.
+    consent_ip_class: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     # The preference centre (store/preferences.py): no campaign mails them before pause_until; their

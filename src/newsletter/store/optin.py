@@ -27,10 +27,12 @@ from .subscribers import TokenResult, _token_subscription
 from .suppressions import _find_suppression, suppressed_condition
 
 
-def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None) -> TokenResult:
+def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime | None = None,
+                     ip_class: str | None = None) -> TokenResult:
     """Verify a confirm token and make that unconfirmed subscription active (idempotent).
 
-    Someone who has since unsubscribed or is suppressed is not re-activated (StateError)."""
+    Someone who has since unsubscribed or is suppressed is not re-activated (StateError). The
+    consent's time (and ``ip_class``, the class of network the link was used from) is recorded."""
     when = now or utcnow()
     sid, lid = tokens.verify_confirm_token(secret, token, now=now)
     with transaction(engine) as conn:
@@ -45,7 +47,8 @@ def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime
             conn.execute(
                 subs_t.update().where(subs_t.c.id == r["id"]).values(status="active", confirmed_at=when, updated_at=when)
             )
-            conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(consent_at=when))
+            conn.execute(subscribers_t.update().where(subscribers_t.c.id == sid).values(
+                consent_at=when, consent_ip_class=ip_class or None))
         lists = _lists_of(conn, [sid])[sid]
     return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], "active", changed, lists)
 

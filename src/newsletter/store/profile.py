@@ -60,6 +60,7 @@ class Profile:
     attributes: dict[str, Any]
     consent_source: str | None
     consent_at: datetime | None
+    consent_ip_class: str | None
     created_at: datetime
     updated_at: datetime
     pause_until: datetime | None  # only when still in the future
@@ -111,7 +112,8 @@ def profile(engine: Engine, email: str, *, now: datetime | None = None) -> Profi
     pause = r["pause_until"] if r["pause_until"] is not None and r["pause_until"] > now else None
     return Profile(
         id=sid, email=r["email"], name=r["name"], attributes=dict(r["attributes"] or {}),
-        consent_source=r["consent_source"], consent_at=r["consent_at"], created_at=r["created_at"],
+        consent_source=r["consent_source"], consent_at=r["consent_at"],
+        consent_ip_class=r["consent_ip_class"], created_at=r["created_at"],
         updated_at=r["updated_at"], pause_until=pause, timezone=r["timezone"],
         suppressed=(f"{supp['kind']} {supp['value']}" + (f": {supp['reason']}" if supp["reason"] else "")) if supp else None,
         subscriptions=[SubscriptionInfo(s["list_id"], s["slug"], s["list_name"], s["opt_in"], s["status"], s["source"],

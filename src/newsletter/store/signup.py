@@ -138,12 +138,13 @@ def peek_link(engine: Engine, secret: bytes, token: str, *, now: datetime | None
     return TokenResult(sid, person["email"], lid, lst["slug"], lst["name"], sub["status"] if sub else "none", False, lists)
 
 
-def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOURCE, now: datetime | None = None) -> TokenResult:
+def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOURCE, now: datetime | None = None,
+                 ip_class: str | None = None) -> TokenResult:
     """Use a /confirm/ link. A confirm token activates its unconfirmed subscription; a rejoin token
     makes the person active on its list (subscribing them, or bringing them back) with fresh
     consent — unless they opted out after the link was sent, or are suppressed (StateError)."""
     if not tokens.is_rejoin_token(token):
-        return confirm_by_token(engine, secret, token, now=now)
+        return confirm_by_token(engine, secret, token, now=now, ip_class=ip_class)
     sid, lid, issued = tokens.verify_rejoin_token(secret, token, now=now)
     when = now or utcnow()
     with transaction(engine) as conn:
@@ -160,6 +161,6 @@ def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOU
         changed = status != "active"
         if changed:  # joining, coming back, or confirming a pending signup: all with this fresh consent
             rejoin_in(conn, subscriber_id=sid, list_id=lid, subscription_id=sub["id"] if sub is not None else None,
-                      status="active", source=source, now=when)
+                      status="active", source=source, now=when, ip_class=ip_class)
         lists = _lists_of(conn, [sid])[sid]
     return TokenResult(sid, person["email"], lid, lst["slug"], lst["name"], "active", changed, lists)

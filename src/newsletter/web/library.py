@@ -109,10 +109,11 @@ def peek_confirm(st, token: str):
     return peek_link(st.engine, _secret(st), token)
 
 
-def confirm(st, token: str):
+def confirm(st, token: str, ip_class: str = ""):
+    """Use a /confirm/ link; ``ip_class`` (the class of the visitor's network) goes with the consent."""
     from ..store.signup import confirm_link
 
-    return confirm_link(st.engine, _secret(st), token)
+    return confirm_link(st.engine, _secret(st), token, ip_class=ip_class or None)
 
 
 def peek_unsubscribe(st, token: str):

@@ -99,7 +99,9 @@ def confirm(request: Request, token: str):
     send it, and a forged or foreign token is refused by its signature."""
     st = state(request)
     rate_limit(request, "token_ip", client_host(request))
-    info = _friendly(library.confirm, st, token, what="confirmation")
+    from ..engagement.classify import ip_class
+
+    info = _friendly(library.confirm, st, token, ip_class(client_host(request)), what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=True)
 
