@@ -289,7 +289,7 @@ def archive_issues(st) -> list[Any]:
     out = []
     for c in list_campaigns(st.engine):
         if in_archive(c) and c.started_at is not None:
-            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.strftime("%d %B %Y")})
+            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.date()})
     return out
 
 
