@@ -30,6 +30,7 @@ class ListSummary:
     created_at: datetime
     language: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    public: bool = True
 
     @property
     def total(self) -> int:
@@ -75,9 +76,10 @@ def get_list(engine: Engine, slug: str) -> MailingList:
 
 
 def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single",
-                language: str | None = None) -> MailingList:
+                language: str | None = None, public: bool = True) -> MailingList:
     """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first);
-    ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language)."""
+    ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language);
+    a list that is not ``public`` has no signup page and is shown on the preference centre only to its readers."""
     check_slug(slug)
     _check_opt_in(opt_in)
     language = _check_language(language)
@@ -87,7 +89,7 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
         if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in,
-                         language=language)
+                         language=language, public=bool(public))
         s.add(ml)
         s.flush()
         s.refresh(ml)
@@ -95,9 +97,9 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
 
 
 def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None,
-                language: str | None = None) -> MailingList:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status) or
-    language (``default`` or ``""`` goes back to config.language; None leaves it)."""
+                language: str | None = None, public: bool | None = None) -> MailingList:
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status),
+    language (``default`` or ``""`` goes back to config.language; None leaves it) or visibility."""
     with session_scope(engine) as s:
         ml = find_list(s, slug)
         if name is not None:
@@ -108,6 +110,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
             ml.opt_in = _check_opt_in(opt_in)
         if language is not None:
             ml.language = _check_language(language)
+        if public is not None:
+            ml.public = bool(public)
         ml.updated_at = utcnow()
         s.add(ml)
         s.flush()
@@ -151,7 +155,7 @@ def list_lists(engine: Engine) -> list[ListSummary]:
     return [
         ListSummary(
             id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
-            created_at=r["created_at"], language=r["language"],
+            created_at=r["created_at"], language=r["language"], public=bool(r["public"]),
             counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
         )
         for r in rows
