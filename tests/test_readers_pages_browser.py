@@ -173,3 +173,52 @@ def test_the_ink_check_sees_which_side_a_heading_starts(browser):  # noqa: F811
     finally:
         context.close()
 
+
+
+def test_the_public_forms_work_with_javascript_off(world, browser):  # noqa: F811
+    """Subscribe, confirm, pause on the preference centre and unsubscribe in a browser with
+    JavaScript disabled: every public page is a plain form, and none carries a script."""
+    from newsletter.store import lists, preferences, signup, subscribers
+    from newsletter.store.secret import secret_key
+    from newsletter.store.tokens import unsubscribe_token
+
+    config, engine, port, _ = world
+    secret = secret_key(config)
+    plan = signup.request_signup(engine, "deep-fr", "nojs@example.org", "Sans JS")
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        with LiveServer(create_app(config, engine), port=port) as live:
+            seen = []
+
+            def visit(url: str) -> None:
+                page.goto(url)
+                seen.append(page.content())
+
+            visit(f"{live.url}/subscribe/news-fr")
+            page.locator("input[name=email]").fill("nojs-form@example.org")
+            page.locator("form button[type=submit]").click()
+            seen.append(page.content())
+            assert live.server.config.app.state.web.mailer.wait_idle(15)
+            assert subscribers.get_subscriber(engine, "nojs-form@example.org").lists == {"news-fr": "active"}
+            visit(signup.signup_url(config, plan, secret=secret))
+            page.locator("form button[type=submit]").click()
+            seen.append(page.content())
+            assert subscribers.get_subscriber(engine, "nojs@example.org").lists == {"deep-fr": "active"}
+            link = preferences.link_for(engine, config, "nojs@example.org")
+            visit(link)
+            page.locator("input[name=months][value='2']").check()
+            page.locator("button[value=pause]").click()
+            seen.append(page.content())
+            assert preferences.show(engine, secret, link.rsplit("/", 1)[1]).pause_until is not None
+            sid = subscribers.get_subscriber(engine, "nojs@example.org").id
+            visit(f"{live.url}/unsubscribe/{unsubscribe_token(secret, sid, lists.get_list(engine, 'deep-fr').id)}")
+            page.locator("form button[type=submit]").first.click()
+            seen.append(page.content())
+            assert subscribers.get_subscriber(engine, "nojs@example.org").lists == {"deep-fr": "unsubscribed"}
+            for path in ("/archive/", "/privacy"):
+                visit(live.url + path)
+    finally:
+        context.close()
+    assert len(seen) == 10 and not any("<script" in html for html in seen)
