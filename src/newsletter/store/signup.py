@@ -60,10 +60,14 @@ def _due(sent_at: datetime | None, every: timedelta, now: datetime) -> bool:
 
 
 def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *, source: str = SOURCE,
-                   now: datetime | None = None) -> SignupPlan:
-    """Apply the signup rule to one form post and say which email (if any) to send."""
+                   now: datetime | None = None, timezone: str = "") -> SignupPlan:
+    """Apply the signup rule to one form post and say which email (if any) to send. ``timezone``
+    (the browser's IANA zone, checked) is stored for a new address only, like the name."""
+    from .preferences import check_timezone
+
     address, key = normalize_email(email)
     name = check_text("the name", (name or "").strip())
+    zone = check_timezone(timezone) or None
     now = now or utcnow()
     with transaction(engine) as conn:
         lst = _list_row(conn, list_slug)
@@ -73,7 +77,7 @@ def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *
         if person is None:
             conn.execute(subscribers_t.insert().values(
                 email=address, email_key=key, name=name, attributes={}, consent_source=source, consent_at=now,
-                created_at=now, updated_at=now))
+                created_at=now, updated_at=now, timezone=zone))
             sid = _subscriber_by_key(conn, key)["id"]
             status = joining_status(lst["opt_in"])
             conn.execute(subs_t.insert().values(

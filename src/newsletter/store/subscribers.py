@@ -248,16 +248,18 @@ def list_subscribers(
 
 
 def iter_subscribers(
-    engine: Engine, *, list_slug: str | None = None, status: str | None = None, chunk: int = 1000
+    engine: Engine, *, list_slug: str | None = None, status: str | None = None, chunk: int = 1000,
+    search: str | None = None,
 ) -> Iterator[SubscriberRow]:
-    """Every matching subscriber, oldest first, read in chunks (constant memory, for exports)."""
+    """Every matching subscriber (filtered as ``list_subscribers``), oldest first, read in chunks
+    (constant memory, for exports)."""
     _check_status(status)
     with transaction(engine) as conn:
         list_id = _list_row(conn, list_slug)["id"] if list_slug else None
     last = 0
     while True:
         with transaction(engine) as conn:
-            q = _filtered(list_id, status, None).where(subscribers_t.c.id > last).order_by(subscribers_t.c.id).limit(chunk)
+            q = _filtered(list_id, status, search).where(subscribers_t.c.id > last).order_by(subscribers_t.c.id).limit(chunk)
             rows = conn.execute(q).mappings().all()
             lists = _lists_of(conn, [r["id"] for r in rows])
         if not rows:

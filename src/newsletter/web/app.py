@@ -164,11 +164,24 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
 
     lang = "en" if request.url.path.startswith("/admin") else (
         getattr(request.state, "lang", None) or choose(None, request.headers.get("accept-language"), st.config.language))
+    if request.url.path.startswith("/admin"):
+        from .campaign_calls import publisher_words
+
+        message = publisher_words(message)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", admin=False, lang=lang,
+        config=st.config, csrf_token="", admin=_inside_admin(request), lang=lang,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _inside_admin(request: Request) -> bool:
+    """An error on an admin page, for someone allowed in: shown with the admin's navigation."""
+    if not request.url.path.startswith("/admin") or not hasattr(request.state, "session"):
+        return False
+    from .deps import admin_identity
+
+    return admin_identity(request) is not None
 
 
 class BodyLimit:
@@ -315,7 +328,7 @@ def create_app(
         version="1",
         description="JSON endpoints behind the admin pages: campaigns, subscribers, lists and stats. "
         "Local requests only unless an admin password or token is configured (then `Authorization: Bearer TOKEN`).",
-        docs_url="/api/docs",
+        docs_url=None,  # /api/docs is ours (api.docs_page): Swagger UI from our static files
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -343,8 +356,7 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.endswith("/frame"):
             response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path != "/api/docs":  # Swagger UI loads its script from a CDN
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         return response
 
     @app.exception_handler(NewsletterError)
@@ -376,13 +388,21 @@ def create_app(
         return error_response(request, 500, N_("something unexpected went wrong (%(kind)s); the details are in the server log",
                                                 kind=type(exc).__name__))
 
-    from . import admin, api, public, tracking, webhooks as webhook_routes
+    from . import admin, admin_campaigns, admin_digests, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
+    app.include_router(admin_campaigns.router)  # before admin's: /admin/campaigns/new is not a campaign id
+    app.include_router(admin_digests.router)  # ... and /admin/digests/NAME/run is not a pause or resume
     app.include_router(admin.router)
     app.include_router(api.router)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, an email frame)."""
+        return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(tracking.TrackingPaths)  # outermost: clicks and opens skip the rest of the stack

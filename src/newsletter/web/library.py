@@ -53,23 +53,34 @@ def check_name(name: str) -> str:
     return check_reader_name(name)
 
 
-def subscribe(st, lst, address: str, name: str) -> bool:
+def check_signup_timezone(name: str) -> str:
+    """The signup form's hidden time zone when zoneinfo knows it ("" when the browser sent none);
+    InvalidInput naming it otherwise (store/preferences.py holds the check)."""
+    from ..store.preferences import check_timezone
+
+    try:
+        return check_timezone(name[:200])
+    except InvalidInput:
+        raise InvalidInput(f"time zone {name[:64]!r}: unknown (expected an IANA name such as Europe/Paris)") from None
+
+
+def subscribe(st, lst, address: str, name: str, timezone: str = "") -> bool:
     """Queue a signup from the public form; the visitor sees the same answer whatever happens.
 
     Everything that depends on who the address belongs to — the database work and the email —
     runs later on the app's mailer thread (``signup_job``), so the answer takes the same time for
     every address. The rule itself is the store's (store/signup.py). False if the queue is full."""
-    return st.mailer.submit(lambda: signup_job(st, lst, address, name), f"signup for list {lst.slug}")
+    return st.mailer.submit(lambda: signup_job(st, lst, address, name, timezone), f"signup for list {lst.slug}")
 
 
-def signup_job(st, lst, address: str, name: str) -> bool:
+def signup_job(st, lst, address: str, name: str, timezone: str = "") -> bool:
     """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
     True when an email went out."""
     from ..store.optin import Invitation, mail_confirmation
     from ..store.signup import request_signup, signup_url
 
     try:
-        plan = request_signup(st.engine, lst.slug, address, name)
+        plan = request_signup(st.engine, lst.slug, address, name, timezone=timezone)
     except (StateError, NotFound, InvalidInput) as e:
         log.info("signup for %s not changed: %s", lst.slug, e)
         return False

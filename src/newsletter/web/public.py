@@ -55,6 +55,7 @@ def subscribe(
     name: str = Form(""),
     website: str = Form(""),
     csrf_token: str = Form(""),
+    timezone: str = Form(""),
 ):
     st = state(request)
     lst = library.public_list(st, slug)
@@ -70,12 +71,13 @@ def subscribe(
         return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=e, field="email")
     try:
         library.check_name(name)
+        zone = library.check_signup_timezone(timezone)  # the browser's zone (signup.js); empty without JavaScript
     except library.InvalidInput as e:
         return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=e, field="name")
     rate_limit(request, "subscribe_address", address.lower())
     answer = page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
     # Queued once the answer has gone out, so even the queue's work cannot slow the answer down.
-    answer.background = BackgroundTask(library.subscribe, st, lst, address, name)
+    answer.background = BackgroundTask(library.subscribe, st, lst, address, name, zone)
     return answer
 
 

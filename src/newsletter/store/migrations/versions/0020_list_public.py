@@ -2,7 +2,7 @@
 centre; a private one (staff, press, an imported segment) is neither, and only its own readers see it.
 
 Revision ID: 0020
-Revises: 0014
+Revises: 0019
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0020"
-down_revision = "0014"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
