@@ -25,7 +25,7 @@ from newsletter.store.tokens import confirm_token, unsubscribe_token
 from newsletter.web import create_app
 from newsletter.web.app import Limits
 
-TRANSLATED = ("fr", "de", "es", "pt", "ar")
+TRANSLATED = tuple(lang for lang in i18n.available() if lang != i18n.SOURCE_LANGUAGE)
 BASE = "http://127.0.0.1:8000"
 
 

@@ -41,9 +41,9 @@ class Message(str):
         """These words in ``lang`` (the English for a language without this message); a value that
         is itself a Message is translated too. In a right-to-left language each text value (an
         address, a list's name) is isolated (U+2068 … U+2069) so it keeps its own direction."""
-        rtl = direction(lang) == "rtl"
-        values = {k: v.in_language(lang) if isinstance(v, Message) else f"\u2068{v}\u2069" if rtl and isinstance(v, str) else v
-                  for k, v in self.params.items()}
+        values = isolated({k: v.in_language(lang) if isinstance(v, Message) else v for k, v in self.params.items()
+                           if not isinstance(v, Message)}, lang)
+        values.update({k: v.in_language(lang) for k, v in self.params.items() if isinstance(v, Message)})
         text = translations(lang).gettext(self.msgid)
         return text % values if values else text
 
@@ -190,9 +190,26 @@ def choose(list_language: str | None, accept_language: str | None, default: str 
     return from_accept_language(accept_language) or (normalize(default) if supported(default) else SOURCE_LANGUAGE)
 
 
-def install(env) -> None:
+def isolated(variables: dict[str, Any], lang: str | None) -> dict[str, Any]:
+    """In a right-to-left language, each text value (a list's name, an address) wrapped in Unicode
+    isolates (U+2068 … U+2069) so that its own direction cannot reorder the sentence around it
+    ("Deep (ar)" would otherwise lose its closing parenthesis to the sentence's end)."""
+    if direction(lang) != "rtl":
+        return variables
+    def wrap(v: Any) -> Any:
+        if not isinstance(v, str) or not v:
+            return v
+        if hasattr(v, "__html__"):  # markup stays markup
+            return type(v)("\u2068") + v + type(v)("\u2069")
+        return f"\u2068{v}\u2069"
+
+    return {k: wrap(v) for k, v in variables.items()}
+
+
+def install(env, *, isolate: bool = False) -> None:
     """Add Jinja2's i18n extension to ``env`` with callables that translate into the template
-    context's ``lang`` (autoescaped like jinja2's own new-style gettext)."""
+    context's ``lang`` (autoescaped like jinja2's own new-style gettext). With ``isolate`` (the web
+    pages) text values keep their own direction inside right-to-left sentences (``isolated``)."""
     from jinja2 import pass_context
     from markupsafe import Markup
 
@@ -208,6 +225,8 @@ def install(env) -> None:
         text = translations(_lang(ctx)).gettext(message)
         if ctx.eval_ctx.autoescape:
             text = Markup(text)
+        if isolate:
+            variables = isolated(variables, _lang(ctx))
         return text % variables  # always, as jinja2 does: {% trans %} doubles a literal %
 
     @pass_context
@@ -215,6 +234,8 @@ def install(env) -> None:
         text = translations(_lang(ctx)).ngettext(singular, plural, num)
         if ctx.eval_ctx.autoescape:
             text = Markup(text)
+        if isolate:
+            variables = isolated(variables, _lang(ctx))
         return text % {"num": num, **variables}
 
     @pass_context

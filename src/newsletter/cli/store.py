@@ -123,16 +123,26 @@ def lists_create(
     timezone: Optional[str] = typer.Option(
         None, "--timezone", help="IANA time zone of readers who gave none, for local-time campaigns (default: config timezone).",
     ),
+    public: bool = typer.Option(
+        True, "--public/--private",
+        help="Public (default): a signup page, and offered on every reader's preference centre. Private: neither; only its own readers see it there.",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
-    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone)
-    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)})")
+    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone,
+                     public=public)
+    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
+               f"{_private_note(ml.public)})")
 
 
 def _language_note(language: str | None, timezone: str | None = None) -> str:
     return (f", language {language}" if language else "") + (f", time zone {timezone}" if timezone else "")
+
+
+def _private_note(public: bool) -> str:
+    return "" if public else ", private"
 
 
 @lists_app.command("list")
@@ -146,6 +156,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "timezone": r.timezone,
+             "public": r.public,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -183,14 +194,19 @@ def lists_update(
     timezone: Optional[str] = typer.Option(
         None, "--timezone", help="New IANA time zone of readers who gave none, for local-time campaigns ('default': config timezone).",
     ),
+    public: Optional[bool] = typer.Option(
+        None, "--public/--private", help="Give it a signup page and offer it on every preference centre, or neither.",
+    ),
 ) -> None:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language or time zone."""
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone
+    or visibility."""
     from ..store.lists import update_list
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
     ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
-                     timezone=timezone)
-    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)})")
+                     timezone=timezone, public=public)
+    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
+               f"{_private_note(ml.public)})")
 
 
 @lists_app.command("delete")

@@ -31,6 +31,7 @@ class ListSummary:
     language: str | None = None
     timezone: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    public: bool = True
 
     @property
     def total(self) -> int:
@@ -89,10 +90,11 @@ def get_list(engine: Engine, slug: str) -> MailingList:
 
 
 def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single",
-                language: str | None = None, timezone: str | None = None) -> MailingList:
+                language: str | None = None, timezone: str | None = None, public: bool = True) -> MailingList:
     """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first);
     ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language);
-    ``timezone`` is the zone local-time campaigns use for its readers who gave none (None: config.timezone)."""
+    ``timezone`` is the zone local-time campaigns use for its readers who gave none (None: config.timezone);
+    a list that is not ``public`` has no signup page and is shown on the preference centre only to its readers."""
     check_slug(slug)
     _check_opt_in(opt_in)
     language = _check_language(language)
@@ -103,7 +105,7 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
         if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in,
-                         language=language, timezone=timezone)
+                         language=language, timezone=timezone, public=bool(public))
         s.add(ml)
         s.flush()
         s.refresh(ml)
@@ -111,9 +113,9 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
 
 
 def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None,
-                language: str | None = None, timezone: str | None = None) -> MailingList:
+                language: str | None = None, timezone: str | None = None, public: bool | None = None) -> MailingList:
     """Change a list's name, description, opt-in mode (existing subscriptions keep their status),
-    language or default time zone (``default`` or ``""`` goes back to the config's; None leaves it)."""
+    language or default time zone (``default`` or ``""`` goes back to the config's; None leaves it) or visibility."""
     tz = _check_timezone(timezone) if timezone is not None else None
     with session_scope(engine) as s:
         ml = find_list(s, slug)
@@ -127,6 +129,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
             ml.language = _check_language(language)
         if timezone is not None:
             ml.timezone = tz
+        if public is not None:
+            ml.public = bool(public)
         ml.updated_at = utcnow()
         s.add(ml)
         s.flush()
@@ -170,7 +174,7 @@ def list_lists(engine: Engine) -> list[ListSummary]:
     return [
         ListSummary(
             id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
-            created_at=r["created_at"], language=r["language"], timezone=r["timezone"],
+            created_at=r["created_at"], language=r["language"], timezone=r["timezone"], public=bool(r["public"]),
             counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
         )
         for r in rows

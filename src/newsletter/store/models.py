@@ -94,6 +94,8 @@ class MailingList(SQLModel, table=True):
     language: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)  # readers' language; None: config.language
     # IANA zone of readers who gave none (local-time delivery); None: config.timezone
     timezone: Optional[str] = Field(default=None, sa_type=sa.String(64), nullable=True)
+    # public: a signup page, and offered on every reader's preference centre; private: only its own readers see it
+    public: bool = Field(default=True, nullable=False, sa_column_kwargs={"server_default": sa.true()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Callable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from ..config import Config
@@ -171,7 +171,8 @@ def show(engine: Engine, secret: bytes, token: str, *, now: datetime | None = No
         status = dict(conn.execute(select(subs_t.c.list_id, subs_t.c.status)
                                    .where(subs_t.c.subscriber_id == p["id"])).all())
         rows = conn.execute(select(lists_t.c.id, lists_t.c.slug, lists_t.c.name, lists_t.c.description, lists_t.c.opt_in)
-                            .order_by(lists_t.c.name, lists_t.c.slug)).all()
+                            .where(or_(lists_t.c.public.is_(True), lists_t.c.id.in_(list(status) or [-1])))
+                            .order_by(lists_t.c.name, lists_t.c.slug)).all()  # public lists, and their own
         suppressed = _find_suppression(conn, p["email_key"]) is not None
     pause = p["pause_until"] if p["pause_until"] is not None and p["pause_until"] > now else None
     return Preferences(p["id"], p["email"], p["name"], p["timezone"] or "", pause, _tracking_off(p["attributes"]),
@@ -290,9 +291,9 @@ def join(engine: Engine, secret: bytes, token: str, list_id: int, *, ip_class: s
     with transaction(engine) as conn:
         p = _reader(conn, secret, token)
         lst = conn.execute(select(lists_t).where(lists_t.c.id == list_id)).mappings().first()
-        if lst is None:
-            raise NotFound(N_("there is no list #%(id)s", id=list_id))
         sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == p["id"], subs_t.c.list_id == list_id)).mappings().first()
+        if lst is None or not lst["public"] and sub is None:  # a private list is joined only by its own readers
+            raise NotFound(N_("there is no list #%(id)s", id=list_id))
         status = sub["status"] if sub is not None else None
         decision = may_join(status, fresh_consent=True, suppressed=_find_suppression(conn, p["email_key"]) is not None)
         invitation = Invitation(p["id"], list_id, p["email"], p["name"], lst["name"])

@@ -291,7 +291,7 @@ def create_app(
     templates.env.globals["newsletter_name"] = config.newsletter_name
     from ..i18n import install
 
-    install(templates.env)  # {% trans %} and _() in the public pages, in the context's `lang`
+    install(templates.env, isolate=True)  # {% trans %} and _() in the public pages, in the context's `lang`
     st = WebState(
         # Keep only hashes of the admin secrets: the clear values are dropped from the app's config.
         config=dataclasses.replace(config, admin_password=None, admin_token=None),

@@ -32,9 +32,12 @@ def public_list(st, slug: str):
     from ..store.lists import get_list
 
     try:
-        return get_list(st.engine, slug)
+        lst = get_list(st.engine, slug)
     except (InvalidInput, NotFound):
-        raise NotFound(N_("there is no list %(slug)s here", slug=repr(slug[:64]))) from None
+        lst = None
+    if lst is None or not lst.public:  # a private list has no signup page: the same 404 as no list at all
+        raise NotFound(N_("there is no list %(slug)s here", slug=repr(slug[:64])))
+    return lst
 
 
 def normalize_address(email: str) -> str:
@@ -301,7 +304,7 @@ def archive_issues(st) -> list[Any]:
     out = []
     for c in list_campaigns(st.engine):
         if in_archive(c) and c.started_at is not None:
-            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.strftime("%d %B %Y")})
+            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.date()})
     return out
 
 
