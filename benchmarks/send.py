@@ -277,10 +277,13 @@ def main() -> None:
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--srcdir", help=argparse.SUPPRESS)
+    ap.add_argument("--build", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--digest", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.build:  # the database of a send, made by the code that will send (its own migrations)
+        return build_db(args.url, args.build)
     if args.child:
         return child(args)
 
@@ -399,7 +402,7 @@ def one_send(kind: str, n: int, mode: str, args, tmp: Path, port: int, out_dir: 
     else:
         url = "sqlite:///" + str(tmp / f"n{n}-{mode}-{tag}.db")
     try:
-        build_db(url, n)
+        subprocess.run([sys.executable, __file__, "--build", str(n), "--url", url, "--srcdir", srcdir], check=True)
         before = pg_counters(pg_name) if pg_name else None
         ceiling = raw_ceiling(port, message, args.raw)
         out = subprocess.run([sys.executable, __file__, "--child", str(n), "--url", url, "--port", str(port),

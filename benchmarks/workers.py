@@ -110,7 +110,8 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
                             stdout=counter, stderr=subprocess.STDOUT)
     time.sleep(0.3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SECRET_KEY=SECRET, PYTHONPATH=str(REPO / "src"))
+    env.update(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SECRET_KEY=SECRET, PYTHONPATH=str(REPO / "src"),
+               NEWSLETTER_BASE_URL="https://news.example.org")  # links readers could follow (the send refuses others)
     cmd = [sys.executable, "-m", "newsletter", "worker", "--once", "--smtp", f"smtp://127.0.0.1:{port}",
            "--concurrency", str(concurrency)]
     t0 = time.monotonic()

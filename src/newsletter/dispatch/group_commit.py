@@ -9,9 +9,9 @@ message.
 
 On PostgreSQL a group is one statement run in autocommit (``queries.record_and_mark_sending``:
 one round trip, one commit, ``synchronous_commit`` left on so a mark is on disk before the
-content goes out), and there are up to ``slots`` ledger connections: a lane that arrives while a
-commit is in flight starts the next one at once instead of waiting for it to end (the server
-merges the WAL flushes of concurrent commits). SQLite has one writer: one slot.
+content goes out), and there may be several ledger connections (``slots``): a lane that arrives
+while a commit is in flight then starts the next one at once instead of waiting for it to end
+(the server merges the WAL flushes of concurrent commits). SQLite has one writer: one slot.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from ..store import queries as q
 from ..store.db import describe_db_error
 from ..store.lifecycle import DeliveryState
 
-# Ledger connections of one send on PostgreSQL (at most one per lane): two let the next commit
-# start while one is in flight; more measured no faster on two cores (docs/benchmarks.md).
-LEDGER_CONNECTIONS = 2
+# Ledger connections of one send on PostgreSQL (at most one per lane). More than one lets the
+# next group commit while one is in flight; on the 2-core benchmark machine two measured no
+# faster (1.02x) and cost 1.0 commit per message instead of 0.7 (docs/benchmarks.md), so one.
+LEDGER_CONNECTIONS = 1
 
 
 class GroupCommit:
