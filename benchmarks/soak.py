@@ -115,12 +115,13 @@ def _wait(what: str, cond, timeout: float, step: float = 0.005):
 
 def run_soak(db_url: str, cid: int, expected: set[str], *, kills: int, concurrency: int = 4,
              kill_points: list[int] | None = None, seed: int = 0, sink: Sink, workdir: Path,
-             prefixes: tuple[list[str], list[str]] = ([], []), timeout: float = 600,
-             say=lambda line: None) -> SoakResult:
+             prefixes: tuple[list[str], list[str]] = ([], []), monitor_url: str | None = None,
+             timeout: float = 600, say=lambda line: None) -> SoakResult:
     """Run two workers on campaign ``cid`` (scheduled, due) through ``sink``, killing one ``kills``
     times, and check the promises (see the module docstring). ``kill_points``: the sink counts to
     kill at (default: random, from ``seed``); ``prefixes``: a command prefix per worker (e.g.
-    ``ip netns exec host1``) so the two can run as if on two machines."""
+    ``ip netns exec host1``) so the two can run as if on two machines; ``monitor_url``: how this
+    process reaches the database to watch it, when ``db_url`` (the workers') is not reachable from here."""
     import psycopg
 
     rng = random.Random(seed)
@@ -133,7 +134,7 @@ def run_soak(db_url: str, cid: int, expected: set[str], *, kills: int, concurren
     workers = [Worker(i, cmd, env, workdir, prefixes[i]) for i in range(2)]
     t0 = time.monotonic()
     deadline = t0 + timeout
-    with psycopg.connect(_psql_url(db_url), autocommit=True) as conn:
+    with psycopg.connect(_psql_url(monitor_url or db_url), autocommit=True) as conn:
         def sending_of(w: Worker) -> int:
             return conn.execute("select count(*) from deliveries where campaign_id = %s and state = 'sending' "
                                 "and worker_id like %s", (cid, f"%:{w.pid}:%")).fetchone()[0]
@@ -176,6 +177,9 @@ def run_soak(db_url: str, cid: int, expected: set[str], *, kills: int, concurren
                 return left_rows == 0 and status == "finished"
 
             _wait("the campaign finished", done, max(1.0, deadline - time.monotonic()), 0.05)
+            for w in workers:  # a worker restarted last may still be starting: its SIGTERM handler comes first
+                _wait(f"worker {w.slot} started", lambda: " started (" in w.log_text(),
+                      max(1.0, deadline - time.monotonic()), 0.05)
             for w in workers:
                 w.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             for w in workers:

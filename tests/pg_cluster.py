@@ -59,6 +59,9 @@ class Cluster:
         shutil.chown(self.dir, "postgres", "postgres")
         self._as_postgres([str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                            "--no-sync", "-E", "UTF8", "--locale", "C"])
+        # initdb's trust covers the Unix socket and loopback; the test hosts connect from their subnet
+        with open(self.data / "pg_hba.conf", "a", encoding="utf-8") as f:
+            f.write("host all all samenet trust\n")
 
     def _as_postgres(self, cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         r = subprocess.run([*self.prefix, "runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
@@ -69,7 +72,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses={self.host} -c fsync=off "
-                f"-c full_page_writes=off -c max_connections=60")
+                f"-c full_page_writes=off -c max_connections=60 -c log_connections=on")
         self._as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
                            str(self.dir / "server.log"), "-w", "-t", "60", "start"])
         return self
@@ -84,15 +87,21 @@ class Cluster:
         return r.returncode == 0
 
     def createdb(self, name: str = "test") -> str:
+        """Create database ``name`` (through the Unix socket: works from any network namespace)."""
         import psycopg
 
-        with psycopg.connect(f"postgresql://postgres@{self.host}:{self.port}/postgres", autocommit=True,
+        with psycopg.connect(self.socket_url("postgres").replace("+psycopg", ""), autocommit=True,
                              connect_timeout=10) as conn:
             conn.execute(f'create database "{name}"')
         return self.url(name)
 
     def url(self, db: str = "test") -> str:
+        """The TCP URL (``host``:``port``), as a worker on another host would use it."""
         return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{db}"
+
+    def socket_url(self, db: str = "test") -> str:
+        """The Unix-socket URL: the file system is shared by every network namespace of this machine."""
+        return f"postgresql+psycopg://postgres@/{db}?host={self.dir}&port={self.port}"
 
     def remove(self) -> None:
         try:
