@@ -2,6 +2,7 @@
 
     apt-get install -y postfix        # for /usr/sbin/smtp-sink (benchmark only)
     .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000] [--images cid,linked]
+        [--db sqlite,postgresql] [--repeat 1]
 
 Two kinds of message (``--images``): ``cid`` — the thumbnails embedded as CID parts, what a
 campaign carries when no ``asset_base_url`` is configured (about 210 KiB a message); ``linked``
@@ -12,8 +13,12 @@ What it measures, in one run, against ``smtp-sink`` on 127.0.0.1 in another proc
 
 - the ceiling: a minimal raw-socket SMTP client sending one pre-built message's bytes
   (EHLO once, then MAIL/RCPT/DATA per message, no pipelining — what our sender does too);
-- ``send_campaign`` for each size (a fresh SQLite database and a fresh process each, so peak
-  RSS is per size): messages/s, and peak RSS (``ru_maxrss``), which must not grow with N;
+- ``send_campaign`` for each size and each database of ``--db`` (a fresh SQLite file or a fresh
+  PostgreSQL database at 127.0.0.1:5432, as the tests use, and a fresh process each, so peak RSS
+  is per send): messages/s, and peak RSS (``ru_maxrss``), which must not grow with N. The
+  databases take turns (``--repeat`` rounds of them), so their ratio is measured under the same
+  load; on PostgreSQL the server's own counters (``pg_stat_database.xact_commit``, the ledger's
+  ``n_tup_upd``/``n_tup_hot_upd``) give the commits and row versions per message;
 - the CPU cost per recipient of personalization + MIME (``MessageFactory.build``), against
   building an ``email.message.EmailMessage`` per recipient for comparison.
 
@@ -36,7 +41,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+# --srcdir (a child of a --before run): import the sender from another checkout's src/
+_SRC = sys.argv[sys.argv.index("--srcdir") + 1] if "--srcdir" in sys.argv else str(REPO / "src")
+sys.path.insert(0, _SRC)
 
 SECRET = "benchmark-secret-key-0123456789"
 
@@ -106,6 +113,39 @@ def build_db(url: str, n: int) -> None:
     engine.dispose()
 
 
+PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def new_pg_database() -> tuple[str, str]:
+    """A fresh, empty PostgreSQL database: (its name, its SQLAlchemy URL)."""
+    import uuid
+
+    import psycopg
+
+    name = "nl_bench_send_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    return name, PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def pg_counters(name: str) -> dict:
+    """The server's counters for database ``name``: commits, and updates of ledger rows (all, HOT)."""
+    import psycopg
+
+    time.sleep(1.2)  # backends report their statistics at most once a second, and on exit
+    with psycopg.connect(PG_ADMIN.rsplit("/", 1)[0] + "/" + name, autocommit=True) as conn:
+        commits = conn.execute("select xact_commit from pg_stat_database where datname = current_database()").fetchone()[0]
+        row = conn.execute("select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables where relname = 'deliveries'").fetchone()
+    return {"commits": int(commits), "updates": int(row[0]), "hot_updates": int(row[1])}
+
+
 ASSET_BASE_URL = "https://news.example.org/assets"
 
 
@@ -139,8 +179,8 @@ def child(args) -> None:
     from newsletter.dispatch.sender import send_campaign
     from newsletter.store.db import get_engine
 
-    config = config_for(args.db, Path(args.tmp) / "outbox", args.images)
-    engine = get_engine(args.db)
+    config = config_for(args.url, Path(args.tmp) / "outbox", args.images)
+    engine = get_engine(args.url)
     digest = load_digest(args.digest)
     c = create_campaign(engine, digest, ["weekly"], config)
     rss_before = vm_hwm_kb()
@@ -228,9 +268,15 @@ def main() -> None:
     ap.add_argument("--raw", type=int, default=20000, help="messages for the raw-socket ceiling")
     ap.add_argument("--images", default="cid,linked",
                     help="cid (thumbnails embedded), linked (asset_base_url set), or both: cid,linked")
+    ap.add_argument("--db", dest="dbs", default="sqlite", help="sqlite, postgresql, or both: sqlite,postgresql")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the databases taking turns")
+    ap.add_argument("--before", help="a checkout of the code before a change (e.g. `git worktree add`): each send "
+                    "runs with its src/ too, taking turns with this one, and both are reported")
+    ap.add_argument("--after", help="with --before: the checkout of the code after the change (default: this one)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--srcdir", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--digest", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -238,6 +284,9 @@ def main() -> None:
     if args.child:
         return child(args)
 
+    args.dbs = [d.strip() for d in args.dbs.split(",") if d.strip()]
+    if not args.dbs or set(args.dbs) - {"sqlite", "postgresql"}:
+        sys.exit("--db: sqlite, postgresql or sqlite,postgresql")
     modes = [m.strip() for m in args.images.split(",") if m.strip()]
     if not modes or set(modes) - {"cid", "linked"}:
         sys.exit("--images: cid, linked or cid,linked")
@@ -267,12 +316,30 @@ def main() -> None:
         print(f"[{mode}] raw-socket ceiling: {res['raw_ceiling']:.0f} msgs/s")
         for r in res["runs"]:
             ceiling = (r["ceiling_before"] + r["ceiling_after"]) / 2
-            print(f"[{mode}] send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
+            pg = r.get("pg")
+            per_msg = (f"; per message: {pg['commits'] / r['sent']:.2f} commits, {pg['updates'] / r['sent']:.2f} row "
+                       f"updates ({pg['hot_updates'] / max(pg['updates'], 1) * 100:.0f} % HOT)" if pg else "")
+            code = f"{r['code']:<6} " if r["code"] != "this" else ""
+            print(f"[{mode}] {code}{r['db']:<10} send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
                   f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
                   f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), {r['elapsed']:.1f} s, "
                   f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
                   f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
-                  f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}")
+                  f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}{per_msg}")
+        by_db: dict = {}
+        for r in res["runs"]:
+            by_db.setdefault((r["n"], r["code"], r["db"]), []).append(r["rate"])
+        for n, code in sorted({k[:2] for k in by_db}):
+            lite, pg = by_db.get((n, code, "sqlite")), by_db.get((n, code, "postgresql"))
+            if lite and pg:
+                print(f"[{mode}] {code + ' code, ' if code != 'this' else ''}{n} recipients: PostgreSQL / SQLite = "
+                      f"{sum(pg) / len(pg) / (sum(lite) / len(lite)) * 100:.0f} % "
+                      f"(means of {len(pg)} and {len(lite)} sends taking turns)")
+        for n, kind in sorted({(k[0], k[2]) for k in by_db}):
+            before, after = by_db.get((n, "before", kind)), by_db.get((n, "after", kind))
+            if before and after:
+                print(f"[{mode}] {kind}, {n} recipients: after / before = "
+                      f"{sum(after) / len(after) / (sum(before) / len(before)):.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -311,21 +378,47 @@ def run_mode(mode: str, args, tmp: Path, port: int) -> dict:
     res["raw_ceiling"] = raw_ceiling(port, one.data, args.raw)
     runs = []
     for n in [int(x) for x in args.sizes.split(",")]:
-        ceiling = raw_ceiling(port, one.data, args.raw)
-        url = "sqlite:///" + str(tmp / f"n{n}-{mode}.db")
-        build_db(url, n)
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--db", url, "--port", str(port),
-                              "--digest", str(out_dir), "--tmp", str(tmp), "--concurrency", str(args.concurrency),
-                              "--images", mode],
-                             capture_output=True, text=True, timeout=3600)
-        if out.returncode != 0:
-            sys.exit(f"send of {n} ({mode}) failed: {out.stderr[-2000:]}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        r["ceiling_before"] = ceiling
-        r["ceiling_after"] = raw_ceiling(port, one.data, args.raw)
-        runs.append(r)
+        for round_ in range(args.repeat):
+            for kind in args.dbs:
+                for code in (["before", "after"] if args.before else ["this"]):
+                    srcdir = str(Path(args.before if code == "before" else args.after or REPO) / "src")
+                    r = one_send(kind, n, mode, args, tmp, port, out_dir, one.data, f"{round_}-{code}", srcdir)
+                    r["code"] = code
+                    runs.append(r)
     res["runs"] = runs
     return res
+
+
+def one_send(kind: str, n: int, mode: str, args, tmp: Path, port: int, out_dir: Path, message: bytes, tag: str,
+             srcdir: str) -> dict:
+    """One send of ``n`` recipients on a fresh database of ``kind``, in a child process, with the
+    raw ceiling measured just before and after it (and the server's counters on PostgreSQL)."""
+    pg_name = None
+    if kind == "postgresql":
+        pg_name, url = new_pg_database()
+    else:
+        url = "sqlite:///" + str(tmp / f"n{n}-{mode}-{tag}.db")
+    try:
+        build_db(url, n)
+        before = pg_counters(pg_name) if pg_name else None
+        ceiling = raw_ceiling(port, message, args.raw)
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--url", url, "--port", str(port),
+                              "--digest", str(out_dir), "--tmp", str(tmp), "--concurrency", str(args.concurrency),
+                              "--images", mode, "--srcdir", srcdir],
+                             capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            sys.exit(f"send of {n} ({mode}, {kind}) failed: {out.stderr[-2000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r["db"] = kind
+        r["ceiling_before"] = ceiling
+        r["ceiling_after"] = raw_ceiling(port, message, args.raw)
+        if pg_name and before:
+            after = pg_counters(pg_name)
+            r["pg"] = {k: after[k] - before[k] for k in after}
+        return r
+    finally:
+        if pg_name:
+            drop_pg_database(pg_name)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 `newsletter worker` processes sharing it through the ledger (FOR UPDATE SKIP LOCKED claims).
 
     .venv/bin/python benchmarks/workers.py [--recipients 100000] [--workers 1,2,4] [--concurrency 4]
+    .venv/bin/python benchmarks/workers.py --recipients 10000,100000,1000000 --workers 1   # RSS vs list size
 
 Needs the PostgreSQL at 127.0.0.1:5432 (as the tests) and Postfix's ``smtp-sink`` (Debian:
 ``apt-get install -y postfix``) as the loopback SMTP server: a C sink, so the sender is what is
 measured. For each worker count it creates a fresh campaign from the sample digest (articles/),
 schedules it for "now", starts the workers with ``--once`` and waits for all of them to exit.
 
-Reported per run: messages/s over the whole run (process start to last exit) and over the
+``--recipients`` may list several sizes: each gets a fresh database. Reported per run: each
+worker's peak RSS (``ru_maxrss`` of the exited process, from ``wait4``), which must stay flat
+from ten thousand to a million recipients; messages/s over the whole run (process start to last exit) and over the
 sending window (first to last ``sent_at`` in the ledger), the share each worker sent, and the
 duplicate check: the sink must have accepted exactly as many messages as the ledger has
 ``sent`` rows, and the ledger holds one row per (campaign, subscriber) by its unique key — so a
@@ -73,6 +76,28 @@ def sample_digest(config):
     return embed_relative_assets(compose([str(REPO / "articles")], config, ComposeOptions(limit=10)))
 
 
+def wait_all(procs: list) -> tuple[list[str], list[int]]:
+    """Wait for the workers: their stderr, and each one's peak RSS in KiB (``wait4``'s ru_maxrss)."""
+    import threading
+
+    errs = [""] * len(procs)
+
+    def read(i: int) -> None:
+        errs[i] = procs[i].stderr.read()
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(len(procs))]
+    for t in readers:
+        t.start()
+    rss = []
+    for p in procs:
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        rss.append(usage.ru_maxrss)
+    for t in readers:
+        t.join()
+    return errs, rss
+
+
 def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int) -> dict:
     from newsletter.dispatch.campaigns import create_campaign, schedule_campaign
 
@@ -91,7 +116,7 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
     t0 = time.monotonic()
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(workers)]
-    errs = [p.communicate()[1] for p in procs]
+    errs, rss_kb = wait_all(procs)
     wall = time.monotonic() - t0
     sink.send_signal(signal.SIGTERM)
     sink.wait(timeout=10)
@@ -112,7 +137,7 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
         "workers": workers, "campaign": cid, "status": status, "recipients": total, "sent": sent,
         "distinct": distinct, "sink": sink_messages, "wall_s": wall, "window_s": window,
         "rate_wall": sent / wall if wall else 0.0, "rate_window": sent / window if window else 0.0,
-        "shares": shares, "exit_codes": [p.returncode for p in procs],
+        "shares": shares, "exit_codes": [p.returncode for p in procs], "rss_kb": rss_kb,
         "errors": [e.strip().splitlines()[-1] for e, p in zip(errs, procs) if p.returncode],
         "logs": errs,
     }
@@ -120,7 +145,7 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipients", type=int, default=100_000)
+    ap.add_argument("--recipients", default="100000", help="one size, or several: 10000,100000,1000000")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--concurrency", type=int, default=4, help="SMTP connections per worker")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -129,6 +154,14 @@ def main() -> int:
     if not shutil.which("smtp-sink"):
         print("smtp-sink not found: apt-get install -y postfix", file=sys.stderr)
         return 2
+    ok = True
+    for n in [int(x) for x in args.recipients.split(",")]:
+        ok = one_size(args, n) and ok
+    return 0 if ok else 1
+
+
+def one_size(args, recipients: int) -> bool:
+    """Every worker count of ``--workers`` on a fresh database of ``recipients`` subscribers."""
     import psycopg
 
     from newsletter.config import Config
@@ -141,16 +174,17 @@ def main() -> int:
     try:
         upgrade(pg_url)
         t = time.monotonic()
-        fill_subscribers(pg_url, args.recipients)
-        print(f"# {args.recipients:,} subscribers loaded in {time.monotonic() - t:.1f} s", flush=True)
+        fill_subscribers(pg_url, recipients)
+        print(f"# {recipients:,} subscribers loaded in {time.monotonic() - t:.1f} s", flush=True)
         engine = get_engine(pg_url)
         config = Config(database_url=pg_url, secret_key=SECRET)
         digest = sample_digest(config)
         print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPU(s), "
               f"Python {platform.python_version()}, digest {len(digest.articles)} articles, "
-              f"{digest.html_size / 1024:.0f} KB HTML, {args.concurrency} connection(s) per worker", flush=True)
+              f"{digest.html_size / 1024:.0f} KB HTML, {args.concurrency} connection(s) per worker, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
         print(f"{'workers':>7} {'msgs/s (wall)':>14} {'msgs/s (sending)':>17} {'wall s':>7} {'sent':>8} "
-              f"{'sink':>8} {'dup':>4}  per-worker share", flush=True)
+              f"{'sink':>8} {'dup':>4}  per-worker share; peak RSS MiB", flush=True)
         results = []
         for n in [int(x) for x in args.workers.split(",")]:
             r = run_once(engine, config, pg_url, digest, n, args.concurrency)
@@ -158,7 +192,8 @@ def main() -> int:
             dup = r["sink"] - r["sent"]
             ok = r["sent"] == r["distinct"] == r["recipients"] and dup == 0
             print(f"{n:>7} {r['rate_wall']:>14.0f} {r['rate_window']:>17.0f} {r['wall_s']:>7.1f} {r['sent']:>8} "
-                  f"{r['sink']:>8} {dup:>4}  {' / '.join(str(s) for s in r['shares'])}"
+                  f"{r['sink']:>8} {dup:>4}  {' / '.join(str(s) for s in r['shares'])}; "
+                  f"{' / '.join(f'{k / 1024:.0f}' for k in r['rss_kb'])}"
                   f"{'' if ok else '  << CHECK FAILED: status ' + r['status']}"
                   f"{'  errors: ' + '; '.join(r['errors']) if r['errors'] else ''}", flush=True)
             if args.logs:
@@ -167,9 +202,9 @@ def main() -> int:
                         print(f"#   worker {i + 1}: {line}")
         base = results[0]["rate_window"] or 1.0
         print("# speed-up over 1 worker (sending window): "
-              + ", ".join(f"{r['workers']}: {r['rate_window'] / base:.2f}x" for r in results))
+              + ", ".join(f"{r['workers']}: {r['rate_window'] / base:.2f}x" for r in results), flush=True)
         engine.dispose()
-        return 0 if all(r["sink"] == r["sent"] == r["recipients"] for r in results) else 1
+        return all(r["sink"] == r["sent"] == r["recipients"] for r in results)
     finally:
         if not args.keep:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

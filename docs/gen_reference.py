@@ -126,7 +126,7 @@ def undocumented_config_keys() -> list[str]:
     from newsletter.config import Config
 
     notes = _field_comments()
-    return [f.name for f in dataclasses.fields(Config) if not notes.get(f.name)]
+    return [f.name for f in dataclasses.fields(Config) if not notes.get(f.name) and f.name != "origins"]
 
 
 def config_reference() -> str:
@@ -145,6 +145,8 @@ def config_reference() -> str:
         "|---|---|---|---|",
     ]
     for f in dataclasses.fields(Config):
+        if f.name == "origins":  # bookkeeping of load_config, not a setting
+            continue
         if f.default is not dataclasses.MISSING:
             default = "—" if f.default is None else f"`{_cell(repr(f.default))}`"
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]

@@ -29,7 +29,7 @@ Behaviours (all may be changed on the running server through ``srv.behaviour``):
   returns an SSL context that trusts it.
 
 Every accepted message is recorded as a :class:`Received` (envelope sender, recipients,
-raw bytes, parsed headers, ``time.time()`` of receipt). ``srv.stats`` counts connections,
+raw bytes, parsed headers, ``time.time()`` of receipt, and with ``clock=`` the test's injected clock at receipt). ``srv.stats`` counts connections,
 RCPT and DATA attempts and the peak number of simultaneous connections.
 """
 
@@ -75,6 +75,7 @@ class Received:
     headers: Message
     received_at: float  # time.time()
     peer: tuple | None = None
+    clock_at: object = None  # the test's injected clock at receipt (``SMTPTestServer(clock=...)``), else None
 
     @property
     def message_id(self) -> str | None:
@@ -227,6 +228,7 @@ class _Handler:
             headers=headers,
             received_at=time.time(),
             peer=session.peer,
+            clock_at=self.o.clock() if self.o.clock is not None else None,
         )
         with self.o._lock:
             self.o.messages.append(rec)
@@ -250,7 +252,9 @@ class SMTPTestServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, tls: str | None = None, cert_dir: str | Path | None = None, **behaviour):
+    def __init__(self, *, tls: str | None = None, cert_dir: str | Path | None = None,
+                 clock: Callable[[], object] | None = None, **behaviour):
+        self.clock = clock  # read at each accepted message into Received.clock_at (an injected clock)
         self.behaviour = Behaviour(**behaviour)
         self.tls = tls
         self._cert_dir = Path(cert_dir) if cert_dir else None

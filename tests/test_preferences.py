@@ -140,7 +140,7 @@ def test_joining_follows_the_consent_rule_and_leaving_goes_through_leave_lists(w
     assert sorted(prefs.leave_everything(engine, secret, token)) == ["Deep dives", "Events", "Weekly"]
     assert set(subs.get_subscriber(engine, "reader0@example.com").lists.values()) == {"unsubscribed"}
     suppress(engine, "reader0@example.com")
-    with pytest.raises(StateError, match="suppressed"):
+    with pytest.raises(StateError, match="mail to this address has been stopped"):
         prefs.join(engine, secret, token, weekly)
     whats = [c["what"] for c in prefs.history(engine, subs.get_subscriber(engine, "reader0@example.com").id)]
     assert whats[:4] == ["join:events", "join:deep", "leave:weekly", "join:weekly"] and whats[-1] == "leave-everything"

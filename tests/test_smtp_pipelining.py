@@ -28,6 +28,7 @@ class PipeliningOnlyServer:
         self.port = self.sock.getsockname()[1]
         self.messages: list[tuple[str, bytes]] = []
         self.commands: list[str] = []
+        self.envelope_in = threading.Event()  # a MAIL/RCPT/DATA group has been read
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self):
@@ -67,6 +68,7 @@ class PipeliningOnlyServer:
                     reply("250-localhost", "250-PIPELINING", "250 8BITMIME")
                 elif verb == "MAIL":
                     rcpt, data = line(), line()  # the whole group before any answer
+                    self.envelope_in.set()
                     to = rcpt.split("<", 1)[1].rstrip(">")
                     ok = to not in self.reject
                     go = ok or self.data_anyway
@@ -76,7 +78,9 @@ class PipeliningOnlyServer:
                         body = b""
                         while True:
                             raw = f.readline()
-                            if raw in (b".\r\n", b""):
+                            if raw == b"":  # the connection dropped in the middle: nothing is delivered
+                                return
+                            if raw == b".\r\n":
                                 break
                             body += raw
                         if ok:
@@ -133,3 +137,52 @@ def test_a_refused_recipient_in_a_group_fails_alone_and_the_connection_goes_on(d
     assert ana.state == "sent"
     assert [to for to, _ in srv.messages] == ["ana@example.com"]
     assert "RSET" in [c.upper() for c in srv.commands]  # the failed group was reset before the next
+
+
+def test_a_gated_send_writes_the_envelope_before_the_gate_and_the_content_only_after_it():
+    """The sender commits the copy's `sending` mark in the gate: the envelope's round trip overlaps
+    that commit, and no content reaches the server before the gate said yes."""
+    seen: dict = {}
+    with PipeliningOnlyServer() as srv:
+        s = _session(srv.port)
+        s.connect()
+
+        def gate() -> bool:
+            seen["envelope_in"] = srv.envelope_in.wait(5)
+            seen["messages"] = list(srv.messages)
+            return True
+
+        try:
+            out = s.send_gated(_built("ana@example.com"), gate)
+            again = s.send(_built("ben@example.com"))  # the connection goes on as usual
+        finally:
+            s.close()
+    assert seen == {"envelope_in": True, "messages": []}
+    assert out is not None and out.state == "sent" and again.state == "sent"
+    assert [to for to, _ in srv.messages] == ["ana@example.com", "ben@example.com"]
+
+
+@pytest.mark.parametrize("refusal", ["no", "error"])
+def test_a_gate_that_refuses_or_fails_drops_the_connection_and_delivers_nothing(refusal):
+    with PipeliningOnlyServer() as srv:
+        s = _session(srv.port)
+        s.connect()
+
+        def gate() -> bool:
+            assert srv.envelope_in.wait(5)
+            if refusal == "error":
+                raise RuntimeError("the ledger is gone")
+            return False
+
+        try:
+            if refusal == "error":
+                with pytest.raises(RuntimeError, match="ledger is gone"):
+                    s.send_gated(_built("ana@example.com"), gate)
+            else:
+                assert s.send_gated(_built("ana@example.com"), gate) is None
+            assert s.conn is None  # dropped, not QUIT (which would have been taken as content)
+        finally:
+            s.close()
+        srv.thread.join(5)
+    assert srv.messages == []
+    assert [c.split(" ")[0].upper() for c in srv.commands] == ["EHLO", "MAIL", "RCPT", "DATA"]

@@ -81,15 +81,21 @@ def test_import_csv_shows_the_report(client, engine):
     csv = b"email,name,city\nana@example.com,Ana,Porto\nbad-address,Bad,\nANA@example.com,Ana again,\nben@example.com,Ben,Oslo\n"
     r = client.post("/admin/subscribers/import", data={"list": "weekly", "csrf_token": t},
                     files={"file": ("people.csv", csv, "text/csv")})
-    assert r.status_code == 200, r.text
-    report = r.text[r.text.index('id="report"'):]
+    assert r.status_code == 303, r.text  # step 2: the mapping, nothing imported yet
+    mapping = client.get(r.headers["location"])
+    assert mapping.status_code == 200 and "Porto" in mapping.text and subs.list_subscribers(engine).total == 0
+    r = client.post(r.headers["location"], data={"csrf_token": t, "list": "weekly", "map_0": "email", "map_1": "name",
+                                                 "map_2": "attr:city", "confirmed": "ask"})
+    assert r.status_code == 303, r.text
+    page = client.get(r.headers["location"]).text
+    report = page[page.index('id="report"'):]
     assert re.search(r"read</th><td>4<", report) and re.search(r"added</th><td>2", report)
     assert re.search(r"skipped: invalid</th><td>1<", report) and "line 3: bad-address" in report
     assert subs.get_subscriber(engine, "ana@example.com").attributes == {"city": "Porto"}
-    # A file that is not CSV changes nothing and says why.
+    # A file that is not CSV changes nothing and says why, on the import page.
     r = client.post("/admin/subscribers/import", data={"list": "weekly", "csrf_token": t},
                     files={"file": ("people.csv", b"\xff\xfe\x00garbage", "text/csv")})
-    assert r.status_code == 400 and "Traceback" not in r.text
+    assert r.status_code == 400 and "Traceback" not in r.text and 'action="/admin/subscribers/import"' in r.text
     assert subs.list_subscribers(engine).total == 2
 
 

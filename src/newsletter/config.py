@@ -137,6 +137,9 @@ class Config:
     unsubscribe_mailbox_password: str | None = field(default=None, repr=False)  # its password (env NEWSLETTER_UNSUBSCRIBE_MAILBOX_PASSWORD only)
     event_webhook_secret: str | None = field(default=None, repr=False)  # HMAC key signing event webhooks (env NEWSLETTER_EVENT_WEBHOOK_SECRET only)
     config_path: str | None = None  # the TOML file this config was read from (set by load_config)
+    # Where each setting load_config set came from: "file", "env NEWSLETTER_X" or "flag"; a key
+    # not in it has its default (the admin's Settings page shows this).
+    origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def smtp_server(self, name: str | None = None) -> SMTPServer:
         """Return the named SMTP server, or the default one (a local catcher if none is configured)."""
@@ -160,7 +163,7 @@ class Config:
 _SECRET_KEYS = {"secret_key", "admin_password", "admin_token", "webhook_mailgun_key", "webhook_postmark_password"}
 _SECRET_KEYS |= {"bounce_mailbox_password", "unsubscribe_mailbox_password"}  # mailbox logins
 _SECRET_KEYS |= {"event_webhook_secret"}
-_SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path"}}
+_SCALAR_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name not in {"smtp", "config_path", "origins"}}
 # Environment names that differ from NEWSLETTER_<FIELD>.
 _ENV_ALIASES = {"NEWSLETTER_FROM": "from_address", "NEWSLETTER_DB": "database_url"}
 
@@ -293,6 +296,7 @@ def load_config(
     then ``NEWSLETTER_*`` environment variables, then ``overrides`` (CLI flags; ``None`` values ignored)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     smtp: dict[str, SMTPServer] = {}
 
     file = path or env.get("NEWSLETTER_CONFIG")
@@ -316,10 +320,12 @@ def load_config(
                     if not isinstance(table, dict):
                         raise ConfigError(f"{p}: smtp.{name} must be a table")
                     smtp[name] = _smtp_from_table(name, table, str(p), env)
+                    origins[f"smtp.{name}"] = "file"
             elif key in _SECRET_KEYS:
                 raise ConfigError(f"{p}: {key} is a secret; set NEWSLETTER_{key.upper()} in the environment instead")
             elif key in _SCALAR_FIELDS:
                 values[key] = _coerce(key, value, str(p))
+                origins[key] = "file"
             else:
                 raise ConfigError(f"{p}: unknown config key {key!r}")
         values["config_path"] = str(p)
@@ -330,6 +336,7 @@ def load_config(
         key = _ENV_ALIASES.get(name) or name[len("NEWSLETTER_"):].lower()
         if key in _SCALAR_FIELDS:
             values[key] = _coerce(key, raw, f"environment {name}")
+            origins[key] = f"env {name}"
 
     for key, value in (overrides or {}).items():
         if value is None:
@@ -337,8 +344,9 @@ def load_config(
         if key not in _SCALAR_FIELDS:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = value
+        origins[key] = "flag"
 
-    cfg = Config(smtp=smtp, **values)
+    cfg = Config(smtp=smtp, origins=origins, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
     for net in cfg.fetch_allow_networks:  # fetch safety: a typo must not silently allow nothing
         try:

@@ -6,15 +6,20 @@ only the CLI and web shells turn them into exit codes, log lines or HTTP answers
 
 from __future__ import annotations
 
+from .i18n import Message
+
 
 class NewsletterError(Exception):
     """Base of every error the project raises on purpose; ``str()`` is one line for the user."""
 
     exit_code = 1
+    reader: Message | None = None  # the same words, translatable, when readers may see them (public pages)
 
     def __init__(self, message: str):
         # Errors are shown on one line: fold any newline a wrapped exception brought in.
         super().__init__(" ".join(str(message).split()))
+        if isinstance(message, Message):
+            self.reader = message
 
 
 class ConfigError(NewsletterError):

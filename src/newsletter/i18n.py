@@ -22,9 +22,49 @@ SHIPPED = ("en", "fr", "de", "es", "pt", "ar")
 RTL = frozenset({"ar", "he", "fa", "ur", "ps", "yi", "dv", "ckb", "ug", "sd"})
 
 
-def N_(message: str) -> str:
-    """Mark a message for extraction without translating it (translated where it is shown)."""
-    return message
+class Message(str):
+    """Words for a reader, made in code: ``str()`` is the English text (what logs, the API and the CLI
+    show), ``msgid`` the marked English template and ``params`` its values, so a page can show the
+    same words from its language's catalogue (``in_language``). Made with ``N_``."""
+
+    __slots__ = ("msgid", "params")
+    msgid: str
+    params: dict[str, Any]
+
+    def __new__(cls, msgid: str, params: dict[str, Any] | None = None) -> "Message":
+        params = dict(params or {})
+        self = super().__new__(cls, msgid % params if params else msgid)
+        self.msgid, self.params = msgid, params
+        return self
+
+    def in_language(self, lang: str | None) -> str:
+        """These words in ``lang`` (the English for a language without this message); a value that
+        is itself a Message is translated too. In a right-to-left language each text value (an
+        address, a list's name) is isolated (U+2068 … U+2069) so it keeps its own direction."""
+        rtl = direction(lang) == "rtl"
+        values = {k: v.in_language(lang) if isinstance(v, Message) else f"\u2068{v}\u2069" if rtl and isinstance(v, str) else v
+                  for k, v in self.params.items()}
+        text = translations(lang).gettext(self.msgid)
+        return text % values if values else text
+
+    def __reduce__(self):
+        return (Message, (self.msgid, self.params))
+
+
+def N_(message: str, **params: Any) -> Message:
+    """Mark ``message`` for extraction (``pybabel extract -k N_``) without translating it: a Message,
+    the English text filled with ``params`` (``%(name)s`` placeholders), translated where it is shown."""
+    return Message(message, params)
+
+
+def reader_text(value: Any, lang: str | None) -> str:
+    """What a page shows for ``value`` in ``lang``: a Message or an error carrying one in the reader's
+    language; any other text through the catalogue word for word (English when it has no entry)."""
+    message = getattr(value, "reader", None) if isinstance(value, BaseException) else value
+    if isinstance(message, Message):
+        return message.in_language(lang)
+    text = str(value)
+    return translations(lang).gettext(text) if text else text
 
 
 # Words the public pages show that the web layer keeps in code (a subscription's status on the
@@ -35,15 +75,9 @@ CODE_MESSAGES = (
     N_("That did not work"), N_("Please log in"), N_("Not allowed"), N_("Not found"), N_("Method not allowed"),
     N_("Not possible right now"), N_("Too large"), N_("Too many requests"), N_("Something went wrong"),
     N_("Sending failed"), N_("Service unavailable"), N_("Error"),
-    # the reasons a token page gives (web/public.py, web/preferences.py, web/deps.py), word for word
-    N_("This confirmation link has expired. Sign up again to get a fresh one."),
-    N_("This unsubscribe link has expired. Sign up again to get a fresh one."),
-    N_("This confirmation link is not valid: it may have been cut short or mistyped. Copy the whole link from the email and try again."),
-    N_("This unsubscribe link is not valid: it may have been cut short or mistyped. Copy the whole link from the email and try again."),
-    N_("This preferences link is not valid: it may have been cut short, or replaced by a newer one. Use the link in the latest email you received."),
-    N_("the form's security token is missing or out of date; reload the page and try again"),
-    N_("this form must be sent from its page; open the signup page and try again"),
 )
+# The reasons a page gives for refusing something (an invalid address, a rate limit, an expired
+# link) are Messages made with N_ where they are raised: see reader_text.
 
 
 def normalize(lang: str | None) -> str:
@@ -184,10 +218,11 @@ def install(env) -> None:
         return text % {"num": num, **variables}
 
     @pass_context
-    def _translate(ctx, text: str) -> str:
-        """A message made in code (an error's reason, a status): its translation when the catalogue
-        has one, else the text as it is; plain text either way, so the template escapes it."""
-        return str(translations(_lang(ctx)).gettext(text)) if isinstance(text, str) else text
+    def _translate(ctx, text: Any) -> Any:
+        """A message made in code (an error's reason, a status): in the page's language when it is a
+        Message or the catalogue has it, else the text as it is; plain text either way, so the
+        template escapes it."""
+        return str(reader_text(text, _lang(ctx))) if isinstance(text, (str, BaseException)) else text
 
     @pass_context
     def _format_day(ctx, day) -> str:

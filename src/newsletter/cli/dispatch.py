@@ -11,7 +11,7 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -75,11 +75,22 @@ def create_command(
     header: Optional[List[str]] = typer.Option(None, "--header", help="Extra header 'Name: value' (repeatable)."),
     segment: Optional[str] = typer.Option(None, "--segment", help="Send only to this segment of the --list (see `newsletter segments`); the filter is recorded on the campaign."),
     track: Optional[str] = typer.Option(None, "--track", help="Track opens, clicks, opens,clicks or off (default: config track / track_lists, off)."),
+    subject_b: Optional[str] = typer.Option(None, "--subject-b", help="A/B test: variant B's subject (--subject is A)."),
+    subject_c: Optional[str] = typer.Option(None, "--subject-c", help="A/B test: variant C's subject."),
+    subject_d: Optional[str] = typer.Option(None, "--subject-d", help="A/B test: variant D's subject."),
+    test_share: Optional[str] = typer.Option(None, "--test-share", help="A/B test: the share of readers in the test, split evenly between the variants (default 20%)."),
+    test_wait: Optional[str] = typer.Option(None, "--test-wait", help="A/B test: how long after the test copies went out the winner is chosen (4h, 90m, 1d; default 4h)."),
+    winner_by: Optional[str] = typer.Option(None, "--winner-by", help="A/B test: clicks (human clicks, the default) or opens (undercounts Apple Mail readers)."),
+    min_sample: Optional[int] = typer.Option(None, "--min-sample", help="A/B test: delivered copies each variant needs for a decision on data (default 50; else A is sent)."),
 ) -> None:
-    """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line."""
+    """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line.
+    With --subject-b (and -c, -d) it is an A/B subject test: see docs/ab-tests.md."""
+    from ..dispatch.abtest import APPLE_WARNING, ab_spec
     from ..errors import InvalidInput
 
     extra_headers = _headers(header or [])  # before anything is opened or composed
+    ab = ab_spec(subject, [subject_b, subject_c, subject_d], test_share=test_share, test_wait=test_wait,
+                 winner_by=winner_by, min_sample=min_sample)
     config, engine = _engine(ctx)
     if (from_dir is None) == (not compose_sources):
         raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")
@@ -102,11 +113,21 @@ def create_command(
         meta = {"source": "compose " + " ".join(sources)}
     from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
-    c = create_campaign(engine, digest, list(lists), config, subject=subject, reply_to=reply_to,
-                        from_address=from_address, headers=extra_headers, name=name, meta=meta,
-                        segment=segment, track=track)
+    kw: dict[str, Any] = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name,
+                              meta=meta, segment=segment, track=track)
+    if ab is None:
+        c = create_campaign(engine, digest, list(lists), config, subject=subject, **kw)
+    else:
+        from ..dispatch.abtest import create_ab_campaign
+
+        c = create_ab_campaign(engine, digest, list(lists), config, ab, **kw)
     info = campaign_info(engine, stored_id(c))
     err = _console(True)
+    if ab is not None:
+        err.print(f"A/B test: {len(ab.subjects)} subjects to {ab.test_share / 100:g}% of readers, the winner by "
+                  f"{ab.winner_by} to the rest after {test_wait or '4h'} (sent by `newsletter worker`)", markup=False)
+        if ab.winner_by == "opens":
+            err.print(f"warning: {APPLE_WARNING}", markup=False)
     seg = f" (segment {segment})" if segment else ""
     if (c.meta or {}).get("track"):
         seg += f"; tracking {','.join(c.meta['track'])}"
@@ -154,18 +175,27 @@ def show_command(
     fmt: Fmt = typer.Option(Fmt.table, "--format", help="table or json."),
     failures: int = typer.Option(10, "--failures", help="Show up to this many failed/deferred/ambiguous rows."),
 ) -> None:
-    """One campaign: status, times, lists, ledger counts and its latest problems."""
+    """One campaign: status, times, lists, ledger counts, what happens next and its latest problems."""
     from ..dispatch.campaigns import campaign_info
+    from ..dispatch.liveness import sender_alive
+    from ..dispatch.standing import campaign_standing, duration_text
     from ..store import queries as q
     from ..store.db import transaction
 
-    _, engine = _engine(ctx)
+    config, engine = _engine(ctx)
     info = campaign_info(engine, campaign)
+    standing = campaign_standing(engine, info, config.timezone)
     with transaction(engine) as conn:
         problems = q.delivery_rows(conn, info.id, ("failed", "deferred", "sending"), limit=failures)
+    alive = {w: sender_alive(engine, info.id, w) for w in {r.worker_id for r in problems if r.state == "sending"}}
+
+    def label(r) -> str:  # a copy in "sending" is in flight while its sender lives, ambiguous once it died
+        return ("sending" if alive.get(r.worker_id) else "ambiguous") if r.state == "sending" else r.state
+
     if fmt is Fmt.json:
         d = info.as_dict()
-        d["problems"] = [{"email": r.email, "state": r.state, "attempts": r.attempts, "last_reply": r.last_reply}
+        d["standing"] = standing.as_dict()
+        d["problems"] = [{"email": r.email, "state": label(r), "attempts": r.attempts, "last_reply": r.last_reply}
                          for r in problems]
         typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
@@ -178,20 +208,59 @@ def show_command(
         ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
         ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
     ]
+    if standing.duration_seconds is not None:
+        rows.insert(8, ("took", duration_text(standing.duration_seconds)))
+    if standing.note:
+        rows.insert(1, ("next", standing.note))
+    if standing.stall and not standing.note.startswith("Not sending"):
+        rows.insert(2, ("stalled", standing.stall))
+    if standing.resume:
+        rows.insert(2, ("resume", standing.resume))
     seg = (info.meta or {}).get("segment")
     if seg:
         rows.insert(2, ("segment", f"{seg['name']} {seg['filter']}"))
     for k, v in rows:
         out.print(f"  {k:10} {v}", markup=False)
     if info.counts:
-        out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(info.counts.items())), markup=False)
+        shown = {k: v for k, v in info.counts.items() if k != "sending"}
+        if standing.sending:
+            shown["sending"] = standing.sending
+        if standing.ambiguous:
+            shown["ambiguous"] = standing.ambiguous
+        out.print("  ledger     " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items())), markup=False)
+    if standing.rate is not None:
+        eta = f", about {duration_text(standing.eta_seconds)} to go" if standing.eta_seconds is not None else ""
+        out.print(f"  rate       {standing.rate:.1f} messages/s over the last minute{eta}", markup=False)
     fb = info.feedback
     if fb.get("copies"):
         out.print(f"  feedback   hard {fb['hard']} ({fb['hard_rate']:.2%}), soft {fb['soft']} ({fb['soft_rate']:.2%}), "
                   f"complaints {fb['complaints']} ({fb['complaint_rate']:.2%}) of {fb['copies']} copies", markup=False)
+    if info.ab:
+        from .abtests import ab_lines
+
+        for line in ab_lines(info.ab):
+            out.print("  " + line, markup=False)
+    if info.buckets is not None:
+        _print_buckets(out, info.buckets)
     for r in problems:
-        note = " — ambiguous unless a sender is running (see --resend-ambiguous)" if r.state == "sending" else ""
-        out.print(f"  {r.state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
+        state = label(r)
+        note = " — its sender died: it may or may not have arrived (see --resend-ambiguous)" if state == "ambiguous" else ""
+        out.print(f"  {state:10} {r.email} (attempts {r.attempts}): {r.last_reply or ''}{note}", markup=False)
+
+
+def _print_buckets(out, b: dict) -> None:
+    """A local-time campaign's plan in `campaigns show`: one line per bucket (dispatch/buckets.py)."""
+    head = f"{b['time']} local time on {b['date']} (window {b['window_minutes']} min, past: {b['past']})"
+    if not b["planned"]:
+        out.print(f"  local time {head}; buckets are planned when sending starts", markup=False)
+        return
+    out.print(f"  local time {head}: buckets {b['done']} done, {b['to_come']} to come"
+              + (f"; {b['skipped_past']} skipped (time passed in {', '.join(b['skipped_zones'])})" if b["skipped_past"] else ""),
+              markup=False)
+    for k in b["buckets"]:
+        out.print(f"    {k['at'][:16].replace('T', ' ')} UTC  {k['state']:8} {', '.join(k['offsets']) or '-'}"
+                  f"{' (' + k['kind'] + ')' if k['kind'] not in ('', 'on time') else ''}: sent {k['sent']}, "
+                  f"failed {k['failed']}, left {k['left']} of {k['copies']}  {', '.join(k['zones'])}", markup=False)
 
 
 def _change(ctx: typer.Context, campaign: str, action: str) -> None:
@@ -285,8 +354,9 @@ def send_command(
         return
     if now:
         from ..dispatch.campaigns import start_scheduled_now
+        from ..schedule.localtime import planner
 
-        start_scheduled_now(engine, campaign)
+        start_scheduled_now(engine, campaign, on_start=planner(config))  # a local-time campaign's buckets: from now
     _do_send(ctx, config, engine, campaign, smtp=smtp, tls=mode, outbox=outbox, rate=rate, concurrency=concurrency,
              resend_ambiguous=resend_ambiguous, fmt=fmt)
 
@@ -389,6 +459,8 @@ def _do_send(ctx, config, engine, campaign, *, smtp, tls, outbox, rate, concurre
     elif code == EXIT_UNFINISHED:
         then = {"paused": f"; `newsletter campaigns resume {cid}` continues", "cancelled": "",
                 "running": f"; `newsletter send {cid}` continues"}.get(summary.status, "")
+        if summary.stop is StopReason.AB_WAITING:
+            then = ""
         err.print(f"campaign {cid} is not finished ({summary.stopped or summary.status}): {left} copies left to send"
                   + then, markup=False)
     if code:

@@ -62,6 +62,11 @@ def report_command(
               f"click-to-open {_pct(r.click_to_open)}", markup=False)
     out.print(f"unsubscribed {r.unsubscribes}; bounced hard {r.bounces.get('hard', 0)}, soft {r.bounces.get('soft', 0)}; "
               f"complaints {r.complaints}", markup=False)
+    if r.ab:
+        from .abtests import ab_lines
+
+        for line in ab_lines(r.ab):
+            out.print(line, markup=False)
 
 
 @tracking_app.command("purge")

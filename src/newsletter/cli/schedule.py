@@ -240,18 +240,40 @@ def _register_campaigns_schedule() -> None:
     def campaigns_schedule(
         ctx: typer.Context,
         campaign: str = typer.Argument(..., help="Campaign id (a draft, or a scheduled one to move)."),
-        at: str = typer.Option(..., "--at", help='Local time, "2026-12-01 08:00" (or ISO 8601 with an offset).'),
-        tz: Optional[str] = typer.Option(None, "--tz", help="IANA time zone of --at (default: config timezone)."),
+        at: Optional[str] = typer.Option(None, "--at", help='Local time, "2026-12-01 08:00" (or ISO 8601 with an offset).'),
+        tz: Optional[str] = typer.Option(None, "--tz", help="IANA time zone of --at, or of --local-time's default day (default: config timezone)."),
+        local_time: Optional[str] = typer.Option(None, "--local-time", help="Instead of --at: send at this time of day (HH:MM) in each reader's own time zone."),
+        day: Optional[str] = typer.Option(None, "--date", help="With --local-time: the day readers get it, YYYY-MM-DD (default: today in --tz)."),
+        window: Optional[str] = typer.Option(None, "--window", help="With --local-time: how late a zone may still get it when sending starts, e.g. 30m, 6h (default 1h)."),
+        past: Optional[str] = typer.Option(None, "--past", help="With --local-time: zones whose time passed more than --window ago: send (now), skip, or next-day (default)."),
     ) -> None:
-        """Send a campaign at a set time (a running `newsletter worker` starts it then)."""
-        from ..schedule.oneoff import schedule_campaign_at
+        """Send a campaign at a set time, or at a local time in each reader's zone (a running
+        `newsletter worker` starts it then)."""
         from zoneinfo import ZoneInfo
 
         config = get_config(ctx)
         zone = tz or config.timezone
-        c = schedule_campaign_at(_engine(config), campaign, at, zone)
-        local = c.scheduled_at.astimezone(ZoneInfo(zone))
-        typer.echo(f"campaign {c.id} scheduled for {local:%Y-%m-%d %H:%M %Z} = {c.scheduled_at:%Y-%m-%d %H:%M} UTC")
+        if local_time is None:
+            extra = [name for name, v in (("--date", day), ("--window", window), ("--past", past)) if v is not None]
+            if at is None:
+                raise InvalidInput("campaigns schedule needs --at TIME or --local-time HH:MM")
+            if extra:
+                raise InvalidInput(f"{', '.join(extra)} only go with --local-time")
+            from ..schedule.oneoff import schedule_campaign_at
+
+            c = schedule_campaign_at(_engine(config), campaign, at, zone)
+            local = c.scheduled_at.astimezone(ZoneInfo(zone))
+            typer.echo(f"campaign {c.id} scheduled for {local:%Y-%m-%d %H:%M %Z} = {c.scheduled_at:%Y-%m-%d %H:%M} UTC")
+            return
+        if at is not None:
+            raise InvalidInput("give --at or --local-time, not both")
+        from ..schedule.localtime import LocalTime, schedule_local_time
+
+        c = schedule_local_time(_engine(config), campaign, local_time, tz=zone, day=day, window=window, past=past)
+        lt = LocalTime.from_meta(c.meta["local_time"])
+        typer.echo(f"campaign {c.id} scheduled for {lt.time} local time on {lt.day.isoformat()} in each reader's time zone "
+                   f"(window {int(lt.window.total_seconds() // 60)} min, past: {lt.past}); the first zone (UTC+14) "
+                   f"starts at {c.scheduled_at:%Y-%m-%d %H:%M} UTC")
 
 
 _register_campaigns_schedule()

@@ -120,16 +120,19 @@ def lists_create(
     language: Optional[str] = typer.Option(
         None, "--language", help="Language of its public pages, confirmation email and digest words: en, fr, de, es, pt, ar (default: config language).",
     ),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="IANA time zone of readers who gave none, for local-time campaigns (default: config timezone).",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
-    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language)
-    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language)})")
+    ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone)
+    typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)})")
 
 
-def _language_note(language: str | None) -> str:
-    return f", language {language}" if language else ""
+def _language_note(language: str | None, timezone: str | None = None) -> str:
+    return (f", language {language}" if language else "") + (f", time zone {timezone}" if timezone else "")
 
 
 @lists_app.command("list")
@@ -142,6 +145,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
     if fmt is Fmt.json:
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
+             "timezone": r.timezone,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -176,13 +180,17 @@ def lists_update(
     language: Optional[str] = typer.Option(
         None, "--language", help="New language of its pages, emails and digest words (en, fr, de, es, pt, ar; 'default': config language).",
     ),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="New IANA time zone of readers who gave none, for local-time campaigns ('default': config timezone).",
+    ),
 ) -> None:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status) or language."""
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language or time zone."""
     from ..store.lists import update_list
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
-    ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language)
-    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language)})")
+    ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
+                     timezone=timezone)
+    typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)})")
 
 
 @lists_app.command("delete")

@@ -43,7 +43,7 @@ def subscribers_import(
     file: Path = typer.Argument(..., help="CSV with a header row (email, name, status, any other column → attribute), or JSON Lines."),
     list_slug: str = typer.Option(..., "--list", "-l", help="The list to subscribe people to."),
     mapping: List[str] = typer.Option(
-        [], "--map", help="COLUMN=FIELD, FIELD one of email, name, status, attr:NAME, or - to ignore the column. Repeatable."
+        [], "--map", help="COLUMN=FIELD, FIELD one of email, name, first_name, last_name, status, attributes, attr:NAME, unsubscribed-if-set, bounced-if-set, or - to ignore the column. Repeatable; Mailchimp, listmonk and Substack exports are mapped by default."
     ),
     fmt: Optional[ImportFmt] = typer.Option(None, "--format", help="csv or jsonl (default: from the extension; .jsonl/.ndjson → jsonl)."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Text encoding of the file (default: UTF-8, with or without BOM)."),

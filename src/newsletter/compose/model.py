@@ -33,6 +33,8 @@ class ComposeOptions:
     now: datetime | None = None
     preheader: str | None = None
     language: str | None = None  # the fixed words' language (a list's, else config.language)
+    until: str | datetime | None = None  # the end of the date range (like ``since``; a bare date: that whole day)
+    intro: str | None = None  # the editor's note above the cards (plain text; blank lines split paragraphs)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 
 from ..config import Config
 from .model import ComposeOptions, Digest
@@ -10,6 +11,15 @@ from .render import render
 from .select import select
 from .since import parse_since
 from .templates import resolve_template_dir
+
+
+def until_of(value: str, now, tz) -> datetime:
+    """The end of a date range: a bare date (``2026-11-30``) includes that whole day, so the range
+    ends at the next midnight in ``tz``; anything else as ``parse_since`` reads it."""
+    import re
+
+    end = parse_since(value, now, tz)
+    return end + timedelta(days=1) if re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value) else end
 
 
 def compose(sources: list[str], config: Config, options: ComposeOptions | None = None) -> Digest:
@@ -26,6 +36,8 @@ def compose(sources: list[str], config: Config, options: ComposeOptions | None =
     if isinstance(options.since, str):
         # Resolve --since up front: a bare date means midnight in the configured time zone.
         options = dataclasses.replace(options, since=parse_since(options.since, options.now, config.timezone))
+    if isinstance(options.until, str):
+        options = dataclasses.replace(options, until=until_of(options.until, options.now, config.timezone))
     loaded = load_sources(list(sources), config, strict=options.strict)
     selection = select(loaded.articles, options)
     digest = render(selection.selected, config, options)

@@ -89,9 +89,20 @@ def build_context(articles: list[Article], config: Config, options: ComposeOptio
         "issue_date_text": day_text(now, tz) if lang == "en" else format_day(now.astimezone(tz), lang),
         "articles": cards,
         "article_count": len(cards),
+        "intro": intro_paragraphs(options.intro),
         **PLACEHOLDERS,
     }
     return context, files, warnings
+
+
+def intro_paragraphs(note: str | None) -> list[str]:
+    """The editor's note as paragraphs (split on blank lines, each on one line): plain text, which the
+    templates escape like every other value."""
+    if not note or not note.strip():
+        return []
+    import re
+
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", note.replace("\r\n", "\n").strip()) if p.strip()]
 
 
 def render_mjml(template_dir: Path, context: dict[str, Any]) -> str:
@@ -201,6 +212,8 @@ def render(articles: list[Article], config: Config, options: ComposeOptions | No
         warnings.append(warning)
     warnings.extend(placeholder_warnings(template_dir, html, text))
     warnings.extend(layout_warnings(template_dir))
+    if context["intro"] and context["intro"][0][:40] not in text:
+        warnings.append(f"the template in {template_dir} does not show the editor's note (it has no {{{{ intro }}}} block)")
     from_address = check_header("from_address", config.from_address or "")
     reply_to = check_header("reply_to", config.reply_to) if config.reply_to else None
     # Several cards may share one image: ship each file once.

@@ -27,6 +27,9 @@ def select(articles: list[Article], options: ComposeOptions) -> Selection:
     if options.limit is not None and options.limit < 1:
         raise SelectionError(f"--limit {options.limit}: must be at least 1")
     since = parse_since(options.since, options.now) if options.since else None
+    until = parse_since(options.until, options.now) if options.until else None
+    if since is not None and until is not None and until <= since:
+        raise SelectionError(f"the date range ends ({until:%Y-%m-%d %H:%M} UTC) before it starts ({since:%Y-%m-%d %H:%M} UTC)")
     category = (options.category or "").strip().casefold() or None
     tags = {t.strip().casefold() for t in options.tags if t and t.strip()}
     # Both sides compared canonically: keys stored before Article.key was canonical are raw URLs.
@@ -42,6 +45,10 @@ def select(articles: list[Article], options: ComposeOptions) -> Selection:
             if a.published < since:
                 skipped.append((_label(a), f"older than --since ({since:%Y-%m-%d %H:%M} UTC)"))
                 continue
+        if until is not None and (a.published is None or a.published >= until):
+            skipped.append((_label(a), "has no date, so the date range cannot place it" if a.published is None
+                            else f"newer than the end of the date range ({until:%Y-%m-%d %H:%M} UTC)"))
+            continue
         if category is not None and (a.category or "").strip().casefold() != category:
             skipped.append((_label(a), f"not in category {options.category!r}"))
             continue

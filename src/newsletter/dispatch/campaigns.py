@@ -101,6 +101,9 @@ class CampaignInfo:
     meta: dict = field(default_factory=dict)
     # Bounces and complaints over copies sent (``store.bounces.CampaignRates.as_dict``).
     feedback: dict = field(default_factory=dict)
+    ab: dict | None = None  # an A/B test (``abtest.ABStatus.as_dict``), shown in detail only
+    # A local-time campaign's buckets, done and to come (``dispatch.buckets.bucket_progress``); else None.
+    buckets: dict | None = None
 
     @property
     def total(self) -> int:
@@ -137,35 +140,25 @@ def titled(html: str, subject: str) -> str:
     return _TITLE.sub(lambda _m: f"<title>{escaped}</title>", html, count=1)
 
 
-def create_campaign(
-    engine: Engine,
-    digest,
-    list_slugs: list[str],
-    config: Config,
-    *,
-    subject: str | None = None,
-    from_address: str | None = None,
-    reply_to: str | None = None,
-    headers: dict[str, str] | None = None,
-    name: str | None = None,
-    meta: dict | None = None,
-    conn=None,
-    segment: str | None = None,
-    track=None,
-) -> Campaign:
-    """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
+@dataclass
+class Prepared:
+    """A digest's content checked and made ready to store as a campaign (see :func:`prepare_content`)."""
 
-    From is ``from_address``, else ``config.from_address`` (env NEWSLETTER_FROM), never the
-    address the digest was composed with; Reply-To likewise prefers the config's.
-    Subject, From, Reply-To and extra header values are checked here: a CR or LF anywhere is
-    refused (header injection), as is an unknown list or a body without an unsubscribe link.
-    Images the digest links by a relative path (``assets/...``) are frozen as CID parts, since a
-    mail client cannot resolve them. Nothing is written unless everything checks out. With
-    ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's). With
-    ``segment`` (a segment of the one target list) the campaign records the segment's name and
-    filter text in ``meta["segment"]``; the ledger applies it when sending starts. ``track``
-    (``"opens,clicks"``, a list, or ``"off"``; default from config ``track``/``track_lists``) is
-    recorded in ``meta["track"]``."""
+    subject: str
+    from_address: str
+    reply_to: str | None
+    html: str
+    text: str
+    preheader: str
+    images: list
+    meta: dict
+
+
+def prepare_content(engine: Engine, digest, list_slugs: list[str], config: Config, *, subject: str | None = None,
+                    from_address: str | None = None, reply_to: str | None = None, headers: dict[str, str] | None = None,
+                    meta: dict | None = None, track=None) -> Prepared:
+    """Every check and default of :func:`create_campaign` before anything is written (also used to
+    replace a draft's content): header values, the unsubscribe link, unknown merge tags, tracking."""
     require_current_schema(engine)
     if getattr(digest, "assets", None):
         from ..compose import embed_relative_assets
@@ -201,22 +194,53 @@ def create_campaign(
         meta.setdefault("article_keys", list(digest.article_keys))
     except Exception:
         pass
+    return Prepared(subject=subject, from_address=from_address, reply_to=reply_to, html=html, text=digest.text or "",
+                    preheader=getattr(digest, "preheader", "") or "", images=images, meta=meta)
+
+
+def create_campaign(
+    engine: Engine,
+    digest,
+    list_slugs: list[str],
+    config: Config,
+    *,
+    subject: str | None = None,
+    from_address: str | None = None,
+    reply_to: str | None = None,
+    headers: dict[str, str] | None = None,
+    name: str | None = None,
+    meta: dict | None = None,
+    conn=None,
+    segment: str | None = None,
+    track=None,
+) -> Campaign:
+    """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
+
+    From is ``from_address``, else ``config.from_address`` (env NEWSLETTER_FROM), never the
+    address the digest was composed with; Reply-To likewise prefers the config's.
+    Subject, From, Reply-To and extra header values are checked here: a CR or LF anywhere is
+    refused (header injection), as is an unknown list or a body without an unsubscribe link.
+    Images the digest links by a relative path (``assets/...``) are frozen as CID parts, since a
+    mail client cannot resolve them. Nothing is written unless everything checks out. With
+    ``conn`` the rows are written in the caller's transaction (e.g. a scheduler's). With
+    ``segment`` (a segment of the one target list) the campaign records the segment's name and
+    filter text in ``meta["segment"]``; the ledger applies it when sending starts. ``track``
+    (``"opens,clicks"``, a list, or ``"off"``; default from config ``track``/``track_lists``) is
+    recorded in ``meta["track"]``."""
+    p = prepare_content(engine, digest, list_slugs, config, subject=subject, from_address=from_address,
+                        reply_to=reply_to, headers=headers, meta=meta, track=track)
+    subject, from_address, reply_to, html, images, meta = p.subject, p.from_address, p.reply_to, p.html, p.images, p.meta
     now = utcnow()
 
     def write(conn):
-        list_ids = []
-        for slug in dict.fromkeys(list_slugs):
-            lid = conn.execute(select(lists_t.c.id).where(lists_t.c.slug == slug)).scalar()
-            if lid is None:
-                raise NotFound(f"list {slug!r} does not exist")
-            list_ids.append(lid)
+        list_ids = list_ids_of(conn, list_slugs)
         if segment:
             from ..store.segments import segment_for_campaign
 
             meta["segment"] = segment_for_campaign(conn, segment, list_ids)
         res = conn.execute(q.campaigns.insert().values(
             name=name or subject, subject=subject, from_address=from_address, reply_to=reply_to,
-            preheader=getattr(digest, "preheader", "") or "", html=html, text=digest.text or "",
+            preheader=p.preheader, html=html, text=p.text,
             headers=dict(headers or {}), meta=meta, status="draft", status_reason="",
             created_at=now, updated_at=now,
         ))
@@ -235,6 +259,17 @@ def create_campaign(
         with transaction(engine) as c:
             row = write(c)
     return Campaign(**row)
+
+
+def list_ids_of(conn, list_slugs: list[str]) -> list[int]:
+    """The ids of the lists named by ``list_slugs`` (each once, in order); NotFound for an unknown one."""
+    list_ids = []
+    for slug in dict.fromkeys(list_slugs):
+        lid = conn.execute(select(lists_t.c.id).where(lists_t.c.slug == slug)).scalar()
+        if lid is None:
+            raise NotFound(f"list {slug!r} does not exist")
+        list_ids.append(lid)
+    return list_ids
 
 
 def resolve_campaign_id(ref: str | int) -> int:
@@ -287,6 +322,10 @@ def _info(conn, row, *, detail: bool) -> CampaignInfo:
         preheader=row["preheader"], meta=row["meta"] or {},
         feedback=campaign_rates(conn, row["id"], counts).as_dict(),
     )
+    if (row["meta"] or {}).get("local_time"):
+        from .buckets import bucket_progress
+
+        info.buckets = bucket_progress(conn, row["id"], row["meta"])
     if detail:
         info.html_size = len(row["html"].encode("utf-8"))
         info.images = conn.execute(select(func.count()).select_from(q.campaign_images)
@@ -314,11 +353,16 @@ def list_campaigns(engine: Engine, *, status: str | None = None, limit: int | No
 
 
 def campaign_info(engine: Engine, campaign_id: int | str) -> CampaignInfo:
-    """One campaign with counts, audience size, HTML size and image count."""
+    """One campaign with counts, audience size, HTML size, image count and its A/B test, if any."""
+    from .abtest import ab_status
+
     c = get_campaign(engine, campaign_id)
     with transaction(engine) as conn:
         row = conn.execute(select(q.campaigns).where(q.campaigns.c.id == c.id)).mappings().one()
-        return _info(conn, row, detail=True)
+        info = _info(conn, row, detail=True)
+    ab = ab_status(engine, stored_id(c))
+    info.ab = ab.as_dict() if ab is not None else None
+    return info
 
 
 def campaign_lists(engine: Engine, campaign_id: int) -> dict[int, str]:
@@ -360,13 +404,16 @@ def resume_campaign(engine: Engine, campaign_id: int | str) -> Campaign:
     return get_campaign(engine, cid)
 
 
-def start_scheduled_now(engine: Engine, campaign_id: int | str) -> Campaign:
-    """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it is."""
+def start_scheduled_now(engine: Engine, campaign_id: int | str, on_start=None) -> Campaign:
+    """A scheduled campaign starts now, ahead of its time (``send --now``); any other is left as it
+    is. ``on_start(conn, id)`` runs in the same transaction (a local-time campaign's plan)."""
     c = get_campaign(engine, campaign_id)
     cid = stored_id(c)
     if c.status == CampaignStatus.SCHEDULED:
         with transaction(engine) as conn:
             transition(conn, cid, CampaignStatus.RUNNING, reason="", allow_from=(CampaignStatus.SCHEDULED,))
+            if on_start is not None:
+                on_start(conn, cid)
     return get_campaign(engine, cid)
 
 
@@ -381,8 +428,9 @@ def cancel_campaign(engine: Engine, campaign_id: int | str, reason: str = "cance
     return get_campaign(engine, cid)
 
 
-def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) -> Campaign:
-    """Mark a draft campaign to be sent at ``when`` (a worker starts it then)."""
+def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime, *, local_time: dict | None = None) -> Campaign:
+    """Mark a draft campaign to be sent at ``when`` (a worker starts it then). ``local_time`` (see
+    schedule/localtime.py) makes it a local-time campaign; without it, it is an ordinary one."""
     c = get_campaign(engine, campaign_id)
     cid = stored_id(c)
     if when.tzinfo is None:
@@ -390,6 +438,11 @@ def schedule_campaign(engine: Engine, campaign_id: int | str, when: datetime) ->
     with transaction(engine) as conn:
         transition(conn, cid, CampaignStatus.SCHEDULED, allow_from=(CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
         q.set_scheduled_at(conn, cid, when)
+        meta = {k: v for k, v in (c.meta or {}).items() if k != "local_time"}
+        if local_time is not None:
+            meta["local_time"] = local_time
+        if meta != (c.meta or {}):
+            q.set_campaign_meta(conn, cid, meta)
     return get_campaign(engine, cid)
 
 

@@ -27,7 +27,8 @@ def _content(engine: Engine, campaign) -> CampaignContent:
 
 
 def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
-    """The per-campaign skeleton builder (also used for previews and test sends)."""
+    """The per-campaign skeleton builder (also used for previews and test sends); for an A/B test,
+    one per variant behind one ``build`` (``abtest.variant_factory``)."""
     from ..store import preferences
     from ..store.secret import secret_key
     from ..store.tokens import unsubscribe_token, view_key, view_token
@@ -42,17 +43,24 @@ def message_factory(engine: Engine, campaign, config: Config) -> MessageFactory:
     from ..engagement.campaign import tracked_content
 
     views = view_key(secret)  # derived once: each copy's view link costs one HMAC
-    content, tracker = tracked_content(engine, campaign, config, secret, _content(engine, campaign))
-    return MessageFactory(
-        content, base_url=config.base_url, tracker=tracker,
-        unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
-        preferences_token=preferences.token_maker(engine, secret),
-        newsletter_name=config.newsletter_name, instance_key=secret,
-        precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
-        unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
-        copy_address=copy_address, verp=verp, feedback_id=feedback,
-        view_token=lambda sid: view_token(views, campaign.id, sid),
-    )
+
+    def build(variant) -> MessageFactory:
+        """The skeleton of ``variant`` (the campaign itself, or a copy of it with an A/B subject)."""
+        content, tracker = tracked_content(engine, variant, config, secret, _content(engine, variant))
+        return MessageFactory(
+            content, base_url=config.base_url, tracker=tracker,
+            unsubscribe_token=lambda sid, lid: unsubscribe_token(secret, sid, lid),
+            preferences_token=preferences.token_maker(engine, secret),
+            newsletter_name=config.newsletter_name, instance_key=secret,
+            precedence_bulk=(config.precedence or "").strip().lower() == "bulk",
+            unsubscribe_mailto=config.unsubscribe_mailto, envelope_from=bounce, signer=make_signer(config),
+            copy_address=copy_address, verp=verp, feedback_id=feedback,
+            view_token=lambda sid: view_token(views, campaign.id, sid),
+        )
+
+    from .abtest import variant_factory  # an A/B test: one skeleton per subject, chosen per copy
+
+    return variant_factory(engine, campaign, build)
 
 
 def _feedback_headers(engine: Engine, campaign, config: Config, secret: bytes, bounce: str | None):

@@ -1,10 +1,17 @@
-"""Group commit of the ledger writes of a send: many lanes, one transaction at a time.
+"""Group commit of the ledger writes of a send: many lanes, few transactions.
 
-Before a lane hands a message to a server it commits that row as ``sending`` in the same
-transaction as the previous message's result, so at any instant each lane has at most one row
-whose outcome the database does not know. Lanes hand their writes in; whichever arrives while no
-commit runs leads and commits everyone's writes in one transaction (leader/follower), so the
-price of that guarantee is one commit per group, not per message.
+Before a lane hands a message's content to a server it commits that row as ``sending`` in the
+same transaction as the previous message's result, so at any instant each lane has at most one
+row whose outcome the database does not know. Lanes hand their writes in; whichever arrives
+while a ledger connection is free leads and commits every write waiting at that moment in one
+transaction (leader/follower), so the price of that guarantee is one commit per group, not per
+message.
+
+On PostgreSQL a group is one statement run in autocommit (``queries.record_and_mark_sending``:
+one round trip, one commit, ``synchronous_commit`` left on so a mark is on disk before the
+content goes out), and there are up to ``slots`` ledger connections: a lane that arrives while a
+commit is in flight starts the next one at once instead of waiting for it to end (the server
+merges the WAL flushes of concurrent commits). SQLite has one writer: one slot.
 """
 
 from __future__ import annotations
@@ -20,43 +27,56 @@ from ..store import queries as q
 from ..store.db import describe_db_error
 from ..store.lifecycle import DeliveryState
 
+# Ledger connections of one send on PostgreSQL (at most one per lane): two let the next commit
+# start while one is in flight; more measured no faster on two cores (docs/benchmarks.md).
+LEDGER_CONNECTIONS = 2
+
 
 class GroupCommit:
-    """Leader/follower group commit: lanes hand in ledger updates, one of them commits them all.
+    """Leader/follower group commit: lanes hand in ledger updates, a leader commits them all.
 
     A lane's call returns once its updates are durable, which is what bounds the ambiguous rows."""
 
     def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[dict]], None],
-                 on_committed: Callable[[int], None]):
+                 on_committed: Callable[[int], None], slots: int = 1):
         self.on_committed = on_committed
         self.engine = engine
-        self.conn: Connection | None = None  # one connection for all ledger writes (used by one leader at a time)
+        self.postgres = engine.dialect.name == "postgresql"
+        # free ledger connections (None: opened on first use); each used by one leader at a time
+        self.free: list[Connection | None] = [None] * (max(1, slots) if self.postgres else 1)
         self.worker = worker_id
         self.cond = threading.Condition()
         self.pending: list[dict] = []
-        self.leader = False
         self.suppress = on_failed_suppress
         self.clock: Callable[[], datetime] | None = None  # stamps sent_at (send_campaign's clock)
 
-    def run(self, results: Sequence[dict] = (), sending: Sequence[int] = ()) -> None:
-        """Hand in results to record and row ids to mark ``sending``; returns once they are committed
-        (by this lane as the leader, or by the leader of the moment). Raises what the commit raised."""
-        ticket: dict[str, Any] = {"results": list(results), "sending": list(sending), "done": False, "error": None}
+    def run(self, results: Sequence[dict] = (), sending: Sequence[int] = ()) -> set[int]:
+        """Hand in results to record and row ids to mark ``sending``; returns, once they are
+        committed (by this lane as a leader, or by another lane leading), those of ``sending``
+        that were marked: a row that was not (no longer ``claimed`` by this worker) must not be
+        sent. Raises what the commit raised."""
+        ticket: dict[str, Any] = {"results": list(results), "sending": list(sending), "done": False, "error": None,
+                                  "marked": set(), "taken": False}
         with self.cond:
             self.pending.append(ticket)
-            while not ticket["done"] and self.leader:
+            while not ticket["done"] and (ticket["taken"] or not self.free):
                 self.cond.wait()
             if ticket["done"]:
                 if ticket["error"]:
                     raise ticket["error"]
-                return
-            self.leader = True
+                return ticket["marked"]
+            conn = self.free.pop()
             batch, self.pending = self.pending, []
+            for t in batch:
+                t["taken"] = True
         error: BaseException | None = None
         try:
             results_all = [r for t in batch for r in t["results"]]
             sending_all = [(i, self.worker) for t in batch for i in t["sending"]]
-            self._write(results_all, sending_all)
+            written, conn = conn, None  # a failed write has closed it
+            conn, marked = self._write(written, results_all, sending_all)
+            for t in batch:
+                t["marked"] = marked.intersection(t["sending"])
             self.on_committed(len(results_all))
             failed = [r for r in results_all if r["state"] == DeliveryState.FAILED]
             if failed:  # 5xx replies go through the bounce rules (one table of events)
@@ -65,35 +85,49 @@ class GroupCommit:
             error = e
         finally:
             with self.cond:
+                self.free.append(conn)
                 for t in batch:
                     t["done"], t["error"] = True, error
-                self.leader = False
                 self.cond.notify_all()
         if error:
             raise error
+        return ticket["marked"]
 
-    def _write(self, results: list[dict], sending: list[tuple[int, str]]) -> None:
-        """One transaction on the shared connection; a database error is described and the connection dropped."""
+    def _write(self, conn: Connection | None, results: list[dict],
+               sending: list[tuple[int, str]]) -> tuple[Connection | None, set[int]]:
+        """One transaction on a ledger connection (on PostgreSQL one autocommit statement); a
+        database error is described and the connection dropped. Returns the connection (None
+        once dropped) and the ids marked."""
+        now = self.clock() if self.clock else None
         try:
-            if self.conn is None:
-                self.conn = self.engine.connect()
-            with self.conn.begin():
-                q.record_and_mark_sending(self.conn, results, sending, now=self.clock() if self.clock else None)
+            if conn is None:
+                conn = self.engine.connect()
+                if self.postgres:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self.postgres:
+                return conn, q.record_and_mark_sending(conn, results, sending, now=now)
+            with conn.begin():
+                return conn, q.record_and_mark_sending(conn, results, sending, now=now)
         except sa_exc.SQLAlchemyError as e:
-            self.close()
+            _close(conn)
             raise describe_db_error(e, self.engine.url) from None
         except Exception as e:  # driver errors raised outside SQLAlchemy's wrapping
-            self.close()
+            _close(conn)
             if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg"):
                 raise describe_db_error(e, self.engine.url) from None
             raise
 
     def close(self) -> None:
-        """Drop the ledger connection (the next commit opens a new one)."""
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except Exception:
-                pass
-            self.conn = None
+        """Drop the ledger connections (a later commit opens new ones)."""
+        with self.cond:
+            conns, self.free = self.free, [None] * len(self.free)
+        for c in conns:
+            _close(c)
 
+
+def _close(conn: Connection | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass

@@ -24,7 +24,7 @@ from ..store import queries as q
 from ..store.db import transaction
 from ..store.lifecycle import DeliveryState, PauseKind
 from ..store.models import utcnow
-from .group_commit import GroupCommit
+from .group_commit import LEDGER_CONNECTIONS, GroupCommit
 from .personalize import MessageFactory, Recipient
 from .ratelimit import RateLimiter
 from .retry import retry_decision
@@ -53,7 +53,7 @@ class SendRun:
     """State shared by the feeder and the lanes of one send_campaign call."""
 
     def __init__(self, engine: Engine, config: Config, cid: int, worker: str, factory: MessageFactory,
-                 transports: list, limiter: RateLimiter, stop_event: threading.Event | None):
+                 transports: list, limiter: RateLimiter, stop_event: threading.Event | None, lanes: int = 1):
         self.engine, self.config, self.cid, self.worker = engine, config, cid, worker
         self.factory, self.transports, self.limiter = factory, transports, limiter
         self.external_stop = stop_event or threading.Event()
@@ -71,7 +71,7 @@ class SendRun:
         self.pause_kind: PauseKind | None = None  # set with pause_reason: why this run pauses the campaign
         self.in_flight = 0
         self.uncommitted = 0  # results computed but not yet in the database
-        self.commit = GroupCommit(engine, worker, self._suppress, self._committed)
+        self.commit = GroupCommit(engine, worker, self._suppress, self._committed, slots=min(lanes, LEDGER_CONNECTIONS))
         self.recheck_lock = threading.Lock()
         self.unwanted: set[int] = set()  # claimed rows found skipped just before sending
         self.skipped_now = 0
@@ -224,7 +224,8 @@ class Lane(threading.Thread):
         try:
             built = r.factory.build(item.recipient)
         except InvalidInput as e:  # a bad address in the ledger: fail it, never send
-            r.commit.run(results=[carry] if carry else [], sending=[item.id])
+            if item.id not in r.commit.run(results=[carry] if carry else [], sending=[item.id]):
+                return None
             return r.result_for(item, None, Outcome("failed", str(e)), self.t.name)
         try:
             self.session.connect()
@@ -239,8 +240,23 @@ class Lane(threading.Thread):
         if r.stopping():  # asked to stop while we waited: this one stays claimed (released as pending)
             r.queue.put(item)
             return carry
-        r.commit.run(results=[carry] if carry else [], sending=[item.id])
-        outcome = self.session.send(built)
+        def mark() -> bool:  # the previous result and this copy's `sending` mark, committed
+            if item.id in r.commit.run(results=[carry] if carry else [], sending=[item.id]):
+                return True
+            # no longer ours (e.g. given back by a sender that took this one for dead): never sent
+            log.warning("campaign %s: copy %s is no longer claimed by this sender; not sent", r.cid, item.id)
+            return False
+
+        gated = getattr(self.session, "send_gated", None)  # SMTP: the envelope overlaps the commit
+        if gated is not None:
+            sent = gated(built, mark)
+            if sent is None:
+                return None
+            outcome = sent
+        elif mark():
+            outcome = self.session.send(built)
+        else:
+            return None
         if outcome.fatal:  # nothing can go through as configured: stop the whole send, lose no attempt
             with transaction(r.engine) as conn:
                 q.unmark_sending(conn, [item.id], r.worker, outcome.reply)

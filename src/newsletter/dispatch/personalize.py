@@ -150,6 +150,7 @@ class Recipient:
     email: str
     name: str = ""
     attributes: Mapping = field(default_factory=dict)
+    variant: int | None = None  # an A/B test's variant of this copy (``dispatch.abtest``); None: the campaign's own
 
 
 @dataclass

@@ -28,7 +28,8 @@ from ..config import Config
 from ..errors import DispatchError, NewsletterError, StateError
 from ..store import queries as q
 from ..store.db import require_current_schema, transaction
-from ..store.lifecycle import CampaignStatus, PauseKind, SendOutcome, StopReason, copies_done, copies_left
+from ..store.lifecycle import (CampaignStatus, DeliveryState, PauseKind, SendOutcome, StopReason, copies_done,
+                               copies_left)
 from ..store.models import utcnow
 from .campaigns import campaign_lists, get_campaign, transition
 from .factory import message_factory
@@ -91,6 +92,9 @@ class SendOptions:
     allow_local_links: bool | None = None
     clock: Callable[[], datetime] | None = None
     limiter_factory: Callable[..., RateLimiter] | None = None
+    # The clock a local-time campaign's buckets come due by (the worker's, injected in tests;
+    # default: real UTC time). Only rows whose bucket is due are claimed.
+    schedule_clock: Callable[[], datetime] | None = None
 
 
 @dataclass
@@ -238,6 +242,9 @@ class _Send:
                        smtp=any(isinstance(t, SMTPTransport) for t in self.transports))
         self.factory = message_factory(engine, self.campaign, config)
         self.worker = opts.worker_id or new_worker_id()
+        # A local-time campaign (schedule/localtime.py): rows wait in their buckets (deliveries.due_at).
+        self.local_time = bool((self.campaign.meta or {}).get("local_time"))
+        self.due_clock: Callable[[], datetime] = opts.schedule_clock or utcnow
 
     # --- connect --------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -272,7 +279,7 @@ class _Send:
             self._close_sessions()
             raise
         self.run = SendRun(self.engine, self.config, self.cid, self.worker, self.factory, self.transports,
-                           self.limiter, self.opts.stop_event)
+                           self.limiter, self.opts.stop_event, lanes=len(self.sessions))
         self.run.commit.clock = self.opts.clock
 
     # --- prepare the ledger -----------------------------------------------------------------------
@@ -306,8 +313,13 @@ class _Send:
             refuse_user_pause(cid, status, status_reason, pause_kind)
             if status == CampaignStatus.PAUSED:
                 self.resumed_from = status_reason
+            if ledger_created_at is None and self.local_time:
+                raise StateError(f"campaign {cid} is a local-time campaign whose buckets are not planned yet: a "
+                                 f"`newsletter worker` plans them at its time (`newsletter send {cid} --now`: now)")
             if ledger_created_at is None:
-                q.create_ledger(conn, cid)
+                from .abtest import create_ledger_for  # an A/B test holds the rest for its winner
+
+                create_ledger_for(conn, cid)
                 if not q.counts_by_state(conn, cid):
                     slugs = ", ".join(sorted(campaign_lists(self.engine, cid).values())) or "none"
                     raise DispatchError(f"campaign {cid}: no active subscribers on its list(s) {slugs}; nothing to send")
@@ -378,14 +390,16 @@ class _Send:
         run, cid = self.run, self.cid
         with transaction(self.engine) as conn:
             room = batch if self.warmup is None else min(batch, self.warmup.room(conn))
-            ids = q.claim_batch(conn, cid, self.worker, room) if room > 0 else []
+            due_by = self.due_clock() if self.local_time else None
+            ids = q.claim_batch(conn, cid, self.worker, room, due_by=due_by) if room > 0 else []
             if ids:
                 self.skipped_now += q.skip_unwanted(conn, cid, ids)
                 rows = q.claimed_recipients(conn, ids)
             else:
                 rows = []
         for r in rows:
-            run.queue.put(Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "", r.attributes or {}),
+            run.queue.put(Item(r.id, Recipient(r.subscriber_id, r.list_id, r.email, r.name or "", r.attributes or {},
+                                               r.variant),
                                r.attempts, r.first_deferred_at, time.monotonic()))
         return bool(rows or ids)
 
@@ -397,6 +411,9 @@ class _Send:
             counts = q.counts_by_state(conn, cid)
             retry_at = q.next_retry_at(conn, cid)
             others = [w for w in q.workers_holding_rows(conn, cid) if w != self.worker and self.live.alive(w)]
+            next_bucket = q.next_due_at(conn, cid, self.due_clock()) if self.local_time else None
+            if next_bucket is not None:  # rows waiting for a later bucket are not "pending now"
+                counts["pending"] = q.pending_due_count(conn, cid, self.due_clock())
         with transaction(engine) as conn:  # a worker that died meanwhile: its rows come back
             again = self.recover(conn)
             self.resent += again
@@ -411,6 +428,9 @@ class _Send:
         if again or counts.get("pending") or (counts.get("claimed", 0) and not others):
             run.external_stop.wait(0.01)
             return True
+        if counts.get(DeliveryState.HELD) and not copies_left(counts) - counts[DeliveryState.HELD]:
+            self._stop_with(StopReason.AB_WAITING)  # the worker sends the winner to the rest after the wait
+            return False
         if counts.get("deferred") and retry_at is not None:
             if not self.opts.wait_deferred:
                 self._stop_with(StopReason.DEFERRED_WAIT)
@@ -420,6 +440,10 @@ class _Send:
                 self.progress(note=f"waiting {wait:.0f} s to retry {counts['deferred']} deferred")
             run.external_stop.wait(min(max(wait, 0.01), 1.0))
             return True
+        if next_bucket is not None:
+            self._stop_with(StopReason.NEXT_BUCKET, f"{StopReason.NEXT_BUCKET.value}: it is due at "
+                            f"{next_bucket.isoformat(timespec='minutes')}, when a `newsletter worker` sends it")
+            return False
         if others:
             self._stop_with(StopReason.OTHERS_FINISHING)
         return False

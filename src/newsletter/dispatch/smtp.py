@@ -258,7 +258,45 @@ class SMTPSession:
             self.close()
             return Outcome("deferred", f"connection error: {_os_problem(e)}", server_trouble=True)
 
-    def _transaction(self, conn: smtplib.SMTP, built: Built) -> Outcome:
+    def send_gated(self, built: Built, gate: Callable[[], bool]) -> Outcome | None:
+        """Send ``built`` once ``gate()`` says so (the sender commits the copy's ``sending`` mark
+        there). With PIPELINING the envelope (MAIL, RCPT, DATA) is written first, so its round
+        trip overlaps the commit; the content follows only after ``gate()`` returned True. When it
+        returns False (None is returned) or raises, the connection is dropped without QUIT before
+        any content went out, so the server discards the transaction: nothing is delivered."""
+        conn = self.conn
+        if conn is None or not conn.has_extn("pipelining"):
+            return self.send(built) if gate() else None
+        self.last_used = time.monotonic()
+        try:
+            conn.send(_envelope(built))
+        except (OSError, smtplib.SMTPException):
+            self.close()  # the connection is gone: the copy goes the usual way (deferred, retried)
+            return self.send(built) if gate() else None
+        try:
+            go = gate()
+        except BaseException:
+            self.drop()
+            raise
+        if not go:
+            self.drop()
+            return None
+        try:
+            return self._transaction(conn, built, envelope_sent=True)
+        except smtplib.SMTPServerDisconnected as e:
+            self.close()
+            return Outcome("deferred", f"connection lost: {_one_line(str(e)) or 'server disconnected'}", server_trouble=True)
+        except (OSError, smtplib.SMTPException) as e:
+            self.close()
+            return Outcome("deferred", f"connection error: {_os_problem(e)}", server_trouble=True)
+
+    def drop(self) -> None:
+        """Close the connection without QUIT (in the middle of a transaction, QUIT would be content)."""
+        if self.conn is not None:
+            _quiet_close(self.conn, quit=False)
+            self.conn = None
+
+    def _transaction(self, conn: smtplib.SMTP, built: Built, envelope_sent: bool = False) -> Outcome:
         """MAIL, RCPT, DATA on the open connection, without smtplib.sendmail's per-message address
         parsing and regex dot-stuffing (our bodies are QP: a line starting with "." is rare and
         handled with one bytes.replace). RSET after any refusal, so the connection stays usable.
@@ -270,7 +308,8 @@ class SMTPSession:
         piped = conn.has_extn("pipelining")
         replies: list[tuple[int, bytes]] = []
         if piped:
-            conn.send(f"MAIL FROM:<{built.mail_from}>\r\nRCPT TO:<{built.rcpt}>\r\nDATA\r\n".encode("utf-8"))
+            if not envelope_sent:
+                conn.send(_envelope(built))
             replies = [conn.getreply() for _ in range(3)]
             (code, msg), rcpt, data_reply = replies
             if data_reply[0] == 354 and (code != 250 or rcpt[0] not in (250, 251)):
@@ -347,6 +386,11 @@ class SMTPSession:
         if self.conn is not None:
             _quiet_close(self.conn, quit=True)
             self.conn = None
+
+
+def _envelope(built: Built) -> bytes:
+    """MAIL, RCPT and DATA in one write (PIPELINING)."""
+    return f"MAIL FROM:<{built.mail_from}>\r\nRCPT TO:<{built.rcpt}>\r\nDATA\r\n".encode("utf-8")
 
 
 def _quiet_close(conn: smtplib.SMTP, quit: bool = False) -> None:

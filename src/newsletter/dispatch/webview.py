@@ -17,12 +17,13 @@ from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import InvalidToken, NotFound
+from ..i18n import N_
 from ..store import queries as q
 from ..store.db import transaction
 from .personalize import Recipient, render_preview
 
 _TRACKING = re.compile(r"\*\|(?:OPEN|CLICK:\d+)\|\*", re.IGNORECASE)  # never in a stored campaign; dropped if ever
-_GONE = "this web version does not exist (the link may have been cut short, or the reader has left)"
+_GONE = N_("this web version does not exist (the link may have been cut short, or the reader has left)")
 
 
 @dataclass

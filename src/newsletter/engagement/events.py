@@ -161,3 +161,17 @@ def recent_sent_campaigns(conn: Connection, limit: int) -> list[int]:
 
     c = table_of(Campaign).c
     return list(conn.execute(select(c.id).where(c.started_at.is_not(None)).order_by(c.started_at.desc()).limit(limit)).scalars())
+
+
+
+def variant_readers(conn: Connection, campaign_id: int, kind: str,
+                    agents: tuple[str, ...]) -> dict[tuple[int | None, bool | None], int]:
+    """{(variant, in_test): distinct readers with an event of ``kind`` by one of ``agents``} of an
+    A/B campaign: each reader counted under the variant of the copy they got (``deliveries.variant``)."""
+    e, d = events_t.c, deliveries_t.c
+    rows = conn.execute(select(d.variant, d.in_test, func.count(func.distinct(e.subscriber_id)))
+                        .select_from(events_t.join(deliveries_t, and_(d.campaign_id == e.campaign_id,
+                                                                      d.subscriber_id == e.subscriber_id)))
+                        .where(e.campaign_id == campaign_id, e.kind == kind, e.agent.in_(list(agents)))
+                        .group_by(d.variant, d.in_test)).all()
+    return {(v, None if t is None else bool(t)): int(n) for v, t, n in rows}

@@ -50,6 +50,8 @@ class Report:
     complaints: int
     links: list[LinkRow] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
+    # An A/B campaign's test: settings, phase, decision and numbers per variant (``dispatch.abtest.ABStatus``).
+    ab: dict | None = None
 
     @property
     def human_open_rate(self) -> float | None:
@@ -127,7 +129,15 @@ def campaign_report(engine, campaign_id: int | str, *, links: bool = True, timel
         sent_at=start, delivered=states.get("sent", 0), failed=states.get("failed", 0), opens=opens, clicks=clicks,
         unsubscribes=unsub, bounces={k: v for k, v in bounces.items() if k in ("hard", "soft")},
         complaints=bounces.get("complaint", 0),
-        links=sorted(rows.values(), key=lambda r: (-r.human_clicks, r.idx)), timeline=series)
+        links=sorted(rows.values(), key=lambda r: (-r.human_clicks, r.idx)), timeline=series, ab=_ab(engine, cid))
+
+
+def _ab(engine, campaign_id: int) -> dict | None:
+    """The campaign's A/B test as plain data, or None."""
+    from ..dispatch.abtest import ab_status
+
+    status = ab_status(engine, campaign_id)
+    return status.as_dict() if status is not None else None
 
 
 def purge(engine, config, *, now: datetime | None = None) -> int:

@@ -185,6 +185,39 @@ def add_digest(engine: Engine, config: Config, spec: DigestSpec, *, now: datetim
         return _info(session, d)
 
 
+def update_digest(engine: Engine, config: Config, spec: DigestSpec, *, now: datetime | None = None) -> DigestInfo:
+    """Change the digest named ``spec.name`` to ``spec`` (checked like :func:`add_digest`; nothing
+    changes when a field is wrong). Its history and sent-article memory stay; a new schedule or time
+    zone counts from now (occurrences already handled are not run again)."""
+    from ..store.db import session_scope
+
+    sched = validate_spec(spec, config)
+    now = _now(now)
+    with session_scope(engine) as session:
+        d = _get(session, spec.name, lock=True)
+        lists = _resolve_lists(session, spec.lists)
+        moved = sched.text != d.schedule or spec.timezone != d.timezone
+        d.sources, d.list_ids = [_abs_source(s) for s in spec.sources], [m.id for m in lists]
+        d.template_dir = str(Path(spec.template_dir).expanduser().resolve()) if spec.template_dir else None
+        d.subject, d.max_articles, d.min_articles = spec.subject or "", spec.max_articles, spec.min_articles
+        d.category, d.tags, d.catch_up = spec.category, list(spec.tags), spec.catch_up
+        d.schedule, d.timezone, d.updated_at = sched.text, spec.timezone, now
+        if moved:
+            d.handled_until = max(d.handled_until, now)
+            if not d.paused:
+                d.next_run_at = cron.next_after(sched, spec.timezone, d.handled_until)
+        session.add(d)
+        session.flush()
+        return _info(session, d)
+
+
+def spec_of(d: RecurringDigest, list_slugs: list[str]) -> DigestSpec:
+    """A stored digest as the spec that would make it (the edit form starts from it)."""
+    return DigestSpec(name=d.name, schedule=d.schedule, timezone=d.timezone, sources=list(d.sources), lists=list(list_slugs),
+                      template_dir=d.template_dir, subject=d.subject, max_articles=d.max_articles,
+                      min_articles=d.min_articles, category=d.category, tags=list(d.tags), catch_up=d.catch_up)
+
+
 def _info(session: Session, d: RecurringDigest, *, runs: int = 0) -> DigestInfo:
     slugs = []
     if d.list_ids:

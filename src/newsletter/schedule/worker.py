@@ -28,6 +28,7 @@ from . import occurrences
 from .lock import WorkerLock
 
 UTC = timezone.utc
+HEARTBEAT_MAX_S = 5.0  # a worker beats at least this often (more often with a shorter --poll)
 log = logging.getLogger("newsletter.worker")
 
 
@@ -60,9 +61,12 @@ def make_clock(now: datetime | None) -> Callable[[], datetime]:
     return lambda: base + timedelta(seconds=time.monotonic() - t0)
 
 
-def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str], None]) -> list[int]:
+def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str], None],
+                        config: Config | None = None) -> list[int]:
     """Move scheduled campaigns whose time has come to ``running`` (compare-and-set: when two workers
-    race, one moves it and both then share the sending); the ids of every running campaign."""
+    race, one moves it and both then share the sending); the ids of every running campaign. A
+    local-time campaign's ledger and buckets are planned at ``now`` in the same transaction
+    (schedule/localtime.py; needs ``config``)."""
     from ..dispatch.campaigns import due_campaigns, transition
     from ..store import queries as q
     from ..store.db import transaction
@@ -76,7 +80,8 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
             if status == CampaignStatus.SCHEDULED:
                 try:
                     transition(conn, cid, CampaignStatus.RUNNING, allow_from=(CampaignStatus.SCHEDULED,), now=now)
-                    on_event(f"campaign {cid}: scheduled time reached, sending")
+                    plan = _plan_local_time(conn, cid, config, now)
+                    on_event(f"campaign {cid}: scheduled time reached, sending{plan}")
                 except StateError:
                     status = q.campaign_status(conn, cid)  # another worker started it: share it
                 else:
@@ -86,22 +91,51 @@ def start_due_campaigns(engine: Engine, now: datetime, on_event: Callable[[str],
     return running
 
 
-def waiting_on_retries_only(engine: Engine) -> Callable[[int], bool]:
-    """A check: True when a running campaign's only unfinished copies are deferred ones whose next
-    attempt is still to come — then a pass has nothing to send and need not connect to SMTP."""
+def _plan_local_time(conn, cid: int, config: Config | None, now: datetime) -> str:
+    """Plan a local-time campaign's buckets as it starts (nothing for any other); words for the log."""
+    from sqlalchemy import select
+
+    from ..store import queries as q
+    from .localtime import local_time_of, plan_ledger
+
+    meta = conn.execute(select(q.campaigns.c.meta).where(q.campaigns.c.id == cid)).scalar()
+    if local_time_of(meta) is None or config is None:
+        return ""
+    plan = plan_ledger(conn, cid, config, now, meta)
+    buckets = plan["buckets"]
+    first = f", first at {buckets[0]['at']}" if buckets else ""
+    skipped = f", {plan['skipped']} skipped (local time passed)" if plan["skipped"] else ""
+    return f" at {plan['time']} local time: {len(buckets)} bucket(s){first}{skipped}"
+
+
+def waiting_on_retries_only(engine: Engine, clock: Callable[[], datetime] | None = None) -> Callable[[int], bool]:
+    """A check: True when a running campaign's only unfinished copies wait for a later time —
+    deferred ones whose next attempt is still to come, copies an A/B test holds for its winner,
+    or, in a local-time campaign, pending ones whose bucket is not due by ``clock()`` — then a
+    pass has nothing to send and need not connect to SMTP."""
     from ..store import queries as q
     from ..store.db import transaction
     from ..store.lifecycle import DeliveryState, copies_left
     from ..store.models import utcnow
 
+    clock = clock or utcnow
+
     def check(cid: int) -> bool:
         with transaction(engine) as conn:
             counts = q.counts_by_state(conn, cid)
-            deferred = counts.get(DeliveryState.DEFERRED, 0)
-            if not deferred or copies_left(counts) != deferred or counts.get(DeliveryState.SENDING):
+            deferred, held = counts.get(DeliveryState.DEFERRED, 0), counts.get(DeliveryState.HELD, 0)
+            left = copies_left(counts)
+            if not left or counts.get(DeliveryState.SENDING):
                 return False
-            retry_at = q.next_retry_at(conn, cid)
-        return retry_at is not None and retry_at > utcnow()
+            later = 0
+            if counts.get(DeliveryState.PENDING):
+                now = clock()
+                if q.next_due_at(conn, cid, now) is not None:
+                    later = counts[DeliveryState.PENDING] - q.pending_due_count(conn, cid, now)
+            if left != deferred + held + later:
+                return False
+            retry_at = q.next_retry_at(conn, cid) if deferred else None
+        return not deferred or (retry_at is not None and retry_at > utcnow())
 
     return check
 
@@ -123,7 +157,11 @@ def came_due(engine: Engine, since: datetime, now: datetime) -> str | None:
         if name is not None:
             return f"digest {name!r} came due"
         cid = q.first_scheduled_between(conn, since, now)
-    return f"campaign {cid} came due" if cid is not None else None
+    if cid is not None:
+        return f"campaign {cid} came due"
+    from ..dispatch.abtest import decision_came_due
+
+    return decision_came_due(engine, since, now)
 
 
 def others_waiting(engine: Engine, cid: int, idle: Callable[[int], bool]) -> int | None:
@@ -219,14 +257,20 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
     if stop_event.is_set():
         return False
     send_welcomes(engine, config, now, send_options, report, on_event)
-    idle = waiting_on_retries_only(engine)
+    idle = waiting_on_retries_only(engine, clock)
     from ..dispatch.warmup import resume_warmed_up  # a new UTC day: warm-up-paused campaigns carry on
     try:
         resume_warmed_up(engine, config, now, on_event)
     except NewsletterError as e:  # e.g. the database is busy: the next pass tries again
         report.errors.append(str(e))
         on_event(f"warm-up: {e}")
-    running = start_due_campaigns(engine, now, on_event)
+    running = start_due_campaigns(engine, now, on_event, config)
+    from ..dispatch.abtest import decide_due  # A/B tests whose wait is over: the winner goes to the rest
+    try:
+        decide_due(engine, now, on_event)
+    except NewsletterError as e:  # e.g. the database is busy: the next pass decides
+        report.errors.append(str(e))
+        on_event(f"A/B test: {e}")
     running.sort(key=lambda c: served.get(c, float("-inf")))  # round robin between running campaigns
     for cid in running:
         if stop_event.is_set():
@@ -238,7 +282,7 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         try:
             with watch:
                 options = replace(send_options, stop_event=watch.turn, wait_deferred=False,
-                                  clock=clock if config.warmup else None)
+                                  clock=clock if config.warmup else None, schedule_clock=clock)
                 summary = send_campaign(engine, cid, config, options)
         except Exception as e:  # a long-running worker reports and carries on with the next campaign
             text = str(e) if isinstance(e, NewsletterError) else f"unexpected {type(e).__name__}: {e}"
@@ -249,10 +293,12 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
                 seen_errors[cid] = text
                 report.errors.append(text)
                 on_event(f"campaign {cid}: {text}")
+            _note_stall(engine, cid, text, send_options.worker_id or "")
             continue
         finally:
             served[cid] = time.monotonic()
         seen_errors.pop(cid, None)
+        _note_stall(engine, cid, None, send_options.worker_id or "")  # it sent (or had nothing to send): not stalled
         report.sends.append(summary)
         yielded = watch.yielded and not stop_event.is_set()
         stopped = f"interrupted: {watch.reason}; it continues next pass" if yielded else summary.stopped
@@ -268,6 +314,20 @@ def run_pass(engine: Engine, config: Config, now: datetime, *, catch_up: str | N
         if yielded:
             return True
     return False
+
+
+def _note_stall(engine: Engine, cid: int, reason: str | None, worker_id: str) -> None:
+    """Record (``reason``) or clear (None) why this worker could not send ``cid``, for the admin
+    page, ``campaigns show`` and the API; a database too busy for it only costs the note."""
+    from ..store import workers
+
+    try:
+        if reason is None:
+            workers.clear_stall(engine, cid)
+        else:
+            workers.record_stall(engine, cid, reason, worker_id)
+    except NewsletterError as e:
+        log.debug("campaign %s: stall note not written: %s", cid, e)
 
 
 def send_welcomes(engine: Engine, config: Config, now: datetime, send_options: SendOptions, report: WorkerReport,
@@ -353,6 +413,12 @@ def run_worker(
     from ..engagement.outbound import OutboundPoller  # event webhooks: a thread of their own, never in a send's way
 
     outbound = OutboundPoller.for_config(engine, config, emit)
+    from .heartbeat import Heartbeat  # the admin pages say whether a worker is running
+
+    heartbeat = Heartbeat(engine, worker_id, min(max(poll, 1.0), HEARTBEAT_MAX_S))
+    heartbeat.run_once()
+    if not once:
+        heartbeat.start()
     try:
         emit(f"worker {worker_id} started ({'one pass' if once else f'polling every {poll:g} s'}"
              f"{', clock ' + clock().isoformat(timespec='seconds') if now else ''})")
@@ -384,6 +450,7 @@ def run_worker(
                 break
         emit(f"worker {worker_id} stopped: {report.stopped_by}")
     finally:
+        heartbeat.stop()
         if mailbox_poller is not None:
             mailbox_poller.stop()
         if outbound is not None:

@@ -15,7 +15,8 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from ..errors import InvalidInput
-from .textrules import control_problem
+from ..i18n import N_, Message
+from .textrules import _ONE_LINE as _ONE_LINE_CONTROL, control_problem
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _FAST = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9.-]+)")
@@ -24,12 +25,47 @@ MAX_ADDRESS = 254
 
 
 class AddressError(InvalidInput):
-    """An address that email-validator rejects; ``reason`` is its explanation."""
+    """An address that email-validator rejects; ``reason`` is its explanation. ``str()`` gives
+    email-validator's precise words (English); ``reader`` the same verdict in a few translatable
+    words a signup page can show in its language."""
 
     def __init__(self, address: str, reason: str):
         self.address = address
         self.reason = reason
         super().__init__(f"{address!r} is not a valid email address: {reason}")
+        self.reader = reader_reason(address, reason)
+
+
+def reader_reason(address: str, reason: str) -> Message:
+    """email-validator's reason (dozens of English sentences) sorted into the few a reader needs,
+    each a translatable message naming the address as typed (shortened)."""
+    shown = _ONE_LINE_CONTROL.sub("\ufffd", address if len(address) <= 80 else address[:77] + "...")
+    low = reason.lower()
+    local = address.rpartition("@")[0]
+    if "after the @-sign" not in low and "before the @-sign" not in low and ("period" in low or "hyphen" in low):
+        # "cannot start with a period", "two periods in a row": email-validator does not say which part
+        low += " before the @-sign" if local.startswith(".") or local.endswith(".") or ".." in local else " after the @-sign"
+    if reason == "no address given":
+        return N_("please enter your email address")
+    if "control character" in low or "surrogate" in low:
+        message = N_("%(address)s is not a valid email address: it contains a character that cannot be used", address=shown)
+    elif "must have an @-sign" in low or "at-sign" in low or "commercial at" in low:
+        message = N_("%(address)s is not a valid email address: it needs one @ sign, as in name@example.com", address=shown)
+    elif "something before the @-sign" in low:
+        message = N_("%(address)s is not a valid email address: there is nothing before the @ sign", address=shown)
+    elif "something after the @-sign" in low:
+        message = N_("%(address)s is not a valid email address: there is nothing after the @ sign", address=shown)
+    elif "too long" in low:
+        message = N_("%(address)s is not a valid email address: it is too long", address=shown)
+    elif "after the @-sign" in low:
+        message = N_("%(address)s is not a valid email address: the part after the @ sign is not a valid domain name",
+                     address=shown)
+    elif "before the @-sign" in low:
+        message = N_("%(address)s is not a valid email address: the part before the @ sign has a character or a dot that is not allowed there",
+                     address=shown)
+    else:
+        message = N_("%(address)s is not a valid email address", address=shown)
+    return message
 
 
 @lru_cache(maxsize=65536)

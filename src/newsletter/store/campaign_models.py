@@ -9,6 +9,7 @@ fact rather than a hope. Row states::
        ^                  │                                       │
        └──release/recover─┘          deferred ──next_attempt_at──>┘ (claimable again)
     pending/deferred ──unsubscribed or suppressed since──> skipped
+    held ──A/B test share, or its winner decided──> pending (with ``variant``) | skipped (cancelled)
 
 ``claimed`` rows are held by a live worker and were never handed to a server, so a crash
 returns them to ``pending``; ``sending`` rows were (or were about to be) handed to a server
@@ -110,7 +111,9 @@ class Delivery(SQLModel, table=True):
         sa.CheckConstraint(f"state in ({_in(DELIVERY_STATES)})", name="ck_deliveries_state"),
         # (campaign, state, id): claiming "the next N pending rows in id order" is an index range scan
         sa.Index("ix_deliveries_campaign_state", "campaign_id", "state", "id"),
-        sa.Index("ix_deliveries_worker", "worker_id"),
+        # no index on worker_id: every query naming it also names the campaign and state, or ids
+        # a local-time campaign claims "pending rows whose bucket is due": a range on due_at
+        sa.Index("ix_deliveries_campaign_state_due", "campaign_id", "state", "due_at"),
         # a subscriber's copies (bounce rules: "did we ever mail them", "a later copy arrived")
         sa.Index("ix_deliveries_subscriber", "subscriber_id"),
         {"sqlite_autoincrement": True},
@@ -134,5 +137,12 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     sent_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # Local-time delivery (schedule/localtime.py): not handed to a server before this instant, the
+    # reader's bucket; NULL for every other campaign.
+    due_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
     # The first "try later" (4xx, dropped connection, timeout): retries go on until retry_max_age after it.
     first_deferred_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # A/B subject tests: the variant this copy is built with (0 = A); NULL outside a test and while held.
+    variant: Optional[int] = Field(default=None, nullable=True)
+    # True: the copy was in the test share; False: the rest, sent the winner; NULL outside a test.
+    in_test: Optional[bool] = Field(default=None, nullable=True)

@@ -39,13 +39,15 @@ def unguard_cell(text: str) -> str:
     return text[1:] if text.startswith("'") else text
 
 
-def export_csv(engine: Engine, out: IO[str], *, list_slug: str | None = None, status: str | None = None) -> int:
+def export_csv(engine: Engine, out: IO[str], *, list_slug: str | None = None, status: str | None = None,
+               search: str | None = None) -> int:
     """Write matching subscribers as CSV (header: email, name, status or lists, consent_source,
     created_at, one column per attribute, then EXPORT_MARKER) that re-imports exactly: every cell
     is guarded against CSV injection (``safe_cell``), and the import takes the guard off again in
-    a file whose header ends with the marker. Returns the row count."""
+    a file whose header ends with the marker. ``search`` filters as the admin's search box does.
+    Returns the row count."""
     attr_keys: set[str] = set()
-    for row in iter_subscribers(engine, list_slug=list_slug, status=status):
+    for row in iter_subscribers(engine, list_slug=list_slug, status=status, search=search):
         attr_keys.update(row.attributes)
     reserved = {"email", "name", "status", "lists", "consent_source", "created_at", EXPORT_MARKER}
     keys = sorted(k for k in attr_keys if k not in reserved)
@@ -53,7 +55,7 @@ def export_csv(engine: Engine, out: IO[str], *, list_slug: str | None = None, st
     head = ["email", "name", "status" if list_slug else "lists", "consent_source", "created_at", *keys]
     writer.writerow([safe_cell(h) for h in head] + [EXPORT_MARKER])
     n = 0
-    for row in iter_subscribers(engine, list_slug=list_slug, status=status):
+    for row in iter_subscribers(engine, list_slug=list_slug, status=status, search=search):
         where = row.status if list_slug else " ".join(f"{slug}:{st}" for slug, st in row.lists.items())
         cells = [row.email, row.name, where, row.consent_source, row.created_at, *(row.attributes.get(k) for k in keys)]
         writer.writerow([safe_cell(c) for c in cells] + [""])

@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import InvalidInput
 from .addresses import AddressError, normalize_email
-from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows
+from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows, status_of
 from .models import OPTED_OUT_STATUSES
 from .export import safe_cell
 from .textrules import MAX_ATTRIBUTE_NAMES_PER_FILE, attributes_problem, control_problem
@@ -134,7 +134,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
             line, email, name, status_raw, attrs = row
             status_text = status_raw.strip().lower() if status_raw else ""
             if status_text not in STATUS_VALUES:
-                reject(line, email, f"unknown status {status_text!r} (use active, unsubscribed, bounced or complained)")
+                reject(line, email, f"unknown status {status_text!r} (use active, subscribed, unsubscribed, bounced or complained)")
                 continue
             try:
                 address, key = normalize_email(email)
@@ -144,7 +144,7 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                 else:
                     reject(line, email, e.reason)
                 continue
-            status = STATUS_VALUES[status_text]
+            status = status_of(status_text, opts.keep_confirmed)
             name = name.strip() if name else ""
             problem = control_problem(name)
             if problem is None and attrs:
@@ -157,6 +157,8 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                         attr_names.update(new_names)
             elif problem:
                 problem = f"name {problem}"
+            if problem is None and attrs and "timezone" in attrs:  # stored as the reader's zone, not an attribute
+                problem = _zone_problem(attrs["timezone"])
             if problem:
                 reject(line, address, problem)
                 continue
@@ -183,6 +185,18 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
     finally:
         if rejects_file is not None:
             rejects_file.close()
+
+
+def _zone_problem(value: Any) -> str | None:
+    """Why an import's ``timezone`` value is not an IANA zone zoneinfo knows (None: it is)."""
+    from .preferences import check_timezone
+
+    try:
+        if isinstance(value, str) and check_timezone(value):
+            return None
+    except InvalidInput:
+        pass
+    return f"time zone {str(value)[:64]!r}: unknown (use an IANA name such as Europe/Paris, or leave it empty)"
 
 
 def _shown(text: str) -> str:

@@ -17,17 +17,28 @@ from typing import Any, Iterator, NamedTuple
 
 from ..errors import InvalidInput
 from .export import EXPORT_MARKER, unguard_cell
+from .import_formats import (FLAG_TARGETS, IGNORE, SINGLE_TARGETS, check_target, default_target, detect_format,
+                             flag_set, joined_name)
 from .textrules import MAX_ATTRIBUTE_NAME, MAX_COLUMNS, control_problem
 
 DEFAULT_BATCH_SIZE = 5000
-FIELDS = ("email", "name", "status")
-# Header names understood without --map (compared lowercased, spaces and '-' folded to '_').
-ALIASES = {"email": "email", "e_mail": "email", "email_address": "email", "mail": "email",
-           "name": "name", "full_name": "name", "status": "status"}
 # Columns our own export writes that are not attributes.
 EXPORT_COLUMNS = {"lists", "consent_source", "created_at", EXPORT_MARKER}
-STATUS_VALUES = {"": None, "active": None, "subscribed": None, "unconfirmed": None,
-                 "unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}
+# A status cell -> the status it records (None: the list's usual one). Other tools' words too:
+# listmonk's enabled/disabled/blocklisted, Mailchimp's subscribed/pending/cleaned.
+STATUS_VALUES = {"": None, "active": None, "subscribed": None, "unconfirmed": None, "enabled": None, "pending": None,
+                 "confirmed": None, "unsubscribed": "unsubscribed", "disabled": "unsubscribed",
+                 "blocklisted": "unsubscribed", "bounced": "bounced", "cleaned": "bounced", "complained": "complained"}
+# Status cells that say the person already confirmed (with ImportOptions.keep_confirmed: active on any list).
+CONFIRMED_VALUES = {"active", "subscribed", "confirmed", "enabled"}
+
+
+def status_of(cell: str, keep_confirmed: bool) -> str | None:
+    """The status a (lowercased, known) status cell gives a row: an opt-out, ``active`` for a
+    confirmed row when the file is taken as consent evidence, else None (the list's usual status)."""
+    if keep_confirmed and cell in CONFIRMED_VALUES:
+        return "active"
+    return STATUS_VALUES[cell]
 
 
 @dataclass
@@ -40,6 +51,9 @@ class ImportOptions:
     mapping: dict[str, str] = field(default_factory=dict)  # column -> email | name | status | attr:NAME | - (ignore)
     delimiter: str = ","
     resubscribe: bool = False
+    # A double-opt-in list: rows whose status says subscribed/active/confirmed become active at
+    # once (the file is the consent evidence) instead of unconfirmed (asked again by email).
+    keep_confirmed: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str | None = None  # consent source recorded on new subscribers (default "import:<file name>")
     rejects_path: str | os.PathLike | None = None  # default: <input stem>.rejects.csv beside it (a.csv -> a.rejects.csv)
@@ -105,10 +119,6 @@ def _decode_problem(path: Path, enc: str, given: str | None, err: UnicodeDecodeE
     return f"{path}: cannot decode as {enc}: {err.reason}{hint}"
 
 
-def _norm_header(name: str) -> str:
-    return "_".join(name.strip().lower().replace("-", "_").split())
-
-
 def _our_export_plan(header: list[str]) -> list[tuple[str, str]] | None:
     """The columns of a file written by ``export_csv`` (its header ends with EXPORT_MARKER), taken
     by position: attribute names exactly as exported, no aliases; None for any other file."""
@@ -140,29 +150,25 @@ def _plan_columns(path: Path, header: list[str], mapping: dict[str, str], delimi
         ours = _our_export_plan(header)
         if ours is not None:
             return ours
-    plan, seen = [], set()
+    fmt = detect_format(header)
+    plan: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for h in header:
-        target = mapping_l.get(h.strip().lower())
-        if target is None:
-            field_ = ALIASES.get(_norm_header(h))
-            if field_ is not None and field_ not in seen:
-                plan.append((field_, ""))
-                seen.add(field_)
-            elif _norm_header(h) in EXPORT_COLUMNS or not h.strip():
-                plan.append(("skip", ""))
-            else:
-                plan.append(("attr", h.strip()))
-        elif target in ("-", "ignore", "skip"):
-            plan.append(("skip", ""))
-        elif target in FIELDS:
-            if target in seen:
+        given = mapping_l.get(h.strip().lower())
+        target = check_target(h, given) if given is not None else default_target(h, EXPORT_COLUMNS, fmt)
+        if target in SINGLE_TARGETS and target in seen:
+            if given is not None:
                 raise InvalidInput(f"{path}: two columns map to {target!r}")
-            plan.append((target, ""))
-            seen.add(target)
-        elif target.startswith("attr:") and target[5:].strip():
+            target = "attr:" + h.strip()  # a second "name" column, say: kept as an attribute
+        if target in IGNORE:
+            plan.append(("skip", ""))
+        elif target in FLAG_TARGETS:
+            plan.append(("flag", FLAG_TARGETS[target]))
+        elif target.startswith("attr:"):
             plan.append(("attr", target[5:].strip()))
         else:
-            raise InvalidInput(f"--map {h.strip()}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
+            plan.append((target, ""))
+            seen.add(target)
     if "email" not in seen:
         shown = delimiter.join(header)
         guess = next((d for d in (";", "\t", "|", ",") if d != delimiter and d in shown), None)
@@ -188,9 +194,11 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
         if ours:
             header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
         plan = _plan_columns(path, header, opts.mapping, opts.delimiter)
-        fields = {kind: i for i, (kind, _) in enumerate(plan) if kind in FIELDS}
+        fields = {kind: i for i, (kind, _) in enumerate(plan) if kind in SINGLE_TARGETS}
         email_i, name_i, status_i = fields["email"], fields.get("name"), fields.get("status")
+        first_i, last_i, json_i = fields.get("first_name"), fields.get("last_name"), fields.get("attributes")
         attr_cols = [(i, attr) for i, (kind, attr) in enumerate(plan) if kind == "attr"]
+        flag_cols = [(i, status) for i, (kind, status) in enumerate(plan) if kind == "flag"]
         width = len(header)
         start = reader.line_num
         for row in reader:
@@ -205,13 +213,16 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
             if ours:
                 row = [unguard_cell(c) for c in row]
             if build:
-                yield (
-                    start + 1,
-                    row[email_i],
-                    row[name_i] if name_i is not None else "",
-                    row[status_i] if status_i is not None else "",
-                    {a: row[i] for i, a in attr_cols if row[i] != ""},
-                )
+                name = row[name_i] if name_i is not None else ""
+                if not name.strip() and (first_i is not None or last_i is not None):
+                    name = joined_name(row[first_i] if first_i is not None else "", row[last_i] if last_i is not None else "")
+                status = row[status_i] if status_i is not None else ""
+                for i, flagged in flag_cols:
+                    if flag_set(row[i]) and STATUS_VALUES.get(status.strip().lower()) is None:
+                        status = flagged
+                attrs = _json_attributes(row[json_i]) if json_i is not None else {}
+                attrs.update((a, row[i]) for i, a in attr_cols if row[i] != "")
+                yield start + 1, row[email_i], name, status, attrs
             else:
                 yield start + 1, "", "", "", None
             start = reader.line_num
@@ -225,6 +236,18 @@ class BadLine(NamedTuple):
     line: int
     text: str  # the line as written (shortened), for the report and the rejects file
     reason: str
+
+
+def _json_attributes(cell: str) -> dict[str, Any]:
+    """A cell holding a JSON object (listmonk's attributes column) as attributes; any other text
+    is kept whole as the attribute ``attributes``."""
+    if not cell.strip():
+        return {}
+    try:
+        value = json.loads(cell)
+    except (ValueError, RecursionError):
+        value = None
+    return dict(value) if isinstance(value, dict) else {"attributes": cell}
 
 
 def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator["Row | BadLine"]:
@@ -254,23 +277,30 @@ def _jsonl_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator
         first = False
         rec: dict[str, Any] = {"attrs": {}}
         for k, v in obj.items():
-            target = mapping.get(k)
-            if target is None:
-                target = ALIASES.get(_norm_header(k))
-                if target is None:
-                    target = "-" if _norm_header(k) in EXPORT_COLUMNS else "attr:" + k
-            if target in ("-", "ignore", "skip"):
+            given = mapping.get(k)
+            target = check_target(k, given) if given is not None else default_target(k, EXPORT_COLUMNS)
+            text = "" if v is None else (v if isinstance(v, str) else str(v))
+            if target in IGNORE:
                 continue
-            if target in FIELDS:
-                rec[target] = "" if v is None else (v if isinstance(v, str) else str(v))
-            elif target.startswith("attr:"):
-                if k == "attributes" and isinstance(v, dict) and target == "attr:attributes":
+            if target in FLAG_TARGETS:
+                if flag_set(text) and v is not False:
+                    rec["flag"] = FLAG_TARGETS[target]
+            elif target == "attributes" or (k == "attributes" and isinstance(v, dict) and target == "attr:attributes"):
+                if isinstance(v, dict):
                     rec["attrs"].update(v)
                 elif v is not None and v != "":
-                    rec["attrs"][target[5:]] = v
-            else:
-                raise InvalidInput(f"--map {k}={target}: the field must be email, name, status, attr:NAME or - (ignore)")
-        yield number, rec.get("email", ""), rec.get("name", ""), rec.get("status", ""), rec["attrs"]
+                    rec["attrs"][k] = v
+            elif target in SINGLE_TARGETS:
+                rec[target] = text
+            elif v is not None and v != "":
+                rec["attrs"][target[5:]] = v
+        name = rec.get("name", "")
+        if not name.strip() and ("first_name" in rec or "last_name" in rec):
+            name = joined_name(rec.get("first_name", ""), rec.get("last_name", ""))
+        status = rec.get("status", "")
+        if "flag" in rec and STATUS_VALUES.get(status.strip().lower()) is None:
+            status = rec["flag"]
+        yield number, rec.get("email", ""), name, status, rec["attrs"]
 
 
 def _json_kind(value: Any) -> str:
@@ -295,3 +325,55 @@ def check_file(path: str | os.PathLike, opts: ImportOptions) -> int:
         n += 1
     return n
 
+
+
+def preview_file(path: str | os.PathLike, opts: ImportOptions, rows: int = 5) -> tuple[list[str], list[list[str]]]:
+    """The header and first ``rows`` data rows of an import file, for the admin's mapping step
+    (JSON Lines: the keys of the first objects as the header). InvalidInput as ``check_file``."""
+    p = Path(path)
+    if _detect_format(p, opts.format) == "jsonl":
+        keys: list[str] = []
+        objs: list[dict] = []
+        for line in _lines(p, opts.encoding):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                obj = None
+            if not isinstance(obj, dict):
+                raise InvalidInput(f"{p}: line {len(objs) + 1}: not a JSON object: not a JSON Lines file (one {{...}} object per line)")
+            objs.append(obj)
+            keys.extend(k for k in obj if k not in keys)
+            if len(objs) >= rows:
+                break
+        shown = [[_cell_text(o.get(k)) for k in keys] for o in objs]
+        return keys, shown
+    if len(opts.delimiter) != 1:
+        raise InvalidInput(f"--delimiter must be one character, not {opts.delimiter!r}")
+    reader = csv.reader(_lines(p, opts.encoding), delimiter=opts.delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInput(f"{p}: the file is empty (expected a header line such as email,name)")
+        if header and header[-1] == EXPORT_MARKER:
+            header = [unguard_cell(h) for h in header[:-1]] + [EXPORT_MARKER]
+        if not any(h.strip() for h in header):
+            raise InvalidInput(f"{p}: the first line must be a header naming the columns (e.g. email,name)")
+        if len(header) > MAX_COLUMNS:
+            raise InvalidInput(f"{p}: the header has {len(header)} columns: at most {MAX_COLUMNS}")
+        out = []
+        for row in reader:
+            if row and any(c.strip() for c in row):
+                out.append(row)
+            if len(out) >= rows:
+                break
+    except csv.Error as e:
+        raise InvalidInput(f"{p}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
+    return header, out
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -203,6 +203,23 @@ class _SQL:
                 [(n, a, now, i) for i, n, a in rows],
             )
 
+    def move_timezones(self, conn) -> None:
+        """The batch's ``timezone`` values (checked by the reader) become the readers' zone —
+        ``subscribers.timezone``, where the preference centre and signup keep it — and leave their
+        attributes. People the batch did not write (who left the list) are not touched: their
+        attributes never got the value."""
+        cond, params = self._batch_keys("email_key")
+        if self.pg:
+            conn.exec_driver_sql(
+                "update subscribers set timezone = attributes->>'timezone', "
+                f"attributes = (attributes::jsonb - 'timezone')::json where {cond} and attributes->>'timezone' is not null",
+                params)
+        else:
+            conn.exec_driver_sql(
+                "update subscribers set timezone = json_extract(attributes, '$.timezone'), "
+                f"attributes = json_remove(attributes, '$.timezone') where {cond} "
+                "and json_extract(attributes, '$.timezone') is not null", params)
+
     _OPTED_OUT_SQL = "('unsubscribed', 'bounced', 'complained')"
 
     def insert_subscriptions(self, conn, list_id: int, source: str, now, rows: list[tuple]) -> None:

@@ -202,6 +202,8 @@ class _Writer:
                 sql.insert_subscriptions(conn, self.list_id, self.source, now, inserts)
             if updates:
                 sql.update_subscriptions(conn, updates)
+            if any('"timezone"' in r[3] for r in rows):  # a `timezone` column: the readers' own zone
+                sql.move_timezones(conn)
         report.batches += 1
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..config import Config
 from ..errors import InvalidInput, NotFound
+from ..i18n import N_
 from . import tokens
 from .db import transaction
 from .db import table_of
@@ -160,7 +161,7 @@ def unsubscribe_chosen(engine: Engine, secret: bytes, token: str, chosen: Sequen
         by_id = {str(o.id): o for o in _other_lists(conn, sid, lid)}
         chosen = list(chosen) or [str(lid)]
         if any(c != str(lid) and c not in by_id for c in chosen):
-            raise InvalidInput("that list is not one of this subscriber's lists")
+            raise InvalidInput(N_("that list is not one of this subscriber's lists"))
         leaving = ([(lid, r["list_name"])] if str(lid) in chosen else []) + [(by_id[c].id, by_id[c].name) for c in chosen if c in by_id]
         leave_lists(conn, sid, [i for i, _ in leaving], now)
     return TokenResult(sid, r["email"], lid, r["slug"], r["list_name"], r["status"], False, lists), [name for _, name in leaving]

@@ -37,6 +37,7 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"  # "try later": claimable again at next_attempt_at
     SKIPPED = "skipped"  # never sent: the reader left, or the campaign was cancelled
+    HELD = "held"  # an A/B test's rest: waits for the winner, then pending with the winning variant
 
 
 class PauseKind(StrEnum):
@@ -62,7 +63,9 @@ class StopReason(StrEnum):
     AUTO_PAUSED = "auto-paused"  # this run paused it (servers failing, warm-up quota)
     DEFERRED_WAIT = "deferred copies wait for a later retry"  # told not to wait for retries
     OTHERS_FINISHING = "other workers are finishing the campaign"
+    NEXT_BUCKET = "the next local-time bucket is not due yet"  # local-time delivery: a worker sends it then
     INTERRUPTED = "interrupted"  # an exception (e.g. KeyboardInterrupt) in the feeding thread
+    AB_WAITING = "the rest waits for the A/B test's winner (`newsletter worker` sends it after the wait)"
 
 
 class SendOutcome(StrEnum):
@@ -86,9 +89,10 @@ CAMPAIGN_MOVES: dict[CampaignStatus, frozenset[CampaignStatus]] = {
 }
 
 D = DeliveryState
-# The one table of allowed ledger moves (a row is created ``pending``).
+# The one table of allowed ledger moves (a row is created ``pending``, or ``held`` in an A/B test).
 DELIVERY_MOVES: dict[DeliveryState, frozenset[DeliveryState]] = {
     D.PENDING: frozenset({D.CLAIMED, D.SKIPPED}),
+    D.HELD: frozenset({D.PENDING, D.SKIPPED}),  # released with a variant (test share, then the winner)
     D.CLAIMED: frozenset({D.SENDING, D.PENDING, D.SKIPPED}),  # back to pending: released unsent
     D.SENDING: frozenset({D.SENT, D.FAILED, D.DEFERRED, D.PENDING}),  # pending: given back or resent
     D.DEFERRED: frozenset({D.CLAIMED, D.SKIPPED}),
@@ -101,8 +105,8 @@ DELIVERY_MOVES: dict[DeliveryState, frozenset[DeliveryState]] = {
 # mistyped id, a scheduled one starts at its time.
 RESUMABLE = frozenset({CampaignStatus.PAUSED, CampaignStatus.RUNNING})
 # Copies that will still be handed to a server ("sending" ones already were: in flight, or
-# ambiguous after a crash).
-LEFT_STATES = (D.PENDING, D.CLAIMED, D.DEFERRED)
+# ambiguous after a crash; "held" ones wait for an A/B test's winner).
+LEFT_STATES = (D.PENDING, D.CLAIMED, D.DEFERRED, D.HELD)
 # Copies with a final answer.
 DONE_STATES = (D.SENT, D.FAILED, D.SKIPPED)
 

@@ -29,6 +29,7 @@ class ListSummary:
     opt_in: str
     created_at: datetime
     language: str | None = None
+    timezone: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -58,6 +59,19 @@ def _check_language(language: str | None) -> str | None:
     return check_language(language)
 
 
+def _check_timezone(tz: str | None) -> str | None:
+    """An IANA time zone for the list's readers who gave none (local-time delivery), or None for
+    "the configured default" (empty or ``default``); InvalidInput naming it otherwise."""
+    from .preferences import check_timezone
+
+    if not tz or tz.strip().lower() == "default":
+        return None
+    try:
+        return check_timezone(tz) or None
+    except InvalidInput:
+        raise InvalidInput(f"list time zone {tz!r}: unknown (use an IANA name such as Europe/Paris, or 'default')") from None
+
+
 def find_list(session, slug: str) -> MailingList:
     """The list named ``slug`` in this session, or NotFound naming the known lists."""
     found = session.execute(select(MailingList).where(col(MailingList.slug) == slug)).scalars().first()
@@ -75,19 +89,21 @@ def get_list(engine: Engine, slug: str) -> MailingList:
 
 
 def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single",
-                language: str | None = None) -> MailingList:
+                language: str | None = None, timezone: str | None = None) -> MailingList:
     """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first);
-    ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language)."""
+    ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language);
+    ``timezone`` is the zone local-time campaigns use for its readers who gave none (None: config.timezone)."""
     check_slug(slug)
     _check_opt_in(opt_in)
     language = _check_language(language)
+    timezone = _check_timezone(timezone)
     check_text("the list name", name or "")
     check_text("the list description", description or "", multiline=True)
     with session_scope(engine) as s:
         if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in,
-                         language=language)
+                         language=language, timezone=timezone)
         s.add(ml)
         s.flush()
         s.refresh(ml)
@@ -95,9 +111,10 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
 
 
 def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None,
-                language: str | None = None) -> MailingList:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status) or
-    language (``default`` or ``""`` goes back to config.language; None leaves it)."""
+                language: str | None = None, timezone: str | None = None) -> MailingList:
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status),
+    language or default time zone (``default`` or ``""`` goes back to the config's; None leaves it)."""
+    tz = _check_timezone(timezone) if timezone is not None else None
     with session_scope(engine) as s:
         ml = find_list(s, slug)
         if name is not None:
@@ -108,6 +125,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
             ml.opt_in = _check_opt_in(opt_in)
         if language is not None:
             ml.language = _check_language(language)
+        if timezone is not None:
+            ml.timezone = tz
         ml.updated_at = utcnow()
         s.add(ml)
         s.flush()
@@ -151,7 +170,7 @@ def list_lists(engine: Engine) -> list[ListSummary]:
     return [
         ListSummary(
             id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
-            created_at=r["created_at"], language=r["language"],
+            created_at=r["created_at"], language=r["language"], timezone=r["timezone"],
             counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
         )
         for r in rows

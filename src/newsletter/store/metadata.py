@@ -16,5 +16,7 @@ from . import engagement_models  # noqa: F401  (tracked_links, engagement_events
 from . import outbound_models  # noqa: F401  (webhook_deliveries, event_cursors)
 from . import preference_models  # noqa: F401  (preference_changes)
 from . import welcome_models  # noqa: F401  (welcome_sends)
+from . import ab_models  # noqa: F401  (ab_tests)
+from . import worker_models  # noqa: F401  (worker_heartbeats, campaign_stalls)
 
 metadata = SQLModel.metadata

@@ -89,6 +89,8 @@ class MailingList(SQLModel, table=True):
     # The welcome email (dispatch/welcome.py): {"template": path, "steps": [0, 3, 7], "since": ISO time}; None: off.
     welcome: Optional[dict] = Field(default=None, sa_type=sa.JSON(none_as_null=True), nullable=True)
     language: Optional[str] = Field(default=None, sa_type=sa.String(16), nullable=True)  # readers' language; None: config.language
+    # IANA zone of readers who gave none (local-time delivery); None: config.timezone
+    timezone: Optional[str] = Field(default=None, sa_type=sa.String(64), nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 

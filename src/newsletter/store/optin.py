@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
+from ..i18n import N_
 from . import tokens
 from .consent import Join, may_join
 from .db import transaction
@@ -35,9 +36,10 @@ def confirm_by_token(engine: Engine, secret: bytes, token: str, *, now: datetime
     with transaction(engine) as conn:
         r = _token_subscription(conn, sid, lid)
         if may_join(r["status"], fresh_consent=False) is Join.LEFT:  # a confirm link is no fresh consent
-            raise StateError(f"{r['email']} is {r['status']} on list {r['slug']!r}: this confirmation link no longer applies")
+            raise StateError(N_("%(email)s is no longer on %(list)s: this confirmation link no longer applies (sign up again)",
+                                email=r["email"], list=r["list_name"]))
         if _find_suppression(conn, r["email_key"]) is not None:
-            raise StateError(f"{r['email']} is suppressed: not confirmed")
+            raise StateError(N_("%(email)s was not subscribed: mail to this address has been stopped", email=r["email"]))
         changed = r["status"] == "unconfirmed"
         if changed:
             conn.execute(

@@ -35,7 +35,8 @@ from .optin import Invitation
 from .preference_models import PreferenceChange
 from .signup import RESEND_AFTER, _due
 from .suppressions import _find_suppression
-from .textrules import check_text
+from .textrules import check_reader_name
+from ..i18n import N_
 
 SOURCE = "preferences"
 PAUSE_MONTHS = (1, 2, 3)
@@ -190,11 +191,11 @@ def check_timezone(name: str) -> str:
     if not name:
         return ""
     if len(name) > 64 or ".." in name or name.startswith("/"):
-        raise InvalidInput(f"{name[:64]!r} is not a time zone")
+        raise InvalidInput(N_("%(zone)s is not a time zone", zone=repr(name[:64])))
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"{name!r} is not a time zone: choose one from the list, like Europe/Paris") from None
+        raise InvalidInput(N_("%(zone)s is not a time zone: choose one from the list, like Europe/Paris", zone=repr(name))) from None
     return name
 
 
@@ -211,9 +212,9 @@ def add_months(when: datetime, months: int) -> datetime:
 def set_name(engine: Engine, secret: bytes, token: str, name: str, *, ip_class: str = "",
              now: datetime | None = None) -> bool:
     """Change the reader's name (blanks collapsed, at most MAX_NAME characters); True if it changed."""
-    name = check_text("the name", " ".join((name or "").split()))
+    name = check_reader_name(" ".join((name or "").split()))
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"the name is longer than {MAX_NAME} characters")
+        raise InvalidInput(N_("the name is longer than %(max)d characters", max=MAX_NAME))
     now = now or utcnow()
     with transaction(engine) as conn:
         p = _reader(conn, secret, token)
@@ -229,7 +230,7 @@ def pause(engine: Engine, secret: bytes, token: str, months: int, *, ip_class: s
     """Pause the reader's mail for 1, 2 or 3 months (campaigns skip them until then), or with
     ``months`` 0 end a pause early. Returns the new ``pause_until`` (None: not paused)."""
     if months not in (0, *PAUSE_MONTHS):
-        raise InvalidInput(f"a pause lasts 1, 2 or 3 months, not {months}")
+        raise InvalidInput(N_("a pause lasts 1, 2 or 3 months, not %(months)s", months=months))
     now = now or utcnow()
     until = add_months(now, months) if months else None
     with transaction(engine) as conn:
@@ -290,13 +291,13 @@ def join(engine: Engine, secret: bytes, token: str, list_id: int, *, ip_class: s
         p = _reader(conn, secret, token)
         lst = conn.execute(select(lists_t).where(lists_t.c.id == list_id)).mappings().first()
         if lst is None:
-            raise NotFound(f"there is no list #{list_id}")
+            raise NotFound(N_("there is no list #%(id)s", id=list_id))
         sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == p["id"], subs_t.c.list_id == list_id)).mappings().first()
         status = sub["status"] if sub is not None else None
         decision = may_join(status, fresh_consent=True, suppressed=_find_suppression(conn, p["email_key"]) is not None)
         invitation = Invitation(p["id"], list_id, p["email"], p["name"], lst["name"])
         if decision is Join.SUPPRESSED:
-            raise StateError(f"{p['email']} is suppressed: it cannot be subscribed")
+            raise StateError(N_("%(email)s cannot be subscribed: mail to this address has been stopped", email=p["email"]))
         if decision is Join.PRESENT:
             assert sub is not None and status is not None
             due = status == "unconfirmed" and _due(sub["confirmation_sent_at"], RESEND_AFTER, now)

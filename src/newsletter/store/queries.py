@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
 from .db import table_of
 from .lifecycle import CampaignStatus, DeliveryState, PauseKind, campaign_transition, delivery_sources
-from .models import Subscriber, Subscription, utcnow
+from .models import MailingList, Subscriber, Subscription, utcnow
 from .segments import campaign_condition
 from .suppressions import suppressed_condition
 
@@ -35,6 +35,7 @@ campaign_images = table_of(CampaignImage)
 deliveries = table_of(Delivery)
 subscribers = table_of(Subscriber)
 subscriptions = table_of(Subscription)
+lists = table_of(MailingList)
 
 D = DeliveryState
 LEDGER_CHUNK = 5000
@@ -224,8 +225,10 @@ def active_recipients_count(conn: Connection, campaign_id: int) -> int:
     return int(conn.execute(q if seg is None else q.where(seg)).scalar_one())
 
 
-def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
-    """Insert one ``pending`` row per subscriber active on any target list and not suppressed.
+def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = None, *,
+                  state: DeliveryState = D.PENDING) -> int:
+    """Insert one ``pending`` row (``held`` for an A/B test, whose ``dispatch.abtest`` then
+    releases the test share) per subscriber active on any target list and not suppressed.
 
     Shape: ``INSERT INTO deliveries (...) SELECT ... GROUP BY subscriber ON CONFLICT DO NOTHING``
     — a reader on two target lists gets one row (with the lowest list id, whose unsubscribe link
@@ -243,11 +246,12 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     # filter's set-up and scan again (200 of them for a million readers).
     step = LEDGER_CHUNK if seg is None else hi - lo + 1
     for start in range(lo, hi + 1, step):
-        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg)
+        added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg, state)
     return added
 
 
-def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None) -> int:
+def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, start: int, stop: int, seg=None,
+                         state: DeliveryState = D.PENDING) -> int:
     """One id range of :func:`create_ledger`."""
     src = (
         select(
@@ -255,7 +259,7 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
             subscribers.c.id.label("subscriber_id"),
             func.min(subscriptions.c.list_id).label("list_id"),
             subscribers.c.email,
-            literal(D.PENDING.value).label("state"),
+            literal(DeliveryState(state).value).label("state"),
             literal(0).label("attempts"),
             literal(now, deliveries.c.created_at.type).label("created_at"),
             literal(now, deliveries.c.updated_at.type).label("updated_at"),
@@ -296,7 +300,8 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
 
 
 # --- the ledger: claim and skip -----------------------------------------------------------------
-def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None) -> list[int]:
+def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None,
+                *, due_by: datetime | None = None) -> list[int]:
     """Take up to ``limit`` claimable rows for ``worker_id``: pending ones first, then deferred
     ones whose retry time has come.
 
@@ -306,16 +311,21 @@ def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, 
     instead of waiting, so several processes share one campaign without ever claiming a row
     twice. The (campaign_id, state, id) index makes each claim a short range scan, whatever the
     size of the campaign. On SQLite the same statement runs under the campaign lock (one sender
-    at a time), where no row locks are needed. Returns the ids."""
+    at a time), where no row locks are needed. ``due_by`` (a local-time campaign): only pending
+    rows whose bucket is due by then (``due_at <= :due_by``, in due order). Returns the ids."""
     now = now or utcnow()
     ids: list[int] = []
-    for cond in (_moving([D.PENDING], D.CLAIMED),
+    pending = _moving([D.PENDING], D.CLAIMED)
+    if due_by is not None:
+        pending = and_(pending, deliveries.c.due_at <= due_by)
+    for cond in (pending,
                  and_(_moving([D.DEFERRED], D.CLAIMED), deliveries.c.next_attempt_at <= now)):
         want = limit - len(ids)
         if want <= 0:
             break
+        order = (deliveries.c.due_at, deliveries.c.id) if due_by is not None else (deliveries.c.id,)
         sub = (select(deliveries.c.id).where(deliveries.c.campaign_id == campaign_id, cond)
-               .order_by(deliveries.c.id).limit(want))
+               .order_by(*order).limit(want))
         if conn.dialect.name == "postgresql":
             sub = sub.with_for_update(skip_locked=True)
         stmt = (
@@ -340,6 +350,7 @@ def claimed_recipients(conn: Connection, ids: Sequence[int]) -> list[sa.Row]:
         select(
             deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.list_id, deliveries.c.email,
             deliveries.c.attempts, deliveries.c.first_deferred_at, subscribers.c.name, subscribers.c.attributes,
+            deliveries.c.variant,
         )
         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
         .where(deliveries.c.id.in_(list(ids)), deliveries.c.state == D.CLAIMED)
@@ -400,64 +411,145 @@ def skip_cancelled(conn: Connection, campaign_id: int, now: datetime | None = No
     """A cancelled campaign's copies not yet claimed or handed to a server never go out.
 
     Shape: ``UPDATE deliveries SET state='skipped' WHERE campaign_id=:c AND state IN
-    ('pending','deferred')`` (claimed ones are skipped by their sender on release)."""
+    ('pending','deferred','held')`` (claimed ones are skipped by their sender on release)."""
     now = now or utcnow()
     stmt = (deliveries.update()
-            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING, D.DEFERRED], D.SKIPPED))
+            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING, D.DEFERRED, D.HELD], D.SKIPPED))
             .values(state=D.SKIPPED, last_reply=CANCELLED_REPLY, updated_at=now))
     return conn.execute(stmt).rowcount or 0
 
 
+# --- the ledger: A/B tests (held rows and their variants) ---------------------------------------
+def held_rows(conn: Connection, campaign_id: int, after_id: int, limit: int) -> list[tuple[int, int]]:
+    """[(id, subscriber_id)] of a campaign's ``held`` rows after ``after_id``, in id order (a chunk)."""
+    d = deliveries.c
+    return [(i, s) for i, s in conn.execute(select(d.id, d.subscriber_id).where(
+        d.campaign_id == campaign_id, d.state == D.HELD, d.id > after_id).order_by(d.id).limit(limit))]
+
+
+def release_held_as(conn: Connection, rows: Sequence[tuple[int, int]], now: datetime | None = None) -> int:
+    """``held`` → ``pending`` with a variant, for the test share: ``rows`` are (id, variant).
+
+    Shape: ``UPDATE deliveries SET state='pending', variant=:v WHERE id=:id AND state='held'``
+    (executemany). Run in the transaction that made the ledger, so a crash leaves either every
+    row held or the test share released."""
+    if not rows:
+        return 0
+    stamp = now or utcnow()
+    delivery_sources([D.HELD], D.PENDING)  # the move, checked (a plain = below: executemany takes no IN list)
+    stmt = (deliveries.update().where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.state == D.HELD)
+            .values(state=D.PENDING, variant=sa.bindparam("v"), in_test=True, updated_at=stamp))
+    return conn.execute(stmt, [{"row_id": i, "v": v} for i, v in rows]).rowcount or 0
+
+
+def release_held(conn: Connection, campaign_id: int, variant: int, now: datetime | None = None) -> int:
+    """Every ``held`` row of the campaign → ``pending`` with the winning ``variant``.
+
+    Shape: ``UPDATE deliveries SET state='pending', variant=:w WHERE campaign_id=:c AND
+    state='held'``. Run in the transaction that records the decision (``store.abtests.decide``),
+    which only one worker can make: the rest of the audience is released once."""
+    stmt = (deliveries.update().where(deliveries.c.campaign_id == campaign_id, _moving([D.HELD], D.PENDING))
+            .values(state=D.PENDING, variant=variant, in_test=False, updated_at=now or utcnow()))
+    return conn.execute(stmt).rowcount or 0
+
+
+def counts_by_variant(conn: Connection, campaign_id: int) -> list[tuple[int | None, bool | None, str, int]]:
+    """``[(variant, in_test, state, n)]`` of the campaign's ledger (variant None: held, waiting)."""
+    d = deliveries.c
+    return [(v, None if t is None else bool(t), st, int(n)) for v, t, st, n in conn.execute(
+        select(d.variant, d.in_test, d.state, func.count()).where(d.campaign_id == campaign_id)
+        .group_by(d.variant, d.in_test, d.state))]
+
+
 # --- the ledger: send and record (the per-message hot path) -----------------------------------
+# SQLite (in-process, no round trips): driver-level executemany for the results, one UPDATE …
+# RETURNING for the marks, in the caller's transaction.
 _RESULT_SQL = (
-    "UPDATE deliveries SET state={p}, last_reply={p}, message_id={p}, server={p}, next_attempt_at={p}, "
-    "sent_at={p}, updated_at={p}, worker_id=NULL, first_deferred_at=COALESCE(first_deferred_at, {p}) "
-    "WHERE id={p} AND state='sending'"
+    "UPDATE deliveries SET state=?, last_reply=?, message_id=?, server=?, next_attempt_at=?, "
+    "sent_at=?, updated_at=?, worker_id=NULL, first_deferred_at=COALESCE(first_deferred_at, ?) "
+    "WHERE id=? AND state='sending'"
 )
 _SENDING_SQL = (
-    "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at={p} "
-    "WHERE id={p} AND state='claimed' AND worker_id={p}"
+    "UPDATE deliveries SET state='sending', attempts=attempts+1, updated_at=? "
+    "WHERE id IN ({ids}) AND state='claimed' AND worker_id=? RETURNING id"
 )
-# The moves the two statements above make (checked once: they are plain SQL for speed).
+# PostgreSQL: the results and the marks of a whole group in ONE statement (one round trip, one
+# commit when run in autocommit): the results come as arrays joined back to their rows
+# (UPDATE … FROM unnest), the marks as an id array; the statement returns the ids it marked.
+_GROUP_SQL_PG = (
+    "WITH v (id, state, reply, message_id, server, next_attempt_at, sent_at, first_deferred_at) AS ("
+    " SELECT * FROM unnest(%(r_id)s::bigint[], %(r_state)s::text[], %(r_reply)s::text[], %(r_msgid)s::text[],"
+    " %(r_server)s::text[], %(r_next)s::timestamptz[], %(r_sent)s::timestamptz[], %(r_deferred)s::timestamptz[])),"
+    " results AS (UPDATE deliveries AS d SET state=v.state, last_reply=v.reply, message_id=v.message_id,"
+    " server=v.server, next_attempt_at=v.next_attempt_at, sent_at=v.sent_at, updated_at=%(now)s,"
+    " worker_id=NULL, first_deferred_at=COALESCE(d.first_deferred_at, v.first_deferred_at)"
+    " FROM v WHERE d.id = v.id AND d.state = 'sending' RETURNING d.id),"
+    " marks AS (UPDATE deliveries AS d SET state='sending', attempts=d.attempts+1, updated_at=%(now)s"
+    " FROM unnest(%(m_id)s::bigint[], %(m_worker)s::text[]) AS m (id, worker)"
+    " WHERE d.id = m.id AND d.state = 'claimed' AND d.worker_id = m.worker RETURNING d.id)"
+    " SELECT id FROM marks"
+)
+# The moves the statements above make (checked once: they are plain SQL for speed).
 for _result in (D.SENT, D.FAILED, D.DEFERRED):
     delivery_sources([D.SENDING], _result)
 delivery_sources([D.CLAIMED], D.SENDING)
 
 
 def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: Sequence[tuple[int, str]],
-                            now: datetime | None = None) -> None:
+                            now: datetime | None = None) -> set[int]:
     """Record finished messages (``sending`` → sent, failed or deferred) and mark the next ones
-    ``sending`` (``claimed`` → ``sending``, attempts + 1), in the caller's transaction.
+    ``sending`` (``claimed`` → ``sending``, attempts + 1), together; returns the ids marked.
 
-    Run as driver-level ``executemany`` because this happens once per message: a sender commits
-    the previous message's result together with the next message's ``sending`` mark, so a crash
-    never leaves more than one unknown outcome per connection, at the price of one commit per
-    message. Each result is a dict with id, state, reply and optionally message_id, server,
-    next_attempt_at; ``sending`` holds (id, worker_id) pairs."""
+    This is the per-message hot path: a sender commits the previous message's result together
+    with the next message's ``sending`` mark, so a crash never leaves more than one unknown
+    outcome per connection, and lanes share these commits (``dispatch.group_commit``). On
+    PostgreSQL it is one statement for the whole group (``WITH results AS (UPDATE … FROM
+    unnest(…)), marks AS (UPDATE … FROM unnest(…) RETURNING id) SELECT id FROM marks``): one
+    round trip, and one commit when the caller runs it in autocommit. On SQLite, an
+    ``executemany`` and one ``UPDATE … RETURNING``, in the caller's transaction. A row not marked
+    (no longer ``claimed`` by that worker) must not be sent. Each result is a dict with id,
+    state, reply and optionally message_id, server, next_attempt_at; ``sending`` holds
+    (id, worker_id) pairs."""
     now = now or utcnow()
-    dialect = conn.dialect
-    p = "?" if dialect.paramstyle == "qmark" else "%s"
-    ts = deliveries.c.updated_at.type.bind_processor(dialect) or (lambda v: v)
     for r in results:
         if r["state"] not in (D.SENT, D.FAILED, D.DEFERRED):
-            delivery_sources([D.SENDING], r["state"])  # raises: not a result state
+            raise ValueError(f"ledger row {r['id']}: {r['state']!r} is not the result of a send (sent, failed, deferred)")
+    rows = [(r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
+             r.get("next_attempt_at") if r["state"] == D.DEFERRED else None,
+             now if r["state"] == D.SENT else None, now if r["state"] == D.DEFERRED else None, r["id"])
+            for r in results]
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None, "an open connection"
     cur = dbapi.cursor()
     try:
-        if results:
-            stamp = ts(now)
-            cur.executemany(_RESULT_SQL.format(p=p), [
-                (r["state"], (r.get("reply") or "")[:1000], r.get("message_id"), r.get("server"),
-                 ts(r.get("next_attempt_at")) if r["state"] == D.DEFERRED and r.get("next_attempt_at") else None,
-                 stamp if r["state"] == D.SENT else None, stamp, stamp if r["state"] == D.DEFERRED else None, r["id"])
-                for r in results
-            ])
-        if sending:
-            stamp = ts(now)
-            cur.executemany(_SENDING_SQL.format(p=p), [(stamp, i, w) for i, w in sending])
+        if conn.dialect.name == "postgresql":
+            if not rows and not sending:
+                return set()
+            now = _utc(now)
+            cols = list(zip(*rows)) if rows else [()] * 8
+            cur.execute(_GROUP_SQL_PG, {
+                "r_state": list(cols[0]), "r_reply": list(cols[1]), "r_msgid": list(cols[2]),
+                "r_server": list(cols[3]), "r_next": [_utc(t) for t in cols[4]], "r_sent": [_utc(t) for t in cols[5]],
+                "r_deferred": [_utc(t) for t in cols[6]], "r_id": list(cols[7]), "now": now,
+                "m_id": [i for i, _ in sending], "m_worker": [w for _, w in sending]})
+            return {r[0] for r in cur.fetchall()}
+        ts = deliveries.c.updated_at.type.bind_processor(conn.dialect) or (lambda v: v)
+        if rows:
+            cur.executemany(_RESULT_SQL, [(st, rep, mid, srv, ts(nxt), ts(sent), ts(now), ts(dfr), i)
+                                          for st, rep, mid, srv, nxt, sent, dfr, i in rows])
+        marked: set[int] = set()
+        for w in {w for _, w in sending}:
+            ids = [i for i, ww in sending if ww == w]
+            cur.execute(_SENDING_SQL.format(ids=",".join("?" * len(ids))), [ts(now), *ids, w])
+            marked.update(r[0] for r in cur.fetchall())
+        return marked
     finally:
         cur.close()
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    """An aware UTC timestamp for PostgreSQL (naive ones are taken as UTC, as ``UtcDateTime`` does)."""
+    return None if t is None else (t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t)
 
 
 def unmark_sending(conn: Connection, ids: Sequence[int], worker_id: str, reply: str = "",
@@ -569,6 +661,7 @@ def delivery_rows(conn: Connection, campaign_id: int, states: Iterable[str] | No
     q = select(
         deliveries.c.id, deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.state, deliveries.c.attempts,
         deliveries.c.last_reply, deliveries.c.message_id, deliveries.c.updated_at, deliveries.c.sent_at,
+        deliveries.c.worker_id,
     ).where(deliveries.c.campaign_id == campaign_id)
     if states:
         q = q.where(deliveries.c.state.in_(list(states)))
@@ -583,6 +676,13 @@ def sent_since(conn: Connection, since: datetime) -> list[datetime]:
     so a restarted sender still knows how much of today's allowance is used."""
     q = select(deliveries.c.sent_at).where(deliveries.c.state == D.SENT, deliveries.c.sent_at >= since)
     return [r[0] for r in conn.execute(q)]
+
+
+def campaign_sent_since(conn: Connection, campaign_id: int, since: datetime) -> int:
+    """How many copies of a campaign were sent since ``since`` (its live rate on the admin page)."""
+    d = deliveries.c
+    return int(conn.execute(select(func.count()).where(d.campaign_id == campaign_id, d.state == D.SENT,
+                                                       d.sent_at >= since)).scalar_one())
 
 
 # --- schedule: recurring digests ------------------------------------------------------------------
@@ -607,3 +707,77 @@ def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int]
     if ids:
         stmt = stmt.where(digests.c.id.not_in(ids))
     return conn.execute(stmt).scalar()
+
+
+# --- local-time delivery: the bucket plan on the ledger ---------------------------------------------
+PAST_REPLY = "not sent: the local time had passed when sending started (--past skip)"
+
+
+def _zone_key():
+    """A ledger row's "reader zone|list zone" (each '' when not set), by correlated look-ups."""
+    sub_tz = select(subscribers.c.timezone).where(subscribers.c.id == deliveries.c.subscriber_id).scalar_subquery()
+    list_tz = select(lists.c.timezone).where(lists.c.id == deliveries.c.list_id).scalar_subquery()
+    return func.coalesce(sub_tz, "") + "|" + func.coalesce(list_tz, "")
+
+
+def ledger_zone_pairs(conn: Connection, campaign_id: int) -> dict[tuple[str, str], int]:
+    """{(reader's time zone, their list's default zone): copies} of a campaign's ledger ('' = not set).
+
+    Shape: ``SELECT coalesce(s.timezone,''), coalesce(l.timezone,''), count(*) FROM deliveries d
+    JOIN subscribers s JOIN lists l WHERE d.campaign_id=:c GROUP BY 1, 2`` — a few hundred pairs at
+    most, which the planner turns into due times in Python (zoneinfo)."""
+    s_tz, l_tz = func.coalesce(subscribers.c.timezone, ""), func.coalesce(lists.c.timezone, "")
+    q = (select(s_tz, l_tz, func.count())
+         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                      .join(lists, lists.c.id == deliveries.c.list_id))
+         .where(deliveries.c.campaign_id == campaign_id).group_by(s_tz, l_tz))
+    return {(a, b): int(n) for a, b, n in conn.execute(q)}
+
+
+def plan_due_times(conn: Connection, campaign_id: int, due: dict[tuple[str, str], datetime],
+                   now: datetime | None = None) -> int:
+    """Give each pending row of a new local-time ledger its bucket, and skip the rest.
+
+    Shape: ``UPDATE deliveries SET due_at = CASE <reader zone>|<list zone> WHEN 'a|b' THEN :t ...
+    END WHERE campaign_id=:c AND state='pending'`` (one pass over the ledger), then ``UPDATE
+    deliveries SET state='skipped' WHERE campaign_id=:c AND state='pending' AND due_at IS NULL``:
+    the zone pairs missing from ``due`` are those whose time had passed under ``--past skip``.
+    Returns how many rows were skipped."""
+    now = now or utcnow()
+    if due:
+        key = _zone_key()
+        when = sa.case(*[(key == f"{a}|{b}", literal(t, deliveries.c.due_at.type)) for (a, b), t in due.items()],
+                       else_=sa.null())
+        conn.execute(deliveries.update().where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING)
+                     .values(due_at=when))
+    stmt = (deliveries.update()
+            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING], D.SKIPPED), deliveries.c.due_at.is_(None))
+            .values(state=D.SKIPPED, last_reply=PAST_REPLY, updated_at=now))
+    return conn.execute(stmt).rowcount or 0
+
+
+def bucket_counts(conn: Connection, campaign_id: int) -> list[sa.Row]:
+    """(due_at, state, n) of a local-time campaign's ledger, oldest bucket first (its progress).
+
+    Shape: ``SELECT due_at, state, count(*) FROM deliveries WHERE campaign_id=:c GROUP BY 1, 2``."""
+    q = (select(deliveries.c.due_at, deliveries.c.state, func.count())
+         .where(deliveries.c.campaign_id == campaign_id)
+         .group_by(deliveries.c.due_at, deliveries.c.state).order_by(deliveries.c.due_at))
+    return list(conn.execute(q))
+
+
+def next_due_at(conn: Connection, campaign_id: int, now: datetime) -> datetime | None:
+    """When the next bucket of a local-time campaign comes due (its earliest pending row due after
+    ``now``), or None when no pending row waits for a later bucket."""
+    v = conn.execute(select(func.min(deliveries.c.due_at)).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING, deliveries.c.due_at > now)).scalar()
+    if v is not None and v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    return v
+
+
+def pending_due_count(conn: Connection, campaign_id: int, now: datetime) -> int:
+    """Pending rows of a local-time campaign whose bucket is due by ``now`` (claimable now)."""
+    return int(conn.execute(select(func.count()).where(
+        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING,
+        deliveries.c.due_at <= now)).scalar_one())

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from ..errors import NotFound, StateError
+from ..i18n import N_
 from . import tokens
 from .consent import Join, joining_status, may_join, rejoin_in
 from .db import transaction
@@ -59,10 +60,14 @@ def _due(sent_at: datetime | None, every: timedelta, now: datetime) -> bool:
 
 
 def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *, source: str = SOURCE,
-                   now: datetime | None = None) -> SignupPlan:
-    """Apply the signup rule to one form post and say which email (if any) to send."""
+                   now: datetime | None = None, timezone: str = "") -> SignupPlan:
+    """Apply the signup rule to one form post and say which email (if any) to send. ``timezone``
+    (the browser's IANA zone, checked) is stored for a new address only, like the name."""
+    from .preferences import check_timezone
+
     address, key = normalize_email(email)
     name = check_text("the name", (name or "").strip())
+    zone = check_timezone(timezone) or None
     now = now or utcnow()
     with transaction(engine) as conn:
         lst = _list_row(conn, list_slug)
@@ -72,7 +77,7 @@ def request_signup(engine: Engine, list_slug: str, email: str, name: str = "", *
         if person is None:
             conn.execute(subscribers_t.insert().values(
                 email=address, email_key=key, name=name, attributes={}, consent_source=source, consent_at=now,
-                created_at=now, updated_at=now))
+                created_at=now, updated_at=now, timezone=zone))
             sid = _subscriber_by_key(conn, key)["id"]
             status = joining_status(lst["opt_in"])
             conn.execute(subs_t.insert().values(
@@ -107,7 +112,7 @@ def _rejoin_target(conn, sid: int, lid: int):
     person = conn.execute(select(subscribers_t).where(subscribers_t.c.id == sid)).mappings().first()
     lst = conn.execute(select(lists_t).where(lists_t.c.id == lid)).mappings().first()
     if person is None or lst is None:
-        raise NotFound("the subscription this link was made for no longer exists")
+        raise NotFound(N_("the subscription this link was made for no longer exists"))
     sub = conn.execute(select(subs_t).where(subs_t.c.subscriber_id == sid, subs_t.c.list_id == lid)).mappings().first()
     return person, lst, sub
 
@@ -148,10 +153,10 @@ def confirm_link(engine: Engine, secret: bytes, token: str, *, source: str = SOU
         decision = may_join(status, fresh_consent=sub is None or not _left_since(sub, issued),
                             suppressed=_find_suppression(conn, person["email_key"]) is not None)
         if decision is Join.SUPPRESSED:
-            raise StateError(f"{person['email']} is suppressed: not subscribed")
+            raise StateError(N_("%(email)s was not subscribed: mail to this address has been stopped", email=person["email"]))
         if decision is Join.LEFT:
-            raise StateError(f"{person['email']} left list {lst['slug']!r} after this link was sent: "
-                             "it no longer applies (sign up again)")
+            raise StateError(N_("%(email)s left %(list)s after this link was sent: it no longer applies (sign up again)",
+                                email=person["email"], list=lst["name"]))
         changed = status != "active"
         if changed:  # joining, coming back, or confirming a pending signup: all with this fresh consent
             rejoin_in(conn, subscriber_id=sid, list_id=lid, subscription_id=sub["id"] if sub is not None else None,

@@ -17,6 +17,7 @@ from sqlalchemy import and_, exists, func, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import InvalidInput, NotFound, StateError
+from ..i18n import N_
 from . import tokens
 from .addresses import normalize_email
 from .consent import Join, joining_status, may_join, rejoin_in
@@ -247,16 +248,18 @@ def list_subscribers(
 
 
 def iter_subscribers(
-    engine: Engine, *, list_slug: str | None = None, status: str | None = None, chunk: int = 1000
+    engine: Engine, *, list_slug: str | None = None, status: str | None = None, chunk: int = 1000,
+    search: str | None = None,
 ) -> Iterator[SubscriberRow]:
-    """Every matching subscriber, oldest first, read in chunks (constant memory, for exports)."""
+    """Every matching subscriber (filtered as ``list_subscribers``), oldest first, read in chunks
+    (constant memory, for exports)."""
     _check_status(status)
     with transaction(engine) as conn:
         list_id = _list_row(conn, list_slug)["id"] if list_slug else None
     last = 0
     while True:
         with transaction(engine) as conn:
-            q = _filtered(list_id, status, None).where(subscribers_t.c.id > last).order_by(subscribers_t.c.id).limit(chunk)
+            q = _filtered(list_id, status, search).where(subscribers_t.c.id > last).order_by(subscribers_t.c.id).limit(chunk)
             rows = conn.execute(q).mappings().all()
             lists = _lists_of(conn, [r["id"] for r in rows])
         if not rows:
@@ -275,7 +278,7 @@ def _token_subscription(conn: Connection, sid: int, lid: int):
     )
     r = conn.execute(q).mappings().first()
     if r is None:
-        raise NotFound("the subscription this link was made for no longer exists")
+        raise NotFound(N_("the subscription this link was made for no longer exists"))
     return r
 
 

@@ -47,6 +47,17 @@ def check_text(what: str, text: str, *, multiline: bool = False) -> str:
     return text
 
 
+def check_reader_name(name: str) -> str:
+    """A reader's name as typed in a public form (signup, preference centre), unchanged when it
+    follows the rule; else InvalidInput in words the reader's page can translate."""
+    from ..i18n import N_
+
+    m = _ONE_LINE.search(name)
+    if m is not None:
+        raise InvalidInput(N_("the name contains a control character (U+%(code)s)", code=f"{ord(m.group()):04X}"))
+    return name
+
+
 def _value_problem(value: Any, depth: int) -> str | None:
     if isinstance(value, str):
         return control_problem(value, multiline=True)

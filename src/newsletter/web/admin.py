@@ -11,10 +11,10 @@ import secrets
 from email.utils import parseaddr
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from . import library
+from . import admin_import, admin_lists, admin_settings, admin_subscribers, campaign_calls, library
 from . import preview as pv
 from .app import state
 from .deps import check_csrf, client_host, rate_limit, require_admin
@@ -42,7 +42,7 @@ def login(request: Request, password: str = Form(""), csrf_token: str = Form("")
     check_csrf(request, csrf_token)
     if not st.auth_configured:
         return redirect("/admin/")
-    rate_limit(request, "login_ip", client_host(request), "login attempts")
+    rate_limit(request, "login_ip", client_host(request))
     ok = (st.password is not None and st.password.matches(password)) or token_matches(st.token_sha256, password)
     if not ok:
         return page(request, "admin/login.html", status=403, title="Log in", next=_safe_next(next),
@@ -78,7 +78,8 @@ def dashboard(request: Request):
     growth = list_growth(st.engine)
     return page(request, "admin/dashboard.html", admin=True, active="", title="Overview",
                 stats=library.stats(st), campaigns=library.recent_campaigns(st, limit=5),
-                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine))
+                growth=growth, growth_json=[g.__dict__ for g in growth], reports=recent_reports(st.engine),
+                workers=campaign_calls.worker_summary(st), rich=campaign_calls.rich)
 
 
 # --- preview -------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ def preview_page(request: Request, campaign: str | None = None, digest: str | No
         campaigns=campaigns, campaign_id=campaign or "", key=key, digest_name=digest or "",
         digests=[i.digest.name for i in library.recurring_digests(st)], refresh_query=urlencode({**query, "refresh": 1}),
         watching=[str(p) for p in st.watch], version=version,
+        workers=campaign_calls.worker_summary(st) if digest else None, rich=campaign_calls.rich,
     )
 
 
@@ -199,111 +201,7 @@ def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form
 
 
 
-# --- subscribers and lists -----------------------------------------------------------------------
-
-PER_PAGE = 50
-
-
-def _subscribers_page(request: Request, q: str, list_slug: str, status: str, page_no: int, *, http_status: int = 200, error: str | None = None):
-    st = state(request)
-    page_no = max(1, page_no)
-    result = library.search_subscribers(st, q=q, list_slug=list_slug, status=status, offset=(page_no - 1) * PER_PAGE, limit=PER_PAGE)
-    qs = urlencode({k: v for k, v in {"q": q, "list": list_slug, "status": status}.items() if v})
-    return page(
-        request, "admin/subscribers.html", status=http_status, admin=True, active="subscribers", title="Subscribers",
-        result=result, lists=library.all_lists(st), statuses=library.STATUSES, q=q, list_slug=list_slug, status_filter=status,
-        page_no=page_no, pages=max(1, -(-result.total // PER_PAGE)), qs=qs, flash=("error", error) if error else None,
-    )
-
-
-@guarded.get("/subscribers")
-def subscribers(request: Request, q: str = "", list: str = "", status: str = "", page: int = Query(1, ge=1, le=10**6)):
-    return _subscribers_page(request, q.strip()[:200], list, status, page)
-
-
-@guarded.get("/suppressions")
-def suppressions_page(request: Request):
-    rows = library.suppressions(state(request))
-    return page(request, "admin/suppressions.html", admin=True, active="suppressions", title="Suppression list",
-                rows=rows[:SUPPRESSIONS_SHOWN], total=len(rows), shown=SUPPRESSIONS_SHOWN)
-
-
-SUPPRESSIONS_SHOWN = 1000  # newest first; `newsletter suppress list` shows them all
-
-
-@guarded.post("/subscribers/add")
-def subscriber_add(request: Request, email: str = Form(""), name: str = Form(""), list: str = Form(""),
-                   resubscribe: str = Form(""), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    result = library.admin_add_subscriber(state(request), email, name, list, bool(resubscribe))
-    flash(request, "ok", f"{result.email}: {result.outcome}" + (f" to {result.list_slug} ({result.status})" if result.list_slug else ""))
-    return redirect("/admin/subscribers?" + urlencode({"q": result.email}))
-
-
-@guarded.post("/subscribers/unsubscribe")
-def subscriber_unsubscribe(request: Request, email: str = Form(""), list: str = Form(""), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    changed = library.admin_unsubscribe(state(request), email, list or None)
-    flash(request, "ok", f"{email} unsubscribed from {', '.join(changed)}." if changed else f"{email} was not subscribed to anything to leave.")
-    return redirect("/admin/subscribers?" + urlencode({"q": email}))
-
-
-@guarded.get("/subscribers/person")
-def subscriber_page(request: Request, email: str = ""):
-    row, events = library.subscriber_detail(state(request), email)
-    return page(request, "admin/subscriber.html", admin=True, active="subscribers", title=row.email, row=row, events=events)
-
-
-@guarded.get("/subscribers/erase")
-def subscriber_erase_form(request: Request, email: str = ""):
-    row = library.get_subscriber(state(request), email)
-    return page(request, "admin/erase.html", admin=True, active="subscribers", title="Erase", row=row)
-
-
-@guarded.post("/subscribers/erase")
-def subscriber_erase(request: Request, email: str = Form(""), suppress: str = Form(""), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    row = library.admin_erase(state(request), email, bool(suppress))
-    flash(request, "ok", f"{row.email} and their subscriptions were erased.")
-    return redirect("/admin/subscribers")
-
-
-@guarded.get("/subscribers/import")
-def import_form(request: Request):
-    return page(request, "admin/import.html", admin=True, active="subscribers", title="Import", lists=library.all_lists(state(request)))
-
-
-@guarded.post("/subscribers/import")
-async def import_upload(request: Request):
-    from starlette.concurrency import run_in_threadpool
-
-    form = await request.form()
-    check_csrf(request, str(form.get("csrf_token", "")))
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str) or not upload.filename:
-        raise HTTPException(400, "choose a CSV or JSON Lines file to import")
-    st = state(request)
-    report = await run_in_threadpool(
-        library.admin_import, st, upload.file, upload.filename, str(form.get("list", "")), bool(form.get("resubscribe"))
-    )
-    return page(request, "admin/import.html", admin=True, active="subscribers", title="Import", lists=library.all_lists(st),
-                report=report, filename=upload.filename, resubscribe=bool(form.get("resubscribe")))
-
-
-@guarded.get("/lists")
-def lists_page(request: Request):
-    return page(request, "admin/lists.html", admin=True, active="lists", title="Lists",
-                lists=library.all_lists(state(request)), statuses=library.STATUSES)
-
-
-@guarded.post("/lists")
-def list_create(request: Request, slug: str = Form(""), name: str = Form(""), description: str = Form(""),
-                opt_in: str = Form("double"), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    lst = library.create_list(state(request), slug.strip(), name.strip() or None, description.strip(), opt_in)
-    flash(request, "ok", f"List {lst.slug} created; its signup page is /subscribe/{lst.slug}.")
-    return redirect("/admin/lists")
-
+# --- subscribers, import, lists, suppressions, settings: admin_subscribers.py and beside it ---------
 
 @guarded.get("/segments")
 def segments_page(request: Request):
@@ -314,20 +212,7 @@ def segments_page(request: Request):
                 segments=list_segments(state(request).engine))
 
 
-# --- campaigns ----------------------------------------------------------------------------------
-
-
-def _campaign_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise HTTPException(404, f"there is no campaign {value[:40]!r}")
-    return int(value)
-
-
-@guarded.get("/campaigns")
-def campaigns_page(request: Request):
-    st = state(request)
-    return page(request, "admin/campaigns.html", admin=True, active="campaigns", title="Campaigns",
-                campaigns=library.recent_campaigns(st, limit=200), digests=library.recurring_digests(st))
+# --- campaigns: see admin_campaigns.py ---------------------------------------------------------
 
 
 @guarded.post("/digests/{name}/{action}")
@@ -338,37 +223,6 @@ def digest_action(request: Request, name: str, action: str, csrf_token: str = Fo
     return redirect("/admin/campaigns")
 
 
-@guarded.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, campaign_id: str):
-    from ..engagement.report import campaign_report
-
-    st = state(request)
-    info = library.campaign(st, _campaign_id(campaign_id))
-    from ..dispatch.liveness import in_flight
-
-    report = campaign_report(st.engine, info.id, timeline=True)
-    sending, ambiguous = in_flight(st.engine, info.id)
-    return page(request, "admin/campaign.html", admin=True, active="campaigns", title=f"Campaign {info.id}",
-                c=info, timezone=st.config.timezone, report=report, report_json=report.as_dict(),
-                sending=sending, ambiguous=ambiguous, **library.progress(info))
-
-
-@guarded.post("/campaigns/{campaign_id}/schedule")
-def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    cid = _campaign_id(campaign_id)
-    c = library.schedule_campaign(state(request), cid, when.strip()[:64])
-    flash(request, "ok", f"Campaign {cid} scheduled for {c.scheduled_at:%Y-%m-%d %H:%M} UTC.")
-    return redirect(f"/admin/campaigns/{cid}")
-
-
-@guarded.post("/campaigns/{campaign_id}/{action}")
-def campaign_action(request: Request, campaign_id: str, action: str, csrf_token: str = Form("")):
-    check_csrf(request, csrf_token)
-    cid = _campaign_id(campaign_id)
-    c = library.campaign_action(state(request), cid, action)
-    flash(request, "ok", f"Campaign {cid} is now {c.status}.")
-    return redirect(f"/admin/campaigns/{cid}")
-
-
 router.include_router(guarded)
+for _people in (admin_subscribers, admin_import, admin_lists, admin_settings):
+    router.include_router(_people.router)

@@ -10,8 +10,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import escape
 from pydantic import BaseModel, Field
 
+from . import campaign_calls as calls
 from . import library
 from .app import state
 from .deps import require_api
@@ -97,6 +100,45 @@ class CampaignFeedback(BaseModel):
     complaint_rate: float = Field(description="complaints / copies (0.003 = 0.3 %)")
 
 
+class BucketOut(BaseModel):
+    at: datetime = Field(description="when the bucket is due (UTC): the local time in its zones")
+    offsets: list[str] = Field(description="the UTC offsets it serves, e.g. UTC+05:30")
+    zones: list[str] = Field(description="IANA zones of its readers (the first 12)")
+    kind: str = Field(description="on time, next day, or late (--past send)")
+    copies: int
+    sent: int
+    failed: int
+    skipped: int
+    left: int = Field(description="copies still to be handed to a server")
+    state: Literal["done", "due", "to come"]
+
+
+class LocalTimeOut(BaseModel):
+    time: str = Field(description="the local time of day, HH:MM")
+    date: str
+    window_minutes: int
+    past: str = Field(description="send, skip or next-day")
+    planned: bool = Field(description="buckets are planned when sending starts")
+    done: int = Field(description="buckets with no copy left")
+    to_come: int = Field(description="buckets with copies left (due or still to come)")
+    skipped_past: int = Field(description="copies skipped because the local time had passed (--past skip)")
+    buckets: list[BucketOut]
+
+
+class CampaignStanding(BaseModel):
+    workers_running: int = Field(description="`newsletter worker` processes alive now (heartbeat)")
+    needs_worker: bool = Field(description="it can only move with a worker, and none is running")
+    note: str = Field(description="what happens next, in one sentence")
+    stall: str | None = Field(description="why workers could not send it (recorded by the worker), if so")
+    stall_since: str | None
+    resume: str | None = Field(description="what resuming would do, for a paused campaign")
+    sending: int = Field(description="copies being handed to a server by a live sender")
+    ambiguous: int = Field(description="copies whose sender died while handing them over")
+    rate: float | None = Field(description="messages per second over the last minute, while running")
+    eta_seconds: float | None
+    duration_seconds: float | None = Field(description="started to finished, for a finished campaign")
+
+
 class CampaignOut(BaseModel):
     id: int
     name: str
@@ -112,18 +154,31 @@ class CampaignOut(BaseModel):
     done: int
     total: int
     feedback: CampaignFeedback | None = Field(None, description="bounces and complaints over copies sent")
+    local_time: LocalTimeOut | None = Field(None, description="a local-time campaign's buckets, done and to come")
+    standing: CampaignStanding | None = Field(None, description="one campaign only: what happens next, why it is not moving")
 
 
 class ScheduleIn(BaseModel):
     at: datetime = Field(description="when to send; without an offset it is read in the configured time zone")
 
 
-def _campaign_out(c) -> CampaignOut:
+def _campaign_out(c, st=None) -> CampaignOut:
+    """A campaign as JSON; with ``st``, its standing too (one campaign: it asks about workers and senders)."""
     p = library.progress(c)
     return CampaignOut(id=c.id, name=c.name, subject=c.subject, status=c.status, status_reason=c.status_reason or "",
                        lists=list(c.lists), created_at=c.created_at, scheduled_at=c.scheduled_at, started_at=c.started_at,
                        finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"],
-                       feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None)
+                       feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None,
+                       local_time=_local_time_out(getattr(c, "buckets", None)),
+                       standing=CampaignStanding(**calls.standing(st, c).as_dict()) if st is not None else None)
+
+
+def _local_time_out(b: dict | None) -> LocalTimeOut | None:
+    if b is None:
+        return None
+    return LocalTimeOut(**{k: b[k] for k in ("time", "date", "window_minutes", "past", "planned", "done", "to_come",
+                                             "skipped_past")},
+                        buckets=[BucketOut(**{k: x[k] for k in BucketOut.model_fields}) for x in b["buckets"]])
 
 
 def _list_out(s) -> ListOut:
@@ -132,6 +187,21 @@ def _list_out(s) -> ListOut:
 
 def _subscriber_out(r) -> SubscriberOut:
     return SubscriberOut(id=r.id, email=r.email, name=r.name or "", attributes=r.attributes or {}, lists=r.lists, created_at=r.created_at)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs_page(request: Request) -> HTMLResponse:
+    """The API's documentation page: Swagger UI from the app's own static files, so it works
+    offline and under the page's Content-Security-Policy (no CDN, no inline script)."""
+    title = escape(f"{state(request).config.newsletter_name} — API")
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>'
+        '<body><main id="swagger-ui" data-schema="/api/openapi.json"></main>'
+        '<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>'
+        '<script src="/static/api-docs.js"></script></body></html>')
 
 
 @router.get("/stats", response_model=Stats, responses=ERRORS, summary="Counts of subscribers, subscriptions and campaigns")
@@ -193,21 +263,22 @@ def get_campaigns(request: Request, limit: int = Query(100, ge=1, le=1000)):
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, responses=ERRORS, summary="One campaign and its progress")
 def get_campaign(request: Request, campaign_id: int = Path(ge=1, le=2**62)):
-    return _campaign_out(library.campaign(state(request), campaign_id))
+    st = state(request)
+    return _campaign_out(library.campaign(st, campaign_id), st)
 
 
 @router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignOut, responses=ERRORS, summary="Schedule a draft campaign")
 def post_schedule(request: Request, body: ScheduleIn, campaign_id: int = Path(ge=1, le=2**62)):
     st = state(request)
     library.schedule_campaign(st, campaign_id, body.at.isoformat())
-    return _campaign_out(library.campaign(st, campaign_id))
+    return _campaign_out(library.campaign(st, campaign_id), st)
 
 
 @router.post("/campaigns/{campaign_id}/{action}", response_model=CampaignOut, responses=ERRORS, summary="Pause, resume or cancel a campaign")
 def post_campaign_action(request: Request, action: Literal["pause", "resume", "cancel"], campaign_id: int = Path(ge=1, le=2**62)):
     st = state(request)
     library.campaign_action(st, campaign_id, action)
-    return _campaign_out(library.campaign(st, campaign_id))
+    return _campaign_out(library.campaign(st, campaign_id), st)
 
 
 # --- deliverability: the `newsletter domain check` report ---
@@ -262,6 +333,41 @@ class LinkOut(BaseModel):
     machine_clicks: int
 
 
+class VariantOut(BaseModel):
+    """One variant of an A/B test: test copies delivered, people who clicked and opened, and the deciding rate."""
+
+    variant: int
+    letter: str
+    subject: str
+    test_copies: int
+    test_delivered: int
+    test_clickers: int = Field(description="people (human clicks) among the test copies")
+    test_openers: int = Field(description="people's opens (human or image proxy) among the test copies")
+    rest_copies: int = Field(description="copies of the rest sent this variant (the winner's)")
+    delivered: int
+    clickers: int
+    openers: int
+    rate: float | None = Field(description="the winner_by measure over test copies delivered")
+
+
+class ABOut(BaseModel):
+    """An A/B subject test: settings, phase (not started, testing, waiting, decided), decision and variants."""
+
+    test_share: float = Field(description="percent of the audience in the test")
+    wait_seconds: int
+    winner_by: Literal["clicks", "opens"]
+    min_sample: int
+    phase: str
+    held: int = Field(description="readers waiting for the winner")
+    tested_at: datetime | None
+    decide_after: datetime | None
+    decided_at: datetime | None
+    winner: int | None
+    winner_letter: str | None
+    decision: dict[str, Any] | None = Field(description="the winner, the reason and the numbers it was chosen on")
+    variants: list[VariantOut]
+
+
 class ReportOut(BaseModel):
     """A campaign's report: people (``human``) apart from Apple Mail Privacy Protection, image proxies and link scanners."""
 
@@ -282,6 +388,7 @@ class ReportOut(BaseModel):
     click_to_open: float | None
     links: list[LinkOut]
     timeline: list[dict[str, Any]]
+    ab: ABOut | None = None
 
 
 @router.get("/campaigns/{campaign_id}/report", response_model=ReportOut, responses=ERRORS,

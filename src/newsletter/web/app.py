@@ -25,6 +25,7 @@ from jinja2 import select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import Config
+from ..i18n import N_, Message
 from ..errors import (
     ConfigError,
     DispatchError,
@@ -138,6 +139,18 @@ _TITLES = {
 }
 
 
+# Starlette's own reasons (an unknown path, a wrong method), in words a reader's catalogue has
+_STARLETTE_DETAILS = {"Not Found": N_("there is no page at this address"),
+                      "Method Not Allowed": N_("this address does not take that kind of request")}
+
+
+def _detail(exc: StarletteHTTPException):
+    """An HTTPException's reason: the Message a router gave (translatable), else its text."""
+    if isinstance(exc.detail, Message):
+        return exc.detail
+    return _STARLETTE_DETAILS.get(str(exc.detail), str(exc.detail))
+
+
 def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "").split(",")[0]
 
@@ -149,12 +162,26 @@ def error_response(request: Request, status: int, message: str, headers: dict | 
     st: WebState = request.app.state.web
     from ..i18n import choose
 
-    lang = "en" if request.url.path.startswith("/admin") else choose(None, request.headers.get("accept-language"), st.config.language)
+    lang = "en" if request.url.path.startswith("/admin") else (
+        getattr(request.state, "lang", None) or choose(None, request.headers.get("accept-language"), st.config.language))
+    if request.url.path.startswith("/admin"):
+        from .campaign_calls import publisher_words
+
+        message = publisher_words(message)
     html = st.templates.get_template("error.html").render(
         request=request, title=_TITLES.get(status, "Error"), message=message, status=status,
-        config=st.config, csrf_token="", admin=False, lang=lang,
+        config=st.config, csrf_token="", admin=_inside_admin(request), lang=lang,
     )
     return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def _inside_admin(request: Request) -> bool:
+    """An error on an admin page, for someone allowed in: shown with the admin's navigation."""
+    if not request.url.path.startswith("/admin") or not hasattr(request.state, "session"):
+        return False
+    from .deps import admin_identity
+
+    return admin_identity(request) is not None
 
 
 class BodyLimit:
@@ -205,7 +232,7 @@ class BodyLimit:
 
     async def _reject(self, scope, receive, send, limit):
         request = Request(scope, receive)
-        response = error_response(request, 413, f"the request body is larger than {limit // 1024} KB")
+        response = error_response(request, 413, N_("the request body is larger than %(kb)d KB", kb=limit // 1024))
         await response(scope, receive, send)
 
 
@@ -301,7 +328,7 @@ def create_app(
         version="1",
         description="JSON endpoints behind the admin pages: campaigns, subscribers, lists and stats. "
         "Local requests only unless an admin password or token is configured (then `Authorization: Bearer TOKEN`).",
-        docs_url="/api/docs",
+        docs_url=None,  # /api/docs is ours (api.docs_page): Swagger UI from our static files
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -329,19 +356,18 @@ def create_app(
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.endswith("/frame"):
             response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path != "/api/docs":  # Swagger UI loads its script from a CDN
-            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         return response
 
     @app.exception_handler(NewsletterError)
     async def library_error(request: Request, exc: NewsletterError):
-        return error_response(request, status_for(exc), str(exc))
+        return error_response(request, status_for(exc), exc.reader or str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if 300 <= exc.status_code < 400 and exc.headers and "Location" in exc.headers:
             return RedirectResponse(exc.headers["Location"], status_code=exc.status_code)  # e.g. "log in first"
-        return error_response(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return error_response(request, exc.status_code, _detail(exc), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -352,20 +378,31 @@ def create_app(
         message = "; ".join(problems) or "invalid request"
         if wants_json(request):
             return JSONResponse({"error": message, "status": 422}, status_code=422)
+        if not request.url.path.startswith("/admin"):  # a reader sees words of their language, not pydantic's
+            return error_response(request, 400, N_("the form arrived incomplete or changed; reload the page and try again"))
         return error_response(request, 400, message)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, f"unexpected {type(exc).__name__}; the details are in the server log")
+        return error_response(request, 500, N_("something unexpected went wrong (%(kind)s); the details are in the server log",
+                                                kind=type(exc).__name__))
 
-    from . import admin, api, public, tracking, webhooks as webhook_routes
+    from . import admin, admin_campaigns, admin_digests, api, public, tracking, webhooks as webhook_routes
 
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(webhook_routes.router)
+    app.include_router(admin_campaigns.router)  # before admin's: /admin/campaigns/new is not a campaign id
+    app.include_router(admin_digests.router)  # ... and /admin/digests/NAME/run is not a pause or resume
     app.include_router(admin.router)
     app.include_router(api.router)
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for /favicon.ico on pages that name no icon (the API's JSON, an email frame)."""
+        return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(BodyLimit)
     app.add_middleware(tracking.TrackingPaths)  # outermost: clicks and opens skip the rest of the stack

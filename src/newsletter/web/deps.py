@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from fastapi import HTTPException, Request
 
+from ..i18n import N_, Message
 from .app import WebState, state
 from .security import csrf_ok, is_loopback, token_matches
 
@@ -151,7 +152,7 @@ def _same_origin(request: Request, origin: str) -> bool:
 def check_csrf(request: Request, token: str | None) -> None:
     """Every form carries the session's CSRF token; a missing or wrong one is a 403 and changes nothing."""
     if not csrf_ok(request.state.session, token):
-        raise HTTPException(403, "the form's security token is missing or out of date; reload the page and try again")
+        raise HTTPException(403, STALE_FORM)
 
 
 def origin_of(url: str | None) -> str | None:
@@ -193,19 +194,31 @@ def check_signup_form(request: Request, token: str | None) -> None:
     if origin is not None and origin in state(request).form_origins:
         return
     if origin is None and not token:
-        raise HTTPException(403, "this form must be sent from its page; open the signup page and try again")
+        raise HTTPException(403, N_("this form must be sent from its page; open the signup page and try again"))
     if origin is not None:
-        raise HTTPException(403, f"sign-ups are not accepted from forms on {origin}")
-    raise HTTPException(403, "the form's security token is missing or out of date; reload the page and try again")
+        raise HTTPException(403, N_("sign-ups are not accepted from forms on %(origin)s", origin=origin))
+    raise HTTPException(403, STALE_FORM)
 
 
-def rate_limit(request: Request, limiter: str, key: str, what: str) -> None:
+STALE_FORM = N_("the form's security token is missing or out of date; reload the page and try again")
+
+# What a refusal by each limiter says, whole sentences so that each language can word them its own way
+RATE_LIMITED = {
+    "subscribe_ip": N_("too many sign-ups from your connection; try again in %(seconds)d seconds"),
+    "subscribe_address": N_("too many sign-ups for this address; try again in %(seconds)d seconds"),
+    "token_ip": N_("too many link checks from your connection; try again in %(seconds)d seconds"),
+    # not for readers: English only (not marked for the catalogues)
+    "login_ip": Message("too many login attempts; try again in %(seconds)d seconds"),
+    "webhook_ip": Message("too many webhook requests from your address; try again in %(seconds)d seconds"),
+}
+
+
+def rate_limit(request: Request, limiter: str, key: str) -> None:
+    """Count one request against ``limiter`` for ``key``; a 429 saying when to come back once over."""
     lim = state(request).limiters[limiter]
     if not lim.hit(key):
-        raise HTTPException(
-            429, f"too many {what}; try again in {lim.retry_after(key)} seconds",
-            headers={"Retry-After": str(lim.retry_after(key))},
-        )
+        wait = lim.retry_after(key)
+        raise HTTPException(429, Message(RATE_LIMITED[limiter].msgid, {"seconds": wait}), headers={"Retry-After": str(wait)})
 
 
 def csrf_token(request: Request) -> str:

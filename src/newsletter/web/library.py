@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..i18n import N_
 from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
 
@@ -26,13 +27,14 @@ def _secret(st) -> bytes:
 
 
 def public_list(st, slug: str):
-    """The list a signup form is for; NotFound (404) for an unknown or malformed slug."""
+    """The list a signup form is for; NotFound (404) for an unknown or malformed slug (naming no
+    other list: the store's message lists the known ones, which is for the admin, not the public)."""
     from ..store.lists import get_list
 
     try:
         return get_list(st.engine, slug)
-    except InvalidInput:
-        raise NotFound(f"there is no list {slug[:64]!r}") from None
+    except (InvalidInput, NotFound):
+        raise NotFound(N_("there is no list %(slug)s here", slug=repr(slug[:64]))) from None
 
 
 def normalize_address(email: str) -> str:
@@ -43,28 +45,39 @@ def normalize_address(email: str) -> str:
 
 def check_name(name: str) -> str:
     """The name from the signup form, or InvalidInput when it holds a control character."""
-    from ..store.textrules import check_text
+    from ..store.textrules import check_reader_name
 
-    return check_text("the name", name)
+    return check_reader_name(name)
 
 
-def subscribe(st, lst, address: str, name: str) -> bool:
+def check_signup_timezone(name: str) -> str:
+    """The signup form's hidden time zone when zoneinfo knows it ("" when the browser sent none);
+    InvalidInput naming it otherwise (store/preferences.py holds the check)."""
+    from ..store.preferences import check_timezone
+
+    try:
+        return check_timezone(name[:200])
+    except InvalidInput:
+        raise InvalidInput(f"time zone {name[:64]!r}: unknown (expected an IANA name such as Europe/Paris)") from None
+
+
+def subscribe(st, lst, address: str, name: str, timezone: str = "") -> bool:
     """Queue a signup from the public form; the visitor sees the same answer whatever happens.
 
     Everything that depends on who the address belongs to — the database work and the email —
     runs later on the app's mailer thread (``signup_job``), so the answer takes the same time for
     every address. The rule itself is the store's (store/signup.py). False if the queue is full."""
-    return st.mailer.submit(lambda: signup_job(st, lst, address, name), f"signup for list {lst.slug}")
+    return st.mailer.submit(lambda: signup_job(st, lst, address, name, timezone), f"signup for list {lst.slug}")
 
 
-def signup_job(st, lst, address: str, name: str) -> bool:
+def signup_job(st, lst, address: str, name: str, timezone: str = "") -> bool:
     """Apply the signup rule and send the confirmation email it asks for (on the mailer thread);
     True when an email went out."""
     from ..store.optin import Invitation, mail_confirmation
     from ..store.signup import request_signup, signup_url
 
     try:
-        plan = request_signup(st.engine, lst.slug, address, name)
+        plan = request_signup(st.engine, lst.slug, address, name, timezone=timezone)
     except (StateError, NotFound, InvalidInput) as e:
         log.info("signup for %s not changed: %s", lst.slug, e)
         return False
@@ -299,7 +312,7 @@ def _archived(st, campaign_id: int):
     except (NotFound, InvalidInput):
         c = None
     if c is None or not in_archive(c):
-        raise NotFound(f"there is no issue {campaign_id} in the archive")
+        raise NotFound(N_("there is no issue %(issue)s in the archive", issue=campaign_id))
     return c
 
 

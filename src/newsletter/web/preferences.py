@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Form, HTTPException, Request
 
 from ..errors import InvalidInput, InvalidToken, NotFound, StateError
+from ..i18n import N_
 from ..store import preferences as prefs
 from .app import state
 from .deps import check_signup_form, client_host, rate_limit
@@ -31,11 +32,11 @@ def _secret(request: Request) -> bytes:
 
 
 def _not_found() -> HTTPException:
-    return HTTPException(404, "This preferences link is not valid: it may have been cut short, or replaced by a newer "
-                              "one. Use the link in the latest email you received.")
+    return HTTPException(404, N_("This preferences link is not valid: it may have been cut short, or replaced by a newer "
+                                 "one. Use the link in the latest email you received."))
 
 
-def _show(request: Request, token: str, *, status: int = 200, notice: str = "", error: str = ""):
+def _show(request: Request, token: str, *, status: int = 200, notice: str = "", error: str | Exception = ""):
     try:
         p = prefs.show(state(request).engine, _secret(request), token)
     except InvalidToken:
@@ -46,13 +47,13 @@ def _show(request: Request, token: str, *, status: int = 200, notice: str = "", 
 
 @router.get("/preferences/{token}")
 def preferences_page(request: Request, token: str):
-    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    rate_limit(request, "token_ip", client_host(request))
     return _show(request, token)
 
 
 def _list_id(value: str) -> int:
     if not value.isdigit() or len(value) > 18:
-        raise InvalidInput("choose a list from the page")
+        raise InvalidInput(N_("choose a list from the page"))
     return int(value)
 
 
@@ -71,10 +72,10 @@ def preferences_change(
     """One change from the page (``action``), applied and logged by the library; the page again with
     what happened (400 with the reason when the library refuses it; 404 for a bad link)."""
     st = state(request)
-    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    rate_limit(request, "token_ip", client_host(request))
     check_signup_form(request, csrf_token)
     if action not in ACTIONS:
-        raise HTTPException(400, "unknown change: reload the page and try again")
+        raise HTTPException(400, N_("unknown change: reload the page and try again"))
     from ..engagement.classify import ip_class
     from ..i18n import format_day, gettext
     from .render import language
@@ -117,7 +118,7 @@ def preferences_change(
     except InvalidToken:
         raise _not_found() from None
     except (InvalidInput, StateError, NotFound) as e:
-        return _show(request, token, status=400, error=str(e))
+        return _show(request, token, status=400, error=e)
     return _show(request, token, notice=notice)
 
 

@@ -17,9 +17,10 @@ from starlette.background import BackgroundTask
 
 from . import library, preferences
 from ..errors import InvalidToken
+from ..i18n import N_
 from .app import state
 from .deps import check_signup_form, client_host, rate_limit
-from .render import page
+from .render import language, page
 
 router = APIRouter(include_in_schema=False)
 router.include_router(preferences.router)
@@ -54,23 +55,29 @@ def subscribe(
     name: str = Form(""),
     website: str = Form(""),
     csrf_token: str = Form(""),
+    timezone: str = Form(""),
 ):
     st = state(request)
-    check_signup_form(request, csrf_token)
     lst = library.public_list(st, slug)
-    rate_limit(request, "subscribe_ip", client_host(request), "sign-ups from your address")
+    request.state.lang = language(request, lst)  # refusals below speak the list's language too
+    check_signup_form(request, csrf_token)
+    rate_limit(request, "subscribe_ip", client_host(request))
     email, name = email.strip(), " ".join(name.split())[:MAX_NAME]
     if website:  # the hidden honeypot field: a bot filled it; answer as usual, store nothing
         return page(request, "public/subscribed.html", lst=lst, email=email, double=lst.opt_in == "double")
     try:
         address = library.normalize_address(email)
-        library.check_name(name)
     except library.InvalidInput as e:
-        return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=str(e))
-    rate_limit(request, "subscribe_address", address.lower(), "sign-ups for this address")
+        return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=e, field="email")
+    try:
+        library.check_name(name)
+        zone = library.check_signup_timezone(timezone)  # the browser's zone (signup.js); empty without JavaScript
+    except library.InvalidInput as e:
+        return page(request, "public/subscribe.html", status=400, lst=lst, email=email, name=name, error=e, field="name")
+    rate_limit(request, "subscribe_address", address.lower())
     answer = page(request, "public/subscribed.html", lst=lst, email=address, double=lst.opt_in == "double")
     # Queued once the answer has gone out, so even the queue's work cannot slow the answer down.
-    answer.background = BackgroundTask(library.subscribe, st, lst, address, name)
+    answer.background = BackgroundTask(library.subscribe, st, lst, address, name, zone)
     return answer
 
 
@@ -80,7 +87,7 @@ def subscribe(
 @router.get("/confirm/{token}")
 def confirm_page(request: Request, token: str):
     st = state(request)
-    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    rate_limit(request, "token_ip", client_host(request))
     info = _friendly(library.peek_confirm, st, token, what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=False)
@@ -91,7 +98,7 @@ def confirm(request: Request, token: str):
     """The page's button. No cookie or CSRF token: only the person holding the emailed link can
     send it, and a forged or foreign token is refused by its signature."""
     st = state(request)
-    rate_limit(request, "token_ip", client_host(request), "link checks from your address")
+    rate_limit(request, "token_ip", client_host(request))
     info = _friendly(library.confirm, st, token, what="confirmation")
     return page(request, "public/confirm.html", token=token, lst=_named(info.list_slug, info.list_name),
                 email=info.email, done=True)
@@ -127,16 +134,23 @@ async def unsubscribe(request: Request, token: str):
                 email=info.email, done=left, others=[])
 
 
+_TOKEN_REASONS = {
+    ("confirmation", True): N_("This confirmation link has expired. Sign up again to get a fresh one."),
+    ("unsubscribe", True): N_("This unsubscribe link has expired. Sign up again to get a fresh one."),
+    ("confirmation", False): N_("This confirmation link is not valid: it may have been cut short or mistyped. "
+                                "Copy the whole link from the email and try again."),
+    ("unsubscribe", False): N_("This unsubscribe link is not valid: it may have been cut short or mistyped. "
+                               "Copy the whole link from the email and try again."),
+}
+
+
 def _friendly(fn, *args, what: str):
     """Run a token call; a bad token becomes a 400 page a reader understands (the precise reason
     is technical and stays in the library's message)."""
     try:
         return fn(*args)
     except InvalidToken as e:
-        if getattr(e, "reason", "") == "expired":
-            raise HTTPException(400, f"This {what} link has expired. Sign up again to get a fresh one.") from None
-        raise HTTPException(400, f"This {what} link is not valid: it may have been cut short or mistyped. "
-                                 "Copy the whole link from the email and try again.") from None
+        raise HTTPException(400, _TOKEN_REASONS[what, getattr(e, "reason", "") == "expired"]) from None
 
 
 def _named(slug: str, name: str, id: int | None = None):
@@ -160,7 +174,7 @@ def archive_slash():
 @router.get("/archive/{campaign_id}/cid/{cid:path}")
 def archive_image(request: Request, campaign_id: str, cid: str):
     if not campaign_id.isdigit() or len(campaign_id) > 18:
-        raise HTTPException(404, f"there is no issue {campaign_id!r} in the archive")
+        raise HTTPException(404, N_("there is no issue %(issue)s in the archive", issue=campaign_id[:24]))
     content_type, data = library.archive_image(state(request), int(campaign_id), cid)
     return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=86400"})
 
@@ -171,7 +185,7 @@ _ISSUE_CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; 
 @router.get("/archive/{campaign_id}")
 def archive_issue(request: Request, campaign_id: str):
     if not campaign_id.isdigit() or len(campaign_id) > 18:
-        raise HTTPException(404, f"there is no issue {campaign_id!r} in the archive")
+        raise HTTPException(404, N_("there is no issue %(issue)s in the archive", issue=campaign_id[:24]))
     html = library.archive_html(state(request), int(campaign_id), str(request.url))
     return HTMLResponse(html, headers={"Content-Security-Policy": _ISSUE_CSP})
 

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/webhooks", include_in_schema=False)
 @router.post("/{provider}")
 async def webhook(request: Request, provider: str):
     ip = client_host(request)
-    rate_limit(request, "webhook_ip", ip, "webhook requests from your address")
+    rate_limit(request, "webhook_ip", ip)
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     receiver = request.app.state.webhooks

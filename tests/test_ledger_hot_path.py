@@ -1,0 +1,124 @@
+"""The per-message ledger statement and its group commit, on SQLite and PostgreSQL.
+
+``record_and_mark_sending`` records results and marks the next copies ``sending`` in one call
+(on PostgreSQL one statement) and returns the ids it marked: a copy no longer claimed by the
+caller is not marked, and its sender must not send it. ``GroupCommit`` hands every lane its own
+marks back, with one ledger connection on SQLite and several on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from dispatch_helpers import add_people, make_campaign, make_config, setup_db
+from newsletter.dispatch.campaigns import transition
+from newsletter.dispatch.group_commit import GroupCommit
+from newsletter.store import queries as q
+
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def ledger(db_url, tmp_path):
+    """An engine and a running campaign of 12 copies, all claimed by worker w1."""
+    engine = setup_db(db_url)
+    config = make_config(db_url, tmp_path)
+    add_people(engine, "weekly", 12)
+    c = make_campaign(engine, config)
+    with engine.begin() as conn:
+        q.create_ledger(conn, c.id, now=T0)
+        transition(conn, c.id, "running", now=T0)
+        ids = q.claim_batch(conn, c.id, "w1", 100, now=T0)
+    yield engine, c.id, ids
+    engine.dispose()
+
+
+def rows(engine, ids):
+    d = q.deliveries.c
+    with engine.connect() as conn:
+        return {r.id: r for r in conn.execute(select(d.id, d.state, d.attempts, d.worker_id, d.sent_at, d.message_id,
+                                                     d.server, d.last_reply, d.next_attempt_at, d.first_deferred_at)
+                                              .where(d.id.in_(ids)))}
+
+
+def test_only_copies_claimed_by_the_caller_are_marked_and_results_land_with_the_next_marks(ledger):
+    engine, _, ids = ledger
+    a, b, c = ids[:3]
+    with engine.begin() as conn:
+        marked = q.record_and_mark_sending(conn, [], [(a, "w1"), (b, "someone-else")], now=T0)
+    assert marked == {a}
+    r = rows(engine, [a, b])
+    assert (r[a].state, r[a].attempts) == ("sending", 1)
+    assert (r[b].state, r[b].attempts, r[b].worker_id) == ("claimed", 0, "w1")  # not ours to send: untouched
+
+    later = T0 + timedelta(seconds=5)
+    retry = T0 + timedelta(minutes=1)
+    with engine.begin() as conn:
+        marked = q.record_and_mark_sending(conn, [
+            {"id": a, "state": "sent", "reply": "250 ok", "message_id": "<m1@x>", "server": "relay"}], [(b, "w1")],
+            now=later)
+    assert marked == {b}
+    with engine.begin() as conn:
+        marked = q.record_and_mark_sending(conn, [
+            {"id": b, "state": "deferred", "reply": "451 later", "next_attempt_at": retry},
+            {"id": c, "state": "sent", "reply": "250 ok"}],  # c was never marked sending: no result lands
+            [(b, "w1")], now=later)
+    assert marked == set()  # b is no longer claimed: a result came first
+    r = rows(engine, [a, b, c])
+    assert (r[a].state, r[a].sent_at, r[a].message_id, r[a].server, r[a].worker_id) == (
+        "sent", later, "<m1@x>", "relay", None)
+    assert (r[b].state, r[b].next_attempt_at, r[b].first_deferred_at, r[b].last_reply, r[b].sent_at) == (
+        "deferred", retry, later, "451 later", None)
+    assert r[c].state == "claimed"
+
+
+def test_a_result_that_is_not_a_result_state_is_refused_and_nothing_changes(ledger):
+    engine, _, ids = ledger
+    with engine.begin() as conn:
+        q.record_and_mark_sending(conn, [], [(ids[0], "w1")], now=T0)
+    with pytest.raises(ValueError, match="'pending' is not the result of a send"):
+        with engine.begin() as conn:
+            q.record_and_mark_sending(conn, [{"id": ids[0], "state": "pending", "reply": ""}], [(ids[1], "w1")], now=T0)
+    r = rows(engine, ids[:2])
+    assert (r[ids[0]].state, r[ids[1]].state) == ("sending", "claimed")
+
+
+def test_concurrent_lanes_each_get_their_own_marks_back(ledger):
+    """Twelve lanes mark and record at once through one GroupCommit (two ledger connections on
+    PostgreSQL): each gets exactly its own copy back, every result lands, and rows another
+    worker holds are never marked."""
+    engine, _, ids = ledger
+    committed: list[int] = []
+    gc = GroupCommit(engine, "w1", lambda failed: None, committed.append, slots=2)
+    start = threading.Barrier(len(ids))
+    got: dict[int, set[int]] = {}
+    errors: list[BaseException] = []
+
+    def lane(i: int) -> None:
+        try:
+            start.wait(10)
+            got[i] = gc.run(sending=[i])
+            gc.run(results=[{"id": i, "state": "sent", "reply": "250 ok"}])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    gc.close()
+    assert not errors
+    assert got == {i: {i} for i in ids}
+    assert sum(committed) == len(ids)
+    assert {r.state for r in rows(engine, ids).values()} == {"sent"}
+    assert len(gc.free) == (2 if engine.dialect.name == "postgresql" else 1)
+    gc2 = GroupCommit(engine, "w2", lambda failed: None, lambda n: None, slots=2)
+    try:
+        assert gc2.run(sending=ids[:1]) == set()  # a row in `sent` is nobody's to mark
+    finally:
+        gc2.close()
