@@ -40,6 +40,9 @@ def _root(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
         stream=sys.stderr,
     )
+    # The driver's own notes while cleaning up a lost connection ("error ignored terminating
+    # <psycopg.Pipeline>…"): the command reports the failure itself, in one line.
+    logging.getLogger("psycopg").setLevel(logging.DEBUG if verbose else logging.ERROR)
     ctx.obj = {"config_path": config, "overrides": {"database_url": db}, "config": None}
 
 

@@ -215,20 +215,20 @@ def digests_run(
         return
     from ..dispatch.sender import send_campaign
 
-    stop = _stop_on_signals()
-    summary = send_campaign(engine, result.campaign_id, config, smtp=smtp, outbox=str(outbox) if outbox else None,
-                            rate=rate, concurrency=concurrency, stop_event=stop)
+    with _stop_on_signals() as stop:
+        summary = send_campaign(engine, result.campaign_id, config, smtp=smtp, outbox=str(outbox) if outbox else None,
+                                rate=rate, concurrency=concurrency, stop_event=stop.event)
     c = summary.counts
     typer.echo(f"campaign {summary.campaign_id}: {summary.status}; sent {summary.sent_now}, failed {summary.failed_now}, "
                f"deferred {summary.deferred_now} via {summary.transport}; ledger sent {c.get('sent', 0)} of {summary.total}")
 
 
 def _stop_on_signals():
-    """A stop event set by SIGTERM and SIGINT (the current send finishes its in-flight messages);
-    set from a helper thread, never inside the handler (``signals``)."""
+    """While in use, SIGTERM and SIGINT set ``.event`` (the current send finishes its in-flight
+    messages); set from a helper thread, never inside the handler (``signals``)."""
     from .signals import SignalStop
 
-    return SignalStop().install()
+    return SignalStop()
 
 
 # --- campaigns schedule ----------------------------------------------------------------------
@@ -305,16 +305,16 @@ def worker_command(
         raise ConfigError("--starttls and --tls exclude each other")
     config = get_config(ctx)
     engine = _engine(config)
-    stop = _stop_on_signals()
 
     def emit(line: str) -> None:
         stamp = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S%z")
         typer.echo(f"{stamp} {line}", err=True)
 
-    report = run_worker(
-        engine, config, once=once, now=_now_opt(now), poll_interval=poll, catch_up=catch_up, stop_event=stop,
-        standby=standby, smtp=smtp, tls="starttls" if starttls else "tls" if tls else None,
-        outbox=str(outbox) if outbox else None, concurrency=concurrency, rate=rate, on_event=emit,
-    )
+    with _stop_on_signals() as stop:
+        report = run_worker(
+            engine, config, once=once, now=_now_opt(now), poll_interval=poll, catch_up=catch_up, stop_event=stop.event,
+            standby=standby, smtp=smtp, tls="starttls" if starttls else "tls" if tls else None,
+            outbox=str(outbox) if outbox else None, concurrency=concurrency, rate=rate, on_event=emit,
+        )
     if once and report.errors:
         raise typer.Exit(1)

@@ -74,8 +74,3 @@ class SignalStop:
                 os.close(fd)
             except OSError:
                 pass
-
-    def install(self) -> threading.Event:
-        """Install for the rest of the process (a command that exits when its work ends); returns the event."""
-        self.__enter__()
-        return self.event

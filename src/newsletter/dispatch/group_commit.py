@@ -110,10 +110,10 @@ class GroupCommit:
             with conn.begin():
                 return conn, q.record_and_mark_sending(conn, results, sending, now=now)
         except sa_exc.SQLAlchemyError as e:
-            _close(conn)
+            _drop(conn)
             raise describe_db_error(e, self.engine.url) from None
         except Exception as e:  # driver errors raised outside SQLAlchemy's wrapping
-            _close(conn)
+            _drop(conn)
             if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg"):
                 raise describe_db_error(e, self.engine.url) from None
             raise
@@ -132,3 +132,14 @@ def _close(conn: Connection | None) -> None:
             conn.close()
         except Exception:
             pass
+
+
+def _drop(conn: Connection | None) -> None:
+    """Throw away a connection that failed: invalidated, not handed back to the pool, whose reset
+    (a rollback on a session the server ended) would log a traceback under the one-line error."""
+    if conn is not None:
+        try:
+            conn.invalidate()
+        except Exception:
+            pass
+        _close(conn)

@@ -102,16 +102,32 @@ class Liveness:
         return True
 
     def beat(self) -> None:
-        """Refresh the SQLite lock's heartbeat every LOCK_HEARTBEAT_S (DispatchError when it was taken)."""
-        if self.pg or time.monotonic() - self.last_beat < LOCK_HEARTBEAT_S:
+        """Refresh the SQLite lock's heartbeat every LOCK_HEARTBEAT_S (DispatchError when it was taken).
+
+        On PostgreSQL, check that the session holding the advisory lock is still there: once it is
+        gone (the server restarted, ``pg_terminate_backend``, a network cut) other workers see this
+        one as dead and take its rows, so it must stop before it hands another message over."""
+        if self.pg:
+            assert self.conn is not None, "start() first"
+            try:
+                self.conn.execute(text("select 1"))
+            except Exception as e:  # any failure: the session, and with it the lock, may be gone
+                from ..store.db import describe_db_error
+
+                raise DispatchError(f"campaign {self.cid}: lost the database session that marks this sender alive "
+                                    f"({describe_db_error(e)}); stopped so that other workers can take over "
+                                    "its copies without sending any twice") from None
+            return
+        if time.monotonic() - self.last_beat < LOCK_HEARTBEAT_S:
             return
         with transaction(self.engine) as conn:
             if not q.heartbeat_campaign_lock(conn, self.cid, self.me):
                 raise DispatchError(f"campaign {self.cid}: another process took over the campaign lock; stopping")
         self.last_beat = time.monotonic()
 
-    def stop(self) -> None:
-        """Release the lock (never raises: a failure is logged)."""
+    def stop(self, *, quiet: bool = False) -> None:
+        """Release the lock (never raises: a failure is logged, as a warning unless ``quiet``: the
+        send already failed and says why; a dead sender's lock is taken over by the next one)."""
         try:
             if self.pg and self.conn is not None:
                 # Release explicitly: close() only hands the connection back to the pool, whose
@@ -127,7 +143,8 @@ class Liveness:
                 with transaction(self.engine) as conn:
                     q.release_campaign_lock(conn, self.cid, self.me)
         except NewsletterError:
-            log.warning("campaign %s: could not release the sender lock cleanly", self.cid)
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "campaign %s: could not release the sender lock cleanly", self.cid)
 
 
 

@@ -480,7 +480,7 @@ class _Send:
                             pass
         finally:
             run.commit.close()
-            self.live.stop()
+            self.live.stop(quiet=run.fatal is not None or self.stop is StopReason.INTERRUPTED)
 
     def summary(self) -> SendSummary:
         """The run's summary (raises what stopped a lane, if anything did)."""
