@@ -49,6 +49,9 @@ def serve(
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     bound_port = sock.getsockname()[1]
+    # Listen at once: a client that read the printed address waits in the backlog until uvicorn
+    # accepts, instead of being refused while the app starts.
+    sock.listen(2048)
     try:
         web_app = create_app(config, watch=list(watch or []))
     except BaseException:
