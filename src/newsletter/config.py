@@ -52,6 +52,7 @@ class Config:
     default_smtp: str | None = None  # which [smtp.NAME] server send uses by default
     rate: str | None = None  # default send rate, e.g. 20/s, 600/m, 10000/h
     concurrency: int = 4  # SMTP connections per sending process
+    ledger_sync: str = ""  # what a send's committed marks survive: "full" (a power cut; a disk flush per group) or "normal" (a killed sender; faster); default: full on PostgreSQL, normal on SQLite
     max_attempts: int = 100  # a backstop only: retry_max_age is the limit (100 retries take about 2 days or more)
     retry_base: float = 60.0  # first retry after about this many seconds, doubling each time
     retry_max_delay: float = 3600.0  # longest wait between two retries of a deferred copy (seconds)
@@ -261,6 +262,16 @@ def _check_deliverability(cfg: Config, file: str | None) -> None:
     parse_domain_rates(cfg.rate_per_domain, where=file or "")
 
 
+LEDGER_SYNC = ("full", "normal")
+
+
+def _check_ledger_sync(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError for a ledger_sync that is neither full nor normal (nor unset)."""
+    if cfg.ledger_sync not in ("", *LEDGER_SYNC):
+        at = f"{file}: " if file else ""
+        raise ConfigError(f"{at}ledger_sync: {cfg.ledger_sync!r} is not full or normal")
+
+
 def _check_tracking(cfg: Config, file: str | None) -> None:
     """One-line ConfigError naming the key for a bad track, track_lists or retention."""
     from .errors import InvalidInput
@@ -355,6 +366,7 @@ def load_config(
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     _check_deliverability(cfg, values.get("config_path"))
     _check_tracking(cfg, values.get("config_path"))
+    _check_ledger_sync(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg
