@@ -64,6 +64,7 @@ class Config:
     bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
     allow_local_links: bool = False  # let SMTP sends carry links to a non-https or loopback base_url
     timezone: str = "UTC"  # time zone for naive article dates, --since DATE, scheduling defaults
+    default_since: str = "7d"  # compose and new campaigns without --since: articles this recent when no earlier campaign to the list says (12h, 7d, 2w; "all": the whole archive)
     dkim_key_file: str | None = None  # DKIM private key (PEM); signing needs dkim_key_file, dkim_selector and dkim_domain
     dkim_selector: str | None = None  # DKIM selector (s=)
     dkim_domain: str | None = None  # DKIM signing domain (d=)
@@ -261,6 +262,20 @@ def _check_deliverability(cfg: Config, file: str | None) -> None:
     parse_domain_rates(cfg.rate_per_domain, where=file or "")
 
 
+def _check_default_since(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming ``default_since`` when it is neither a span (7d) nor ``all``."""
+    if cfg.default_since.strip().lower() == "all":
+        return
+    from .articles.dates import parse_span
+
+    try:
+        parse_span(cfg.default_since)
+    except ValueError as e:
+        origin = cfg.origins.get("default_since", "")
+        where = origin.replace("env ", "environment ") if origin.startswith("env ") else file if origin == "file" else None
+        raise ConfigError(f"{where + ': ' if where else ''}default_since: {e} (or all, for the whole archive)") from None
+
+
 def _check_tracking(cfg: Config, file: str | None) -> None:
     """One-line ConfigError naming the key for a bad track, track_lists or retention."""
     from .errors import InvalidInput
@@ -355,6 +370,7 @@ def load_config(
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     _check_deliverability(cfg, values.get("config_path"))
     _check_tracking(cfg, values.get("config_path"))
+    _check_default_since(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg
