@@ -143,6 +143,11 @@ def test_compose_without_a_list_takes_default_since_from_config_or_environment(s
     monkeypatch.setenv("NEWSLETTER_DEFAULT_SINCE", "2d")  # the environment over the file
     r = cli(monkeypatch, capsys, db_url, "--config", toml, "compose", folder, "--out", tmp_path / "o")
     assert "(default_since 2d)." in r.stdout and "selected 1," in r.stdout
+    monkeypatch.setenv("NEWSLETTER_DEFAULT_SINCE", "1h")  # the newest article is (a little more than) an hour old
+    r = cli(monkeypatch, capsys, db_url, "compose", folder, "--out", tmp_path / "empty")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and not (tmp_path / "empty").exists()
+    assert r.stderr.startswith("error: no article left to compose: all 3 skipped")
+    assert r.stderr.rstrip().endswith("the start was a default (default_since 1h): pass --since 2w, a date or all")
 
 
 @pytest.mark.parametrize("value", ["2026-11-01", "soon", "0d"])
@@ -187,7 +192,7 @@ def test_articles_the_list_already_received_are_named_and_skip_sent_drops_them(s
     assert r.returncode == 1 and "list 'nope' does not exist" in r.stderr and not (tmp_path / "o3").exists()
 
 
-def test_campaigns_create_compose_uses_the_default_start_and_warns(setup, monkeypatch, capsys, db_url):
+def test_campaigns_create_compose_uses_the_default_start_and_warns(setup, monkeypatch, capsys, tmp_path, db_url):
     _, _, first, folder = setup
     r = cli(monkeypatch, capsys, db_url, "campaigns", "create", "--list", "weekly", "--compose", folder)
     assert r.returncode == 0, r.stderr
@@ -197,6 +202,13 @@ def test_campaigns_create_compose_uses_the_default_start_and_warns(setup, monkey
     r = cli(monkeypatch, capsys, db_url, "campaigns", "create", "--list", "weekly", "--compose", folder, "--since", "all")
     assert r.returncode == 0, r.stderr
     assert f"warning: 'The Old Pier' was already sent to weekly in campaign #{first} ('Harbour news')" in r.stderr
+
+    # A digest composed earlier (--from) is checked too, against the lists it is snapshotted for.
+    assert cli(monkeypatch, capsys, db_url, "compose", folder, "--since", "all", "--out", tmp_path / "o").returncode == 0
+    r = cli(monkeypatch, capsys, db_url, "campaigns", "create", "--list", "weekly", "--from", tmp_path / "o")
+    assert r.returncode == 0 and f"warning: 'New Ferry Times' was already sent to weekly in campaign #{first}" in r.stderr
+    r = cli(monkeypatch, capsys, db_url, "campaigns", "create", "--list", "monthly", "--from", tmp_path / "o")
+    assert r.returncode == 0 and "already sent" not in r.stderr
 
 
 # --- the admin form -----------------------------------------------------------------------------

@@ -156,6 +156,8 @@ def request_of_campaign(st, info) -> DraftRequest:
     if req is None:
         req = default_request(st)
         req.subject, req.lists = info.subject, list(info.lists)
+        choice = suggested_since(st, req.lists, exclude=info.id)
+        req.since = local_input(st, choice.since) if choice.since else ""
     return req
 
 
