@@ -229,6 +229,20 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
 _HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
 
 
+def _check_default_since(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming ``default_since`` when it is neither a span (7d) nor ``all``."""
+    if cfg.default_since.strip().lower() == "all":
+        return
+    from .articles.dates import parse_span
+
+    try:
+        parse_span(cfg.default_since)
+    except ValueError as e:
+        origin = cfg.origins.get("default_since", "")
+        where = origin.replace("env ", "environment ") if origin.startswith("env ") else file if origin == "file" else None
+        raise ConfigError(f"{where + ': ' if where else ''}default_since: {e} (or all, for the whole archive)") from None
+
+
 def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
     """One-line ConfigError naming the setting when a value bound for a mail header holds a line
     break or control character (also inside an RFC 2047 encoded word), or when
@@ -260,20 +274,6 @@ def _check_deliverability(cfg: Config, file: str | None) -> None:
 
     parse_warmup(cfg.warmup, cfg.warmup_start, where=file or "")
     parse_domain_rates(cfg.rate_per_domain, where=file or "")
-
-
-def _check_default_since(cfg: Config, file: str | None) -> None:
-    """One-line ConfigError naming ``default_since`` when it is neither a span (7d) nor ``all``."""
-    if cfg.default_since.strip().lower() == "all":
-        return
-    from .articles.dates import parse_span
-
-    try:
-        parse_span(cfg.default_since)
-    except ValueError as e:
-        origin = cfg.origins.get("default_since", "")
-        where = origin.replace("env ", "environment ") if origin.startswith("env ") else file if origin == "file" else None
-        raise ConfigError(f"{where + ': ' if where else ''}default_since: {e} (or all, for the whole archive)") from None
 
 
 def _check_tracking(cfg: Config, file: str | None) -> None:
@@ -363,6 +363,7 @@ def load_config(
 
     cfg = Config(smtp=smtp, origins=origins, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
+    _check_default_since(cfg, values.get("config_path"))
     for net in cfg.fetch_allow_networks:  # fetch safety: a typo must not silently allow nothing
         try:
             ipaddress.ip_network(net.strip(), strict=False)
@@ -370,7 +371,6 @@ def load_config(
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     _check_deliverability(cfg, values.get("config_path"))
     _check_tracking(cfg, values.get("config_path"))
-    _check_default_since(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg
