@@ -67,7 +67,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.wait_for_url("**/admin/campaigns/new")
                 assert page.locator("#limit").input_value() == "10"
                 assert page.locator("#since").input_value() != ""
-                page.locator("#since").fill("2026-11-01")
+                page.locator("#since").fill("2026-11-01T00:00")
                 page.locator("#until").fill("2026-11-19")  # leaves out the article of 20 November
                 page.locator("#limit").fill("5")
                 page.locator("#subject").fill("This week for *|FNAME|*")

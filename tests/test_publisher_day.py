@@ -83,7 +83,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 page.goto(live.url + "/admin/preview")
                 page.locator("#make-campaign").click()
                 page.wait_for_url("**/admin/campaigns/new")
-                page.locator("#since").fill("2026-11-01")
+                page.locator("#since").fill("2026-11-01T00:00")
                 page.locator("#until").fill("2026-11-30")
                 page.locator("#limit").fill("5")
                 page.locator("#subject").fill("This week for *|FNAME|*")

@@ -65,6 +65,7 @@ class Config:
     bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
     allow_local_links: bool = False  # let SMTP sends carry links to a non-https or loopback base_url
     timezone: str = "UTC"  # time zone for naive article dates, --since DATE, scheduling defaults
+    default_since: str = "7d"  # compose and new campaigns without --since: articles this recent when no earlier campaign to the list says (12h, 7d, 2w; "all": the whole archive)
     dkim_key_file: str | None = None  # DKIM private key (PEM); signing needs dkim_key_file, dkim_selector and dkim_domain
     dkim_selector: str | None = None  # DKIM selector (s=)
     dkim_domain: str | None = None  # DKIM signing domain (d=)
@@ -229,6 +230,20 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
 _HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
 
 
+def _check_default_since(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming ``default_since`` when it is neither a span (7d) nor ``all``."""
+    if cfg.default_since.strip().lower() == "all":
+        return
+    from .articles.dates import parse_span
+
+    try:
+        parse_span(cfg.default_since)
+    except ValueError as e:
+        origin = cfg.origins.get("default_since", "")
+        where = origin.replace("env ", "environment ") if origin.startswith("env ") else file if origin == "file" else None
+        raise ConfigError(f"{where + ': ' if where else ''}default_since: {e} (or all, for the whole archive)") from None
+
+
 def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
     """One-line ConfigError naming the setting when a value bound for a mail header holds a line
     break or control character (also inside an RFC 2047 encoded word), or when
@@ -359,6 +374,7 @@ def load_config(
 
     cfg = Config(smtp=smtp, origins=origins, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
+    _check_default_since(cfg, values.get("config_path"))
     for net in cfg.fetch_allow_networks:  # fetch safety: a typo must not silently allow nothing
         try:
             ipaddress.ip_network(net.strip(), strict=False)
