@@ -45,7 +45,11 @@ def confirmation_context(config: Config, *, email: str, list_name: str, confirm_
     from ..i18n import direction, format_day, gettext, normalize
 
     lang = normalize(language or config.language) or "en"
-    subject = gettext(lang, "Please confirm your subscription to %(list)s", list=list_name)
+
+    def _(message: str, **variables: str) -> str:  # the name pybabel extracts (babel.cfg)
+        return gettext(lang, message, **variables)
+
+    subject = _("Please confirm your subscription to %(list)s", list=list_name)
     today = (now or datetime.now(timezone.utc))
     return {
         "email_kind": "confirmation",

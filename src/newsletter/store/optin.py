@@ -74,6 +74,15 @@ def confirmation_message(config: Config, *, email: str, list_name: str, confirm_
                                language=language, template_dir=template_dir)
 
 
+def check_confirmation_template(config: Config, language: str | None = None) -> None:
+    """Render a sample confirmation email (config ``template_dir``'s confirm.mjml and confirm.txt,
+    else the shipped ones): a broken template is one RenderError before anyone is mailed, rather
+    than one failure per address."""
+    from ..compose.confirm import check_confirmation
+
+    check_confirmation(config, language=language)
+
+
 def _list_language(engine: Engine, list_id: int) -> str | None:
     """The language a list's readers are written to in (None: the configured default)."""
     with engine.connect() as conn:
@@ -232,6 +241,7 @@ def send_confirmations(
             skipped_suppressed=conn.execute(counted.where(suppressed)).scalar_one(),
             skipped_mailed=conn.execute(counted.where(~suppressed, ~due)).scalar_one(),
         )
+    check_confirmation_template(config, lst["language"])  # a broken template: nobody mailed, nothing recorded
     key = secret if secret is not None else secret_key(config)
     candidates = (
         select(subs_t.c.id, subs_t.c.subscriber_id, subscribers_t.c.email, subscribers_t.c.name)
