@@ -258,3 +258,34 @@ def test_the_admins_bulk_confirm_action_refuses_a_loopback_base_url(tmp_path):
         assert "Nothing changed: base_url is http://127.0.0.1:8000: confirmation links would not work" in r.text
     assert mailed(engine) == []
     engine.dispose()
+
+
+# --- the default welcome: a shipped MJML template too --------------------------------------------
+
+
+def test_the_default_welcome_is_shipped_in_the_newsletters_style_and_replaceable(site, run):
+    from newsletter.dispatch.welcome import render_list_steps
+    from newsletter.store import welcome as wstore
+
+    tmp_path, engine = site
+    r = run(tmp_path, "lists", "welcome", "news", "--default")
+    assert "welcome on, steps 0" in r.stdout
+    assert "the default welcome" in run(tmp_path, "lists", "welcome", "news", "--status").stdout
+    for args in (("--default", "--series", "0,3"), ("--default", "--template", str(tmp_path)), ("--default", "--off")):
+        bad = run(tmp_path, "lists", "welcome", "news", *args, check=False)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, args
+    [lst] = wstore.welcome_lists(engine)
+    assert lst.template == "default" and lst.language == "ar"
+    step = render_list_steps(lst, HARBOUR)[0]
+    assert step.subject == "مرحبًا بك في news"  # translated, in the list's language
+    assert re.search(r'class="nl-masthead".*?Harbour Notes', step.html, re.S) and '<html lang="ar" dir="rtl"' in step.html
+    assert "*|UNSUBSCRIBE_URL|*" in step.html and "*|PREFERENCES_URL|*" in step.html  # the digest's footer, filled per reader
+    assert "stories" not in step.html and "*|UNSUBSCRIBE_URL|*" in step.text and "/archive/" in step.text
+    own = tmp_path / "own-welcome"
+    own.mkdir()
+    (own / "welcome.mjml").write_text('<mjml><mj-head><mj-title>Hi from {{ newsletter_name }}</mj-title></mj-head><mj-body>'
+                                      '{% include "header.mjml" %}<mj-section><mj-column><mj-text>OWN-WELCOME {{ list_name }} '
+                                      '<a href="{{ unsubscribe_url }}">x</a></mj-text></mj-column></mj-section></mj-body></mjml>')
+    mine = render_list_steps(lst, HARBOUR.replace(template_dir=str(own)))[0]
+    assert mine.subject == "Hi from Harbour Notes" and "OWN-WELCOME news" in mine.html and "Harbour Notes" in mine.html
+    assert "OWN-WELCOME news" in mine.text  # no welcome.txt beside it: the text is made from the HTML
