@@ -289,3 +289,30 @@ def test_the_default_welcome_is_shipped_in_the_newsletters_style_and_replaceable
     mine = render_list_steps(lst, HARBOUR.replace(template_dir=str(own)))[0]
     assert mine.subject == "Hi from Harbour Notes" and "OWN-WELCOME news" in mine.html and "Harbour Notes" in mine.html
     assert "OWN-WELCOME news" in mine.text  # no welcome.txt beside it: the text is made from the HTML
+
+
+def test_the_signup_form_with_a_broken_template_logs_one_line_and_records_nothing(tmp_path, caplog):
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from newsletter.web import create_app
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    upgrade(url)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "confirm.mjml").write_text("<mjml><mj-body>{% endif %}</mj-body></mjml>")
+    config = Config(database_url=url, secret_key=SECRET, outbox=str(tmp_path / "outbox"), template_dir=str(broken))
+    engine = get_engine(url)
+    store_lists.create_list(engine, "news", "News", opt_in="double")
+    caplog.set_level(logging.ERROR, logger="newsletter.web")
+    with TestClient(create_app(config, engine), base_url="http://127.0.0.1:8000") as client:
+        t = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/subscribe/news").text).group(1)
+        assert client.post("/subscribe/news", data={"email": "ana@example.net", "csrf_token": t}).status_code == 200
+        assert client.app.state.web.mailer.wait_idle(15), "the signup queue did not empty"
+    [record] = [r for r in caplog.records if "confirmation email" in r.getMessage()]
+    assert str(broken / "confirm.mjml") in record.getMessage() and "\n" not in record.getMessage()
+    assert record.exc_info is None  # one line, no traceback
+    assert mailed(engine) == [] and emls(tmp_path) == []
+    engine.dispose()
