@@ -235,6 +235,10 @@ def lists_welcome(
              "(step-N.mjml and optional step-N.txt per step, or welcome.mjml).",
     ),
     series: Optional[str] = typer.Option(None, "--series", help="Days after joining to send each step, e.g. 0,3,7 (default: 0)."),
+    default: bool = typer.Option(
+        False, "--default",
+        help="The default welcome: welcome.mjml (and welcome.txt) of config template_dir, else the shipped one.",
+    ),
     off: bool = typer.Option(False, "--off", help="Send no welcome to readers who join from now on."),
     status: bool = typer.Option(False, "--status", help="Show the setting and how many welcome steps were sent."),
 ) -> None:
@@ -244,7 +248,7 @@ def lists_welcome(
 
     engine = _engine(ctx)
     if status:
-        if template is not None or off or series is not None:
+        if template is not None or off or default or series is not None:
             raise InvalidInput("--status shows the setting: give it alone")
         from ..store.lists import get_list
 
@@ -253,7 +257,9 @@ def lists_welcome(
         if not setting:
             typer.echo(f"list {slug!r}: no welcome")
         else:
-            typer.echo(f"list {slug!r}: welcome from {setting['template']}, steps {', '.join(map(str, setting['steps']))} "
+            source = ("the default welcome (welcome.mjml of template_dir, else the shipped one)"
+                      if setting["template"] == store.DEFAULT_TEMPLATE else setting["template"])
+            typer.echo(f"list {slug!r}: welcome from {source}, steps {', '.join(map(str, setting['steps']))} "
                        f"(days after joining), for readers who joined since {setting['since']}")
         typer.echo(f"sent {counts.get('sent', 0)}, failed {counts.get('failed', 0)}, "
                    f"interrupted {counts.get('sending', 0)} (never resent)")
@@ -261,13 +267,17 @@ def lists_welcome(
     if off and series is not None:
         raise InvalidInput("--off and --series exclude each other")
     steps = store.parse_series(series) if series is not None else None
-    if template is not None:  # render every step once now: a broken template is reported here, not by the worker
+    if default and template is not None:
+        raise InvalidInput("--default and --template exclude each other")
+    if template is not None or default:  # render every step once now: a broken template is reported here, not by the worker
         from ..dispatch.welcome import render_step
 
+        config = get_config(ctx)
         name = store.list_name(engine, slug)
-        for step, (mjml, txt) in store.step_files(template, steps or [store.SINGLE_FILE_STEP]).items():
-            render_step(mjml, txt, get_config(ctx), list_name=name, step=step)
-    setting = store.set_welcome(engine, slug, template=template, steps=steps, off=off)
+        chosen = template if template is not None else store.DEFAULT_TEMPLATE
+        for step, (mjml, txt) in store.step_files(chosen, steps or [store.SINGLE_FILE_STEP], config.template_dir).items():
+            render_step(mjml, txt, config, list_name=name, step=step)
+    setting = store.set_welcome(engine, slug, template=template, steps=steps, off=off, default=default)
     if setting is None:
         typer.echo(f"list {slug!r}: welcome off")
     else:

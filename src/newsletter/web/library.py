@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..errors import DispatchError, InvalidInput, NewsletterError, NotFound, StateError  # noqa: F401  (re-exported for the routers)
 from ..i18n import N_
 from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
@@ -90,7 +90,7 @@ def signup_job(st, lst, address: str, name: str, timezone: str = "") -> bool:
     try:
         mail_confirmation(st.engine, st.config, _confirmation_sender(st),
                           Invitation(plan.subscriber_id, plan.list_id, plan.email, plan.name, lst.name, url))
-    except DispatchError as e:
+    except NewsletterError as e:  # the mail server refused it, or the confirm template is broken
         # The visitor got the usual answer (a refusal must not tell whether an address exists);
         # sending the form again sends a fresh confirmation.
         log.error("confirmation email for list %s not sent: %s", lst.slug, e)
@@ -369,7 +369,6 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
     """A stored digest's next occurrence as the worker would compose it (its own sources, template,
     subject and selection, only articles not sent before), cached until a local source or the
     template changes, the digest runs or changes, or ``refresh`` (which fetches feeds again)."""
-    from ..errors import NewsletterError
     from ..schedule.cron import get_zone
     from ..schedule.occurrences import preview_digest
 
