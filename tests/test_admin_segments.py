@@ -113,6 +113,12 @@ def test_errors_stay_in_the_form_with_the_values_and_store_nothing(client, engin
     assert sg.list_segments(engine) == []
 
 
+def test_too_many_rows_are_refused_not_cut(client, engine):
+    rows = {k: v for i in range(51) for k, v in {f"field_{i}": "attr", f"attr_{i}": "n", f"op_{i}": "eq", f"value_{i}": str(i)}.items()}
+    r = client.post("/admin/segments/new", data={"csrf_token": token(client), "name": "long", "list": "weekly", "source": "rows", **rows})
+    assert r.status_code == 400 and "at most 50 conditions" in r.text and sg.list_segments(engine) == []
+
+
 def test_unknown_list_and_duplicate_name(client, engine):
     t = token(client)
     base = {"csrf_token": t, "name": "dup", "source": "rows", "field_0": "attr", "attr_0": "city", "op_0": "eq", "value_0": "Porto"}

@@ -46,9 +46,8 @@ def _form_of(form: Any) -> dict:
     """What the builder posted (or sent to the count): rows, all/any, everyone, JSON and which of
     rows or JSON is meant, as typed."""
     rows = []
-    for i in range(MAX_ROWS):
-        if f"field_{i}" not in form:
-            continue
+    indexes = sorted(int(k[6:]) for k in form if k.startswith("field_") and k[6:].isdigit() and len(k) < 12)
+    for i in indexes:
         if form.get(f"remove_{i}"):
             continue
         rows.append(Row(str(form.get(f"field_{i}", "attr")), str(form.get(f"attr_{i}", "")), str(form.get(f"op_{i}", "eq")),
@@ -56,11 +55,13 @@ def _form_of(form: Any) -> dict:
     return {"name": str(form.get("name", "")).strip(), "list": str(form.get("list", "")),
             "match": "any" if form.get("match") == "any" else "all", "everyone": bool(form.get("everyone")),
             "filter_json": str(form.get("filter_json", "")), "source": "json" if form.get("source") == "json" else "rows",
-            "rows": rows}
+            "rows": rows, "too_many": len(indexes) > MAX_ROWS}
 
 
 def _filter_of(f: dict) -> str:
     """The filter text the form stands for; InvalidInput (worded for this page) when it cannot be one."""
+    if f.get("too_many") and f["source"] == "rows":
+        raise InvalidInput(f"at most {MAX_ROWS} conditions in the builder: write a longer filter as JSON")
     if f["source"] == "json":
         text = f["filter_json"].strip() or "{}"
         try:
