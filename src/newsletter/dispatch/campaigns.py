@@ -194,6 +194,9 @@ def prepare_content(engine: Engine, digest, list_slugs: list[str], config: Confi
         meta.setdefault("article_keys", list(digest.article_keys))
     except Exception:
         pass
+    # When the articles were chosen: the next digest to these lists starts there (dispatch.previous).
+    composed = getattr(digest, "date", None)
+    meta["composed_at"] = (composed if isinstance(composed, datetime) else utcnow()).isoformat()
     return Prepared(subject=subject, from_address=from_address, reply_to=reply_to, html=html, text=digest.text or "",
                     preheader=getattr(digest, "preheader", "") or "", images=images, meta=meta)
 

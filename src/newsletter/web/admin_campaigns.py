@@ -52,15 +52,18 @@ def _form_page(request: Request, req, *, campaign=None, error: str | None = None
     st = state(request)
     doc, key = calls.draft_preview(st, req) if compose else (None, None)
     frame = f"/admin/campaigns/composed/{key}/frame" if key else None
+    editing = campaign.id if campaign else None
     return page(request, "admin/campaign_form.html", status=status, admin=True, active="campaigns",
                 title=f"Edit campaign {campaign.id}" if campaign else "New campaign", req=req, c=campaign,
                 choices=calls.form_choices(st), doc=doc, frame=frame, sample=lambda text: pv.sample(text, html=False),
-                flash=("error", error) if error else None)
+                flash=("error", error) if error else None, since_note=calls.since_note(st, req, editing),
+                received=calls.already_received(st, req, doc, editing))
 
 
 @router.get("/campaigns/new")
 def new_campaign(request: Request):
-    """The form with its defaults (the last 7 days, 10 articles), and the digest they compose."""
+    """The form with its defaults (since the last campaign to the list, else default_since; 10
+    articles), and the digest they compose."""
     return _form_page(request, calls.default_request(state(request)))
 
 

@@ -9,15 +9,14 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..dispatch.drafts import DraftRequest
 from ..errors import NewsletterError, NotFound
 from . import preview as pv
 
-DEFAULT_DAYS = 7  # the new-campaign form starts with the last week ...
-DEFAULT_LIMIT = 10  # ... and at most this many articles: never the whole archive
+DEFAULT_LIMIT = 10  # the new-campaign form takes at most this many articles: never the whole archive
 CACHED_COMPOSITIONS = 8
 
 # CLI wording in library messages, as the page says it.
@@ -90,13 +89,52 @@ def local_now_input(st) -> str:
 # --- the form -----------------------------------------------------------------------------------
 
 
+def suggested_since(st, lists: list[str], exclude: int | None = None):
+    """Where a digest for ``lists`` starts by default (``dispatch.previous.SinceChoice``): when the
+    last campaign that reached them was composed, else config ``default_since`` before now."""
+    from ..dispatch.previous import configured_since, default_since
+
+    try:
+        return default_since(st.engine, st.config, lists, exclude=exclude)
+    except NotFound:  # a list deleted since the form was shown: its choice is refused on submit
+        return configured_since(st.config)
+
+
+def since_note(st, req: DraftRequest, exclude: int | None = None) -> str:
+    """The sentence under the date field: the start these lists suggest and why, and whether the
+    field holds it."""
+    choice = suggested_since(st, list(req.lists), exclude)
+    if choice.since is None:
+        return f"No suggested start ({choice.reason}): choose the first day."
+    value = local_input(st, choice.since)
+    held = req.since.strip()
+    same = held == value or (len(held) == 10 and value.startswith(held) and value.endswith("T00:00"))
+    return (f"{'Filled in' if same else 'Suggested'}: {value.replace('T', ' ')} — {choice.reason}."
+            .replace("default_since", "the configured default_since"))
+
+
 def default_request(st) -> DraftRequest:
-    """The form's start: every configured source, the last 7 days (today included), 10 articles,
-    the only list when there is one."""
+    """The form's start: every configured source, articles since the last campaign to the only list
+    (else config ``default_since``, 7 days) up to today, 10 articles, the only list when there is one."""
     today = datetime.now(timezone.utc).astimezone(_zone(st)).date()
     lists = all_lists(st)
-    return DraftRequest(sources=list(st.config.sources), since=(today - timedelta(days=DEFAULT_DAYS)).isoformat(),
-                        until=today.isoformat(), limit=DEFAULT_LIMIT, lists=[lists[0].slug] if len(lists) == 1 else [])
+    chosen = [lists[0].slug] if len(lists) == 1 else []
+    choice = suggested_since(st, chosen)
+    return DraftRequest(sources=list(st.config.sources), since=local_input(st, choice.since) if choice.since else "",
+                        until=today.isoformat(), limit=DEFAULT_LIMIT, lists=chosen)
+
+
+def already_received(st, req: DraftRequest, doc, exclude: int | None = None) -> list[str]:
+    """The composed articles that readers of the chosen lists already received, one sentence each."""
+    from ..dispatch.previous import already_received as find
+
+    digest = getattr(doc, "digest", None) if doc is not None else None
+    if digest is None or not req.lists:
+        return []
+    try:
+        return [r.warning() for r in find(st.engine, list(req.lists), digest.articles, exclude=exclude)]
+    except NotFound:
+        return []
 
 
 def request_from(st, sources, since, until, limit, intro, subject, lists, segment) -> DraftRequest:
@@ -118,6 +156,8 @@ def request_of_campaign(st, info) -> DraftRequest:
     if req is None:
         req = default_request(st)
         req.subject, req.lists = info.subject, list(info.lists)
+        choice = suggested_since(st, req.lists, exclude=info.id)
+        req.since = local_input(st, choice.since) if choice.since else ""
     return req
 
 
