@@ -8,14 +8,11 @@ violation) at 1280 and 390 px, in a second context that may inject axe."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from fixtures.web.harness import LiveServer, browser, free_port  # noqa: F401  (fixtures)
-from test_readers_journey import axe_problems
+from fixtures.web.harness import WIDTHS, LiveServer, admin_context, axe_problems, browser, free_port, screenshots  # noqa: F401  (fixtures)
 
 from newsletter.config import Config
 from newsletter.store import lists, segments, subscribers
@@ -27,8 +24,7 @@ SECRET = "test-secret-key-0123456789"
 
 
 def test_a_publisher_builds_a_segment(tmp_path, browser):  # noqa: F811
-    shots = Path(os.environ.get("TEST_ARTEFACTS") or tmp_path / "screenshots") / "segment-builder"
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "segment-builder")
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
@@ -39,8 +35,7 @@ def test_a_publisher_builds_a_segment(tmp_path, browser):  # noqa: F811
     config = Config(database_url=url, secret_key=SECRET, base_url=f"http://127.0.0.1:{port}", outbox=str(tmp_path / "outbox"))
     strict = browser.new_context(viewport={"width": 1280, "height": 900})  # the page's CSP applies
     strict.set_default_timeout(20_000)
-    checker = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # may inject axe
-    checker.set_default_timeout(20_000)
+    checker = admin_context(browser)  # may inject axe
     page, axe_page = strict.new_page(), checker.new_page()
     blocked: list[str] = []
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
@@ -50,7 +45,7 @@ def test_a_publisher_builds_a_segment(tmp_path, browser):  # noqa: F811
         ``go`` is False: that context's page as it is), with a screenshot of each."""
         if go:
             axe_page.goto(page.url)
-        for width, height in ((1280, 900), (390, 844)):
+        for width, height in WIDTHS:
             axe_page.set_viewport_size({"width": width, "height": height})
             assert axe_problems(axe_page) == [], f"{name} at {width}px"
             axe_page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
