@@ -93,6 +93,7 @@ def test_any_negation_and_other_fields(client, engine):
     ({"field_0": "attr", "attr_0": "age", "op_0": "within", "value_0": "soon"}, "duration 'soon' is invalid"),
     ({"field_0": "attr", "attr_0": "age", "op_0": "bigger", "value_0": "3"}, "'bigger' does not apply"),
     ({"field_0": "status", "op_0": "eq", "value_0": "gone"}, "status 'gone' is unknown"),
+    ({"field_0": "attr", "attr_0": 'ci"ty', "op_0": "eq", "value_0": "x"}, "attribute name 'ci\"ty' is invalid"),
     ({"field_0": "attr", "attr_0": "", "op_0": "eq", "value_0": ""}, "would match everyone on the list: tick “Everyone on the list”"),
     ({"source": "json", "filter_json": '{"attr": "age", "near": 3}'}, "unknown operator 'near'"),
     ({"source": "json", "filter_json": '{"attr": '}, "malformed JSON"),
