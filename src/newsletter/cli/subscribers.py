@@ -53,6 +53,11 @@ def subscribers_import(
         help="Re-subscribe people who unsubscribed, bounced or complained. ONLY use this when everyone in the file gave fresh consent; suppressed addresses are still skipped.",
     ),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per transaction."),
+    attr_type: List[str] = typer.Option(
+        [], "--attr-type", help="NAME=TYPE: store attribute NAME as a number, date (ISO), bool or auto (each cell "
+        "recognised: plain numbers, true/false, ISO dates), so segments compare it as such; text (as written) by "
+        "default; NAME * means every attribute. A cell that does not parse goes to the rejects file. Repeatable."
+    ),
 ) -> None:
     """Import subscribers into a list: validated, de-duplicated, resumable; prints a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -63,7 +68,7 @@ def subscribers_import(
         delimiter = "\t"
     opts = ImportOptions(
         list_slug=list_slug, format=fmt.value if fmt else None, encoding=encoding, mapping=_pairs(mapping, "--map"),
-        delimiter=delimiter, resubscribe=resubscribe, batch_size=batch_size,
+        delimiter=delimiter, resubscribe=resubscribe, batch_size=batch_size, attr_types=_pairs(attr_type, "--attr-type"),
     )
     engine = _engine(ctx)
     err = _err()
