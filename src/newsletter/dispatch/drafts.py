@@ -9,7 +9,8 @@ draft may be an A/B subject test (``ab``): the form's fields go through ``abtest
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
@@ -101,6 +102,24 @@ def ab_spec_of(req: DraftRequest):
                    intros=[req.ab_intro_a or None, req.ab_intro_b or None, req.ab_intro_c or None, req.ab_intro_d or None])
     assert spec is not None  # a test share was given: ab_spec answers with a test or an error
     return spec
+
+
+def with_stored_test(engine: Engine, campaign_id: int, req: DraftRequest) -> DraftRequest:
+    """``req`` with the A/B fields of the campaign's stored test (made here, by the CLI or the API),
+    so that editing a draft starts from the test it has; unchanged for a campaign without one."""
+    from ..store.abtests import test_of
+
+    with transaction(engine) as conn:
+        test = test_of(conn, campaign_id)
+    if test is None:
+        return req
+    v = test.variants
+    fields: dict[str, Any] = {f"subject_{x}": (v[i]["subject"] if i < len(v) else "") for i, x in enumerate("abcd") if i}
+    fields.update({f"ab_intro_{x}": (v[i].get("intro") or "" if i < len(v) else "") for i, x in enumerate("abcd")})
+    hours, rest = divmod(test.wait_seconds, 3600)
+    wait = (f"{hours}h" if hours else "") + (f"{rest // 60}m" if rest // 60 else "") + (f"{rest % 60}s" if rest % 60 else "")
+    return replace(req, ab=True, test_share=f"{test.test_share / 100:g}%", test_wait=wait, winner_by=test.winner_by,
+                   min_sample=str(test.min_sample), **fields)
 
 
 def compose_draft(engine: Engine, config: Config, req: DraftRequest):

@@ -163,11 +163,13 @@ def request_from(st, sources, since, until, limit, intro, subject, lists, segmen
 
 def request_of_campaign(st, info) -> DraftRequest:
     """A draft's choices as made (meta "compose"), else the defaults with its subject and lists."""
+    from ..dispatch.drafts import with_stored_test
+
     req = DraftRequest.from_meta(info.meta)
     if req is None:
         req = default_request(st)
         req.subject, req.lists = info.subject, list(info.lists)
-    return req
+    return with_stored_test(st.engine, info.id, req)
 
 
 def all_lists(st):
