@@ -255,6 +255,7 @@ def test_the_api_creates_an_ab_draft_and_schedules_at_local_time(store, tmp_path
     ("schedule", {"local_time": "8h"}, 400, "local_time '8h': expected a time of day HH:MM"),
     ("schedule", {"local_time": "08:00", "past": "later"}, 422, "past: Input should be 'send', 'skip' or 'next-day'"),
     ("schedule", {"local_time": "08:00", "date": "2020-01-01"}, 400, "that time has passed in every time zone; give a later date"),
+    ("schedule", {"local_time": "23:59", "date": "9999-12-31", "window": "24h"}, 400, "date '9999-12-31': too far in the future"),
 ])
 def test_bad_api_input_is_one_line_and_stores_nothing(store, tmp_path, path, body, status, words):
     config = make_config(store, tmp_path)

@@ -71,9 +71,12 @@ def check_past(text: str) -> str:
 def parse_day(text: str) -> date:
     """``2026-11-01``, or a ScheduleError naming ``--date``."""
     try:
-        return date.fromisoformat(str(text).strip())
+        d = date.fromisoformat(str(text).strip())
     except ValueError:
         raise ScheduleError(f"--date {text!r}: expected a day YYYY-MM-DD") from None
+    if d.year > 9000:  # the instants around it (UTC-12, the window, the next day) must exist
+        raise ScheduleError(f"--date {text!r}: too far in the future")
+    return d
 
 
 def offset_label(delta: timedelta | None) -> str:
