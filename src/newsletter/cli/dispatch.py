@@ -363,10 +363,10 @@ def send_command(
         raise ConfigError("--starttls and --tls exclude each other")
     mode = "starttls" if starttls else "tls" if tls else None
     if test:
-        from ..dispatch.oneoff import send_test
+        from ..dispatch.oneoff import send_test_copies
 
-        r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
-        typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
+        for r in send_test_copies(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None):
+            typer.echo(f"test message {r.message_id}{f' (variant {r.variant})' if r.variant else ''} sent to {test} via {r.transport}")
         return
     if now:
         from ..dispatch.campaigns import start_scheduled_now

@@ -127,14 +127,17 @@ def lists_create(
         True, "--public/--private",
         help="Public (default): a signup page, and offered on every reader's preference centre. Private: neither; only its own readers see it there.",
     ),
+    quiet_hours: Optional[str] = typer.Option(
+        None, "--quiet-hours", help="HH:MM-HH:MM, e.g. 22:00-07:00: local-time campaigns send its readers nothing then (in each reader's zone); a copy due then waits for the end.",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
     ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone,
-                     public=public)
+                     public=public, quiet_hours=quiet_hours)
     typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)})")
+               f"{_private_note(ml.public)}{_quiet_note(ml.quiet_hours)})")
 
 
 def _language_note(language: str | None, timezone: str | None = None) -> str:
@@ -143,6 +146,10 @@ def _language_note(language: str | None, timezone: str | None = None) -> str:
 
 def _private_note(public: bool) -> str:
     return "" if public else ", private"
+
+
+def _quiet_note(quiet_hours: str | None) -> str:
+    return f", quiet hours {quiet_hours}" if quiet_hours else ""
 
 
 @lists_app.command("list")
@@ -156,7 +163,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "timezone": r.timezone,
-             "public": r.public,
+             "public": r.public, "quiet_hours": r.quiet_hours,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -197,16 +204,19 @@ def lists_update(
     public: Optional[bool] = typer.Option(
         None, "--public/--private", help="Give it a signup page and offer it on every preference centre, or neither.",
     ),
+    quiet_hours: Optional[str] = typer.Option(
+        None, "--quiet-hours", help="New quiet hours, HH:MM-HH:MM in each reader's zone, for local-time campaigns ('none' removes them).",
+    ),
 ) -> None:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone
-    or visibility."""
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone,
+    visibility or quiet hours."""
     from ..store.lists import update_list
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
     ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
-                     timezone=timezone, public=public)
+                     timezone=timezone, public=public, quiet_hours=quiet_hours)
     typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)})")
+               f"{_private_note(ml.public)}{_quiet_note(ml.quiet_hours)})")
 
 
 @lists_app.command("delete")

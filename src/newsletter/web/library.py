@@ -403,12 +403,11 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     """Send the previewed digest to one address: a campaign through the dispatcher's test send,
     a digest composed from the sources through its one-off send (sample merge values)."""
-    from ..dispatch.oneoff import send_one, send_test
+    from ..dispatch.oneoff import send_one
 
-    address = normalize_address(to)
     if campaign_id is not None:
-        send_test(st.engine, campaign_id, st.config, address)
-        return address
+        return test_send_campaign(st, campaign_id, to)[0]
+    address = normalize_address(to)
     from ..compose import embed_relative_assets
 
     digest = embed_relative_assets(doc.digest)  # thumbnails travel as CID parts, as in a campaign
@@ -417,6 +416,16 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     text = pv.fill_merge_tags(digest.text, html=False, **values)
     send_one(st.config, address, f"[TEST] {doc.subject}", html, text, images=digest.images)
     return address
+
+
+def test_send_campaign(st, campaign_id: int, to: str) -> tuple[str, list[str]]:
+    """Send a campaign's test to one address through the dispatcher (one copy per variant of an
+    A/B test); returns the address and the variants' letters sent ([] for an ordinary campaign)."""
+    from ..dispatch.oneoff import send_test_copies
+
+    address = normalize_address(to)
+    sent = send_test_copies(st.engine, campaign_id, st.config, address)
+    return address, [r.variant for r in sent if r.variant]
 
 
 def suppressions(st) -> list:
