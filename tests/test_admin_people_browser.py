@@ -57,11 +57,11 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
             page.get_by_role("button", name="Upload and map columns…").click()
             page.get_by_role("heading", name="Map the columns of people.csv").wait_for()
             assert subscribers.list_subscribers(engine).total == 0  # nothing imported before the mapping
-            page.get_by_label("Correo").select_option("email")
-            page.get_by_label("Nombre").select_option("first_name")
-            page.get_by_label("Apellido").select_option("last_name")
-            page.get_by_label("Estado").select_option("status")
-            assert page.get_by_label("Ciudad").input_value() == "attr:Ciudad"
+            page.get_by_label("Correo", exact=True).select_option("email")
+            page.get_by_label("Nombre", exact=True).select_option("first_name")
+            page.get_by_label("Apellido", exact=True).select_option("last_name")
+            page.get_by_label("Estado", exact=True).select_option("status")
+            assert page.get_by_label("Ciudad", exact=True).input_value() == "attr:Ciudad"
             page.get_by_label("Keep them confirmed").check()
             look(page, shots, "import-mapping")
             page.get_by_role("button", name="Import", exact=True).click()

@@ -68,10 +68,10 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 page.get_by_label("CSV or JSON Lines file").set_input_files(str(tmp_path / "readers.csv"))
                 page.get_by_role("button", name="Upload and map columns…").click()
                 page.get_by_role("heading", name="Map the columns of readers.csv").wait_for()
-                assert page.get_by_label("Email Address").input_value() == "email"
-                assert page.get_by_label("First Name").input_value() == "first_name"
-                assert page.get_by_label("Town").input_value() == "attr:Town"
-                assert page.get_by_label("Status").input_value() == "status"
+                assert page.get_by_label("Email Address", exact=True).input_value() == "email"
+                assert page.get_by_label("First Name", exact=True).input_value() == "first_name"
+                assert page.get_by_label("Town", exact=True).input_value() == "attr:Town"
+                assert page.get_by_label("Status", exact=True).input_value() == "status"
                 page.get_by_label("Keep them confirmed").check()
                 look(page, shots, "2-import-mapping")
                 page.get_by_role("button", name="Import", exact=True).click()
