@@ -64,7 +64,7 @@ def move_out_of_quiet_hours(conn: Connection, campaign_id: int, zone_of) -> set[
     """Give every planned row of a local-time ledger whose list has quiet hours, and whose due time
     falls inside them in its reader's zone (``zone_of(reader_zone, list_zone)``), the end of that
     quiet period. Returns the new due instants (for the buckets' labels)."""
-    from ..store import queries_quiet as qq
+    from ..store.queries import quiet as qq
 
     moved: dict[datetime, list[int]] = {}
     ends: dict[tuple, datetime | None] = {}

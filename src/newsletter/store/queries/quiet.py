@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from .lifecycle import DeliveryState
-from .queries import deliveries, lists, subscribers
+from ..lifecycle import DeliveryState
+from .common import deliveries, lists, subscribers
 
 _CHUNK = 1000
 

@@ -1,207 +1,22 @@
-"""Every statement that moves a campaign or a ledger row, in one readable place (like listmonk's
-queries.sql), with the reads the senders decide on.
-
-Each function takes an open SQLAlchemy ``Connection`` (the caller owns the transaction) and runs
-one statement, whose shape and reason its docstring gives. The ledger (``deliveries``) has one
-row per (campaign, subscriber); its states and their allowed moves are ``store.lifecycle``'s, and
-each moving statement names its move through :func:`store.lifecycle.delivery_sources`, so a
-statement cannot move a row along a path the lifecycle does not have.
-
-Sections: campaign reads, campaign moves, the SQLite campaign lock, the ledger (create, claim,
-skip, send and record, release and recover), ledger reads, and the digest claim of the scheduler.
-"""
+"""The ledger (``deliveries``): create it, claim and skip rows, send and record (the per-message hot path), release and recover, and the reads the senders decide on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy import and_, exists, func, literal, not_, or_, select
+from sqlalchemy import and_, func, literal, not_, or_, select
 from sqlalchemy.engine import Connection
 
-from .campaign_models import Campaign, CampaignImage, CampaignList, Delivery
-from .db import table_of
-from .lifecycle import CampaignStatus, DeliveryState, PauseKind, campaign_transition, delivery_sources
-from .models import MailingList, Subscriber, Subscription, utcnow
-from .segments import campaign_condition
-from .suppressions import suppressed_condition
-
-
-
-campaigns = table_of(Campaign)
-campaign_lists = table_of(CampaignList)
-campaign_images = table_of(CampaignImage)
-deliveries = table_of(Delivery)
-subscribers = table_of(Subscriber)
-subscriptions = table_of(Subscription)
-lists = table_of(MailingList)
-
-D = DeliveryState
-LEDGER_CHUNK = 5000
-UNWANTED_REPLY = "not sent: unsubscribed or suppressed since the campaign started"
-CANCELLED_REPLY = "not sent: campaign cancelled"
-
-
-def _still_wanted(campaign_id: int):
-    """True for a ledger row whose subscriber is still active on a target list and not suppressed."""
-    active = exists(
-        select(literal(1))
-        .select_from(subscriptions.join(campaign_lists, campaign_lists.c.list_id == subscriptions.c.list_id))
-        .where(
-            campaign_lists.c.campaign_id == campaign_id,
-            subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
-            subscriptions.c.status == "active",
-        )
-    )
-    key = (select(subscribers.c.email_key).where(subscribers.c.id == deliveries.c.subscriber_id)
-           .correlate(deliveries).scalar_subquery())
-    return and_(active, not_(suppressed_condition(key)))
-
-
-def _segment_condition(conn: Connection, campaign_id: int, now: datetime | None = None):
-    """The campaign's segment filter (recorded in its meta at creation), or None: a segment
-    narrows the audience at ledger time only; unsubscribe and suppression stay the list's."""
-    meta = conn.execute(select(campaigns.c.meta).where(campaigns.c.id == campaign_id)).scalar()
-    return campaign_condition(conn, meta, now)
-
-
-def _moving(sources: Iterable[str], to: str):
-    """``state IN (sources)``, each checked as a move into ``to`` by the delivery lifecycle."""
-    return deliveries.c.state.in_(delivery_sources(sources, to))
-
-
-# --- campaign reads -----------------------------------------------------------------------------
-def campaign_status(conn: Connection, campaign_id: int) -> str | None:
-    """The campaign's status now (another process may have paused or cancelled it)."""
-    return conn.execute(select(campaigns.c.status).where(campaigns.c.id == campaign_id)).scalar()
-
-
-def campaign_state(conn: Connection, campaign_id: int) -> sa.Row:
-    """The campaign's status, status reason, pause kind and ledger creation time, read together."""
-    return conn.execute(select(campaigns.c.status, campaigns.c.status_reason, campaigns.c.pause_kind,
-                               campaigns.c.ledger_created_at).where(campaigns.c.id == campaign_id)).one()
-
-
-def campaign_started_at(conn: Connection, campaign_id: int) -> datetime | None:
-    """When the campaign first went ``running`` (None: never)."""
-    return conn.execute(select(campaigns.c.started_at).where(campaigns.c.id == campaign_id)).scalar()
-
-
-def due_campaign_ids(conn: Connection, now: datetime) -> list[int]:
-    """Ids of scheduled campaigns whose time has come and of running ones, in id order (for workers)."""
-    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
-        ((campaigns.c.status == CampaignStatus.SCHEDULED) & (campaigns.c.scheduled_at <= now))
-        | (campaigns.c.status == CampaignStatus.RUNNING)).order_by(campaigns.c.id))]
-
-
-def running_campaign_ids(conn: Connection, *, besides: int | None = None) -> list[int]:
-    """Ids of running campaigns (other than ``besides``), in id order."""
-    stmt = select(campaigns.c.id).where(campaigns.c.status == CampaignStatus.RUNNING)
-    if besides is not None:
-        stmt = stmt.where(campaigns.c.id != besides)
-    return list(conn.execute(stmt.order_by(campaigns.c.id)).scalars())
-
-
-def first_scheduled_between(conn: Connection, since: datetime, now: datetime) -> int | None:
-    """The id of the scheduled campaign whose time came first in (``since``, ``now``], or None."""
-    return conn.execute(select(campaigns.c.id).where(
-        campaigns.c.status == CampaignStatus.SCHEDULED, campaigns.c.scheduled_at > since,
-        campaigns.c.scheduled_at <= now).order_by(campaigns.c.scheduled_at).limit(1)).scalar()
-
-
-def campaigns_paused_by(conn: Connection, kind: PauseKind) -> list[int]:
-    """Ids of campaigns paused by ``kind`` (e.g. the warm-up quota), in id order."""
-    return [r[0] for r in conn.execute(select(campaigns.c.id).where(
-        campaigns.c.status == CampaignStatus.PAUSED, campaigns.c.pause_kind == kind).order_by(campaigns.c.id))]
-
-
-# --- campaign moves -----------------------------------------------------------------------------
-def set_campaign_status(conn: Connection, campaign_id: int, allowed_from: Iterable[str], to: str,
-                        now: datetime | None = None, reason: str | None = None,
-                        pause_kind: PauseKind | None = None, **times) -> bool:
-    """Compare-and-set the campaign status (checked by the lifecycle by the caller, ``transition``).
-
-    Shape: ``UPDATE campaigns SET status=:to, pause_kind=:kind WHERE id=:c AND status IN
-    (:allowed_from)``. ``pause_kind`` is kept only while paused (a pause without one is a
-    user's). False when another process changed the status first."""
-    now = now or utcnow()
-    kind = (pause_kind or PauseKind.USER) if to == CampaignStatus.PAUSED else None
-    values = {"status": to, "updated_at": now, "pause_kind": kind, **times}
-    if reason is not None:
-        values["status_reason"] = reason
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.status.in_(list(allowed_from))).values(**values)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def resume_paused_by(conn: Connection, campaign_id: int, kind: PauseKind, now: datetime | None = None) -> bool:
-    """``paused`` → ``running``, only while the campaign is still paused by ``kind``.
-
-    Shape: ``UPDATE campaigns SET status='running', status_reason='', pause_kind=NULL WHERE id=:c
-    AND status='paused' AND pause_kind=:kind`` (a user who paused it meanwhile changed the kind)."""
-    campaign_transition(CampaignStatus.PAUSED, CampaignStatus.RUNNING, campaign_id)
-    now = now or utcnow()
-    stmt = campaigns.update().where(
-        campaigns.c.id == campaign_id, campaigns.c.status == CampaignStatus.PAUSED,
-        campaigns.c.pause_kind == kind).values(
-        status=CampaignStatus.RUNNING, status_reason="", pause_kind=None, updated_at=now, finished_at=None)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def set_scheduled_at(conn: Connection, campaign_id: int, when: datetime, now: datetime | None = None) -> None:
-    """Record when a scheduled campaign is to start: ``UPDATE campaigns SET scheduled_at=:when``."""
-    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id)
-                 .values(scheduled_at=when, updated_at=now or utcnow()))
-
-
-def set_campaign_meta(conn: Connection, campaign_id: int, meta: dict) -> None:
-    """Replace the campaign's meta JSON (e.g. the mark that a person overrode the bounce guard)."""
-    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(meta=meta))
-
-
-def mark_ledger_created(conn: Connection, campaign_id: int, now: datetime | None = None) -> None:
-    """Record that the ledger exists (later subscribers are not added): set ``ledger_created_at`` once."""
-    conn.execute(campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.ledger_created_at.is_(None))
-                 .values(ledger_created_at=now or utcnow()))
-
-
-# --- the SQLite campaign lock (one sender per campaign) ----------------------------------------
-def acquire_campaign_lock(conn: Connection, campaign_id: int, owner: str, stale_before: datetime,
-                          now: datetime | None = None, *, take_from: str | None = None) -> bool:
-    """Make ``owner`` the campaign's single sender (SQLite) unless a live sender holds it.
-
-    Shape: ``UPDATE campaigns SET lock_owner=:o, lock_heartbeat_at=:now WHERE id=:c AND
-    (lock_owner IS NULL OR lock_owner=:o OR lock_heartbeat_at < :stale OR lock_owner=:dead)``;
-    one row updated means the lock is ours. ``take_from`` names an owner known to be dead."""
-    now = now or utcnow()
-    cond = [campaigns.c.lock_owner.is_(None), campaigns.c.lock_owner == owner, campaigns.c.lock_heartbeat_at < stale_before]
-    if take_from:
-        cond.append(campaigns.c.lock_owner == take_from)
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, or_(*cond)).values(lock_owner=owner, lock_heartbeat_at=now)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def campaign_lock_holder(conn: Connection, campaign_id: int) -> tuple[str | None, datetime | None]:
-    """Who holds the campaign lock and when they last said they were alive."""
-    owner, beat = conn.execute(select(campaigns.c.lock_owner, campaigns.c.lock_heartbeat_at)
-                               .where(campaigns.c.id == campaign_id)).one()
-    return owner, beat
-
-
-def heartbeat_campaign_lock(conn: Connection, campaign_id: int, owner: str, now: datetime | None = None) -> bool:
-    """Refresh the lock's heartbeat; False when someone else took it (we must stop)."""
-    now = now or utcnow()
-    stmt = campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner).values(lock_heartbeat_at=now)
-    return (conn.execute(stmt).rowcount or 0) == 1
-
-
-def release_campaign_lock(conn: Connection, campaign_id: int, owner: str) -> None:
-    """Drop the lock if we hold it."""
-    conn.execute(
-        campaigns.update().where(campaigns.c.id == campaign_id, campaigns.c.lock_owner == owner)
-        .values(lock_owner=None, lock_heartbeat_at=None)
-    )
+from ..lifecycle import DeliveryState, delivery_sources
+from ..models import utcnow
+from ..suppressions import suppressed_condition
+from .common import (
+    D, LEDGER_CHUNK, UNWANTED_REPLY, CANCELLED_REPLY, campaign_lists, deliveries, subscribers,
+    subscriptions, _still_wanted, _segment_condition, _moving, _utc,
+)
+from .localtime import DueTimes
 
 
 # --- the ledger: create -------------------------------------------------------------------------
@@ -423,46 +238,6 @@ def skip_cancelled(conn: Connection, campaign_id: int, now: datetime | None = No
     return conn.execute(stmt).rowcount or 0
 
 
-# --- the ledger: A/B tests (held rows and their variants) ---------------------------------------
-def held_rows(conn: Connection, campaign_id: int, after_id: int, limit: int) -> list[tuple[int, int]]:
-    """[(id, subscriber_id)] of a campaign's ``held`` rows after ``after_id``, in id order (a chunk)."""
-    d = deliveries.c
-    return [(i, s) for i, s in conn.execute(select(d.id, d.subscriber_id).where(
-        d.campaign_id == campaign_id, d.state == D.HELD, d.id > after_id).order_by(d.id).limit(limit))]
-
-
-def release_held_as(conn: Connection, variant: int, ids: Sequence[int], now: datetime | None = None) -> int:
-    """``held`` → ``pending`` with ``variant``, for rows of the test share.
-
-    Shape: ``UPDATE deliveries SET state='pending', variant=:v, in_test=true WHERE id IN (:ids)
-    AND state='held'`` (one statement per variant and chunk). Run in the transaction that made
-    the ledger, so a crash leaves either every row held or the test share released."""
-    if not ids:
-        return 0
-    stmt = (deliveries.update().where(deliveries.c.id.in_(list(ids)), _moving([D.HELD], D.PENDING))
-            .values(state=D.PENDING, variant=variant, in_test=True, updated_at=now or utcnow()))
-    return conn.execute(stmt).rowcount or 0
-
-
-def release_held(conn: Connection, campaign_id: int, variant: int, now: datetime | None = None) -> int:
-    """Every ``held`` row of the campaign → ``pending`` with the winning ``variant``.
-
-    Shape: ``UPDATE deliveries SET state='pending', variant=:w WHERE campaign_id=:c AND
-    state='held'``. Run in the transaction that records the decision (``store.abtests.decide``),
-    which only one worker can make: the rest of the audience is released once."""
-    stmt = (deliveries.update().where(deliveries.c.campaign_id == campaign_id, _moving([D.HELD], D.PENDING))
-            .values(state=D.PENDING, variant=variant, in_test=False, updated_at=now or utcnow()))
-    return conn.execute(stmt).rowcount or 0
-
-
-def counts_by_variant(conn: Connection, campaign_id: int) -> list[tuple[int | None, bool | None, str, int]]:
-    """``[(variant, in_test, state, n)]`` of the campaign's ledger (variant None: held, waiting)."""
-    d = deliveries.c
-    return [(v, None if t is None else bool(t), st, int(n)) for v, t, st, n in conn.execute(
-        select(d.variant, d.in_test, d.state, func.count()).where(d.campaign_id == campaign_id)
-        .group_by(d.variant, d.in_test, d.state))]
-
-
 # --- the ledger: send and record (the per-message hot path) -----------------------------------
 # SQLite (in-process, no round trips): driver-level executemany for the results, one UPDATE …
 # RETURNING for the marks, in the caller's transaction.
@@ -548,10 +323,6 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
     finally:
         cur.close()
 
-
-def _utc(t: datetime | None) -> datetime | None:
-    """An aware UTC timestamp for PostgreSQL (naive ones are taken as UTC, as ``UtcDateTime`` does)."""
-    return None if t is None else (t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t)
 
 
 def unmark_sending(conn: Connection, ids: Sequence[int], worker_id: str, reply: str = "",
@@ -685,133 +456,3 @@ def campaign_sent_since(conn: Connection, campaign_id: int, since: datetime) -> 
     d = deliveries.c
     return int(conn.execute(select(func.count()).where(d.campaign_id == campaign_id, d.state == D.SENT,
                                                        d.sent_at >= since)).scalar_one())
-
-
-# --- schedule: recurring digests ------------------------------------------------------------------
-def claim_due_digest(conn: Connection, now: datetime, exclude_ids: Iterable[int] = ()) -> int | None:
-    """The id of the most overdue active digest whose next run is at or before ``now``, row-locked
-    until the caller's transaction ends. ``FOR UPDATE SKIP LOCKED`` makes concurrent workers on
-    PostgreSQL take different digests instead of queueing behind one another; the lock is held
-    while the occurrence is composed and its campaign recorded, so no other worker runs the same
-    digest meanwhile (SQLite ignores the clause: there, one worker runs at a time).
-    ``exclude_ids`` are digests this pass already handled."""
-    from .digest_models import RecurringDigest
-
-    digests = table_of(RecurringDigest)
-    stmt = (
-        select(digests.c.id)
-        .where(digests.c.paused == sa.false(), digests.c.next_run_at.is_not(None), digests.c.next_run_at <= now)
-        .order_by(digests.c.next_run_at, digests.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list(exclude_ids)
-    if ids:
-        stmt = stmt.where(digests.c.id.not_in(ids))
-    return conn.execute(stmt).scalar()
-
-
-# --- local-time delivery: the bucket plan on the ledger ---------------------------------------------
-PAST_REPLY = "not sent: the local time had passed when sending started (--past skip)"
-
-
-@dataclass(frozen=True)
-class DueTimes:
-    """A local-time ledger's due times by zone (schedule/localtime.py works them out): the
-    reader's own zone when it is in ``by_reader_zone`` (only zones zoneinfo knows are), else
-    their list's default zone when in ``by_list_zone``, else ``default``. None: no due time
-    (``--past skip``: the row is then skipped by :func:`skip_unplanned`)."""
-
-    by_reader_zone: dict[str, datetime | None]
-    by_list_zone: dict[str, datetime | None]
-    default: datetime | None
-
-    def select_from(self, src: sa.Select) -> sa.Select:
-        """``src`` (the ledger's grouped SELECT) with one more column, ``due_at``: ``CASE
-        reader_zone WHEN 'Asia/Tokyo' THEN :t ... ELSE CASE list_zone WHEN ... ELSE :default END
-        END`` — worked out in the same INSERT, so a row is written once."""
-        t = deliveries.c.due_at.type
-
-        def lit(v: datetime | None):
-            return sa.null() if v is None else literal(v, t)
-
-        g = src.add_columns(subscribers.c.timezone.label("reader_tz")).group_by(subscribers.c.timezone).subquery("g")
-        when = lit(self.default)
-        if self.by_list_zone:
-            list_tz = select(lists.c.timezone).where(lists.c.id == g.c.list_id).scalar_subquery()
-            when = sa.case({k: lit(v) for k, v in self.by_list_zone.items()}, value=list_tz, else_=when)
-        if self.by_reader_zone:
-            when = sa.case({k: lit(v) for k, v in self.by_reader_zone.items()}, value=g.c.reader_tz, else_=when)
-        keep = [c for c in g.c if c.name != "reader_tz"]
-        # WHERE true: SQLite would read INSERT ... SELECT ... ON CONFLICT's ON as a join's otherwise
-        return select(*keep, when.label("due_at")).where(sa.true())
-
-
-def audience_zones(conn: Connection, campaign_id: int) -> tuple[set[str], set[str]]:
-    """The time zones a campaign's readers gave, and its target lists' default zones (before its
-    ledger exists: the planner works out a due time for each).
-
-    Shape: ``SELECT DISTINCT s.timezone FROM campaign_lists JOIN subscriptions (active) JOIN
-    subscribers s WHERE s.timezone IS NOT NULL``, and the lists' ``timezone``."""
-    readers = {r[0] for r in conn.execute(
-        select(subscribers.c.timezone).distinct()
-        .select_from(campaign_lists.join(subscriptions, subscriptions.c.list_id == campaign_lists.c.list_id)
-                     .join(subscribers, subscribers.c.id == subscriptions.c.subscriber_id))
-        .where(campaign_lists.c.campaign_id == campaign_id, subscriptions.c.status == "active",
-               subscribers.c.timezone.is_not(None)))}
-    defaults = {r[0] for r in conn.execute(
-        select(lists.c.timezone).select_from(campaign_lists.join(lists, lists.c.id == campaign_lists.c.list_id))
-        .where(campaign_lists.c.campaign_id == campaign_id, lists.c.timezone.is_not(None)))}
-    return readers, defaults
-
-
-def ledger_zones(conn: Connection, campaign_id: int) -> list[sa.Row]:
-    """(due_at, reader's zone, their list's default zone, copies) of a local-time ledger, grouped:
-    what each bucket holds, for its label (the zones are resolved again in Python).
-
-    Shape: ``SELECT d.due_at, s.timezone, l.timezone, count(*) FROM deliveries d JOIN subscribers s
-    JOIN lists l WHERE d.campaign_id=:c GROUP BY 1, 2, 3``."""
-    q = (select(deliveries.c.due_at, subscribers.c.timezone, lists.c.timezone, func.count())
-         .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                      .join(lists, lists.c.id == deliveries.c.list_id))
-         .where(deliveries.c.campaign_id == campaign_id)
-         .group_by(deliveries.c.due_at, subscribers.c.timezone, lists.c.timezone))
-    return list(conn.execute(q))
-
-
-def skip_unplanned(conn: Connection, campaign_id: int, now: datetime | None = None) -> int:
-    """Skip the rows of a new local-time ledger that got no due time (their zone's time had passed,
-    ``--past skip``). Shape: ``UPDATE deliveries SET state='skipped' WHERE campaign_id=:c AND
-    state='pending' AND due_at IS NULL``. Returns how many."""
-    now = now or utcnow()
-    stmt = (deliveries.update()
-            .where(deliveries.c.campaign_id == campaign_id, _moving([D.PENDING], D.SKIPPED), deliveries.c.due_at.is_(None))
-            .values(state=D.SKIPPED, last_reply=PAST_REPLY, updated_at=now))
-    return conn.execute(stmt).rowcount or 0
-
-
-def bucket_counts(conn: Connection, campaign_id: int) -> list[sa.Row]:
-    """(due_at, state, n) of a local-time campaign's ledger, oldest bucket first (its progress).
-
-    Shape: ``SELECT due_at, state, count(*) FROM deliveries WHERE campaign_id=:c GROUP BY 1, 2``."""
-    q = (select(deliveries.c.due_at, deliveries.c.state, func.count())
-         .where(deliveries.c.campaign_id == campaign_id)
-         .group_by(deliveries.c.due_at, deliveries.c.state).order_by(deliveries.c.due_at))
-    return list(conn.execute(q))
-
-
-def next_due_at(conn: Connection, campaign_id: int, now: datetime) -> datetime | None:
-    """When the next bucket of a local-time campaign comes due (its earliest pending row due after
-    ``now``), or None when no pending row waits for a later bucket."""
-    v = conn.execute(select(func.min(deliveries.c.due_at)).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING, deliveries.c.due_at > now)).scalar()
-    if v is not None and v.tzinfo is None:
-        v = v.replace(tzinfo=timezone.utc)
-    return v
-
-
-def pending_due_count(conn: Connection, campaign_id: int, now: datetime) -> int:
-    """Pending rows of a local-time campaign whose bucket is due by ``now`` (claimable now)."""
-    return int(conn.execute(select(func.count()).where(
-        deliveries.c.campaign_id == campaign_id, deliveries.c.state == D.PENDING,
-        deliveries.c.due_at <= now)).scalar_one())
