@@ -127,22 +127,25 @@ def lists_create(
         True, "--public/--private",
         help="Public (default): a signup page, and offered on every reader's preference centre. Private: neither; only its own readers see it there.",
     ),
+    archive: Optional[bool] = typer.Option(
+        None, "--archive/--no-archive", help="Its campaigns go in the public archive once delivered, unless a campaign says otherwise (default: yes for a public list, no for a private one).",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
     ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone,
-                     public=public)
+                     public=public, archive=archive)
     typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)})")
+               f"{_private_note(ml.public, ml.archive)})")
 
 
 def _language_note(language: str | None, timezone: str | None = None) -> str:
     return (f", language {language}" if language else "") + (f", time zone {timezone}" if timezone else "")
 
 
-def _private_note(public: bool) -> str:
-    return "" if public else ", private"
+def _private_note(public: bool, archive: bool = True) -> str:
+    return ("" if public else ", private") + ("" if archive else ", not in the archive")
 
 
 @lists_app.command("list")
@@ -156,7 +159,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "timezone": r.timezone,
-             "public": r.public,
+             "public": r.public, "archive": r.archive,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -197,6 +200,9 @@ def lists_update(
     public: Optional[bool] = typer.Option(
         None, "--public/--private", help="Give it a signup page and offer it on every preference centre, or neither.",
     ),
+    archive: Optional[bool] = typer.Option(
+        None, "--archive/--no-archive", help="Whether its campaigns go in the public archive by default (a campaign's own choice wins).",
+    ),
 ) -> None:
     """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone
     or visibility."""
@@ -204,9 +210,9 @@ def lists_update(
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
     ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
-                     timezone=timezone, public=public)
+                     timezone=timezone, public=public, archive=archive)
     typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)})")
+               f"{_private_note(ml.public, ml.archive)})")
 
 
 @lists_app.command("delete")

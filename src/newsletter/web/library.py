@@ -7,6 +7,7 @@ none of them decides anything the library should decide.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
@@ -297,34 +298,41 @@ def digest_action(st, name: str, action: str):
     return fn(st.engine, name)
 
 
-def archive_issues(st) -> list[Any]:
-    """Campaigns that went out (at least in part), newest first, for the public archive."""
-    from ..dispatch.campaigns import in_archive, list_campaigns
+def archive_page(st, page: int) -> tuple[list[Any], int]:
+    """One page of the public archive index (dispatch/archive.py decides what is published)."""
+    from ..dispatch.archive import archive_index
 
-    out = []
-    for c in list_campaigns(st.engine):
-        if in_archive(c) and c.started_at is not None:
-            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.date()})
-    return out
+    return archive_index(st.engine, page=page, timezone=st.config.timezone)
+
+
+def archive_lists(st, campaign_id: int | None = None) -> list[Any]:
+    """The public lists the archive's subscribe form offers (an issue's own, or every archived one)."""
+    from ..dispatch.archive import archive_lists as lists_of
+
+    return lists_of(st.engine, campaign_id)
 
 
 def _archived(st, campaign_id: int):
-    from ..dispatch.campaigns import get_campaign, in_archive
+    from ..dispatch.archive import published_campaign
 
-    try:
-        c = get_campaign(st.engine, campaign_id)
-    except (NotFound, InvalidInput):
-        c = None
-    if c is None or not in_archive(c):
-        raise NotFound(N_("there is no issue %(issue)s in the archive", issue=campaign_id))
-    return c
+    return published_campaign(st.engine, campaign_id)
+
+
+def archive_issue(st, campaign_id: int) -> dict:
+    """A published issue's subject and day (in the configured zone) for its archive page; NotFound otherwise."""
+    from ..dispatch.archive import local_day
+
+    c = _archived(st, campaign_id)
+    return {"id": c.id, "subject": c.subject, "date": local_day(c.started_at, st.config.timezone)}
 
 
 def archive_html(st, campaign_id: int, page_url: str) -> str:
     """A sent issue's HTML with neutral values in the merge tags: no name, no address, and the
-    unsubscribe link pointing at this page instead of carrying anyone's token."""
+    unsubscribe link pointing at this page instead of carrying anyone's token. Links open in the
+    whole window (the archive page shows it in a frame)."""
     c = _archived(st, campaign_id)
     html = pv.fill_merge_tags(c.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
+    html = re.sub(r"(<head\b[^>]*>)", r'\1<base target="_top">', html, count=1, flags=re.I)
     return html.replace('src="cid:', f'src="/archive/{c.id}/cid/')
 
 
