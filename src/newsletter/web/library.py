@@ -151,10 +151,10 @@ def all_lists(st):
     return list_lists(st.engine)
 
 
-def create_list(st, slug: str, name: str | None, description: str, opt_in: str):
+def create_list(st, slug: str, name: str | None, description: str, opt_in: str, archive: bool | None = None):
     from ..store.lists import create_list as store_create_list
 
-    return store_create_list(st.engine, slug, name, description=description, opt_in=opt_in)
+    return store_create_list(st.engine, slug, name, description=description, opt_in=opt_in, archive=archive)
 
 
 def search_subscribers(st, *, q: str = "", list_slug: str = "", status: str = "", offset: int = 0, limit: int = 50):
@@ -296,6 +296,13 @@ def digest_action(st, name: str, action: str):
     if fn is None:
         raise NotFound(f"unknown digest action {action!r} (pause or resume)")
     return fn(st.engine, name)
+
+
+def set_campaign_archive(st, campaign_id: int, archive: bool | None):
+    """Set a campaign's own archive flag (None: its lists decide); the new verdict."""
+    from ..dispatch.archive import set_archive
+
+    return set_archive(st.engine, campaign_id, archive)
 
 
 def archive_page(st, page: int) -> tuple[list[Any], int]:
