@@ -7,7 +7,6 @@ none of them decides anything the library should decide.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
@@ -339,7 +338,7 @@ def archive_html(st, campaign_id: int, page_url: str) -> str:
     whole window (the archive page shows it in a frame)."""
     c = _archived(st, campaign_id)
     html = pv.fill_merge_tags(c.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
-    html = re.sub(r"(<head\b[^>]*>)", r'\1<base target="_top">', html, count=1, flags=re.I)
+    html = '<base target="_top">' + html  # parsed into the head wherever it stands
     return html.replace('src="cid:', f'src="/archive/{c.id}/cid/')
 
 
