@@ -144,6 +144,10 @@ def test_a_cancelled_campaign_is_not_published_unless_it_says_so_and_delivered_a
     assert c.status == "cancelled" and q_counts(engine, partly.id)["sent"] == 1
     assert not published(engine, partly.id) and "cancelled" in status(engine, partly.id).reason
     assert set_archive(engine, partly.id, True).published  # an explicit choice publishes what it sent
+    from newsletter.dispatch.drafts import duplicate_campaign
+
+    copy = duplicate_campaign(engine, partly.id)  # a copy keeps the choice, and is unpublished until it delivers
+    assert get_campaign(engine, copy.id).archive is True and not published(engine, copy.id)
 
 
 def q_counts(engine, cid):
