@@ -2,7 +2,7 @@
 
     apt-get install -y postfix        # for /usr/sbin/smtp-sink (benchmark only)
     .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000] [--images cid,linked]
-        [--db sqlite,postgresql] [--repeat 1]
+        [--db sqlite,postgresql] [--sync full,normal] [--repeat 1]
 
 Two kinds of message (``--images``): ``cid`` — the thumbnails embedded as CID parts, what a
 campaign carries when no ``asset_base_url`` is configured (about 210 KiB a message); ``linked``
@@ -149,12 +149,12 @@ def pg_counters(name: str) -> dict:
 ASSET_BASE_URL = "https://news.example.org/assets"
 
 
-def config_for(url: str, outbox: Path, images: str = "cid"):
+def config_for(url: str, outbox: Path, images: str = "cid", sync: str = ""):
     from newsletter.config import Config
 
     return Config(database_url=url, secret_key=SECRET, base_url="https://news.example.org",
                   from_address="The Weekly Dispatch <news@example.org>", outbox=str(outbox), concurrency=1,
-                  asset_base_url=ASSET_BASE_URL if images == "linked" else None)
+                  asset_base_url=ASSET_BASE_URL if images == "linked" else None, ledger_sync=sync)
 
 
 def vm_hwm_kb() -> int:
@@ -179,7 +179,7 @@ def child(args) -> None:
     from newsletter.dispatch.sender import send_campaign
     from newsletter.store.db import get_engine
 
-    config = config_for(args.url, Path(args.tmp) / "outbox", args.images)
+    config = config_for(args.url, Path(args.tmp) / "outbox", args.images, args.sync or "")
     engine = get_engine(args.url)
     digest = load_digest(args.digest)
     c = create_campaign(engine, digest, ["weekly"], config)
@@ -269,12 +269,15 @@ def main() -> None:
     ap.add_argument("--images", default="cid,linked",
                     help="cid (thumbnails embedded), linked (asset_base_url set), or both: cid,linked")
     ap.add_argument("--db", dest="dbs", default="sqlite", help="sqlite, postgresql, or both: sqlite,postgresql")
+    ap.add_argument("--sync", dest="syncs", default="",
+                    help="ledger_sync of each send: full, normal or full,normal (default: each database's default)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of the databases taking turns")
     ap.add_argument("--before", help="a checkout of the code before a change (e.g. `git worktree add`): each send "
                     "runs with its src/ too, taking turns with this one, and both are reported")
     ap.add_argument("--after", help="with --before: the checkout of the code after the change (default: this one)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--sync-child", dest="sync", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--srcdir", help=argparse.SUPPRESS)
     ap.add_argument("--build", type=int, help=argparse.SUPPRESS)
@@ -290,6 +293,9 @@ def main() -> None:
     args.dbs = [d.strip() for d in args.dbs.split(",") if d.strip()]
     if not args.dbs or set(args.dbs) - {"sqlite", "postgresql"}:
         sys.exit("--db: sqlite, postgresql or sqlite,postgresql")
+    args.syncs = [x.strip() for x in args.syncs.split(",") if x.strip()] or [""]
+    if set(args.syncs) - {"", "full", "normal"}:
+        sys.exit("--sync: full, normal or full,normal")
     modes = [m.strip() for m in args.images.split(",") if m.strip()]
     if not modes or set(modes) - {"cid", "linked"}:
         sys.exit("--images: cid, linked or cid,linked")
@@ -333,11 +339,14 @@ def main() -> None:
         for r in res["runs"]:
             by_db.setdefault((r["n"], r["code"], r["db"]), []).append(r["rate"])
         for n, code in sorted({k[:2] for k in by_db}):
-            lite, pg = by_db.get((n, code, "sqlite")), by_db.get((n, code, "postgresql"))
-            if lite and pg:
-                print(f"[{mode}] {code + ' code, ' if code != 'this' else ''}{n} recipients: PostgreSQL / SQLite = "
-                      f"{sum(pg) / len(pg) / (sum(lite) / len(lite)) * 100:.0f} % "
-                      f"(means of {len(pg)} and {len(lite)} sends taking turns)")
+            for sync in args.syncs:
+                tag = f"/{sync}" if sync else ""
+                lite, pg = by_db.get((n, code, "sqlite" + tag)), by_db.get((n, code, "postgresql" + tag))
+                if lite and pg:
+                    print(f"[{mode}] {code + ' code, ' if code != 'this' else ''}{n} recipients"
+                          f"{', ledger_sync ' + sync if sync else ''}: PostgreSQL / SQLite = "
+                          f"{sum(pg) / len(pg) / (sum(lite) / len(lite)) * 100:.0f} % "
+                          f"(means of {len(pg)} and {len(lite)} sends taking turns)")
         for n, kind in sorted({(k[0], k[2]) for k in by_db}):
             before, after = by_db.get((n, "before", kind)), by_db.get((n, "after", kind))
             if before and after:
@@ -382,18 +391,20 @@ def run_mode(mode: str, args, tmp: Path, port: int) -> dict:
     runs = []
     for n in [int(x) for x in args.sizes.split(",")]:
         for round_ in range(args.repeat):
-            for kind in args.dbs:
-                for code in (["before", "after"] if args.before else ["this"]):
-                    srcdir = str(Path(args.before if code == "before" else args.after or REPO) / "src")
-                    r = one_send(kind, n, mode, args, tmp, port, out_dir, one.data, f"{round_}-{code}", srcdir)
-                    r["code"] = code
-                    runs.append(r)
+            for sync in args.syncs:
+                for kind in args.dbs:
+                    for code in (["before", "after"] if args.before else ["this"]):
+                        srcdir = str(Path(args.before if code == "before" else args.after or REPO) / "src")
+                        r = one_send(kind, n, mode, args, tmp, port, out_dir, one.data, f"{round_}-{code}{sync}",
+                                     srcdir, sync)
+                        r["code"] = code
+                        runs.append(r)
     res["runs"] = runs
     return res
 
 
 def one_send(kind: str, n: int, mode: str, args, tmp: Path, port: int, out_dir: Path, message: bytes, tag: str,
-             srcdir: str) -> dict:
+             srcdir: str, sync: str = "") -> dict:
     """One send of ``n`` recipients on a fresh database of ``kind``, in a child process, with the
     raw ceiling measured just before and after it (and the server's counters on PostgreSQL)."""
     pg_name = None
@@ -407,12 +418,12 @@ def one_send(kind: str, n: int, mode: str, args, tmp: Path, port: int, out_dir: 
         ceiling = raw_ceiling(port, message, args.raw)
         out = subprocess.run([sys.executable, __file__, "--child", str(n), "--url", url, "--port", str(port),
                               "--digest", str(out_dir), "--tmp", str(tmp), "--concurrency", str(args.concurrency),
-                              "--images", mode, "--srcdir", srcdir],
+                              "--images", mode, "--srcdir", srcdir] + (["--sync-child", sync] if sync else []),
                              capture_output=True, text=True, timeout=3600)
         if out.returncode != 0:
             sys.exit(f"send of {n} ({mode}, {kind}) failed: {out.stderr[-2000:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        r["db"] = kind
+        r["db"] = kind + (f"/{sync}" if sync else "")
         r["ceiling_before"] = ceiling
         r["ceiling_after"] = raw_ceiling(port, message, args.raw)
         if pg_name and before:

@@ -92,6 +92,14 @@ def _ctrl_c_reaches_child_processes():
 
 
 @pytest.fixture(autouse=True)
+def _whole_archive_by_default(monkeypatch):
+    """The fixtures' articles have fixed dates, so a default start relative to today (config
+    ``default_since``, 7d) would empty them as the calendar moves: commands run by tests take the
+    whole archive unless a test says otherwise (tests/test_compose_since.py does)."""
+    monkeypatch.setenv("NEWSLETTER_DEFAULT_SINCE", "all")
+
+
+@pytest.fixture(autouse=True)
 def _no_vimeo_oembed(monkeypatch):
     """Tests never reach vimeo.com: Vimeo thumbnail lookups are off unless a test points
     ``vimeo_oembed_url`` at its own server on loopback. The environment variable covers

@@ -8,18 +8,15 @@ checked with axe-core (no serious or critical WCAG 2 A/AA violation) and screens
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from fixtures.web.harness import ARTICLES, LiveServer, browser, free_port  # noqa: F401  (fixtures)
+from fixtures.web.harness import ARTICLES, LiveServer, admin_context, browser, free_port, look, screenshots  # noqa: F401  (fixtures)
 from smtp_server import SMTPTestServer
-from test_readers_journey import axe_problems
 
 from newsletter.config import Config, SMTPServer
 from newsletter.web import create_app
@@ -40,20 +37,12 @@ class Gate:
         return self.open.is_set() or len(self.smtp.received()) < self.allow
 
 
-def shoot(page, folder: Path, name: str) -> None:
-    for width, height in ((1280, 900), (390, 844)):
-        page.set_viewport_size({"width": width, "height": height})
-        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-
-
 def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser):  # noqa: F811
     from newsletter.schedule.worker import run_worker
     from newsletter.store import lists, subscribers
     from newsletter.store.db import get_engine, upgrade
 
-    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
@@ -68,9 +57,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
         config = Config(database_url=url, secret_key="test-secret-key-0123456789", base_url=f"http://127.0.0.1:{port}",
                         from_address="The Weekly <news@example.org>", smtp={"test": SMTPServer(name="test", url=smtp.url)},
                         allow_local_links=True, sources=[str(ARTICLES)], timezone=ZONE, concurrency=1)
-        # bypass_csp: the page's script-src 'self' would refuse the injected axe-core, not the app's own scripts
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        context.set_default_timeout(20_000)
+        context = admin_context(browser)
         page = context.new_page()
         try:
             with LiveServer(create_app(config, engine), port=port) as live:
@@ -80,7 +67,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.wait_for_url("**/admin/campaigns/new")
                 assert page.locator("#limit").input_value() == "10"
                 assert page.locator("#since").input_value() != ""
-                page.locator("#since").fill("2026-11-01")
+                page.locator("#since").fill("2026-11-01T00:00")
                 page.locator("#until").fill("2026-11-19")  # leaves out the article of 20 November
                 page.locator("#limit").fill("5")
                 page.locator("#subject").fill("This week for *|FNAME|*")
@@ -91,12 +78,11 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 assert page.locator("#preview-subject").inner_text() == "This week for Sam"
                 frame = page.frame_locator("iframe.compose-frame")
                 assert frame.get_by_text("A note from the editor: two good reads this week.").is_visible()
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaign-new")
+                look(page, shots, "campaign-new")
                 page.locator("#create").click()
                 page.wait_for_url("**/admin/campaigns/1")
                 assert page.locator("#status").inner_text() == "draft"
-                assert axe_problems(page) == []
+                look(page, shots, "campaign-draft")
 
                 # 2. A test to the editor, over the configured SMTP server.
                 page.locator("#test-to").fill("editor@example.org")
@@ -115,12 +101,10 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 assert page.locator("#status").inner_text() == "scheduled"
                 standing = page.locator("#standing").inner_text()
                 assert standing == f"Scheduled for {when:%Y-%m-%d %H:%M} {ZONE} — no worker is running, start one with newsletter worker."
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaign-scheduled")
+                look(page, shots, "campaign-scheduled")
                 page.goto(live.url + "/admin/campaigns")
                 assert "No worker is running" in page.locator("#workers").inner_text()
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaigns-list")
+                look(page, shots, "campaigns-list")
 
                 # 4. A worker starts (its clock past the scheduled time); the server takes two copies
                 # and holds the rest, so the page is seen mid-send whatever the machine's speed.
@@ -137,8 +121,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.wait_for_function("/messages\\/s/.test(document.getElementById('rate').textContent)", timeout=30_000)
                 assert "to go" in page.locator("#eta").inner_text()
                 assert "no worker" not in page.locator("#standing").inner_text()
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaign-sending")
+                look(page, shots, "campaign-sending")
                 # Two more copies: the numbers move without a reload.
                 page.evaluate("window.__samePage = true")
                 gate.allow += 2
@@ -154,8 +137,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 assert re.fullmatch(r"\d+ s|\d+ min \d\d s", page.locator("#took").inner_text())
                 assert page.locator("#standing").inner_text().startswith("Sent ")
                 assert sorted(r for m in smtp.received()[1:] for r in m.rcpt_tos) == readers
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaign-finished")
+                look(page, shots, "campaign-finished")
 
                 # 6. Duplicate it as a new draft and open its editor with the choices made.
                 page.locator("#duplicate").click()
@@ -163,8 +145,7 @@ def test_a_campaign_from_the_preview_to_the_finished_report(tmp_path, browser): 
                 page.locator("#edit").click()
                 assert page.locator("#intro").input_value().startswith("A note from the editor")
                 assert page.locator("#until").input_value() == "2026-11-19"
-                assert axe_problems(page) == []
-                shoot(page, shots, "campaign-edit")
+                look(page, shots, "campaign-edit")
         finally:
             stop.set()
             if worker is not None:
@@ -178,16 +159,14 @@ def test_a_recurring_digest_made_in_the_browser(tmp_path, browser):  # noqa: F81
     from newsletter.store import lists
     from newsletter.store.db import get_engine, upgrade
 
-    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
     lists.create_list(engine, "weekly", "The Weekly", opt_in="single")
     config = Config(database_url=url, secret_key="test-secret-key-0123456789", base_url="http://127.0.0.1:8000",
                     sources=[str(ARTICLES)], timezone=ZONE)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    context.set_default_timeout(20_000)
+    context = admin_context(browser)
     page = context.new_page()
     try:
         with LiveServer(create_app(config, engine)) as live:
@@ -195,7 +174,7 @@ def test_a_recurring_digest_made_in_the_browser(tmp_path, browser):  # noqa: F81
             page.locator("#new-digest").click()
             page.wait_for_url("**/admin/digests/new")
             assert "No worker is running" in page.locator("#workers").inner_text()
-            assert axe_problems(page) == []
+            look(page, shots, "digest-new")
             page.locator("#name").fill("weekly")
             page.locator("#schedule").fill("every tuesday")  # not a schedule: the form comes back, filled
             page.locator("#subject").fill("The week — {{ date }}")
@@ -203,13 +182,12 @@ def test_a_recurring_digest_made_in_the_browser(tmp_path, browser):  # noqa: F81
             assert page.locator("main > .flash.error").is_visible()
             assert page.locator("#subject").input_value() == "The week — {{ date }}"
             assert page.locator("nav[aria-label=Admin]").is_visible()
-            shoot(page, shots, "digest-error")
+            look(page, shots, "digest-error")
             page.locator("#schedule").fill("weekly tue 09:00")
             page.locator("#save").click()
             page.wait_for_url("**/admin/campaigns#digests")
             assert show_digest(engine, "weekly").next_run_local.strftime("%a %H:%M") == "Tue 09:00"
-            assert axe_problems(page) == []
-            shoot(page, shots, "digests-list")
+            look(page, shots, "digests-list")
     finally:
         context.close()
         engine.dispose()

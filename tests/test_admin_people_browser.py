@@ -2,19 +2,17 @@
 create a list, import a CSV choosing what its columns mean, open a subscriber, edit them,
 unsubscribe them (after the confirm step), export the filtered listing. Every page visited is
 checked with axe-core (WCAG 2 A/AA: no serious or critical violation) and photographed at
-1280 and 390 px wide (into $TEST_ARTEFACTS when set, else the test's temporary folder)."""
+1280 and 390 px wide (into $NEWSLETTER_SCREENSHOTS when set, else the test's temporary folder)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pytest
 
-from fixtures.web.harness import LiveServer, browser, free_port  # noqa: F401  (fixtures)
-from test_readers_journey import axe_problems
+from fixtures.web.harness import LiveServer, admin_context, browser, free_port, look, screenshots  # noqa: F401  (fixtures)
 
 from newsletter.config import Config
 from newsletter.store import subscribers
@@ -31,25 +29,15 @@ CSV = ("Correo,Nombre,Apellido,Ciudad,Estado\n"
 
 
 def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
-    shots = Path(os.environ.get("TEST_ARTEFACTS") or tmp_path / "screenshots") / "admin-people"
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "admin-people")
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
     port = free_port()
     config = Config(database_url=url, secret_key=SECRET, base_url=f"http://127.0.0.1:{port}", outbox=str(tmp_path / "outbox"))
     (tmp_path / "people.csv").write_text(CSV, encoding="utf-8")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True, accept_downloads=True)
-    context.set_default_timeout(20_000)
+    context = admin_context(browser, accept_downloads=True)
     page = context.new_page()
-
-    def look(name: str) -> None:
-        """axe-core on the page, then a screenshot at both widths."""
-        assert axe_problems(page) == [], name
-        page.screenshot(path=str(shots / f"{name}-1280.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.screenshot(path=str(shots / f"{name}-390.png"), full_page=True)
-        page.set_viewport_size({"width": 1280, "height": 900})
 
     try:
         with LiveServer(create_app(config, engine), port=port) as live:
@@ -60,11 +48,11 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
             page.get_by_label("Opt-in").select_option("double")
             page.get_by_role("button", name="Create list").click()
             page.get_by_text("List weekly created").wait_for()
-            look("lists")
+            look(page, shots, "lists")
 
             # 2. Import a CSV whose headers are in Spanish: map them, keep "subscribed" rows confirmed.
             page.get_by_role("link", name="Import into The Weekly").click()
-            look("import-upload")
+            look(page, shots, "import-upload")
             page.get_by_label("CSV or JSON Lines file").set_input_files(str(tmp_path / "people.csv"))
             page.get_by_role("button", name="Upload and map columns…").click()
             page.get_by_role("heading", name="Map the columns of people.csv").wait_for()
@@ -75,7 +63,7 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
             page.get_by_label("Estado").select_option("status")
             assert page.get_by_label("Ciudad").input_value() == "attr:Ciudad"
             page.get_by_label("Keep them confirmed").check()
-            look("import-mapping")
+            look(page, shots, "import-mapping")
             page.get_by_role("button", name="Import", exact=True).click()
             report = page.locator("#report")
             report.wait_for()
@@ -83,17 +71,17 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
             with page.expect_download() as dl:
                 page.locator("#rejects").click()
             assert "not-an-address" in Path(dl.value.path()).read_text(encoding="utf-8")
-            look("import-report")
+            look(page, shots, "import-report")
             ana = subscribers.get_subscriber(engine, "ana@example.com")
             assert (ana.name, ana.attributes, ana.lists) == ("Ana Silva", {"Ciudad": "Porto"}, {"weekly": "active"})
             assert subscribers.get_subscriber(engine, "cy@example.com").lists == {"weekly": "unsubscribed"}
 
             # 3. Open a subscriber from the listing and edit them.
             page.get_by_role("link", name="See the list's subscribers").click()
-            look("subscribers")
+            look(page, shots, "subscribers")
             page.get_by_role("link", name="bo@example.com", exact=True).click()
             page.get_by_role("heading", name="bo@example.com").wait_for()
-            look("subscriber")
+            look(page, shots, "subscriber")
             page.get_by_label("Name", exact=True).fill("Bo Berg-Olsen")
             page.get_by_role("textbox", name="Attributes").fill("Ciudad = Bergen\nplan = gold")
             page.get_by_role("button", name="Save").click()
@@ -104,7 +92,7 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
             # 4. Unsubscribe, with a confirm step first.
             page.get_by_role("link", name="Unsubscribe from weekly").click()
             page.get_by_role("heading", name="Unsubscribe bo@example.com from weekly?").wait_for()
-            look("unsubscribe-confirm")
+            look(page, shots, "unsubscribe-confirm")
             assert subscribers.get_subscriber(engine, "bo@example.com").lists == {"weekly": "active"}
             page.get_by_role("button", name="Unsubscribe", exact=True).click()
             page.get_by_text("bo@example.com unsubscribed from weekly.").wait_for()
@@ -119,12 +107,12 @@ def test_a_publisher_manages_people(tmp_path, browser):  # noqa: F811
 
             # The other pages of this half: suppressions, settings, an error inside the admin.
             page.goto(live.url + "/admin/suppressions")
-            look("suppressions")
+            look(page, shots, "suppressions")
             page.goto(live.url + "/admin/settings")
-            look("settings")
+            look(page, shots, "settings")
             page.goto(live.url + "/admin/subscribers/person?email=nobody@example.com")
             assert page.get_by_role("navigation", name="Admin").is_visible()
-            look("error")
+            look(page, shots, "error")
     finally:
         context.close()
         engine.dispose()

@@ -122,3 +122,42 @@ def test_concurrent_lanes_each_get_their_own_marks_back(ledger):
         assert gc2.run(sending=ids[:1]) == set()  # a row in `sent` is nobody's to mark
     finally:
         gc2.close()
+
+
+SYNC_SHOWN = {("postgresql", "full"): "on", ("postgresql", "normal"): "off",
+              ("sqlite", "full"): 2, ("sqlite", "normal"): 1}  # SQLite: PRAGMA synchronous gives 2 (FULL), 1 (NORMAL)
+
+
+def _sync_of(conn, dialect):
+    return conn.exec_driver_sql("SHOW synchronous_commit" if dialect == "postgresql"
+                                else "PRAGMA synchronous").scalar()
+
+
+@pytest.mark.parametrize("sync", ["full", "normal", ""])
+def test_ledger_sync_is_set_on_the_ledger_connection_alone_and_reset_when_it_goes_back(ledger, sync):
+    """ledger_sync decides what a committed mark survives; the default is full on PostgreSQL and
+    normal on SQLite, and the pool gets its connection back with the engine's own setting."""
+    engine, _, ids = ledger
+    dialect = engine.dialect.name
+    want = sync or ("full" if dialect == "postgresql" else "normal")
+    gc = GroupCommit(engine, "w1", lambda failed: None, lambda n: None, sync=sync)
+    assert gc.run(sending=[ids[0]]) == {ids[0]}
+    ledger_conn = gc.free[0]
+    assert ledger_conn is not None
+    assert _sync_of(ledger_conn, dialect) == SYNC_SHOWN[(dialect, want)]
+    raw = ledger_conn.connection.dbapi_connection
+    gc.close()
+    with engine.connect() as conn:  # the pool's only idle connection: the ledger's, handed out again
+        assert conn.connection.dbapi_connection is raw
+        assert _sync_of(conn, dialect) == SYNC_SHOWN[(dialect, "full" if dialect == "postgresql" else "normal")]
+
+
+def test_a_ledger_sync_that_is_neither_full_nor_normal_is_a_one_line_config_error(tmp_path):
+    from newsletter.config import load_config
+    from newsletter.errors import ConfigError
+
+    toml = tmp_path / "newsletter.toml"
+    toml.write_text('ledger_sync = "fast"\n')
+    with pytest.raises(ConfigError, match=r"ledger_sync: 'fast' is not full or normal"):
+        load_config(toml, environ={})
+    assert load_config(toml, environ={"NEWSLETTER_LEDGER_SYNC": "normal"}).ledger_sync == "normal"

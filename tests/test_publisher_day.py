@@ -8,18 +8,15 @@ README's two pictures come from here)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from fixtures.web.harness import ARTICLES, LiveServer, browser, free_port  # noqa: F401  (fixtures)
+from fixtures.web.harness import ARTICLES, LiveServer, admin_context, browser, free_port, look, screenshots  # noqa: F401  (fixtures)
 from smtp_server import SMTPTestServer
 from test_admin_campaigns_browser import Gate
-from test_readers_journey import axe_problems
 
 from newsletter.config import Config, SMTPServer
 from newsletter.web import create_app
@@ -37,8 +34,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
     from newsletter.schedule.worker import run_worker
     from newsletter.store.db import get_engine, upgrade
 
-    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots") / "publisher-day"
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "publisher-day")
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
@@ -52,16 +48,8 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
         config = Config(database_url=url, secret_key="test-secret-key-0123456789", base_url=f"http://127.0.0.1:{port}",
                         from_address="The Weekly <news@example.org>", smtp={"test": SMTPServer(name="test", url=smtp.url)},
                         allow_local_links=True, sources=[str(ARTICLES)], timezone=ZONE, concurrency=1)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        context.set_default_timeout(20_000)
+        context = admin_context(browser)
         page = context.new_page()
-
-        def look(name: str) -> None:
-            assert axe_problems(page) == [], name
-            for width, height in ((1280, 900), (390, 844)):
-                page.set_viewport_size({"width": width, "height": height})
-                page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
-            page.set_viewport_size({"width": 1280, "height": 900})
 
         try:
             with LiveServer(create_app(config, engine), port=port) as live:
@@ -72,7 +60,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 page.get_by_label("Opt-in").select_option("double")
                 page.get_by_role("button", name="Create list").click()
                 page.get_by_text("List weekly created").wait_for()
-                look("1-lists")
+                look(page, shots, "1-lists")
 
                 # 2. Import a file from another tool: its columns are mapped by their names; its people
                 # confirmed there, so they stay confirmed with the file as consent evidence.
@@ -85,17 +73,17 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 assert page.get_by_label("Town").input_value() == "attr:Town"
                 assert page.get_by_label("Status").input_value() == "status"
                 page.get_by_label("Keep them confirmed").check()
-                look("2-import-mapping")
+                look(page, shots, "2-import-mapping")
                 page.get_by_role("button", name="Import", exact=True).click()
                 page.locator("#report").wait_for()
                 assert page.locator("#rejects").is_visible()
-                look("3-import-report")
+                look(page, shots, "3-import-report")
 
                 # 3. Compose from the preview: a date range, at most five articles, a note.
                 page.goto(live.url + "/admin/preview")
                 page.locator("#make-campaign").click()
                 page.wait_for_url("**/admin/campaigns/new")
-                page.locator("#since").fill("2026-11-01")
+                page.locator("#since").fill("2026-11-01T00:00")
                 page.locator("#until").fill("2026-11-30")
                 page.locator("#limit").fill("5")
                 page.locator("#subject").fill("This week for *|FNAME|*")
@@ -104,7 +92,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 page.locator("button[value=preview]").click()
                 frame = page.frame_locator("iframe.compose-frame")
                 assert frame.get_by_text("From the editor: the month's best reads").is_visible()
-                look("4-campaign-new")
+                look(page, shots, "4-campaign-new")
                 page.locator("#create").click()
                 page.wait_for_url("**/admin/campaigns/*")
                 cid = page.url.rstrip("/").rsplit("/", 1)[-1]
@@ -122,7 +110,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 page.locator("#schedule-form button").click()
                 assert page.locator("#status").inner_text() == "scheduled"
                 assert "no worker is running" in page.locator("#standing").inner_text()
-                look("5-campaign-scheduled")
+                look(page, shots, "5-campaign-scheduled")
 
                 # 6. A worker starts (its clock past the time); the server holds all but two copies,
                 # so the page is seen mid-send whatever the machine's speed.
@@ -143,7 +131,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                         rows = conn.exec_driver_sql("select state, count(*) from deliveries group by state").all()
                     raise AssertionError(f"{events} {len(smtp.received())} {rows} {page.locator('main').inner_text()}") from None
                 assert "no worker" not in page.locator("#standing").inner_text()
-                look("6-campaign-sending")
+                look(page, shots, "6-campaign-sending")
 
                 # 7. The rest goes out; the finished report, every reader once.
                 gate.open.set()
@@ -153,7 +141,7 @@ def test_a_publishers_day_in_the_browser(tmp_path, browser):  # noqa: F811
                 assert sorted(r for m in smtp.received()[1:] for r in m.rcpt_tos) == READERS
                 first = next(m for m in smtp.received()[1:] if m.rcpt_tos == ["ana@example.com"]).message()
                 assert str(first["Subject"]) == "This week for Ana"
-                look("7-campaign-finished")
+                look(page, shots, "7-campaign-finished")
                 page.goto(live.url + f"/admin/campaigns/{cid}")
                 assert page.locator("#status").inner_text() == "finished"
         finally:

@@ -9,20 +9,17 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from fixtures.web.harness import ARTICLES, IN_CI, LiveServer, browser, free_port  # noqa: F401  (fixtures)
+from fixtures.web.harness import ARTICLES, LiveServer, axe_problems, browser, free_port  # noqa: F401  (fixtures; axe_problems re-exported)
 from smtp_server import SMTPTestServer
 
 from newsletter.config import Config, SMTPServer
 from newsletter.web import create_app
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parent.parent
-AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 WELCOME = """<mjml>
   <mj-head><mj-title>Bienvenue dans {{ list_name }}</mj-title></mj-head>
   <mj-body><mj-section><mj-column>
@@ -32,22 +29,6 @@ WELCOME = """<mjml>
   </mj-body>
 </mjml>
 """
-
-
-def axe_problems(page) -> list[str]:
-    """Serious and critical WCAG 2 A/AA violations axe-core finds on the page."""
-    if not AXE.is_file():
-        reason = f"{AXE} is missing (npm install --no-save axe-core, as .ci/run does)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("""async () => {
-        const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}});
-        return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-            .map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '));
-    }""")
-    return found
 
 
 def test_a_french_reader_from_signup_to_a_paused_subscription(tmp_path, browser):  # noqa: F811

@@ -5,19 +5,17 @@ page. Each is in its language and direction, fits 390 px without sideways scroll
 serious or critical WCAG 2.1 A/AA violation (axe-core). The Arabic pages are checked on the
 screenshot itself: each heading's ink sits at the right of its box. Screenshots of the five pages
 the issue names (subscribe, confirm, unsubscribe, preferences, archive) in French and Arabic go to
-$NEWSLETTER_SHOTS (else the test's temporary folder)."""
+$NEWSLETTER_SCREENSHOTS (else the test's temporary folder)."""
 
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 
 import pytest
 
-from fixtures.web.harness import LiveServer, browser, free_port  # noqa: F401  (fixtures)
-from test_readers_journey import axe_problems
+from fixtures.web.harness import LiveServer, axe_problems, browser, free_port, screenshots  # noqa: F401  (fixtures)
 
 from newsletter.config import Config
 from newsletter.i18n import available, gettext
@@ -69,12 +67,6 @@ def world(tmp_path_factory):
     engine.dispose()
 
 
-def _shots_dir(tmp_path) -> Path:
-    folder = Path(os.environ.get("NEWSLETTER_SHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def heading_ink(png: bytes) -> tuple[int, int]:
     """(blank columns left of the ink, blank columns right of it) in a screenshot of one heading:
     ink is any pixel far from the background colour (the corner pixel)."""
@@ -109,7 +101,7 @@ def check(page, lang: str, what: str, shots: Path | None) -> None:
 @pytest.mark.parametrize("lang", available())
 def test_every_public_page_in_every_language_fits_a_phone_and_passes_axe(world, browser, lang, tmp_path):  # noqa: F811
     config, engine, port, links = world
-    shots = _shots_dir(tmp_path) if lang in SHOT_LANGS else None
+    shots = screenshots(tmp_path, "readers-pages") if lang in SHOT_LANGS else None
     context = browser.new_context(locale=lang, viewport={"width": 390, "height": 844}, bypass_csp=True,
                                   extra_http_headers={"Accept-Language": lang})
     context.set_default_timeout(20_000)

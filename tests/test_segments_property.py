@@ -1,7 +1,8 @@
 """The segment filter's SQL agrees with its pure-Python meaning, on SQLite and on PostgreSQL.
 
 Hypothesis draws a handful of subscribers (attributes of every JSON type, including numbers and
-dates written as strings, as a CSV import stores them) and a filter tree; the test stores the
+dates written as strings, as a CSV import stores them, and the typed values an import with
+``--attr-type`` stores: attr_types.typed_value of number, date and bool cells) and a filter tree; the test stores the
 subscribers, runs the compiled SQL and compares the ids it returns with ``segment_filter.evaluate``
 on the same data. Example counts are modest so the suite stays fast.
 """
@@ -18,6 +19,7 @@ from sqlalchemy import delete, insert, select
 
 from newsletter.store import db
 from newsletter.store import segment_filter as sf
+from newsletter.store.attr_types import typed_value
 from newsletter.store.models import SUBSCRIPTION_STATUSES, MailingList, Subscriber, Subscription
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
@@ -26,8 +28,16 @@ TEXTS = ["Lisbon", "lisbon", "Porto", "Lisboa é", "", "42", "17", "-3.5", "007"
          "2026-06-10T08:00", "2019-12-31", "2026-06-01", "2025-06-15", "2026-13-45", "true", "TRUE", "false", "yes", "Lis"]
 DOMAINS = ["example.com", "x.org", "sub.example.com"]
 
+# Cells as a typed import reads them (--attr-type NAME=number|date|bool|auto), stored as typed_value makes them.
+TYPED_CELLS = [("number", "1e3"), ("number", "0.1"), ("number", " 42 "), ("number", "-0"), ("number", "2.50"),
+               ("number", "1000000000000000"), ("number", "1.5e-7"), ("number", "17"), ("bool", "yes"), ("bool", "0"),
+               ("date", "2024-01-01T01:00:00+02:00"), ("date", "2026-06-10 08:00"), ("date", "2025-06-15"),
+               ("auto", "007"), ("auto", "3.25"), ("auto", "true"), ("auto", "2026-06-14T23:59:59-01:00")]
+typed = st.sampled_from(TYPED_CELLS).map(lambda kc: typed_value(*kc))
+
 values = st.one_of(  # one flat choice, so that each JSON type turns up often
     st.sampled_from(TEXTS),
+    typed,
     st.sampled_from(TEXTS),
     st.integers(-100, 100),
     st.floats(-1000, 1000, allow_nan=False, allow_infinity=False).map(lambda f: round(f, 3)),
@@ -46,8 +56,8 @@ people = st.lists(
     min_size=10, max_size=30,
 )
 
-numbers = st.one_of(st.integers(-50, 60), st.sampled_from([42, 17.0, -3.5, 7, 1000, 0.5]))
-dates = st.sampled_from(["2024-05-01", "2019-12-31", "2026-06-10", "2026-01-01"])
+numbers = st.one_of(st.integers(-50, 60), st.sampled_from([42, 17.0, -3.5, 7, 1000, 0.5, 999.5, 0.1, 1e15, 1e-7, 3.25]))
+dates = st.sampled_from(["2024-05-01", "2019-12-31", "2026-06-10", "2026-01-01", "2023-12-31", "2024-01-01", "2026-06-15"])
 durations = st.sampled_from(["30d", "365d", "2w", "48h", "1000d"])
 eq_operands = st.one_of(st.sampled_from(TEXTS), numbers, st.booleans())
 

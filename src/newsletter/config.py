@@ -52,6 +52,7 @@ class Config:
     default_smtp: str | None = None  # which [smtp.NAME] server send uses by default
     rate: str | None = None  # default send rate, e.g. 20/s, 600/m, 10000/h
     concurrency: int = 4  # SMTP connections per sending process
+    ledger_sync: str = ""  # what a send's committed marks survive: "full" (a power cut; a disk flush per group) or "normal" (a killed sender; faster); default: full on PostgreSQL, normal on SQLite
     max_attempts: int = 100  # a backstop only: retry_max_age is the limit (100 retries take about 2 days or more)
     retry_base: float = 60.0  # first retry after about this many seconds, doubling each time
     retry_max_delay: float = 3600.0  # longest wait between two retries of a deferred copy (seconds)
@@ -64,6 +65,7 @@ class Config:
     bounce_address: str | None = None  # envelope sender (Return-Path); default: the From address
     allow_local_links: bool = False  # let SMTP sends carry links to a non-https or loopback base_url
     timezone: str = "UTC"  # time zone for naive article dates, --since DATE, scheduling defaults
+    default_since: str = "7d"  # compose and new campaigns without --since: articles this recent when no earlier campaign to the list says (12h, 7d, 2w; "all": the whole archive)
     dkim_key_file: str | None = None  # DKIM private key (PEM); signing needs dkim_key_file, dkim_selector and dkim_domain
     dkim_selector: str | None = None  # DKIM selector (s=)
     dkim_domain: str | None = None  # DKIM signing domain (d=)
@@ -228,6 +230,20 @@ def _smtp_from_table(name: str, table: Mapping[str, Any], where: str, env: Mappi
 _HEADER_SETTINGS = ("from_address", "reply_to", "newsletter_name", "bounce_address", "unsubscribe_mailto")
 
 
+def _check_default_since(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError naming ``default_since`` when it is neither a span (7d) nor ``all``."""
+    if cfg.default_since.strip().lower() == "all":
+        return
+    from .articles.dates import parse_span
+
+    try:
+        parse_span(cfg.default_since)
+    except ValueError as e:
+        origin = cfg.origins.get("default_since", "")
+        where = origin.replace("env ", "environment ") if origin.startswith("env ") else file if origin == "file" else None
+        raise ConfigError(f"{where + ': ' if where else ''}default_since: {e} (or all, for the whole archive)") from None
+
+
 def _check_header_settings(cfg: Config, file: str | None, env: Mapping[str, str]) -> None:
     """One-line ConfigError naming the setting when a value bound for a mail header holds a line
     break or control character (also inside an RFC 2047 encoded word), or when
@@ -259,6 +275,16 @@ def _check_deliverability(cfg: Config, file: str | None) -> None:
 
     parse_warmup(cfg.warmup, cfg.warmup_start, where=file or "")
     parse_domain_rates(cfg.rate_per_domain, where=file or "")
+
+
+LEDGER_SYNC = ("full", "normal")
+
+
+def _check_ledger_sync(cfg: Config, file: str | None) -> None:
+    """One-line ConfigError for a ledger_sync that is neither full nor normal (nor unset)."""
+    if cfg.ledger_sync not in ("", *LEDGER_SYNC):
+        at = f"{file}: " if file else ""
+        raise ConfigError(f"{at}ledger_sync: {cfg.ledger_sync!r} is not full or normal")
 
 
 def _check_tracking(cfg: Config, file: str | None) -> None:
@@ -348,6 +374,7 @@ def load_config(
 
     cfg = Config(smtp=smtp, origins=origins, **values)
     _check_header_settings(cfg, values.get("config_path"), env)
+    _check_default_since(cfg, values.get("config_path"))
     for net in cfg.fetch_allow_networks:  # fetch safety: a typo must not silently allow nothing
         try:
             ipaddress.ip_network(net.strip(), strict=False)
@@ -355,6 +382,7 @@ def load_config(
             raise ConfigError(f"fetch_allow_networks: {net!r} is not a network like 10.1.0.0/16") from None
     _check_deliverability(cfg, values.get("config_path"))
     _check_tracking(cfg, values.get("config_path"))
+    _check_ledger_sync(cfg, values.get("config_path"))
     if cfg.default_smtp and cfg.default_smtp not in cfg.smtp:
         raise ConfigError(f"default_smtp names {cfg.default_smtp!r}, which is not an [smtp.*] server")
     return cfg

@@ -75,6 +75,16 @@ def parse_date(value: object, tz: str | tzinfo | None = None) -> datetime:
     raise ValueError(f"cannot parse date {value!r} (use YYYY-MM-DD or ISO 8601)")
 
 
+def parse_span(value: str) -> timedelta:
+    """A span back from now as ``--since`` writes it (``12h``, ``7d``, ``2w``); ValueError otherwise
+    (a date is not a span: ``default_since`` must move with the clock)."""
+    m = _SINCE_RE.match(value or "")
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"{value!r} is not a span like 7d, 24h or 2w")
+    n, unit = int(m.group(1)), m.group(2).lower()[0]
+    return {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+
+
 def parse_since(value: str, now: datetime | None = None, tz: str | tzinfo | None = None) -> datetime:
     """The cut-off for ``--since``: a duration back from ``now`` (``12h``, ``7d``, ``2w``) or a
     date/datetime (``2026-11-01``, taken in ``tz`` when it has no zone). ValueError when malformed."""

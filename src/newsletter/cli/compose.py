@@ -14,7 +14,9 @@ from . import app, get_config
 def compose_command(
     ctx: typer.Context,
     sources: Optional[List[str]] = typer.Argument(None, help="Markdown files or folders, RSS/Atom/RDF/JSON feeds, HTML article pages, text files listing URLs, or http(s) URLs of feeds and pages (default: `sources` from the config)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only articles published since: 7d, 24h, 2w, 2026-11-01 or an ISO date-time."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only articles published since: 7d, 24h, 2w, 2026-11-01, an ISO date-time, or all (default: since the last campaign to --list, else config default_since)."),
+    lists: Optional[List[str]] = typer.Option(None, "--list", "-l", help="Compose for this list (repeatable): start after its last campaign and warn about articles its readers already received."),
+    skip_sent: bool = typer.Option(False, "--skip-sent", help="With --list: leave out articles an earlier campaign to the list already carried."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many articles (newest first)."),
     category: Optional[str] = typer.Option(None, "--category", help="Only articles in this category (case-insensitive)."),
     tag: Optional[List[str]] = typer.Option(None, "--tag", help="Only articles with this tag; repeat for several (any of them matches)."),
@@ -29,15 +31,31 @@ def compose_command(
 ) -> None:
     """Compose a digest from SOURCES and write it to --out (default out/)."""
     from ..compose import HTML_BUDGET_BYTES, ComposeOptions, compose, write_digest
-    from ..errors import InvalidInput
+    from ..errors import InvalidInput, SelectionError
     from ..i18n import check_language
 
     config = get_config(ctx, template_dir=str(template) if template else None, asset_base_url=asset_base_url)
     sources = list(sources or config.sources)
     if not sources:
         raise InvalidInput("no sources: pass files, folders or URLs (or set `sources` in the config)")
+    if skip_sent and not lists:
+        raise InvalidInput("--skip-sent needs --list SLUG: it leaves out what earlier campaigns to that list carried")
+    from ..dispatch.previous import already_received, choose_since, sent_keys
+
+    engine = None
+    if lists:
+        from ..store.db import get_engine, require_current_schema
+
+        engine = get_engine(config.database_url)
+        require_current_schema(engine)
+        from ..store.lists import get_list
+
+        for slug in lists:  # an unknown list is refused before anything is composed or written
+            get_list(engine, slug)
+    choice = choose_since(engine, config, since, list(lists or []))
     options = ComposeOptions(
-        since=since,
+        since=choice.since,
+        exclude_keys=sent_keys(engine, list(lists or [])) if engine is not None and skip_sent else (),
         limit=limit,
         category=category,
         tags=list(tag or []),
@@ -48,11 +66,16 @@ def compose_command(
         strict=strict,
         language=check_language(language) if language else None,
     )
-    digest = compose(sources, config, options)
+    say = typer.echo
+    say(choice.sentence(config.timezone))
+    try:
+        digest = compose(sources, config, options)
+    except SelectionError as e:
+        raise choice.explain(e) from None
     paths = write_digest(digest, out)
 
-    say = typer.echo
-    for w in digest.warnings:
+    received = already_received(engine, list(lists or []), digest.articles) if engine is not None else []
+    for w in [*digest.warnings, *(r.warning() for r in received)]:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     n = len(digest.articles)
     say(f"Found {digest.found} article{'s' * (digest.found != 1)}, selected {n}, skipped {len(digest.skipped)}.")

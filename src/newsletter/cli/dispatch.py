@@ -66,7 +66,8 @@ def create_command(
     lists: List[str] = typer.Option(..., "--list", "-l", help="Target list slug; repeat for several (a reader on two gets one copy)."),
     from_dir: Optional[Path] = typer.Option(None, "--from", help="A composed digest folder (from `newsletter compose --out DIR`)."),
     compose_sources: Optional[List[str]] = typer.Option(None, "--compose", help="Compose from these sources now (repeatable) instead of --from."),
-    since: Optional[str] = typer.Option(None, "--since", help="With --compose: only articles since (7d, 2w, a date)."),
+    since: Optional[str] = typer.Option(None, "--since", help="With --compose: only articles since (7d, 2w, a date, or all; default: since the last campaign to the lists, else config default_since)."),
+    skip_sent: bool = typer.Option(False, "--skip-sent", help="With --compose: leave out articles an earlier campaign to the lists already carried."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With --compose: at most this many articles."),
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject line (default: the digest's)."),
     reply_to: Optional[str] = typer.Option(None, "--reply-to", help="Reply-To address (default: config reply_to)."),
@@ -91,7 +92,7 @@ def create_command(
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line.
     With --subject-b (and -c, -d) it is an A/B subject test: see docs/ab-tests.md."""
     from ..dispatch.abtest import APPLE_WARNING, ab_spec
-    from ..errors import InvalidInput
+    from ..errors import InvalidInput, SelectionError
 
     extra_headers = _headers(header or [])  # before anything is opened or composed
     ab = ab_spec(subject, [subject_b, subject_c, subject_d], test_share=test_share, test_wait=test_wait,
@@ -99,23 +100,34 @@ def create_command(
     config, engine = _engine(ctx)
     if (from_dir is None) == (not compose_sources):
         raise InvalidInput("give exactly one of --from DIR or --compose SOURCE")
+    if skip_sent and from_dir is not None:
+        raise InvalidInput("--skip-sent goes with --compose: a digest given with --from is already composed")
+    from ..dispatch.previous import already_received, choose_since, sent_keys
+
     if from_dir is not None:
         from ..compose import load_digest
 
         digest = load_digest(from_dir)
         meta = {"source": str(from_dir)}
     else:
-        from ..compose import ComposeOptions, compose, parse_since
+        from ..compose import ComposeOptions, compose
 
         from ..store.lists import common_language
 
-        options = ComposeOptions(since=parse_since(since) if since else None, limit=limit,
-                                 language=common_language(engine, list(lists)))
+        choice = choose_since(engine, config, since, list(lists))
+        options = ComposeOptions(since=choice.since, limit=limit, language=common_language(engine, list(lists)),
+                                 exclude_keys=sent_keys(engine, list(lists)) if skip_sent else ())
         sources = list(compose_sources or [])
-        digest = compose(sources, config, options)
+        _console(True).print(choice.sentence(config.timezone), markup=False)
+        try:
+            digest = compose(sources, config, options)
+        except SelectionError as e:
+            raise choice.explain(e) from None
         for w in digest.warnings:
             _console(True).print(f"warning: {w}", markup=False)
         meta = {"source": "compose " + " ".join(sources)}
+    for r in already_received(engine, list(lists), digest.articles):
+        _console(True).print(f"warning: {r.warning()}", markup=False)
     from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
     kw: dict[str, Any] = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name,
@@ -353,10 +365,10 @@ def send_command(
         raise ConfigError("--starttls and --tls exclude each other")
     mode = "starttls" if starttls else "tls" if tls else None
     if test:
-        from ..dispatch.oneoff import send_test
+        from ..dispatch.oneoff import send_test_copies
 
-        r = send_test(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None)
-        typer.echo(f"test message {r.message_id} sent to {test} via {r.transport}")
+        for r in send_test_copies(engine, campaign, config, test, smtp=smtp, tls=mode, outbox=str(outbox) if outbox else None):
+            typer.echo(f"test message {r.message_id}{f' (variant {r.variant})' if r.variant else ''} sent to {test} via {r.transport}")
         return
     if now:
         from ..dispatch.campaigns import start_scheduled_now

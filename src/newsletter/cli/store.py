@@ -127,6 +127,9 @@ def lists_create(
         True, "--public/--private",
         help="Public (default): a signup page, and offered on every reader's preference centre. Private: neither; only its own readers see it there.",
     ),
+    quiet_hours: Optional[str] = typer.Option(
+        None, "--quiet-hours", help="HH:MM-HH:MM, e.g. 22:00-07:00: local-time campaigns send its readers nothing then (in each reader's zone); a copy due then waits for the end.",
+    ),
     archive: Optional[bool] = typer.Option(
         None, "--archive/--no-archive", help="Its campaigns go in the public archive once delivered, unless a campaign says otherwise (default: yes for a public list, no for a private one).",
     ),
@@ -135,9 +138,9 @@ def lists_create(
     from ..store.lists import create_list
 
     ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone,
-                     public=public, archive=archive)
+                     public=public, quiet_hours=quiet_hours, archive=archive)
     typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public, ml.archive)})")
+               f"{_private_note(ml.public, ml.archive)}{_quiet_note(ml.quiet_hours)})")
 
 
 def _language_note(language: str | None, timezone: str | None = None) -> str:
@@ -146,6 +149,10 @@ def _language_note(language: str | None, timezone: str | None = None) -> str:
 
 def _private_note(public: bool, archive: bool = True) -> str:
     return ("" if public else ", private") + ("" if archive else ", not in the archive")
+
+
+def _quiet_note(quiet_hours: str | None) -> str:
+    return f", quiet hours {quiet_hours}" if quiet_hours else ""
 
 
 @lists_app.command("list")
@@ -159,7 +166,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "timezone": r.timezone,
-             "public": r.public, "archive": r.archive,
+             "public": r.public, "quiet_hours": r.quiet_hours, "archive": r.archive,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -200,19 +207,22 @@ def lists_update(
     public: Optional[bool] = typer.Option(
         None, "--public/--private", help="Give it a signup page and offer it on every preference centre, or neither.",
     ),
+    quiet_hours: Optional[str] = typer.Option(
+        None, "--quiet-hours", help="New quiet hours, HH:MM-HH:MM in each reader's zone, for local-time campaigns ('none' removes them).",
+    ),
     archive: Optional[bool] = typer.Option(
         None, "--archive/--no-archive", help="Whether its campaigns go in the public archive by default (a campaign's own choice wins).",
     ),
 ) -> None:
-    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone
-    or visibility."""
+    """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone,
+    visibility or quiet hours."""
     from ..store.lists import update_list
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
     ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
-                     timezone=timezone, public=public, archive=archive)
+                     timezone=timezone, public=public, quiet_hours=quiet_hours, archive=archive)
     typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public, ml.archive)})")
+               f"{_private_note(ml.public, ml.archive)}{_quiet_note(ml.quiet_hours)})")
 
 
 @lists_app.command("delete")
@@ -241,6 +251,10 @@ def lists_welcome(
              "(step-N.mjml and optional step-N.txt per step, or welcome.mjml).",
     ),
     series: Optional[str] = typer.Option(None, "--series", help="Days after joining to send each step, e.g. 0,3,7 (default: 0)."),
+    default: bool = typer.Option(
+        False, "--default",
+        help="The default welcome: welcome.mjml (and welcome.txt) of config template_dir, else the shipped one.",
+    ),
     off: bool = typer.Option(False, "--off", help="Send no welcome to readers who join from now on."),
     status: bool = typer.Option(False, "--status", help="Show the setting and how many welcome steps were sent."),
 ) -> None:
@@ -250,7 +264,7 @@ def lists_welcome(
 
     engine = _engine(ctx)
     if status:
-        if template is not None or off or series is not None:
+        if template is not None or off or default or series is not None:
             raise InvalidInput("--status shows the setting: give it alone")
         from ..store.lists import get_list
 
@@ -259,7 +273,9 @@ def lists_welcome(
         if not setting:
             typer.echo(f"list {slug!r}: no welcome")
         else:
-            typer.echo(f"list {slug!r}: welcome from {setting['template']}, steps {', '.join(map(str, setting['steps']))} "
+            source = ("the default welcome (welcome.mjml of template_dir, else the shipped one)"
+                      if setting["template"] == store.DEFAULT_TEMPLATE else setting["template"])
+            typer.echo(f"list {slug!r}: welcome from {source}, steps {', '.join(map(str, setting['steps']))} "
                        f"(days after joining), for readers who joined since {setting['since']}")
         typer.echo(f"sent {counts.get('sent', 0)}, failed {counts.get('failed', 0)}, "
                    f"interrupted {counts.get('sending', 0)} (never resent)")
@@ -267,13 +283,17 @@ def lists_welcome(
     if off and series is not None:
         raise InvalidInput("--off and --series exclude each other")
     steps = store.parse_series(series) if series is not None else None
-    if template is not None:  # render every step once now: a broken template is reported here, not by the worker
+    if default and template is not None:
+        raise InvalidInput("--default and --template exclude each other")
+    if template is not None or default:  # render every step once now: a broken template is reported here, not by the worker
         from ..dispatch.welcome import render_step
 
+        config = get_config(ctx)
         name = store.list_name(engine, slug)
-        for step, (mjml, txt) in store.step_files(template, steps or [store.SINGLE_FILE_STEP]).items():
-            render_step(mjml, txt, get_config(ctx), list_name=name, step=step)
-    setting = store.set_welcome(engine, slug, template=template, steps=steps, off=off)
+        chosen = template if template is not None else store.DEFAULT_TEMPLATE
+        for step, (mjml, txt) in store.step_files(chosen, steps or [store.SINGLE_FILE_STEP], config.template_dir).items():
+            render_step(mjml, txt, config, list_name=name, step=step)
+    setting = store.set_welcome(engine, slug, template=template, steps=steps, off=off, default=default)
     if setting is None:
         typer.echo(f"list {slug!r}: welcome off")
     else:

@@ -53,6 +53,11 @@ def subscribers_import(
         help="Re-subscribe people who unsubscribed, bounced or complained. ONLY use this when everyone in the file gave fresh consent; suppressed addresses are still skipped.",
     ),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per transaction."),
+    attr_type: List[str] = typer.Option(
+        [], "--attr-type", help="NAME=TYPE: store attribute NAME as a number, date (ISO), bool or auto (each cell "
+        "recognised: plain numbers, true/false, ISO dates), so segments compare it as such; text (as written) by "
+        "default; NAME * means every attribute. A cell that does not parse goes to the rejects file. Repeatable."
+    ),
 ) -> None:
     """Import subscribers into a list: validated, de-duplicated, resumable; prints a report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -63,7 +68,7 @@ def subscribers_import(
         delimiter = "\t"
     opts = ImportOptions(
         list_slug=list_slug, format=fmt.value if fmt else None, encoding=encoding, mapping=_pairs(mapping, "--map"),
-        delimiter=delimiter, resubscribe=resubscribe, batch_size=batch_size,
+        delimiter=delimiter, resubscribe=resubscribe, batch_size=batch_size, attr_types=_pairs(attr_type, "--attr-type"),
     )
     engine = _engine(ctx)
     err = _err()
@@ -124,27 +129,42 @@ def subscribers_add(
     resend_confirmation: bool = typer.Option(
         False, "--resend-confirmation", help="Send the confirmation email again to someone still unconfirmed."
     ),
+    template: Optional[Path] = typer.Option(
+        None, "--template", help="A template folder whose confirm.mjml / confirm.txt replace the shipped confirmation email (default: config template_dir)."
+    ),
 ) -> None:
     """Add (or update) a subscriber; with --list, subscribe them. On a double-opt-in list they stay
     unconfirmed and get a confirmation email (through SMTP, or the outbox folder when no SMTP is configured)."""
     from ..store.subscribers import add_subscriber
 
     engine = _engine(ctx)
+    config = get_config(ctx, **_template_override(template))
+    if list_slug:  # a broken confirmation template is refused before anything is stored
+        from ..store.lists import get_list
+        from ..store.optin import check_confirmation_template
+
+        lst = get_list(engine, list_slug)
+        if lst.opt_in == "double":
+            check_confirmation_template(config, lst.language)
     res = add_subscriber(engine, email, list_slug=list_slug, name=name, attributes=_pairs(attrs, "--attr"), source="cli", resubscribe=resubscribe)
     where = f" on {res.list_slug!r} ({res.status})" if res.list_slug else ""
     verb = {"added": "added", "created": "added", "updated": "updated", "already": "already present", "resubscribed": "resubscribed"}[res.outcome]
     typer.echo(f"{verb}: {res.email}{where}")
     if res.needs_confirmation and (res.outcome in ("added", "resubscribed") or resend_confirmation):
-        typer.echo(_send_confirmation(ctx, engine, res))
+        typer.echo(_send_confirmation(config, engine, res))
 
 
-def _send_confirmation(ctx: typer.Context, engine, res) -> str:
+def _template_override(template: Optional[Path]) -> dict:
+    """The config override of a command's ``--template`` (none without it)."""
+    return {"template_dir": str(template)} if template is not None else {}
+
+
+def _send_confirmation(config, engine, res) -> str:
     """Mail the double-opt-in link with dispatch's send_one (SMTP, or the outbox when none is configured)."""
     from ..dispatch.oneoff import send_one
     from ..errors import DispatchError
     from ..store.optin import invitation_for, mail_confirmation
 
-    config = get_config(ctx)
     invitation = invitation_for(engine, res.subscriber_id, res.list_id)
     try:
         sent = mail_confirmation(engine, config, lambda to, subject, html, text: send_one(config, to, subject, html, text), invitation)
@@ -164,6 +184,12 @@ def subscribers_send_confirmations(
     older_than: Optional[str] = typer.Option(
         None, "--older-than", help="With --remind: the minimum age of the last email, like 12h, 3d or 2w (default 1d)."
     ),
+    template: Optional[Path] = typer.Option(
+        None, "--template", help="A template folder whose confirm.mjml / confirm.txt replace the shipped confirmation email (default: config template_dir)."
+    ),
+    allow_local_links: bool = typer.Option(
+        False, "--allow-local-links", help="As for `send`: allow a non-https or loopback base_url over SMTP (a local test)."
+    ),
 ) -> None:
     """Mail the confirmation link to everyone unconfirmed on a list who was never sent one (e.g. after
     an import); with --remind, also remind those mailed before. Each send is recorded at once, so
@@ -173,10 +199,10 @@ def subscribers_send_confirmations(
     from ..store.optin import send_confirmations
 
     remind_after = _remind_age(remind, older_than)
-    config = get_config(ctx)
+    config = get_config(ctx, **_template_override(template), **({"allow_local_links": True} if allow_local_links else {}))
     from ..dispatch.preflight import check_public_links, make_transports
 
-    check_public_links(config, make_transports(config))  # as `send`: confirm links must work for readers
+    check_public_links(config, make_transports(config), links="confirmation links")  # as `send`: confirm links must work for readers
     run = send_confirmations(
         _engine(ctx), config, list_slug, lambda to, subject, html, text: send_one(config, to, subject, html, text),
         limit=limit, remind_after=remind_after,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..errors import RenderError
 from .textwrap_cjk import wrap
@@ -31,14 +32,15 @@ def default_template_dir() -> Path:
     raise RenderError("default templates not found (neither newsletter/_templates nor templates/ in the checkout)")
 
 
-def resolve_template_dir(template_dir: str | Path | None) -> Path:
-    """The template directory to use, checked to hold every required file."""
+def resolve_template_dir(template_dir: str | Path | None, required: tuple[str, ...] = REQUIRED) -> Path:
+    """The template directory to use, checked to hold every ``required`` file (the digest's by
+    default; the confirmation email requires none: what a folder lacks comes from the shipped one)."""
     if template_dir is None:
         return default_template_dir()
     d = Path(template_dir).expanduser()
     if not d.is_dir():
         raise RenderError(f"--template {d}: not a directory")
-    missing = [name for name in REQUIRED if not (d / name).is_file()]
+    missing = [name for name in required if not (d / name).is_file()]
     if missing:
         raise RenderError(f"--template {d}: missing {', '.join(missing)} (a template directory needs {' and '.join(REQUIRED)})")
     return d
@@ -74,6 +76,33 @@ def environment(template_dir: Path):
 
     install(env)  # the fixed words ("Read more", the footer) in the digest's language: context `lang`
     return env
+
+
+def render_file(template_dir: Path, name: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Render template ``name`` (``template_dir``'s own, else the shipped one) with ``context``:
+    the output and the file it came from. A broken template — a syntax error, an include that is
+    not there, an error while rendering — is a one-line RenderError naming the file (and line)."""
+    import jinja2
+
+    where = str(template_dir / name)
+    try:
+        template = environment(template_dir).get_template(name)
+        where = template.filename or where
+        return template.render(context), where
+    except jinja2.TemplateNotFound as e:
+        missing = e.name if e.name != name else name
+        raise RenderError(f"{where}: template {missing!r} not found in {template_dir} nor in the shipped templates") from None
+    except jinja2.TemplateError as e:
+        lineno = getattr(e, "lineno", None)
+        raise RenderError(f"{getattr(e, 'filename', None) or where}{f':{lineno}' if lineno else ''}: "
+                          f"{one_line_message(e.message or type(e).__name__)}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as e:  # a filter or % format in the template
+        raise RenderError(f"{where}: {type(e).__name__}: {one_line_message(str(e))}") from None
+
+
+def one_line_message(text: str) -> str:
+    """An error message on one line (Jinja2's can span several)."""
+    return " ".join(str(text).split())
 
 
 def caps(text: str) -> str:

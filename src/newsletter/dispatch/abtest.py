@@ -145,13 +145,12 @@ def _check_distinct(subjects) -> None:
             raise InvalidInput(f"{SUBJECT_FLAGS[i]} {s!r}: the same subject as {SUBJECT_FLAGS[subjects.index(s)]}")
 
 
-def create_ab_campaign(engine: Engine, digest, list_slugs: list[str], config, spec: ABSpec, *,
-                       track=None, **kw):
-    """``campaigns.create_campaign`` with an A/B test: every subject checked like the campaign's
-    own, the metric must be tracked (``--track clicks``/``opens``), and the campaign and its test
-    are written in one transaction (nothing stored on any refusal)."""
+def check_ab(digest, list_slugs: list[str], config, spec: ABSpec, track=None) -> ABSpec:
+    """``spec`` with A filled in (the digest's subject when none was given), after the checks a
+    test needs before anything is stored: every subject checked like a campaign's own, no
+    unknown merge tag in a subject or an intro, and the metric tracked (``--track``)."""
     from ..engagement.campaign import tracking_for_new_campaign
-    from .campaigns import _check_headers, create_campaign
+    from .campaigns import _check_headers
     from .personalize import unknown_tags
 
     if not spec.subjects[0]:  # A is the digest's own subject
@@ -173,6 +172,16 @@ def create_ab_campaign(engine: Engine, digest, list_slugs: list[str], config, sp
     if spec.winner_by not in tracking:
         raise InvalidInput(f"--winner-by {spec.winner_by}: the campaign does not track {spec.winner_by} "
                            f"(add --track {spec.winner_by}, or opens,clicks)")
+    return spec
+
+
+def create_ab_campaign(engine: Engine, digest, list_slugs: list[str], config, spec: ABSpec, *,
+                       track=None, **kw):
+    """``campaigns.create_campaign`` with an A/B test (:func:`check_ab`): the campaign and its
+    test are written in one transaction (nothing stored on any refusal)."""
+    from .campaigns import create_campaign
+
+    spec = check_ab(digest, list_slugs, config, spec, track)
     with transaction(engine) as conn:
         c = create_campaign(engine, digest, list_slugs, config, subject=spec.subjects[0], track=track, conn=conn, **kw)
         assert c.id is not None

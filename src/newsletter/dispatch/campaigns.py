@@ -196,6 +196,9 @@ def prepare_content(engine: Engine, digest, list_slugs: list[str], config: Confi
         meta.setdefault("article_keys", list(digest.article_keys))
     except Exception:
         pass
+    # When the articles were chosen: the next digest to these lists starts there (dispatch.previous).
+    composed = getattr(digest, "date", None)
+    meta["composed_at"] = (composed if isinstance(composed, datetime) else utcnow()).isoformat()
     return Prepared(subject=subject, from_address=from_address, reply_to=reply_to, html=html, text=digest.text or "",
                     preheader=getattr(digest, "preheader", "") or "", images=images, meta=meta)
 
@@ -285,6 +288,11 @@ def resolve_campaign_id(ref: str | int) -> int:
     if cid <= 0:
         raise InvalidInput(f"campaign {ref!r}: expected a positive id")
     return cid
+
+
+# The statuses of a campaign that told readers something (it started and was not cancelled); the
+# public archive adds its own conditions (dispatch/archive.py: the flag and a delivered copy).
+ARCHIVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED)
 
 
 def in_archive(conn, campaign_id: int) -> bool:

@@ -8,10 +8,15 @@ transaction (leader/follower), so the price of that guarantee is one commit per 
 message.
 
 On PostgreSQL a group is one statement run in autocommit (``queries.record_and_mark_sending``:
-one round trip, one commit, ``synchronous_commit`` left on so a mark is on disk before the
-content goes out), and there may be several ledger connections (``slots``): a lane that arrives
+one round trip, one commit), and there may be several ledger connections (``slots``): a lane that arrives
 while a commit is in flight then starts the next one at once instead of waiting for it to end
 (the server merges the WAL flushes of concurrent commits). SQLite has one writer: one slot.
+
+``sync`` (config ``ledger_sync``) says what a committed mark survives: ``full``, a power cut (the
+commit waits for the disk: PostgreSQL's ``synchronous_commit = on``, SQLite's ``synchronous =
+FULL``); ``normal``, a killed sender only (``off`` and ``NORMAL``: the database has the commit,
+its disk may not yet). Default: full on PostgreSQL, normal on SQLite. Set on the ledger
+connections alone, and reset before they go back to the pool.
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ class GroupCommit:
     A lane's call returns once its updates are durable, which is what bounds the ambiguous rows."""
 
     def __init__(self, engine: Engine, worker_id: str, on_failed_suppress: Callable[[list[dict]], None],
-                 on_committed: Callable[[int], None], slots: int = 1):
+                 on_committed: Callable[[int], None], slots: int = 1, sync: str = ""):
         self.on_committed = on_committed
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        self.sync = sync or ("full" if self.postgres else "normal")
         # free ledger connections (None: opened on first use); each used by one leader at a time
         self.free: list[Connection | None] = [None] * (max(1, slots) if self.postgres else 1)
         self.worker = worker_id
@@ -105,6 +111,7 @@ class GroupCommit:
                 conn = self.engine.connect()
                 if self.postgres:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                _set_sync(conn, self.postgres, self.sync)
             if self.postgres:
                 return conn, q.record_and_mark_sending(conn, results, sending, now=now)
             with conn.begin():
@@ -123,7 +130,32 @@ class GroupCommit:
         with self.cond:
             conns, self.free = self.free, [None] * len(self.free)
         for c in conns:
-            _close(c)
+            _release(c, self.postgres)
+
+
+# The ledger connection's setting for each ledger_sync, and the engine's own (restored on close).
+_SYNC_SQL = {(True, "full"): "SET synchronous_commit = on", (True, "normal"): "SET synchronous_commit = off",
+             (False, "full"): "PRAGMA synchronous = FULL", (False, "normal"): "PRAGMA synchronous = NORMAL"}
+_SYNC_RESET = {True: "RESET synchronous_commit", False: "PRAGMA synchronous = NORMAL"}
+
+
+def _set_sync(conn: Connection, postgres: bool, sync: str) -> None:
+    conn.exec_driver_sql(_SYNC_SQL[(postgres, sync)])
+    if conn.in_transaction():
+        conn.commit()  # SQLAlchemy began a transaction for the setting; the ledger's own begins next
+
+
+def _release(conn: Connection | None, postgres: bool) -> None:
+    """Give a ledger connection back to the pool with the engine's own sync setting."""
+    if conn is not None:
+        try:
+            conn.exec_driver_sql(_SYNC_RESET[postgres])
+            if conn.in_transaction():
+                conn.commit()
+        except Exception:
+            _drop(conn)
+            return
+        _close(conn)
 
 
 def _close(conn: Connection | None) -> None:

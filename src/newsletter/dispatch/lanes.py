@@ -71,7 +71,8 @@ class SendRun:
         self.pause_kind: PauseKind | None = None  # set with pause_reason: why this run pauses the campaign
         self.in_flight = 0
         self.uncommitted = 0  # results computed but not yet in the database
-        self.commit = GroupCommit(engine, worker, self._suppress, self._committed, slots=min(lanes, LEDGER_CONNECTIONS))
+        self.commit = GroupCommit(engine, worker, self._suppress, self._committed, slots=min(lanes, LEDGER_CONNECTIONS),
+                                  sync=config.ledger_sync)
         self.recheck_lock = threading.Lock()
         self.unwanted: set[int] = set()  # claimed rows found skipped just before sending
         self.skipped_now = 0

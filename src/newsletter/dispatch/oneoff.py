@@ -1,5 +1,6 @@
 """One-off messages outside any campaign's ledger: ``send_one`` (test sends of a composed digest,
-double opt-in confirmations) and ``send_test`` (one ``[TEST]`` copy of a campaign).
+double opt-in confirmations) and ``send_test`` (one ``[TEST]`` copy of a campaign; of an A/B
+campaign, one copy per variant, ``[TEST A]``, ``[TEST B]``…).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class OneResult:
     message_id: str
     reply: str
     transport: str
+    variant: str | None = None  # the A/B variant's letter, for a test copy of an A/B campaign
 
 
 def send_one(
@@ -104,7 +106,39 @@ def send_one(
 
 def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *, smtp: str | None = None,
               tls: str | None = None, outbox: str | None = None, transport=None) -> OneResult:
-    """Send one copy of a campaign to ``to`` (subject prefixed ``[TEST]``); the ledger is not touched.
+    """:func:`send_test_copies`, answering with the first copy's result (A's, for an A/B campaign)."""
+    return send_test_copies(engine, campaign_id, config, to, smtp=smtp, tls=tls, outbox=outbox, transport=transport)[0]
+
+
+def _test_views(engine: Engine, campaign) -> list[tuple[str | None, object]]:
+    """[(variant letter or None, the campaign as its test copy is built)]: the subject prefixed
+    ``[TEST]`` — per variant, ``[TEST A]``… with the variant's subject and intro, for an A/B test."""
+    from ..store.abtests import test_of
+    from .abtest import LETTERS, with_intro
+
+    with transaction(engine) as conn:
+        test = test_of(conn, stored_id(campaign))
+    if test is None:
+        c = campaign.model_copy()
+        c.subject = "[TEST] " + campaign.subject
+        c.html = titled(campaign.html, c.subject)  # the title follows the subject sent
+        return [(None, c)]
+    views: list[tuple[str | None, object]] = []
+    for i, v in enumerate(test.variants):
+        c = campaign.model_copy()
+        c.subject = f"[TEST {LETTERS[i]}] {v['subject']}"
+        c.html, c.text = titled(campaign.html, c.subject), campaign.text
+        if v.get("intro"):
+            c.html, c.text = with_intro(c.html, c.text, v["intro"])
+        views.append((LETTERS[i], c))
+    return views
+
+
+def send_test_copies(engine: Engine, campaign_id: int | str, config: Config, to: str, *, smtp: str | None = None,
+                     tls: str | None = None, outbox: str | None = None, transport=None) -> list[OneResult]:
+    """Send a campaign's test to ``to``: one copy, subject prefixed ``[TEST]`` — or, for an A/B
+    campaign, one copy per variant (``[TEST A] …``, ``[TEST B] …``, each with its intro) so that
+    every variant can be checked. The ledger is not touched.
 
     Merge tags are filled from the subscriber with that address when there is one, else with
     the address alone; the unsubscribe link is a real, signed one only for a real subscriber."""
@@ -118,15 +152,18 @@ def send_test(engine: Engine, campaign_id: int | str, config: Config, to: str, *
     subs = q.subscribers
     with transaction(engine) as conn:
         row = conn.execute(select(subs.c.id, subs.c.name, subs.c.attributes).where(subs.c.email_key == rcpt.lower())).first()
-    campaign.subject = "[TEST] " + campaign.subject
-    campaign.html = titled(campaign.html, campaign.subject)  # the title follows the subject sent
-    factory = message_factory(engine, campaign, config)
     lists = campaign_lists(engine, stored_id(campaign))
     lid = min(lists) if lists else 0
     r = Recipient(row.id if row else 0, lid, rcpt, (row.name if row else "") or "", (row.attributes if row else {}) or {})
-    built = factory.build(r)
-    out, where = _deliver(config, built, transport=transport, smtp=smtp, tls=tls, outbox=outbox, what="test message")
-    return OneResult(built.message_id, out.reply, where)
+    if transport is None:
+        transport = make_transports(config, smtp=smtp, tls=tls, outbox=outbox)[0]
+    results = []
+    for letter, view in _test_views(engine, campaign):
+        built = message_factory(engine, view, config).build(r)
+        out, where = _deliver(config, built, transport=transport, smtp=smtp, tls=tls, outbox=outbox,
+                              what=f"test message{' ' + letter if letter else ''}")
+        results.append(OneResult(built.message_id, out.reply, where, letter))
+    return results
 
 
 def _deliver(config: Config, built, *, transport, smtp, tls, outbox, what: str) -> tuple[Outcome, str]:

@@ -86,8 +86,10 @@ def local_links_problem(base_url: str) -> str | None:
     return None
 
 
-def check_public_links(config: Config, transports: Sequence, allow_local_links: bool | None = None) -> None:
-    """Refuse an SMTP send whose unsubscribe and web-version links would be dead for readers.
+def check_public_links(config: Config, transports: Sequence, allow_local_links: bool | None = None,
+                       links: str = "unsubscribe links") -> None:
+    """Refuse an SMTP send whose unsubscribe and web-version links (or, ``links``, confirmation
+    links) would be dead for readers.
 
     Outbox sends (files for a local look) pass; ``allow_local_links`` (default: the config key)
     lets a local test through."""
@@ -98,6 +100,6 @@ def check_public_links(config: Config, transports: Sequence, allow_local_links: 
         return
     if local_links_problem(config.base_url):
         raise ConfigError(
-            f"base_url is {config.base_url}: unsubscribe links would not work for readers; set NEWSLETTER_BASE_URL "
+            f"base_url is {config.base_url}: {links} would not work for readers; set NEWSLETTER_BASE_URL "
             "to your public https address, or pass --allow-local-links (config allow_local_links) for a local test")
 

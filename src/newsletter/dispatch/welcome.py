@@ -60,10 +60,10 @@ def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list
 
     context: dict[str, Any] = {
         "newsletter_name": " ".join(config.newsletter_name.split()), "site_url": config.site_url or "",
-        "list_name": list_name, "step": step, "preferences_url": "*|PREFERENCES_URL|*",
+        "list_name": list_name, "step": step, "preferences_url": "*|PREFERENCES_URL|*", "email_kind": "welcome",
         **PLACEHOLDERS, "web_version_url": f"{config.base_url.rstrip('/')}/archive/",
     }
-    from ..i18n import direction
+    from ..i18n import direction, gettext
 
     lang = language or config.language
     context.update(lang=lang, dir=direction(lang))
@@ -82,12 +82,12 @@ def render_step(mjml_file: Path, text_file: Path | None, config: Config, *, list
         body = html[html.find("<body"):] if "<body" in html else html
         text = html_to_text(_LINK.sub(lambda m: f"{m.group(2)} ({_html.unescape(m.group(1))})", body))
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(ln.rstrip() for ln in text.splitlines())).strip() + "\n"
-    return WelcomeMessage(subject or f"Welcome to {list_name}", html, text)
+    return WelcomeMessage(subject or gettext(lang, "Welcome to %(list)s", list=list_name), html, text)
 
 
 def render_list_steps(lst: store.WelcomeList, config: Config) -> dict[int, WelcomeMessage]:
     """Every step of a list's welcome, rendered once (per worker pass)."""
-    files = store.step_files(lst.template, lst.steps)
+    files = store.step_files(lst.template, lst.steps, config.template_dir)
     return {step: render_step(mjml, txt, config, list_name=lst.name, step=step, language=lst.language)
             for step, (mjml, txt) in files.items()}
 

@@ -10,7 +10,8 @@ of one UTC offset share one instant: the buckets. A zone whose 08:00 passed more
 before the start is handled by ``--past``: ``send`` (now), ``skip`` (the rows are skipped) or
 ``next-day`` (08:00 the next day). Senders claim only rows whose bucket is due, so the plan lives
 in the ledger: pause, resume, a worker restart keep it, and the ledger's unique key stays the
-once-per-reader guarantee.
+once-per-reader guarantee. A list's quiet hours (schedule/quiet.py) move its readers' copies that
+would fall inside them to their end.
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def check_past(text: str) -> str:
 def parse_day(text: str) -> date:
     """``2026-11-01``, or a ScheduleError naming ``--date``."""
     try:
-        return date.fromisoformat(str(text).strip())
+        d = date.fromisoformat(str(text).strip())
     except ValueError:
         raise ScheduleError(f"--date {text!r}: expected a day YYYY-MM-DD") from None
+    if d.year > 9000:  # the instants around it (UTC-12, the window, the next day) must exist
+        raise ScheduleError(f"--date {text!r}: too far in the future")
+    return d
 
 
 def offset_label(delta: timedelta | None) -> str:
@@ -195,6 +199,9 @@ def plan_ledger(conn: Connection, campaign_id: int, config: Config, now: datetim
                        default=due(fallback))
     q.create_ledger(conn, campaign_id, now, due=times)
     skipped = q.skip_unplanned(conn, campaign_id, now)
+    from .quiet import move_out_of_quiet_hours  # a list's quiet hours, in the reader's zone
+
+    after_quiet = move_out_of_quiet_hours(conn, campaign_id, lambda r, d: reader_zone(r, d, config.timezone))
     q.mark_ledger_created(conn, campaign_id, now)
     copies: dict[datetime, int] = {}
     zones: dict[datetime, set[str]] = {}
@@ -209,13 +216,21 @@ def plan_ledger(conn: Connection, campaign_id: int, config: Config, now: datetim
     buckets = []
     for at in sorted(copies):
         names = sorted(zones[at])
-        buckets.append({"at": at.isoformat(), "kind": info[names[0]][1],
+        kind = info[names[0]][1]
+        if _aware(at) in after_quiet:
+            on_time = any(info[z][0] is not None and info[z][0] == _aware(at) for z in names)
+            kind = f"{kind}, and after quiet hours" if on_time else "after quiet hours"
+        buckets.append({"at": at.isoformat(), "kind": kind,
                         "offsets": sorted({info[z][2] for z in names}, reverse=True), "zones": names[:12],
                         "copies": copies[at]})
     plan = dict(meta[META_KEY], planned_at=now.isoformat(), buckets=buckets, skipped=skipped,
                 skipped_zones=sorted(skipped_zones))
     q.set_campaign_meta(conn, campaign_id, dict(meta, **{META_KEY: plan}))
     return plan
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def _known(name: str) -> bool:

@@ -27,6 +27,11 @@ def insert_test(conn: Connection, campaign_id: int, *, variants: list[dict], tes
         winner_by=winner_by, min_sample=min_sample, created_at=now or utcnow()))
 
 
+def delete_test(conn: Connection, campaign_id: int) -> None:
+    """Forget a draft's test (editing it replaces or drops the test; a draft has no results yet)."""
+    conn.execute(ab_tests.delete().where(ab_tests.c.campaign_id == campaign_id))
+
+
 def test_of(conn: Connection, campaign_id: int) -> ABTest | None:
     """The campaign's test, or None when it is not an A/B campaign."""
     row = conn.execute(select(ab_tests).where(ab_tests.c.campaign_id == campaign_id)).mappings().first()

@@ -153,11 +153,12 @@ def send_confirmations_to(engine: Engine, config: Config, sel: Selection, send, 
     double-opt-in list (``list_slug``, or every such list), skipping suppressed addresses and
     subscriptions already mailed (``send-confirmations --remind`` is for reminders). ``send`` as
     for optin.mail_confirmation; a failure for one address is counted and the run goes on."""
-    from .optin import Invitation, mail_confirmation
+    from .optin import Invitation, check_confirmation_template, mail_confirmation
 
     lst = _target(engine, list_slug, "confirm") if list_slug else None
     if lst is not None and lst["opt_in"] != "double":
         raise StateError(f"list {list_slug!r} is single opt-in: its subscribers need no confirmation")
+    check_confirmation_template(config, lst["language"] if lst is not None else None)  # broken: nobody mailed
     result = BulkResult("confirm")
     q = (select(subs_t.c.subscriber_id, subs_t.c.list_id, subs_t.c.confirmation_sent_at, subscribers_t.c.email,
                 subscribers_t.c.name, lists_t.c.name.label("list_name"),

@@ -17,6 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 from ..errors import InvalidInput
 from .addresses import AddressError, normalize_email
+from .attr_types import apply_types
 from .import_reading import STATUS_VALUES, BadLine, ImportOptions, Reject, _rows, status_of
 from .models import OPTED_OUT_STATUSES
 from .export import safe_cell
@@ -157,6 +158,8 @@ def _produce(path: Path, opts: ImportOptions, fmt: str, rejects_path: Path, put:
                         attr_names.update(new_names)
             elif problem:
                 problem = f"name {problem}"
+            if problem is None and attrs and opts.attr_types:  # typed attributes (attr_types.py)
+                problem = apply_types(attrs, opts.attr_types)
             if problem is None and attrs and "timezone" in attrs:  # stored as the reader's zone, not an attribute
                 problem = _zone_problem(attrs["timezone"])
             if problem:

@@ -57,6 +57,9 @@ class ImportOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     source: str | None = None  # consent source recorded on new subscribers (default "import:<file name>")
     rejects_path: str | os.PathLike | None = None  # default: <input stem>.rejects.csv beside it (a.csv -> a.rejects.csv)
+    # attribute name (or "*") -> text | number | date | bool | auto (attr_types.py); a cell that
+    # does not parse as its type rejects the row
+    attr_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,6 +205,8 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
         email_i, name_i, status_i = fields["email"], fields.get("name"), fields.get("status")
         first_i, last_i, json_i = fields.get("first_name"), fields.get("last_name"), fields.get("attributes")
         attr_cols = [(i, attr) for i, (kind, attr) in enumerate(plan) if kind == "attr"]
+        if json_i is None:
+            _check_typed_names(path, opts.attr_types, {a for _, a in attr_cols})
         flag_cols = [(i, status) for i, (kind, status) in enumerate(plan) if kind == "flag"]
         width = len(header)
         start = reader.line_num
@@ -232,6 +237,16 @@ def _csv_rows(path: Path, opts: ImportOptions, build: bool = True) -> Iterator[R
             start = reader.line_num
     except csv.Error as e:
         raise InvalidInput(f"{path}: line {reader.line_num}: malformed CSV: {e} (unbalanced quote?)") from None
+
+
+def _check_typed_names(path: Path, types: dict[str, str], names: set[str]) -> None:
+    """A type declared for an attribute the file does not have is a typo: say so before importing."""
+    from .attr_types import EVERY
+
+    for name in types:
+        if name != EVERY and name not in names:
+            raise InvalidInput(f"{path}: --attr-type names attribute {name!r}, which no column becomes "
+                               f"(attributes: {', '.join(sorted(names)) or 'none'})")
 
 
 class BadLine(NamedTuple):

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from ..errors import InvalidInput, NewsletterError
 from .addresses import domain_of
+from .attr_types import check_types
 from .consent import Join, joining_status, may_join
 from .db import transaction
 from .import_batches import MAX_REJECTS_KEPT, _Failed, _json, _produce, copy_text
@@ -323,6 +324,7 @@ def import_file(
     fmt = _detect_format(p, opts.format)
     if opts.batch_size < 1:
         raise InvalidInput("--batch-size must be at least 1")
+    opts.attr_types = check_types(opts.attr_types)
     with transaction(engine) as conn:
         lst = _list_row(conn, opts.list_slug)
     total = check_file(p, opts)

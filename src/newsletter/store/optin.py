@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
+from ..compose.confirm import ConfirmationMessage
 from ..config import Config
 from ..errors import InvalidInput, NotFound, StateError
 from ..i18n import N_
@@ -61,47 +63,24 @@ def confirm_url(config: Config, subscriber_id: int, list_id: int, *, secret: byt
     return f"{config.base_url.rstrip('/')}/confirm/{tokens.confirm_token(key, subscriber_id, list_id, now=now)}"
 
 
-@dataclass
-class ConfirmationMessage:
-    """The double-opt-in email: what dispatch's ``send_one`` needs."""
-
-    subject: str
-    text: str
-    html: str
-
-
 def confirmation_message(config: Config, *, email: str, list_name: str, confirm_url: str, name: str = "",
-                         language: str | None = None) -> ConfirmationMessage:
+                         language: str | None = None, template_dir: str | Path | None = None) -> ConfirmationMessage:
     """Subject and bodies (plain text and HTML) asking someone to confirm their subscription, in
-    ``language`` (the list's; default ``config.language``)."""
-    from html import escape
+    ``language`` (the list's; default ``config.language``), rendered from confirm.mjml and
+    confirm.txt (compose/confirm.py: the shipped ones, or those of ``template_dir``/config ``template_dir``)."""
+    from ..compose.confirm import render_confirmation
 
-    from ..i18n import direction, gettext, normalize
+    return render_confirmation(config, email=email, list_name=list_name, confirm_url=confirm_url, name=name,
+                               language=language, template_dir=template_dir)
 
-    lang = normalize(language or config.language) or "en"
 
-    def _(message: str, **variables: str) -> str:
-        return gettext(lang, message, **variables)
+def check_confirmation_template(config: Config, language: str | None = None) -> None:
+    """Render a sample confirmation email (config ``template_dir``'s confirm.mjml and confirm.txt,
+    else the shipped ones): a broken template is one RenderError before anyone is mailed, rather
+    than one failure per address."""
+    from ..compose.confirm import check_confirmation
 
-    hello = _("Hello %(name)s,", name=name) if name else _("Hello,")
-    subject = _("Please confirm your subscription to %(list)s", list=list_name)
-    asked = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
-              email=email, list=list_name, newsletter=config.newsletter_name)
-    ignore = _("If you did not ask for this, ignore this email: you will not be subscribed.")
-    open_link = _("Confirm by opening this link within 7 days:")
-    button = _("Confirm my subscription")
-    works = _("(the link works for 7 days)")
-    text = f"{hello}\n\n{asked}\n\n{open_link}\n{confirm_url}\n\n{ignore}\n"
-    bold_email, bold_list = "<b>" + escape(email) + "</b>", "<b>" + escape(list_name) + "</b>"
-    asked_html = _("Someone (hopefully you) asked to subscribe %(email)s to %(list)s from %(newsletter)s.",
-                   email=bold_email, list=bold_list, newsletter=escape(config.newsletter_name))
-    body = (
-        f"<p>{escape(hello)}</p><p>{asked_html}</p>"
-        f'<p><a href="{escape(confirm_url, quote=True)}">{escape(button)}</a> {escape(works)}</p>'
-        f"<p>{escape(ignore)}</p>"
-    )
-    html = body if lang == "en" else f'<div lang="{lang}" dir="{direction(lang)}">{body}</div>'
-    return ConfirmationMessage(subject, text, html)
+    check_confirmation(config, language=language)
 
 
 def _list_language(engine: Engine, list_id: int) -> str | None:
@@ -262,6 +241,7 @@ def send_confirmations(
             skipped_suppressed=conn.execute(counted.where(suppressed)).scalar_one(),
             skipped_mailed=conn.execute(counted.where(~suppressed, ~due)).scalar_one(),
         )
+    check_confirmation_template(config, lst["language"])  # a broken template: nobody mailed, nothing recorded
     key = secret if secret is not None else secret_key(config)
     candidates = (
         select(subs_t.c.id, subs_t.c.subscriber_id, subscribers_t.c.email, subscribers_t.c.name)

@@ -138,13 +138,38 @@ def list_segments(engine: Engine, *, counts: bool = True, now: datetime | None =
         return [_info(conn, _row(conn, n), counts, now) for n in names]
 
 
-def segment_members(engine: Engine, name: str, limit: int = 20, now: datetime | None = None) -> list[dict]:
-    """The first ``limit`` matching subscriptions (email, name, status) in subscriber-id order."""
+def segment_members(engine: Engine, name: str, limit: int = 20, now: datetime | None = None, offset: int = 0) -> list[dict]:
+    """``limit`` matching subscriptions (email, name, status) from ``offset``, in subscriber-id order."""
     require_current_schema(engine)
     with transaction(engine) as conn:
         r = _row(conn, name)
         q = _members_query(conn, r, now, [subscribers.c.email, subscribers.c.name, subscriptions.c.status])
-        return [dict(x) for x in conn.execute(q.order_by(subscribers.c.id).limit(limit)).mappings()]
+        return [dict(x) for x in conn.execute(q.order_by(subscribers.c.id).offset(max(0, offset)).limit(limit)).mappings()]
+
+
+def count_filter(engine: Engine, list_slug: str, where: str, *, match_all: bool = False,
+                 now: datetime | None = None) -> tuple[int, int]:
+    """(matching, mailable) for a filter not stored yet: the builder's live count. The filter is
+    checked as ``create_segment`` checks it (InvalidInput), nothing is written."""
+    require_current_schema(engine)
+    text = sf.canonical(where, match_all=match_all)
+    with transaction(engine) as conn:
+        lid = _list_id(conn, list_slug)
+        return _counts(conn, {"filter": text, "match_all": match_all, "list_id": lid}, now)
+
+
+def update_segment(engine: Engine, name: str, list_slug: str, where: str, *, match_all: bool = False) -> SegmentInfo:
+    """Change a segment's list and filter (checked first, as on create). Campaigns made with it
+    keep the filter they recorded."""
+    require_current_schema(engine)
+    text = sf.canonical(where, match_all=match_all)
+    with transaction(engine) as conn:
+        r = _row(conn, name)
+        lid = _list_id(conn, list_slug)
+        condition(conn, text, match_all)
+        conn.execute(segments_t.update().where(segments_t.c.id == r["id"]).values(
+            list_id=lid, filter=text, match_all=match_all, updated_at=utcnow()))
+    return get_segment(engine, name, counts=False)
 
 
 def delete_segment(engine: Engine, name: str) -> None:

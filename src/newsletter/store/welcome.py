@@ -1,6 +1,8 @@
 """A list's welcome email: its setting (template and series steps) and the welcome ledger's rows.
 
-A list's ``welcome`` column holds ``{"template": path, "steps": [0, 3, 7], "since": ISO time}``.
+A list's ``welcome`` column holds ``{"template": path, "steps": [0, 3, 7], "since": ISO time}``;
+the template ``"default"`` (never a stored path: those are absolute) is the default welcome, one
+step: ``welcome.mjml`` of config ``template_dir`` when it has one, else the shipped templates/welcome.mjml.
 Readers who join the list after ``since`` — through the signup form or their preference centre,
 or by confirming the double opt-in link they were mailed — are due step *n* ``n`` days after they
 joined (``subscriptions.confirmed_at``). Readers added by hand or imported as active are not welcomed.
@@ -35,6 +37,7 @@ MAX_DAY = 365
 MAX_ATTEMPTS = 4  # a step the server did not take is tried again in later passes, this many times in all,
 RETRY_AFTER = (timedelta(minutes=15), timedelta(hours=1), timedelta(hours=6))  # after these pauses
 SINGLE_FILE_STEP = 0
+DEFAULT_TEMPLATE = "default"
 
 
 def parse_series(value: str) -> list[int]:
@@ -48,10 +51,29 @@ def parse_series(value: str) -> list[int]:
     return steps
 
 
-def step_files(template: str | Path, steps: Sequence[int]) -> dict[int, tuple[Path, Path | None]]:
+def default_welcome(template_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """The default welcome's MJML and text files: ``template_dir``'s welcome.mjml (and its
+    welcome.txt, if any) when it has one, else the shipped welcome.mjml and welcome.txt."""
+    from ..compose.templates import default_template_dir
+
+    own = Path(template_dir).expanduser() if template_dir else None
+    if own is not None and (own / "welcome.mjml").is_file():
+        txt = own / "welcome.txt"
+        return own / "welcome.mjml", txt if txt.is_file() else None
+    shipped = default_template_dir()
+    return shipped / "welcome.mjml", shipped / "welcome.txt"
+
+
+def step_files(template: str | Path, steps: Sequence[int], template_dir: str | Path | None = None,
+               ) -> dict[int, tuple[Path, Path | None]]:
     """The MJML file and optional plain-text file of each step: a file serves a lone step 0
     (its text beside it, same name ending ``.txt``); a folder holds ``step-N.mjml`` (and
-    ``step-N.txt``) per step, or ``welcome.mjml`` for a lone step 0. InvalidInput naming what is missing."""
+    ``step-N.txt``) per step, or ``welcome.mjml`` for a lone step 0; ``"default"`` is the default
+    welcome (``default_welcome``, of config ``template_dir``). InvalidInput naming what is missing."""
+    if str(template) == DEFAULT_TEMPLATE:
+        if list(steps) != [SINGLE_FILE_STEP]:
+            raise InvalidInput("--default is one welcome, on the day they join: a series needs --template FOLDER with step-N.mjml")
+        return {SINGLE_FILE_STEP: default_welcome(template_dir)}
     path = Path(template).expanduser()
     if path.is_file():
         if list(steps) != [SINGLE_FILE_STEP]:
@@ -73,12 +95,14 @@ def step_files(template: str | Path, steps: Sequence[int]) -> dict[int, tuple[Pa
 
 
 def set_welcome(engine: Engine, slug: str, *, template: str | None = None, steps: Sequence[int] | None = None,
-                off: bool = False, now: datetime | None = None) -> dict | None:
-    """Turn a list's welcome on (``template``, optional ``steps``, default day 0 only) or ``off``; returns the
-    stored setting. Only readers who join after it was first turned on are welcomed: changing the
-    template of a list whose welcome is on keeps that date."""
-    if off == (template is not None):
-        raise InvalidInput("give either --template PATH or --off")
+                off: bool = False, now: datetime | None = None, default: bool = False) -> dict | None:
+    """Turn a list's welcome on (``template``, optional ``steps``, default day 0 only; or ``default``,
+    the default welcome) or ``off``; returns the stored setting. Only readers who join after it was
+    first turned on are welcomed: changing the template of a list whose welcome is on keeps that date."""
+    if sum((off, template is not None, default)) != 1:
+        raise InvalidInput("give one of --template PATH, --default or --off")
+    if default:
+        template = DEFAULT_TEMPLATE
     with transaction(engine) as conn:
         lst = _list_row(conn, slug)
         if off:
@@ -89,7 +113,8 @@ def set_welcome(engine: Engine, slug: str, *, template: str | None = None, steps
             step_files(template, chosen)
             current = lst["welcome"] or {}
             since = current.get("since") or (now or utcnow()).isoformat()
-            setting = {"template": str(Path(template).expanduser().resolve()), "steps": chosen, "since": since}
+            stored = DEFAULT_TEMPLATE if default else str(Path(template).expanduser().resolve())
+            setting = {"template": stored, "steps": chosen, "since": since}
         conn.execute(lists_t.update().where(lists_t.c.id == lst["id"]).values(welcome=setting if setting is not None else null(), updated_at=utcnow()))
     return setting
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from . import admin_import, admin_lists, admin_settings, admin_subscribers, campaign_calls, library
+from . import admin_import, admin_lists, admin_segments, admin_settings, admin_subscribers, campaign_calls, library
 from . import preview as pv
 from .app import state
 from .deps import check_csrf, client_host, rate_limit, require_admin
@@ -201,15 +201,7 @@ def preview_test_send(request: Request, to: str = Form(""), campaign: str = Form
 
 
 
-# --- subscribers, import, lists, suppressions, settings: admin_subscribers.py and beside it ---------
-
-@guarded.get("/segments")
-def segments_page(request: Request):
-    """Read-only: every segment with its list, filter and live counts (the builder comes later)."""
-    from ..store.segments import list_segments
-
-    return page(request, "admin/segments.html", admin=True, active="segments", title="Segments",
-                segments=list_segments(state(request).engine))
+# --- subscribers, import, lists, segments, suppressions, settings: admin_subscribers.py and beside it ---
 
 
 # --- campaigns: see admin_campaigns.py ---------------------------------------------------------
@@ -224,5 +216,5 @@ def digest_action(request: Request, name: str, action: str, csrf_token: str = Fo
 
 
 router.include_router(guarded)
-for _people in (admin_subscribers, admin_import, admin_lists, admin_settings):
+for _people in (admin_subscribers, admin_import, admin_lists, admin_segments, admin_settings):
     router.include_router(_people.router)

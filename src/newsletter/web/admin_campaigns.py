@@ -52,26 +52,30 @@ def _form_page(request: Request, req, *, campaign=None, error: str | None = None
     st = state(request)
     doc, key = calls.draft_preview(st, req) if compose else (None, None)
     frame = f"/admin/campaigns/composed/{key}/frame" if key else None
+    editing = campaign.id if campaign else None
     return page(request, "admin/campaign_form.html", status=status, admin=True, active="campaigns",
                 title=f"Edit campaign {campaign.id}" if campaign else "New campaign", req=req, c=campaign,
                 choices=calls.form_choices(st), doc=doc, frame=frame, sample=lambda text: pv.sample(text, html=False),
-                flash=("error", error) if error else None)
+                form_error=error, apple_warning=calls.apple_warning(), track_default=st.config.track,
+                since_note=calls.since_note(st, req, editing), received=calls.already_received(st, req, doc, editing))
 
 
 @router.get("/campaigns/new")
 def new_campaign(request: Request):
-    """The form with its defaults (the last 7 days, 10 articles), and the digest they compose."""
+    """The form with its defaults (since the last campaign to the list, else default_since; 10
+    articles), and the digest they compose."""
     return _form_page(request, calls.default_request(state(request)))
 
 
 @router.post("/campaigns/new")
 def create_campaign(request: Request, sources: list[str] = Form([]), since: str = Form(""), until: str = Form(""),
                     limit: str = Form(""), intro: str = Form(""), subject: str = Form(""), lists: list[str] = Form([]),
-                    segment: str = Form(""), do: str = Form("create"), csrf_token: str = Form("")):
+                    segment: str = Form(""), do: str = Form("create"), csrf_token: str = Form(""),
+                    ab: dict = Depends(calls.ab_form)):
     """``do=preview`` composes the choices again and shows them (nothing stored); else creates the draft."""
     check_csrf(request, csrf_token)
     st = state(request)
-    req = calls.request_from(st, sources, since, until, limit, intro, subject, lists, segment)
+    req = calls.request_from(st, sources, since, until, limit, intro, subject, lists, segment, ab)
     if do == "preview":
         return _form_page(request, req)
     try:
@@ -121,11 +125,12 @@ def edit_campaign(request: Request, campaign_id: str):
 @router.post("/campaigns/{campaign_id}/edit")
 def save_campaign(request: Request, campaign_id: str, sources: list[str] = Form([]), since: str = Form(""),
                   until: str = Form(""), limit: str = Form(""), intro: str = Form(""), subject: str = Form(""),
-                  lists: list[str] = Form([]), segment: str = Form(""), do: str = Form("save"), csrf_token: str = Form("")):
+                  lists: list[str] = Form([]), segment: str = Form(""), do: str = Form("save"), csrf_token: str = Form(""),
+                  ab: dict = Depends(calls.ab_form)):
     check_csrf(request, csrf_token)
     st = state(request)
     cid = _campaign_id(campaign_id)
-    req = calls.request_from(st, sources, since, until, limit, intro, subject, lists, segment)
+    req = calls.request_from(st, sources, since, until, limit, intro, subject, lists, segment, ab)
     if do == "preview":
         return _form_page(request, req, campaign=library.campaign(st, cid))
     try:
@@ -141,7 +146,7 @@ def save_campaign(request: Request, campaign_id: str, sources: list[str] = Form(
 
 
 def _campaign_page(request: Request, cid: int, *, error: str | None = None, status: int = 200, when: str = "",
-                   test_to: str = ""):
+                   test_to: str = "", sched: dict | None = None, schedule_error: str | None = None):
     from ..engagement.report import campaign_report
 
     st = state(request)
@@ -155,6 +160,7 @@ def _campaign_page(request: Request, cid: int, *, error: str | None = None, stat
                 local=lambda dt: calls.local_time(st, dt), duration=calls.duration_text, rich=calls.rich,
                 local_input=lambda dt: calls.local_input(st, dt),
                 send_problem=calls.send_problem(st) if info.status in ("draft", "scheduled") else None,
+                sched=sched or {}, schedule_error=schedule_error, lt=calls.local_time_plan(st, info),
                 **library.progress(info))
 
 
@@ -172,15 +178,21 @@ def campaign_progress(request: Request, campaign_id: str):
 
 
 @router.post("/campaigns/{campaign_id}/schedule")
-def campaign_schedule(request: Request, campaign_id: str, when: str = Form(""), csrf_token: str = Form("")):
+def campaign_schedule(request: Request, campaign_id: str, csrf_token: str = Form(""),
+                      form: dict = Depends(calls.schedule_form)):
+    """At a time in the publisher's zone, or at a time of day in each reader's zone (``mode``)."""
     check_csrf(request, csrf_token)
     cid = _campaign_id(campaign_id)
     st = state(request)
     try:
-        c = library.schedule_campaign(st, cid, when.strip()[:64])
+        c = calls.schedule(st, cid, form)
     except NewsletterError as e:
-        return _campaign_page(request, cid, error=calls.publisher_words(str(e)), status=status_for(e), when=when[:64])
-    flash(request, "ok", f"Campaign {cid} scheduled for {calls.local_time(st, c.scheduled_at)}.")
+        return _campaign_page(request, cid, schedule_error=calls.publisher_words(str(e)), status=status_for(e),
+                              when=form["when"], sched=form)
+    lt = (c.meta or {}).get("local_time")
+    flash(request, "ok", f"Campaign {cid} scheduled for {lt['time']} on {lt['date']} in each reader's time zone; "
+                         f"the first zone starts at {calls.local_time(st, c.scheduled_at)}." if lt else
+                         f"Campaign {cid} scheduled for {calls.local_time(st, c.scheduled_at)}.")
     return redirect(f"/admin/campaigns/{cid}")
 
 
@@ -190,11 +202,12 @@ def campaign_test_send(request: Request, campaign_id: str, to: str = Form(""), c
     cid = _campaign_id(campaign_id)
     st = state(request)
     try:
-        address = library.test_send(st, library.campaign_preview(st, cid), to.strip(), cid)
+        address, variants = library.test_send_campaign(st, cid, to.strip())
     except NewsletterError as e:
         return _campaign_page(request, cid, error=f"The test was not sent: {calls.publisher_words(str(e))}",
                               status=status_for(e), test_to=to[:320])
-    flash(request, "ok", f"Test message sent to {address}.")
+    flash(request, "ok", f"Test messages for variants {', '.join(variants)} sent to {address}." if variants
+          else f"Test message sent to {address}.")
     return redirect(f"/admin/campaigns/{cid}")
 
 

@@ -37,6 +37,9 @@ TARGETS = [("email", "Email address"), ("name", "Name"), ("first_name", "First n
            ("last_name", "Last name (joined into the name)"), ("status", "Status (subscribed / unsubscribed…)"),
            ("attributes", "Attributes as JSON"), ("unsubscribed-if-set", "Unsubscribed when filled in"),
            ("bounced-if-set", "Bounced when filled in"), ("-", "Ignore this column")]
+# How an attribute column's cells are stored (store/attr_types.py): segments compare by this type.
+ATTR_TYPE_CHOICES = [("text", "Text, as written"), ("auto", "Recognise numbers, dates, true/false"),
+                     ("number", "Number"), ("date", "Date (YYYY-MM-DD)"), ("bool", "Yes/no (true/false)")]
 
 
 @dataclass
@@ -153,12 +156,13 @@ def _mapping_page(request: Request, up: Upload, *, http_status: int = 200, error
         options = list(TARGETS) + ([(f"attr:{h.strip()}", f"Attribute “{h.strip()}”")] if h.strip() else [])
         if picked not in [v for v, _ in options]:
             options.append((picked, picked))
-        columns.append({"index": i, "name": h, "picked": picked, "options": options, "samples": [r[i] if i < len(r) else "" for r in rows]})
+        columns.append({"index": i, "name": h, "picked": picked, "options": options, "type": chosen.get(f"type_{i}", "text"),
+                        "samples": [r[i] if i < len(r) else "" for r in rows]})
     lists = library.all_lists(state(request))
     return page(request, "admin/import_map.html", status=http_status, admin=True, active="subscribers", title="Map columns",
                 up=up, columns=columns, fmt=fmt, lists=lists, list_slug=chosen.get("list", up.options.get("list", "")),
                 confirmed_mode=chosen.get("confirmed", "ask"), resubscribe=bool(chosen.get("resubscribe")),
-                flash=("error", error) if error else None, rows_shown=len(rows))
+                flash=("error", error) if error else None, rows_shown=len(rows), attr_types=ATTR_TYPE_CHOICES)
 
 
 @router.get("/subscribers/import/{key}")
@@ -194,11 +198,14 @@ def _run(request: Request, up: Upload, chosen: dict) -> None:
 
     st = state(request)
     header, _, _, _ = _preview(up)
-    mapping = {}
+    mapping, types = {}, {}
     for i, h in enumerate(header):
         target = chosen.get(f"map_{i}")
         if target is not None and h.strip():
             mapping[h] = target
+            kind = chosen.get(f"type_{i}", "text")
+            if target.startswith("attr:") and kind != "text":
+                types[target[5:].strip()] = kind
     if sum(1 for t in mapping.values() if t == "email") != 1:
         raise InvalidInput("map exactly one column to Email address")
     list_slug = chosen.get("list", "")
@@ -208,7 +215,7 @@ def _run(request: Request, up: Upload, chosen: dict) -> None:
     evidence = f"import:{up.filename} sha256:{up.sha256[:16]}" + (" (confirmed in the file)" if keep else "")
     rejects = up.path.with_name("rejects.csv")
     opts = ImportOptions(list_slug=list_slug, mapping=mapping, resubscribe=bool(chosen.get("resubscribe")),
-                         keep_confirmed=keep, source=evidence, rejects_path=rejects)
+                         keep_confirmed=keep, source=evidence, rejects_path=rejects, attr_types=types)
     report = import_file(st.engine, up.path, opts)
     report.path = up.filename
     up.report, up.rejects = report, rejects if rejects.exists() else None

@@ -270,7 +270,7 @@ def _confirmation_sender(st):
     from ..dispatch.oneoff import send_one
     from ..dispatch.preflight import check_public_links, make_transports
 
-    check_public_links(st.config, make_transports(st.config))
+    check_public_links(st.config, make_transports(st.config), links="confirmation links")
     return lambda to, subject, html, text: send_one(st.config, to, subject, html, text, headers={"Auto-Submitted": "auto-generated"})
 
 

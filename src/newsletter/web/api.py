@@ -172,7 +172,72 @@ class CampaignPatch(BaseModel):
 
 
 class ScheduleIn(BaseModel):
-    at: datetime = Field(description="when to send; without an offset it is read in the configured time zone")
+    """At one moment (``at``), or at a time of day in each reader's own zone (``local_time``)."""
+
+    at: datetime | None = Field(None, description="when to send; without an offset it is read in the configured time zone")
+    local_time: str | None = Field(None, max_length=16, description="instead of at: the time of day (HH:MM, 24-hour) "
+                                   "each reader gets it in their own zone (theirs, else their list's, else the configured one)")
+    date: str | None = Field(None, max_length=16, description="with local_time: the day, YYYY-MM-DD (default: today in the configured zone)")
+    window: str | None = Field(None, max_length=16, description="with local_time: how late a zone may still get it when "
+                               "sending starts, e.g. 30m, 6h (default 1h, at most 24h)")
+    past: Literal["send", "skip", "next-day"] | None = Field(
+        None, description="with local_time: zones whose time passed more than the window ago are sent now, skipped, or "
+                          "sent the next day (the default)")
+
+
+class ABIn(BaseModel):
+    """An A/B subject test: the campaign's subject is variant A; B (to D) are compared with it on a
+    share of the readers, and the winner goes to the rest after the wait."""
+
+    subject_b: str = Field(max_length=998, description="variant B's subject")
+    subject_c: str | None = Field(None, max_length=998)
+    subject_d: str | None = Field(None, max_length=998)
+    intro_a: str | None = Field(None, max_length=2000, description="a body variant: an intro paragraph above A's content")
+    intro_b: str | None = Field(None, max_length=2000)
+    intro_c: str | None = Field(None, max_length=2000)
+    intro_d: str | None = Field(None, max_length=2000)
+    test_share: str = Field("20%", max_length=16, description="share of the readers in the test, more than 0 % and less than 100 %")
+    test_wait: str = Field("4h", max_length=16, description="from the last test copy to the decision: 4h, 90m, 1d (at most 30 days)")
+    winner_by: Literal["clicks", "opens"] = Field("clicks", description="people's clicks, or opens (which undercount "
+                                                  "Apple Mail readers); the campaign must track it")
+    min_sample: int = Field(50, ge=1, le=10**9, description="delivered test copies each variant needs for a decision on data (else A)")
+
+
+class CampaignIn(BaseModel):
+    """A draft composed from the configured sources, as the admin's new-campaign form makes it."""
+
+    sources: list[str] = Field(min_length=1, max_length=100, description="configured sources to take articles from")
+    since: str = Field(max_length=32, description="first day, YYYY-MM-DD (in the configured time zone)")
+    until: str = Field("", max_length=32, description="last day, included (default: today)")
+    limit: int = Field(10, ge=1, le=200, description="at most this many articles")
+    intro: str = Field("", max_length=5000, description="the editor's note above the articles")
+    subject: str = Field("", max_length=998, description="subject (A of an A/B test); empty: made from the articles")
+    lists: list[str] = Field(min_length=1, max_length=100, description="slugs of the lists to send to")
+    segment: str = Field("", max_length=200, description="a segment of the one list")
+    track: Literal["", "off", "opens", "clicks", "opens,clicks"] = Field("", description="empty: the configured default")
+    ab: ABIn | None = Field(None, description="make it an A/B subject test")
+    archive: bool | None = Field(None, description="publish in the public archive once a copy was delivered; null: as its lists say")
+
+
+# The library's messages name the CLI's flags; the API's say its fields.
+_API_WORDS = {"--subject-b": "ab.subject_b", "--subject-c": "ab.subject_c", "--subject-d": "ab.subject_d",
+              "--subject": "subject", "--intro-b": "ab.intro_b", "--intro-c": "ab.intro_c", "--intro-d": "ab.intro_d",
+              "--intro": "ab.intro_a", "--test-share": "ab.test_share", "--test-wait": "ab.test_wait",
+              "--winner-by": "ab.winner_by", "--min-sample": "ab.min_sample", "--track": "track",
+              "--local-time": "local_time", "--date": "date", "--window": "window", "--past": "past", "--at": "at"}
+
+
+def _api_error(e):
+    """``e`` (a NewsletterError) again, its flags named as the API's fields."""
+    import re
+
+    message = re.sub(r"--[a-z]+(?:-[a-z]+)*", lambda m: _API_WORDS.get(m[0], m[0]), str(e))
+    if message == str(e):
+        return e
+    try:
+        return type(e)(message)
+    except TypeError:  # an error made of parts (SourceError): as it was
+        return e
 
 
 def _campaign_out(c, st=None) -> CampaignOut:
@@ -290,10 +355,48 @@ def patch_campaign(request: Request, body: CampaignPatch, campaign_id: int = Pat
     return _campaign_out(library.campaign(st, campaign_id), st)
 
 
-@router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignOut, responses=ERRORS, summary="Schedule a draft campaign")
-def post_schedule(request: Request, body: ScheduleIn, campaign_id: int = Path(ge=1, le=2**62)):
+@router.post("/campaigns", response_model=CampaignOut, status_code=201, responses=ERRORS,
+             summary="Compose a draft campaign from the sources (optionally an A/B subject test)")
+def post_campaign(request: Request, body: CampaignIn):
+    from ..errors import InvalidInput, NewsletterError
+
     st = state(request)
-    library.schedule_campaign(st, campaign_id, body.at.isoformat())
+    unknown = [x for x in body.sources if x not in st.config.sources]
+    if unknown:
+        raise InvalidInput(f"source {unknown[0]!r}: not one of the configured sources")
+    ab = body.ab.model_dump() if body.ab else {}
+    fields = {"ab": body.ab is not None, "track": body.track, "subject_b": ab.get("subject_b") or "",
+              "subject_c": ab.get("subject_c") or "", "subject_d": ab.get("subject_d") or "",
+              **{f"ab_intro_{x}": ab.get(f"intro_{x}") or "" for x in "abcd"},
+              "test_share": ab.get("test_share", ""), "test_wait": ab.get("test_wait", ""),
+              "winner_by": ab.get("winner_by", ""), "min_sample": str(ab.get("min_sample", ""))}
+    req = calls.request_from(st, body.sources, body.since, body.until, str(body.limit), body.intro, body.subject,
+                             body.lists, body.segment, fields)
+    try:
+        c = calls.create_draft(st, req)
+    except NewsletterError as e:
+        raise _api_error(e) from None
+    if body.archive is not None:  # a checked boolean: setting it on the new draft cannot fail
+        library.set_campaign_archive(st, c.id, body.archive)
+    return _campaign_out(library.campaign(st, c.id), st)
+
+
+@router.post("/campaigns/{campaign_id}/schedule", response_model=CampaignOut, responses=ERRORS,
+             summary="Schedule a draft campaign at a time, or at a time of day in each reader's zone")
+def post_schedule(request: Request, body: ScheduleIn, campaign_id: int = Path(ge=1, le=2**62)):
+    from ..errors import InvalidInput, NewsletterError
+
+    st = state(request)
+    if (body.at is None) == (body.local_time is None):
+        raise InvalidInput("give at (a moment) or local_time (HH:MM in each reader's zone), not both or neither")
+    if body.at is not None and (body.date or body.window or body.past):
+        raise InvalidInput("date, window and past only go with local_time")
+    form = {"mode": "local", "local_time": body.local_time, "local_date": body.date, "window": body.window,
+            "past": body.past} if body.local_time is not None else {"mode": "at", "when": body.at.isoformat() if body.at else ""}
+    try:
+        calls.schedule(st, campaign_id, form)
+    except NewsletterError as e:
+        raise _api_error(e) from None
     return _campaign_out(library.campaign(st, campaign_id), st)
 
 

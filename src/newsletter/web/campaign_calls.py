@@ -9,19 +9,21 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from fastapi import Form
 
 from ..dispatch.drafts import DraftRequest
 from ..errors import NewsletterError, NotFound
 from . import preview as pv
 
-DEFAULT_DAYS = 7  # the new-campaign form starts with the last week ...
-DEFAULT_LIMIT = 10  # ... and at most this many articles: never the whole archive
+DEFAULT_LIMIT = 10  # the new-campaign form takes at most this many articles: never the whole archive
 CACHED_COMPOSITIONS = 8
 
 # CLI wording in library messages, as the page says it.
-_WORDS = [
+_WORDS: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"older than --since"), "older than the start of the date range"),
     (re.compile(r"--since cannot place it"), "the date range cannot place it"),
     (re.compile(r"over --limit (\d+)"), r"over the limit of \1 articles"),
@@ -40,6 +42,23 @@ _WORDS = [
     (re.compile(r" \(create it with `newsletter lists create`\)"), ""),
     (re.compile(r" \(remove it first or pick another name\)"), ": pick another name"),
     (re.compile(r"; start it with `newsletter send (\d+)`"), r"; use Send now"),
+    # A/B tests and local-time schedules (dispatch.abtest, schedule.localtime)
+    (re.compile(r"--subject-([b-d])\b"), lambda m: "subject " + m[1].upper()),
+    (re.compile(r"--subject \(variant A\)"), "subject A"),
+    (re.compile(r"--subject\b"), "subject A"),
+    (re.compile(r"--intro-([b-d])\b"), lambda m: "intro " + m[1].upper()),
+    (re.compile(r"--intro\b"), "intro A"),
+    (re.compile(r"^--test-share "), "test share "),
+    (re.compile(r"--test-wait "), "wait "),
+    (re.compile(r"--winner-by "), "winner by "),
+    (re.compile(r"--min-sample "), "minimum sample "),
+    (re.compile(r"\(add --track (\w+), or opens,clicks\)"), r"(choose Tracking: \1, or opens and clicks)"),
+    (re.compile(r"schedule it with --at instead"), "schedule it at a time in your time zone instead"),
+    (re.compile(r"give a later --date"), "choose a later day"),
+    (re.compile(r"--local-time "), "local time "),
+    (re.compile(r"--window "), "window "),
+    (re.compile(r"--past "), "late zones "),
+    (re.compile(r"--date "), "day "),
     (re.compile(r" \(`newsletter send (\d+) --now` sends it now\)"), r" (Send now starts it at once)"),
 ]
 
@@ -90,18 +109,86 @@ def local_now_input(st) -> str:
 # --- the form -----------------------------------------------------------------------------------
 
 
+def suggested_since(st, lists: list[str], exclude: int | None = None):
+    """Where a digest for ``lists`` starts by default (``dispatch.previous.SinceChoice``): when the
+    last campaign that reached them was composed, else config ``default_since`` before now."""
+    from ..dispatch.previous import configured_since, default_since
+
+    try:
+        return default_since(st.engine, st.config, lists, exclude=exclude)
+    except NotFound:  # a list deleted since the form was shown: its choice is refused on submit
+        return configured_since(st.config)
+
+
+def since_note(st, req: DraftRequest, exclude: int | None = None) -> str:
+    """The sentence under the date field: the start these lists suggest and why, and whether the
+    field holds it."""
+    choice = suggested_since(st, list(req.lists), exclude)
+    if choice.since is None:
+        return f"No suggested start ({choice.reason}): choose the first day."
+    value = local_input(st, choice.since)
+    held = req.since.strip()
+    same = held == value or (len(held) == 10 and value.startswith(held) and value.endswith("T00:00"))
+    return (f"{'Filled in' if same else 'Suggested'}: {value.replace('T', ' ')} — {choice.reason}."
+            .replace("default_since", "the configured default_since"))
+
+
 def default_request(st) -> DraftRequest:
-    """The form's start: every configured source, the last 7 days (today included), 10 articles,
-    the only list when there is one."""
+    """The form's start: every configured source, articles since the last campaign to the only list
+    (else config ``default_since``, 7 days) up to today, 10 articles, the only list when there is one."""
     today = datetime.now(timezone.utc).astimezone(_zone(st)).date()
     lists = all_lists(st)
-    return DraftRequest(sources=list(st.config.sources), since=(today - timedelta(days=DEFAULT_DAYS)).isoformat(),
-                        until=today.isoformat(), limit=DEFAULT_LIMIT, lists=[lists[0].slug] if len(lists) == 1 else [])
+    chosen = [lists[0].slug] if len(lists) == 1 else []
+    choice = suggested_since(st, chosen)
+    return DraftRequest(sources=list(st.config.sources), since=local_input(st, choice.since) if choice.since else "",
+                        until=today.isoformat(), limit=DEFAULT_LIMIT, lists=chosen)
 
 
-def request_from(st, sources, since, until, limit, intro, subject, lists, segment) -> DraftRequest:
+def already_received(st, req: DraftRequest, doc, exclude: int | None = None) -> list[str]:
+    """The composed articles that readers of the chosen lists already received, one sentence each."""
+    from ..dispatch.previous import already_received as find
+
+    digest = getattr(doc, "digest", None) if doc is not None else None
+    if digest is None or not req.lists:
+        return []
+    try:
+        return [r.warning() for r in find(st.engine, list(req.lists), digest.articles, exclude=exclude)]
+    except NotFound:
+        return []
+
+
+AB_SUBJECTS = ("subject_b", "subject_c", "subject_d")
+AB_INTROS = ("ab_intro_a", "ab_intro_b", "ab_intro_c", "ab_intro_d")
+AB_SETTINGS = ("test_share", "test_wait", "winner_by", "min_sample", "track")
+
+
+def ab_form(ab: str = Form(""), subject_b: str = Form(""), subject_c: str = Form(""), subject_d: str = Form(""),
+            ab_intro_a: str = Form(""), ab_intro_b: str = Form(""), ab_intro_c: str = Form(""), ab_intro_d: str = Form(""),
+            test_share: str = Form(""), test_wait: str = Form(""), winner_by: str = Form(""), min_sample: str = Form(""),
+            track: str = Form("")) -> dict:
+    """The campaign form's A/B section and tracking choice as typed (a dependency of both the
+    new-campaign and the edit-draft handler); checked by the library, not here."""
+    typed = dict(subject_b=subject_b, subject_c=subject_c, subject_d=subject_d, ab_intro_a=ab_intro_a,
+                 ab_intro_b=ab_intro_b, ab_intro_c=ab_intro_c, ab_intro_d=ab_intro_d, test_share=test_share,
+                 test_wait=test_wait, winner_by=winner_by, min_sample=min_sample, track=track)
+    out: dict[str, Any] = {"ab": bool(ab)}
+    for k, v in typed.items():
+        limit = 998 if k in AB_SUBJECTS else 5000 if k in AB_INTROS else 32
+        v = v.replace("\r\n", "\n")
+        out[k] = (v if k in AB_INTROS else v.strip())[:limit]
+    return out
+
+
+def apple_warning() -> str:
+    """Why opens are a poor measure for a winner (the library's words, as the page says them)."""
+    from ..dispatch.abtest import APPLE_WARNING
+
+    return publisher_words(APPLE_WARNING.replace("--winner-by opens: ", ""))
+
+
+def request_from(st, sources, since, until, limit, intro, subject, lists, segment, ab: dict | None = None) -> DraftRequest:
     """The submitted form as a request (only configured sources count; a bad number is kept as None
-    and refused with the other checks)."""
+    and refused with the other checks); ``ab``: the A/B section (:func:`ab_form`)."""
     allowed = set(st.config.sources)
     try:
         n: int | None = int(str(limit).strip())
@@ -109,16 +196,20 @@ def request_from(st, sources, since, until, limit, intro, subject, lists, segmen
         n = None
     return DraftRequest(sources=[s for s in sources if s in allowed], since=since.strip()[:32], until=until.strip()[:32],
                         limit=n, intro=intro.replace("\r\n", "\n")[:20_000], subject=subject.strip()[:998],
-                        lists=[x for x in lists if x][:100], segment=segment.strip()[:200])
+                        lists=[x for x in lists if x][:100], segment=segment.strip()[:200], **(ab or {}))
 
 
 def request_of_campaign(st, info) -> DraftRequest:
     """A draft's choices as made (meta "compose"), else the defaults with its subject and lists."""
+    from ..dispatch.drafts import with_stored_test
+
     req = DraftRequest.from_meta(info.meta)
     if req is None:
         req = default_request(st)
         req.subject, req.lists = info.subject, list(info.lists)
-    return req
+        choice = suggested_since(st, req.lists, exclude=info.id)
+        req.since = local_input(st, choice.since) if choice.since else ""
+    return with_stored_test(st.engine, info.id, req)
 
 
 def all_lists(st):
@@ -180,6 +271,39 @@ def update_draft(st, campaign_id: int, req: DraftRequest):
     from ..dispatch.drafts import update_draft as save
 
     return save(st.engine, st.config, campaign_id, req)
+
+
+def schedule(st, campaign_id: int, form: dict):
+    """Schedule from the campaign page's form: at a time in the publisher's zone (``mode`` "at",
+    ``when``), or at a time of day in each reader's zone (``mode`` "local": ``local_time``,
+    ``local_date``, ``window``, ``past``), through the library functions of ``campaigns schedule``."""
+    from . import library
+
+    if form.get("mode") != "local":
+        return library.schedule_campaign(st, campaign_id, form.get("when", ""))
+    from ..schedule.localtime import schedule_local_time
+
+    return schedule_local_time(st.engine, campaign_id, form.get("local_time", ""), tz=st.config.timezone,
+                               day=form.get("local_date") or None, window=form.get("window") or None,
+                               past=form.get("past") or None)
+
+
+def schedule_form(mode: str = Form("at"), when: str = Form(""), local_time: str = Form(""), local_date: str = Form(""),
+                  window: str = Form(""), past: str = Form("")) -> dict:
+    """The schedule form as typed (each value cut to a sane length)."""
+    return {"mode": "local" if mode == "local" else "at", "when": when.strip()[:64], "local_time": local_time.strip()[:16],
+            "local_date": local_date.strip()[:16], "window": window.strip()[:16], "past": past.strip()[:16]}
+
+
+def local_time_plan(st, info) -> dict | None:
+    """A local-time campaign's wish and bucket progress (``dispatch.buckets``), each bucket's
+    instant also in the publisher's zone; None for another campaign."""
+    b = getattr(info, "buckets", None)
+    if not b:
+        return None
+    out = dict(b)
+    out["buckets"] = [dict(x, local=local_time(st, datetime.fromisoformat(x["at"]))) for x in b["buckets"]]
+    return out
 
 
 def send_now(st, campaign_id: int):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import DispatchError, InvalidInput, NotFound, StateError  # noqa: F401  (re-exported for the routers)
+from ..errors import DispatchError, InvalidInput, NewsletterError, NotFound, StateError  # noqa: F401  (re-exported for the routers)
 from ..i18n import N_
 from ..store.models import SUBSCRIPTION_STATUSES
 from . import preview as pv
@@ -90,7 +90,7 @@ def signup_job(st, lst, address: str, name: str, timezone: str = "") -> bool:
     try:
         mail_confirmation(st.engine, st.config, _confirmation_sender(st),
                           Invitation(plan.subscriber_id, plan.list_id, plan.email, plan.name, lst.name, url))
-    except DispatchError as e:
+    except NewsletterError as e:  # the mail server refused it, or the confirm template is broken
         # The visitor got the usual answer (a refusal must not tell whether an address exists);
         # sending the form again sends a fresh confirmation.
         log.error("confirmation email for list %s not sent: %s", lst.slug, e)
@@ -383,7 +383,6 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
     """A stored digest's next occurrence as the worker would compose it (its own sources, template,
     subject and selection, only articles not sent before), cached until a local source or the
     template changes, the digest runs or changes, or ``refresh`` (which fetches feeds again)."""
-    from ..errors import NewsletterError
     from ..schedule.cron import get_zone
     from ..schedule.occurrences import preview_digest
 
@@ -418,12 +417,11 @@ def digest_preview(st, info, *, refresh: bool = False) -> pv.PreviewDoc:
 def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     """Send the previewed digest to one address: a campaign through the dispatcher's test send,
     a digest composed from the sources through its one-off send (sample merge values)."""
-    from ..dispatch.oneoff import send_one, send_test
+    from ..dispatch.oneoff import send_one
 
-    address = normalize_address(to)
     if campaign_id is not None:
-        send_test(st.engine, campaign_id, st.config, address)
-        return address
+        return test_send_campaign(st, campaign_id, to)[0]
+    address = normalize_address(to)
     from ..compose import embed_relative_assets
 
     digest = embed_relative_assets(doc.digest)  # thumbnails travel as CID parts, as in a campaign
@@ -432,6 +430,16 @@ def test_send(st, doc: pv.PreviewDoc, to: str, campaign_id: int | None) -> str:
     text = pv.fill_merge_tags(digest.text, html=False, **values)
     send_one(st.config, address, f"[TEST] {doc.subject}", html, text, images=digest.images)
     return address
+
+
+def test_send_campaign(st, campaign_id: int, to: str) -> tuple[str, list[str]]:
+    """Send a campaign's test to one address through the dispatcher (one copy per variant of an
+    A/B test); returns the address and the variants' letters sent ([] for an ordinary campaign)."""
+    from ..dispatch.oneoff import send_test_copies
+
+    address = normalize_address(to)
+    sent = send_test_copies(st.engine, campaign_id, st.config, address)
+    return address, [r.variant for r in sent if r.variant]
 
 
 def suppressions(st) -> list:

@@ -9,14 +9,18 @@ revoked or erased reader's link is a 404 page.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Form, HTTPException, Request
 
-from ..errors import InvalidInput, InvalidToken, NotFound, StateError
+from ..errors import InvalidInput, InvalidToken, NewsletterError, NotFound, StateError
 from ..i18n import N_
 from ..store import preferences as prefs
 from .app import state
 from .deps import check_signup_form, client_host, rate_limit
 from .render import page
+
+log = logging.getLogger("newsletter.web")
 
 router = APIRouter(include_in_schema=False)
 
@@ -128,5 +132,10 @@ def _queue_confirmation(st, invitation) -> None:
     from ..store.optin import mail_confirmation
     from .library import _confirmation_sender
 
-    st.mailer.submit(lambda: mail_confirmation(st.engine, st.config, _confirmation_sender(st), invitation),
-                     f"confirmation for list #{invitation.list_id}")
+    def job() -> None:
+        try:
+            mail_confirmation(st.engine, st.config, _confirmation_sender(st), invitation)
+        except NewsletterError as e:  # the mail server refused it, or the confirm template is broken: one line
+            log.error("confirmation email for list #%s not sent: %s", invitation.list_id, e)
+
+    st.mailer.submit(job, f"confirmation for list #{invitation.list_id}")

@@ -3,7 +3,7 @@ campaign's own choice) and ``lists.archive`` (the default for its campaigns). Ex
 their visibility as the default, so a private list's issues do not become public by this change.
 
 Revision ID: 0021
-Revises: 0020
+Revises: 0022
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0021"
-down_revision = "0020"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
