@@ -287,6 +287,11 @@ def resolve_campaign_id(ref: str | int) -> int:
     return cid
 
 
+# The statuses of a campaign that told readers something (it started and was not cancelled); the
+# public archive adds its own conditions (dispatch/archive.py: the flag and a delivered copy).
+ARCHIVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED)
+
+
 def in_archive(conn, campaign_id: int) -> bool:
     """Whether a campaign is in the public archive: its flag (its own, else its lists') says so and
     at least one copy was delivered; the rule and its reasons are in dispatch/archive.py."""
