@@ -238,7 +238,7 @@ def test_web_version_shows_the_feed_text_and_fills_only_the_publishers_tags(host
     c = create_campaign(engine, digest, ["weekly"], config)
     send_campaign(engine, c.id, config, smtp=smtp_server.url)
     with TestClient(create_app(config, engine)) as client:
-        page = client.get(f"/archive/{c.id}")
+        page = client.get(f"/archive/{c.id}/issue")  # the issue itself, framed by /archive/{id}
         listing = client.get("/archive/")
     assert page.status_code == 200 and "https://evil.example/t?e=*%7CEMAIL%7C*" in page.text
     body = page.text.replace(WORD_JOINER, "").replace("&#8288;", "")

@@ -159,7 +159,8 @@ def test_campaign_pause_resume_while_running(client, engine, campaign):
     assert get_campaign(engine, campaign.id).status == "paused"
     page = client.get(f"/admin/campaigns/{campaign.id}").text
     assert "Resume" in page
-    assert f'href="/archive/{campaign.id}">Web version</a>' in page  # started: its web version is in the archive
+    # started, but no copy delivered yet: not in the public archive, and the page says why
+    assert f'href="/archive/{campaign.id}">Web version</a>' not in page and "no copy has been delivered" in page
     assert client.post(f"/api/campaigns/{campaign.id}/resume").json()["status"] == "running"
 
 

@@ -234,7 +234,7 @@ def test_one_click_unsubscribe_from_a_sent_campaign(live, page, smtp, engine, co
     assert subscribers.get_subscriber(engine, "reader@example.com").lists == {"weekly": "unsubscribed"}
 
     # The archive shows the issue with no personal data and no working token.
-    archive = httpx.get(f"{live.url}/archive/{campaign.id}", timeout=10)
+    archive = httpx.get(f"{live.url}/archive/{campaign.id}/issue", timeout=10)  # the issue in its page's frame
     assert archive.status_code == 200 and "In praise of small tools" in archive.text
     assert "reader@example.com" not in archive.text and "/unsubscribe/" not in archive.text and "*|" not in archive.text
     assert f"/archive/{campaign.id}" in httpx.get(f"{live.url}/archive/", timeout=10).text
@@ -242,7 +242,9 @@ def test_one_click_unsubscribe_from_a_sent_campaign(live, page, smtp, engine, co
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(f"{live.url}/archive/{campaign.id}")
     page.wait_for_load_state("load")
-    images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.naturalWidth > 0, i.alt])")
+    (issue,) = page.main_frame.child_frames  # the issue's sandboxed frame
+    issue.wait_for_load_state("load")
+    images = issue.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.naturalWidth > 0, i.alt])")
     assert any(src.startswith(f"/archive/{campaign.id}/cid/") for src, _, _ in images), images
     assert all(ok and alt for _, ok, alt in images), images
     assert page.evaluate("document.documentElement.scrollWidth") <= 375

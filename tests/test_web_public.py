@@ -287,9 +287,12 @@ def test_archive_shows_sent_campaigns_only_and_no_readers_data(client, config, e
     assert_clean_error(client.get("/archive/999"), 404)
     assert_clean_error(client.get("/archive/not-a-number"), 404)
     page = client.get(f"/archive/{sent.id}")
-    assert page.status_code == 200
-    assert "A story about soil" in page.text
-    assert "reader@example.com" not in page.text and "Reader Name" not in page.text and "*|" not in page.text
+    assert page.status_code == 200 and "Sent issue" in page.text and f'src="/archive/{sent.id}/issue"' in page.text
+    issue = client.get(f"/archive/{sent.id}/issue")  # the issue itself, in the page's sandboxed frame
+    assert issue.status_code == 200 and "A story about soil" in issue.text
+    for text in (page.text, issue.text):
+        assert "reader@example.com" not in text and "Reader Name" not in text and "*|" not in text
+    assert_clean_error(client.get(f"/archive/{draft.id}/issue"), 404)
 
 
 def test_signup_answers_the_same_when_the_mail_server_refuses_the_address(tmp_path, config, engine):

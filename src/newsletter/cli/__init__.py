@@ -71,6 +71,7 @@ def _register() -> None:
     from . import domain  # noqa: F401
     from . import segments  # noqa: F401
     from . import engagement  # noqa: F401
+    from . import archive  # noqa: F401
 
 
 _register()

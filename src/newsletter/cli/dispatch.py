@@ -87,6 +87,7 @@ def create_command(
     intro_b: Optional[str] = typer.Option(None, "--intro-b", help="A/B body variant: variant B's intro (same content otherwise)."),
     intro_c: Optional[str] = typer.Option(None, "--intro-c", help="A/B body variant: variant C's intro."),
     intro_d: Optional[str] = typer.Option(None, "--intro-d", help="A/B body variant: variant D's intro."),
+    archive: Optional[bool] = typer.Option(None, "--archive/--no-archive", help="Show it in the public archive once a copy was delivered, or never (default: as its lists say)."),
 ) -> None:
     """Snapshot a composed digest into a draft campaign; prints the new id alone on the last line.
     With --subject-b (and -c, -d) it is an A/B subject test: see docs/ab-tests.md."""
@@ -130,7 +131,7 @@ def create_command(
     from ..dispatch.campaigns import campaign_info, create_campaign, stored_id
 
     kw: dict[str, Any] = dict(reply_to=reply_to, from_address=from_address, headers=extra_headers, name=name,
-                              meta=meta, segment=segment, track=track)
+                              meta=meta, segment=segment, track=track, archive=archive)
     if ab is None:
         c = create_campaign(engine, digest, list(lists), config, subject=subject, **kw)
     else:
@@ -223,6 +224,7 @@ def show_command(
         ("created", _fmt_time(info.created_at)), ("scheduled", _fmt_time(info.scheduled_at)),
         ("started", _fmt_time(info.started_at)), ("finished", _fmt_time(info.finished_at)),
         ("audience", str(info.audience)), ("html size", f"{info.html_size / 1024:.1f} KiB"), ("images", str(info.images)),
+        ("archive", info.archive.get("reason", "-")),
     ]
     if standing.duration_seconds is not None:
         rows.insert(8, ("took", duration_text(standing.duration_seconds)))

@@ -130,22 +130,25 @@ def lists_create(
     quiet_hours: Optional[str] = typer.Option(
         None, "--quiet-hours", help="HH:MM-HH:MM, e.g. 22:00-07:00: local-time campaigns send its readers nothing then (in each reader's zone); a copy due then waits for the end.",
     ),
+    archive: Optional[bool] = typer.Option(
+        None, "--archive/--no-archive", help="Its campaigns go in the public archive once delivered, unless a campaign says otherwise (default: yes for a public list, no for a private one).",
+    ),
 ) -> None:
     """Create a mailing list."""
     from ..store.lists import create_list
 
     ml = create_list(_engine(ctx), slug, name, description, "double" if double_opt_in else "single", language, timezone,
-                     public=public, quiet_hours=quiet_hours)
+                     public=public, quiet_hours=quiet_hours, archive=archive)
     typer.echo(f"created list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)}{_quiet_note(ml.quiet_hours)})")
+               f"{_private_note(ml.public, ml.archive)}{_quiet_note(ml.quiet_hours)})")
 
 
 def _language_note(language: str | None, timezone: str | None = None) -> str:
     return (f", language {language}" if language else "") + (f", time zone {timezone}" if timezone else "")
 
 
-def _private_note(public: bool) -> str:
-    return "" if public else ", private"
+def _private_note(public: bool, archive: bool = True) -> str:
+    return ("" if public else ", private") + ("" if archive else ", not in the archive")
 
 
 def _quiet_note(quiet_hours: str | None) -> str:
@@ -163,7 +166,7 @@ def lists_list(ctx: typer.Context, fmt: Fmt = typer.Option(Fmt.table, "--format"
         typer.echo(json.dumps([
             {"slug": r.slug, "name": r.name, "description": r.description, "opt_in": r.opt_in, "language": r.language,
              "timezone": r.timezone,
-             "public": r.public, "quiet_hours": r.quiet_hours,
+             "public": r.public, "quiet_hours": r.quiet_hours, "archive": r.archive,
              "created_at": r.created_at.isoformat(), "counts": r.counts, "total": r.total} for r in rows
         ], indent=2, ensure_ascii=False))
         return
@@ -207,6 +210,9 @@ def lists_update(
     quiet_hours: Optional[str] = typer.Option(
         None, "--quiet-hours", help="New quiet hours, HH:MM-HH:MM in each reader's zone, for local-time campaigns ('none' removes them).",
     ),
+    archive: Optional[bool] = typer.Option(
+        None, "--archive/--no-archive", help="Whether its campaigns go in the public archive by default (a campaign's own choice wins).",
+    ),
 ) -> None:
     """Change a list's name, description, opt-in mode (existing subscriptions keep their status), language, time zone,
     visibility or quiet hours."""
@@ -214,9 +220,9 @@ def lists_update(
 
     opt_in = None if double_opt_in is None else ("double" if double_opt_in else "single")
     ml = update_list(_engine(ctx), slug, name=name, description=description, opt_in=opt_in, language=language,
-                     timezone=timezone, public=public, quiet_hours=quiet_hours)
+                     timezone=timezone, public=public, quiet_hours=quiet_hours, archive=archive)
     typer.echo(f"updated list {ml.slug!r} ({ml.name}, {ml.opt_in} opt-in{_language_note(ml.language, ml.timezone)}"
-               f"{_private_note(ml.public)}{_quiet_note(ml.quiet_hours)})")
+               f"{_private_note(ml.public, ml.archive)}{_quiet_note(ml.quiet_hours)})")
 
 
 @lists_app.command("delete")

@@ -104,6 +104,8 @@ class CampaignInfo:
     ab: dict | None = None  # an A/B test (``abtest.ABStatus.as_dict``), shown in detail only
     # A local-time campaign's buckets, done and to come (``dispatch.buckets.bucket_progress``); else None.
     buckets: dict | None = None
+    # In the public archive? ``archive.ArchiveStatus.as_dict``: published, the campaign's own flag, why.
+    archive: dict = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -216,6 +218,7 @@ def create_campaign(
     conn=None,
     segment: str | None = None,
     track=None,
+    archive: bool | None = None,
 ) -> Campaign:
     """Freeze a composed digest (``newsletter.compose.Digest``) into a draft campaign for the lists.
 
@@ -229,7 +232,8 @@ def create_campaign(
     ``segment`` (a segment of the one target list) the campaign records the segment's name and
     filter text in ``meta["segment"]``; the ledger applies it when sending starts. ``track``
     (``"opens,clicks"``, a list, or ``"off"``; default from config ``track``/``track_lists``) is
-    recorded in ``meta["track"]``."""
+    recorded in ``meta["track"]``. ``archive`` (None: as the lists say) is whether the public
+    archive shows it once a copy was delivered (dispatch/archive.py)."""
     p = prepare_content(engine, digest, list_slugs, config, subject=subject, from_address=from_address,
                         reply_to=reply_to, headers=headers, meta=meta, track=track)
     subject, from_address, reply_to, html, images, meta = p.subject, p.from_address, p.reply_to, p.html, p.images, p.meta
@@ -245,7 +249,7 @@ def create_campaign(
             name=name or subject, subject=subject, from_address=from_address, reply_to=reply_to,
             preheader=p.preheader, html=html, text=p.text,
             headers=dict(headers or {}), meta=meta, status="draft", status_reason="",
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, archive=archive,
         ))
         cid = res.inserted_primary_key[0]
         conn.execute(q.campaign_lists.insert(), [{"campaign_id": cid, "list_id": lid} for lid in list_ids])
@@ -286,13 +290,17 @@ def resolve_campaign_id(ref: str | int) -> int:
     return cid
 
 
+# The statuses of a campaign that told readers something (it started and was not cancelled); the
+# public archive adds its own conditions (dispatch/archive.py: the flag and a delivered copy).
 ARCHIVED = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.FINISHED)
 
 
-def in_archive(c) -> bool:
-    """Whether a campaign is shown in the public archive: it started sending (a cancelled or
-    never-started campaign never is)."""
-    return c.status in ARCHIVED and c.started_at is not None
+def in_archive(conn, campaign_id: int) -> bool:
+    """Whether a campaign is in the public archive: its flag (its own, else its lists') says so and
+    at least one copy was delivered; the rule and its reasons are in dispatch/archive.py."""
+    from .archive import is_published
+
+    return is_published(conn, campaign_id)
 
 
 def stored_id(c: Campaign) -> int:
@@ -325,6 +333,9 @@ def _info(conn, row, *, detail: bool) -> CampaignInfo:
         preheader=row["preheader"], meta=row["meta"] or {},
         feedback=campaign_rates(conn, row["id"], counts).as_dict(),
     )
+    from .archive import archive_status
+
+    info.archive = archive_status(conn, row["id"]).as_dict()
     if (row["meta"] or {}).get("local_time"):
         from .buckets import bucket_progress
 

@@ -198,8 +198,8 @@ def update_draft(engine: Engine, config: Config, campaign_id: int, req: DraftReq
 
 
 def duplicate_campaign(engine: Engine, campaign_id: int) -> Campaign:
-    """A new draft with the campaign's content, lists, segment, images and A/B test settings (any
-    status may be copied)."""
+    """A new draft with the campaign's content, lists, segment, images, A/B test settings and archive
+    choice (any status may be copied)."""
     from ..feedback.record import RATE_PAUSE_OVERRIDE
 
     c = get_campaign(engine, campaign_id)
@@ -211,7 +211,7 @@ def duplicate_campaign(engine: Engine, campaign_id: int) -> Campaign:
         res = conn.execute(q.campaigns.insert().values(
             name=c.name, subject=c.subject, from_address=c.from_address, reply_to=c.reply_to, preheader=c.preheader,
             html=c.html, text=c.text, headers=dict(c.headers or {}), meta=meta, status=CampaignStatus.DRAFT.value,
-            status_reason="", created_at=now, updated_at=now))
+            status_reason="", created_at=now, updated_at=now, archive=c.archive))
         key = res.inserted_primary_key
         assert key is not None
         new = int(key[0])

@@ -407,9 +407,13 @@ class MessageFactory:
         return self._reader_value(tag, r, unsub)
 
     def view_url(self, r: Recipient) -> str:
-        """The reader's own web version (signed), or the anonymous archive page without a view token."""
-        if self._view_token is None or r.subscriber_id <= 0:
+        """The reader's own web version (signed); a copy to no stored reader (a test send) gets the
+        campaign's anonymous copy, signed too (subscriber 0), since the campaign may never be in the
+        public archive; without a view token, the archive page."""
+        if self._view_token is None:
             return self.web_version_url
+        if r.subscriber_id <= 0:
+            return f"{self.base_url}/view/{self._view_token(0)}"
         last = self._view_last  # one tuple, read and written whole: safe across sending threads
         if last[0] != r.subscriber_id:
             last = self._view_last = (r.subscriber_id, f"{self.base_url}/view/{self._view_token(r.subscriber_id)}")

@@ -1,8 +1,8 @@
 """What earlier campaigns to a list already covered: where the next digest's articles start by
 default, and which of its articles those readers already received.
 
-A campaign *counts* once it started sending and was not cancelled (the archive's rule,
-``campaigns.in_archive``): a draft, a scheduled or a cancelled campaign told readers nothing.
+A campaign *counts* once it started sending and was not cancelled (``campaigns.ARCHIVED``; the
+public archive adds its own conditions): a draft, a scheduled or a cancelled campaign told readers nothing.
 Its cut-off is when its content was composed (``meta["composed_at"]``, else ``created_at``), not
 when it started sending: articles published between composing and sending (a campaign scheduled
 days ahead) were not in it, and a later cut-off would drop them silently, while an earlier one at

@@ -3,6 +3,9 @@ opens (``{base_url}/view/TOKEN``), with their merge tags filled as in the email.
 
 The token (store/tokens.py, kind "view") names the campaign and the reader and never expires; it
 is the only key. A forged token, a campaign that is gone or a reader who was erased is NotFound.
+It works whether or not the campaign is in the public archive (dispatch/archive.py): readers of
+an unpublished campaign keep their web version. Subscriber 0 (a test send to an address that is
+no reader) opens the anonymous copy, as the archive would show it.
 The page carries no tracking: the stored campaign HTML has no tracking tags (they are added
 per send), and any left are dropped. The public archive keeps the anonymous copy.
 """
@@ -48,6 +51,8 @@ def reader_copy(engine: Engine, config: Config, token: str, *, page_url: str) ->
         cid, sid = verify_view_token(secret, token)
     except InvalidToken:
         raise NotFound(_GONE) from None
+    if sid == 0:
+        return _anonymous_copy(engine, cid, token, page_url)
     subs = q.subscribers
     with transaction(engine) as conn:
         reader = conn.execute(select(subs.c.email, subs.c.name, subs.c.attributes, subs.c.pref_key_version)
@@ -70,6 +75,20 @@ def reader_copy(engine: Engine, config: Config, token: str, *, page_url: str) ->
         unsubscribe_url=f"{base}/unsubscribe/{unsubscribe_token(secret, sid, lid)}",
         preferences_url=f"{base}/preferences/{preferences_token(secret, sid, reader.pref_key_version or 0)}",
     )
+    html = _TRACKING.sub("", html).replace('src="cid:', f'src="/view/{token}/cid/')
+    return ReaderCopy(cid, campaign.subject, html)
+
+
+def _anonymous_copy(engine: Engine, cid: int, token: str, page_url: str) -> ReaderCopy:
+    """A test send's web version: nobody's merge tags, links pointing back at the page itself."""
+    from .campaigns import get_campaign
+
+    try:
+        campaign = get_campaign(engine, cid)
+    except NotFound:
+        raise NotFound(_GONE) from None
+    html = render_preview(campaign.html, Recipient(0, 0, "you", ""), html=True, unsubscribe_url=page_url,
+                          web_version_url=page_url)
     html = _TRACKING.sub("", html).replace('src="cid:', f'src="/view/{token}/cid/')
     return ReaderCopy(cid, campaign.subject, html)
 

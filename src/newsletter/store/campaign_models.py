@@ -72,6 +72,8 @@ class Campaign(SQLModel, table=True):
     # SQLite allows one sender per campaign: who holds it and when it last said it is alive.
     lock_owner: Optional[str] = Field(default=None, sa_type=sa.String(200), nullable=True)
     lock_heartbeat_at: Optional[datetime] = Field(default=None, sa_type=UtcDateTime(), nullable=True)
+    # In the public archive? None: as its lists say (``lists.archive``); else this campaign's own choice.
+    archive: Optional[bool] = Field(default=None, nullable=True)
 
 
 class CampaignList(SQLModel, table=True):

@@ -33,6 +33,7 @@ class ListSummary:
     counts: dict[str, int] = field(default_factory=dict)
     public: bool = True
     quiet_hours: str | None = None
+    archive: bool = True  # its campaigns go in the public archive unless a campaign says otherwise
 
     @property
     def total(self) -> int:
@@ -101,12 +102,14 @@ def get_list(engine: Engine, slug: str) -> MailingList:
 
 def create_list(engine: Engine, slug: str, name: str | None = None, description: str = "", opt_in: str = "single",
                 language: str | None = None, timezone: str | None = None, public: bool = True,
-                quiet_hours: str | None = None) -> MailingList:
+                quiet_hours: str | None = None,
+                archive: bool | None = None) -> MailingList:
     """Create a list; ``opt_in`` is ``single`` (subscribed at once) or ``double`` (confirmation email first);
     ``language`` (``fr``, ``ar``...) is what its readers' pages and emails are written in (None: config.language);
     ``timezone`` is the zone local-time campaigns use for its readers who gave none (None: config.timezone);
     a list that is not ``public`` has no signup page and is shown on the preference centre only to its readers;
-    ``quiet_hours`` (``22:00-07:00``) are when local-time campaigns send its readers nothing, in their zone."""
+    ``quiet_hours`` (``22:00-07:00``) are when local-time campaigns send its readers nothing, in their zone;
+    ``archive`` is whether its campaigns go in the public archive by default (None: as ``public``)."""
     check_slug(slug)
     quiet_hours = _check_quiet_hours(quiet_hours)
     _check_opt_in(opt_in)
@@ -118,7 +121,8 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
         if s.execute(select(col(MailingList.id)).where(col(MailingList.slug) == slug)).first():
             raise StateError(f"list {slug!r} already exists")
         ml = MailingList(slug=slug, name=(name or slug).strip() or slug, description=description or "", opt_in=opt_in,
-                         language=language, timezone=timezone, public=bool(public), quiet_hours=quiet_hours)
+                         language=language, timezone=timezone, public=bool(public), quiet_hours=quiet_hours,
+                         archive=bool(public) if archive is None else bool(archive))
         s.add(ml)
         s.flush()
         s.refresh(ml)
@@ -127,10 +131,11 @@ def create_list(engine: Engine, slug: str, name: str | None = None, description:
 
 def update_list(engine: Engine, slug: str, *, name: str | None = None, description: str | None = None, opt_in: str | None = None,
                 language: str | None = None, timezone: str | None = None, public: bool | None = None,
-                quiet_hours: str | None = None) -> MailingList:
+                quiet_hours: str | None = None, archive: bool | None = None) -> MailingList:
     """Change a list's name, description, opt-in mode (existing subscriptions keep their status),
     language or default time zone (``default`` or ``""`` goes back to the config's; None leaves it),
-    visibility or quiet hours (``none`` removes them)."""
+    visibility, quiet hours (``none`` removes them) or archive default (its campaigns without their
+    own choice follow it at once)."""
     tz = _check_timezone(timezone) if timezone is not None else None
     quiet = _check_quiet_hours(quiet_hours) if quiet_hours is not None else None
     with session_scope(engine) as s:
@@ -149,6 +154,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
             ml.public = bool(public)
         if quiet_hours is not None:
             ml.quiet_hours = quiet
+        if archive is not None:
+            ml.archive = bool(archive)
         ml.updated_at = utcnow()
         s.add(ml)
         s.flush()
@@ -194,6 +201,7 @@ def list_lists(engine: Engine) -> list[ListSummary]:
             id=r["id"], slug=r["slug"], name=r["name"], description=r["description"], opt_in=r["opt_in"],
             created_at=r["created_at"], language=r["language"], timezone=r["timezone"], public=bool(r["public"]),
             quiet_hours=r["quiet_hours"],
+            archive=bool(r["archive"]),
             counts={st: by_list.get(r["id"], {}).get(st, 0) for st in SUBSCRIPTION_STATUSES},
         )
         for r in rows

@@ -98,6 +98,8 @@ class MailingList(SQLModel, table=True):
     public: bool = Field(default=True, nullable=False, sa_column_kwargs={"server_default": sa.true()})
     # "22:00-07:00": local-time campaigns send nothing to its readers then, in each reader's zone; None: no quiet hours
     quiet_hours: Optional[str] = Field(default=None, sa_type=sa.String(11), nullable=True)
+    # its campaigns go in the public archive unless a campaign says otherwise (dispatch/archive.py)
+    archive: bool = Field(default=True, nullable=False, sa_column_kwargs={"server_default": sa.true()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime(), nullable=False)
 

@@ -233,6 +233,19 @@ def campaign_duplicate(request: Request, campaign_id: str, csrf_token: str = For
     return redirect(f"/admin/campaigns/{c.id}")
 
 
+@router.post("/campaigns/{campaign_id}/archive")
+def campaign_archive(request: Request, campaign_id: str, archive: str = Form(""), csrf_token: str = Form("")):
+    """The campaign's public-archive choice: ``default`` (as its lists say), ``on`` or ``off``; any status."""
+    check_csrf(request, csrf_token)
+    cid = _campaign_id(campaign_id)
+    choice = {"default": None, "on": True, "off": False}
+    if archive not in choice:
+        return _campaign_page(request, cid, error=f"Unknown archive choice {archive[:20]!r}: default, on or off.", status=400)
+    status = library.set_campaign_archive(state(request), cid, choice[archive])
+    flash(request, "ok", f"Campaign {cid}: {status.reason}.".replace("`", ""))
+    return redirect(f"/admin/campaigns/{cid}")
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(request: Request, campaign_id: str, action: str, csrf_token: str = Form("")):
     check_csrf(request, csrf_token)

@@ -46,7 +46,7 @@ def _edit_page(request: Request, slug: str, *, http_status: int = 200, error: st
     return page(request, "admin/list_edit.html", status=http_status, admin=True, active="lists", title=f"Edit {slug}",
                 lst=lst, statuses=library.STATUSES, flash=("error", error) if error else None,
                 form=form or {"name": lst.name, "description": lst.description, "opt_in": lst.opt_in,
-                              "language": lst.language or ""})
+                              "language": lst.language or "", "archive": lst.archive})
 
 
 @router.get("/lists/{slug}")
@@ -56,16 +56,17 @@ def list_edit_form(request: Request, slug: str):
 
 @router.post("/lists/{slug}")
 def list_edit(request: Request, slug: str, name: str = Form(""), description: str = Form(""), opt_in: str = Form(""),
-              language: str = Form(""), csrf_token: str = Form("")):
+              language: str = Form(""), archive: str = Form(""), archive_shown: str = Form(""), csrf_token: str = Form("")):
     from ..store.lists import update_list
 
     check_csrf(request, csrf_token)
     try:
         update_list(state(request).engine, slug, name=name.strip() or None, description=description, opt_in=opt_in or None,
-                    language=language.strip() or "default")
+                    language=language.strip() or "default", archive=(archive == "on") if archive_shown else None)
     except NewsletterError as e:
         return _edit_page(request, slug, http_status=status_for(e), error=f"Not saved: {e}",
-                          form={"name": name, "description": description, "opt_in": opt_in, "language": language})
+                          form={"name": name, "description": description, "opt_in": opt_in, "language": language,
+                                "archive": archive == "on"})
     flash(request, "ok", f"List {slug} saved.")
     return redirect("/admin/lists")
 

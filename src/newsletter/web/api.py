@@ -37,6 +37,7 @@ class ListOut(BaseModel):
     description: str
     opt_in: str
     counts: dict[str, int]
+    archive: bool = Field(True, description="its campaigns go in the public archive unless a campaign says otherwise")
 
 
 class ListIn(BaseModel):
@@ -44,6 +45,7 @@ class ListIn(BaseModel):
     name: str | None = Field(None, max_length=200)
     description: str = Field("", max_length=2000)
     opt_in: Literal["single", "double"] = "double"
+    archive: bool | None = Field(None, description="its campaigns' default for the public archive (default: yes)")
 
 
 class SubscriberOut(BaseModel):
@@ -156,6 +158,17 @@ class CampaignOut(BaseModel):
     feedback: CampaignFeedback | None = Field(None, description="bounces and complaints over copies sent")
     local_time: LocalTimeOut | None = Field(None, description="a local-time campaign's buckets, done and to come")
     standing: CampaignStanding | None = Field(None, description="one campaign only: what happens next, why it is not moving")
+    archive: ArchiveOut | None = Field(None, description="whether the public archive shows it, and why not")
+
+
+class ArchiveOut(BaseModel):
+    published: bool = Field(description="shown in the public archive now")
+    archive: bool | None = Field(description="the campaign's own choice; null: its lists decide")
+    reason: str = Field(description="why it is or is not published")
+
+
+class CampaignPatch(BaseModel):
+    archive: bool | None = Field(description="publish in the public archive once a copy was delivered; null: as its lists say")
 
 
 class ScheduleIn(BaseModel):
@@ -203,6 +216,7 @@ class CampaignIn(BaseModel):
     segment: str = Field("", max_length=200, description="a segment of the one list")
     track: Literal["", "off", "opens", "clicks", "opens,clicks"] = Field("", description="empty: the configured default")
     ab: ABIn | None = Field(None, description="make it an A/B subject test")
+    archive: bool | None = Field(None, description="publish in the public archive once a copy was delivered; null: as its lists say")
 
 
 # The library's messages name the CLI's flags; the API's say its fields.
@@ -234,6 +248,7 @@ def _campaign_out(c, st=None) -> CampaignOut:
                        finished_at=c.finished_at, counts=p["counts"], done=p["done"], total=p["total"],
                        feedback=CampaignFeedback(**c.feedback) if getattr(c, "feedback", None) else None,
                        local_time=_local_time_out(getattr(c, "buckets", None)),
+                       archive=ArchiveOut(**c.archive) if getattr(c, "archive", None) else None,
                        standing=CampaignStanding(**calls.standing(st, c).as_dict()) if st is not None else None)
 
 
@@ -246,7 +261,8 @@ def _local_time_out(b: dict | None) -> LocalTimeOut | None:
 
 
 def _list_out(s) -> ListOut:
-    return ListOut(id=s.id, slug=s.slug, name=s.name, description=s.description or "", opt_in=s.opt_in, counts=s.counts)
+    return ListOut(id=s.id, slug=s.slug, name=s.name, description=s.description or "", opt_in=s.opt_in, counts=s.counts,
+                   archive=s.archive)
 
 
 def _subscriber_out(r) -> SubscriberOut:
@@ -281,7 +297,7 @@ def get_lists(request: Request):
 @router.post("/lists", response_model=ListOut, status_code=201, responses=ERRORS, summary="Create a list")
 def post_list(request: Request, body: ListIn):
     st = state(request)
-    lst = library.create_list(st, body.slug, body.name, body.description, body.opt_in)
+    lst = library.create_list(st, body.slug, body.name, body.description, body.opt_in, archive=body.archive)
     return next(_list_out(s) for s in library.all_lists(st) if s.slug == lst.slug)
 
 
@@ -331,6 +347,14 @@ def get_campaign(request: Request, campaign_id: int = Path(ge=1, le=2**62)):
     return _campaign_out(library.campaign(st, campaign_id), st)
 
 
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignOut, responses=ERRORS,
+              summary="Change a campaign's public-archive choice (any status)")
+def patch_campaign(request: Request, body: CampaignPatch, campaign_id: int = Path(ge=1, le=2**62)):
+    st = state(request)
+    library.set_campaign_archive(st, campaign_id, body.archive)
+    return _campaign_out(library.campaign(st, campaign_id), st)
+
+
 @router.post("/campaigns", response_model=CampaignOut, status_code=201, responses=ERRORS,
              summary="Compose a draft campaign from the sources (optionally an A/B subject test)")
 def post_campaign(request: Request, body: CampaignIn):
@@ -352,6 +376,8 @@ def post_campaign(request: Request, body: CampaignIn):
         c = calls.create_draft(st, req)
     except NewsletterError as e:
         raise _api_error(e) from None
+    if body.archive is not None:  # a checked boolean: setting it on the new draft cannot fail
+        library.set_campaign_archive(st, c.id, body.archive)
     return _campaign_out(library.campaign(st, c.id), st)
 
 

@@ -150,10 +150,10 @@ def all_lists(st):
     return list_lists(st.engine)
 
 
-def create_list(st, slug: str, name: str | None, description: str, opt_in: str):
+def create_list(st, slug: str, name: str | None, description: str, opt_in: str, archive: bool | None = None):
     from ..store.lists import create_list as store_create_list
 
-    return store_create_list(st.engine, slug, name, description=description, opt_in=opt_in)
+    return store_create_list(st.engine, slug, name, description=description, opt_in=opt_in, archive=archive)
 
 
 def search_subscribers(st, *, q: str = "", list_slug: str = "", status: str = "", offset: int = 0, limit: int = 50):
@@ -297,34 +297,48 @@ def digest_action(st, name: str, action: str):
     return fn(st.engine, name)
 
 
-def archive_issues(st) -> list[Any]:
-    """Campaigns that went out (at least in part), newest first, for the public archive."""
-    from ..dispatch.campaigns import in_archive, list_campaigns
+def set_campaign_archive(st, campaign_id: int, archive: bool | None):
+    """Set a campaign's own archive flag (None: its lists decide); the new verdict."""
+    from ..dispatch.archive import set_archive
 
-    out = []
-    for c in list_campaigns(st.engine):
-        if in_archive(c) and c.started_at is not None:
-            out.append({"id": c.id, "subject": c.subject, "date": c.started_at.date()})
-    return out
+    return set_archive(st.engine, campaign_id, archive)
+
+
+def archive_page(st, page: int) -> tuple[list[Any], int]:
+    """One page of the public archive index (dispatch/archive.py decides what is published)."""
+    from ..dispatch.archive import archive_index
+
+    return archive_index(st.engine, page=page, timezone=st.config.timezone)
+
+
+def archive_lists(st, campaign_id: int | None = None) -> list[Any]:
+    """The public lists the archive's subscribe form offers (an issue's own, or every archived one)."""
+    from ..dispatch.archive import archive_lists as lists_of
+
+    return lists_of(st.engine, campaign_id)
 
 
 def _archived(st, campaign_id: int):
-    from ..dispatch.campaigns import get_campaign, in_archive
+    from ..dispatch.archive import published_campaign
 
-    try:
-        c = get_campaign(st.engine, campaign_id)
-    except (NotFound, InvalidInput):
-        c = None
-    if c is None or not in_archive(c):
-        raise NotFound(N_("there is no issue %(issue)s in the archive", issue=campaign_id))
-    return c
+    return published_campaign(st.engine, campaign_id)
+
+
+def archive_issue(st, campaign_id: int) -> dict:
+    """A published issue's subject and day (in the configured zone) for its archive page; NotFound otherwise."""
+    from ..dispatch.archive import local_day
+
+    c = _archived(st, campaign_id)
+    return {"id": c.id, "subject": c.subject, "date": local_day(c.started_at, st.config.timezone)}
 
 
 def archive_html(st, campaign_id: int, page_url: str) -> str:
     """A sent issue's HTML with neutral values in the merge tags: no name, no address, and the
-    unsubscribe link pointing at this page instead of carrying anyone's token."""
+    unsubscribe link pointing at this page instead of carrying anyone's token. Links open in the
+    whole window (the archive page shows it in a frame)."""
     c = _archived(st, campaign_id)
     html = pv.fill_merge_tags(c.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
+    html = '<base target="_top">' + html  # parsed into the head wherever it stands
     return html.replace('src="cid:', f'src="/archive/{c.id}/cid/')
 
 

@@ -11,7 +11,7 @@ session's CSRF token or, without a cookie, an Origin/Referer of an allowed site.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
@@ -163,9 +163,16 @@ def _named(slug: str, name: str, id: int | None = None):
 
 
 @router.get("/archive/")
-def archive(request: Request):
-    issues = library.archive_issues(state(request))
-    return page(request, "public/archive.html", issues=issues)
+def archive(request: Request, page_no: str = Query("1", alias="page", max_length=12)):
+    """The index of published issues, newest first, with a subscribe form for the public lists."""
+    st = state(request)
+    n = int(page_no) if page_no.isdigit() else 0
+    if n < 1:
+        raise HTTPException(404, N_("there is no page %(page)s in the archive", page=page_no[:12]))
+    issues, pages = library.archive_page(st, n)
+    if n > pages:
+        raise HTTPException(404, N_("there is no page %(page)s in the archive", page=page_no[:12]))
+    return page(request, "public/archive.html", issues=issues, page_no=n, pages=pages, join=library.archive_lists(st))
 
 
 @router.get("/archive")
@@ -173,23 +180,42 @@ def archive_slash():
     return RedirectResponse("/archive/", status_code=308)
 
 
-@router.get("/archive/{campaign_id}/cid/{cid:path}")
-def archive_image(request: Request, campaign_id: str, cid: str):
+def _issue_id(campaign_id: str) -> int:
+    """A published issue's id from the URL; anything else is the one 404 a missing issue gets."""
     if not campaign_id.isdigit() or len(campaign_id) > 18:
         raise HTTPException(404, N_("there is no issue %(issue)s in the archive", issue=campaign_id[:24]))
-    content_type, data = library.archive_image(state(request), int(campaign_id), cid)
+    return int(campaign_id)
+
+
+@router.get("/archive/{campaign_id}/cid/{cid:path}")
+def archive_image(request: Request, campaign_id: str, cid: str):
+    content_type, data = library.archive_image(state(request), _issue_id(campaign_id), cid)
     return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=86400"})
 
 
 _ISSUE_CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'none'"
+# The issue's own HTML inside its archive page: framed by this site only, and sandboxed (no scripts,
+# no forms; links may open the whole window) whether it is framed or opened directly.
+_FRAMED_CSP = ("default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; frame-ancestors 'self'; "
+               "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation")
 
 
 @router.get("/archive/{campaign_id}")
 def archive_issue(request: Request, campaign_id: str):
-    if not campaign_id.isdigit() or len(campaign_id) > 18:
-        raise HTTPException(404, N_("there is no issue %(issue)s in the archive", issue=campaign_id[:24]))
-    html = library.archive_html(state(request), int(campaign_id), str(request.url))
-    return HTMLResponse(html, headers={"Content-Security-Policy": _ISSUE_CSP})
+    """A published issue: its subject and day, the issue itself in a sandboxed frame (its HTML is
+    the email's, styled for mail clients), and the subscribe form of its public lists. An
+    unpublished or missing campaign is the same 404 (readers of an unpublished one have /view/TOKEN)."""
+    st = state(request)
+    issue = library.archive_issue(st, _issue_id(campaign_id))
+    return page(request, "public/archive_issue.html", issue=issue, join=library.archive_lists(st, issue["id"]))
+
+
+@router.get("/archive/{campaign_id}/issue")
+def archive_issue_html(request: Request, campaign_id: str):
+    cid = _issue_id(campaign_id)
+    st = state(request)
+    html = library.archive_html(st, cid, f"{st.config.base_url.rstrip('/')}/archive/{cid}")
+    return HTMLResponse(html, headers={"Content-Security-Policy": _FRAMED_CSP, "X-Frame-Options": "SAMEORIGIN"})
 
 
 # --- a reader's own web version ------------------------------------------------------------------

@@ -1,11 +1,13 @@
-// The signup form's hidden time zone: the browser's IANA zone, for local-time campaigns. The
+// The signup forms' hidden time zone: the browser's IANA zone, for local-time campaigns. The
 // server checks it; without JavaScript the field stays empty and the list's default zone applies.
+// A page may hold several forms (the archive offers one per public list).
 (function () {
-  var field = document.getElementById("timezone");
-  if (!field) { return; }
+  var zone = "";
   try {
-    field.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
   } catch (e) {
-    field.value = "";
+    zone = "";
   }
+  var fields = document.querySelectorAll("input[type=hidden][name=timezone]");
+  for (var i = 0; i < fields.length; i++) { fields[i].value = zone; }
 })();
