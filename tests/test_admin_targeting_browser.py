@@ -8,15 +8,12 @@ temporary folder)."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from fixtures.web.harness import ARTICLES, LiveServer, browser, free_port  # noqa: F401  (fixtures)
+from fixtures.web.harness import ARTICLES, LiveServer, admin_context, browser, free_port, look, screenshots  # noqa: F401  (fixtures)
 from smtp_server import SMTPTestServer
-from test_readers_journey import axe_problems
 
 from newsletter.config import Config
 from newsletter.web import create_app
@@ -24,15 +21,6 @@ from newsletter.web import create_app
 pytestmark = pytest.mark.browser
 UTC = timezone.utc
 ZONE = "Europe/Paris"
-
-
-def check(page, folder: Path, name: str) -> None:
-    """axe-core finds nothing serious at either width; a screenshot of each."""
-    for width, height in ((1280, 900), (390, 844)):
-        page.set_viewport_size({"width": width, "height": height})
-        assert axe_problems(page) == [], (name, width)
-        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
@@ -43,8 +31,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
     from newsletter.store import lists, subscribers
     from newsletter.store.db import get_engine, upgrade
 
-    shots = Path(os.environ.get("NEWSLETTER_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "admin-targeting")
     url = f"sqlite:///{tmp_path / 'n.db'}"
     upgrade(url)
     engine = get_engine(url)
@@ -58,8 +45,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
     config = Config(database_url=url, secret_key="test-secret-key-0123456789", base_url=f"http://127.0.0.1:{port}",
                     from_address="The Weekly <news@example.org>", allow_local_links=True, sources=[str(ARTICLES)],
                     timezone=ZONE, outbox=str(tmp_path / "outbox"))
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    context.set_default_timeout(20_000)
+    context = admin_context(browser)
     page = context.new_page()
     try:
         with LiveServer(create_app(config, engine), port=port) as live:
@@ -69,7 +55,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             assert not page.locator("#subject_b").is_visible()
             page.locator("#ab-section summary").click()
             page.locator("#subject_b").wait_for(state="visible")
-            page.locator("#since").fill("2026-11-01")
+            page.locator("#since").fill("2026-11-01T00:00")
             page.locator("#until").fill("2026-11-30")
             page.locator("#subject").fill("Soil news")
             page.locator("input[name=lists][value=weekly]").check()
@@ -82,7 +68,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             page.locator("#winner-opens").check()
             page.locator("#apple-warning").wait_for(state="visible")
             assert "Apple Mail" in page.locator("#apple-warning").inner_text()
-            check(page, shots, "campaign-form-ab")
+            look(page, shots, "campaign-form-ab")
             # 2. Refused: the reason inside the form, the section open, the values kept.
             page.locator("#create").click()
             page.locator("#campaign-form #form-error").wait_for(state="visible")
@@ -90,7 +76,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             assert page.locator("#subject_b").is_visible() and page.locator("#subject_b").input_value() == "What the rain did"
             assert page.locator("#ab_intro_b").input_value() == "It rained a lot, *|FNAME|*."
             assert page.locator("#winner-opens").is_checked() and page.locator("#apple-warning").is_visible()
-            check(page, shots, "campaign-form-ab-error")
+            look(page, shots, "campaign-form-ab-error")
             page.locator("#test_share").fill("50%")
             page.locator("#create").click()
             page.wait_for_url("**/admin/campaigns/1")
@@ -101,7 +87,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             assert page.locator("[data-variant=B]").inner_text().startswith("B\tWhat the rain did")
             page.locator("#mode-local").check()
             page.locator("#ab-no-local").wait_for(state="visible")
-            check(page, shots, "campaign-ab")
+            look(page, shots, "campaign-ab")
 
             # 4. A local-time campaign: the schedule form's second choice, then its buckets.
             cid = drafts.create_draft(engine, config, drafts.DraftRequest(
@@ -116,7 +102,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             page.locator("#local_date").fill(day.isoformat())
             page.locator("#window").fill("2h")
             page.locator("#past").select_option("skip")
-            check(page, shots, "campaign-schedule-local")
+            look(page, shots, "campaign-schedule-local")
             page.locator("#schedule-form button[type=submit]").click()
             page.locator("#lt-unplanned").wait_for(state="visible")
             assert page.locator("#status").inner_text() == "scheduled"
@@ -131,7 +117,7 @@ def test_ab_and_local_time_in_the_browser(tmp_path, browser):  # noqa: F811
             assert page.locator("[data-buckets=done]").inner_text() == "1"
             assert page.locator("[data-buckets=to_come]").inner_text() == "3"
             assert page.locator("#buckets-table tbody tr").count() == 4
-            check(page, shots, "campaign-local-time")
+            look(page, shots, "campaign-local-time")
     finally:
         context.close()
         engine.dispose()

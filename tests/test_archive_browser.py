@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.web.harness import LiveServer, browser, free_port  # noqa: F401  (fixtures)
-from test_readers_journey import axe_problems
+from fixtures.web.harness import LiveServer, axe_problems, browser, free_port  # noqa: F401  (fixtures)
 
 from newsletter.config import Config
 from newsletter.web import create_app
