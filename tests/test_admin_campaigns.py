@@ -326,6 +326,22 @@ def test_recurring_digests_are_made_edited_and_run_from_the_admin(store, tmp_pat
     info = show_digest(store, "weekly")
     assert info.digest.schedule == "daily 07:30" and info.digest.max_articles == 3
     assert info.next_run_local.strftime("%H:%M") == "07:30"
+    assert (info.digest.category, list(info.digest.tags), info.digest.catch_up) == (None, [], "latest")
+
+    # Category, tags and what to do after downtime, as `digests add` has them; a bad choice is refused in the form.
+    more = {**form, "schedule": "daily 07:30", "max_articles": "3", "category": "Science", "tags": "soil, rain ,",
+            "catch_up": "all"}
+    assert c.post("/admin/digests/weekly/edit", data=more, follow_redirects=False).status_code == 303
+    info = show_digest(store, "weekly")
+    assert (info.digest.category, list(info.digest.tags), info.digest.catch_up) == ("Science", ["soil", "rain"], "all")
+    page = c.get("/admin/digests/weekly/edit").text
+    assert 'value="Science"' in page and 'value="soil, rain"' in page and '<option value="all" selected>' in page
+    r = c.post("/admin/digests/weekly/edit", data={**more, "catch_up": "sometimes"})
+    assert r.status_code == 400 and 'value="Science"' in r.text and "sometimes" in r.text
+    assert show_digest(store, "weekly").digest.catch_up == "all"  # nothing stored
+    assert c.post("/admin/digests/weekly/edit", data={**more, "category": "", "tags": ""},
+                  follow_redirects=False).status_code == 303  # emptied: every article again
+    assert (show_digest(store, "weekly").digest.category, list(show_digest(store, "weekly").digest.tags)) == (None, [])
 
     # Run now: an occurrence outside the schedule, whose campaign a worker sends.
     r = c.post("/admin/digests/weekly/run", data={"csrf_token": token}, follow_redirects=False)

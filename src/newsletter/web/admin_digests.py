@@ -19,8 +19,10 @@ router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depen
 
 
 def _spec(st, name: str, schedule: str, timezone: str, sources: list[str], lists: list[str], subject: str,
-          max_articles: str, min_articles: str, base=None):
-    """The submitted form as a DigestSpec (fields the form does not show keep ``base``'s values)."""
+          max_articles: str, min_articles: str, *, category: str = "", tags: str = "", catch_up: str = "latest",
+          base=None):
+    """The submitted form as a DigestSpec (fields the form does not show, e.g. the template folder,
+    keep ``base``'s values); ``tags`` comma-separated."""
     from dataclasses import replace
 
     from ..schedule.digests import DigestSpec
@@ -37,7 +39,9 @@ def _spec(st, name: str, schedule: str, timezone: str, sources: list[str], lists
     return replace(spec, name=name.strip()[:100], schedule=" ".join(schedule.split())[:200],
                    timezone=timezone.strip()[:64] or st.config.timezone, sources=[s for s in sources if s in allowed][:50],
                    lists=[x for x in lists if x][:100], subject=subject.strip()[:500],
-                   max_articles=number(max_articles, None), min_articles=number(min_articles, 1) or 0)
+                   max_articles=number(max_articles, None), min_articles=number(min_articles, 1) or 0,
+                   category=category.strip()[:200] or None,
+                   tags=[t.strip()[:100] for t in tags.split(",") if t.strip()][:50], catch_up=catch_up.strip()[:20])
 
 
 def _form(request: Request, spec, *, editing: bool, error: str | None = None, status: int = 200):
@@ -63,12 +67,14 @@ def new_digest(request: Request):
 @router.post("/digests/new")
 def create_digest(request: Request, name: str = Form(""), schedule: str = Form(""), timezone: str = Form(""),
                   sources: list[str] = Form([]), lists: list[str] = Form([]), subject: str = Form(""),
-                  max_articles: str = Form(""), min_articles: str = Form(""), csrf_token: str = Form("")):
+                  max_articles: str = Form(""), min_articles: str = Form(""), category: str = Form(""),
+                  tags: str = Form(""), catch_up: str = Form("latest"), csrf_token: str = Form("")):
     from ..schedule.digests import add_digest
 
     check_csrf(request, csrf_token)
     st = state(request)
-    spec = _spec(st, name, schedule, timezone, sources, lists, subject, max_articles, min_articles)
+    spec = _spec(st, name, schedule, timezone, sources, lists, subject, max_articles, min_articles,
+                 category=category, tags=tags, catch_up=catch_up)
     try:
         info = add_digest(st.engine, st.config, spec)
     except NewsletterError as e:
@@ -89,14 +95,15 @@ def edit_digest(request: Request, name: str):
 @router.post("/digests/{name}/edit")
 def save_digest(request: Request, name: str, schedule: str = Form(""), timezone: str = Form(""),
                 sources: list[str] = Form([]), lists: list[str] = Form([]), subject: str = Form(""),
-                max_articles: str = Form(""), min_articles: str = Form(""), csrf_token: str = Form("")):
+                max_articles: str = Form(""), min_articles: str = Form(""), category: str = Form(""),
+                tags: str = Form(""), catch_up: str = Form("latest"), csrf_token: str = Form("")):
     from ..schedule.digests import show_digest, spec_of, update_digest
 
     check_csrf(request, csrf_token)
     st = state(request)
     info = show_digest(st.engine, name)
     spec = _spec(st, name, schedule, timezone, sources, lists, subject, max_articles, min_articles,
-                 base=spec_of(info.digest, info.list_slugs))
+                 category=category, tags=tags, catch_up=catch_up, base=spec_of(info.digest, info.list_slugs))
     try:
         update_digest(st.engine, st.config, spec)
     except NewsletterError as e:
