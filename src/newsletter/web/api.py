@@ -278,7 +278,8 @@ def docs_page(request: Request) -> HTMLResponse:
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
-        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>'
+        '<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">'
+        '<link rel="stylesheet" href="/static/api-docs.css"></head>'
         '<body><main id="swagger-ui" data-schema="/api/openapi.json"></main>'
         '<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>'
         '<script src="/static/api-docs.js"></script></body></html>')

@@ -3,7 +3,8 @@ window.addEventListener("DOMContentLoaded", function () {
   window.ui = SwaggerUIBundle({
     url: document.getElementById("swagger-ui").dataset.schema,
     dom_id: "#swagger-ui",
-    deepLinking: true,
+    // no deep links: Swagger UI puts them as <a> inside each operation's <button> (nested-interactive)
+    deepLinking: false,
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
   });
