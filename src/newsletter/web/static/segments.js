@@ -76,7 +76,7 @@
 
   function show(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
 
-  function count() {
+  function count(initial) {
     var params = new URLSearchParams(new FormData(form));
     params.delete("csrf_token");  // a read: the token stays out of URLs and logs
     params.set("source", source);
@@ -86,7 +86,8 @@
       .then(function (c) {
         if (mine !== seq) return;  // a newer edit asked again
         if (c.error) {
-          errorBox.textContent = c.error; errorBox.hidden = false;
+          // on opening a new segment the empty filter is not a mistake yet: only "?" until an edit
+          if (!initial) { errorBox.textContent = c.error; errorBox.hidden = false; }
           show("count-matching", "?"); show("count-mailable", "?");
           return;
         }
@@ -111,5 +112,5 @@
   form.addEventListener("change", function (e) {
     if (e.target !== textarea && e.target.name !== "name") { if (list) useSource("rows"); schedule(); }
   });
-  schedule();
+  count(true);
 })();
