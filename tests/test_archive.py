@@ -233,7 +233,32 @@ def test_the_index_is_newest_first_with_the_local_day_a_summary_and_pages(site):
         framed = client.get(f"/archive/{ids[2]}/issue")
         assert "frame-ancestors 'self'" in framed.headers["content-security-policy"]
         assert "sandbox" in framed.headers["content-security-policy"]
-        assert framed.text.startswith('<base target="_top">')  # its links open in the whole window
+        assert '<base target="_top">' in framed.text  # its links open in the whole window
+
+
+def test_the_frames_base_goes_into_the_head_after_the_doctype():
+    from newsletter.web.library import links_to_top
+
+    base = '<base target="_top">'
+    assert links_to_top('<!doctype html><html><head><meta charset="utf-8"></head><body>x</body></html>') == \
+        f'<!doctype html><html><head>{base}<meta charset="utf-8"></head><body>x</body></html>'
+    assert links_to_top("<!DOCTYPE html>\n<p>no head</p>") == f"<!DOCTYPE html>{base}\n<p>no head</p>"
+    assert links_to_top("<p>neither</p>") == f"{base}<p>neither</p>"
+
+
+def test_a_campaign_whose_lists_are_gone_or_went_private_leaves_the_archive(site):
+    engine, config = site
+    store_lists.update_list(engine, "staff", archive=True)
+    staff = sent_campaign(engine, config, ("staff",), subject="Staff issue")
+    weekly = sent_campaign(engine, config, subject="Public issue")
+    assert published(engine, staff.id) and published(engine, weekly.id)
+    store_lists.delete_list(engine, "staff")  # its campaign keeps no target list
+    assert not published(engine, staff.id) and "its lists were deleted" in status(engine, staff.id).reason
+    store_lists.update_list(engine, "weekly", public=False)  # going private stops publishing...
+    assert not published(engine, weekly.id) and store_lists.get_list(engine, "weekly").archive is False
+    store_lists.update_list(engine, "weekly", public=True)
+    store_lists.update_list(engine, "weekly", public=False, archive=True)  # ...unless said in the same breath
+    assert published(engine, weekly.id)
 
 
 def test_the_archive_subscribe_form_posts_to_the_signup_handler(site):

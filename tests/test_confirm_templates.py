@@ -276,6 +276,7 @@ def test_the_default_welcome_is_shipped_in_the_newsletters_style_and_replaceable
         assert bad.returncode != 0 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, args
     [lst] = wstore.welcome_lists(engine)
     assert lst.template == "default" and lst.language == "ar"
+    assert wstore.set_welcome(engine, "news", template="default")["template"] == "default"  # as --default, not ./default
     step = render_list_steps(lst, HARBOUR)[0]
     assert step.subject == "مرحبًا بك في news"  # translated, in the list's language
     assert re.search(r'class="nl-masthead".*?Harbour Notes', step.html, re.S) and '<html lang="ar" dir="rtl"' in step.html

@@ -44,6 +44,16 @@ def test_the_end_of_quiet_hours_in_the_readers_zone(text, at, zone, end):
     assert got == (end.replace(tzinfo=z).astimezone(UTC) if end else None)
 
 
+def test_the_end_of_quiet_hours_is_never_earlier_at_the_autumn_change():
+    """On 25 October 2026 Paris goes from 03:00 CEST back to 02:00 CET (01:00 UTC), so 02:30 happens
+    twice. A copy due at 02:15 CET (01:15 UTC, after the change) ends its quiet hours at the second
+    02:30 (01:30 UTC), not at the first one, 45 minutes before it was due."""
+    at = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)
+    assert parse_quiet_hours("00:30-02:30").end_after(at, PARIS) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    before = datetime(2026, 10, 25, 0, 15, tzinfo=UTC)  # 02:15 CEST, the first time round: the first 02:30
+    assert parse_quiet_hours("00:30-02:30").end_after(before, PARIS) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
 @pytest.mark.parametrize("text, words", [
     ("22-07", "expected HH:MM-HH:MM"), ("24:00-07:00", "expected HH:MM-HH:MM"), ("22:00-22:00", "the same time"),
     ("22:00", "expected HH:MM-HH:MM"),

@@ -47,10 +47,13 @@ def _status_ok():
 
 
 def _lists_agree():
-    """Every target list of the campaign archives its issues."""
+    """The campaign still has a target list, and every one of them archives its issues. A campaign
+    whose lists were all deleted is not published by default: a deleted private list must not
+    make its issues public."""
     cl = q.campaign_lists
-    return not_(exists().where(cl.c.campaign_id == c_t.c.id, cl.c.list_id == lists_t.c.id,
-                               lists_t.c.archive.is_(False)))
+    return and_(exists().where(cl.c.campaign_id == c_t.c.id),
+                not_(exists().where(cl.c.campaign_id == c_t.c.id, cl.c.list_id == lists_t.c.id,
+                                    lists_t.c.archive.is_(False))))
 
 
 def _flag_on():
@@ -86,13 +89,16 @@ def archive_status(conn, campaign_id: int) -> ArchiveStatus:
     """The archive verdict of one campaign, the first unmet condition in words; NotFound if none."""
     row = conn.execute(select(c_t.c.status, c_t.c.archive, c_t.c.started_at,
                               _status_ok().label("status_ok"), _flag_on().label("flag"),
-                              _delivered().label("delivered")).where(c_t.c.id == campaign_id)).first()
+                              _delivered().label("delivered"),
+                              exists().where(q.campaign_lists.c.campaign_id == c_t.c.id).label("has_lists"))
+                       .where(c_t.c.id == campaign_id)).first()
     if row is None:
         raise NotFound(f"campaign {campaign_id} does not exist")
     own = None if row.archive is None else bool(row.archive)
     if not row.flag:
-        why = "not published: set off for this campaign" if own is False else \
-            "not published: one of its lists keeps its issues out of the archive (`campaigns update ID --archive` publishes it)"
+        why = ("not published: set off for this campaign" if own is False else
+               "not published: its lists were deleted (`campaigns update ID --archive` publishes it)" if not row.has_lists else
+               "not published: one of its lists keeps its issues out of the archive (`campaigns update ID --archive` publishes it)")
     elif not row.status_ok or row.started_at is None:
         why = ("not published: it was cancelled (`campaigns update ID --archive` publishes the copies it sent)"
                if row.status == CampaignStatus.CANCELLED.value else f"not published yet: it is {row.status}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
@@ -46,7 +46,10 @@ class QuietHours:
         if not inside:
             return None
         wall = datetime.combine(day, time(self.end // 60, self.end % 60))
-        return cron.parse_local_time(wall.isoformat(sep=" ", timespec="minutes"), zone)
+        end = cron.parse_local_time(wall.isoformat(sep=" ", timespec="minutes"), zone)
+        if end <= at:  # a wall time the autumn change makes happen twice: its second occurrence
+            end = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+        return end if end > at else at
 
 
 def parse_quiet_hours(text: str) -> QuietHours:

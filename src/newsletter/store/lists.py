@@ -151,6 +151,8 @@ def update_list(engine: Engine, slug: str, *, name: str | None = None, descripti
         if timezone is not None:
             ml.timezone = tz
         if public is not None:
+            if ml.public and not public and archive is None:
+                ml.archive = False  # a list going private stops publishing its issues unless told otherwise
             ml.public = bool(public)
         if quiet_hours is not None:
             ml.quiet_hours = quiet

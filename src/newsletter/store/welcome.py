@@ -101,6 +101,8 @@ def set_welcome(engine: Engine, slug: str, *, template: str | None = None, steps
     first turned on are welcomed: changing the template of a list whose welcome is on keeps that date."""
     if sum((off, template is not None, default)) != 1:
         raise InvalidInput("give one of --template PATH, --default or --off")
+    if template is not None and template.strip() == DEFAULT_TEMPLATE:
+        template, default = None, True  # `--template default` is the shipped welcome, as --default
     if default:
         template = DEFAULT_TEMPLATE
     with transaction(engine) as conn:

@@ -7,6 +7,7 @@ none of them decides anything the library should decide.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ..errors import DispatchError, InvalidInput, NewsletterError, NotFound, StateError  # noqa: F401  (re-exported for the routers)
@@ -338,8 +339,17 @@ def archive_html(st, campaign_id: int, page_url: str) -> str:
     whole window (the archive page shows it in a frame)."""
     c = _archived(st, campaign_id)
     html = pv.fill_merge_tags(c.html, html=True, email="you", name="", unsubscribe_url=page_url, web_version_url=page_url)
-    html = '<base target="_top">' + html  # parsed into the head wherever it stands
-    return html.replace('src="cid:', f'src="/archive/{c.id}/cid/')
+    return links_to_top(html).replace('src="cid:', f'src="/archive/{c.id}/cid/')
+
+
+def links_to_top(html: str) -> str:
+    """``html`` with ``<base target="_top">`` in its head: after the doctype, never before it (a
+    page with anything before its doctype is parsed in quirks mode)."""
+    html, n = re.subn(r"(<head\b[^>]*>)", r'\1<base target="_top">', html, count=1, flags=re.IGNORECASE)
+    if n:
+        return html
+    return re.sub(r"^(\s*<!doctype[^>]*>)?", lambda m: m.group(0) + '<base target="_top">', html, count=1,
+                  flags=re.IGNORECASE)
 
 
 def archive_image(st, campaign_id: int, cid: str) -> tuple[str, bytes]:

@@ -7,10 +7,11 @@ row per (campaign, subscriber); its states and their allowed moves are ``store.l
 each moving statement names its move through :func:`store.lifecycle.delivery_sources`, so a
 statement cannot move a row along a path the lifecycle does not have.
 
-One module a topic, all re-exported here (callers write ``queries.claim_batch``): ``campaigns``
+One module a topic, re-exported here (callers write ``queries.claim_batch``): ``campaigns``
 (reads, moves, the SQLite campaign lock), ``ledger`` (create, claim, skip, send and record,
 release and recover, reads), ``abtest`` (held rows and variants), ``localtime`` (the bucket
-plan), ``quiet`` (quiet hours), ``digests`` (the scheduler's claim); ``common`` holds the tables.
+plan), ``digests`` (the scheduler's claim); ``common`` holds the tables. ``quiet`` (quiet hours)
+is imported by its one caller as ``queries.quiet``.
 """
 
 from .common import *  # noqa: F401,F403

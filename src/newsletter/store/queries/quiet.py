@@ -26,7 +26,7 @@ def quiet_list_rows(conn: Connection, campaign_id: int) -> list[sa.Row]:
     q = (select(deliveries.c.id, deliveries.c.due_at, subscribers.c.timezone, lists.c.timezone, lists.c.quiet_hours)
          .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
                       .join(lists, lists.c.id == deliveries.c.list_id))
-         .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.PENDING,
+         .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.PENDING.value,
                 deliveries.c.due_at.is_not(None), lists.c.quiet_hours.is_not(None)))
     return list(conn.execute(q))
 
@@ -39,7 +39,7 @@ def move_due(conn: Connection, campaign_id: int, ids: list[int], due: datetime) 
     n = 0
     for i in range(0, len(ids), _CHUNK):
         stmt = (deliveries.update()
-                .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.PENDING,
+                .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == DeliveryState.PENDING.value,
                        deliveries.c.id.in_(ids[i:i + _CHUNK]))
                 .values(due_at=due))
         n += conn.execute(stmt).rowcount or 0
