@@ -64,6 +64,13 @@ def create_ledger(conn: Connection, campaign_id: int, now: datetime | None = Non
     step = LEDGER_CHUNK if seg is None else hi - lo + 1
     for start in range(lo, hi + 1, step):
         added += _create_ledger_range(conn, campaign_id, now, start, start + step, seg, state, due)
+    if conn.dialect.name == "postgresql":
+        # Fresh statistics for the rows just added: until autovacuum gets to them (a minute or
+        # more), the planner believes the table small and runs the per-batch checks by ``id IN
+        # (…)`` as a scan of the whole (campaign, state, id) index — 44 ms for 100 ids out of
+        # 8,000, instead of 0.1 ms through the primary key: a third of a sender's speed.
+        # ANALYZE samples a fixed number of rows, so it costs about the same on any table size.
+        conn.exec_driver_sql("ANALYZE deliveries")
     return added
 
 
