@@ -233,6 +233,9 @@ def test_the_api_creates_an_ab_draft_and_schedules_at_local_time(store, tmp_path
 
     plain = c.post("/api/campaigns", json=api_body(config)).json()["id"]
     assert ab_status(store, plain) is None
+    kept_out = c.post("/api/campaigns", json={**api_body(config), "archive": False})
+    assert kept_out.status_code == 201 and kept_out.json()["archive"]["archive"] is False  # stored with the draft
+    assert get_campaign(store, kept_out.json()["id"]).archive is False
     r = c.post(f"/api/campaigns/{plain}/schedule", json={"local_time": "08:00", "date": day, "window": "30m",
                                                          "past": "send"})
     assert r.status_code == 200, r.text

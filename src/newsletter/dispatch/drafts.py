@@ -58,6 +58,7 @@ class DraftRequest:
     test_wait: str = ""
     winner_by: str = ""
     min_sample: str = ""
+    archive: bool | None = None  # the public-archive choice (None: as its lists say), set in the same transaction
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -135,7 +136,8 @@ def compose_draft(engine: Engine, config: Config, req: DraftRequest):
 
 def _meta(req: DraftRequest, old: dict | None = None) -> dict:
     keep = {k: v for k, v in (old or {}).items() if k not in ("compose", "article_keys", "segment", "track", "source")}
-    return {**keep, "compose": req.as_dict(), "source": "admin: " + ", ".join(req.sources)}
+    choices = {k: v for k, v in req.as_dict().items() if k != "archive"}  # the archive flag lives on the campaign
+    return {**keep, "compose": choices, "source": "admin: " + ", ".join(req.sources)}
 
 
 def create_draft(engine: Engine, config: Config, req: DraftRequest) -> Campaign:
@@ -147,9 +149,10 @@ def create_draft(engine: Engine, config: Config, req: DraftRequest) -> Campaign:
         from .abtest import create_ab_campaign
 
         return create_ab_campaign(engine, digest, list(req.lists), config, spec, meta=_meta(req),
-                                  segment=req.segment or None, track=req.track or None)
+                                  segment=req.segment or None, track=req.track or None, archive=req.archive)
     return create_campaign(engine, digest, list(req.lists), config, subject=req.subject.strip() or None,
-                           meta=_meta(req), segment=req.segment or None, track=req.track or None)
+                           meta=_meta(req), segment=req.segment or None, track=req.track or None,
+                           archive=req.archive)
 
 
 def update_draft(engine: Engine, config: Config, campaign_id: int, req: DraftRequest) -> Campaign:

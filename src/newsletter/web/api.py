@@ -373,12 +373,11 @@ def post_campaign(request: Request, body: CampaignIn):
               "winner_by": ab.get("winner_by", ""), "min_sample": str(ab.get("min_sample", ""))}
     req = calls.request_from(st, body.sources, body.since, body.until, str(body.limit), body.intro, body.subject,
                              body.lists, body.segment, fields)
+    req.archive = body.archive  # stored with the draft, in its transaction
     try:
         c = calls.create_draft(st, req)
     except NewsletterError as e:
         raise _api_error(e) from None
-    if body.archive is not None:  # a checked boolean: setting it on the new draft cannot fail
-        library.set_campaign_archive(st, c.id, body.archive)
     return _campaign_out(library.campaign(st, c.id), st)
 
 
