@@ -11,11 +11,9 @@ two (MAIL+RCPT+DATA, end of data).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,61 +24,8 @@ sys.path.insert(0, str(REPO / "src"))
 from newsletter.dispatch.personalize import Built  # noqa: E402
 from newsletter.dispatch.smtp import SMTPSession, parse_smtp_url  # noqa: E402
 
-
-async def _client(reader, writer, pipelining: bool, latency: float):
-    pending: list[bytes] = []
-
-    async def flush():
-        if pending:
-            await asyncio.sleep(latency)
-            writer.write(b"".join(pending))
-            pending.clear()
-            await writer.drain()
-
-    pending.append(b"220 sink\r\n")
-    await flush()
-    in_data = False
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        if in_data:
-            if line == b".\r\n":
-                in_data = False
-                pending.append(b"250 2.0.0 queued\r\n")
-        else:
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                pending.append(b"250-sink\r\n" + (b"250-PIPELINING\r\n" if pipelining else b"") + b"250 8BITMIME\r\n")
-            elif verb == b"DATA":
-                pending.append(b"354 go\r\n")
-                in_data = True
-            elif verb == b"QUIT":
-                pending.append(b"221 bye\r\n")
-                await flush()
-                break
-            else:
-                pending.append(b"250 ok\r\n")
-        if not reader._buffer:  # noqa: SLF001 - nothing more buffered: this batch is complete, answer it
-            await flush()
-    writer.close()
-
-
-def serve(pipelining: bool, latency: float) -> tuple[int, asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    box: dict = {}
-
-    async def main():
-        server = await asyncio.start_server(lambda r, w: _client(r, w, pipelining, latency), "127.0.0.1", 0)
-        box["port"] = server.sockets[0].getsockname()[1]
-        started.set()
-        async with server:
-            await server.serve_forever()
-
-    threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True).start()
-    started.wait(10)
-    return box["port"], loop
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency_sink import serve  # noqa: E402
 
 
 def run(messages: int, latency_ms: float, size: int, pipelining: bool) -> float:

@@ -117,7 +117,22 @@ def stop_after(engine, cid: int, procs: list, n: int, done) -> None:
             return
 
 
-def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int, until: int = 0) -> dict:
+def start_sink(port: int, latency_ms: float, out) -> subprocess.Popen:
+    """smtp-sink (C) on loopback, or with ``latency_ms`` our sink that answers like a relay that
+    far away (benchmarks/latency_sink.py, whose count is on its stdout once it exited)."""
+    if not latency_ms:
+        return subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{port}", "1024"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    sink = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "latency_sink.py"), "--port", str(port),
+                             "--latency", str(latency_ms)], stdout=subprocess.PIPE, stderr=out, text=True)
+    assert sink.stdout is not None
+    if not sink.stdout.readline().startswith("ready"):
+        raise SystemExit("latency_sink.py did not start")
+    return sink
+
+
+def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int, until: int = 0,
+             latency_ms: float = 0.0) -> dict:
     from newsletter.dispatch.campaigns import create_campaign, schedule_campaign
 
     cid = create_campaign(engine, digest, ["bench"], config, name=f"bench {workers} worker(s)").id
@@ -125,8 +140,7 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
     port = free_port()
     # The sink's running counter goes to a file: an unread pipe would fill and stall the sink.
     counter = tempfile.TemporaryFile()
-    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{port}", "1024"],
-                            stdout=counter, stderr=subprocess.STDOUT)
+    sink = start_sink(port, latency_ms, counter)
     time.sleep(0.3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SECRET_KEY=SECRET, PYTHONPATH=str(REPO / "src"),
@@ -145,8 +159,8 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
     sink.send_signal(signal.SIGTERM)
     sink.wait(timeout=10)
     counter.seek(0)
-    out = counter.read().decode(errors="replace")
-    counts = [int(m) for m in re.findall(r"mesg=(\d+)", out)]
+    out = counter.read().decode(errors="replace") + (sink.stdout.read() if sink.stdout else "")
+    counts = [int(m) for m in re.findall(r"(?:mesg|messages)=(\d+)", out)]
     sink_messages = counts[-1] if counts else -1
     with engine.connect() as conn:
         sent, first, last, distinct = conn.exec_driver_sql(
@@ -174,10 +188,13 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="SMTP connections per worker")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop the workers (SIGTERM) once this many copies are sent: RSS of a big campaign, part-sent")
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="ms: a sink that waits this long before each batch of replies (a relay far away) "
+                         "instead of smtp-sink on loopback")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
     ap.add_argument("--logs", action="store_true", help="print the workers' log lines")
     args = ap.parse_args()
-    if not shutil.which("smtp-sink"):
+    if not args.latency and not shutil.which("smtp-sink"):
         print("smtp-sink not found: apt-get install -y postfix", file=sys.stderr)
         return 2
     ok = True
@@ -208,12 +225,13 @@ def one_size(args, recipients: int) -> bool:
         print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPU(s), "
               f"Python {platform.python_version()}, digest {len(digest.articles)} articles, "
               f"{digest.html_size / 1024:.0f} KB HTML, {args.concurrency} connection(s) per worker, "
+              f"sink {'smtp-sink' if not args.latency else f'latency_sink.py, {args.latency:g} ms per reply batch'}, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         print(f"{'workers':>7} {'msgs/s (wall)':>14} {'msgs/s (sending)':>17} {'wall s':>7} {'sent':>8} "
               f"{'sink':>8} {'dup':>4}  per-worker share; peak RSS MiB", flush=True)
         results = []
         for n in [int(x) for x in args.workers.split(",")]:
-            r = run_once(engine, config, pg_url, digest, n, args.concurrency, args.stop_after)
+            r = run_once(engine, config, pg_url, digest, n, args.concurrency, args.stop_after, args.latency)
             results.append(r)
             dup = r["sink"] - r["sent"]
             ok = r["sent"] == r["distinct"] and dup == 0 and (args.stop_after or r["sent"] == r["recipients"])

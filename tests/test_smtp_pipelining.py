@@ -29,6 +29,7 @@ class PipeliningOnlyServer:
         self.messages: list[tuple[str, bytes]] = []
         self.commands: list[str] = []
         self.envelope_in = threading.Event()  # a MAIL/RCPT/DATA group has been read
+        self.content_in = threading.Event()  # a message's last content line (not its end) has been read
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
     def __enter__(self):
@@ -83,6 +84,8 @@ class PipeliningOnlyServer:
                             if raw == b".\r\n":
                                 break
                             body += raw
+                            if raw == b"..leading dot\r\n":  # _built's last line, dot-stuffed
+                                self.content_in.set()
                         if ok:
                             self.messages.append((to, body))
                             reply("250 2.0.0 queued")
@@ -139,16 +142,17 @@ def test_a_refused_recipient_in_a_group_fails_alone_and_the_connection_goes_on(d
     assert "RSET" in [c.upper() for c in srv.commands]  # the failed group was reset before the next
 
 
-def test_a_gated_send_writes_the_envelope_before_the_gate_and_the_content_only_after_it():
-    """The sender commits the copy's `sending` mark in the gate: the envelope's round trip overlaps
-    that commit, and no content reaches the server before the gate said yes."""
+def test_a_gated_send_writes_all_but_the_end_of_data_before_the_gate_and_the_end_only_after_it():
+    """The sender commits the copy's `sending` mark in the gate: the envelope's round trip and the
+    content's transfer overlap that commit, and the server has nothing to deliver before the gate
+    said yes (a transaction completes only at its end-of-data line)."""
     seen: dict = {}
     with PipeliningOnlyServer() as srv:
         s = _session(srv.port)
         s.connect()
 
         def gate() -> bool:
-            seen["envelope_in"] = srv.envelope_in.wait(5)
+            seen["content_in"] = srv.content_in.wait(5)
             seen["messages"] = list(srv.messages)
             return True
 
@@ -157,7 +161,7 @@ def test_a_gated_send_writes_the_envelope_before_the_gate_and_the_content_only_a
             again = s.send(_built("ben@example.com"))  # the connection goes on as usual
         finally:
             s.close()
-    assert seen == {"envelope_in": True, "messages": []}
+    assert seen == {"content_in": True, "messages": []}
     assert out is not None and out.state == "sent" and again.state == "sent"
     assert [to for to, _ in srv.messages] == ["ana@example.com", "ben@example.com"]
 
@@ -169,7 +173,7 @@ def test_a_gate_that_refuses_or_fails_drops_the_connection_and_delivers_nothing(
         s.connect()
 
         def gate() -> bool:
-            assert srv.envelope_in.wait(5)
+            assert srv.content_in.wait(5)  # the whole content is there, only its end is not
             if refusal == "error":
                 raise RuntimeError("the ledger is gone")
             return False
@@ -186,3 +190,44 @@ def test_a_gate_that_refuses_or_fails_drops_the_connection_and_delivers_nothing(
         srv.thread.join(5)
     assert srv.messages == []
     assert [c.split(" ")[0].upper() for c in srv.commands] == ["EHLO", "MAIL", "RCPT", "DATA"]
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_a_refused_recipient_asks_the_gate_once_so_the_attempt_is_counted(answer):
+    """No content goes out for a refused recipient, but the gate (the `sending` mark, which
+    counts the attempt) is still asked, once; a no then means no outcome to record."""
+    asked = []
+    with PipeliningOnlyServer(reject={"ghost@example.com"}) as srv:
+        s = _session(srv.port)
+        s.connect()
+        try:
+            out = s.send_gated(_built("ghost@example.com"), lambda: asked.append(1) or answer)
+            after = s.send(_built("ana@example.com"))
+        finally:
+            s.close()
+    assert asked == [1]
+    if answer:
+        assert out is not None and out.state == "failed" and "5.1.1" in out.reply
+    else:
+        assert out is None
+    assert after.state == "sent" and [to for to, _ in srv.messages] == ["ana@example.com"]
+
+
+def test_a_real_server_delivers_nothing_when_the_gate_says_no_after_the_content():
+    """aiosmtpd (which offers no PIPELINING: MAIL, RCPT, DATA one by one): the content went out,
+    the end-of-data line did not, the connection was dropped: nothing is delivered, and the next
+    connection works."""
+    from smtp_server import SMTPTestServer
+
+    with SMTPTestServer() as srv:
+        s = SMTPSession(parse_smtp_url(f"smtp://{srv.host}:{srv.port}", tls="none", timeout=5.0))
+        s.connect()
+        assert s.conn is not None and not s.conn.has_extn("pipelining")
+        try:
+            assert s.send_gated(_built("ana@example.com"), lambda: False) is None
+            assert s.conn is None
+            out = s.send_gated(_built("ben@example.com"), lambda: True)
+        finally:
+            s.close()
+        assert out is not None and out.state == "sent", out
+        assert [r.rcpt_tos for r in srv.received()] == [["ben@example.com"]]
