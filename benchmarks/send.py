@@ -2,7 +2,7 @@
 
     apt-get install -y postfix        # for /usr/sbin/smtp-sink (benchmark only)
     .venv/bin/python benchmarks/send.py [--sizes 10000,100000] [--concurrency 1] [--raw 20000] [--images cid,linked]
-        [--db sqlite,postgresql] [--sync full,normal] [--repeat 1]
+        [--db sqlite,postgresql] [--sync full,normal] [--repeat 1] [--latency MS]
 
 Two kinds of message (``--images``): ``cid`` — the thumbnails embedded as CID parts, what a
 campaign carries when no ``asset_base_url`` is configured (about 210 KiB a message); ``linked``
@@ -54,7 +54,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sink(port: int) -> subprocess.Popen:
+def start_sink(port: int, latency_ms: float = 0.0) -> subprocess.Popen:
+    """smtp-sink (C) on 127.0.0.1, or with ``latency_ms`` benchmarks/latency_sink.py: a sink that
+    waits that long before each batch of replies, like a relay far away (PIPELINING offered)."""
+    if latency_ms:
+        p = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "latency_sink.py"), "--port", str(port),
+                              "--latency", str(latency_ms)], stdout=subprocess.PIPE, text=True)
+        if not (p.stdout and p.stdout.readline().startswith("ready")):
+            sys.exit("latency_sink.py did not start")
+        return p
     exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not os.path.exists(exe):
         sys.exit("smtp-sink not found: apt-get install -y postfix")
@@ -203,7 +211,10 @@ def child(args) -> None:
 
 
 def raw_ceiling(port: int, message: bytes, n: int) -> float:
-    """Messages/s of a minimal client: one connection, MAIL/RCPT/DATA per message, bytes pre-built."""
+    """Messages/s of a minimal client: one connection, MAIL/RCPT/DATA per message, bytes pre-built
+    (0 with --latency: one connection waiting on a far relay is no ceiling of anything)."""
+    if n <= 0:
+        return 0.0
     payload = message.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
     s = socket.create_connection(("127.0.0.1", port))
     f = s.makefile("rb")
@@ -275,6 +286,9 @@ def main() -> None:
     ap.add_argument("--before", help="a checkout of the code before a change (e.g. `git worktree add`): each send "
                     "runs with its src/ too, taking turns with this one, and both are reported")
     ap.add_argument("--after", help="with --before: the checkout of the code after the change (default: this one)")
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="ms: send to benchmarks/latency_sink.py, which waits this long before each batch of "
+                         "replies (a relay far away), instead of smtp-sink; no raw ceiling then")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--sync-child", dest="sync", help=argparse.SUPPRESS)
@@ -285,6 +299,8 @@ def main() -> None:
     ap.add_argument("--digest", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.latency:
+        args.raw = 0
     if args.build:  # the database of a send, made by the code that will send (its own migrations)
         return build_db(args.url, args.build)
     if args.child:
@@ -301,7 +317,7 @@ def main() -> None:
         sys.exit("--images: cid, linked or cid,linked")
     tmp = Path(tempfile.mkdtemp(prefix="nl-bench-send-"))
     port = free_port()
-    sink = start_sink(port)
+    sink = start_sink(port, args.latency)
     results: dict = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}",
                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "concurrency": args.concurrency,
                      "load_average": os.getloadavg(), "modes": {}}
@@ -322,16 +338,18 @@ def main() -> None:
               f"message {res['message_bytes'] / 1024:.0f} KiB ({res['images']} embedded images)")
         print(f"[{mode}] per-recipient build (personalization + MIME): {res['build_us']:.0f} µs "
               f"(EmailMessage per recipient: {res['emailmessage_us']:.0f} µs)")
-        print(f"[{mode}] raw-socket ceiling: {res['raw_ceiling']:.0f} msgs/s")
+        print(f"[{mode}] raw-socket ceiling: {res['raw_ceiling']:.0f} msgs/s" if res["raw_ceiling"] else
+              f"[{mode}] sink: latency_sink.py, {args.latency:g} ms before each batch of replies (no raw ceiling)")
         for r in res["runs"]:
             ceiling = (r["ceiling_before"] + r["ceiling_after"]) / 2
             pg = r.get("pg")
             per_msg = (f"; per message: {pg['commits'] / r['sent']:.2f} commits, {pg['updates'] / r['sent']:.2f} row "
                        f"updates ({pg['hot_updates'] / max(pg['updates'], 1) * 100:.0f} % HOT)" if pg else "")
             code = f"{r['code']:<6} " if r["code"] != "this" else ""
+            around = (f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
+                      f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), " if ceiling else "")
             print(f"[{mode}] {code}{r['db']:<10} send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
-                  f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
-                  f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), {r['elapsed']:.1f} s, "
+                  f"{around}{r['elapsed']:.1f} s, "
                   f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
                   f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
                   f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}{per_msg}")

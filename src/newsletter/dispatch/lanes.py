@@ -248,7 +248,7 @@ class Lane(threading.Thread):
             log.warning("campaign %s: copy %s is no longer claimed by this sender; not sent", r.cid, item.id)
             return False
 
-        gated = getattr(self.session, "send_gated", None)  # SMTP: all but the end-of-data line overlaps the commit
+        gated = getattr(self.session, "send_gated", None)  # SMTP: the envelope overlaps the commit
         if gated is not None:
             sent = gated(built, mark)
             if sent is None:

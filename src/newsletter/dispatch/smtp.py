@@ -202,7 +202,6 @@ class SMTPSession:
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=s.local_hostname)
             try:
-                _no_delay(conn)
                 conn.ehlo()
                 if s.tls == "starttls" or (s.tls == "auto" and conn.has_extn("starttls")):
                     if not conn.has_extn("starttls"):
@@ -241,9 +240,7 @@ class SMTPSession:
         self.sent_on_connection = 0
         self.last_used = time.monotonic()
 
-    def send(self, built: Built, gate: "_Gate | None" = None) -> Outcome:
-        """Send ``built`` on this session's connection (opened if need be); with ``gate``, the
-        end-of-data line waits for it (see :meth:`send_gated`)."""
+    def send(self, built: Built) -> Outcome:
         if self.conn is None:
             try:
                 self.connect()
@@ -253,10 +250,7 @@ class SMTPSession:
         assert conn is not None
         self.last_used = time.monotonic()
         try:
-            return self._transaction(conn, built, gate)
-        except _Withheld:
-            self.drop()
-            return Outcome("deferred", "withheld by the sender before the end of the data", server_trouble=False)
+            return self._transaction(conn, built)
         except smtplib.SMTPServerDisconnected as e:
             self.close()
             return Outcome("deferred", f"connection lost: {_one_line(str(e)) or 'server disconnected'}", server_trouble=True)
@@ -265,19 +259,36 @@ class SMTPSession:
             return Outcome("deferred", f"connection error: {_os_problem(e)}", server_trouble=True)
 
     def send_gated(self, built: Built, gate: Callable[[], bool]) -> Outcome | None:
-        """Send ``built``, completing it only once ``gate()`` says so (the sender commits the
-        copy's ``sending`` mark there). Everything before the end-of-data line goes out first —
-        the envelope, its replies, the whole content — so those round trips and that transfer
-        overlap the commit; the final ``.`` is written only after ``gate()`` returned True. When
-        it returns False (None is returned) or raises, the connection is dropped with the data
-        unfinished and without QUIT: a server delivers nothing of a transaction whose data never
-        ended (RFC 5321 §4.1.1.4). The gate is asked exactly once whatever the outcome — a refused
-        recipient or a lost connection included — so every attempt is counted in the ledger."""
-        g = _Gate(gate)
-        out = self.send(built, gate=g)
-        if g.error is not None:
-            raise g.error
-        return out if g() else None
+        """Send ``built`` once ``gate()`` says so (the sender commits the copy's ``sending`` mark
+        there). With PIPELINING the envelope (MAIL, RCPT, DATA) is written first, so its round
+        trip overlaps the commit; the content follows only after ``gate()`` returned True. When it
+        returns False (None is returned) or raises, the connection is dropped without QUIT before
+        any content went out, so the server discards the transaction: nothing is delivered."""
+        conn = self.conn
+        if conn is None or not conn.has_extn("pipelining"):
+            return self.send(built) if gate() else None
+        self.last_used = time.monotonic()
+        try:
+            conn.send(_envelope(built))
+        except (OSError, smtplib.SMTPException):
+            self.close()  # the connection is gone: the copy goes the usual way (deferred, retried)
+            return self.send(built) if gate() else None
+        try:
+            go = gate()
+        except BaseException:
+            self.drop()
+            raise
+        if not go:
+            self.drop()
+            return None
+        try:
+            return self._transaction(conn, built, envelope_sent=True)
+        except smtplib.SMTPServerDisconnected as e:
+            self.close()
+            return Outcome("deferred", f"connection lost: {_one_line(str(e)) or 'server disconnected'}", server_trouble=True)
+        except (OSError, smtplib.SMTPException) as e:
+            self.close()
+            return Outcome("deferred", f"connection error: {_os_problem(e)}", server_trouble=True)
 
     def drop(self) -> None:
         """Close the connection without QUIT (in the middle of a transaction, QUIT would be content)."""
@@ -285,7 +296,7 @@ class SMTPSession:
             _quiet_close(self.conn, quit=False)
             self.conn = None
 
-    def _transaction(self, conn: smtplib.SMTP, built: Built, gate: "_Gate | None" = None) -> Outcome:
+    def _transaction(self, conn: smtplib.SMTP, built: Built, envelope_sent: bool = False) -> Outcome:
         """MAIL, RCPT, DATA on the open connection, without smtplib.sendmail's per-message address
         parsing and regex dot-stuffing (our bodies are QP: a line starting with "." is rare and
         handled with one bytes.replace). RSET after any refusal, so the connection stays usable.
@@ -293,12 +304,12 @@ class SMTPSession:
         When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write
         and their three replies are read after it: one round trip instead of three, which is
         what a relay far away costs per message. The replies are then judged in order exactly
-        as if each had been awaited. With ``gate``, the content is written, then the gate asked,
-        then the end-of-data line (raises :class:`_Withheld` when the gate says no)."""
+        as if each had been awaited."""
         piped = conn.has_extn("pipelining")
         replies: list[tuple[int, bytes]] = []
         if piped:
-            conn.send(_envelope(built))
+            if not envelope_sent:
+                conn.send(_envelope(built))
             replies = [conn.getreply() for _ in range(3)]
             (code, msg), rcpt, data_reply = replies
             if data_reply[0] == 354 and (code != 250 or rcpt[0] not in (250, 251)):
@@ -340,13 +351,7 @@ class SMTPSession:
             data = data.replace(b"\r\n.", b"\r\n..")
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
-        if gate is None:
-            conn.send(data + b".\r\n")
-        else:
-            conn.send(data)  # all but the end: what is sent is still nothing until "."
-            if not gate():
-                raise _Withheld
-            conn.send(b".\r\n")
+        conn.send(data + b".\r\n")
         code, msg = conn.getreply()
         if code == 421:
             self.close()
@@ -383,27 +388,6 @@ class SMTPSession:
             self.conn = None
 
 
-class _Gate:
-    """The sender's gate, asked at most once; an error it raises is kept (and the answer is no)."""
-
-    def __init__(self, ask: Callable[[], bool]):
-        self.ask = ask
-        self.answer: bool | None = None
-        self.error: BaseException | None = None
-
-    def __call__(self) -> bool:
-        if self.answer is None:
-            try:
-                self.answer = bool(self.ask())
-            except BaseException as e:
-                self.error, self.answer = e, False
-        return self.answer
-
-
-class _Withheld(Exception):
-    """The gate said no with the content written but not its end: the connection must be dropped."""
-
-
 def _envelope(built: Built) -> bytes:
     """MAIL, RCPT and DATA in one write (PIPELINING)."""
     return f"MAIL FROM:<{built.mail_from}>\r\nRCPT TO:<{built.rcpt}>\r\nDATA\r\n".encode("utf-8")
@@ -417,16 +401,6 @@ def _quiet_close(conn: smtplib.SMTP, quit: bool = False) -> None:
         pass
     try:
         conn.close()
-    except OSError:
-        pass
-
-
-def _no_delay(conn: smtplib.SMTP) -> None:
-    """TCP_NODELAY: our writes are whole commands or whole content, and the end-of-data line
-    written on its own after the content must not wait (Nagle) for the content's last ACK."""
-    try:
-        if conn.sock is not None:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass
 
