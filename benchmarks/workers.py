@@ -5,11 +5,15 @@
     .venv/bin/python benchmarks/workers.py [--recipients 100000] [--workers 1,2,4] [--concurrency 4]
     .venv/bin/python benchmarks/workers.py --recipients 10000,100000,1000000 --workers 1   # RSS vs list size
     .venv/bin/python benchmarks/workers.py --recipients 10000,1000000 --workers 2 --stop-after 10000
+    .venv/bin/python benchmarks/workers.py --recipients 20000 --workers 1,2,4 --latency 5   # a relay far away
 
 Needs the PostgreSQL at 127.0.0.1:5432 (as the tests) and Postfix's ``smtp-sink`` (Debian:
 ``apt-get install -y postfix``) as the loopback SMTP server: a C sink, so the sender is what is
-measured. For each worker count it creates a fresh campaign from the sample digest (articles/),
-schedules it for "now", starts the workers with ``--once`` and waits for all of them to exit.
+measured. With ``--latency MS`` the sink is benchmarks/latency_sink.py instead, which waits that
+long before each batch of replies: the relay far away that real sends talk to, where a worker waits
+on the network rather than on this machine's two cores. For each worker count it creates a fresh
+campaign from the sample digest (articles/), schedules it for "now", starts the workers with
+``--once`` and waits for all of them to exit.
 
 ``--recipients`` may list several sizes: each gets a fresh database. Reported per run: each
 worker's peak RSS (``ru_maxrss`` of the exited process, from ``wait4``), which must stay flat

@@ -230,3 +230,24 @@ def test_a_real_server_delivers_nothing_when_the_gate_says_no():
             s.close()
         assert out is not None and out.state == "sent", out
         assert [r.rcpt_tos for r in srv.received()] == [["ben@example.com"]]
+
+
+def test_the_benchmarks_latency_sink_counts_what_it_accepted_and_offers_pipelining():
+    """benchmarks/latency_sink.py (the relay far away of send.py and workers.py --latency), here
+    without latency: a pipelined session's copies are counted, once each."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from latency_sink import serve
+
+    port, counter = serve(True, 0.0)
+    s = _session(port)
+    try:
+        s.connect()
+        assert s.conn is not None and s.conn.has_extn("pipelining")
+        outcomes = [s.send(_built(f"reader{i}@example.com")) for i in range(3)]
+    finally:
+        s.close()
+    assert [o.state for o in outcomes] == ["sent"] * 3
+    assert counter.messages == 3
