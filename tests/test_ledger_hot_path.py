@@ -30,7 +30,7 @@ def ledger(db_url, tmp_path):
     add_people(engine, "weekly", 12)
     c = make_campaign(engine, config)
     with engine.begin() as conn:
-        q.create_ledger(conn, c.id, now=T0)
+        assert q.create_ledger(conn, c.id, now=T0) == 12  # rows added, on both databases
         transition(conn, c.id, "running", now=T0)
         ids = q.claim_batch(conn, c.id, "w1", 100, now=T0)
     yield engine, c.id, ids

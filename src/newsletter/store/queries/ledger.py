@@ -122,7 +122,8 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
 
         stmt = sqlite_insert(deliveries).from_select(cols, src).on_conflict_do_nothing(
             index_elements=["campaign_id", "subscriber_id"])
-    return max(conn.execute(stmt).rowcount or 0, 0)
+    # preserve_rowcount: without it SQLAlchemy reports -1 for an INSERT … SELECT on psycopg
+    return max(conn.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount or 0, 0)
 
 
 # --- the ledger: claim and skip -----------------------------------------------------------------
