@@ -767,3 +767,24 @@ def test_a_copy_s_html_title_is_the_subject_it_is_sent_with(env, tmp_path):
     html = msg.get_body(("html",)).get_content()
     assert msg["Subject"] == "Harbour <news> for Reader 0"
     assert "<title>Harbour &lt;news&gt; for Reader 0</title>" in html and "composed title" not in html
+
+
+def test_concurrency_beyond_the_servers_max_connections_is_said_and_a_url_takes_what_is_asked(env, smtp_server_factory,
+                                                                                             caplog):
+    """A named server's max_connections caps the lanes, with a warning naming both numbers; a
+    server given by URL has no table to set a cap in, so --concurrency decides."""
+    from newsletter.config import SMTPServer
+    from newsletter.dispatch.lanes import lane_plan
+    from newsletter.dispatch.preflight import make_transports
+
+    engine, config = env
+    srv = smtp_server_factory()
+    assert len(lane_plan(make_transports(config, smtp=srv.url), 8)) == 8
+    config.smtp = {"main": SMTPServer(name="main", url=srv.url, max_connections=2)}
+    add_people(engine, "weekly", 6)
+    c = make_campaign(engine, config)
+    with caplog.at_level("WARNING", logger="newsletter.dispatch.sender"):
+        s = send_campaign(engine, c.id, config, smtp="main", concurrency=5)
+    assert s.status == "finished" and s.counts == {"sent": 6}
+    assert srv.stats.peak_connections <= 2
+    assert any("concurrency 5" in r.getMessage() and "allow 2 connection" in r.getMessage() for r in caplog.records)

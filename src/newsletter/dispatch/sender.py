@@ -250,8 +250,12 @@ class _Send:
     def connect(self) -> None:
         """Open one session per lane and log in to each server before touching the ledger: a
         refused login changes nothing (a server that fails among several is only warned about)."""
+        plan = lane_plan(self.transports, self.concurrency)
+        if len(plan) < self.concurrency:
+            log.warning("concurrency %d: the server(s) allow %d connection(s) together (max_connections); "
+                        "sending with %d", self.concurrency, len(plan), len(plan))
         try:
-            for t in lane_plan(self.transports, self.concurrency):
+            for t in plan:
                 s = t.session()
                 if not any(t is tt for tt, _ in self.sessions):
                     try:

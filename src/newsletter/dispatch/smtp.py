@@ -33,7 +33,8 @@ from .transports import ConnectFailed, Outcome
 log = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "none", "starttls", "tls")
-IDLE_CHECK_S = 20.0  # a connection idle longer than this is checked with NOOP before use
+IDLE_CHECK_S = 20.0
+MAX_URL_CONNECTIONS = 256  # a server given by URL: as many connections as --concurrency asks (its limit too)  # a connection idle longer than this is checked with NOOP before use
 _POLICY = re.compile(r"^\s*5\.7\.\d{1,3}\b")
 # RFC 3463 enhanced status code at the start of a reply's text: class.subject.detail.
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -109,8 +110,9 @@ def settings_for(config: Config, spec: str | None, *, tls: str | None = None, ti
     timeout = timeout or getattr(config, "smtp_timeout", 30.0)
     if spec is None and not config.smtp:
         return []
-    if spec is not None and "://" in spec:
-        return [parse_smtp_url(spec, tls=tls or "auto", password=env.get("NEWSLETTER_SMTP_PASSWORD"), timeout=timeout)]
+    if spec is not None and "://" in spec:  # no [smtp.NAME] table to cap it: --concurrency decides
+        return [parse_smtp_url(spec, tls=tls or "auto", password=env.get("NEWSLETTER_SMTP_PASSWORD"), timeout=timeout,
+                               max_connections=MAX_URL_CONNECTIONS)]
     names = [n.strip() for n in spec.split(",") if n.strip()] if spec else [None]
     out = []
     for n in names:
