@@ -33,8 +33,8 @@ from .transports import ConnectFailed, Outcome
 log = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "none", "starttls", "tls")
-IDLE_CHECK_S = 20.0
-MAX_URL_CONNECTIONS = 256  # a server given by URL: as many connections as --concurrency asks (its limit too)  # a connection idle longer than this is checked with NOOP before use
+IDLE_CHECK_S = 20.0  # a connection idle longer than this is checked with NOOP before use
+MAX_URL_CONNECTIONS = 256  # a server given by URL: as many connections as --concurrency asks (its limit too)
 _POLICY = re.compile(r"^\s*5\.7\.\d{1,3}\b")
 # RFC 3463 enhanced status code at the start of a reply's text: class.subject.detail.
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
