@@ -7,7 +7,8 @@ and counts the messages. This machine's kernel has no ``netem``, so the delay is
 
 Prints ``ready PORT`` once it listens and ``messages=N`` when it stops (SIGTERM). The content of
 a message is read with one search for the end-of-data line, not line by line, so the sink costs
-little CPU per message even for 200 KB messages. :func:`serve` runs one in a thread instead
+little CPU per message even for 200 KB messages. :func:`spawn` starts one in a process of its
+own (benchmarks/send.py, workers.py); :func:`serve` runs one in a thread instead
 (benchmarks/pipelining.py).
 """
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 LIMIT = 64 * 1024 * 1024  # the largest message the stream reader will hold
 
@@ -96,6 +99,17 @@ def serve(pipelining: bool, latency: float) -> tuple[int, Counter]:
                      daemon=True).start()
     started.wait(10)
     return box["port"], counter
+
+
+def spawn(port: int, latency_ms: float, stderr=None) -> subprocess.Popen:
+    """Start this sink as a process on ``port`` and wait until it listens. Its stdout is a pipe
+    that holds nothing more until it exits, then ``messages=N``."""
+    p = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--port", str(port),
+                          "--latency", str(latency_ms)], stdout=subprocess.PIPE, stderr=stderr, text=True)
+    if not (p.stdout and p.stdout.readline().startswith("ready")):
+        p.kill()
+        raise SystemExit("latency_sink.py did not start")
+    return p
 
 
 def main() -> None:

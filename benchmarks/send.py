@@ -58,11 +58,9 @@ def start_sink(port: int, latency_ms: float = 0.0) -> subprocess.Popen:
     """smtp-sink (C) on 127.0.0.1, or with ``latency_ms`` benchmarks/latency_sink.py: a sink that
     waits that long before each batch of replies, like a relay far away (PIPELINING offered)."""
     if latency_ms:
-        p = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "latency_sink.py"), "--port", str(port),
-                              "--latency", str(latency_ms)], stdout=subprocess.PIPE, text=True)
-        if not (p.stdout and p.stdout.readline().startswith("ready")):
-            sys.exit("latency_sink.py did not start")
-        return p
+        from latency_sink import spawn
+
+        return spawn(port, latency_ms)
     exe = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
     if not os.path.exists(exe):
         sys.exit("smtp-sink not found: apt-get install -y postfix")

@@ -127,12 +127,9 @@ def start_sink(port: int, latency_ms: float, out) -> subprocess.Popen:
     if not latency_ms:
         return subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", f"127.0.0.1:{port}", "1024"],
                                 stdout=out, stderr=subprocess.STDOUT)
-    sink = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "latency_sink.py"), "--port", str(port),
-                             "--latency", str(latency_ms)], stdout=subprocess.PIPE, stderr=out, text=True)
-    assert sink.stdout is not None
-    if not sink.stdout.readline().startswith("ready"):
-        raise SystemExit("latency_sink.py did not start")
-    return sink
+    from latency_sink import spawn
+
+    return spawn(port, latency_ms, stderr=out)
 
 
 def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int, until: int = 0,
