@@ -42,6 +42,11 @@ def _still_wanted(campaign_id: int):
             subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
             subscriptions.c.status == "active",
         )
+        # OFFSET 0 keeps this a per-row probe of the (subscriber, list) index. Without it PostgreSQL
+        # turns an EXISTS under NOT/OR into a hashed subplan of every active subscription of the
+        # lists: a scan of the whole list for each batch of 100 rows (11 ms at 30,000 readers,
+        # growing with the list). An EXISTS with an OFFSET is left as it is written.
+        .offset(0)
     )
     key = (select(subscribers.c.email_key).where(subscribers.c.id == deliveries.c.subscriber_id)
            .correlate(deliveries).scalar_subquery())
