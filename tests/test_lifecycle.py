@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.cli.dispatch import EXIT_AUTO_PAUSED, EXIT_INTERRUPTED, EXIT_UNFINISHED, send_exit_code
-from newsletter.dispatch.progress import eta_seconds, ledger_progress, send_rate
+from newsletter.dispatch.progress import Paced, eta_seconds, ledger_progress, send_rate
 from newsletter.dispatch.sender import SendSummary
 from newsletter.errors import StateError
 from newsletter.store.lifecycle import (
@@ -59,6 +59,36 @@ def test_copies_left_counts_what_is_still_to_hand_to_a_server():
     assert ledger_progress({}, audience=40).as_dict() == {"counts": {"pending": 0}, "done": 0, "left": 0, "total": 40,
                                                          "percent": 0.0}
     assert send_rate(10, 0) == 0.0 and eta_seconds(100, 40, 0.0) is None and eta_seconds(100, 40, 6.0) == 10.0
+
+
+def test_a_paced_chore_runs_at_its_interval_while_cheap_and_at_most_its_share_of_the_time_when_not():
+    """The send loop's ledger counts (progress, rate guard): every 0.5 s while a count is cheap;
+    when one takes 0.2 s (a million-row ledger), not again for 4 s, so counting never takes more
+    than 5 % of the feeder's time. Due at once on the first look; a failing chore still paces."""
+    now = [100.0]
+    p = Paced(0.5, share=0.05, clock=lambda: now[0])
+    assert p.due()
+    with p.timed():
+        now[0] += 0.001  # a cheap count
+    assert not p.due()
+    now[0] += 0.4
+    assert not p.due()
+    now[0] += 0.2
+    assert p.due()
+    with p.timed():
+        now[0] += 0.2  # a count of a million rows
+    now[0] += 3.9
+    assert not p.due()
+    now[0] += 0.2
+    assert p.due()
+    with pytest.raises(RuntimeError):
+        with p.timed():
+            now[0] += 1.0
+            raise RuntimeError("database gone")
+    now[0] += 19.8
+    assert not p.due()
+    now[0] += 0.4
+    assert p.due()
 
 
 def _summary(status, *, kind=None, stop=None):
