@@ -222,3 +222,31 @@ def test_the_per_batch_still_wanted_check_reads_the_batch_not_the_whole_list(pg_
         skipped_for = set(conn.execute(select(d.subscriber_id).where(d.state == "skipped")).scalars())
     assert skipped_for == set(gone)
     engine.dispose()
+
+
+def test_a_claim_starts_past_the_senders_last_one_and_still_takes_a_copy_given_back_behind_it(db_url, tmp_path):
+    """``claim_batch(after=…)``: the scan starts past the caller's highest claimed id (on
+    PostgreSQL the index holds an entry for every copy claimed until VACUUM: 160 ms per claim
+    after 290,000 copies from the start, 2 ms from the last claim). A copy handed back behind
+    that point (another worker's clean stop) is taken once nothing is left past it."""
+    engine = setup_db(db_url)
+    config = make_config(db_url, tmp_path)
+    add_people(engine, "weekly", 10)
+    c = make_campaign(engine, config)
+    with engine.begin() as conn:
+        q.create_ledger(conn, c.id, now=T0)
+        transition(conn, c.id, "running", now=T0)
+        other = q.claim_batch(conn, c.id, "w2", 2, now=T0)  # another worker's claim, at the front
+        first = q.claim_batch(conn, c.id, "w1", 3, now=T0, after=0)
+    assert len(first) == 3 and min(first) > max(other)
+    with engine.begin() as conn:
+        assert q.release_claimed(conn, c.id, "w2", now=T0) == 2  # given back, behind w1's last claim
+        past = q.claim_batch(conn, c.id, "w1", 3, now=T0, after=max(first))
+    assert len(past) == 3 and min(past) > max(first)  # not the two behind: rows past the point came first
+    with engine.begin() as conn:
+        rest = q.claim_batch(conn, c.id, "w1", 10, now=T0, after=max(past))
+    assert sorted(rest) == sorted(set(rest)) and set(other) <= set(rest) and len(rest) == 4
+    with engine.begin() as conn:
+        assert q.claim_batch(conn, c.id, "w1", 10, now=T0, after=max(rest)) == []
+        assert q.counts_by_state(conn, c.id) == {"claimed": 10}
+    engine.dispose()

@@ -194,6 +194,7 @@ class _Send:
     def __init__(self, engine: Engine, config: Config, opts: SendOptions):
         self.engine, self.config, self.opts = engine, config, opts
         self.t0 = time.monotonic()
+        self.claimed_up_to = 0  # highest ledger id this send claimed: where the next claim starts looking
         self.ambiguous: list[str] = []
         self.ambiguous_resent: list[str] = []
         self.seen_ambiguous: set[int] = set()
@@ -400,7 +401,8 @@ class _Send:
         with transaction(self.engine) as conn:
             room = batch if self.warmup is None else min(batch, self.warmup.room(conn))
             due_by = self.due_clock() if self.local_time else None
-            ids = q.claim_batch(conn, cid, self.worker, room, due_by=due_by) if room > 0 else []
+            ids = q.claim_batch(conn, cid, self.worker, room, due_by=due_by, after=self.claimed_up_to) if room > 0 else []
+            self.claimed_up_to = max(ids, default=self.claimed_up_to)
             if ids:
                 self.skipped_now += q.skip_unwanted(conn, cid, ids)
                 rows = q.claimed_recipients(conn, ids)

@@ -132,7 +132,7 @@ def _create_ledger_range(conn: Connection, campaign_id: int, now: datetime, star
 
 # --- the ledger: claim and skip -----------------------------------------------------------------
 def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, now: datetime | None = None,
-                *, due_by: datetime | None = None) -> list[int]:
+                *, due_by: datetime | None = None, after: int = 0) -> list[int]:
     """Take up to ``limit`` claimable rows for ``worker_id``: pending ones first, then deferred
     ones whose retry time has come.
 
@@ -143,14 +143,24 @@ def claim_batch(conn: Connection, campaign_id: int, worker_id: str, limit: int, 
     twice. The (campaign_id, state, id) index makes each claim a short range scan, whatever the
     size of the campaign. On SQLite the same statement runs under the campaign lock (one sender
     at a time), where no row locks are needed. ``due_by`` (a local-time campaign): only pending
-    rows whose bucket is due by then (``due_at <= :due_by``, in due order). Returns the ids."""
+    rows whose bucket is due by then (``due_at <= :due_by``, in due order).
+
+    ``after`` (the caller's highest claimed id so far) starts the pending scan there: on
+    PostgreSQL the index keeps an entry for every row already claimed until VACUUM comes by,
+    and a scan from the start of the campaign steps over all of them (160 ms per claim after
+    290,000 copies, against 4 ms). When fewer than ``limit`` are found past it, the scan runs
+    again from the start, so a row given back behind it (a released claim) is still taken.
+    Returns the ids."""
     now = now or utcnow()
     ids: list[int] = []
     pending = _moving([D.PENDING], D.CLAIMED)
     if due_by is not None:
         pending = and_(pending, deliveries.c.due_at <= due_by)
-    for cond in (pending,
-                 and_(_moving([D.DEFERRED], D.CLAIMED), deliveries.c.next_attempt_at <= now)):
+        after = 0  # claimed in due order, not id order
+    conds = [pending, and_(_moving([D.DEFERRED], D.CLAIMED), deliveries.c.next_attempt_at <= now)]
+    if after:
+        conds.insert(0, and_(pending, deliveries.c.id > after))
+    for cond in conds:
         want = limit - len(ids)
         if want <= 0:
             break
