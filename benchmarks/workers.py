@@ -134,7 +134,7 @@ def start_sink(port: int, latency_ms: float, out) -> subprocess.Popen:
 
 def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int, until: int = 0,
              latency_ms: float = 0.0) -> dict:
-    from newsletter.dispatch.campaigns import create_campaign, schedule_campaign
+    from newsletter.dispatch.campaigns import cancel_campaign, create_campaign, schedule_campaign
 
     cid = create_campaign(engine, digest, ["bench"], config, name=f"bench {workers} worker(s)").id
     schedule_campaign(engine, cid, datetime.now(timezone.utc) - timedelta(seconds=1))
@@ -169,6 +169,8 @@ def run_once(engine, config, pg_url: str, digest, workers: int, concurrency: int
             "where campaign_id = %s and state = 'sent'" % cid).one()
         total = conn.exec_driver_sql("select count(*) from deliveries where campaign_id = %s" % cid).scalar()
         status = conn.exec_driver_sql("select status from campaigns where id = %s" % cid).scalar()
+    if status == "running":  # stopped part-sent (--stop-after): the next run's workers must not take it up
+        cancel_campaign(engine, cid, reason="benchmark run stopped part-sent")
     window = (last - first).total_seconds() if first and last else 0.0
     # Each worker logs what it sent ("this pass sent N"); the ledger does not keep who sent a row.
     shares = [sum(int(x) for x in re.findall(r"this pass sent (\d+)", e)) for e in errs]

@@ -788,3 +788,48 @@ def test_concurrency_beyond_the_servers_max_connections_is_said_and_a_url_takes_
     assert s.status == "finished" and s.counts == {"sent": 6}
     assert srv.stats.peak_connections <= 2
     assert any("concurrency 5" in r.getMessage() and "allow 2 connection" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.postgres
+def test_a_sender_starting_while_another_makes_the_ledger_waits_for_it_and_does_not_make_it_again(
+        pg_url, tmp_path, smtp_server):
+    """Two workers starting on a campaign together: one makes the ledger, the other waits on the
+    campaign's row (``campaign_state(lock=True)``) and then finds it made. Before, both ran the
+    ``INSERT … SELECT`` over the whole list (the second after the first committed: a million
+    readers took it twice), and the second added readers who joined in between — the ledger is
+    made once, at one moment. Here the "other worker" is this test's own transaction."""
+    from sqlalchemy import text
+
+    from newsletter.dispatch.campaigns import transition
+
+    engine = setup_db(pg_url)
+    config = make_config(pg_url, tmp_path)
+    first = add_people(engine, "weekly", 5)
+    c = make_campaign(engine, config)
+    other = engine.connect()
+    try:
+        tx = other.begin()
+        assert q.campaign_state(other, c.id, lock=True).ledger_created_at is None
+        assert q.create_ledger(other, c.id) == 5
+        q.mark_ledger_created(other, c.id)
+        transition(other, c.id, "running")
+        add_people(engine, "weekly", 3, start=50)  # they join while the other worker's ledger is uncommitted
+        result: dict = {}
+        sender = threading.Thread(target=lambda: result.update(s=send_campaign(engine, c.id, config, smtp=smtp_server.url)))
+        sender.start()
+        deadline = time.monotonic() + 30
+        with engine.connect() as watch:  # the server's own view: some session waits on a lock of ours
+            while not watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock'")).scalar():
+                assert time.monotonic() < deadline, "the sender never waited for the other worker's ledger"
+                assert sender.is_alive(), f"the sender ended without waiting: {result}"
+                watch.rollback()
+                time.sleep(0.01)
+        tx.commit()
+    finally:
+        other.close()
+    sender.join(60)
+    assert not sender.is_alive()
+    assert result["s"].counts == {"sent": 5}
+    assert set(smtp_server.recipient_counts()) == set(first)
+    engine.dispose()

@@ -315,7 +315,7 @@ class _Send:
         make the campaign running, and start the lanes."""
         cid = self.cid
         with transaction(self.engine) as conn:
-            status, status_reason, pause_kind, ledger_created_at = q.campaign_state(conn, cid)
+            status, status_reason, pause_kind, ledger_created_at = q.campaign_state(conn, cid, lock=True)
             if status == CampaignStatus.CANCELLED:
                 raise StateError(f"campaign {cid} was cancelled; nothing more is sent")
             refuse_user_pause(cid, status, status_reason, pause_kind)

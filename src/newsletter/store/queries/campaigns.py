@@ -20,10 +20,15 @@ def campaign_status(conn: Connection, campaign_id: int) -> str | None:
     return conn.execute(select(campaigns.c.status).where(campaigns.c.id == campaign_id)).scalar()
 
 
-def campaign_state(conn: Connection, campaign_id: int) -> sa.Row:
-    """The campaign's status, status reason, pause kind and ledger creation time, read together."""
-    return conn.execute(select(campaigns.c.status, campaigns.c.status_reason, campaigns.c.pause_kind,
-                               campaigns.c.ledger_created_at).where(campaigns.c.id == campaign_id)).one()
+def campaign_state(conn: Connection, campaign_id: int, *, lock: bool = False) -> sa.Row:
+    """The campaign's status, status reason, pause kind and ledger creation time, read together.
+
+    ``lock``: ``SELECT … FOR UPDATE`` (PostgreSQL), held to the end of the caller's transaction,
+    so of two workers starting on a campaign one creates its ledger and the other waits and then
+    sees it made (instead of running the same ``INSERT … SELECT`` over the whole list again)."""
+    stmt = select(campaigns.c.status, campaigns.c.status_reason, campaigns.c.pause_kind,
+                  campaigns.c.ledger_created_at).where(campaigns.c.id == campaign_id)
+    return conn.execute(stmt.with_for_update() if lock else stmt).one()
 
 
 def campaign_started_at(conn: Connection, campaign_id: int) -> datetime | None:
