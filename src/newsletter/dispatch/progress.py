@@ -57,7 +57,7 @@ def eta_seconds(total: int, done: int, rate: float) -> float | None:
 class Paced:
     """A periodic chore of the send loop whose interval grows with its own cost: due every
     ``every`` seconds, but never more than ``share`` of the time. Counting a ledger by state is a
-    scan of the campaign (60 ms at 300,000 rows on PostgreSQL): every half second that would
+    scan of the campaign (56 ms at 300,000 rows on PostgreSQL): every half second that would
     stall the feeder and starve the lanes at a million readers."""
 
     def __init__(self, every: float, share: float = 0.05, clock: Callable[[], float] = time.monotonic):
