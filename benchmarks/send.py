@@ -19,6 +19,9 @@ What it measures, in one run, against ``smtp-sink`` on 127.0.0.1 in another proc
   databases take turns (``--repeat`` rounds of them), so their ratio is measured under the same
   load; on PostgreSQL the server's own counters (``pg_stat_database.xact_commit``, the ledger's
   ``n_tup_upd``/``n_tup_hot_upd``) give the commits and row versions per message;
+- the CPU a send costs the whole machine per message (sink, database server, everything, from
+  ``/proc``; of it, PostgreSQL's server processes): on a small machine where they all share the
+  cores, this is what caps messages/s;
 - the CPU cost per recipient of personalization + MIME (``MessageFactory.build``), against
   building an ``email.message.EmailMessage`` per recipient for comparison.
 
@@ -179,6 +182,24 @@ def vm_rss_kb() -> int:
     return 0
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(CPU seconds every process of the machine has used, of them PostgreSQL's server processes),
+    from /proc: what a send costs the whole machine, its sink and database included."""
+    hz = os.sysconf("SC_CLK_TCK")
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    pg = 0
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            st = (d / "stat").read_text()
+        except OSError:
+            continue
+        if st[st.index("(") + 1:st.rindex(")")].startswith("postgres"):
+            f = st[st.rindex(")") + 2:].split()
+            pg += int(f[11]) + int(f[12])  # utime, stime
+    return busy / hz, pg / hz
+
+
 def child(args) -> None:
     """Run one send in this fresh process and print JSON (elapsed, rate, peak RSS)."""
     from newsletter.compose import load_digest
@@ -191,6 +212,7 @@ def child(args) -> None:
     digest = load_digest(args.digest)
     c = create_campaign(engine, digest, ["weekly"], config)
     rss_before = vm_hwm_kb()
+    machine0 = machine_cpu()  # (the server processes this send's connections open count from zero)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     samples: list[int] = []
@@ -202,7 +224,9 @@ def child(args) -> None:
     s = send_campaign(engine, c.id, config, smtp=f"smtp://127.0.0.1:{args.port}", tls="none",
                       concurrency=args.concurrency, rate=None, progress_callback=progress)
     elapsed = time.perf_counter() - t0
+    machine1 = machine_cpu()  # before exit: the send's database sessions are still open
     print(json.dumps({
+        "machine_cpu_s": machine1[0] - machine0[0], "pg_cpu_s": machine1[1] - machine0[1],
         "n": args.child, "sent": s.counts.get("sent", 0), "elapsed": elapsed, "rate": s.counts.get("sent", 0) / elapsed,
         "cpu_s": time.process_time() - cpu0, "rss_before_kb": rss_before,
         "peak_rss_kb": vm_hwm_kb(), "rss_samples_kb": samples, "status": s.status,
@@ -345,11 +369,14 @@ def main() -> None:
             per_msg = (f"; per message: {pg['commits'] / r['sent']:.2f} commits, {pg['updates'] / r['sent']:.2f} row "
                        f"updates ({pg['hot_updates'] / max(pg['updates'], 1) * 100:.0f} % HOT)" if pg else "")
             code = f"{r['code']:<6} " if r["code"] != "this" else ""
+            machine = (f" (whole machine {r['machine_cpu_s'] / r['sent'] * 1e6:.0f} µs/msg"
+                       + (f", of it PostgreSQL's server {r['pg_cpu_s'] / r['sent'] * 1e6:.0f}" if pg else "") + ")"
+                       if "machine_cpu_s" in r else "")
             around = (f"({r['rate'] / ceiling * 100:.0f} % of the ceiling measured around it: "
                       f"{r['ceiling_before']:.0f}/{r['ceiling_after']:.0f} msgs/s), " if ceiling else "")
             print(f"[{mode}] {code}{r['db']:<10} send {r['n']:>7} recipients, concurrency {args.concurrency}: {r['rate']:.0f} msgs/s "
                   f"{around}{r['elapsed']:.1f} s, "
-                  f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
+                  f"CPU {r['cpu_s'] / r['sent'] * 1e6:.0f} µs/msg{machine}, peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB "
                   f"(RSS from the first to the last tenth of the run: {r['rss_samples_kb'][0] / 1024:.0f} → "
                   f"{r['rss_samples_kb'][-1] / 1024:.0f} MiB), status {r['status']}{per_msg}")
         by_db: dict = {}

@@ -152,6 +152,38 @@ def test_ledger_sync_is_set_on_the_ledger_connection_alone_and_reset_when_it_goe
         assert _sync_of(conn, dialect) == SYNC_SHOWN[(dialect, "full" if dialect == "postgresql" else "normal")]
 
 
+def test_on_postgresql_the_group_statement_is_planned_once_per_send_and_forgotten_after(ledger):
+    """Planning the group statement afresh for each group cost the server about half of its CPU
+    per message (docs/benchmarks.md): the ledger connection prepares it once with a generic plan,
+    used by every group of the send, and gives the pool its connection back without it."""
+    engine, _, ids = ledger
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite plans in the sender's own process; there is no server to prepare on")
+    gc = GroupCommit(engine, "w1", lambda failed: None, lambda n: None)
+    previous: list[dict] = []
+    for i in ids[:6]:  # a result and the next mark per group, as the lanes send them
+        assert gc.run(results=previous, sending=[i]) == {i}
+        previous = [{"id": i, "state": "sent", "reply": "250 ok"}]
+    assert gc.run(results=previous) == set()
+    ledger_conn = gc.free[0]
+    assert ledger_conn is not None
+    prepared = ledger_conn.exec_driver_sql(
+        "select statement, generic_plans, custom_plans from pg_prepared_statements").all()
+    # one prepared statement per shape of parameters psycopg sees (e.g. no results yet), each
+    # planned once: every group ran on a generic plan, none was planned for its own values
+    assert {st.lstrip()[:18] for st, _, _ in prepared} == {"WITH v (id, state,"}
+    assert (sum(g for _, g, _ in prepared), sum(c for _, _, c in prepared)) == (7, 0)
+    raw = ledger_conn.connection.dbapi_connection
+    gc.close()
+    with engine.connect() as conn:  # the pool's only idle connection: the ledger's, handed out again
+        assert conn.connection.dbapi_connection is raw
+        assert conn.exec_driver_sql("select count(*) from pg_prepared_statements").scalar() == 0
+        assert conn.exec_driver_sql("show plan_cache_mode").scalar() == "auto"
+        assert raw.prepare_threshold is None  # the engine's own: nothing else gets prepared
+    states = rows(engine, ids[:7])
+    assert [states[i].state for i in ids[:7]] == ["sent"] * 6 + ["claimed"]
+
+
 def test_a_ledger_sync_that_is_neither_full_nor_normal_is_a_one_line_config_error(tmp_path):
     from newsletter.config import load_config
     from newsletter.errors import ConfigError

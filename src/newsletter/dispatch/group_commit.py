@@ -113,7 +113,7 @@ class GroupCommit:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 _set_sync(conn, self.postgres, self.sync)
             if self.postgres:
-                return conn, q.record_and_mark_sending(conn, results, sending, now=now)
+                return conn, q.record_and_mark_sending(conn, results, sending, now=now, prepare=True)
             with conn.begin():
                 return conn, q.record_and_mark_sending(conn, results, sending, now=now)
         except sa_exc.SQLAlchemyError as e:
@@ -138,18 +138,39 @@ _SYNC_SQL = {(True, "full"): "SET synchronous_commit = on", (True, "normal"): "S
              (False, "full"): "PRAGMA synchronous = FULL", (False, "normal"): "PRAGMA synchronous = NORMAL"}
 _SYNC_RESET = {True: "RESET synchronous_commit", False: "PRAGMA synchronous = NORMAL"}
 
+# psycopg prepares a statement after this many runs; the engine turns that off (db.get_engine),
+# and a ledger connection turns it on for the statements that ask (prepare=True) alone.
+_ONLY_WHEN_ASKED = 2 ** 31 - 1
+
 
 def _set_sync(conn: Connection, postgres: bool, sync: str) -> None:
+    """Ready a ledger connection: its ``ledger_sync``, and on PostgreSQL the group statement
+    prepared once with a generic plan (``plan_cache_mode``). Planning that statement afresh
+    for each group cost the server about half its CPU per message (docs/benchmarks.md); its plan
+    is a primary-key lookup per array element whatever the table holds, and it lives only as
+    long as this send's ledger connection (:func:`_release` deallocates it)."""
     conn.exec_driver_sql(_SYNC_SQL[(postgres, sync)])
+    if postgres:
+        conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None, "an open connection"
+        dbapi.prepare_threshold = _ONLY_WHEN_ASKED  # type: ignore[attr-defined]
     if conn.in_transaction():
         conn.commit()  # SQLAlchemy began a transaction for the setting; the ledger's own begins next
 
 
 def _release(conn: Connection | None, postgres: bool) -> None:
-    """Give a ledger connection back to the pool with the engine's own sync setting."""
+    """Give a ledger connection back to the pool as the engine made it: its sync setting, and on
+    PostgreSQL no prepared statement and the planner's own plan choice."""
     if conn is not None:
         try:
             conn.exec_driver_sql(_SYNC_RESET[postgres])
+            if postgres:
+                conn.exec_driver_sql("DEALLOCATE ALL")  # psycopg forgets its names on seeing it
+                conn.exec_driver_sql("RESET plan_cache_mode")
+                dbapi = conn.connection.dbapi_connection
+                if dbapi is not None:
+                    dbapi.prepare_threshold = None  # type: ignore[attr-defined]
             if conn.in_transaction():
                 conn.commit()
         except Exception:

@@ -295,7 +295,7 @@ delivery_sources([D.CLAIMED], D.SENDING)
 
 
 def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: Sequence[tuple[int, str]],
-                            now: datetime | None = None) -> set[int]:
+                            now: datetime | None = None, prepare: bool = False) -> set[int]:
     """Record finished messages (``sending`` → sent, failed or deferred) and mark the next ones
     ``sending`` (``claimed`` → ``sending``, attempts + 1), together; returns the ids marked.
 
@@ -308,7 +308,8 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
     ``executemany`` and one ``UPDATE … RETURNING``, in the caller's transaction. A row not marked
     (no longer ``claimed`` by that worker) must not be sent. Each result is a dict with id,
     state, reply and optionally message_id, server, next_attempt_at; ``sending`` holds
-    (id, worker_id) pairs."""
+    (id, worker_id) pairs. ``prepare``: on PostgreSQL, run it as a server-side prepared
+    statement (a ledger connection that asked for it, ``dispatch.group_commit``)."""
     now = now or utcnow()
     for r in results:
         if r["state"] not in (D.SENT, D.FAILED, D.DEFERRED):
@@ -330,7 +331,7 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
                 "r_state": list(cols[0]), "r_reply": list(cols[1]), "r_msgid": list(cols[2]),
                 "r_server": list(cols[3]), "r_next": [_utc(t) for t in cols[4]], "r_sent": [_utc(t) for t in cols[5]],
                 "r_deferred": [_utc(t) for t in cols[6]], "r_id": list(cols[7]), "now": now,
-                "m_id": [i for i, _ in sending], "m_worker": [w for _, w in sending]})
+                "m_id": [i for i, _ in sending], "m_worker": [w for _, w in sending]}, prepare=prepare or None)
             return {r[0] for r in cur.fetchall()}
         ts = deliveries.c.updated_at.type.bind_processor(conn.dialect) or (lambda v: v)
         if rows:
