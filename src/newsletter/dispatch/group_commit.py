@@ -154,7 +154,7 @@ def _set_sync(conn: Connection, postgres: bool, sync: str) -> None:
         conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None, "an open connection"
-        dbapi.prepare_threshold = _ONLY_WHEN_ASKED  # type: ignore[attr-defined]
+        dbapi.prepare_threshold = _ONLY_WHEN_ASKED
     if conn.in_transaction():
         conn.commit()  # SQLAlchemy began a transaction for the setting; the ledger's own begins next
 
@@ -170,7 +170,7 @@ def _release(conn: Connection | None, postgres: bool) -> None:
                 conn.exec_driver_sql("RESET plan_cache_mode")
                 dbapi = conn.connection.dbapi_connection
                 if dbapi is not None:
-                    dbapi.prepare_threshold = None  # type: ignore[attr-defined]
+                    dbapi.prepare_threshold = None
             if conn.in_transaction():
                 conn.commit()
         except Exception:

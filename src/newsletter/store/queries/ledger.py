@@ -327,7 +327,7 @@ def record_and_mark_sending(conn: Connection, results: Sequence[dict], sending: 
                 return set()
             now = _utc(now)
             cols = list(zip(*rows)) if rows else [()] * 8
-            cur.execute(_GROUP_SQL_PG, {
+            cur.execute(_GROUP_SQL_PG, {  # type: ignore[call-arg]  # psycopg takes prepare=
                 "r_state": list(cols[0]), "r_reply": list(cols[1]), "r_msgid": list(cols[2]),
                 "r_server": list(cols[3]), "r_next": [_utc(t) for t in cols[4]], "r_sent": [_utc(t) for t in cols[5]],
                 "r_deferred": [_utc(t) for t in cols[6]], "r_id": list(cols[7]), "now": now,
