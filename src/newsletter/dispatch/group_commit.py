@@ -111,7 +111,7 @@ class GroupCommit:
                 conn = self.engine.connect()
                 if self.postgres:
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                _set_sync(conn, self.postgres, self.sync)
+                _ready_ledger_session(conn, self.postgres, self.sync)
             if self.postgres:
                 return conn, q.record_and_mark_sending(conn, results, sending, now=now, prepare=True)
             with conn.begin():
@@ -143,7 +143,7 @@ _SYNC_RESET = {True: "RESET synchronous_commit", False: "PRAGMA synchronous = NO
 _ONLY_WHEN_ASKED = 2 ** 31 - 1
 
 
-def _set_sync(conn: Connection, postgres: bool, sync: str) -> None:
+def _ready_ledger_session(conn: Connection, postgres: bool, sync: str) -> None:
     """Ready a ledger connection: its ``ledger_sync``, and on PostgreSQL the group statement
     prepared once with a generic plan (``plan_cache_mode``). Planning that statement afresh
     for each group cost the server about half its CPU per message (docs/benchmarks.md); its plan
