@@ -22,6 +22,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from proc_cpu import process_cpu
+
 DOMAINS = ["example.com", "example.org", "example.net", "mail.example.com", "news.example.org"]
 CITIES = ["Lisbon", "Porto", "Braga", "Coimbra", "Faro", "Évora"]
 PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -64,13 +66,9 @@ def _backend_cpu(app_name: str, seen: dict[int, float]) -> None:
             pids = [r[0] for r in conn.execute("select pid from pg_stat_activity where application_name = %s", (app_name,))]
     except Exception:
         return
-    tick = os.sysconf("SC_CLK_TCK")
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            seen[pid] = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            pass
+        if (got := process_cpu(pid)) is not None:
+            seen[pid] = got[1]
 
 
 def run_measured(argv: list[str], env: dict, pg_app: str | None = None) -> tuple[float, int, str, float, float]:

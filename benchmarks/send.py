@@ -182,30 +182,13 @@ def vm_rss_kb() -> int:
     return 0
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(CPU seconds every process of the machine has used, of them PostgreSQL's server processes),
-    from /proc: what a send costs the whole machine, its sink and database included."""
-    hz = os.sysconf("SC_CLK_TCK")
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-    pg = 0
-    for d in Path("/proc").glob("[0-9]*"):
-        try:
-            st = (d / "stat").read_text()
-        except OSError:
-            continue
-        if st[st.index("(") + 1:st.rindex(")")].startswith("postgres"):
-            f = st[st.rindex(")") + 2:].split()
-            pg += int(f[11]) + int(f[12])  # utime, stime
-    return busy / hz, pg / hz
-
-
 def child(args) -> None:
     """Run one send in this fresh process and print JSON (elapsed, rate, peak RSS)."""
     from newsletter.compose import load_digest
     from newsletter.dispatch.campaigns import create_campaign
     from newsletter.dispatch.sender import send_campaign
     from newsletter.store.db import get_engine
+    from proc_cpu import machine_cpu
 
     config = config_for(args.url, Path(args.tmp) / "outbox", args.images, args.sync or "")
     engine = get_engine(args.url)
